@@ -1,0 +1,21 @@
+"""symcompile: nnabla's training API, compiled to standalone NumPy with SymPy derivatives.
+
+Use it as nnabla::
+
+    import symcompile as nn
+    import symcompile.functions as F
+    import symcompile.solvers as S
+"""
+
+from . import functions, initializer, parameter, solvers
+from ._version import __version__
+from .cache import GraphMismatchError
+from .compiler import CompileResult, compile
+from .parameter import clear_parameters, get_parameters, parameter_scope
+from .variable import NdArray, Variable
+
+__all__ = [
+    "CompileResult", "GraphMismatchError", "NdArray", "Variable", "__version__",
+    "clear_parameters", "compile", "functions", "get_parameters", "initializer",
+    "parameter", "parameter_scope", "solvers",
+]

@@ -1,0 +1,176 @@
+"""The compile pipeline end to end: graph -> SymPy -> derivatives -> module on disk.
+
+`compile` is the public entry point (also used by the CLI and, on first use, by the
+runtime). Each phase lives in its own module; this one sequences them, times them,
+writes the result atomically and loads it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sympy
+from sympy.core.parameters import distribute
+
+from . import formula
+from .autodiff import differentiate
+from .cache import load_module
+from .emit import EmitOptions, module_source, template_dir
+from .files import atomic_write_text
+from .graph import Graph, capture
+from .lowering import lower
+from .naming import identifier
+from .optimize import optimize
+from .program import Program
+from .schedule import schedule
+from .update_rules import RULES
+from .variable import Variable
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class CompileResult:
+    """What `symcompile.compile` returns: the module, where it is, and what it computes."""
+
+    module: types.ModuleType
+    path: Path
+    source: str
+    graph: Graph
+    graph_hash: str
+    program: Program = field(repr=False)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def derivatives(self) -> dict[str, sympy.Expr]:
+        """Parameter / input name -> d(root)/d(it) as a SymPy expression (display form)."""
+        shapes = self.program.shapes
+        return {self.graph.values[i].name or self.program.symbols[i].name:
+                formula.readable(expr, shapes)
+                for i, expr in self.program.derivatives.items()}
+
+    def derivative_text(self, latex: bool = False) -> dict[str, str]:
+        render = formula.as_latex if latex else formula.as_text
+        shapes = self.program.shapes
+        return {self.graph.values[i].name or self.program.symbols[i].name: render(expr, shapes)
+                for i, expr in self.program.derivatives.items()}
+
+    def function_source(self, name: str = "gradient") -> str:
+        """The generated source of one function of the module."""
+        import inspect
+
+        try:
+            return inspect.getsource(getattr(self.module, name))
+        except AttributeError:
+            names = [n for n, v in vars(self.module).items() if isinstance(v, types.FunctionType)]
+            raise ValueError(f"the generated module has no function {name!r}; it has "
+                             f"{', '.join(names)}") from None
+
+
+@dataclass(frozen=True)
+class Options:
+    name: str
+    solver: str | None = "sgd"
+    dtype: str = "float32"
+    regenerate: str = ""
+    source: str = ""
+
+    def key(self) -> str:
+        return f"{self.name}|{self.solver}|{self.dtype}"
+
+
+def compiler_fingerprint() -> str:
+    """A hash of symcompile's own code and templates: cached modules from another version
+    of the compiler are never reused."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        digest = hashlib.sha256()
+        package = Path(__file__).resolve().parent
+        for path in sorted([*package.glob("*.py"), *template_dir().glob("*.jinja")]):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+        _FINGERPRINT = digest.hexdigest()[:16]
+    return _FINGERPRINT
+
+
+_FINGERPRINT: str | None = None
+
+
+def generate(graph: Graph, options: Options) -> tuple[str, Program, dict[str, float]]:
+    """Module source for `graph` (deterministic: same graph and options, same text)."""
+    if options.dtype not in DTYPES:
+        raise ValueError(f"compile: dtype must be one of {DTYPES}, got {options.dtype!r}")
+    if options.solver is not None and options.solver not in RULES:
+        raise ValueError(f"compile: unknown solver {options.solver!r}; known: {sorted(RULES)}")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[phase] = now - clock
+        clock = now
+
+    with distribute(False):  # keep y - (a*x + b) intact so CSE can share it
+        program = lower(graph, options.dtype)
+        lap("lower")
+        differentiate(program)
+        lap("differentiate")
+        optimize(program)
+        lap("optimize")
+        plan = schedule(program)
+        emit_options = EmitOptions(options.name, options.regenerate, options.source,
+                                   RULES[options.solver] if options.solver else None)
+        source = module_source(program, plan, graph.fingerprint(), emit_options)
+        lap("emit")
+    return source, program, timings
+
+
+def write_module(source: str, path: Path) -> bool:
+    """Write `source` to `path` atomically unless it already holds exactly that text."""
+    if path.is_file() and path.read_text(encoding="utf-8") == source:
+        return False
+    atomic_write_text(path, source)
+    return True
+
+
+def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "generated", *,
+            solver: str | None = "sgd", dtype: str = "float32",
+            regenerate: str | None = None) -> CompileResult:
+    """Compile the graph that computes `loss` into ``output_dir/NAME.py`` and load it.
+
+    Args:
+        loss: The graph's output (usually a scalar loss).
+        name: Module name (sanitised to an identifier); default ``loss`` or the
+            variable's name.
+        output_dir: Directory of the generated module (created if missing).
+        solver: Update rule of the fused training step (``"sgd"``), or None.
+        dtype: ``"float32"`` (nnabla's) or ``"float64"`` (for gradient checks).
+        regenerate: The command shown in the header as the way to regenerate the file.
+
+    Returns:
+        A `CompileResult` with the loaded module, its path and source, and the
+        symbolic derivatives.
+    """
+    if not isinstance(loss, Variable):
+        raise TypeError(f"compile: expected the loss Variable, got {type(loss).__name__}")
+    if loss.parent is None:
+        raise ValueError("compile: the variable is a leaf (no function computes it); pass the "
+                         "output of the graph, e.g. the loss")
+    module_name = identifier(name or loss.name or "model")
+    started = time.perf_counter()
+    graph = capture(loss, name=module_name, dtype=dtype).graph
+    site = loss._callsite.display if loss._callsite else "symcompile.compile"
+    options = Options(module_name, solver, dtype,
+                      regenerate or f"symcompile.compile(...) of the graph built at {site}",
+                      site)
+    source, program, timings = generate(graph, options)
+    path = Path(output_dir) / f"{module_name}.py"
+    write_module(source, path)
+    module = load_module(path, graph.fingerprint())
+    timings["total"] = time.perf_counter() - started
+    return CompileResult(module, path, source, graph, graph.fingerprint(), program, timings)

@@ -1,0 +1,372 @@
+"""Program -> module source: build the template context, render it with jinja2.
+
+Everything the templates print is decided here as ready strings: each statement's text
+(from the printer), its provenance comment, function signatures and module constants.
+The templates (`templates/*.py.jinja`) only lay them out. There is one jinja2
+environment, created once; the template directory is resolved in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import sympy
+
+from . import formula
+from ._version import __version__
+from .graph import Graph
+from .naming import comment_text, docstring_text
+from .primitives import materialize
+from .printer import NumPyPrinter, shape_text
+from .program import Equation, Program
+from .schedule import Schedule, schedule
+from .update_rules import UpdateRule, hyper_symbols
+
+
+def template_dir() -> Path:
+    """`symcompile/templates` in an installed wheel, `templates/` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "module.py.jinja").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"symcompile's templates are missing (looked in {here / 'templates'} and "
+        f"{here.parent / 'templates'}); reinstall symcompile"
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        autoescape=False,  # we emit Python, not HTML: "h > 0" must stay "h > 0"
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str  # one statement, ready to print
+    comment: str = ""  # provenance, comment-safe, without the leading "#"
+
+
+@dataclass(frozen=True)
+class Block:
+    title: str  # "forward", "backward" or "update"
+    lines: tuple[Line, ...]
+
+
+def wrap_doc(text: str, width: int = 84) -> tuple[str, ...]:
+    """A docstring as lines that fit the generated code's width, made safe to embed."""
+    return tuple(textwrap.wrap(docstring_text(text), width)) or ("",)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    signature: str  # the text between the parentheses of the def line
+    doc: tuple[str, ...]  # docstring lines, already wrapped
+    blocks: tuple[Block, ...]
+    returns: str
+    prologue: tuple[Line, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    header: tuple[str, ...]  # comment lines, without "# "
+    doc: str
+    constants: tuple[tuple[str, str], ...]  # (name, literal source)
+    functions: tuple[FunctionSpec, ...]
+    template: str = "module.py.jinja"
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmitOptions:
+    name: str
+    regenerate: str  # the command (or instructions) that regenerates the module
+    source: str  # where the graph was built, for the header
+    rule: UpdateRule | None = None
+
+
+def module_source(program: Program, plan: Schedule, graph_hash: str,
+                  options: EmitOptions) -> str:
+    spec = _ModuleBuilder(program, plan, graph_hash, options).build()
+    return render(spec.template, spec=spec, version=__version__)
+
+
+class _ModuleBuilder:
+    def __init__(self, program: Program, plan: Schedule, graph_hash: str,
+                 options: EmitOptions) -> None:
+        self.program = program
+        self.graph: Graph = program.graph
+        self.plan = plan
+        self.hash = graph_hash
+        self.options = options
+        self.printer = NumPyPrinter(program.shapes, program.dtype)
+        self.leaf_args = [s.name for s in program.leaves]
+        self.root = program.outputs[0]
+
+    # --- statements -------------------------------------------------------------------
+    def statement(self, eq: Equation, exact: bool = False) -> Line:
+        expr = eq.expr
+        if exact:
+            expr = materialize(expr, self._value_shape(eq.target), self.program.shapes)
+        return Line(f"{eq.target.name} = {self.printer.doprint(expr)}", self.comment(eq))
+
+    def _value_shape(self, sym: sympy.Symbol) -> tuple[int, ...]:
+        for index, grad in self.program.gradients.items():
+            if grad == sym:
+                return self.graph.values[index].shape
+        return self.program.shapes.of(sym)
+
+    def comment(self, eq: Equation) -> str:
+        places = self._places(eq.origin)
+        if eq.section == "backward" or eq.note:
+            what = eq.note or f"d {self.root.name} / d {eq.target.name.removeprefix('g_')}"
+            text = f"{what}, via {places}" if places else what
+        else:
+            text = places
+        shape = self.program.shapes.of(eq.target)
+        return comment_text(f"{text}  -> {shape_text(shape)}")
+
+    def _places(self, origin) -> str:
+        """``mul2, add2 @ file.py:12; sub2 @ file.py:13`` for the nodes in `origin`."""
+        groups: list[tuple[str, list[str]]] = []
+        for index in origin:
+            node = self.graph.nodes[index]
+            label = self.graph.values[node.output].name
+            op = f"{node.op} ({label})" if label else node.op
+            if groups and groups[-1][0] == node.location:
+                groups[-1][1].append(op)
+            else:
+                groups.append((node.location, [op]))
+        return "; ".join(f"{', '.join(ops)} @ {where}" for where, ops in groups)
+
+    def lines(self, equations, exact=frozenset()) -> tuple[Line, ...]:
+        return tuple(self.statement(eq, eq.target in exact) for eq in equations)
+
+    def seed_line(self) -> Line:
+        shape = self.graph.root.shape
+        if shape == ():
+            value = "1.0"
+        else:
+            value = f"numpy.ones({shape_text(shape)}, dtype=numpy.{self.program.dtype})"
+        return Line(f"{self.program.seed.name} = {value}",
+                    f"d {self.root.name} / d {self.root.name}: backward() seeds with ones")
+
+    def update_lines(self) -> tuple[Line, ...]:
+        rule = self.options.rule
+        hyper = hyper_symbols(rule)
+        for sym in hyper.values():
+            self.program.shapes.declare(sym, ())
+        lines = []
+        for index, grad in self.program.gradients.items():
+            value = self.graph.values[index]
+            if value.kind != "parameter":
+                continue
+            param = self.program.symbols[index]
+            for upd in rule.build(param, grad, {}, hyper):
+                target = upd.target.name + ("[...]" if upd.op == "=" else "")
+                text = f"{target} {upd.op} {self.printer.doprint(upd.expr)}"
+                lines.append(Line(text, comment_text(f"{rule.name}: {value.name}, {rule.doc}")))
+        return tuple(lines)
+
+    # --- functions ----------------------------------------------------------------------
+    def outputs_text(self) -> str:
+        return ", ".join(s.name for s in self.program.outputs)
+
+    def gradients(self) -> list[sympy.Symbol]:
+        return list(self.program.gradients.values())
+
+    def backward_block(self, plan: Schedule, exact: bool) -> Block:
+        grads = frozenset(self.gradients()) if exact else frozenset()
+        seed = (self.seed_line(),) if plan.uses_seed else ()
+        return Block("backward", seed + self.lines(plan.backward, grads))
+
+    def functions(self) -> list[FunctionSpec]:
+        program, plan = self.program, self.plan
+        grads = self.gradients()
+        outputs = self.outputs_text()
+        forward = Block("forward", self.lines(plan.forward))
+        grad_text = ", ".join(g.name for g in grads)
+        leaves = ", ".join(self.leaf_args)
+        root = self.root.name
+        functions = [
+            FunctionSpec("forward", leaves, wrap_doc("The graph's outputs."), (forward,),
+                         outputs),
+            FunctionSpec("gradient", leaves,
+                         wrap_doc(f"{outputs} and d {root} / d (each of GRADIENTS)."),
+                         (forward, self.backward_block(plan, exact=True)),
+                         ", ".join(filter(None, [outputs, grad_text]))),
+        ]
+        rule = self.options.rule
+        trainable = [program.gradients[v.index] for v in self.graph.parameters if v.need_grad]
+        if rule is not None and trainable:
+            train = schedule(program, trainable)
+            functions.append(FunctionSpec(
+                f"{rule.name}_step", f"{leaves}, {', '.join(rule.hyper)}",
+                wrap_doc(f"One fused training step: forward, backward and the {rule.name} "
+                         f"update ({rule.doc}) of every trainable parameter, in place. "
+                         f"Returns {outputs}."),
+                (Block("forward", self.lines(train.forward)),
+                 self.backward_block(train, exact=False),
+                 Block("update", self.update_lines())),
+                outputs))
+        saved = ", ".join(s.name for s in plan.saved)
+        saved_tuple = f"({saved},)" if len(plan.saved) == 1 else f"({saved})"
+        functions.append(FunctionSpec(
+            "forward_saving", leaves,
+            wrap_doc("forward(), plus the values backward() reuses (for a split forward "
+                     "and backward, as the runtime does)."),
+            (forward,), f"{outputs}, {saved_tuple}"))
+        unpack = ()
+        if plan.saved:
+            unpack = (Line(f"{saved}{',' if len(plan.saved) == 1 else ''} = saved"),)
+        seed_arg = f", {program.seed.name}"
+        functions.append(FunctionSpec(
+            "backward", f"saved, {leaves}{seed_arg}",
+            wrap_doc(f"d {root} / d (each of GRADIENTS), given forward_saving()'s saved "
+                     f"values and the cotangent {program.seed.name} of {root}."),
+            (Block("backward", self.lines(plan.backward, frozenset(grads))),),
+            grad_text or "()", unpack))
+        return functions
+
+    # --- module -------------------------------------------------------------------------
+    def header(self) -> tuple[str, ...]:
+        graph, program = self.graph, self.program
+        lines = [
+            f"Generated by symcompile {__version__} from template module.py.jinja. "
+            "Do not edit: regenerate.",
+            f"Graph:      {comment_text(self.options.name)} ({comment_text(self.options.source)}), "
+            f"{len(graph.nodes)} nodes, {len(graph.parameters)} parameters",
+            f"Graph hash: {self.hash}",
+            f"Regenerate: {comment_text(self.options.regenerate)}",
+            "Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); "
+            "_tN = shared subexpression N",
+        ]
+        if program.derivatives:
+            lines.append("")
+            lines.append("Derivatives (what the backward section computes):")
+            for index, expr in program.derivatives.items():
+                name = program.symbols[index].name
+                text = formula.as_text(expr, program.shapes)
+                lines.append(comment_text(f"  d {self.root.name} / d {name} = {text}", 2000))
+        return tuple(lines)
+
+    def constants(self) -> tuple[tuple[str, str], ...]:
+        graph, program = self.graph, self.program
+
+        def argument(value) -> str:
+            return program.symbols[value.index].name
+
+        def row(key, fields) -> str:
+            body = ", ".join(f"{literal(k)}: {literal(v)}" for k, v in fields)
+            return f"    {literal(key)}: {{{body}}},\n"
+
+        def table(rows) -> str:
+            return "{\n" + "".join(rows) + "}" if rows else "{}"
+
+        inputs = table([row(argument(v), [("name", v.name), ("shape", v.shape),
+                                          ("dtype", v.dtype), ("need_grad", v.need_grad)])
+                        for v in graph.inputs])
+        parameters = table([row(v.name, [("argument", argument(v)), ("shape", v.shape),
+                                         ("dtype", v.dtype), ("need_grad", v.need_grad)])
+                            for v in graph.parameters])
+        outputs = table([row(argument(graph.values[i]), [("shape", graph.values[i].shape),
+                                                         ("dtype", graph.values[i].dtype)])
+                         for i in graph.outputs])
+        return (
+            ("GRAPH_NAME", literal(self.options.name)),
+            ("GRAPH_HASH", literal(self.hash)),
+            ("SYMCOMPILE_VERSION", literal(__version__)),
+            ("DTYPE", f"numpy.{program.dtype}"),
+            ("INPUTS", inputs),
+            ("PARAMETERS", parameters),
+            ("OUTPUTS", outputs),
+            ("GRADIENTS", literal(tuple(argument(graph.values[i]) for i in program.gradients))),
+            ("SOLVER", literal(self.options.rule.name if self.options.rule else None)),
+        )
+
+    def init_lines(self) -> tuple[Line, ...]:
+        lines = []
+        for value in self.graph.parameters:
+            arg = self.program.symbols[value.index].name
+            code, note = _init_expression(value.init, value.shape, self.program.dtype)
+            lines.append(Line(f"{literal(arg)}: {code},", comment_text(f"{value.name}: {note}")))
+        return tuple(lines)
+
+    def uses_rng(self) -> bool:
+        return any(v.init and v.init[0] in ("uniform", "normal") for v in self.graph.parameters)
+
+    def build(self) -> ModuleSpec:
+        doc = docstring_text(f"Forward, gradient and training step for the graph "
+                             f"`{self.options.name}`, generated by symcompile.")
+        return ModuleSpec(self.header(), doc, self.constants(),
+                          tuple(self.functions()),
+                          extra={"init": self.init_lines(), "uses_rng": self.uses_rng()})
+
+
+def _init_expression(init, shape, dtype: str) -> tuple[str, str]:
+    """Source that re-creates a parameter's initial values from `rng`, and a note."""
+    shape = shape_text(shape)
+    kind = init[0] if init else "constant"
+    if kind == "uniform":
+        return (f"rng.uniform({init[1]!r}, {init[2]!r}, size={shape}).astype(numpy.{dtype})",
+                f"UniformInitializer(({init[1]!r}, {init[2]!r}))")
+    if kind == "normal":
+        return (f"(rng.randn(*{shape}) * {init[1]!r}).astype(numpy.{dtype})",
+                f"NormalInitializer({init[1]!r})")
+    if kind == "constant":
+        value = float(init[1]) if init else 0.0
+        return f"numpy.full({shape}, {value!r}, dtype=numpy.{dtype})", f"constant {value!r}"
+    return (f"numpy.zeros({shape}, dtype=numpy.{dtype})",
+            "initialised from an array or a custom initializer when the graph was built; "
+            "zeros here: load saved values instead")
+
+
+def literal(value) -> str:
+    """Python source for a constant: str, int, float, bool, None and tuples of them."""
+    if isinstance(value, tuple):
+        items = ", ".join(literal(v) for v in value)
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return repr(value)
+    raise TypeError(f"no literal for {value!r}")
+
+
+def update_module_source(rule: UpdateRule) -> str:
+    """The module behind `solver.update()` for `rule`: one function `update(w, g, ...)`."""
+    w, g = sympy.Symbol("w", real=True), sympy.Symbol("g", real=True)
+    states = {name: sympy.Symbol(name, real=True) for name in rule.states}
+    printer = NumPyPrinter()
+    lines = []
+    for upd in rule.build(w, g, states, hyper_symbols(rule)):
+        target = upd.target.name + ("[...]" if upd.op == "=" else "")
+        lines.append(Line(f"{target} {upd.op} {printer.doprint(upd.expr)}"))
+    signature = ", ".join(["w", "g", *rule.states, *rule.hyper])
+    function = FunctionSpec(
+        "update", signature,
+        wrap_doc(f"Update parameter w (and the state arrays) in place from its gradient g: "
+                 f"{rule.doc}."),
+        (Block("update", tuple(lines)),), "")
+    spec = ModuleSpec(
+        header=(f"Generated by symcompile {__version__} from template update.py.jinja. "
+                "Do not edit: regenerate.",
+                f"The {rule.name} update rule, as solver.update() runs it: {rule.doc}"),
+        doc=f"The {rule.name} update rule, generated by symcompile.",
+        constants=(("RULE", literal(rule.name)), ("STATES", literal(rule.states)),
+                   ("HYPER", literal(rule.hyper))),
+        functions=(function,), template="update.py.jinja")
+    return render(spec.template, spec=spec, version=__version__)

@@ -1,0 +1,120 @@
+"""Derivatives as formulas a person reads: ``mean(-2*x*(y_true - (a*x + b)))``.
+
+The compiler's expressions use NumPy-level primitives (`Dot`, `ReduceSum`,
+`BroadcastTo`). `readable` rewrites them into display functions `sum` and `mean` (a sum
+scaled by one over the number of summed elements reads as a mean), and the printers
+render the result as plain text or LaTeX.
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+from .primitives import BroadcastTo, Dot, ExpandDims, Full, ReduceSum, Reshape, Shapes, as_ints
+
+
+class Sum(sympy.Function):
+    """Display form of a sum: Sum(expr, count, axes); axes () means all axes.
+
+    `count` (how many elements the sum adds) is kept for mean detection, not printed.
+    """
+
+    def _eval_is_commutative(self):
+        return True
+
+
+class Mean(sympy.Function):
+    """Display form of a mean: Mean(expr, axes); axes () means all axes."""
+
+    def _eval_is_commutative(self):
+        return True
+
+
+def readable(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
+    """`expr` with primitives replaced by `Sum`/`Mean` and shape plumbing dropped."""
+    if isinstance(expr, (BroadcastTo, Full, ExpandDims, Reshape)):
+        return readable(expr.args[0], shapes)
+    if isinstance(expr, Dot):
+        inner = readable(expr.args[0] * expr.args[1], shapes)
+        return _sum(inner, math.prod(shapes.of(expr.args[0])), ())
+    if isinstance(expr, ReduceSum):
+        inner = readable(expr.args[0], shapes)
+        shape = shapes.of(expr.args[0])
+        axes = tuple(a for a in as_ints(expr.args[1]) if a < len(shape))
+        # Summing over every axis longer than 1 reads as a plain sum.
+        full = all(d == 1 for i, d in enumerate(shape) if i not in axes)
+        return _sum(inner, math.prod(shape[a] for a in axes), () if full else axes)
+    if not expr.args or isinstance(expr, sympy.Symbol):
+        return expr
+    rebuilt = expr.func(*(readable(a, shapes) for a in expr.args))
+    return _as_mean(rebuilt) if isinstance(rebuilt, sympy.Mul) else rebuilt
+
+
+def _sum(inner, count: int, axes) -> sympy.Expr:
+    """Sum(inner) with its numeric factor outside: c*sum(e), or mean(c*N*e) (see _as_mean)."""
+    coeff, rest = inner.as_coeff_Mul()
+    total = Sum(rest, sympy.Integer(count), sympy.Tuple(*axes))
+    return _as_mean(sympy.Mul(coeff, total, evaluate=False)) if coeff != 1 else total
+
+
+def _as_mean(product: sympy.Mul) -> sympy.Expr:
+    """c * sum(e) with c*N an integer (N = elements summed) -> mean(c*N*e).
+
+    The other factors of the product were pulled out of the sum because they are
+    constant along the summed axes, so they may go back in.
+    """
+    sums = [f for f in product.args if isinstance(f, Sum)]
+    coeff, rest = product.as_coeff_Mul()
+    if len(sums) != 1 or not coeff.is_Rational:
+        return product
+    total = sums[0]
+    count = int(total.args[1])
+    scaled = coeff * count
+    if count <= 1 or not scaled.is_Integer:
+        return product
+    others = [f for f in sympy.Mul.make_args(rest) if f is not total]
+    return Mean(sympy.Mul(scaled, *others, total.args[0]), total.args[2])
+
+
+class FormulaPrinter(StrPrinter):
+    """Plain-text formulas: ``mean(...)``, ``sum(..., axis=0)``."""
+
+    def _print_Sum(self, expr):
+        return _reduction_text("sum", self._print(expr.args[0]), expr.args[2])
+
+    def _print_Mean(self, expr):
+        return _reduction_text("mean", self._print(expr.args[0]), expr.args[1])
+
+
+class FormulaLatexPrinter(LatexPrinter):
+    """LaTeX formulas with the sums written as operators."""
+
+    def _print_Sum(self, expr):
+        return self._reduction("sum", expr.args[0], expr.args[2])
+
+    def _print_Mean(self, expr):
+        return self._reduction("mean", expr.args[0], expr.args[1])
+
+    def _reduction(self, name, inner, axes):
+        sub = f"_{{{','.join(str(a) for a in axes)}}}" if axes else ""
+        return rf"\operatorname{{{name}}}{sub}\left({self._print(inner)}\right)"
+
+
+def _reduction_text(name: str, inner: str, axes) -> str:
+    if not axes:
+        return f"{name}({inner})"
+    axes = as_ints(axes)
+    axis = str(axes[0]) if len(axes) == 1 else str(tuple(axes))
+    return f"{name}({inner}, axis={axis})"
+
+
+def as_text(expr: sympy.Expr, shapes: Shapes) -> str:
+    return FormulaPrinter().doprint(readable(expr, shapes))
+
+
+def as_latex(expr: sympy.Expr, shapes: Shapes) -> str:
+    return FormulaLatexPrinter().doprint(readable(expr, shapes))

@@ -1,0 +1,215 @@
+"""The tensor IR: an immutable, canonically ordered snapshot of a user's graph.
+
+`capture` walks the Variables reachable from the outputs and produces a `Graph` of
+`Value`s (inputs, parameters, intermediates: name, static shape, dtype, need_grad) and
+`Node`s (op, attributes, inputs, output, user call site). The order depends only on the
+graph's structure, never on creation or registration order, and `fingerprint` hashes
+everything the generated code depends on, so equal graphs compile to equal bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import sympy
+
+from . import callsite
+from .parameter import parameter_keys_by_storage
+from .variable import Variable
+
+INPUT, PARAMETER, INTERMEDIATE = "input", "parameter", "intermediate"
+
+
+@dataclass(frozen=True)
+class Value:
+    """One array of the graph."""
+
+    index: int
+    name: str  # user-facing name ("affine/W", "x", "loss"); "" when the user gave none
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str  # INPUT, PARAMETER or INTERMEDIATE
+    need_grad: bool  # a gradient flows into (leaves) or through (intermediates) it
+    site: callsite.CallSite | None = None
+    init: tuple | None = None  # parameters: how they were initialised (initializer.describe)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.kind != INTERMEDIATE
+
+
+@dataclass(frozen=True)
+class Node:
+    """One `F.*` call: output = op(inputs, **attrs)."""
+
+    index: int
+    op: str
+    inputs: tuple[int, ...]
+    output: int
+    attrs: tuple[tuple[str, object], ...]
+    site: callsite.CallSite | None = None
+
+    @property
+    def attr_dict(self) -> dict:
+        return dict(self.attrs)
+
+    @property
+    def location(self) -> str:
+        return self.site.display if self.site else "unknown location"
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    values: tuple[Value, ...]
+    nodes: tuple[Node, ...]  # topological order
+    outputs: tuple[int, ...]  # the root first, then intermediates the user reads
+
+    @property
+    def leaves(self) -> tuple[Value, ...]:
+        return tuple(v for v in self.values if v.is_leaf)
+
+    @property
+    def inputs(self) -> tuple[Value, ...]:
+        return tuple(v for v in self.values if v.kind == INPUT)
+
+    @property
+    def parameters(self) -> tuple[Value, ...]:
+        return tuple(v for v in self.values if v.kind == PARAMETER)
+
+    @property
+    def root(self) -> Value:
+        return self.values[self.outputs[0]]
+
+    def producer(self, value_index: int) -> Node | None:
+        for node in self.nodes:
+            if node.output == value_index:
+                return node
+        return None
+
+    def fingerprint(self) -> str:
+        """A hash of everything generated code depends on (not of call sites)."""
+        lines = [f"graph {self.name!r}"]
+        for v in self.values:
+            lines.append(f"value {v.index} {v.kind} {v.name!r} {v.shape} {v.dtype} {v.need_grad}"
+                         f" {v.init!r}")
+        for n in self.nodes:
+            attrs = ", ".join(f"{k}={_canonical(a)}" for k, a in n.attrs)
+            lines.append(f"node {n.op}({attrs}) {n.inputs} -> {n.output}")
+        lines.append(f"outputs {self.outputs}")
+        return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:16]
+
+    def label(self, index: int) -> str:
+        value = self.values[index]
+        return value.name or f"%{index}"
+
+    def __str__(self) -> str:
+        def typed(v: Value) -> str:
+            return f"{self.label(v.index)}: {_short_dtype(v.dtype)}{list(v.shape)}"
+
+        head = ", ".join(typed(v) for v in self.inputs)
+        params = ", ".join(typed(v) for v in self.parameters)
+        lines = [f"graph {self.name}({head}; params {params})"]
+        for n in self.nodes:
+            args = [self.label(i) for i in n.inputs]
+            args += [f"{k}={_display(a)}" for k, a in n.attrs]
+            out = self.values[n.output]
+            lines.append(
+                f"  {self.label(n.output)} = {n.op}({', '.join(args)})"
+                f"    # {_short_dtype(out.dtype)}{list(out.shape)}  {n.location}"
+            )
+        lines.append(f"  return {', '.join(self.label(i) for i in self.outputs)}")
+        return "\n".join(lines)
+
+
+def _canonical(attr) -> str:
+    if isinstance(attr, sympy.Basic):
+        return sympy.srepr(attr)
+    return repr(attr)
+
+
+def _display(attr) -> str:
+    return str(attr)
+
+
+def _short_dtype(dtype: str) -> str:
+    return {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32"}.get(dtype, dtype)
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A captured graph and the arrays it was captured from."""
+
+    graph: Graph
+    storages: dict[int, object]  # leaf value index -> Storage (shared by all its views)
+    output_vars: tuple  # the Variables of graph.outputs, in order
+
+
+def capture(root: Variable, name: str = "graph", dtype: str | None = None,
+            observed: bool = False) -> Captured:
+    """Snapshot the graph that computes `root`.
+
+    With `observed`, intermediates whose `.d` the user has read become extra outputs, so
+    that every forward() keeps them up to date (as nnabla keeps all intermediates).
+    Several views of one parameter share one Storage and become one leaf.
+    """
+    keys = parameter_keys_by_storage()
+    order: list[Variable] = []
+    index_of: dict[int, int] = {}  # id(variable) for intermediates, id(storage) for leaves
+    leaf_views: dict[int, list[Variable]] = {}
+
+    def identity(var: Variable) -> int:
+        return id(var) if var._parent is not None else id(var._storage)
+
+    stack = [(root, False)]
+    while stack:
+        var, expanded = stack.pop()
+        key = identity(var)
+        if var._parent is None:
+            views = leaf_views.setdefault(key, [])
+            if not any(v is var for v in views):
+                views.append(var)
+        if key in index_of:
+            continue
+        if expanded or var._parent is None:
+            index_of[key] = len(order)
+            order.append(var)
+            continue
+        stack.append((var, True))
+        for inp in reversed(var._parent.inputs):
+            if identity(inp) not in index_of:
+                stack.append((inp, False))
+
+    values, nodes, storages = [], [], {}
+    need: list[bool] = []
+    for i, var in enumerate(order):
+        if var._parent is None:
+            views = leaf_views[id(var._storage)]
+            key = keys.get(id(var._storage))
+            kind = PARAMETER if key is not None else INPUT
+            needs = any(bool(v._need_grad) for v in views)
+            label = key if key is not None else _user_name(var)
+            storages[i] = var._storage
+        else:
+            func = var._parent
+            inputs = tuple(index_of[identity(v)] for v in func.inputs)
+            needs = var._need_grad is not False and any(need[j] for j in inputs)
+            kind, label = INTERMEDIATE, _user_name(var)
+            nodes.append(Node(len(nodes), func.op.name, inputs, i,
+                              tuple(sorted(func.args.items())), func.callsite))
+        need.append(needs)
+        init = var._storage.init if kind == PARAMETER else None
+        values.append(Value(i, label, var.shape, dtype or var.dtype.name, kind, needs,
+                            var._callsite, init))
+    output_vars = [root]
+    if observed:
+        output_vars += [v for v in order if v._parent is not None and v._observed and v is not root]
+    outputs = tuple(index_of[identity(v)] for v in output_vars)
+    return Captured(Graph(name, tuple(values), tuple(nodes), outputs), storages,
+                    tuple(output_vars))
+
+
+def _user_name(var: Variable) -> str:
+    """The name the user gave: `var.name`, else the variable it was assigned to."""
+    return var._name or callsite.assigned_name(var._callsite) or ""

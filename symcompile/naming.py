@@ -1,0 +1,98 @@
+"""Deterministic, safe identifiers for generated code, derived from user-given names.
+
+User names (parameter keys such as ``affine/W``, variable names, hints taken from the
+user's source) never reach generated source as they are: `identifier` maps them to
+ASCII Python identifiers and `Namer` makes them unique with ``_2``, ``_3`` suffixes.
+The mapping depends only on the names and the order they are asked for, never on
+hashes or addresses, so generated modules are byte-stable.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+import unicodedata
+
+# Names the generated module defines or uses itself; user names must not shadow them.
+RESERVED = frozenset(
+    {
+        "numpy", "DTYPE", "GRAPH_NAME", "GRAPH_HASH", "SYMCOMPILE_VERSION", "INPUTS",
+        "PARAMETERS", "OUTPUTS", "GRADIENTS", "forward", "gradient", "sgd_step",
+        "forward_saving", "backward", "init_parameters", "check_gradient", "lr", "saved",
+        "rng", "seed", "self",
+    }
+)
+_FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+_TEMP = re.compile(r"_t\d+\Z")
+
+
+def identifier(name: str, fallback: str = "v") -> str:
+    """Map any string to a readable ASCII identifier (not yet unique).
+
+    ``affine/W`` -> ``affine_W``; ``a; import os`` -> ``a_import_os``; ``1x`` -> ``_1x``;
+    non-ASCII letters are spelled as their code point (``α`` -> ``u03b1``).
+    """
+    text = unicodedata.normalize("NFKC", str(name))
+    pieces = []
+    for char in text:
+        if char.isascii() and (char.isalnum() or char == "_"):
+            pieces.append(char)
+        elif char.isascii():
+            pieces.append("_")
+        elif char.isalnum():
+            pieces.append(f"u{ord(char):04x}")
+        else:
+            pieces.append("_")
+    ident = re.sub(r"_{2,}", "_", "".join(pieces)).strip("_")
+    if not ident:
+        ident = fallback
+    if ident[0].isdigit():
+        ident = "_" + ident
+    if ident in _FORBIDDEN or ident in RESERVED or _TEMP.match(ident):
+        ident = ident + "_"
+    return ident
+
+
+class Namer:
+    """Hands out unique identifiers in request order: ``x``, ``x_2``, ``x_3``, ..."""
+
+    def __init__(self, taken: set[str] | frozenset[str] = frozenset()) -> None:
+        self._taken = set(taken)
+
+    def claim(self, name: str, fallback: str = "v") -> str:
+        base = identifier(name, fallback)
+        candidate, n = base, 1
+        while candidate in self._taken:
+            n += 1
+            candidate = f"{base}_{n}"
+        self._taken.add(candidate)
+        return candidate
+
+    def temp(self, counter: list[int]) -> str:
+        """The next free common-subexpression name ``_tN``."""
+        while True:
+            candidate = f"_t{counter[0]}"
+            counter[0] += 1
+            if candidate not in self._taken:
+                self._taken.add(candidate)
+                return candidate
+
+
+def comment_text(text: str, limit: int = 200) -> str:
+    """Text that is safe inside a single ``#`` comment line: no line breaks or controls."""
+    out = []
+    for char in str(text):
+        if char == "\t":
+            out.append(" ")
+        elif unicodedata.category(char)[0] in "CZ" and char != " ":
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    flat = "".join(out)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def docstring_text(text: str) -> str:
+    """Text that is safe inside a triple-quoted docstring on one line."""
+    return comment_text(text).replace("\\", "\\\\").replace('"', '\\"')

@@ -1,0 +1,132 @@
+"""Clean up the program before it is printed: inline, reuse, and share subexpressions.
+
+1. Backward values used once are inlined into their consumer (one statement per chain).
+2. A backward expression that recomputes a forward value uses the forward array
+   instead (``1 - tanh(z)**2`` becomes ``1 - h**2`` when ``h = tanh(z)`` exists).
+3. `sympy.cse` runs jointly over the forward and backward expressions, so the fused
+   step computes each common subexpression once; a subexpression that is a value the
+   user named gets that name, others are ``_t0, _t1, ...``; each remembers the graph
+   nodes it computes, for its comment.
+
+It also records, per parameter, the derivative as one readable formula for headers and
+`symcompile show` (before CSE, so it reads in the user's names).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import sympy
+
+from .primitives import Full
+from .program import Equation, Program
+
+# Past this many operations a derivative formula keeps intermediate gradients by name.
+FORMULA_OPS_LIMIT = 80
+
+
+def optimize(program: Program) -> None:
+    _inline_single_use(program)
+    _reuse_forward_values(program)
+    _record_derivatives(program)
+    _eliminate_common_subexpressions(program)
+
+
+def _uses(exprs) -> dict[sympy.Symbol, int]:
+    counts: dict[sympy.Symbol, int] = {}
+    for expr in exprs:
+        for sym in _symbols_with_multiplicity(expr):
+            counts[sym] = counts.get(sym, 0) + 1
+    return counts
+
+
+def _symbols_with_multiplicity(expr: sympy.Basic):
+    """Each symbol once per place it occurs (x*x**2 counts x twice)."""
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Symbol):
+            yield node
+
+
+def _inline_single_use(program: Program) -> None:
+    outputs = set(program.gradients.values())
+    uses = _uses(eq.expr for eq in program.backward)
+    substitutions: dict[sympy.Symbol, sympy.Expr] = {}
+    kept: list[Equation] = []
+    for eq in program.backward:
+        eq.expr = eq.expr.xreplace(substitutions) if substitutions else eq.expr
+        single = uses.get(eq.target, 0) == 1 or isinstance(eq.expr, sympy.Symbol)
+        if single and eq.target not in outputs:
+            substitutions[eq.target] = eq.expr
+        else:
+            kept.append(eq)
+    program.backward = kept
+
+
+def _reuse_forward_values(program: Program) -> None:
+    known = {eq.expr: eq.target for eq in program.forward if not isinstance(eq.expr, Full)}
+    if not known:
+        return
+    for eq in program.backward:
+        eq.expr = eq.expr.xreplace(known)
+
+
+def _record_derivatives(program: Program) -> None:
+    definitions = {eq.target: eq.expr for eq in program.backward}
+    # d root / d root is 1 for a scalar root; a non-scalar root keeps its cotangent symbol.
+    seed = {program.seed: sympy.Integer(1)} if program.graph.root.shape == () else {}
+    for index, grad in program.gradients.items():
+        formula = grad
+        for _ in range(len(definitions) + 1):
+            expanded = formula.xreplace(definitions)
+            if expanded == formula or sympy.count_ops(expanded) > FORMULA_OPS_LIMIT:
+                break
+            formula = expanded
+        program.derivatives[index] = formula.xreplace(seed)
+
+
+def _eliminate_common_subexpressions(program: Program) -> None:
+    equations = [*program.forward, *program.backward]
+    if not equations:
+        return
+    placeholders = sympy.numbered_symbols("_cse", real=True)
+    replacements, reduced = sympy.cse([eq.expr for eq in equations], symbols=placeholders,
+                                      order="none")
+    for eq, expr in zip(equations, reduced):
+        eq.expr = expr
+    fused = _fused_values(program)
+    counter = [0]
+    rename: dict[sympy.Symbol, sympy.Symbol] = {}
+    expanded: dict[sympy.Symbol, sympy.Expr] = {}
+    temps: list[Equation] = []
+    for placeholder, expr in replacements:
+        expr = expr.xreplace(rename)
+        full = expr.xreplace(expanded)
+        value = fused.get(full)
+        if value is not None and value.name:
+            name = program.namer.claim(value.name)
+        else:
+            name = program.namer.temp(counter)
+        sym = sympy.Symbol(name, real=True)
+        program.shapes.declare(sym, program.shapes.of(expr))
+        rename[placeholder] = sym
+        expanded[sym] = full
+        origin = program.value_origins[value.index] if value is not None else ()
+        note = "" if value is not None else "shared subexpression"
+        temps.append(Equation(sym, expr, "", origin, note))
+    for eq in equations:
+        eq.expr = eq.expr.xreplace(rename)
+    for temp in reversed(temps):
+        if not temp.origin:
+            first = next((eq for eq in itertools.chain(temps, equations)
+                          if temp.target in eq.expr.free_symbols), None)
+            temp.origin = first.origin if first is not None else ()
+    program.temps = temps
+
+
+def _fused_values(program: Program) -> dict:
+    """Expression -> graph value, for the intermediates that were fused into others."""
+    found = {}
+    for index, expr in program.value_exprs.items():
+        if index not in program.symbols and not isinstance(expr, sympy.Symbol):
+            found.setdefault(expr, program.graph.values[index])
+    return found

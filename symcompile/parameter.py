@@ -1,0 +1,202 @@
+"""`nn.parameter`: the registry of named parameters, nested by `parameter_scope`.
+
+This module owns symcompile's one piece of global state, as nnabla does: a tree of
+ordered dicts from scope names to parameter Variables, plus the current scope.
+`parameter_scope` is the only way to move the current scope, and it always restores it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from contextlib import contextmanager
+
+import numpy
+
+from . import initializer as I
+from .variable import Variable, bump_epoch
+
+_root: OrderedDict = OrderedDict()
+# The stack of (path, scope) pairs; the last one is the current scope.
+_current: list[tuple[tuple[str, ...], OrderedDict]] = [((), _root)]
+
+
+def _scope() -> OrderedDict:
+    return _current[-1][1]
+
+
+@contextmanager
+def parameter_scope(name: str, scope=None):
+    """Group the parameters created inside under `name/` (nestable; "a/b" nests too)."""
+    if scope is not None:
+        _current.append(((), scope))
+        try:
+            yield scope
+        finally:
+            _current.pop()
+        return
+    names = [n for n in str(name).strip("/").split("/") if n]
+    if not names:
+        raise ValueError(f"parameter_scope: invalid scope name {name!r}")
+    path, target = _current[-1]
+    for n in names:
+        child = target.get(n)
+        if child is None:
+            child = target[n] = OrderedDict()
+        elif not isinstance(child, OrderedDict):
+            raise ValueError(f"parameter_scope: {n!r} is a parameter, not a scope")
+        target = child
+    _current.append((path + tuple(names), target))
+    try:
+        yield target
+    finally:
+        _current.pop()
+
+
+def get_current_parameter_scope() -> OrderedDict:
+    return _scope()
+
+
+def _split(key: str) -> tuple[list[str], str]:
+    names = str(key).split("/")
+    return names[:-1], names[-1]
+
+
+def get_parameter(key: str):
+    """The parameter stored under `key` in the current scope, or None."""
+    scopes, leaf = _split(key)
+    node = _scope()
+    for n in scopes:
+        node = node.get(n)
+        if not isinstance(node, OrderedDict):
+            return None
+    value = node.get(leaf)
+    return value if isinstance(value, Variable) else None
+
+
+def set_parameter(key: str, param: Variable) -> None:
+    """Store `param` under `key` in the current scope."""
+    scopes, leaf = _split(key)
+    if scopes:
+        with parameter_scope("/".join(scopes)):
+            set_parameter(leaf, param)
+        return
+    if isinstance(_scope().get(leaf), OrderedDict):
+        raise ValueError(f"set_parameter: {key!r} is a parameter scope, not a parameter")
+    _scope()[leaf] = param
+    bump_epoch()
+
+
+def pop_parameter(key: str):
+    """Remove the parameter `key` from the current scope and return it (or None)."""
+    scopes, leaf = _split(key)
+    node = _scope()
+    for n in scopes:
+        node = node.get(n)
+        if not isinstance(node, OrderedDict):
+            return None
+    value = node.get(leaf)
+    if isinstance(value, Variable):
+        del node[leaf]
+        bump_epoch()
+        return value
+    return None
+
+
+def get_parameter_or_create(name, shape=None, initializer=None, need_grad=True,
+                            as_need_grad=None) -> Variable:
+    """The parameter `name` in the current scope, created (and initialised) if missing.
+
+    Args:
+        name: Parameter name; "a/b" creates or uses scope "a".
+        shape: Its shape; required unless `initializer` is an array.
+        initializer: None (zeros), an array, or a callable `init(shape=[...])`.
+        need_grad: Stored on the parameter (overwrites an existing one's flag).
+        as_need_grad: `need_grad` of the returned view (default: the stored flag).
+
+    Returns:
+        A view of the stored parameter that shares its arrays (nnabla's unlinked view),
+        named after the last component of `name`.
+    """
+    scopes, leaf = _split(name)
+    if scopes:
+        with parameter_scope("/".join(scopes)):
+            return get_parameter_or_create(leaf, shape, initializer, need_grad, as_need_grad)
+    if isinstance(initializer, numpy.ndarray):
+        if shape is not None and tuple(shape) != initializer.shape:
+            raise ValueError(
+                f"get_parameter_or_create({name!r}): shape {tuple(shape)} does not match the "
+                f"initializer array's shape {initializer.shape}"
+            )
+        shape = initializer.shape
+    param = get_parameter(leaf)
+    if param is None:
+        if shape is None:
+            raise ValueError(
+                f"get_parameter_or_create({name!r}): the parameter does not exist yet, so a "
+                "shape (or an array initializer) is required"
+            )
+        param = Variable(shape, need_grad=need_grad)
+        param._name = leaf
+        if isinstance(initializer, numpy.ndarray):
+            param.d = initializer
+        elif initializer is not None:
+            param.d = initializer(shape=list(param.shape))
+        param._storage.init = I.describe(initializer)
+        set_parameter(leaf, param)
+    else:
+        if shape is not None and tuple(shape) != param.shape:
+            raise ValueError(
+                f"get_parameter_or_create({_full_key(leaf)!r}): a parameter of shape "
+                f"{param.shape} already exists and shape {tuple(shape)} was requested. Use "
+                "another name or scope, or call nn.clear_parameters() to start over."
+            )
+        if bool(need_grad) != param.need_grad:
+            param.need_grad = need_grad
+    view = param.get_unlinked_variable(need_grad=as_need_grad)
+    view._name = leaf
+    return view
+
+
+def _full_key(leaf: str) -> str:
+    return "/".join(_current[-1][0] + (leaf,))
+
+
+def get_parameters(params=None, path="", grad_only=True) -> OrderedDict:
+    """`OrderedDict` of "scope/name" -> parameter under the current scope, in creation order.
+
+    By default only parameters with `need_grad=True` (nnabla's `grad_only=True`).
+    """
+    params = OrderedDict() if params is None else params
+
+    def collect(node, prefix):
+        for key, value in node.items():
+            full = f"{prefix}/{key}" if prefix else key
+            if isinstance(value, OrderedDict):
+                collect(value, full)
+            elif not grad_only or value.need_grad:
+                params[full] = value
+
+    collect(_scope(), path)
+    return params
+
+
+def clear_parameters() -> None:
+    """Remove every parameter (and sub-scope) from the current scope."""
+    _scope().clear()
+    bump_epoch()
+
+
+def parameter_keys_by_storage() -> dict[int, str]:
+    """id(storage) -> full key, over the whole registry (used to name graph leaves)."""
+    keys: dict[int, str] = {}
+
+    def collect(node, prefix):
+        for key, value in node.items():
+            full = f"{prefix}/{key}" if prefix else key
+            if isinstance(value, OrderedDict):
+                collect(value, full)
+            else:
+                keys.setdefault(id(value._storage), full)
+
+    collect(_root, "")
+    return keys

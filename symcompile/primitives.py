@@ -1,0 +1,271 @@
+"""Tensor operations SymPy treats as opaque functions, with their shapes and VJPs.
+
+Elementwise maths is plain SymPy over one symbol per array, so `sympy.diff` can take its
+partial derivatives. Everything that mixes elements (sums over axes, dot products,
+broadcasting) is a `Primitive`: a `sympy.Function` subclass that knows its result shape
+and its vector-Jacobian product, and that the printer prints with a `_print_<Name>`.
+
+Shapes follow NumPy broadcasting. An expression may be *smaller* than the value it
+stands for (a gradient that is constant along an axis keeps size 1 there, a scalar
+seed has shape ()); the `Shapes` oracle gives the actual shape, and `exact` and
+`reduce_sum` account for the difference where it matters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy
+
+
+def shape_tuple(shape) -> sympy.Tuple:
+    return sympy.Tuple(*(sympy.Integer(d) for d in shape))
+
+
+def as_ints(tup) -> tuple[int, ...]:
+    return tuple(int(d) for d in tup)
+
+
+class Shapes:
+    """Shape oracle: the NumPy shape of any expression over array symbols."""
+
+    def __init__(self) -> None:
+        self._symbols: dict[sympy.Symbol, tuple[int, ...]] = {}
+        self._memo: dict[sympy.Basic, tuple[int, ...]] = {}
+
+    def declare(self, symbol: sympy.Symbol, shape: tuple[int, ...]) -> sympy.Symbol:
+        self._symbols[symbol] = tuple(shape)
+        return symbol
+
+    def known(self, symbol: sympy.Symbol) -> bool:
+        return symbol in self._symbols
+
+    def of(self, expr: sympy.Basic) -> tuple[int, ...]:
+        if expr in self._memo:
+            return self._memo[expr]
+        if isinstance(expr, sympy.Symbol):
+            try:
+                shape = self._symbols[expr]
+            except KeyError:
+                raise KeyError(f"no shape declared for symbol {expr}") from None
+        elif isinstance(expr, Primitive):
+            shape = expr.shape(self)
+        elif isinstance(expr, sympy.Number) or not expr.args:
+            shape = ()
+        else:
+            shape = broadcast_shapes(*(self.of(a) for a in expr.args if isinstance(a, sympy.Expr)))
+        self._memo[expr] = shape
+        return shape
+
+    def is_scalar(self, expr: sympy.Basic) -> bool:
+        return self.of(expr) == ()
+
+
+def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """NumPy's broadcasting of `shapes` (right-aligned)."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(rank):
+        size = 1
+        for s in shapes:
+            k = axis - (rank - len(s))
+            if k < 0:
+                continue
+            d = s[k]
+            if d != 1:
+                if size not in (1, d):
+                    raise ValueError(f"shapes {shapes} do not broadcast")
+                size = d
+        out.append(size)
+    return tuple(out)
+
+
+class Primitive(sympy.Function):
+    """A tensor operation with a known result shape and a vector-Jacobian product."""
+
+    tensor_args: tuple[int, ...] = (0,)  # positions of the array arguments
+
+    def _eval_is_commutative(self):
+        return True  # elementwise products of arrays commute
+
+    def _eval_is_real(self):
+        return True
+
+    def shape(self, shapes: Shapes) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def vjp(self, index: int, g: sympy.Expr, shapes: Shapes) -> sympy.Expr:
+        """d(output)/d(argument `index`) applied to the cotangent `g`."""
+        raise NotImplementedError(f"{type(self).__name__} has no VJP for argument {index}")
+
+
+class ReduceSum(Primitive):
+    """``x.sum(axis=axes, keepdims=keepdims)``; args: (x, axes, keepdims)."""
+
+    nargs = 3
+
+    def shape(self, shapes):
+        x_shape = shapes.of(self.args[0])
+        axes, keep = as_ints(self.args[1]), bool(self.args[2])
+        if keep:
+            return tuple(1 if i in axes else d for i, d in enumerate(x_shape))
+        return tuple(d for i, d in enumerate(x_shape) if i not in axes)
+
+    def vjp(self, index, g, shapes):
+        axes, keep = as_ints(self.args[1]), bool(self.args[2])
+        if keep or shapes.is_scalar(g):
+            return g
+        return ExpandDims(g, shape_tuple(axes))
+
+
+class ExpandDims(Primitive):
+    """``numpy.expand_dims(x, axes)``; args: (x, axes)."""
+
+    nargs = 2
+
+    def shape(self, shapes):
+        x_shape = list(shapes.of(self.args[0]))
+        for axis in sorted(as_ints(self.args[1])):
+            x_shape.insert(axis, 1)
+        return tuple(x_shape)
+
+    def vjp(self, index, g, shapes):
+        if shapes.is_scalar(g):
+            return g
+        return Reshape(g, shape_tuple(shapes.of(self.args[0])))
+
+
+class Reshape(Primitive):
+    """``numpy.reshape(x, shape)``; args: (x, shape)."""
+
+    nargs = 2
+
+    def shape(self, shapes):
+        return as_ints(self.args[1])
+
+    def vjp(self, index, g, shapes):
+        x_shape = shapes.of(self.args[0])
+        return Reshape(exact(g, self.shape(shapes), shapes), shape_tuple(x_shape))
+
+
+class BroadcastTo(Primitive):
+    """``numpy.broadcast_to(x, shape)``: a read-only view of exactly `shape`."""
+
+    nargs = 2
+
+    def shape(self, shapes):
+        return as_ints(self.args[1])
+
+    def vjp(self, index, g, shapes):
+        return unbroadcast(g, shapes.of(self.args[0]), shapes)
+
+
+class Full(Primitive):
+    """``numpy.full(shape, x, dtype=DTYPE)``: a fresh, writable array of exactly `shape`."""
+
+    nargs = 2
+
+    def shape(self, shapes):
+        return as_ints(self.args[1])
+
+    def vjp(self, index, g, shapes):
+        return unbroadcast(g, shapes.of(self.args[0]), shapes)
+
+
+class Dot(Primitive):
+    """``numpy.vdot(u, v)``: the sum of the elementwise product of two same-shape arrays."""
+
+    nargs = 2
+    tensor_args = (0, 1)
+
+    def shape(self, shapes):
+        return ()
+
+    def vjp(self, index, g, shapes):
+        return g * self.args[1 - index]
+
+
+# --- smart constructors: the only way the compiler builds these primitives -------------
+
+def exact(expr: sympy.Expr, shape: tuple[int, ...], shapes: Shapes) -> sympy.Expr:
+    """`expr` as an array of exactly `shape` (a broadcast view when it is smaller)."""
+    if shapes.of(expr) == tuple(shape):
+        return expr
+    return BroadcastTo(expr, shape_tuple(shape))
+
+
+def materialize(expr: sympy.Expr, shape: tuple[int, ...], shapes: Shapes) -> sympy.Expr:
+    """`expr` as a fresh array of exactly `shape` and the module's dtype."""
+    if shapes.of(expr) == tuple(shape) and not isinstance(expr, sympy.Number):
+        return expr
+    return Full(expr, shape_tuple(shape))
+
+
+def reduce_sum(expr: sympy.Expr, axes, keepdims: bool, in_shape: tuple[int, ...],
+               shapes: Shapes) -> sympy.Expr:
+    """Sum of a value of nominal shape `in_shape` (represented by `expr`) over `axes`.
+
+    Where `expr` is implicitly broadcast (size 1, or a scalar) along a reduced axis the
+    sum is a multiplication by that axis' length. Factors constant along the reduced axes
+    move outside the sum, and a full reduction of a product of two same-shape arrays
+    becomes a dot product.
+    """
+    axes = tuple(sorted(set(axes)))
+    actual = shapes.of(expr)
+    if actual == ():
+        count = math.prod(in_shape[a] for a in axes)
+        return expr * count
+    count = math.prod(in_shape[a] for a in axes if actual[a] == 1)
+    summed = tuple(a for a in axes if actual[a] != 1)
+    if not summed:
+        result = expr
+        if not keepdims and axes:
+            result = Reshape(expr, shape_tuple(
+                tuple(d for i, d in enumerate(actual) if i not in axes)))
+        return result * count if count != 1 else result
+    outside, inside = [], []
+    for factor in sympy.Mul.make_args(expr):
+        f_shape = shapes.of(factor)
+        invariant = f_shape == () or (keepdims and all(f_shape[a] == 1 for a in summed))
+        (outside if invariant else inside).append(factor)
+    inner = sympy.Mul(*inside)
+    full_reduction = math.prod(d for i, d in enumerate(actual) if i not in summed) == 1
+    reduced = None
+    if full_reduction:
+        reduced = _as_dot(inside, actual, shapes)
+    if reduced is None:
+        reduced = ReduceSum(inner, shape_tuple(axes), sympy.Integer(int(keepdims)))
+    if count != 1:
+        outside.append(sympy.Integer(count))
+    return sympy.Mul(*outside, reduced)
+
+
+def _as_dot(factors: list, shape: tuple[int, ...], shapes: Shapes):
+    """`Dot(u, v)` when `factors` multiply to u*v with u, v both of `shape`, else None."""
+    if len(factors) == 1:
+        base, power = factors[0].as_base_exp()
+        if power == 2 and shapes.of(base) == shape:
+            return Dot(base, base)
+        return None
+    if all(shapes.of(f) == shape for f in factors):
+        return Dot(sympy.Mul(*factors[:-1]), factors[-1])
+    return None
+
+
+def unbroadcast(expr: sympy.Expr, target: tuple[int, ...], shapes: Shapes) -> sympy.Expr:
+    """Sum `expr` over the axes along which it was broadcast to reach `target`'s shape.
+
+    The result has the rank of `target` (or is a scalar) and broadcasts to `target`.
+    """
+    actual = shapes.of(expr)
+    if actual == ():
+        return expr
+    lead = len(actual) - len(target)
+    axes = [i for i in range(lead)]
+    axes += [i for i, d in enumerate(actual) if i >= lead and d != 1 and target[i - lead] == 1]
+    if not axes:
+        return expr
+    reduced = reduce_sum(expr, axes, True, actual, shapes)
+    if lead and shapes.of(reduced) != ():
+        reduced = Reshape(reduced, shape_tuple(shapes.of(reduced)[lead:]))
+    return reduced

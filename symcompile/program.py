@@ -1,0 +1,63 @@
+"""The symbolic program: the straight-line equations generated code is printed from.
+
+An `Equation` assigns one SymPy expression to one array symbol and remembers which
+graph nodes it came from. A `Program` holds the forward equations (lowering), the
+backward equations (autodiff) and, after optimisation, the common subexpressions, plus
+everything needed to print them: symbol shapes, leaf order and output names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from .graph import Graph
+from .naming import Namer
+from .primitives import Shapes
+
+FORWARD, BACKWARD = "forward", "backward"
+
+
+@dataclass
+class Equation:
+    target: sympy.Symbol
+    expr: sympy.Expr
+    section: str  # FORWARD or BACKWARD
+    origin: tuple[int, ...] = ()  # indices of the graph nodes it came from
+    note: str = ""  # what it computes, for the comment (e.g. "d loss / d a")
+
+
+@dataclass
+class Program:
+    graph: Graph
+    shapes: Shapes
+    namer: Namer
+    dtype: str
+    symbols: dict[int, sympy.Symbol] = field(default_factory=dict)  # value index -> symbol
+    leaves: list[sympy.Symbol] = field(default_factory=list)  # argument order
+    outputs: list[sympy.Symbol] = field(default_factory=list)
+    forward: list[Equation] = field(default_factory=list)
+    backward: list[Equation] = field(default_factory=list)
+    temps: list[Equation] = field(default_factory=list)  # common subexpressions, after CSE
+    value_exprs: dict[int, sympy.Expr] = field(default_factory=dict)  # value -> expression
+    value_origins: dict[int, tuple[int, ...]] = field(default_factory=dict)  # value -> nodes
+    needs_grad: set = field(default_factory=set)  # symbols a gradient flows through
+    seed: sympy.Symbol | None = None  # d root / d root
+    gradients: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf value -> gradient
+    derivatives: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf -> formula
+
+    def symbol(self, name: str, shape: tuple[int, ...]) -> sympy.Symbol:
+        """A new array symbol with a unique identifier derived from `name`."""
+        sym = sympy.Symbol(self.namer.claim(name), real=True)
+        self.shapes.declare(sym, shape)
+        return sym
+
+    def equations(self) -> list[Equation]:
+        return [*self.forward, *self.temps, *self.backward]
+
+    def leaf_value(self, symbol: sympy.Symbol):
+        for index, sym in self.symbols.items():
+            if sym == symbol and self.graph.values[index].is_leaf:
+                return self.graph.values[index]
+        return None

@@ -1,0 +1,149 @@
+"""Run the nnabla-style loop on generated code: forward, backward, solver updates.
+
+The first `forward()`/`backward()` on a variable captures its graph, finds or compiles
+the module for it (in-process cache, then the on-disk cache, then the compiler) and
+binds the module's arguments to the Variables' arrays. Later calls only check that
+nothing the code depends on changed (`graph_epoch`) and call generated functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import types
+
+import numpy
+
+from . import cache
+from .variable import Storage, Variable, graph_epoch
+
+_modules: dict[str, types.ModuleType] = {}  # compile key -> loaded module
+_updates: dict[str, object] = {}  # update rule name -> generated update function
+
+
+class Binding:
+    """A generated module bound to the arrays of the graph it was compiled from."""
+
+    def __init__(self, module, epoch: int, args: list[numpy.ndarray], outputs: list[Storage],
+                 grads: list[Storage], root_shape: tuple[int, ...]) -> None:
+        self.module = module
+        self.epoch = epoch
+        self.args = args  # leaf arrays in the module's argument order
+        self.outputs = outputs  # storages of the module's OUTPUTS
+        self.grads = grads  # storages receiving the module's GRADIENTS
+        self.root_shape = root_shape
+        self.saved = None
+        self._ones = None if root_shape == () else numpy.ones(root_shape, numpy.float32)
+
+    def forward(self) -> None:
+        *outputs, self.saved = self.module.forward_saving(*self.args)
+        for storage, value in zip(self.outputs, outputs):
+            storage.data[...] = value
+            storage.computed = True
+
+    def backward(self, grad, root: Variable) -> None:
+        if self.saved is None:
+            *_, self.saved = self.module.forward_saving(*self.args)
+        gradients = self.module.backward(self.saved, *self.args, self._seed(grad, root))
+        if len(self.grads) == 1:
+            gradients = (gradients,)
+        for storage, value in zip(self.grads, gradients):
+            storage.accumulate_grad(value)
+
+    def _seed(self, grad, root: Variable):
+        if grad is None:
+            return root._storage.grad
+        if isinstance(grad, (int, float)) and not isinstance(grad, bool):
+            if self.root_shape == ():
+                return float(grad)
+            return self._ones if grad == 1 else numpy.full(self.root_shape, grad, numpy.float32)
+        value = numpy.asarray(grad, dtype=numpy.float32)
+        try:
+            return numpy.broadcast_to(value, self.root_shape)
+        except ValueError:
+            raise ValueError(f"backward(grad=...): a gradient of shape {value.shape} does not "
+                             f"fit the variable's shape {self.root_shape}") from None
+
+
+def forward(root: Variable) -> None:
+    binding(root).forward()
+
+
+def backward(root: Variable, grad) -> None:
+    binding(root).backward(grad, root)
+
+
+def binding(root: Variable) -> Binding:
+    """The bound module for `root`, compiling it if the graph has not been seen."""
+    bound = root._compiled
+    epoch = graph_epoch()
+    if bound is not None and bound.epoch == epoch:
+        return bound
+    from .graph import capture
+
+    captured = capture(root, name=_module_name(root), observed=True)
+    graph = captured.graph
+    module = _module_for(graph, root)
+    leaves = [*graph.inputs, *graph.parameters]
+    grads = [captured.storages[v.index] for v in leaves if v.need_grad]
+    if len(grads) != len(module.GRADIENTS):
+        raise RuntimeError(f"generated module {module.__file__} computes "
+                           f"{len(module.GRADIENTS)} gradients, the graph needs {len(grads)}")
+    bound = Binding(module, epoch, [captured.storages[v.index].data for v in leaves],
+                    [v._storage for v in captured.output_vars], grads, graph.root.shape)
+    root._compiled = bound
+    return bound
+
+
+def _module_name(root: Variable) -> str:
+    from .graph import _user_name
+    from .naming import identifier
+
+    return identifier(_user_name(root) or "graph")
+
+
+def _module_for(graph, root: Variable) -> types.ModuleType:
+    from . import compiler
+
+    fingerprint = graph.fingerprint()
+    site = root._callsite.display if root._callsite else "unknown location"
+    options = compiler.Options(
+        graph.name, "sgd", graph.root.dtype,
+        "compiled on first use by symcompile's runtime; delete this file to recompile",
+        f"graph built at {site}",
+    )
+    key = hashlib.sha256(
+        f"{fingerprint}|{options.key()}|{compiler.compiler_fingerprint()}".encode()
+    ).hexdigest()[:20]
+    module = _modules.get(key)
+    if module is not None:
+        return module
+    path = cache.cache_dir() / f"{graph.name}_{key}.py"
+    if path.is_file():
+        try:
+            module = cache.load_module(path, fingerprint)
+        except (cache.GraphMismatchError, ImportError):
+            module = None
+    if module is None:
+        source, _, _ = compiler.generate(graph, options)
+        compiler.write_module(source, path)
+        module = cache.load_module(path, fingerprint)
+    _modules[key] = module
+    return module
+
+
+def update_function(rule_name: str):
+    """The generated `update(w, g, *states, *hyper)` of an update rule (cached)."""
+    function = _updates.get(rule_name)
+    if function is not None:
+        return function
+    from . import compiler
+    from .emit import update_module_source
+    from .update_rules import RULES
+
+    source = update_module_source(RULES[rule_name])
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    path = cache.cache_dir() / f"update_{rule_name}_{digest}.py"
+    compiler.write_module(source, path)
+    function = cache.load_module(path).update
+    _updates[rule_name] = function
+    return function

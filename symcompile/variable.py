@@ -1,0 +1,481 @@
+"""nnabla's `Variable`: a node of the training graph with live `.d`/`.g` NumPy arrays.
+
+Building a graph only records it: each `F.*` call adds a `Function` record and returns a
+new `Variable`. Values are computed by generated code, which the runtime compiles the
+first time `forward()` or `backward()` is called on a variable.
+"""
+
+from __future__ import annotations
+
+import numbers
+from types import SimpleNamespace
+
+import numpy
+
+from . import callsite
+
+DTYPE = numpy.float32
+# Refuse shapes whose arrays could never be allocated, before NumPy tries.
+MAX_ELEMENTS = 2**40
+
+_epoch = [0]
+
+
+def graph_epoch() -> int:
+    """A counter that changes whenever a compiled graph may need recompiling."""
+    return _epoch[0]
+
+
+def bump_epoch() -> None:
+    _epoch[0] += 1
+
+
+def normalize_shape(shape, what: str = "Variable") -> tuple[int, ...]:
+    """`shape` as a tuple of non-negative ints, or a ValueError saying what is wrong."""
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
+    try:
+        dims = tuple(int(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{what}: shape must be a tuple of ints, got {shape!r}") from None
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{what}: shape {dims} has a negative dimension")
+    size = 1
+    for d in dims:
+        size *= d
+    if size > MAX_ELEMENTS:
+        raise ValueError(
+            f"{what}: shape {dims} has {size} elements, more than symcompile will allocate "
+            f"({MAX_ELEMENTS}); check the shape for a typo"
+        )
+    return dims
+
+
+class Storage:
+    """The arrays behind a Variable, shared by all unlinked views of it.
+
+    `grad_zeroing` mirrors nnabla's lazy zeroing: `zero_grad()` only sets the flag; the
+    array is cleared when it is next read, and `solver.update()` skips a parameter whose
+    gradient is still zeroing (nothing wrote it since `zero_grad()`).
+    """
+
+    __slots__ = ("shape", "dtype", "_data", "_grad", "grad_zeroing", "computed", "init",
+                 "__weakref__")
+
+    def __init__(self, shape: tuple[int, ...], dtype=DTYPE) -> None:
+        self.shape = shape
+        self.dtype = numpy.dtype(dtype)
+        self._data = None
+        self._grad = None
+        self.grad_zeroing = False
+        self.computed = False  # an intermediate's value has been computed at least once
+        self.init = None  # how a parameter was initialised (see initializer.describe)
+
+    @property
+    def data(self) -> numpy.ndarray:
+        if self._data is None:
+            self._data = numpy.zeros(self.shape, self.dtype)
+        return self._data
+
+    @property
+    def grad(self) -> numpy.ndarray:
+        """The gradient array, materialising a pending lazy zero first."""
+        if self._grad is None:
+            self._grad = numpy.zeros(self.shape, self.dtype)
+        elif self.grad_zeroing:
+            self._grad.fill(0)
+        self.grad_zeroing = False
+        return self._grad
+
+    def accumulate_grad(self, value) -> None:
+        """Add `value` to the gradient (assign when it was zeroed): what backward() does."""
+        if self._grad is None:
+            self._grad = numpy.zeros(self.shape, self.dtype)
+            self._grad[...] = value
+        elif self.grad_zeroing:
+            self._grad[...] = value
+        else:
+            self._grad += value
+        self.grad_zeroing = False
+
+    def zero_grad(self) -> None:
+        self.grad_zeroing = True
+
+
+def _assign(array: numpy.ndarray, value) -> None:
+    """nnabla's `.d = value` / `.g = value`: fill with a scalar, else copy (broadcasting)."""
+    if numpy.isscalar(value) or (isinstance(value, numpy.ndarray) and value.ndim == 0):
+        array.fill(value)
+        return
+    value = numpy.asarray(value)
+    try:
+        array[...] = value
+    except ValueError:
+        raise ValueError(
+            f"cannot assign an array of shape {value.shape} to a variable of shape "
+            f"{array.shape}; reshape the value to {array.shape}"
+        ) from None
+
+
+class NdArray:
+    """The `.data` / `.grad` handle of a Variable: `zero()`, `fill()`, `.data`, `zeroing`."""
+
+    __slots__ = ("_storage", "_field")
+
+    def __init__(self, storage: Storage, field: str) -> None:
+        self._storage = storage
+        self._field = field
+
+    @property
+    def data(self) -> numpy.ndarray:
+        return getattr(self._storage, self._field)
+
+    @data.setter
+    def data(self, value) -> None:
+        if self._field == "grad" and numpy.isscalar(value) and value == 0:
+            self.zero()
+            return
+        _assign(getattr(self._storage, self._field), value)
+
+    def zero(self) -> None:
+        if self._field == "grad":
+            self._storage.zero_grad()
+        else:
+            self._storage.data.fill(0)
+
+    def fill(self, value) -> None:
+        getattr(self._storage, self._field).fill(value)
+
+    @property
+    def zeroing(self) -> bool:
+        """True while a gradient has not been written since it was zeroed."""
+        return self._field == "grad" and self._storage.grad_zeroing
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._storage.shape
+
+    @property
+    def size(self) -> int:
+        return int(numpy.prod(self._storage.shape, dtype=numpy.int64))
+
+    @property
+    def ndim(self) -> int:
+        return len(self._storage.shape)
+
+    @property
+    def dtype(self) -> numpy.dtype:
+        return self._storage.dtype
+
+    def __repr__(self) -> str:
+        return f"<NdArray({self.shape}) at {hex(id(self))}>"
+
+
+class Function:
+    """The record of one `F.*` call: the `parent` of the Variable it returned."""
+
+    __slots__ = ("op", "inputs", "outputs", "args", "callsite")
+
+    def __init__(self, op, inputs: tuple, args: dict, site) -> None:
+        self.op = op
+        self.inputs = inputs
+        self.outputs: list[Variable] = []
+        self.args = args
+        self.callsite = site
+
+    @property
+    def name(self) -> str:
+        """nnabla's function type name, e.g. ``Add2``."""
+        return self.op.type_name
+
+    @property
+    def info(self) -> SimpleNamespace:
+        return SimpleNamespace(type_name=self.op.type_name, args=dict(self.args))
+
+    def __repr__(self) -> str:
+        where = self.callsite.display if self.callsite else "unknown location"
+        return f"<Function {self.op.type_name} at {where}>"
+
+
+class Variable:
+    """A graph node holding an N-d array (`.d`) and its gradient (`.g`), as in nnabla.
+
+    Args:
+        shape: The shape of the array.
+        need_grad: Whether `backward()` computes a gradient for this variable
+            (nnabla's default: False).
+    """
+
+    def __init__(self, shape=(), need_grad=None) -> None:
+        self._shape = normalize_shape(shape)
+        self._storage = Storage(self._shape)
+        self._need_grad = None if need_grad is None else bool(need_grad)
+        self._name = ""
+        self._parent: Function | None = None
+        self._callsite = callsite.capture()
+        self._observed = False
+        self._compiled = None  # runtime's per-root cache
+        self.persistent = False
+
+    # --- construction -----------------------------------------------------------------
+    @staticmethod
+    def from_numpy_array(data, grad=None, need_grad=None) -> Variable:
+        """A leaf Variable holding a float32 copy of `data` (and `grad`, if given)."""
+        data = numpy.asarray(data)
+        var = Variable(data.shape, need_grad=need_grad)
+        var._callsite = callsite.capture()
+        var.d = data
+        if grad is not None:
+            var.g = grad
+        return var
+
+    def get_unlinked_variable(self, need_grad=None) -> Variable:
+        """A new leaf Variable sharing this one's arrays, cut from the graph."""
+        var = Variable.__new__(Variable)
+        var._shape = self._shape
+        var._storage = self._storage
+        var._need_grad = self.need_grad if need_grad is None else bool(need_grad)
+        var._name = self._name
+        var._parent = None
+        var._callsite = callsite.capture()
+        var._observed = False
+        var._compiled = None
+        var.persistent = self.persistent
+        return var
+
+    def unlinked(self, need_grad=None) -> Variable:
+        """Deprecated alias of `get_unlinked_variable` (kept as nnabla keeps it)."""
+        return self.get_unlinked_variable(need_grad)
+
+    def apply(self, **kwargs) -> Variable:
+        """Set attributes (e.g. ``need_grad=True``) and return self, as nnabla's `apply`."""
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        return self
+
+    # --- properties ---------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    @property
+    def size(self) -> int:
+        size = 1
+        for d in self._shape:
+            size *= d
+        return size
+
+    def size_from_axis(self, axis: int = -1) -> int:
+        if axis < 0:
+            axis += self.ndim + 1 if axis == -1 else self.ndim
+        size = 1
+        for d in self._shape[axis:]:
+            size *= d
+        return size
+
+    @property
+    def dtype(self) -> numpy.dtype:
+        return self._storage.dtype
+
+    @property
+    def need_grad(self) -> bool:
+        """Leaves: the flag given (False by default). Outputs of functions: True when any
+        input needs a gradient, unless set to False explicitly."""
+        if self._need_grad is not None:
+            if self._parent is None or not self._need_grad:
+                return self._need_grad
+        if self._parent is None:
+            return False
+        return any(v.need_grad for v in self._parent.inputs)
+
+    @need_grad.setter
+    def need_grad(self, value) -> None:
+        self._need_grad = bool(value)
+        bump_epoch()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = str(value)
+        bump_epoch()
+
+    @property
+    def parent(self) -> Function | None:
+        return self._parent
+
+    @property
+    def d(self) -> numpy.ndarray:
+        """The values, as a live NumPy array (writes go straight into the variable)."""
+        storage = self._storage
+        if self._parent is not None:
+            if not self._observed:
+                # Reading an intermediate: from now on every forward() keeps it up to date.
+                self._observed = True
+                bump_epoch()
+            if not storage.computed:
+                self.forward()
+        return storage.data
+
+    @d.setter
+    def d(self, value) -> None:
+        _assign(self._storage.data, value)
+        self._storage.computed = True
+
+    @property
+    def g(self) -> numpy.ndarray:
+        """The gradient, as a live NumPy array; `backward()` accumulates into it."""
+        return self._storage.grad
+
+    @g.setter
+    def g(self, value) -> None:
+        if numpy.isscalar(value) and value == 0:
+            self._storage.zero_grad()
+            return
+        _assign(self._storage.grad, value)
+
+    @property
+    def data(self) -> NdArray:
+        return NdArray(self._storage, "data")
+
+    @property
+    def grad(self) -> NdArray:
+        return NdArray(self._storage, "grad")
+
+    # --- execution ------------------------------------------------------------------------
+    def forward(self, clear_buffer=False, clear_no_need_grad=False,
+                function_pre_hook=None, function_post_hook=None) -> None:
+        """Compute this variable (and the intermediates the user reads) with generated code.
+
+        `clear_buffer` and `clear_no_need_grad` are accepted for compatibility; generated
+        code keeps no buffers the user cannot see, so there is nothing to clear.
+        """
+        _refuse_hooks("forward", function_pre_hook, function_post_hook)
+        if self._parent is None:
+            return
+        from . import runtime
+
+        runtime.forward(self)
+
+    def backward(self, grad=1, clear_buffer=False, communicator_callbacks=None,
+                 function_pre_hook=None, function_post_hook=None) -> None:
+        """Accumulate d(self)/d(leaf), seeded with `grad`, into `.g` of every need_grad leaf.
+
+        `grad=1` seeds every element with 1; `grad=None` uses this variable's `.g`.
+        """
+        _refuse_hooks("backward", function_pre_hook, function_post_hook)
+        if communicator_callbacks is not None:
+            raise NotImplementedError("backward(communicator_callbacks=...) is not supported")
+        if self._parent is None:
+            return
+        from . import runtime
+
+        runtime.backward(self, grad)
+
+    def visit(self, f) -> None:
+        """Call `f(function)` for every function in the graph, inputs before outputs."""
+        seen: set[int] = set()
+        order: list[Function] = []
+        stack = [(self._parent, False)] if self._parent is not None else []
+        while stack:
+            func, expanded = stack.pop()
+            if id(func) in seen:
+                continue
+            if expanded:
+                seen.add(id(func))
+                order.append(func)
+                continue
+            stack.append((func, True))
+            for var in reversed(func.inputs):
+                if var._parent is not None and id(var._parent) not in seen:
+                    stack.append((var._parent, False))
+        for func in order:
+            f(func)
+
+    def __repr__(self) -> str:
+        return f"<Variable({self._shape}, need_grad={self.need_grad}) at {hex(id(self))}>"
+
+    # --- operators, mapped to F.* the way nnabla maps them --------------------------------
+    def __pos__(self):
+        return self
+
+    def __neg__(self):
+        from . import functions as F
+
+        return F.mul_scalar(self, -1)
+
+    def __add__(self, other):
+        from . import functions as F
+
+        if isinstance(other, Variable):
+            return F.add2(self, other)
+        return F.add_scalar(self, other)
+
+    def __radd__(self, other):
+        from . import functions as F
+
+        return F.add_scalar(self, other)
+
+    def __sub__(self, other):
+        from . import functions as F
+
+        if isinstance(other, Variable):
+            return F.sub2(self, other)
+        return F.add_scalar(self, -other)
+
+    def __rsub__(self, other):
+        from . import functions as F
+
+        return F.r_sub_scalar(self, other)
+
+    def __mul__(self, other):
+        from . import functions as F
+
+        if isinstance(other, Variable):
+            return F.mul2(self, other)
+        return F.mul_scalar(self, other)
+
+    def __rmul__(self, other):
+        from . import functions as F
+
+        return F.mul_scalar(self, other)
+
+    def __truediv__(self, other):
+        from . import functions as F
+
+        if isinstance(other, Variable):
+            return F.div2(self, other)
+        return F.mul_scalar(self, 1.0 / other)
+
+    def __rtruediv__(self, other):
+        from . import functions as F
+
+        return F.r_div_scalar(self, other)
+
+    def __pow__(self, other, modulo=None):
+        from . import functions as F
+
+        if modulo is not None:
+            return NotImplemented
+        if isinstance(other, Variable):
+            return F.pow2(self, other)
+        return F.pow_scalar(self, other)
+
+    def __rpow__(self, other):
+        from . import functions as F
+
+        return F.r_pow_scalar(self, other)
+
+
+def _refuse_hooks(method: str, pre, post) -> None:
+    if pre is not None or post is not None:
+        raise NotImplementedError(
+            f"{method}(function_pre_hook/function_post_hook) is not supported: symcompile "
+            "runs one fused generated function, not one nnabla function at a time"
+        )
