@@ -49,9 +49,10 @@ class CompileResult:
     def derivatives(self) -> dict[str, sympy.Expr]:
         """Parameter / input name -> d(root)/d(it) as a SymPy expression (display form)."""
         shapes = self.program.shapes
-        return {self.graph.values[i].name or self.program.symbols[i].name:
-                formula.readable(expr, shapes)
-                for i, expr in self.program.derivatives.items()}
+        with distribute(False):
+            return {self.graph.values[i].name or self.program.symbols[i].name:
+                    formula.readable(expr, shapes)
+                    for i, expr in self.program.derivatives.items()}
 
     def derivative_text(self, latex: bool = False) -> dict[str, str]:
         render = formula.as_latex if latex else formula.as_text

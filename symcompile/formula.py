@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import sympy
+from sympy.core.parameters import distribute
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
@@ -35,7 +36,11 @@ class Mean(sympy.Function):
 
 
 def readable(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
-    """`expr` with primitives replaced by `Sum`/`Mean` and shape plumbing dropped."""
+    """`expr` with primitives replaced by `Sum`/`Mean` and shape plumbing dropped.
+
+    Call it inside ``sympy.core.parameters.distribute(False)`` (as `as_text` does) so
+    that ``-2*(y - (a*x + b))`` keeps the shape the derivative was taken in.
+    """
     if isinstance(expr, (BroadcastTo, Full, ExpandDims, Reshape)):
         return readable(expr.args[0], shapes)
     if isinstance(expr, Dot):
@@ -113,8 +118,10 @@ def _reduction_text(name: str, inner: str, axes) -> str:
 
 
 def as_text(expr: sympy.Expr, shapes: Shapes) -> str:
-    return FormulaPrinter().doprint(readable(expr, shapes))
+    with distribute(False):
+        return FormulaPrinter().doprint(readable(expr, shapes))
 
 
 def as_latex(expr: sympy.Expr, shapes: Shapes) -> str:
-    return FormulaLatexPrinter().doprint(readable(expr, shapes))
+    with distribute(False):
+        return FormulaLatexPrinter().doprint(readable(expr, shapes))

@@ -68,7 +68,7 @@ def broadcast_shape(op: str, shapes: tuple) -> tuple[int, ...]:
                 f"the same rank; reshape the {small} input to {suggestion}."
             )
     out = []
-    for axis, sizes in enumerate(zip(*shapes)):
+    for axis, sizes in enumerate(zip(*shapes, strict=True)):
         big = {d for d in sizes if d != 1}
         if len(big) > 1:
             raise ValueError(

@@ -91,7 +91,7 @@ def _eliminate_common_subexpressions(program: Program) -> None:
     placeholders = sympy.numbered_symbols("_cse", real=True)
     replacements, reduced = sympy.cse([eq.expr for eq in equations], symbols=placeholders,
                                       order="none")
-    for eq, expr in zip(equations, reduced):
+    for eq, expr in zip(equations, reduced, strict=True):
         eq.expr = expr
     fused = _fused_values(program)
     counter = [0]

@@ -155,5 +155,6 @@ class NumPyPrinter(_SymPyNumPyPrinter):
                 f"{shape_text(expr.args[1])})")
 
     def _print_Full(self, expr):
+        dtype = self._module_format("numpy." + self._dtype)
         return (f"{self._module_format('numpy.full')}({shape_text(expr.args[1])}, "
-                f"{self._print(expr.args[0])}, dtype={self._module_format('numpy.' + self._dtype)})")
+                f"{self._print(expr.args[0])}, dtype={dtype})")

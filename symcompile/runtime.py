@@ -36,7 +36,7 @@ class Binding:
 
     def forward(self) -> None:
         *outputs, self.saved = self.module.forward_saving(*self.args)
-        for storage, value in zip(self.outputs, outputs):
+        for storage, value in zip(self.outputs, outputs, strict=True):
             storage.data[...] = value
             storage.computed = True
 
@@ -46,7 +46,7 @@ class Binding:
         gradients = self.module.backward(self.saved, *self.args, self._seed(grad, root))
         if len(self.grads) == 1:
             gradients = (gradients,)
-        for storage, value in zip(self.grads, gradients):
+        for storage, value in zip(self.grads, gradients, strict=True):
             storage.accumulate_grad(value)
 
     def _seed(self, grad, root: Variable):

@@ -49,7 +49,7 @@ def check_gradients(module, values_by_name, rtol=1e-6, atol=1e-8):
         return out[0] if n_out > 1 else out
 
     assert len(grads) == len(names)
-    for name, grad in zip(names, grads):
+    for name, grad in zip(names, grads, strict=True):
         index = leaf_args.index(name)
         expected = numeric_gradient(f, args, index)
         assert np.shape(grad) == expected.shape, (name, np.shape(grad), expected.shape)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck import check_gradients, compile_f64
 
 import symcompile as nn
 import symcompile.functions as F
-from gradcheck import check_gradients, compile_f64
 
 BROADCAST_SHAPES = [
     ((2, 3, 4), (2, 3, 4)),
