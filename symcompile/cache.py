@@ -39,7 +39,9 @@ def load_module(path: str | os.PathLike, expected_hash: str | None = None) -> ty
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no generated module at {path}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    # One module object per (file, content): an edited or replaced file is imported anew.
+    digest = hashlib.sha256(str(path.resolve()).encode() + b"\0" + path.read_bytes())
+    digest = digest.hexdigest()[:12]
     name = f"_symcompile_generated_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
     if name in sys.modules:
         module = sys.modules[name]

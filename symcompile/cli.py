@@ -59,7 +59,8 @@ def _common(sub: argparse.ArgumentParser) -> None:
                      help="update rule of the fused training step (default: sgd)")
     sub.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                      help="array dtype of the generated code (default: float32)")
-    sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help="show tracebacks on errors")
 
 
 def _compile(args, output_dir: Path, regenerate: str):

@@ -93,7 +93,8 @@ class Solver:
         for var in self._params.values():
             storage = var._storage
             if not storage.grad_zeroing:
-                storage.grad += numpy.float32(decay_rate) * storage.data
+                grad = storage.grad
+                grad += numpy.float32(decay_rate) * storage.data
 
     def set_learning_rate(self, learning_rate) -> None:
         self.lr = float(learning_rate)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import symcompile as nn
+from symcompile import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +22,8 @@ def pytest_addoption(parser):
 def fresh_state(tmp_path, monkeypatch):
     """Each test starts with no parameters and its own on-disk module cache."""
     monkeypatch.setenv("SYMCOMPILE_CACHE_DIR", str(tmp_path / "cache"))
+    runtime._modules.clear()
+    runtime._updates.clear()
     nn.clear_parameters()
     np.random.seed(0)
     yield

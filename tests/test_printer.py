@@ -1,0 +1,72 @@
+"""The NumPy printer's overrides, pinned to exact strings (SymPy test_numpy.py style)."""
+
+from __future__ import annotations
+
+import sympy
+from sympy.core.parameters import distribute
+
+from symcompile.primitives import (BroadcastTo, Dot, ExpandDims, Full, ReduceSum, Reshape,
+                                   Shapes, shape_tuple)
+from symcompile.printer import NumPyPrinter
+
+x, y, t, g = sympy.symbols("x y t g", real=True)
+
+
+def printer():
+    shapes = Shapes()
+    shapes.declare(x, (32, 1))
+    shapes.declare(y, (32, 1))
+    shapes.declare(t, (32, 1))
+    shapes.declare(g, ())
+    return NumPyPrinter(shapes)
+
+
+def test_relu_and_its_derivative():
+    p = NumPyPrinter()
+    assert p.doprint(sympy.Max(x, 0)) == "numpy.maximum(x, 0)"
+    assert p.doprint(sympy.Min(0, x)) == "numpy.minimum(x, 0)"
+    assert p.doprint(sympy.diff(sympy.Max(x, 0), x)) == "(x > 0)"
+    with distribute(False):
+        relu_grad = 2 * (sympy.Max(x, 0) - t) * sympy.Heaviside(x)
+    assert p.doprint(relu_grad) == "2*(-t + numpy.maximum(x, 0))*(x > 0)"
+    assert p.module_imports == {"numpy": {"maximum", "minimum"}}
+
+
+def test_numbers_read_as_written():
+    p = NumPyPrinter()
+    assert p.doprint(sympy.Float(0.1)) == "0.1"
+    assert p.doprint(sympy.Float(1e-8) * x) == "1e-08*x"
+    assert p.doprint(sympy.Rational(1, 32)) == "1/32"
+    assert p.doprint(x / 32) == "x/32"
+
+
+def test_products_multiply_scalars_before_arrays():
+    p = printer()
+    assert p.doprint(sympy.Rational(-1, 16) * g * x * t) == "-g/16*t*x"
+    assert p.doprint(-2 * x * (y - t)) == "-2*x*(-t + y)"
+    assert p.doprint(g * x / 32) == "g/32*x"
+    assert p.doprint(x / (y * t)) == "x/t/y"
+
+
+def test_integer_powers():
+    p = NumPyPrinter()
+    assert p.doprint(x**2) == "x**2"
+    assert p.doprint(1 / x) == "1/x"
+    assert p.doprint(x ** -2) == "1/x**2"
+    assert p.doprint(sympy.sqrt(x)) == "numpy.sqrt(x)"
+
+
+def test_tensor_primitives():
+    p = printer()
+    assert p.doprint(ReduceSum(x * t, shape_tuple((0,)), sympy.Integer(1))) == \
+        "(t*x).sum(axis=0, keepdims=True)"
+    assert p.doprint(ReduceSum(x, shape_tuple((0, 1)), sympy.Integer(0))) == \
+        "x.sum(axis=(0, 1))"
+    assert p.doprint(Dot(x, t)) == "numpy.vdot(x, t)"
+    assert p.doprint(Full(g, shape_tuple((1, 1)))) == \
+        "numpy.full((1, 1), g, dtype=numpy.float32)"
+    assert p.doprint(BroadcastTo(g, shape_tuple((3,)))) == "numpy.broadcast_to(g, (3,))"
+    assert p.doprint(ExpandDims(g, shape_tuple((0,)))) == "numpy.expand_dims(g, 0)"
+    assert p.doprint(Reshape(x, shape_tuple((4, 8)))) == "numpy.reshape(x, (4, 8))"
+    assert p.module_imports == {"numpy": {"vdot", "full", "broadcast_to", "expand_dims",
+                                          "reshape", "float32"}}
