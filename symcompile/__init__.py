@@ -12,10 +12,11 @@ from ._version import __version__
 from .cache import GraphMismatchError
 from .compiler import CompileResult, compile
 from .parameter import clear_parameters, get_parameters, parameter_scope
+from .runtime import load
 from .variable import NdArray, Variable
 
 __all__ = [
     "CompileResult", "GraphMismatchError", "NdArray", "Variable", "__version__",
-    "clear_parameters", "compile", "functions", "get_parameters", "initializer",
+    "clear_parameters", "compile", "functions", "get_parameters", "initializer", "load",
     "parameter", "parameter_scope", "solvers",
 ]

@@ -155,7 +155,7 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
 
     Returns:
         A `CompileResult` with the loaded module, its path and source, and the
-        symbolic derivatives.
+        symbolic derivatives. With float32, `loss.forward()`/`backward()` run this module.
     """
     if not isinstance(loss, Variable):
         raise TypeError(f"compile: expected the loss Variable, got {type(loss).__name__}")
@@ -164,7 +164,8 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
                          "output of the graph, e.g. the loss")
     module_name = identifier(name or loss.name or "model")
     started = time.perf_counter()
-    graph = capture(loss, name=module_name, dtype=dtype).graph
+    captured = capture(loss, name=module_name, dtype=dtype, observed=True)
+    graph = captured.graph
     site = loss._callsite.display if loss._callsite else "symcompile.compile"
     options = Options(module_name, solver, dtype,
                       regenerate or f"symcompile.compile(...) of the graph built at {site}",
@@ -173,5 +174,9 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
     path = Path(output_dir) / f"{module_name}.py"
     write_module(source, path)
     module = load_module(path, graph.fingerprint())
+    if dtype == "float32":
+        from .runtime import bind
+
+        bind(loss, module, captured)  # loss.forward()/backward() now run this module
     timings["total"] = time.perf_counter() - started
     return CompileResult(module, path, source, graph, graph.fingerprint(), program, timings)

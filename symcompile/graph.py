@@ -89,8 +89,12 @@ class Graph:
         return None
 
     def fingerprint(self) -> str:
-        """A hash of everything generated code depends on (not of call sites)."""
-        lines = [f"graph {self.name!r}"]
+        """A hash of the graph's structure, names, shapes and dtypes.
+
+        Not of call sites (comments only) nor of the module name: one graph has one hash
+        whatever its module is called.
+        """
+        lines = ["graph"]
         for v in self.values:
             lines.append(f"value {v.index} {v.kind} {v.name!r} {v.shape} {v.dtype} {v.need_grad}"
                          f" {v.init!r}")

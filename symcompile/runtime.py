@@ -32,6 +32,7 @@ class Binding:
         self.grads = grads  # storages receiving the module's GRADIENTS
         self.root_shape = root_shape
         self.saved = None
+        self.fingerprint = ""
         self._ones = None if root_shape == () else numpy.ones(root_shape, numpy.float32)
 
     def forward(self) -> None:
@@ -81,17 +82,44 @@ def binding(root: Variable) -> Binding:
     from .graph import capture
 
     captured = capture(root, name=_module_name(root), observed=True)
+    fingerprint = captured.graph.fingerprint()
+    if bound is not None and bound.fingerprint == fingerprint:
+        module = bound.module  # something changed elsewhere; this graph did not
+    else:
+        module = _module_for(captured.graph, root)
+    return bind(root, module, captured, epoch)
+
+
+def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
+    """Make `module` the code that forward()/backward() of `root` run."""
     graph = captured.graph
-    module = _module_for(graph, root)
     leaves = [*graph.inputs, *graph.parameters]
     grads = [captured.storages[v.index] for v in leaves if v.need_grad]
-    if len(grads) != len(module.GRADIENTS):
-        raise RuntimeError(f"generated module {module.__file__} computes "
-                           f"{len(module.GRADIENTS)} gradients, the graph needs {len(grads)}")
-    bound = Binding(module, epoch, [captured.storages[v.index].data for v in leaves],
+    if len(grads) != len(module.GRADIENTS) or len(graph.outputs) != len(module.OUTPUTS):
+        raise cache.GraphMismatchError(
+            f"generated module {module.__file__} computes {len(module.OUTPUTS)} outputs and "
+            f"{len(module.GRADIENTS)} gradients; the graph has {len(graph.outputs)} and "
+            f"{len(grads)}")
+    bound = Binding(module, graph_epoch() if epoch is None else epoch,
+                    [captured.storages[v.index].data for v in leaves],
                     [v._storage for v in captured.output_vars], grads, graph.root.shape)
+    bound.fingerprint = graph.fingerprint()
     root._compiled = bound
     return bound
+
+
+def load(path, loss: Variable):
+    """Load the generated module at `path` and run `loss`'s forward()/backward() with it.
+
+    Raises GraphMismatchError, saying how to regenerate it, when the module was generated
+    for another graph (its GRAPH_HASH differs from this graph's).
+    """
+    from .graph import capture
+
+    captured = capture(loss, name=_module_name(loss), observed=True)
+    module = cache.load_module(path, captured.graph.fingerprint())
+    bind(loss, module, captured)
+    return module
 
 
 def _module_name(root: Variable) -> str:

@@ -241,3 +241,26 @@ def test_shared_parameter_views_are_one_leaf():
     np.testing.assert_allclose(loss.d, 24.0)
     np.testing.assert_allclose(w1.g, 2 * x.d)
     assert len(loss._compiled.module.PARAMETERS) == 1
+
+
+def test_load_binds_a_checked_in_module_and_refuses_another_graph(tmp_path):
+    from conftest import ROOT
+    from symcompile.model_file import load_loss
+
+    loss = load_loss(ROOT / "examples" / "linear_regression.py")
+    module = nn.load(ROOT / "generated" / "linear_regression.py", loss)
+    loss.forward()
+    assert loss._compiled.module is module
+    nn.clear_parameters()
+    x = nn.Variable((32, 1))
+    other = F.mean(F.pow_scalar(F.add2(x, nn.parameter.get_parameter_or_create("a", (1, 1))), 2))
+    with pytest.raises(nn.GraphMismatchError, match=r"generated for a graph with hash .* "
+                                                    r"Regenerate"):
+        nn.load(ROOT / "generated" / "linear_regression.py", other)
+
+
+def test_compile_binds_its_module_to_the_loss(tmp_path):
+    loss, *_ = linreg()
+    result = nn.compile(loss, name="lin", output_dir=tmp_path)
+    loss.forward()
+    assert loss._compiled.module is result.module
