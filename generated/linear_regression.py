@@ -53,15 +53,12 @@ def gradient(y_true, x, a, b):
     loss = numpy.vdot(_t0, _t0)/32
     # --- backward ---
     # d loss / d loss = 1
-    g_loss = 1.0
-    # shared subexpression, via mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar,
-    #   mean (loss) @ :37  -> ()
+    g_loss = numpy.float32(1)
+    # shared subexpression  -> ()
     _t1 = g_loss/16
-    # d loss / d a, via mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean
-    #   (loss) @ :37  -> ()
+    # d loss / d a, through mul2 @ examples/linear_regression.py:36  -> ()
     g_a = numpy.full((1, 1), -_t1*numpy.vdot(x, _t0), dtype=numpy.float32)
-    # d loss / d b, via mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean
-    #   (loss) @ :37  -> (1, 1)
+    # d loss / d b, through add2 (y) @ examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
     return loss, g_a, g_b
 
@@ -77,15 +74,12 @@ def sgd_step(y_true, x, a, b, lr):
     loss = numpy.vdot(_t0, _t0)/32
     # --- backward ---
     # d loss / d loss = 1
-    g_loss = 1.0
-    # shared subexpression, via mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar,
-    #   mean (loss) @ :37  -> ()
+    g_loss = numpy.float32(1)
+    # shared subexpression  -> ()
     _t1 = g_loss/16
-    # d loss / d a, via mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean
-    #   (loss) @ :37  -> ()
+    # d loss / d a, through mul2 @ examples/linear_regression.py:36  -> ()
     g_a = -_t1*numpy.vdot(x, _t0)
-    # d loss / d b, via mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean
-    #   (loss) @ :37  -> (1, 1)
+    # d loss / d b, through add2 (y) @ examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
     # --- update ---
     # sgd: a, w -= lr * g
@@ -113,14 +107,11 @@ def backward(saved, y_true, x, a, b, g_loss):
     """
     _t0, = saved
     # --- backward ---
-    # shared subexpression, via mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar,
-    #   mean (loss) @ :37  -> ()
+    # shared subexpression  -> ()
     _t1 = g_loss/16
-    # d loss / d a, via mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean
-    #   (loss) @ :37  -> ()
+    # d loss / d a, through mul2 @ examples/linear_regression.py:36  -> ()
     g_a = numpy.full((1, 1), -_t1*numpy.vdot(x, _t0), dtype=numpy.float32)
-    # d loss / d b, via mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean
-    #   (loss) @ :37  -> (1, 1)
+    # d loss / d b, through add2 (y) @ examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
     return g_a, g_b
 

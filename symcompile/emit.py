@@ -138,14 +138,27 @@ class _ModuleBuilder:
         return self.program.shapes.of(sym)
 
     def comment(self, eq: Equation) -> str:
-        places = self._places(eq.origin)
-        if eq.section == "backward" or eq.note:
+        """Where a statement comes from: the nodes it computes, or the gradient it is."""
+        if eq.section == "forward":
+            text = self._places(eq.origin)
+        elif eq.section == "backward":
             what = eq.note or f"d {self.root.name} / d {eq.target.name.removeprefix('g_')}"
-            text = f"{what}, via {places}" if places else what
+            through = self._consumers(eq.target)
+            text = f"{what}, through {through}" if through else what
         else:
-            text = places
+            places = self._places(eq.origin) if not eq.note else ""
+            text = places or "shared subexpression"
         shape = self.program.shapes.of(eq.target)
         return comment_text(f"{text}  -> {shape_text(shape)}")
+
+    def _consumers(self, grad: sympy.Symbol) -> str:
+        """The nodes that use the leaf whose gradient `grad` is (its gradient flows back
+        through them)."""
+        for index, symbol in self.program.gradients.items():
+            if symbol == grad:
+                nodes = [n.index for n in self.graph.nodes if index in n.inputs]
+                return self._places(nodes)
+        return ""
 
     def _places(self, origin) -> str:
         """``mul2, add2 (y) @ model.py:12; sub2 @ :13`` for the nodes in `origin`."""
@@ -177,7 +190,7 @@ class _ModuleBuilder:
     def seed_line(self) -> Line:
         shape = self.graph.root.shape
         if shape == ():
-            value = "1.0"
+            value = f"numpy.{self.program.dtype}(1)"
         else:
             value = f"numpy.ones({shape_text(shape)}, dtype=numpy.{self.program.dtype})"
         what = "1" if shape == () else "ones, as backward() seeds it"

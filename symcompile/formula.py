@@ -86,7 +86,69 @@ def _as_mean(product: sympy.Mul) -> sympy.Expr:
 
 
 class FormulaPrinter(StrPrinter):
-    """Plain-text formulas: ``mean(...)``, ``sum(..., axis=0)``."""
+    """Plain-text formulas: ``mean(...)``, ``sum(..., axis=0)``, ``x @ W``, ``W.T``."""
+
+    def _print_MatMul(self, expr):
+        a, b = expr.args
+        return f"{self.parenthesize(a, 50, strict=True)} @ {self.parenthesize(b, 50)}"
+
+    def _print_Transpose(self, expr):
+        inner = self._print(expr.args[0])
+        if not isinstance(expr.args[0], sympy.Symbol):
+            inner = f"({inner})"
+        return f"{inner}.T" if len(expr.args[1]) == 2 else f"transpose({inner}, {expr.args[1]})"
+
+    def _print_Heaviside(self, expr):
+        return f"({self._print(expr.args[0])} > 0)"
+
+    def _print_Softmax(self, expr):
+        return f"softmax({self._print(expr.args[0])}, axis={expr.args[1]})"
+
+    def _print_LogSoftmax(self, expr):
+        return f"log_softmax({self._print(expr.args[0])}, axis={expr.args[1]})"
+
+    def _print_SoftmaxCrossEntropy(self, expr):
+        return (f"softmax_cross_entropy({self._print(expr.args[0])}, "
+                f"{self._print(expr.args[1])}, axis={expr.args[2]})")
+
+    def _print_OneHot(self, expr):
+        return f"onehot({self._print(expr.args[0])}, {expr.args[1]})"
+
+    def _print_ValidLabel(self, expr):
+        return f"({self._print(expr.args[0])} != -1)"
+
+    def _print_ReduceMax(self, expr):
+        return f"{expr.method}({self._print(expr.args[0])}, axis={expr.args[1]})"
+
+    _print_ReduceMin = _print_ReduceMax
+
+    def _print_FirstExtremum(self, expr):
+        kind = "argmax" if bool(expr.args[2]) else "argmin"
+        return f"onehot({kind}({self._print(expr.args[0])}, axis={expr.args[1]}))"
+
+    def _print_StopGradient(self, expr):
+        return self._print(expr.args[0])
+
+    def _print_Absolute(self, expr):
+        return f"abs({self._print(expr.args[0])})"
+
+    def _print_Sign(self, expr):
+        return f"sign({self._print(expr.args[0])})"
+
+    def _print_Maximum(self, expr):
+        return f"maximum({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_Minimum(self, expr):
+        return f"minimum({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_IsGreater(self, expr):
+        return f"({self._print(expr.args[0])} > {self._print(expr.args[1])})"
+
+    def _print_IsLessEqual(self, expr):
+        return f"({self._print(expr.args[0])} <= {self._print(expr.args[1])})"
+
+    def _print_Truncate(self, expr):
+        return f"trunc({self._print(expr.args[0])})"
 
     def _print_Sum(self, expr):
         return _reduction_text("sum", self._print(expr.args[0]), expr.args[2])
@@ -97,6 +159,22 @@ class FormulaPrinter(StrPrinter):
 
 class FormulaLatexPrinter(LatexPrinter):
     """LaTeX formulas with the sums written as operators."""
+
+    def _print_MatMul(self, expr):
+        a, b = (self.parenthesize(arg, 50) for arg in expr.args)
+        return rf"{a} {b}"
+
+    def _print_Transpose(self, expr):
+        return rf"{self.parenthesize(expr.args[0], 1000)}^{{\top}}"
+
+    def _print_Softmax(self, expr):
+        return rf"\operatorname{{softmax}}\left({self._print(expr.args[0])}\right)"
+
+    def _print_LogSoftmax(self, expr):
+        return rf"\log\operatorname{{softmax}}\left({self._print(expr.args[0])}\right)"
+
+    def _print_OneHot(self, expr):
+        return rf"\operatorname{{onehot}}\left({self._print(expr.args[0])}\right)"
 
     def _print_Sum(self, expr):
         return self._reduction("sum", expr.args[0], expr.args[2])

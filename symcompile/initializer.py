@@ -1,13 +1,15 @@
 """`symcompile.initializer` (I): nnabla's parameter initializers, same names and draws.
 
 Each initializer is a callable `init(shape)` returning an array, drawing from `rng`
-(NumPy's global RandomState when None, as in nnabla). `describe` turns one into the
+(``nn.random.prng`` when None, as in nnabla; `nn.seed` reseeds it). `describe` turns one into the
 plain description the generated module's `init_parameters` re-creates.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from . import random
 
 
 class BaseInitializer:
@@ -21,7 +23,7 @@ class NormalInitializer(BaseInitializer):
     """Draws from N(0, sigma^2)."""
 
     def __init__(self, sigma=1.0, rng=None):
-        self.rng = np.random if rng is None else rng
+        self.rng = random.prng if rng is None else rng
         self.sigma = sigma
 
     def __repr__(self):
@@ -35,7 +37,7 @@ class UniformInitializer(BaseInitializer):
     """Draws from U(lim[0], lim[1])."""
 
     def __init__(self, lim=(-1, 1), rng=None):
-        self.rng = np.random if rng is None else rng
+        self.rng = random.prng if rng is None else rng
         self.lim = lim
 
     def __repr__(self):
@@ -49,7 +51,7 @@ class UniformIntInitializer(BaseInitializer):
     """Draws integers from [lim[0], lim[1])."""
 
     def __init__(self, lim=(0, 10), rng=None):
-        self.rng = np.random if rng is None else rng
+        self.rng = random.prng if rng is None else rng
         self.lim = lim
 
     def __repr__(self):

@@ -1,9 +1,11 @@
 """Clean up the program before it is printed: inline, reuse, and share subexpressions.
 
 1. Backward values used once are inlined into their consumer (one statement per chain).
-2. A backward expression that recomputes a forward value uses the forward array
+2. Composite primitives (the softmax family), which autodiff needed whole for their
+   closed-form gradients, are expanded into stable exp/log/sum form.
+3. A backward expression that recomputes a forward value uses the forward array
    instead (``1 - tanh(z)**2`` becomes ``1 - h**2`` when ``h = tanh(z)`` exists).
-3. `sympy.cse` runs jointly over the forward and backward expressions, so the fused
+4. `sympy.cse` runs jointly over the forward and backward expressions, so the fused
    step computes each common subexpression once; a subexpression that is a value the
    user named gets that name, others are ``_t0, _t1, ...``; each remembers the graph
    nodes it computes, for its comment.
@@ -18,17 +20,23 @@ import itertools
 
 import sympy
 
+from .naming import identifier
 from .primitives import Full
 from .program import Equation, Program
+from .softmax import expand_composites
 
-# Past this many operations a derivative formula keeps intermediate gradients by name.
+# Past this many operations a derivative formula keeps intermediate gradients by name...
 FORMULA_OPS_LIMIT = 80
+# ...and past this many it uses the names the user gave to intermediate values.
+NAMING_OPS_LIMIT = 24
 
 
 def optimize(program: Program) -> None:
     _inline_single_use(program)
     _reuse_forward_values(program)
     _record_derivatives(program)
+    _expand_composites(program)
+    _reuse_forward_values(program)
     _eliminate_common_subexpressions(program)
 
 
@@ -62,6 +70,14 @@ def _inline_single_use(program: Program) -> None:
     program.backward = kept
 
 
+def _expand_composites(program: Program) -> None:
+    shapes = program.shapes
+    for eq in program.equations():
+        eq.expr = expand_composites(eq.expr, shapes)
+    for index, expr in program.value_exprs.items():
+        program.value_exprs[index] = expand_composites(expr, shapes)
+
+
 def _reuse_forward_values(program: Program) -> None:
     known = {eq.expr: eq.target for eq in program.forward if not isinstance(eq.expr, Full)}
     if not known:
@@ -71,9 +87,18 @@ def _reuse_forward_values(program: Program) -> None:
 
 
 def _record_derivatives(program: Program) -> None:
+    """d root / d leaf as one formula per leaf, written with the names of the values the
+    user named (``h``, ``z``) instead of their expansions."""
     definitions = {eq.target: eq.expr for eq in program.backward}
     # d root / d root is 1 for a scalar root; a non-scalar root keeps its cotangent symbol.
     seed = {program.seed: sympy.Integer(1)} if program.graph.root.shape == () else {}
+    named = {}
+    for index, expr in program.value_exprs.items():
+        value = program.graph.values[index]
+        if value.name and not isinstance(expr, sympy.Symbol) and index not in program.symbols:
+            named.setdefault(expr, sympy.Symbol(identifier(value.name), real=True))
+    for symbol, expr in named.items():
+        program.shapes.declare(expr, program.shapes.of(symbol))
     for index, grad in program.gradients.items():
         formula = grad
         for _ in range(len(definitions) + 1):
@@ -81,7 +106,10 @@ def _record_derivatives(program: Program) -> None:
             if expanded == formula or sympy.count_ops(expanded) > FORMULA_OPS_LIMIT:
                 break
             formula = expanded
-        program.derivatives[index] = formula.xreplace(seed)
+        formula = formula.xreplace(seed)
+        if sympy.count_ops(formula) > NAMING_OPS_LIMIT:
+            formula = formula.xreplace(named)
+        program.derivatives[index] = formula
 
 
 def _eliminate_common_subexpressions(program: Program) -> None:
@@ -108,6 +136,8 @@ def _eliminate_common_subexpressions(program: Program) -> None:
             name = program.namer.temp(counter)
         sym = sympy.Symbol(name, real=True)
         program.shapes.declare(sym, program.shapes.of(expr))
+        if program.shapes.is_mask(expr):
+            program.shapes.declare_mask(sym)
         rename[placeholder] = sym
         expanded[sym] = full
         origin = program.value_origins[value.index] if value is not None else ()

@@ -32,6 +32,7 @@ class Shapes:
     def __init__(self) -> None:
         self._symbols: dict[sympy.Symbol, tuple[int, ...]] = {}
         self._memo: dict[sympy.Basic, tuple[int, ...]] = {}
+        self._masks: set[sympy.Symbol] = set()  # symbols holding boolean arrays
 
     def declare(self, symbol: sympy.Symbol, shape: tuple[int, ...]) -> sympy.Symbol:
         self._symbols[symbol] = tuple(shape)
@@ -59,6 +60,16 @@ class Shapes:
 
     def is_scalar(self, expr: sympy.Basic) -> bool:
         return self.of(expr) == ()
+
+    def declare_mask(self, symbol: sympy.Symbol) -> None:
+        self._masks.add(symbol)
+
+    def is_mask(self, expr: sympy.Basic) -> bool:
+        """Whether `expr` evaluates to a boolean NumPy array (a comparison or a one-hot)."""
+        if isinstance(expr, sympy.Symbol):
+            return expr in self._masks
+        return (getattr(expr, "boolean", False) or isinstance(expr, sympy.Heaviside)
+                or bool(expr.is_Relational))
 
 
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
@@ -132,7 +143,7 @@ class ExpandDims(Primitive):
     def vjp(self, index, g, shapes):
         if shapes.is_scalar(g):
             return g
-        return Reshape(g, shape_tuple(shapes.of(self.args[0])))
+        return reshape(g, shapes.of(self.args[0]), shapes)
 
 
 class Reshape(Primitive):
@@ -145,7 +156,7 @@ class Reshape(Primitive):
 
     def vjp(self, index, g, shapes):
         x_shape = shapes.of(self.args[0])
-        return Reshape(exact(g, self.shape(shapes), shapes), shape_tuple(x_shape))
+        return reshape(exact(g, self.shape(shapes), shapes), x_shape, shapes)
 
 
 class BroadcastTo(Primitive):
@@ -183,6 +194,100 @@ class Dot(Primitive):
 
     def vjp(self, index, g, shapes):
         return g * self.args[1 - index]
+
+
+class MatMul(Primitive):
+    """``a @ b`` (NumPy matmul: batch axes broadcast, the last two multiply)."""
+
+    nargs = 2
+    tensor_args = (0, 1)
+    precedence = 50  # binds like *, so a product containing it parenthesises it
+
+    def shape(self, shapes):
+        a, b = shapes.of(self.args[0]), shapes.of(self.args[1])
+        return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+
+    def vjp(self, index, g, shapes):
+        a, b = self.args
+        g = exact(g, self.shape(shapes), shapes)
+        if index == 0:
+            return unbroadcast(matmul(g, swap_last(b, shapes), shapes), shapes.of(a), shapes)
+        return unbroadcast(matmul(swap_last(a, shapes), g, shapes), shapes.of(b), shapes)
+
+
+class Transpose(Primitive):
+    """``numpy.transpose(x, perm)`` (``x.T`` for a matrix)."""
+
+    nargs = 2
+
+    def shape(self, shapes):
+        x_shape = shapes.of(self.args[0])
+        return tuple(x_shape[p] for p in as_ints(self.args[1]))
+
+    def vjp(self, index, g, shapes):
+        perm = as_ints(self.args[1])
+        inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+        return transpose(exact(g, self.shape(shapes), shapes), inverse, shapes)
+
+
+class ReduceMax(Primitive):
+    """``x.max(axis=a, keepdims=k)`` over one axis; args: (x, axis, keepdims)."""
+
+    nargs = 3
+    method = "max"
+
+    def shape(self, shapes):
+        x_shape = shapes.of(self.args[0])
+        axis, keep = int(self.args[1]), bool(self.args[2])
+        if keep:
+            return tuple(1 if i == axis else d for i, d in enumerate(x_shape))
+        return tuple(d for i, d in enumerate(x_shape) if i != axis)
+
+    def vjp(self, index, g, shapes):
+        """The gradient goes to the first maximal element along the axis, as in nnabla."""
+        x, axis, keep = self.args
+        if not bool(keep) and not shapes.is_scalar(g):
+            g = ExpandDims(g, shape_tuple((int(axis),)))
+        return FirstExtremum(x, axis, sympy.Integer(self.method == "max")) * g
+
+
+class ReduceMin(ReduceMax):
+    """``x.min(axis=a, keepdims=k)`` over one axis."""
+
+    method = "min"
+
+
+class Mask(Primitive):
+    """A primitive whose value is a boolean array (printed as a comparison)."""
+
+    tensor_args = ()
+    boolean = True
+
+
+class FirstExtremum(Mask):
+    """1 at the first maximum (or minimum) along `axis`, 0 elsewhere; args (x, axis, is_max)."""
+
+    nargs = 3
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+
+class StopGradient(Primitive):
+    """`x` as a constant: no gradient flows through it."""
+
+    nargs = 1
+    tensor_args = ()
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+
+class Composite(Primitive):
+    """A primitive with a closed-form VJP that is printed through its `expand`ed form."""
+
+    def expand(self, shapes: Shapes) -> sympy.Expr:
+        raise NotImplementedError
 
 
 # --- smart constructors: the only way the compiler builds these primitives -------------
@@ -228,6 +333,12 @@ def reduce_sum(expr: sympy.Expr, axes, keepdims: bool, in_shape: tuple[int, ...]
         f_shape = shapes.of(factor)
         invariant = f_shape == () or (keepdims and all(f_shape[a] == 1 for a in summed))
         (outside if invariant else inside).append(factor)
+    if len(inside) == 1 and isinstance(inside[0], ReduceSum) and bool(inside[0].args[2]):
+        # sum(sum(e, a1, keepdims), a2) == sum(e, a1 + a2)
+        inner, inner_axes = inside[0].args[0], as_ints(inside[0].args[1])
+        merged = reduce_sum(inner, tuple(set(axes) | set(inner_axes)), keepdims,
+                            shapes.of(inner), shapes)
+        return sympy.Mul(*outside, merged) * count
     inner = sympy.Mul(*inside)
     full_reduction = math.prod(d for i, d in enumerate(actual) if i not in summed) == 1
     reduced = None
@@ -238,6 +349,49 @@ def reduce_sum(expr: sympy.Expr, axes, keepdims: bool, in_shape: tuple[int, ...]
     if count != 1:
         outside.append(sympy.Integer(count))
     return sympy.Mul(*outside, reduced)
+
+
+def matmul(a: sympy.Expr, b: sympy.Expr, shapes: Shapes) -> sympy.Expr:
+    """``a @ b`` with any scalar factors of `a` and `b` moved outside."""
+    a_out, a_in = _split_scalars(a, shapes)
+    b_out, b_in = _split_scalars(b, shapes)
+    return sympy.Mul(*a_out, *b_out, MatMul(sympy.Mul(*a_in), sympy.Mul(*b_in)))
+
+
+def _split_scalars(expr, shapes):
+    outside, inside = [], []
+    for factor in sympy.Mul.make_args(expr):
+        (outside if shapes.is_scalar(factor) else inside).append(factor)
+    return outside, inside
+
+
+def transpose(x: sympy.Expr, perm, shapes: Shapes) -> sympy.Expr:
+    """`x` with its axes permuted; identities vanish and transposes of transposes merge."""
+    perm = tuple(int(p) for p in perm)
+    if perm == tuple(range(len(perm))):
+        return x
+    if isinstance(x, Transpose):
+        inner = as_ints(x.args[1])
+        return transpose(x.args[0], tuple(inner[p] for p in perm), shapes)
+    return Transpose(x, shape_tuple(perm))
+
+
+def swap_last(x: sympy.Expr, shapes: Shapes) -> sympy.Expr:
+    """`x` with its last two axes swapped (the matrix transpose)."""
+    rank = len(shapes.of(x))
+    return transpose(x, tuple(range(rank - 2)) + (rank - 1, rank - 2), shapes)
+
+
+def reshape(x: sympy.Expr, shape, shapes: Shapes) -> sympy.Expr:
+    """`x` with shape `shape` (same size); no-op reshapes vanish, nested ones merge."""
+    shape = tuple(int(d) for d in shape)
+    if shapes.of(x) == shape:
+        return x
+    if isinstance(x, Reshape):
+        x = x.args[0]
+        if shapes.of(x) == shape:
+            return x
+    return Reshape(x, shape_tuple(shape))
 
 
 def _as_dot(factors: list, shape: tuple[int, ...], shapes: Shapes):
@@ -265,6 +419,8 @@ def unbroadcast(expr: sympy.Expr, target: tuple[int, ...], shapes: Shapes) -> sy
     axes += [i for i, d in enumerate(actual) if i >= lead and d != 1 and target[i - lead] == 1]
     if not axes:
         return expr
+    if all(a < lead for a in axes):  # only the leading axes: sum them away directly
+        return reduce_sum(expr, axes, False, actual, shapes)
     reduced = reduce_sum(expr, axes, True, actual, shapes)
     if lead and shapes.of(reduced) != ():
         reduced = Reshape(reduced, shape_tuple(shapes.of(reduced)[lead:]))

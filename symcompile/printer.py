@@ -53,7 +53,16 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return f"{expr.p}/{expr.q}"
 
     # --- arithmetic --------------------------------------------------------------------
+    def _is_mask(self, expr) -> bool:
+        return self._shapes is not None and self._shapes.is_mask(expr)
+
     def _print_Mul(self, expr):
+        """Scalars first, then arrays, boolean masks last: ``-g/16*x*(t > 0)``.
+
+        Python evaluates left to right, so the scalar factors combine before touching an
+        array, and a mask only ever multiplies a float array (bool * int would make
+        int64, and -bool is an error).
+        """
         coeff = sympy.Integer(1)
         factors = []
         for factor in expr.as_ordered_factors():
@@ -77,30 +86,35 @@ class NumPyPrinter(_SymPyNumPyPrinter):
                 (scalar_den if self._is_scalar(base) else array_den).append(base)
             else:
                 (scalar_num if self._is_scalar(factor) else array_num).append(factor)
+        array_num.sort(key=self._is_mask)  # stable: masks move last
         level = PRECEDENCE["Mul"]
-        num = [self.parenthesize(f, level) for f in scalar_num]
-        text = "*".join(num)
-        if num:
-            text += "".join("/" + self.parenthesize(d, level, strict=True) for d in scalar_den)
+        text = "*".join(self.parenthesize(f, level) for f in scalar_num)
+        if text:
+            text += "".join("/" + self.parenthesize(d, level) for d in scalar_den)
             scalar_den = []
         arrays = [self.parenthesize(f, level) for f in array_num]
         if arrays:
             text = "*".join(([text] if text else []) + arrays)
         elif not text:
             text = "1"
-        text += "".join("/" + self.parenthesize(d, level, strict=True)
-                        for d in scalar_den + array_den)
-        return sign + text
+        text += "".join("/" + self.parenthesize(d, level) for d in scalar_den + array_den)
+        if not sign:
+            return text
+        if scalar_num or not array_num or not self._is_mask(array_num[0]):
+            return sign + text
+        # Only masks: negate them as numbers of the module's dtype.
+        dtype = self._module_format("numpy." + self._dtype)
+        return f"{self._module_format('numpy.negative')}({text}, dtype={dtype})"
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.base, expr.exp
         if exp.is_Integer:
             level = PRECEDENCE["Pow"]
             if exp == -1:
-                return "1/" + self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
+                return "1/" + self.parenthesize(base, PRECEDENCE["Mul"])
             if exp < 0:
-                return f"1/{self.parenthesize(base, level, strict=True)}**{-exp}"
-            return f"{self.parenthesize(base, level, strict=True)}**{exp}"
+                return f"1/{self.parenthesize(base, level)}**{-exp}"
+            return f"{self.parenthesize(base, level)}**{exp}"
         return super()._print_Pow(expr, rational=rational)
 
     # --- training-specific overrides -----------------------------------------------------
@@ -118,6 +132,9 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         for arg in reversed(args[:-1]):
             text = f"{self._module_format('numpy.minimum')}({self._print(arg)}, {text})"
         return text
+
+    def _print_Abs(self, expr):
+        return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
 
     def _print_Heaviside(self, expr):
         """relu'(x) = (x > 0): the derivative at 0 is 0 by convention, as in nnabla."""
@@ -153,6 +170,134 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _print_BroadcastTo(self, expr):
         return (f"{self._module_format('numpy.broadcast_to')}({self._print(expr.args[0])}, "
                 f"{shape_text(expr.args[1])})")
+
+    def _print_MatMul(self, expr):
+        a, b = expr.args
+        level = PRECEDENCE["Mul"]
+        # @ is left-associative at the precedence of *: only the right operand needs
+        # parentheses around a product.
+        return f"{self.parenthesize(a, level, strict=True)} @ {self.parenthesize(b, level)}"
+
+    def _print_Transpose(self, expr):
+        perm = as_ints(expr.args[1])
+        if perm == (1, 0):
+            return f"{self._receiver(expr.args[0])}.T"
+        return f"{self._module_format('numpy.transpose')}({self._print(expr.args[0])}, {shape_text(perm)})"
+
+    def _print_ReduceMax(self, expr):
+        x, axis, keep = expr.args
+        keep = ", keepdims=True" if bool(keep) else ""
+        return f"{self._receiver(x)}.{expr.method}(axis={int(axis)}{keep})"
+
+    _print_ReduceMin = _print_ReduceMax
+
+    def _index_along(self, length: int, axis: int, rank: int) -> str:
+        """``numpy.arange(n)`` shaped to broadcast along `axis` of a rank-`rank` array."""
+        arange = f"{self._module_format('numpy.arange')}({length})"
+        if axis == rank - 1:
+            return arange
+        shape = [1] * rank
+        shape[axis] = length
+        return f"{arange}.reshape({shape_text(shape)})"
+
+    def _print_FirstExtremum(self, expr):
+        """A one-hot mask of the first argmax/argmin: where nnabla sends max's gradient."""
+        x, axis, is_max = expr.args
+        shape = self._shapes.of(x)
+        axis = int(axis)
+        find = self._module_format("numpy.argmax" if bool(is_max) else "numpy.argmin")
+        index = self._index_along(shape[axis], axis, len(shape))
+        return f"({index} == {find}({self._print(x)}, axis={axis}, keepdims=True))"
+
+    def _print_StopGradient(self, expr):
+        return self._print(expr.args[0])
+
+    def _print_OneHot(self, expr):
+        t, classes, axis = expr.args
+        rank = len(self._shapes.of(t))
+        return f"({self._print(t)} == {self._index_along(int(classes), int(axis), rank)})"
+
+    def _print_ValidLabel(self, expr):
+        t = self._print(expr.args[0])
+        return f"(({t} >= 0) & ({t} < {int(expr.args[1])}))"
+
+    # --- elementwise functions of symcompile.elementwise ---------------------------------
+    def _typed(self, value) -> str:
+        """A constant in the module's dtype, so that numpy.where keeps float32."""
+        return f"{self._module_format('numpy.' + self._dtype)}({self._print(value)})"
+
+    def _print_Sigmoid(self, expr):
+        # 1/(1 + exp(-x)) overflows for x < -88 in float32; the tanh form does not.
+        return f"(0.5*{self._module_format('numpy.tanh')}(0.5*{self._receiver(expr.args[0])}) + 0.5)"
+
+    def _print_Softplus(self, expr):
+        return f"{self._module_format('numpy.logaddexp')}(0, {self._print(expr.args[0])})"
+
+    def _print_LeakyRelu(self, expr):
+        x, alpha = (self._print(a) for a in expr.args)
+        where = self._module_format("numpy.where")
+        return f"{where}({x} > 0, {x}, {self.parenthesize(expr.args[1], 50)}*{self._receiver(expr.args[0])})"
+
+    def _print_LeakyReluGrad(self, expr):
+        x, alpha = expr.args
+        where = self._module_format("numpy.where")
+        return f"{where}({self._print(x)} > 0, {self._typed(1)}, {self._typed(alpha)})"
+
+    def _print_Elu(self, expr):
+        x, alpha = expr.args
+        where, expm1 = self._module_format("numpy.where"), self._module_format("numpy.expm1")
+        minimum = self._module_format("numpy.minimum")
+        text = self._print(x)
+        return (f"{where}({text} >= 0, {text}, "
+                f"{self.parenthesize(alpha, 50)}*{expm1}({minimum}({text}, 0)))")
+
+    def _print_EluGrad(self, expr):
+        x, alpha = expr.args
+        where, exp = self._module_format("numpy.where"), self._module_format("numpy.exp")
+        minimum = self._module_format("numpy.minimum")
+        text = self._print(x)
+        return (f"{where}({text} >= 0, {self._typed(1)}, "
+                f"{self.parenthesize(alpha, 50)}*{exp}({minimum}({text}, 0)))")
+
+    def _print_Huber(self, expr):
+        d, delta = expr.args
+        where, absolute = self._module_format("numpy.where"), self._module_format("numpy.abs")
+        text, limit = self._print(d), self.parenthesize(delta, 50)
+        return (f"{where}({absolute}({text}) < {limit}, {self._receiver(d)}**2, "
+                f"{limit}*(2*{absolute}({text}) - {limit}))")
+
+    def _print_IsGreater(self, expr):
+        a, b = expr.args
+        return f"({self._print(a)} > {self._print(b)})"
+
+    def _print_IsLessEqual(self, expr):
+        a, b = expr.args
+        return f"({self._print(a)} <= {self._print(b)})"
+
+    def _print_Maximum(self, expr):
+        a, b = (self._print(arg) for arg in expr.args)
+        return f"{self._module_format('numpy.maximum')}({a}, {b})"
+
+    def _print_Minimum(self, expr):
+        a, b = (self._print(arg) for arg in expr.args)
+        return f"{self._module_format('numpy.minimum')}({a}, {b})"
+
+    def _print_Absolute(self, expr):
+        return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
+
+    def _print_Sign(self, expr):
+        x, at_zero = expr.args
+        where, text = self._module_format("numpy.where"), self._print(x)
+        if int(at_zero) > 0:
+            return f"{where}({text} < 0, {self._typed(-1)}, {self._typed(1)})"
+        return f"{where}({text} > 0, {self._typed(1)}, {self._typed(-1)})"
+
+    def _print_Truncate(self, expr):
+        return f"{self._module_format('numpy.trunc')}({self._print(expr.args[0])})"
+
+    def _print_Clip(self, expr):
+        x, low, high = (self._print(a) for a in expr.args)
+        return f"{self._module_format('numpy.clip')}({x}, {low}, {high})"
 
     def _print_Full(self, expr):
         dtype = self._module_format("numpy." + self._dtype)

@@ -55,7 +55,7 @@ class Binding:
             return root._storage.grad
         if isinstance(grad, (int, float)) and not isinstance(grad, bool):
             if self.root_shape == ():
-                return float(grad)
+                return numpy.float32(grad)
             return self._ones if grad == 1 else numpy.full(self.root_shape, grad, numpy.float32)
         value = numpy.asarray(grad, dtype=numpy.float32)
         try:

@@ -472,6 +472,37 @@ class Variable:
 
         return F.r_pow_scalar(self, other)
 
+    def __matmul__(self, other):
+        """nnabla's ``@``: 2-D @ 2-D is F.affine; 1-D operands are promoted as in NumPy;
+        higher ranks are F.batch_matmul (the smaller operand gets leading axes of 1)."""
+        from . import functions as F
+
+        if not isinstance(other, Variable):
+            return NotImplemented
+        if self.ndim == 0 or other.ndim == 0:
+            raise ValueError(f"x @ y: operands must have at least one axis, got shapes "
+                             f"{self.shape} and {other.shape}")
+        if self.ndim == 1 and other.ndim == 1:
+            return F.sum(F.mul2(self, other))
+        if self.ndim <= 2 and other.ndim <= 2:
+            left = F.reshape(self, (1, -1)) if self.ndim == 1 else self
+            right = F.reshape(other, (-1, 1)) if other.ndim == 1 else other
+            out = F.affine(left, right)
+            if self.ndim == 1:
+                return F.reshape(out, (out.shape[-1],))
+            if other.ndim == 1:
+                return F.reshape(out, out.shape[:-1])
+            return out
+        left = F.reshape(self, (1,) * (other.ndim - self.ndim) + self.shape) \
+            if self.ndim < other.ndim else self
+        right = other
+        if other.ndim == 1:
+            right = F.reshape(other, (1,) * (self.ndim - 2) + (other.shape[0], 1))
+        elif other.ndim < self.ndim:
+            right = F.reshape(other, (1,) * (self.ndim - other.ndim) + other.shape)
+        out = F.batch_matmul(left, right)
+        return F.reshape(out, out.shape[:-1]) if other.ndim == 1 else out
+
 
 def _refuse_hooks(method: str, pre, post) -> None:
     if pre is not None or post is not None:

@@ -54,3 +54,38 @@ def check_gradients(module, values_by_name, rtol=1e-6, atol=1e-8):
         expected = numeric_gradient(f, args, index)
         assert np.shape(grad) == expected.shape, (name, np.shape(grad), expected.shape)
         np.testing.assert_allclose(grad, expected, rtol=rtol, atol=atol, err_msg=name)
+
+
+def check_function(build, reference, arrays, tmp_path, rng, need_grad=None, rtol=1e-6,
+                   atol=1e-8):
+    """Compile `build(*variables)` and sum(w * build(...)) in float64; compare the output
+    with `reference(*arrays)` and the gradients with finite differences.
+
+    `need_grad[i]` False makes input i a constant (e.g. labels).
+    """
+    need_grad = need_grad or [True] * len(arrays)
+    xs = []
+    for i, (a, grad) in enumerate(zip(arrays, need_grad, strict=True)):
+        v = nn.Variable(np.shape(a), need_grad=grad)
+        v.name = f"in{i}"
+        xs.append(v)
+    out = build(*xs)
+    expected = np.asarray(reference(*arrays), dtype=np.float64)
+    assert out.shape == expected.shape, (out.shape, expected.shape)
+    values = {f"in{i}": a for i, a in enumerate(arrays)}
+    direct = compile_f64(out, tmp_path, "direct").module
+    got = direct.forward(*arguments(direct, values))
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    assert np.shape(got) == expected.shape
+    w = nn.Variable(out.shape)
+    w.name = "weights"
+    values["weights"] = rng.normal(size=out.shape)
+    import symcompile.functions as F
+
+    loss = F.sum(F.mul2(out, w))
+    module = compile_f64(loss, tmp_path, "weighted").module
+    total = module.forward(*arguments(module, values))
+    np.testing.assert_allclose(total, np.sum(expected * values["weights"]), rtol=1e-9,
+                               atol=1e-12)
+    check_gradients(module, values, rtol=rtol, atol=atol)
+    return module

@@ -70,3 +70,35 @@ def test_tensor_primitives():
     assert p.doprint(Reshape(x, shape_tuple((4, 8)))) == "numpy.reshape(x, (4, 8))"
     assert p.module_imports == {"numpy": {"vdot", "full", "broadcast_to", "expand_dims",
                                           "reshape", "float32"}}
+
+
+def test_precedence_is_respected():
+    """Printed code evaluates to the expression, whatever the nesting."""
+    import numpy as np
+
+    from symcompile.primitives import MatMul, Transpose
+
+    a, b, c = sympy.symbols("a b c", real=True)
+    shapes = Shapes()
+    for sym in (a, b, c):
+        shapes.declare(sym, (3, 3))
+    p = NumPyPrinter(shapes)
+    rng = np.random.default_rng(0)
+    env = {"numpy": np, **{s.name: rng.uniform(1, 2, (3, 3)) for s in (a, b, c)}}
+    cases = [
+        (MatMul(a, b * c), lambda: env["a"] @ (env["b"] * env["c"])),
+        (MatMul(a * b, c), lambda: (env["a"] * env["b"]) @ env["c"]),
+        (c * MatMul(a, b), lambda: env["c"] * (env["a"] @ env["b"])),
+        (MatMul(a, b) * c, lambda: (env["a"] @ env["b"]) * env["c"]),
+        (a / MatMul(b, c), lambda: env["a"] / (env["b"] @ env["c"])),
+        (1 / MatMul(b, c), lambda: 1 / (env["b"] @ env["c"])),
+        (a / (b * c), lambda: env["a"] / (env["b"] * env["c"])),
+        (sympy.Pow(sympy.Pow(a, 2, evaluate=False), 3, evaluate=False),
+         lambda: (env["a"] ** 2) ** 3),
+        (MatMul(Transpose(a + b, shape_tuple((1, 0))), c),
+         lambda: (env["a"] + env["b"]).T @ env["c"]),
+        (-MatMul(a, b), lambda: -(env["a"] @ env["b"])),
+    ]
+    for expr, expected in cases:
+        text = p.doprint(expr)
+        np.testing.assert_allclose(eval(text, env), expected(), err_msg=text)
