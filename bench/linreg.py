@@ -63,9 +63,10 @@ def generated_step():
 
 def runtime_step():
     sys.path.insert(0, str(ROOT / "examples"))
+    from linear_regression import build
+
     import symcompile as nn
     import symcompile.solvers as S
-    from linear_regression import build
 
     nn.clear_parameters()
     loss, x_var, y_var, _ = build()
@@ -176,9 +177,10 @@ def time_steps(step, xs, ys, steps: int) -> float:
 
 def compile_times(repeats: int) -> dict[str, float]:
     """Graph -> module on disk, and cache hits, in milliseconds (SymPy already imported)."""
+    from linear_regression import build
+
     import symcompile as nn
     from symcompile import runtime
-    from linear_regression import build
 
     cold, disk_hit, memory_hit = [], [], []
     with tempfile.TemporaryDirectory() as cache:

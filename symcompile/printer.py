@@ -182,7 +182,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         perm = as_ints(expr.args[1])
         if perm == (1, 0):
             return f"{self._receiver(expr.args[0])}.T"
-        return f"{self._module_format('numpy.transpose')}({self._print(expr.args[0])}, {shape_text(perm)})"
+        function = self._module_format("numpy.transpose")
+        return f"{function}({self._print(expr.args[0])}, {shape_text(perm)})"
 
     def _print_ReduceMax(self, expr):
         x, axis, keep = expr.args
@@ -228,15 +229,16 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_Sigmoid(self, expr):
         # 1/(1 + exp(-x)) overflows for x < -88 in float32; the tanh form does not.
-        return f"(0.5*{self._module_format('numpy.tanh')}(0.5*{self._receiver(expr.args[0])}) + 0.5)"
+        tanh = self._module_format("numpy.tanh")
+        return f"(0.5*{tanh}(0.5*{self._receiver(expr.args[0])}) + 0.5)"
 
     def _print_Softplus(self, expr):
         return f"{self._module_format('numpy.logaddexp')}(0, {self._print(expr.args[0])})"
 
     def _print_LeakyRelu(self, expr):
-        x, alpha = (self._print(a) for a in expr.args)
-        where = self._module_format("numpy.where")
-        return f"{where}({x} > 0, {x}, {self.parenthesize(expr.args[1], 50)}*{self._receiver(expr.args[0])})"
+        x, alpha = expr.args
+        where, text = self._module_format("numpy.where"), self._print(x)
+        return f"{where}({text} > 0, {text}, {self.parenthesize(alpha, 50)}*{self._receiver(x)})"
 
     def _print_LeakyReluGrad(self, expr):
         x, alpha = expr.args

@@ -12,8 +12,16 @@ from __future__ import annotations
 
 import sympy
 
-from .primitives import (Composite, Mask, ReduceMax, ReduceSum, Shapes, as_ints, reduce_sum,
-                         shape_tuple)
+from .primitives import (
+    Composite,
+    Mask,
+    ReduceMax,
+    ReduceSum,
+    Shapes,
+    as_ints,
+    reduce_sum,
+    shape_tuple,
+)
 
 
 def _keep(axis: int) -> tuple:

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from symcompile.cli import main
 
 MODEL = str(ROOT / "examples" / "linear_regression.py")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck import check_function
 
 import symcompile as nn
 import symcompile.functions as F
-from gradcheck import check_function
 
 SHAPES = [(2, 3, 4), (32, 1), (5,)]
 

@@ -9,7 +9,6 @@ import textwrap
 import zipfile
 
 import pytest
-
 from conftest import ROOT
 
 

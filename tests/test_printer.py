@@ -5,8 +5,16 @@ from __future__ import annotations
 import sympy
 from sympy.core.parameters import distribute
 
-from symcompile.primitives import (BroadcastTo, Dot, ExpandDims, Full, ReduceSum, Reshape,
-                                   Shapes, shape_tuple)
+from symcompile.primitives import (
+    BroadcastTo,
+    Dot,
+    ExpandDims,
+    Full,
+    ReduceSum,
+    Reshape,
+    Shapes,
+    shape_tuple,
+)
 from symcompile.printer import NumPyPrinter
 
 x, y, t, g = sympy.symbols("x y t g", real=True)

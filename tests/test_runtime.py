@@ -245,6 +245,7 @@ def test_shared_parameter_views_are_one_leaf():
 
 def test_load_binds_a_checked_in_module_and_refuses_another_graph(tmp_path):
     from conftest import ROOT
+
     from symcompile.model_file import load_loss
 
     loss = load_loss(ROOT / "examples" / "linear_regression.py")
