@@ -72,9 +72,10 @@ class _Backprop:
         self.adjoints[sym] = result
         return result
 
-    def emit(self, name: str, expr: sympy.Expr, origin, note: str = "") -> sympy.Symbol:
+    def emit(self, name: str, expr: sympy.Expr, origin, note: str = "",
+             wrt: sympy.Expr | None = None) -> sympy.Symbol:
         target = self.program.symbol(name, self.shapes.of(expr))
-        self.program.backward.append(Equation(target, expr, BACKWARD, tuple(origin), note))
+        self.program.backward.append(Equation(target, expr, BACKWARD, tuple(origin), note, wrt))
         return target
 
     def requires_grad(self, expr: sympy.Basic) -> bool:
@@ -116,7 +117,7 @@ class _Backprop:
             if self.requires_grad(prim.args[i]):
                 positions.setdefault(prim.args[i], []).append(i)
         if len(positions) > 1 and not isinstance(g, (sympy.Symbol, sympy.Number)):
-            g = self.emit(f"g_{type(prim).__name__.lower()}", g, self.origin)
+            g = self.emit(f"g_{type(prim).__name__.lower()}", g, self.origin, wrt=prim)
         for arg, indices in positions.items():
             self.backprop(arg, sympy.Add(*(prim.vjp(i, g, self.shapes) for i in indices)))
 

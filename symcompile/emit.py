@@ -143,6 +143,10 @@ class _ModuleBuilder:
             text = self._places(eq.origin)
         elif eq.section == "backward":
             what = eq.note or f"d {self.root.name} / d {eq.target.name.removeprefix('g_')}"
+            if eq.wrt is not None:
+                wrt = formula.as_text(eq.wrt.xreplace(self.program.fused_names),
+                                      self.program.shapes)
+                what = f"d {self.root.name} / d ({wrt})"
             through = self._consumers(eq.target)
             text = f"{what}, through {through}" if through else what
         else:

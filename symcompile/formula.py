@@ -88,6 +88,8 @@ def _as_mean(product: sympy.Mul) -> sympy.Expr:
 class FormulaPrinter(StrPrinter):
     """Plain-text formulas: ``mean(...)``, ``sum(..., axis=0)``, ``x @ W``, ``W.T``."""
 
+    printmethod = "_symcompile_formula"  # our _print_X methods, not Primitive._sympystr
+
     def _print_MatMul(self, expr):
         a, b = expr.args
         return f"{self.parenthesize(a, 50, strict=True)} @ {self.parenthesize(b, 50)}"
@@ -159,6 +161,8 @@ class FormulaPrinter(StrPrinter):
 
 class FormulaLatexPrinter(LatexPrinter):
     """LaTeX formulas with the sums written as operators."""
+
+    printmethod = "_symcompile_latex"
 
     def _print_MatMul(self, expr):
         a, b = (self.parenthesize(arg, 50) for arg in expr.args)

@@ -20,24 +20,26 @@ import itertools
 
 import sympy
 
-from .naming import identifier
+from .formula import as_text
 from .primitives import Full
 from .program import Equation, Program
 from .softmax import expand_composites
 
 # Past this many operations a derivative formula keeps intermediate gradients by name...
 FORMULA_OPS_LIMIT = 80
-# ...and past this many it uses the names the user gave to intermediate values.
-NAMING_OPS_LIMIT = 24
+# ...and past this many characters it uses the names the user gave to intermediate values.
+NAMING_TEXT_LIMIT = 80
 
 
 def optimize(program: Program) -> None:
     _inline_single_use(program)
     _reuse_forward_values(program)
-    _record_derivatives(program)
+    names = _name_fused_values(program)
+    program.fused_names = {program.value_exprs[i]: sym for i, sym in names.items()}
+    _record_derivatives(program, program.fused_names)
     _expand_composites(program)
     _reuse_forward_values(program)
-    _eliminate_common_subexpressions(program)
+    _eliminate_common_subexpressions(program, names)
 
 
 def _uses(exprs) -> dict[sympy.Symbol, int]:
@@ -86,19 +88,30 @@ def _reuse_forward_values(program: Program) -> None:
         eq.expr = eq.expr.xreplace(known)
 
 
-def _record_derivatives(program: Program) -> None:
+def _name_fused_values(program: Program) -> dict[int, sympy.Symbol]:
+    """Value index -> symbol, for each value the user named that was fused into another
+    expression (and so has no array of its own unless CSE gives it one).
+
+    The names are claimed once, in graph order, so formulas and generated code agree
+    (the second ``h`` of a loop is ``h_2`` in both).
+    """
+    names: dict[int, sympy.Symbol] = {}
+    seen = set()
+    for index, expr in program.value_exprs.items():
+        value = program.graph.values[index]
+        if value.name and index not in program.symbols and not isinstance(expr, sympy.Symbol) \
+                and expr not in seen:
+            seen.add(expr)
+            names[index] = program.symbol(value.name, program.shapes.of(expr))
+    return names
+
+
+def _record_derivatives(program: Program, named: dict) -> None:
     """d root / d leaf as one formula per leaf, written with the names of the values the
-    user named (``h``, ``z``) instead of their expansions."""
+    user named (``h``, ``z``) instead of their expansions when those would bloat it."""
     definitions = {eq.target: eq.expr for eq in program.backward}
     # d root / d root is 1 for a scalar root; a non-scalar root keeps its cotangent symbol.
     seed = {program.seed: sympy.Integer(1)} if program.graph.root.shape == () else {}
-    named = {}
-    for index, expr in program.value_exprs.items():
-        value = program.graph.values[index]
-        if value.name and not isinstance(expr, sympy.Symbol) and index not in program.symbols:
-            named.setdefault(expr, sympy.Symbol(identifier(value.name), real=True))
-    for symbol, expr in named.items():
-        program.shapes.declare(expr, program.shapes.of(symbol))
     for index, grad in program.gradients.items():
         formula = grad
         for _ in range(len(definitions) + 1):
@@ -107,12 +120,12 @@ def _record_derivatives(program: Program) -> None:
                 break
             formula = expanded
         formula = formula.xreplace(seed)
-        if sympy.count_ops(formula) > NAMING_OPS_LIMIT:
+        if len(as_text(formula, program.shapes)) > NAMING_TEXT_LIMIT:
             formula = formula.xreplace(named)
         program.derivatives[index] = formula
 
 
-def _eliminate_common_subexpressions(program: Program) -> None:
+def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Symbol]) -> None:
     equations = [*program.forward, *program.backward]
     if not equations:
         return
@@ -130,11 +143,10 @@ def _eliminate_common_subexpressions(program: Program) -> None:
         expr = expr.xreplace(rename)
         full = expr.xreplace(expanded)
         value = fused.get(full)
-        if value is not None and value.name:
-            name = program.namer.claim(value.name)
+        if value is not None and value.index in names:
+            sym = names[value.index]
         else:
-            name = program.namer.temp(counter)
-        sym = sympy.Symbol(name, real=True)
+            sym = sympy.Symbol(program.namer.temp(counter), real=True)
         program.shapes.declare(sym, program.shapes.of(expr))
         if program.shapes.is_mask(expr):
             program.shapes.declare_mask(sym)
@@ -145,12 +157,28 @@ def _eliminate_common_subexpressions(program: Program) -> None:
         temps.append(Equation(sym, expr, "", origin, note))
     for eq in equations:
         eq.expr = eq.expr.xreplace(rename)
+    _merge_aliases(equations, temps)
     for temp in reversed(temps):
         if not temp.origin:
             first = next((eq for eq in itertools.chain(temps, equations)
                           if temp.target in eq.expr.free_symbols), None)
             temp.origin = first.origin if first is not None else ()
     program.temps = temps
+
+
+def _merge_aliases(equations: list[Equation], temps: list[Equation]) -> None:
+    """``g = _t6`` after CSE: let g compute _t6's expression itself and use g for _t6."""
+    defined = {t.target: t for t in temps}
+    rename = {}
+    for eq in equations:
+        temp = defined.get(eq.expr)
+        if temp is not None and temp.target not in rename:
+            rename[temp.target] = eq.target
+            eq.expr = temp.expr
+            temps.remove(temp)
+    if rename:
+        for eq in [*equations, *temps]:
+            eq.expr = eq.expr.xreplace(rename)
 
 
 def _fused_values(program: Program) -> dict:

@@ -102,6 +102,11 @@ class Primitive(sympy.Function):
     def _eval_is_real(self):
         return True
 
+    def _sympystr(self, printer) -> str:
+        """Plain ``Name(args)`` for str() and debugging (SymPy's StrPrinter has methods for
+        its own MatMul and Transpose that would misread ours)."""
+        return f"{type(self).__name__}({', '.join(printer._print(a) for a in self.args)})"
+
     def shape(self, shapes: Shapes) -> tuple[int, ...]:
         raise NotImplementedError
 

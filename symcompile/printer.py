@@ -106,6 +106,25 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         dtype = self._module_format("numpy." + self._dtype)
         return f"{self._module_format('numpy.negative')}({text}, dtype={dtype})"
 
+    def _print_Add(self, expr, order=None):
+        """Negative terms as subtractions (``a - b``, never ``a + -b``)."""
+        text = ""
+        terms = list(self._as_ordered_terms(expr, order=order))
+        positive = [t for t in terms if not t.as_coeff_Mul()[0].is_negative]
+        if positive and positive[0] is not terms[0]:  # lead with a positive term
+            terms.remove(positive[0])
+            terms.insert(0, positive[0])
+        for term in terms:
+            negative = term.as_coeff_Mul()[0].is_negative
+            shown = -term if negative else term
+            # After " - ", a sum needs parentheses: a - (b + c).
+            part = self.parenthesize(shown, PRECEDENCE["Add"], strict=not negative)
+            if not text:
+                text = f"-{part}" if negative else part
+            else:
+                text += f" - {part}" if negative else f" + {part}"
+        return text
+
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.base, expr.exp
         if exp.is_Integer:

@@ -26,6 +26,7 @@ class Equation:
     section: str  # FORWARD or BACKWARD
     origin: tuple[int, ...] = ()  # indices of the graph nodes it came from
     note: str = ""  # what it computes, for the comment (e.g. "d loss / d a")
+    wrt: sympy.Expr | None = None  # for a gradient: the expression it is the gradient of
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Program:
     seed: sympy.Symbol | None = None  # d root / d root
     gradients: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf value -> gradient
     derivatives: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf -> formula
+    fused_names: dict[sympy.Expr, sympy.Symbol] = field(default_factory=dict)  # for display
 
     def symbol(self, name: str, shape: tuple[int, ...]) -> sympy.Symbol:
         """A new array symbol with a unique identifier derived from `name`."""

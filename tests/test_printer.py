@@ -36,7 +36,7 @@ def test_relu_and_its_derivative():
     assert p.doprint(sympy.diff(sympy.Max(x, 0), x)) == "(x > 0)"
     with distribute(False):
         relu_grad = 2 * (sympy.Max(x, 0) - t) * sympy.Heaviside(x)
-    assert p.doprint(relu_grad) == "2*(-t + numpy.maximum(x, 0))*(x > 0)"
+    assert p.doprint(relu_grad) == "2*(numpy.maximum(x, 0) - t)*(x > 0)"
     assert p.module_imports == {"numpy": {"maximum", "minimum"}}
 
 
@@ -51,7 +51,7 @@ def test_numbers_read_as_written():
 def test_products_multiply_scalars_before_arrays():
     p = printer()
     assert p.doprint(sympy.Rational(-1, 16) * g * x * t) == "-g/16*t*x"
-    assert p.doprint(-2 * x * (y - t)) == "-2*x*(-t + y)"
+    assert p.doprint(-2 * x * (y - t)) == "-2*x*(y - t)"
     assert p.doprint(g * x / 32) == "g/32*x"
     assert p.doprint(x / (y * t)) == "x/t/y"
 
@@ -106,7 +106,28 @@ def test_precedence_is_respected():
         (MatMul(Transpose(a + b, shape_tuple((1, 0))), c),
          lambda: (env["a"] + env["b"]).T @ env["c"]),
         (-MatMul(a, b), lambda: -(env["a"] @ env["b"])),
+        (sympy.Add(a, sympy.Mul(-1, sympy.Add(b, c, evaluate=False), evaluate=False),
+                   evaluate=False), lambda: env["a"] - (env["b"] + env["c"])),
+        (sympy.Add(sympy.Mul(-1, a, evaluate=False), b, evaluate=False),
+         lambda: env["b"] - env["a"]),
+        (sympy.Add(a, sympy.Mul(-2, b, c, evaluate=False), evaluate=False),
+         lambda: env["a"] - 2 * env["b"] * env["c"]),
     ]
     for expr, expected in cases:
         text = p.doprint(expr)
         np.testing.assert_allclose(eval(text, env), expected(), err_msg=text)
+
+
+def test_masks_are_never_negated_or_multiplied_first():
+    from symcompile.softmax import OneHot
+
+    shapes = Shapes()
+    shapes.declare(x, (4, 3))
+    shapes.declare(t, (4, 1))
+    shapes.declare(g, ())
+    p = NumPyPrinter(shapes)
+    onehot = OneHot(t, sympy.Integer(3), sympy.Integer(1))
+    assert p.doprint(x - onehot) == "x - (t == numpy.arange(3))"
+    assert p.doprint(-onehot) == "numpy.negative((t == numpy.arange(3)), dtype=numpy.float32)"
+    assert p.doprint(2 * onehot * x) == "2*x*(t == numpy.arange(3))"
+    assert p.doprint(-g * onehot) == "-g*(t == numpy.arange(3))"
