@@ -82,10 +82,20 @@ def wrap_doc(text: str, width: int = 84) -> tuple[str, ...]:
 class FunctionSpec:
     name: str
     signature: str  # the text between the parentheses of the def line
+
     doc: tuple[str, ...]  # docstring lines, already wrapped
     blocks: tuple[Block, ...]
     returns: str
     prologue: tuple[Line, ...] = ()
+
+    @property
+    def def_lines(self) -> tuple[str, ...]:
+        """``def name(args):`` wrapped at 100 columns with a hanging indent."""
+        line = f"def {self.name}({self.signature}):"
+        if len(line) <= 100:
+            return (line,)
+        args = textwrap.wrap(self.signature, 92, break_on_hyphens=False)
+        return (f"def {self.name}(", *(f"        {a}" for a in args), "):")
 
 
 @dataclass(frozen=True)
@@ -295,9 +305,11 @@ class _ModuleBuilder:
             lines.append("")
             lines.append("Derivatives (what the backward section computes):")
             for index, expr in program.derivatives.items():
-                name = program.symbols[index].name
-                text = formula.as_text(expr, program.shapes)
-                lines.append(comment_text(f"  d {self.root.name} / d {name} = {text}", 2000))
+                name = self.graph.values[index].name or program.symbols[index].name
+                text = comment_text(f"d {self.root.name} / d {name} = "
+                                    f"{formula.as_text(expr, program.shapes)}", 4000)
+                lines += textwrap.wrap(text, 96, initial_indent="  ", subsequent_indent="      ",
+                                       break_on_hyphens=False)
         return tuple(lines)
 
     def constants(self) -> tuple[tuple[str, str], ...]:
@@ -308,7 +320,12 @@ class _ModuleBuilder:
 
         def row(key, fields) -> str:
             body = ", ".join(f"{literal(k)}: {literal(v)}" for k, v in fields)
-            return f"    {literal(key)}: {{{body}}},\n"
+            line = f"    {literal(key)}: {{{body}}},\n"
+            if len(line) <= 101:
+                return line
+            wrapped = textwrap.wrap(body, 88, initial_indent="        ",
+                                    subsequent_indent="        ")
+            return f"    {literal(key)}: {{\n" + "\n".join(wrapped) + ",\n    },\n"
 
         def table(rows) -> str:
             return "{\n" + "".join(rows) + "}" if rows else "{}"

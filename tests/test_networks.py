@@ -7,12 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
+from gradcheck import check_gradients, compile_f64
 
 import symcompile as nn
 import symcompile.functions as F
 import symcompile.parametric_functions as PF
-from conftest import ROOT
-from gradcheck import check_gradients, compile_f64
 
 
 def three_layer_tanh_mlp(batch=8, features=5, hidden=(7, 6), classes=4):
