@@ -180,30 +180,24 @@ def sgd_step(
     g_matmul_2 = (1 - h_2**2)*(g_matmul @ mlp_classifier_affine_W.T)
     # shared subexpression  -> (64, 64)
     _t7 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
-    # d loss / d mlp/affine1/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 64)
-    g_mlp_affine1_affine_W = x.T @ _t7
     # d loss / d mlp/affine1/affine/b, through affine @ examples/digits_mlp.py:40  -> (64,)
     g_mlp_affine1_affine_b = _t7.sum(axis=0)
-    # d loss / d mlp/affine2/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 32)
-    g_mlp_affine2_affine_W = h.T @ g_matmul_2
     # d loss / d mlp/affine2/affine/b, through affine @ examples/digits_mlp.py:40  -> (32,)
     g_mlp_affine2_affine_b = g_matmul_2.sum(axis=0)
-    # d loss / d mlp/classifier/affine/W, through affine (y) @ examples/digits_mlp.py:42  -> (32,
-    #   10)
-    g_mlp_classifier_affine_W = h_2.T @ g_matmul
     # d loss / d mlp/classifier/affine/b, through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
     # --- update ---
-    # sgd: mlp/affine1/affine/W, w -= lr * g
-    mlp_affine1_affine_W -= lr*g_mlp_affine1_affine_W
+    # sgd: mlp/affine1/affine/W, w -= lr * g, with g = d loss / d mlp/affine1/affine/W computed here
+    mlp_affine1_affine_W -= x.T @ (lr*_t7)
     # sgd: mlp/affine1/affine/b, w -= lr * g
     mlp_affine1_affine_b -= lr*g_mlp_affine1_affine_b
-    # sgd: mlp/affine2/affine/W, w -= lr * g
-    mlp_affine2_affine_W -= lr*g_mlp_affine2_affine_W
+    # sgd: mlp/affine2/affine/W, w -= lr * g, with g = d loss / d mlp/affine2/affine/W computed here
+    mlp_affine2_affine_W -= h.T @ (lr*g_matmul_2)
     # sgd: mlp/affine2/affine/b, w -= lr * g
     mlp_affine2_affine_b -= lr*g_mlp_affine2_affine_b
-    # sgd: mlp/classifier/affine/W, w -= lr * g
-    mlp_classifier_affine_W -= lr*g_mlp_classifier_affine_W
+    # sgd: mlp/classifier/affine/W, w -= lr * g, with g = d loss / d mlp/classifier/affine/W
+    #   computed here
+    mlp_classifier_affine_W -= h_2.T @ (lr*g_matmul)
     # sgd: mlp/classifier/affine/b, w -= lr * g
     mlp_classifier_affine_b -= lr*g_mlp_classifier_affine_b
     return loss

@@ -20,7 +20,7 @@ from . import formula
 from ._version import __version__
 from .graph import Graph
 from .naming import comment_text, docstring_text
-from .primitives import materialize
+from .primitives import MatMul, materialize, scale_into_matmul
 from .printer import NumPyPrinter, shape_text
 from .program import Equation, Program
 from .schedule import Schedule, schedule
@@ -211,22 +211,43 @@ class _ModuleBuilder:
         return Line(f"{self.program.seed.name} = {value}",
                     f"d {self.root.name} / d {self.root.name} = {what}")
 
-    def update_lines(self) -> tuple[Line, ...]:
+    def update_lines(self, definitions: dict) -> tuple[tuple[Line, ...], set]:
+        """The update section, and the gradients it computes itself.
+
+        A parameter's gradient that the rule uses once (lr * g for SGD) is computed inside
+        the update statement, with the scalar moved into the smaller matmul operand:
+        ``W -= x.T @ (lr*_t7)`` instead of a full-size ``lr*g_W`` temporary.
+        """
         rule = self.options.rule
         hyper = hyper_symbols(rule)
         for sym in hyper.values():
             self.program.shapes.declare(sym, ())
-        lines = []
+        lines, fused = [], set()
         for index, grad in self.program.gradients.items():
             value = self.graph.values[index]
-            if value.kind != "parameter":
+            if value.kind != "parameter" or not value.need_grad:
                 continue
             param = self.program.symbols[index]
-            for upd in rule.build(param, grad, {}, hyper):
+            updates = rule.build(param, grad, {}, hyper)
+            uses = sum(list(sympy.preorder_traversal(u.expr)).count(grad) for u in updates)
+            note = f"{rule.name}: {value.name}, {rule.doc}"
+            inline = {}
+            if uses == 1 and grad in definitions and self._fusable(definitions[grad]):
+                inline = {grad: definitions[grad]}
+                fused.add(grad)
+                note += f", with g = d {self.root.name} / d {value.name} computed here"
+            for upd in updates:
+                expr = scale_into_matmul(upd.expr.xreplace(inline), self.program.shapes)
                 target = upd.target.name + ("[...]" if upd.op == "=" else "")
-                text = f"{target} {upd.op} {self.printer.doprint(upd.expr)}"
-                lines.append(Line(text, comment_text(f"{rule.name}: {value.name}, {rule.doc}")))
-        return tuple(lines)
+                text = f"{target} {upd.op} {self.printer.doprint(expr)}"
+                lines.append(Line(text, comment_text(note)))
+        return tuple(lines), fused
+
+    def _fusable(self, expr: sympy.Expr) -> bool:
+        """A gradient worth computing inside its update: a (scaled) matrix product."""
+        scalars = [f for f in sympy.Mul.make_args(expr) if self.program.shapes.is_scalar(f)]
+        rest = [f for f in sympy.Mul.make_args(expr) if f not in scalars]
+        return len(rest) == 1 and isinstance(rest[0], MatMul)
 
     # --- functions ----------------------------------------------------------------------
     def outputs_text(self) -> str:
@@ -235,10 +256,13 @@ class _ModuleBuilder:
     def gradients(self) -> list[sympy.Symbol]:
         return list(self.program.gradients.values())
 
-    def backward_block(self, plan: Schedule, exact: bool) -> Block:
+    def backward_block(self, plan: Schedule, exact: bool, skip=frozenset()) -> Block:
+        """The backward statements; `exact` returns gradients of their leaves' shapes, and
+        `skip` leaves out gradients that the update section computes itself."""
         grads = frozenset(self.gradients()) if exact else frozenset()
         seed = (self.seed_line(),) if plan.uses_seed else ()
-        return Block("backward", seed + self.lines(plan.backward, grads))
+        equations = [eq for eq in plan.backward if eq.target not in skip]
+        return Block("backward", seed + self.lines(equations, grads))
 
     def functions(self) -> list[FunctionSpec]:
         program, plan = self.program, self.plan
@@ -260,14 +284,16 @@ class _ModuleBuilder:
         trainable = [program.gradients[v.index] for v in self.graph.parameters if v.need_grad]
         if rule is not None and trainable:
             train = schedule(program, trainable)
+            definitions = {eq.target: eq.expr for eq in train.backward}
+            updates, fused = self.update_lines(definitions)
+            backward = self.backward_block(train, exact=False, skip=fused)
             functions.append(FunctionSpec(
                 f"{rule.name}_step", f"{leaves}, {', '.join(rule.hyper)}",
                 wrap_doc(f"One fused training step: forward, backward and the {rule.name} "
                          f"update ({rule.doc}) of every trainable parameter, in place. "
                          f"Returns {outputs}."),
-                (Block("forward", self.lines(train.forward)),
-                 self.backward_block(train, exact=False),
-                 Block("update", self.update_lines())),
+                (Block("forward", self.lines(train.forward)), backward,
+                 Block("update", updates)),
                 outputs))
         saved = ", ".join(s.name for s in plan.saved)
         saved_tuple = f"({saved},)" if len(plan.saved) == 1 else f"({saved})"

@@ -40,6 +40,7 @@ def optimize(program: Program) -> None:
     _expand_composites(program)
     _reuse_forward_values(program)
     _eliminate_common_subexpressions(program, names)
+    _reduce_powers(program)
 
 
 def _uses(exprs) -> dict[sympy.Symbol, int]:
@@ -164,6 +165,43 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
                           if temp.target in eq.expr.free_symbols), None)
             temp.origin = first.origin if first is not None else ()
     program.temps = temps
+
+
+def _reduce_powers(program: Program) -> None:
+    """x**3 -> _t1*x where _t1 = x**2 exists (else x**2*x): NumPy's ** calls pow() for
+    exponents above 2, many times slower than multiplying.
+
+    The last rewrite of the program: the results are built unevaluated (SymPy would merge
+    x**2*x back into x**3) and are only printed afterwards.
+    """
+    powers: dict[tuple[sympy.Expr, int], sympy.Symbol] = {}
+    for eq in program.equations():
+        if eq.expr.is_Pow and eq.expr.exp.is_Integer and eq.expr.exp >= 2:
+            powers.setdefault((eq.expr.base, int(eq.expr.exp)), eq.target)
+
+    def product(base, n: int, exclude) -> sympy.Expr:
+        factors, left = [], n
+        while left > 0:
+            known = [k for (b, k), sym in powers.items() if b == base and k <= left
+                     and sym != exclude]
+            k = max(known) if known else min(left, 2)
+            factors.append(powers[(base, k)] if known else
+                           (sympy.Pow(base, 2, evaluate=False) if k == 2 else base))
+            left -= k
+        return factors[0] if len(factors) == 1 else sympy.Mul(*factors, evaluate=False)
+
+    def rewrite(expr, exclude):
+        if not expr.args or isinstance(expr, sympy.Symbol):
+            return expr
+        args = [rewrite(a, exclude) for a in expr.args]
+        if expr.is_Pow and expr.exp.is_Integer and expr.exp >= 3:
+            return product(args[0], int(expr.exp), exclude)
+        if isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow)):
+            return expr.func(*args, evaluate=False)
+        return expr.func(*args)
+
+    for eq in program.equations():
+        eq.expr = rewrite(eq.expr, eq.target)
 
 
 def _merge_aliases(equations: list[Equation], temps: list[Equation]) -> None:

@@ -363,6 +363,22 @@ def matmul(a: sympy.Expr, b: sympy.Expr, shapes: Shapes) -> sympy.Expr:
     return sympy.Mul(*a_out, *b_out, MatMul(sympy.Mul(*a_in), sympy.Mul(*b_in)))
 
 
+def scale_into_matmul(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
+    """``c * (a @ b)`` -> ``a @ (c*b)`` (or ``(c*a) @ b``): scale the smaller operand.
+
+    Scaling a 128x256 operand instead of a 784x256 product saves a pass over the larger
+    array and its temporary; the value is the same up to rounding.
+    """
+    scalars, rest = _split_scalars(expr, shapes)
+    if not scalars or len(rest) != 1 or not isinstance(rest[0], MatMul):
+        return expr
+    a, b = rest[0].args
+    factor = sympy.Mul(*scalars)
+    if math.prod(shapes.of(a)) < math.prod(shapes.of(b)):
+        return MatMul(factor * a, b)
+    return MatMul(a, factor * b)
+
+
 def _split_scalars(expr, shapes):
     outside, inside = [], []
     for factor in sympy.Mul.make_args(expr):

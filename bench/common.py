@@ -1,0 +1,54 @@
+"""Shared by the benchmark scripts: interleaved timing, peak memory and the result table."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+import tracemalloc
+
+
+def time_per_step(step, batches, steps: int, warmup: int = 10) -> float:
+    """Seconds per call of `step(*batch)`, cycling through `batches`, after a warm-up."""
+    for i in range(warmup):
+        step(*batches[i % len(batches)])
+    start = time.perf_counter()
+    for i in range(steps):
+        step(*batches[i % len(batches)])
+    return (time.perf_counter() - start) / steps
+
+
+def interleaved(factories: dict, batches, steps: int, repeats: int) -> dict[str, float]:
+    """Median seconds per step of each implementation, runs interleaved so that machine
+    drift affects every implementation alike. A factory returns a fresh `step`."""
+    runs: dict[str, list[float]] = {name: [] for name in factories}
+    for _ in range(repeats):
+        for name, factory in factories.items():
+            runs[name].append(time_per_step(factory(), batches, steps))
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def peak_memory(factory, batches, steps: int) -> int:
+    """Peak bytes NumPy (and Python) allocate while running `steps` steps."""
+    step = factory()
+    step(*batches[0])
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    for i in range(steps):
+        step(*batches[i % len(batches)])
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak
+
+
+def table(results: dict[str, float], reference: str, unit: str, scale: float,
+          targets: dict[str, str], notes: dict[str, str] | None = None) -> None:
+    """One row per implementation: time per step, ratio to `reference`, target, note."""
+    notes = notes or {}
+    base = results[reference]
+    print(f"{'implementation':<24}{unit:>10}{'ratio':>9}{'target':>10}   note")
+    for name, seconds in results.items():
+        print(f"{name:<24}{seconds * scale:>10.3f}{seconds / base:>8.2f}x"
+              f"{targets.get(name, ''):>10}   {notes.get(name, '')}")
