@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import interleaved, table
 
 ROOT = Path(__file__).resolve().parent.parent
 BS, A, B, LR = 32, 0.3, 1.5, 0.01
@@ -165,14 +166,11 @@ def jax_step():
     return step, final
 
 
-def time_steps(step, xs, ys, steps: int) -> float:
-    """Microseconds per step over `steps` steps (after a warm-up)."""
-    for i in range(50):
-        step(xs[i], ys[i])
-    start = time.perf_counter()
-    for i in range(steps):
-        step(xs[i], ys[i])
-    return (time.perf_counter() - start) / steps * 1e6
+def forget_loaded_modules(runtime) -> None:
+    """Drop every generated module from memory, so the next use reads it from disk."""
+    runtime._modules.clear()
+    for name in [n for n in sys.modules if n.startswith("_symcompile_generated_")]:
+        del sys.modules[name]
 
 
 def compile_times(repeats: int) -> dict[str, float]:
@@ -194,12 +192,12 @@ def compile_times(repeats: int) -> dict[str, float]:
         for i in range(repeats):
             nn.clear_parameters()
             loss = build()[0]
-            runtime._modules.clear()  # forget loaded modules: only the disk cache is left
+            forget_loaded_modules(runtime)  # only the disk cache is left
             if i == 0:
                 loss.forward()  # populate the disk cache
                 nn.clear_parameters()
                 loss = build()[0]
-                runtime._modules.clear()
+                forget_loaded_modules(runtime)
             t = time.perf_counter()
             loss.forward()
             disk_hit.append(time.perf_counter() - t)
@@ -219,31 +217,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     xs, ys = make_data(args.steps + 50)
+    batches = list(zip(xs, ys, strict=True))
 
     impls = {"generated sgd_step": generated_step, "runtime loop": runtime_step,
              "numpy (hand)": numpy_hand_step, "numpy (tuned)": numpy_tuned_step}
     for name, factory in (("torch eager", torch_step), ("jax.jit", jax_step)):
-        module = name.split()[0].split(".")[0]
-        if importlib.util.find_spec(module) is not None:
+        if importlib.util.find_spec(name.split()[0].split(".")[0]) is not None:
             impls[name] = factory
-    timings: dict[str, list[float]] = {name: [] for name in impls}
     finals = {}
-    for _ in range(args.repeats):  # interleave, so drift affects every row alike
-        for name, factory in impls.items():
-            step, final = factory()
-            timings[name].append(time_steps(step, xs, ys, args.steps))
-            finals[name] = final()
 
-    hand = statistics.median(timings["numpy (hand)"])
-    targets = {"generated sgd_step": "<= 0.50", "runtime loop": "<= 1.50"}
+    def stepper(name, factory):
+        def make():
+            step, final = factory()
+            finals[name] = final
+            return step
+
+        return make
+
+    results = interleaved({name: stepper(name, f) for name, f in impls.items()}, batches,
+                          args.steps, args.repeats)
     print(f"linreg workload: batch {BS}, Sgd({LR}), {args.steps} steps x {args.repeats} "
           "repeats, median")
-    print(f"{'implementation':<22}{'us/step':>10}{'vs hand':>10}{'target':>10}   final a, b")
-    for name in impls:
-        us = statistics.median(timings[name])
-        a, b = finals[name]
-        print(f"{name:<22}{us:>10.2f}{us / hand:>9.2f}x{targets.get(name, ''):>10}   "
-              f"{a:.4f}, {b:.4f}")
+    notes = {name: "final a, b = {:.4f}, {:.4f}".format(*finals[name]()) for name in impls}
+    table(results, "numpy (hand)", "us/step", 1e6,
+          {"generated sgd_step": "<= 0.50", "runtime loop": "<= 1.50"}, notes)
     print()
     print(f"{'compile':<40}{'ms':>8}{'target':>10}")
     limits = ["< 300", "< 10", "< 10"]

@@ -61,15 +61,21 @@ def _split(key: str) -> tuple[list[str], str]:
     return names[:-1], names[-1]
 
 
-def get_parameter(key: str):
-    """The parameter stored under `key` in the current scope, or None."""
+def _find(key: str) -> tuple[OrderedDict | None, str]:
+    """The scope dict that holds `key` (relative to the current scope) and the leaf name."""
     scopes, leaf = _split(key)
     node = _scope()
     for n in scopes:
         node = node.get(n)
         if not isinstance(node, OrderedDict):
-            return None
-    value = node.get(leaf)
+            return None, leaf
+    return node, leaf
+
+
+def get_parameter(key: str):
+    """The parameter stored under `key` in the current scope, or None."""
+    node, leaf = _find(key)
+    value = node.get(leaf) if node is not None else None
     return value if isinstance(value, Variable) else None
 
 
@@ -88,18 +94,12 @@ def set_parameter(key: str, param: Variable) -> None:
 
 def pop_parameter(key: str):
     """Remove the parameter `key` from the current scope and return it (or None)."""
-    scopes, leaf = _split(key)
-    node = _scope()
-    for n in scopes:
-        node = node.get(n)
-        if not isinstance(node, OrderedDict):
-            return None
-    value = node.get(leaf)
-    if isinstance(value, Variable):
+    value = get_parameter(key)
+    if value is not None:
+        node, leaf = _find(key)
         del node[leaf]
         bump_epoch()
-        return value
-    return None
+    return value
 
 
 def get_parameter_or_create(name, shape=None, initializer=None, need_grad=True,
