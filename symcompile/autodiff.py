@@ -36,7 +36,7 @@ def differentiate(program: Program) -> None:
         value = graph.values[index]
         if not (value.is_leaf and value.need_grad):
             continue
-        note = f"d {graph.label(graph.outputs[0])} / d {value.name or sym.name}"
+        note = f"d {root.name} / d {value.name or sym.name}"
         if sym in contributions:
             grad = walker.adjoint(sym, (), note=note)
         else:
@@ -82,9 +82,14 @@ class _Backprop:
         return any(s in self.program.needs_grad for s in expr.free_symbols)
 
     def backprop(self, expr: sympy.Expr, g: sympy.Expr) -> None:
-        """Send the cotangent `g` of `expr` to the arrays `expr` is built from."""
+        """Send the cotangent `g` of `expr` to the arrays `expr` is built from.
+
+        `g` may be smaller than `expr` (a scalar, or size 1 along an axis); sums back to
+        the inputs' shapes count `expr`'s full shape, not `g`'s.
+        """
         if not self.requires_grad(expr):
             return
+        nominal = self.shapes.of(expr)
         if isinstance(expr, sympy.Symbol):
             self.contributions.setdefault(expr, []).append((g, self.origin))
             return
@@ -95,7 +100,6 @@ class _Backprop:
         # elementwise remainder, then put the primitives back.
         hidden: dict[sympy.Symbol, Primitive] = {}
         elementwise = self._hide_primitives(expr, hidden)
-        restore = {p: prim for p, prim in hidden.items()}
         for s in sorted(elementwise.free_symbols, key=lambda s: s.name):
             original = hidden.get(s, s)
             if not self.requires_grad(original):
@@ -103,8 +107,8 @@ class _Backprop:
             partial = sympy.diff(elementwise, s)
             if partial == 0:
                 continue
-            cotangent = unbroadcast(g * partial.xreplace(restore), self.shapes.of(original),
-                                    self.shapes)
+            cotangent = unbroadcast(g * partial.xreplace(hidden), self.shapes.of(original),
+                                    self.shapes, nominal)
             if s in hidden:
                 self._through_primitive(original, cotangent)
             else:

@@ -158,7 +158,9 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
         temps.append(Equation(sym, expr, "", origin, note))
     for eq in equations:
         eq.expr = eq.expr.xreplace(rename)
-    _merge_aliases(equations, temps)
+    # A returned gradient may be widened to its leaf's shape where it is returned, so no
+    # other statement may read it in place of the shared subexpression it equals.
+    _merge_aliases(equations, temps, protected=set(program.gradients.values()))
     for temp in reversed(temps):
         if not temp.origin:
             first = next((eq for eq in itertools.chain(temps, equations)
@@ -204,11 +206,14 @@ def _reduce_powers(program: Program) -> None:
         eq.expr = rewrite(eq.expr, eq.target)
 
 
-def _merge_aliases(equations: list[Equation], temps: list[Equation]) -> None:
-    """``g = _t6`` after CSE: let g compute _t6's expression itself and use g for _t6."""
+def _merge_aliases(equations: list[Equation], temps: list[Equation], protected=frozenset()) -> None:
+    """``g = _t6`` after CSE: let g compute _t6's expression itself and use g for _t6
+    (unless g is `protected`)."""
     defined = {t.target: t for t in temps}
     rename = {}
     for eq in equations:
+        if eq.target in protected:
+            continue
         temp = defined.get(eq.expr)
         if temp is not None and temp.target not in rename:
             rename[temp.target] = eq.target

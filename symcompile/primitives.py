@@ -427,22 +427,27 @@ def _as_dot(factors: list, shape: tuple[int, ...], shapes: Shapes):
     return None
 
 
-def unbroadcast(expr: sympy.Expr, target: tuple[int, ...], shapes: Shapes) -> sympy.Expr:
+def unbroadcast(expr: sympy.Expr, target: tuple[int, ...], shapes: Shapes,
+                nominal: tuple[int, ...] | None = None) -> sympy.Expr:
     """Sum `expr` over the axes along which it was broadcast to reach `target`'s shape.
 
-    The result has the rank of `target` (or is a scalar) and broadcasts to `target`.
+    `nominal` is the shape of the value `expr` is the gradient of (by default its own
+    shape); `expr` may be smaller (a scalar seed, a gradient constant along an axis), and
+    an axis it does not have still counts its full length. The result has the rank of
+    `target` (or is a scalar) and broadcasts to `target`.
     """
     actual = shapes.of(expr)
-    if actual == ():
+    nominal = actual if nominal is None else tuple(nominal)
+    if nominal == ():
         return expr
-    lead = len(actual) - len(target)
-    axes = [i for i in range(lead)]
-    axes += [i for i, d in enumerate(actual) if i >= lead and d != 1 and target[i - lead] == 1]
+    lead = len(nominal) - len(target)
+    axes = list(range(lead))
+    axes += [i for i, d in enumerate(nominal) if i >= lead and d != 1 and target[i - lead] == 1]
     if not axes:
         return expr
     if all(a < lead for a in axes):  # only the leading axes: sum them away directly
-        return reduce_sum(expr, axes, False, actual, shapes)
-    reduced = reduce_sum(expr, axes, True, actual, shapes)
+        return reduce_sum(expr, axes, False, nominal, shapes)
+    reduced = reduce_sum(expr, axes, True, nominal, shapes)
     if lead and shapes.of(reduced) != ():
         reduced = Reshape(reduced, shape_tuple(shapes.of(reduced)[lead:]))
     return reduced

@@ -130,3 +130,25 @@ def test_same_input_twice(tmp_path, rng):
            tmp_path, rng)
     _check(lambda x: F.sub2(x, x), lambda x: x - x, _inputs([(3, 2)], False, rng),
            tmp_path, rng)
+
+
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (0, True), (0, False), ((0, 2), True),
+                                           (1, False)], ids=str)
+@pytest.mark.parametrize("op", ["sum", "mean"])
+def test_reduction_right_after_a_broadcast(op, axis, keepdims, tmp_path, rng):
+    """The cotangent a reduction sends back is smaller than the value it reduced; summing
+    it onto a broadcast input must still count every broadcast element."""
+    reduce = getattr(F, op)
+    reference = getattr(np, op)
+    _check(lambda x, b: reduce(F.add2(x, b), axis=axis, keepdims=keepdims),
+           lambda x, b: reference(x + b, axis=axis, keepdims=keepdims),
+           _inputs([(2, 3, 4), (1, 3, 1)], False, rng), tmp_path, rng)
+    _check(lambda x, b: reduce(F.mul2(b, F.tanh(x)), axis=axis, keepdims=keepdims),
+           lambda x, b: reference(b * np.tanh(x), axis=axis, keepdims=keepdims),
+           _inputs([(2, 3, 4), (1, 1, 4)], False, rng), tmp_path, rng)
+
+
+def test_centred_values_have_zero_gradient(tmp_path, rng):
+    _check(lambda h: F.sum(F.sub2(h, F.mean(h, axis=1, keepdims=True))),
+           lambda h: np.sum(h - h.mean(axis=1, keepdims=True)),
+           _inputs([(2, 3)], False, rng), tmp_path, rng)
