@@ -62,6 +62,7 @@ OUTPUTS = {
 }
 GRADIENTS = ('mlp_affine1_affine_W', 'mlp_affine1_affine_b', 'mlp_affine2_affine_W', 'mlp_affine2_affine_b', 'mlp_classifier_affine_W', 'mlp_classifier_affine_b')
 SOLVER = 'sgd'
+STATE = {}
 
 
 def forward(
@@ -144,7 +145,7 @@ def gradient(
 
 def sgd_step(
         x, t, mlp_affine1_affine_W, mlp_affine1_affine_b, mlp_affine2_affine_W,
-        mlp_affine2_affine_b, mlp_classifier_affine_W, mlp_classifier_affine_b, lr
+        mlp_affine2_affine_b, mlp_classifier_affine_W, mlp_classifier_affine_b, lr=0.001
 ):
     """One fused training step: forward, backward and the sgd update (w -= lr * g) of every
     trainable parameter, in place. Returns loss.
@@ -186,19 +187,21 @@ def sgd_step(
     g_mlp_affine2_affine_b = g_matmul_2.sum(axis=0)
     # d loss / d mlp/classifier/affine/b, through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
-    # --- update ---
-    # sgd: mlp/affine1/affine/W, w -= lr * g, with g = d loss / d mlp/affine1/affine/W computed here
+    # --- update: w -= lr * g ---
+    # sgd update of mlp/affine1/affine/W, with d loss / d mlp/affine1/affine/W computed in the
+    #   update
     mlp_affine1_affine_W -= x.T @ (lr*_t7)
-    # sgd: mlp/affine1/affine/b, w -= lr * g
+    # sgd update of mlp/affine1/affine/b
     mlp_affine1_affine_b -= lr*g_mlp_affine1_affine_b
-    # sgd: mlp/affine2/affine/W, w -= lr * g, with g = d loss / d mlp/affine2/affine/W computed here
+    # sgd update of mlp/affine2/affine/W, with d loss / d mlp/affine2/affine/W computed in the
+    #   update
     mlp_affine2_affine_W -= h.T @ (lr*g_matmul_2)
-    # sgd: mlp/affine2/affine/b, w -= lr * g
+    # sgd update of mlp/affine2/affine/b
     mlp_affine2_affine_b -= lr*g_mlp_affine2_affine_b
-    # sgd: mlp/classifier/affine/W, w -= lr * g, with g = d loss / d mlp/classifier/affine/W
-    #   computed here
+    # sgd update of mlp/classifier/affine/W, with d loss / d mlp/classifier/affine/W computed in the
+    #   update
     mlp_classifier_affine_W -= h_2.T @ (lr*g_matmul)
-    # sgd: mlp/classifier/affine/b, w -= lr * g
+    # sgd update of mlp/classifier/affine/b
     mlp_classifier_affine_b -= lr*g_mlp_classifier_affine_b
     return loss
 
@@ -284,3 +287,49 @@ def init_parameters(seed=None):
         # mlp/classifier/affine/b: constant 0.0
         'mlp_classifier_affine_b': numpy.full((10,), 0.0, dtype=numpy.float32),
     }
+
+
+def save_checkpoint(path, params, state=None, step=0):
+    """Write parameters (keyed by argument name, as init_parameters() returns them), solver
+    state and the number of updates done to the .npz file `path`.
+
+    The write is not atomic (this module imports only NumPy): write each checkpoint to a
+    new file name and remove the old one after this returns.
+    """
+    arrays = {"meta/graph_hash": numpy.array(GRAPH_HASH), "meta/step": numpy.array(step)}
+    for name, spec in PARAMETERS.items():
+        arrays["param/" + name] = numpy.asarray(params[spec["argument"]])
+    for key, value in (state or {}).items():
+        arrays["state/" + key] = numpy.asarray(value)
+    with open(path, "wb") as handle:
+        numpy.savez(handle, **arrays)
+
+
+def load_checkpoint(path):
+    """(params, state, step) from a file save_checkpoint() wrote for this graph.
+
+    A file for another graph, a missing or mis-shaped array, or a damaged file raises
+    ValueError saying which; nothing is returned half-loaded.
+    """
+    try:
+        with numpy.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
+    if str(arrays.get("meta/graph_hash", "")) != GRAPH_HASH:
+        raise ValueError(f"{path}: written for graph {str(arrays.get('meta/graph_hash'))!r}, "
+                         f"not this module's graph {GRAPH_HASH!r}")
+    params, state = {}, {}
+    for name, spec in PARAMETERS.items():
+        value = arrays.get("param/" + name)
+        if value is None or value.shape != spec["shape"]:
+            found = "missing" if value is None else f"of shape {value.shape}"
+            raise ValueError(f"{path}: parameter {name!r} is {found}, expected {spec['shape']}")
+        params[spec["argument"]] = value.astype(DTYPE)
+    for key, spec in STATE.items():
+        value = arrays.get("state/" + key)
+        if value is None or value.shape != spec["shape"]:
+            found = "missing" if value is None else f"of shape {value.shape}"
+            raise ValueError(f"{path}: solver state {key!r} is {found}, expected {spec['shape']}")
+        state[key] = value.astype(DTYPE)
+    return params, state, int(arrays["meta/step"])

@@ -32,6 +32,7 @@ OUTPUTS = {
 }
 GRADIENTS = ('a', 'b')
 SOLVER = 'sgd'
+STATE = {}
 
 
 def forward(y_true, x, a, b):
@@ -63,7 +64,7 @@ def gradient(y_true, x, a, b):
     return loss, g_a, g_b
 
 
-def sgd_step(y_true, x, a, b, lr):
+def sgd_step(y_true, x, a, b, lr=0.001):
     """One fused training step: forward, backward and the sgd update (w -= lr * g) of every
     trainable parameter, in place. Returns loss.
     """
@@ -81,10 +82,10 @@ def sgd_step(y_true, x, a, b, lr):
     g_a = -_t1*numpy.vdot(x, _t0)
     # d loss / d b, through add2 (y) @ examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
-    # --- update ---
-    # sgd: a, w -= lr * g
+    # --- update: w -= lr * g ---
+    # sgd update of a
     a -= g_a*lr
-    # sgd: b, w -= lr * g
+    # sgd update of b
     b -= lr*g_b
     return loss
 
@@ -126,3 +127,49 @@ def init_parameters(seed=None):
         # b: UniformInitializer((0.5, 1.5))
         'b': rng.uniform(0.5, 1.5, size=(1, 1)).astype(numpy.float32),
     }
+
+
+def save_checkpoint(path, params, state=None, step=0):
+    """Write parameters (keyed by argument name, as init_parameters() returns them), solver
+    state and the number of updates done to the .npz file `path`.
+
+    The write is not atomic (this module imports only NumPy): write each checkpoint to a
+    new file name and remove the old one after this returns.
+    """
+    arrays = {"meta/graph_hash": numpy.array(GRAPH_HASH), "meta/step": numpy.array(step)}
+    for name, spec in PARAMETERS.items():
+        arrays["param/" + name] = numpy.asarray(params[spec["argument"]])
+    for key, value in (state or {}).items():
+        arrays["state/" + key] = numpy.asarray(value)
+    with open(path, "wb") as handle:
+        numpy.savez(handle, **arrays)
+
+
+def load_checkpoint(path):
+    """(params, state, step) from a file save_checkpoint() wrote for this graph.
+
+    A file for another graph, a missing or mis-shaped array, or a damaged file raises
+    ValueError saying which; nothing is returned half-loaded.
+    """
+    try:
+        with numpy.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
+    if str(arrays.get("meta/graph_hash", "")) != GRAPH_HASH:
+        raise ValueError(f"{path}: written for graph {str(arrays.get('meta/graph_hash'))!r}, "
+                         f"not this module's graph {GRAPH_HASH!r}")
+    params, state = {}, {}
+    for name, spec in PARAMETERS.items():
+        value = arrays.get("param/" + name)
+        if value is None or value.shape != spec["shape"]:
+            found = "missing" if value is None else f"of shape {value.shape}"
+            raise ValueError(f"{path}: parameter {name!r} is {found}, expected {spec['shape']}")
+        params[spec["argument"]] = value.astype(DTYPE)
+    for key, spec in STATE.items():
+        value = arrays.get("state/" + key)
+        if value is None or value.shape != spec["shape"]:
+            found = "missing" if value is None else f"of shape {value.shape}"
+            raise ValueError(f"{path}: solver state {key!r} is {found}, expected {spec['shape']}")
+        state[key] = value.astype(DTYPE)
+    return params, state, int(arrays["meta/step"])

@@ -20,11 +20,11 @@ from . import formula
 from ._version import __version__
 from .graph import Graph
 from .naming import comment_text, docstring_text
-from .primitives import MatMul, materialize, scale_into_matmul
+from .primitives import MatMul, Shapes, materialize, scale_into_matmul
 from .printer import NumPyPrinter, shape_text
 from .program import Equation, Program
 from .schedule import Schedule, schedule
-from .update_rules import UpdateRule, hyper_symbols
+from .update_rules import Update, UpdateRule, instantiate
 
 
 def template_dir() -> Path:
@@ -71,6 +71,7 @@ class Line:
 class Block:
     title: str  # "forward", "backward" or "update"
     lines: tuple[Line, ...]
+    note: str = ""  # shown after the title: "# --- update: w -= lr * g ---"
 
 
 def wrap_doc(text: str, width: int = 84) -> tuple[str, ...]:
@@ -114,6 +115,39 @@ class EmitOptions:
     regenerate: str  # the command (or instructions) that regenerates the module
     source: str  # where the graph was built, for the header
     rule: UpdateRule | None = None
+    rule_options: tuple[tuple[str, bool], ...] = ()
+
+
+class _SolverSymbols:
+    """The symbols of a solver's fused step: hyper-parameters, update count and, per
+    trainable parameter, its state arrays (named ``<parameter>_<state>``)."""
+
+    def __init__(self, program: Program, rule: UpdateRule, options) -> None:
+        self.options = {**dict(rule.options), **dict(options)}
+        # Hyper-parameter names are reserved by the namer: they are keyword arguments.
+        self.hyper = {name: program.shapes.declare(sympy.Symbol(name, real=True), ())
+                      for name in rule.hyper_names}
+        self.step = program.shapes.declare(sympy.Symbol("step", real=True), ()) \
+            if rule.uses_t else None
+        self.states: dict[int, dict[str, sympy.Symbol]] = {}
+        for index, symbol in program.symbols.items():
+            value = program.graph.values[index]
+            if value.kind == "parameter" and value.need_grad:
+                self.states[index] = {
+                    name: program.symbol(f"{symbol.name}_{name}", value.shape)
+                    for name in rule.states}
+        self.defaults = dict(rule.hyper)
+
+    @property
+    def state_symbols(self) -> list[sympy.Symbol]:
+        return [sym for states in self.states.values() for sym in states.values()]
+
+    def signature(self) -> str:
+        parts = [s.name for s in self.state_symbols]
+        if self.step is not None:
+            parts.append(self.step.name)
+        parts += [f"{name}={self.defaults[name]!r}" for name in self.hyper]
+        return ", ".join(parts)
 
 
 def module_source(program: Program, plan: Schedule, graph_hash: str,
@@ -133,6 +167,8 @@ class _ModuleBuilder:
         self.printer = NumPyPrinter(program.shapes, program.dtype)
         self.leaf_args = [s.name for s in program.leaves]
         self.root = program.outputs[0]
+        self.solver = _SolverSymbols(program, options.rule, options.rule_options) \
+            if options.rule is not None else None
 
     # --- statements -------------------------------------------------------------------
     def statement(self, eq: Equation, exact: bool = False) -> Line:
@@ -216,31 +252,40 @@ class _ModuleBuilder:
 
         A parameter's gradient that the rule uses once (lr * g for SGD) is computed inside
         the update statement, with the scalar moved into the smaller matmul operand:
-        ``W -= x.T @ (lr*_t7)`` instead of a full-size ``lr*g_W`` temporary.
+        ``W -= x.T @ (lr*_t7)`` instead of a full-size ``lr*g_W`` temporary. Scalar
+        coefficients (Adam's bias-corrected step) are computed once for all parameters.
         """
-        rule = self.options.rule
-        hyper = hyper_symbols(rule)
-        for sym in hyper.values():
-            self.program.shapes.declare(sym, ())
-        lines, fused = [], set()
+        rule, solver = self.options.rule, self.solver
+        lines, fused, scalars = [], set(), {}
+
+        def scalar_name(name: str) -> sympy.Symbol:
+            if name not in scalars:
+                scalars[name] = self.program.symbol(name, ())
+            return scalars[name]
+
+        emitted: set[sympy.Symbol] = set()
         for index, grad in self.program.gradients.items():
             value = self.graph.values[index]
             if value.kind != "parameter" or not value.need_grad:
                 continue
             param = self.program.symbols[index]
-            updates = rule.build(param, grad, {}, hyper)
+            updates = instantiate(rule, param, grad, solver.states[index], solver.hyper,
+                                  solver.step, solver.options, scalar_name)
             uses = sum(list(sympy.preorder_traversal(u.expr)).count(grad) for u in updates)
-            note = f"{rule.name}: {value.name}, {rule.doc}"
+            note = f"{rule.name} update of {value.name}"
             inline = {}
             if uses == 1 and grad in definitions and self._fusable(definitions[grad]):
                 inline = {grad: definitions[grad]}
                 fused.add(grad)
-                note += f", with g = d {self.root.name} / d {value.name} computed here"
+                note += f", with d {self.root.name} / d {value.name} computed in the update"
             for upd in updates:
+                if upd.scalar and upd.target in emitted:
+                    continue  # the same coefficient for every parameter
+                emitted.add(upd.target)
                 expr = scale_into_matmul(upd.expr.xreplace(inline), self.program.shapes)
-                target = upd.target.name + ("[...]" if upd.op == "=" else "")
-                text = f"{target} {upd.op} {self.printer.doprint(expr)}"
-                lines.append(Line(text, comment_text(note)))
+                lines.append(Line(update_text(upd, expr, self.printer),
+                                  comment_text(f"{rule.name}: coefficient" if upd.scalar
+                                               else note)))
         return tuple(lines), fused
 
     def _fusable(self, expr: sympy.Expr) -> bool:
@@ -288,12 +333,15 @@ class _ModuleBuilder:
             updates, fused = self.update_lines(definitions)
             backward = self.backward_block(train, exact=False, skip=fused)
             functions.append(FunctionSpec(
-                f"{rule.name}_step", f"{leaves}, {', '.join(rule.hyper)}",
+                f"{rule.name}_step", f"{leaves}, {self.solver.signature()}",
                 wrap_doc(f"One fused training step: forward, backward and the {rule.name} "
-                         f"update ({rule.doc}) of every trainable parameter, in place. "
-                         f"Returns {outputs}."),
+                         f"update ({rule.doc}) of every trainable parameter, in place"
+                         + (" with its state arrays (see init_state())"
+                            if rule.states else "")
+                         + (", step being the number of this update (1 for the first)"
+                            if rule.uses_t else "") + f". Returns {outputs}."),
                 (Block("forward", self.lines(train.forward)), backward,
-                 Block("update", updates)),
+                 Block("update", updates, comment_text(rule.doc))),
                 outputs))
         saved = ", ".join(s.name for s in plan.saved)
         saved_tuple = f"({saved},)" if len(plan.saved) == 1 else f"({saved})"
@@ -375,7 +423,20 @@ class _ModuleBuilder:
             ("OUTPUTS", outputs),
             ("GRADIENTS", literal(tuple(argument(graph.values[i]) for i in program.gradients))),
             ("SOLVER", literal(self.options.rule.name if self.options.rule else None)),
+            ("STATE", self.state_table(row, table)),
         )
+
+    def state_table(self, row, table) -> str:
+        """STATE: each solver-state argument with its parameter, state name and shape."""
+        if self.solver is None:
+            return "{}"
+        rows = []
+        for index, states in self.solver.states.items():
+            value = self.graph.values[index]
+            for name, symbol in states.items():
+                rows.append(row(symbol.name, [("parameter", value.name), ("state", name),
+                                              ("shape", value.shape)]))
+        return table(rows)
 
     def init_lines(self) -> tuple[Line, ...]:
         lines = []
@@ -391,9 +452,18 @@ class _ModuleBuilder:
     def build(self) -> ModuleSpec:
         doc = wrap_doc(f"Forward, gradient and training step for the graph "
                        f"`{self.options.name}`, generated by symcompile.", 88)
+        state = ()
+        if self.solver is not None:
+            dtype = self.program.dtype
+            state = tuple(
+                Line(f"{literal(sym.name)}: numpy.zeros({shape_text(self.program.shapes.of(sym))}"
+                     f", dtype=numpy.{dtype}),")
+                for sym in self.solver.state_symbols)
+        step_name = f"{self.options.rule.name}_step" if self.options.rule else ""
         return ModuleSpec(self.header(), doc, self.constants(),
                           tuple(self.functions()),
-                          extra={"init": self.init_lines(), "uses_rng": self.uses_rng()})
+                          extra={"init": self.init_lines(), "uses_rng": self.uses_rng(),
+                                 "state": state, "step_name": step_name})
 
 
 def _init_expression(init, shape, dtype: str) -> tuple[str, str]:
@@ -424,16 +494,33 @@ def literal(value) -> str:
     raise TypeError(f"no literal for {value!r}")
 
 
-def update_module_source(rule: UpdateRule) -> str:
-    """The module behind `solver.update()` for `rule`: one function `update(w, g, ...)`."""
-    w, g = sympy.Symbol("w", real=True), sympy.Symbol("g", real=True)
-    states = {name: sympy.Symbol(name, real=True) for name in rule.states}
-    printer = NumPyPrinter()
-    lines = []
-    for upd in rule.build(w, g, states, hyper_symbols(rule)):
-        target = upd.target.name + ("[...]" if upd.op == "=" else "")
-        lines.append(Line(f"{target} {upd.op} {printer.doprint(upd.expr)}"))
-    signature = ", ".join(["w", "g", *rule.states, *rule.hyper])
+def update_text(upd: Update, expr: sympy.Expr, printer: NumPyPrinter) -> str:
+    """One update statement: ``m *= beta1``, ``w -= ...``, ``v[...] = ...``."""
+    target = upd.target.name
+    if upd.op == "=" and not upd.scalar:
+        target += "[...]"  # in place: the caller's array holds the new value
+    return f"{target} {upd.op} {printer.doprint(expr)}"
+
+
+def update_module_source(rule: UpdateRule, options=()) -> str:
+    """The module behind `solver.update()` for `rule`: one function
+    ``update(w, g, *states, t, *hyper)`` that updates w and the states in place."""
+    shapes = Shapes()
+    w, g = (shapes.declare(sympy.Symbol(n, real=True), (2,)) for n in ("w", "g"))
+    states = {name: shapes.declare(sympy.Symbol(name, real=True), (2,)) for name in rule.states}
+    hyper = {name: shapes.declare(sympy.Symbol(name, real=True), ()) for name in rule.hyper_names}
+    t = shapes.declare(sympy.Symbol("t", real=True), ())
+    printer = NumPyPrinter(shapes)
+    values = {**dict(rule.options), **dict(options)}
+
+    def scalar_name(name: str) -> sympy.Symbol:
+        return shapes.declare(sympy.Symbol(name, real=True), ())
+
+    lines = [Line(update_text(u, u.expr, printer))
+             for u in instantiate(rule, w, g, states, hyper, t, values, scalar_name)]
+    signature = ", ".join(["w", "g", *rule.states, *(["t"] if rule.uses_t else []),
+                           *rule.hyper_names])
+    flags = ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
     function = FunctionSpec(
         "update", signature,
         wrap_doc(f"Update parameter w (and the state arrays) in place from its gradient g: "
@@ -442,9 +529,11 @@ def update_module_source(rule: UpdateRule) -> str:
     spec = ModuleSpec(
         header=(f"Generated by symcompile {__version__} from template update.py.jinja. "
                 "Do not edit: regenerate.",
-                f"The {rule.name} update rule, as solver.update() runs it: {rule.doc}"),
+                comment_text(f"The {rule.name} update rule{' (' + flags + ')' if flags else ''},"
+                             f" as solver.update() runs it: {rule.doc}", 1000)),
         doc=wrap_doc(f"The {rule.name} update rule, generated by symcompile."),
         constants=(("RULE", literal(rule.name)), ("STATES", literal(rule.states)),
-                   ("HYPER", literal(rule.hyper))),
+                   ("HYPER", literal(rule.hyper_names)),
+                   ("OPTIONS", literal(tuple(sorted(values.items()))))),
         functions=(function,), template="update.py.jinja")
     return render(spec.template, spec=spec, version=__version__)

@@ -14,10 +14,11 @@ from .naming import RESERVED, Namer
 from .ops import OPS, LowerContext
 from .primitives import Shapes, materialize
 from .program import FORWARD, Equation, Program
+from .update_rules import RULE_ARGUMENTS
 
 
 def lower(graph: Graph, dtype: str = "float32") -> Program:
-    program = Program(graph, Shapes(), Namer(RESERVED), dtype)
+    program = Program(graph, Shapes(), Namer(RESERVED | RULE_ARGUMENTS), dtype)
     exprs: dict[int, object] = {}
     origins: dict[int, tuple[int, ...]] = {}
     for value in (*graph.inputs, *graph.parameters):

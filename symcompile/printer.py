@@ -134,6 +134,10 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             if exp < 0:
                 return f"1/{self.parenthesize(base, level)}**{-exp}"
             return f"{self.parenthesize(base, level)}**{exp}"
+        if self._is_scalar(base) and (exp.is_Rational or exp.is_Float):
+            # A scalar coefficient: Python arithmetic keeps it a weak Python float (a
+            # numpy.float64 from numpy.sqrt would turn float32 arrays into float64).
+            return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{float(exp)!r}"
         return super()._print_Pow(expr, rational=rational)
 
     # --- training-specific overrides -----------------------------------------------------

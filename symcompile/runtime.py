@@ -159,19 +159,20 @@ def _module_for(graph, root: Variable) -> types.ModuleType:
     return module
 
 
-def update_function(rule_name: str):
-    """The generated `update(w, g, *states, *hyper)` of an update rule (cached)."""
-    function = _updates.get(rule_name)
+def update_function(rule_name: str, options: tuple = ()):
+    """The generated ``update(w, g, *states, [t], *hyper)`` of an update rule (cached)."""
+    key = f"{rule_name}{options}"
+    function = _updates.get(key)
     if function is not None:
         return function
     from . import compiler
     from .emit import update_module_source
     from .update_rules import RULES
 
-    source = update_module_source(RULES[rule_name])
+    source = update_module_source(RULES[rule_name], options)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     path = cache.cache_dir() / f"update_{rule_name}_{digest}.py"
     compiler.write_module(source, path)
     function = cache.load_module(path).update
-    _updates[rule_name] = function
+    _updates[key] = function
     return function

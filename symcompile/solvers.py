@@ -1,22 +1,32 @@
 """`symcompile.solvers` (S): nnabla's solvers, updating parameters with generated code.
 
 A solver holds a name -> Variable dict of parameters and, per parameter, its state
-arrays and step count `t`. `update()` calls the generated update function of the
+arrays and update count `t`. `update()` calls the generated update function of the
 solver's rule (`update_rules`) on every parameter whose gradient was written since
 `zero_grad()`, exactly as nnabla skips parameters that received no gradient.
+
+Weight decay follows nnabla: for most solvers `weight_decay(r)` adds ``r * w`` to the
+gradients at once (coupled); for SgdW, AdamW, Lars, Lamb, Lion (and AdaBelief with
+``weight_decouple=True``) the rate is stored, applied inside the next update and then
+reset to the solver's own ``wd`` (decoupled, fused).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import numpy
 
+from . import checkpoint
 from .variable import Variable
+
+T_MAX = 2**32 - 2  # nnabla's update count saturates here
 
 
 class SolverState:
-    """One parameter's solver state: named arrays (`pstate`) and the update count `t`."""
+    """One parameter's solver state: named arrays (`pstate`, as Variables) and the number
+    of updates `t`."""
 
     def __init__(self, pstate: dict | None = None, t: int = 0) -> None:
         self.pstate = OrderedDict(pstate or {})
@@ -27,44 +37,63 @@ class SolverState:
 
 
 class Solver:
-    """Base class: parameter registration, gradient utilities and the update loop."""
+    """Base class: parameters, states, gradient utilities and the update loop."""
 
-    rule = ""  # name of the update rule in update_rules.RULES
-    state_names: tuple[str, ...] = ()
+    rule = ""  # the update rule's name in update_rules.RULES
+    lr_name = "lr"  # the hyper-parameter set_learning_rate() changes
+    fused_weight_decay = False
 
-    def __init__(self) -> None:
+    def __init__(self, **hyper) -> None:
+        self._hyper = OrderedDict(hyper)
+        self._initial_lr = float(hyper[self.lr_name])
+        self._default_wd = float(hyper.get("wd", 0.0))
+        self._wd = self._default_wd
         self._params: OrderedDict[str, Variable] = OrderedDict()
         self._states: OrderedDict[str, SolverState] = OrderedDict()
-        self._weight_decay_rate = 0.0
 
-    # --- nnabla's API ----------------------------------------------------------------------
+    # --- description ---------------------------------------------------------------------
     @property
     def name(self) -> str:
         return type(self).__name__
 
-    def info(self) -> str:
-        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self._hyper().items())})"
+    @property
+    def info(self) -> dict:
+        """The solver's name and hyper-parameters."""
+        return {"name": self.name, **self._hyper}
 
+    def __repr__(self) -> str:
+        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self._hyper.items())})"
+
+    def options(self) -> dict[str, bool]:
+        """Switches that select a variant of the update formula (see update_rules)."""
+        return {}
+
+    # --- parameters ----------------------------------------------------------------------
     def set_parameters(self, param_dict, reset=True, retain_state=False) -> None:
-        """Register parameters to update (name -> Variable); `reset` drops the old ones."""
+        """Register parameters to update (name -> Variable).
+
+        Args:
+            param_dict: e.g. ``nn.get_parameters()``.
+            reset: Forget previously registered parameters first.
+            retain_state: Keep the state of a parameter that is registered again under the
+                same name with the same shape.
+        """
         if not isinstance(param_dict, dict):
             raise TypeError("set_parameters: expected a dict of name -> Variable, e.g. "
                             "nn.get_parameters()")
-        previous = self._states
-        if reset:
-            self._params = OrderedDict()
-            self._states = OrderedDict()
         for key, var in param_dict.items():
             if not isinstance(var, Variable):
                 raise TypeError(f"set_parameters: {key!r} is a {type(var).__name__}, "
                                 "not a Variable")
+        previous = self._states
+        if reset:
+            self._params, self._states = OrderedDict(), OrderedDict()
+        for key, var in param_dict.items():
             self._params[key] = var
             old = previous.get(key)
-            if retain_state and old is not None and all(
-                    a.shape == var.shape for a in old.pstate.values()):
-                self._states[key] = old
-            elif key not in self._states or reset:
-                self._states[key] = self._new_state(var)
+            keep = retain_state and old is not None and all(
+                s.shape == var.shape for s in old.pstate.values())
+            self._states[key] = old if keep else self._new_state(var)
 
     def remove_parameters(self, keys) -> None:
         for key in keys:
@@ -78,8 +107,17 @@ class Solver:
     def get_parameters(self) -> OrderedDict:
         return OrderedDict(self._params)
 
-    def get_states(self) -> OrderedDict:
-        return OrderedDict(self._states)
+    def _new_state(self, var: Variable) -> SolverState:
+        from .update_rules import RULES
+
+        return SolverState({name: Variable(var.shape) for name in RULES[self.rule].states})
+
+    # --- gradients -----------------------------------------------------------------------
+    def _written(self):
+        """(name, storage) of the parameters whose gradient was written since zero_grad."""
+        for key, var in self._params.items():
+            if not var._storage.grad_zeroing:
+                yield key, var._storage
 
     def zero_grad(self) -> None:
         """Zero every registered gradient (lazily: update() skips untouched ones)."""
@@ -87,59 +125,354 @@ class Solver:
             var._storage.zero_grad()
 
     def weight_decay(self, decay_rate, pre_hook=None, post_hook=None) -> None:
-        """Coupled L2 decay: g += decay_rate * w for every parameter that has a gradient."""
+        """L2 weight decay at `decay_rate`: g += rate*w now, or, for decoupled solvers,
+        inside the next update()."""
+        if self.fused_weight_decay:
+            self._wd = float(decay_rate)
+            return
         if decay_rate == 0:
             return
-        for var in self._params.values():
-            storage = var._storage
-            if not storage.grad_zeroing:
-                grad = storage.grad
-                grad += numpy.float32(decay_rate) * storage.data
+        for key, storage in self._written():
+            _hook(pre_hook, key)
+            grad = storage.grad
+            grad += numpy.float32(decay_rate) * storage.data
+            _hook(post_hook, key)
 
+    def clip_grad_by_norm(self, clip_norm, pre_hook=None, post_hook=None) -> None:
+        """Per parameter: if ||g|| > clip_norm, g *= clip_norm / ||g|| (nnabla's)."""
+        if clip_norm == 0:
+            return
+        for key, storage in self._written():
+            _hook(pre_hook, key)
+            grad = storage.grad
+            total = float(numpy.vdot(grad, grad))
+            if total > clip_norm * clip_norm:
+                grad *= numpy.float32(clip_norm / math.sqrt(total))
+            _hook(post_hook, key)
+
+    def clip_grad_by_global_norm(self, max_norm) -> float:
+        """Beyond nnabla: scale all gradients together so that their joint L2 norm is at
+        most `max_norm`. Returns the norm before clipping."""
+        grads = [storage.grad for _, storage in self._written()]
+        total = math.sqrt(sum(float(numpy.vdot(g, g)) for g in grads))
+        if max_norm > 0 and total > max_norm:
+            scale = numpy.float32(max_norm / total)
+            for grad in grads:
+                grad *= scale
+        return total
+
+    def scale_grad(self, scale, pre_hook=None, post_hook=None) -> None:
+        """g *= scale for every parameter that has a gradient."""
+        for key, storage in self._written():
+            _hook(pre_hook, key)
+            grad = storage.grad
+            grad *= numpy.float32(scale)
+            _hook(post_hook, key)
+
+    def check_inf_grad(self, pre_hook=None, post_hook=None) -> bool:
+        return any(numpy.isinf(storage.grad).any() for _, storage in self._written())
+
+    def check_nan_grad(self, pre_hook=None, post_hook=None) -> bool:
+        return any(numpy.isnan(storage.grad).any() for _, storage in self._written())
+
+    def check_inf_or_nan_grad(self, pre_hook=None, post_hook=None) -> bool:
+        return any(not numpy.isfinite(storage.grad).all() for _, storage in self._written())
+
+    # --- learning rate and update --------------------------------------------------------
     def set_learning_rate(self, learning_rate) -> None:
-        self.lr = float(learning_rate)
+        self._hyper[self.lr_name] = float(learning_rate)
 
     def learning_rate(self) -> float:
-        return self.lr
+        return self._hyper[self.lr_name]
+
+    def rule_arguments(self) -> OrderedDict:
+        """The update rule's hyper-parameters, in its order, for the current update."""
+        from .update_rules import RULES
+
+        known = {**self._hyper, "wd": self._wd, f"init_{self.lr_name}": self._initial_lr}
+        return OrderedDict((name, known[name]) for name in RULES[self.rule].hyper_names)
 
     def update(self, update_pre_hook=None, update_post_hook=None) -> None:
         """Apply the update rule to every parameter whose gradient was written."""
         from .runtime import update_function
+        from .update_rules import RULES
 
-        kernel = update_function(self.rule)
-        hyper = tuple(self._hyper().values())
-        for key, var in self._params.items():
-            storage = var._storage
-            if storage.grad_zeroing:
-                continue
-            if update_pre_hook is not None:
-                update_pre_hook(key)
+        kernel = update_function(self.rule, tuple(sorted(self.options().items())))
+        hyper = tuple(self.rule_arguments().values())
+        uses_t = RULES[self.rule].uses_t
+        for key, storage in self._written():
+            _hook(update_pre_hook, key)
             state = self._states[key]
-            state.t = min(state.t + 1, 2**32 - 2)
-            kernel(storage.data, storage.grad, *(a.d for a in state.pstate.values()), *hyper)
-            if update_post_hook is not None:
-                update_post_hook(key)
+            state.t = min(state.t + 1, T_MAX)
+            states = [v._storage.data for v in state.pstate.values()]
+            if uses_t:
+                kernel(storage.data, storage.grad, *states, state.t, *hyper)
+            else:
+                kernel(storage.data, storage.grad, *states, *hyper)
+            _hook(update_post_hook, key)
+        self._wd = self._default_wd  # a stored weight_decay() rate lasts one update
 
-    # --- subclass hooks --------------------------------------------------------------------
-    def _hyper(self) -> OrderedDict:
-        raise NotImplementedError
+    # --- states ---------------------------------------------------------------------------
+    def get_states(self) -> OrderedDict:
+        """name -> SolverState (its arrays are the live state)."""
+        return OrderedDict(self._states)
 
-    def _new_state(self, var: Variable) -> SolverState:
-        return SolverState({name: Variable(var.shape) for name in self.state_names})
+    def set_states(self, states) -> None:
+        """Replace the states of the registered parameters (set_parameters() first)."""
+        arrays = {}
+        for key, state in states.items():
+            for name, value in state.pstate.items():
+                arrays[f"{key}/{name}"] = value.d if isinstance(value, Variable) else value
+            arrays[f"{key}/t"] = numpy.asarray(state.t)
+        self._assign_states("set_states", arrays)
 
+    def save_states(self, path) -> None:
+        """Write every parameter's state arrays and t (as nnabla: ``{param}/{state}``,
+        ``{param}/t``) to a .npz or .h5 file, atomically."""
+        arrays = {}
+        for key, state in self._states.items():
+            for name, value in state.pstate.items():
+                arrays[f"{key}/{name}"] = value.d
+            arrays[f"{key}/t"] = numpy.asarray(state.t, dtype=numpy.uint32)
+        checkpoint.save_arrays(path, arrays)
+
+    def load_states(self, path) -> None:
+        """Read states written by save_states(); on any mismatch nothing changes."""
+        arrays, _ = checkpoint.load_arrays(path)
+        self._assign_states(str(path), arrays)
+
+    def _assign_states(self, where: str, arrays: dict) -> None:
+        expected = set()
+        for key, state in self._states.items():
+            expected.add(f"{key}/t")
+            for name, value in state.pstate.items():
+                expected.add(f"{key}/{name}")
+                found = arrays.get(f"{key}/{name}")
+                if found is None:
+                    raise checkpoint.CheckpointError(
+                        f"{where}: no {name!r} state for parameter {key!r}; nothing was loaded")
+                checkpoint.check_shape(where, f"{name!r} state of", key, found, value.shape)
+            if f"{key}/t" not in arrays:
+                raise checkpoint.CheckpointError(
+                    f"{where}: no update count t for parameter {key!r}; nothing was loaded")
+        extra = sorted(set(arrays) - expected)
+        if extra:
+            raise checkpoint.CheckpointError(
+                f"{where}: states for unknown parameters or states {extra[:5]}; this solver "
+                f"has {list(self._states)}; nothing was loaded")
+        for key, state in self._states.items():
+            for name, value in state.pstate.items():
+                value.d = arrays[f"{key}/{name}"]
+            state.t = int(arrays[f"{key}/t"])
+
+
+def _hook(hook, key) -> None:
+    if hook is not None:
+        hook(key)
+
+
+# --- the solvers -----------------------------------------------------------------------------
 
 class Sgd(Solver):
-    """Stochastic gradient descent: w <- w - lr * g.
-
-    Args:
-        lr: Learning rate.
-    """
+    """Stochastic gradient descent: w -= lr * g."""
 
     rule = "sgd"
 
-    def __init__(self, lr=1e-3) -> None:
-        super().__init__()
-        self.lr = float(lr)
+    def __init__(self, lr=1e-3):
+        super().__init__(lr=lr)
 
-    def _hyper(self) -> OrderedDict:
-        return OrderedDict(lr=self.lr)
+
+class Momentum(Solver):
+    """SGD with momentum: m = momentum*m + lr*g; w -= m."""
+
+    rule = "momentum"
+
+    def __init__(self, lr=1e-3, momentum=0.9):
+        super().__init__(lr=lr, momentum=momentum)
+
+
+class Nesterov(Solver):
+    """Nesterov's accelerated gradient."""
+
+    rule = "nesterov"
+
+    def __init__(self, lr=1e-3, momentum=0.9):
+        super().__init__(lr=lr, momentum=momentum)
+
+
+class Adagrad(Solver):
+    """AdaGrad: v += g**2; w -= lr*g/(sqrt(v) + eps)."""
+
+    rule = "adagrad"
+
+    def __init__(self, lr=1e-2, eps=1e-8):
+        super().__init__(lr=lr, eps=eps)
+
+
+class Adadelta(Solver):
+    """AdaDelta: steps scaled by the ratio of running RMS of updates and gradients."""
+
+    rule = "adadelta"
+
+    def __init__(self, lr=1.0, decay=0.95, eps=1e-6):
+        super().__init__(lr=lr, decay=decay, eps=eps)
+
+
+class RMSprop(Solver):
+    """RMSprop: v = decay*v + (1 - decay)*g**2; w -= lr*g/(sqrt(v) + eps)."""
+
+    rule = "rmsprop"
+
+    def __init__(self, lr=1e-3, decay=0.9, eps=1e-8):
+        super().__init__(lr=lr, decay=decay, eps=eps)
+
+
+class RMSpropGraves(Solver):
+    """RMSprop as in Graves (2013), with momentum."""
+
+    rule = "rmsprop_graves"
+
+    def __init__(self, lr=1e-4, decay=0.95, momentum=0.9, eps=1e-4):
+        super().__init__(lr=lr, decay=decay, momentum=momentum, eps=eps)
+
+
+class Adam(Solver):
+    """Adam with nnabla's bias correction."""
+
+    rule = "adam"
+    lr_name = "alpha"
+
+    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
+
+
+class AdamW(Solver):
+    """Adam with decoupled weight decay."""
+
+    rule = "adamw"
+    lr_name = "alpha"
+    fused_weight_decay = True
+
+    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=1e-4):
+        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, wd=wd)
+
+
+class SgdW(Solver):
+    """SGD with momentum and decoupled weight decay."""
+
+    rule = "sgdw"
+    fused_weight_decay = True
+
+    def __init__(self, lr=1e-3, momentum=0.9, wd=1e-4):
+        super().__init__(lr=lr, momentum=momentum, wd=wd)
+
+
+class Adamax(Solver):
+    """Adamax: Adam with an infinity-norm second moment."""
+
+    rule = "adamax"
+    lr_name = "alpha"
+
+    def __init__(self, alpha=2e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
+
+
+class AMSGRAD(Solver):
+    """AMSGrad: Adam with a non-decreasing second moment."""
+
+    rule = "amsgrad"
+    lr_name = "alpha"
+
+    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, bias_correction=False):
+        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
+        self.bias_correction = bool(bias_correction)
+
+    def options(self):
+        return {"bias_correction": self.bias_correction}
+
+
+class AdaBound(Solver):
+    """AdaBound: Adam with dynamic bounds on the step size."""
+
+    rule = "adabound"
+    lr_name = "alpha"
+
+    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, final_lr=0.1,
+                 gamma=0.001):
+        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, final_lr=final_lr,
+                         gamma=gamma)
+
+
+class AMSBound(Solver):
+    """AMSBound: AMSGrad with dynamic bounds on the step size."""
+
+    rule = "amsbound"
+    lr_name = "alpha"
+
+    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, final_lr=0.1,
+                 gamma=0.001, bias_correction=False):
+        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, final_lr=final_lr,
+                         gamma=gamma)
+        self.bias_correction = bool(bias_correction)
+
+    def options(self):
+        return {"bias_correction": self.bias_correction}
+
+
+class AdaBelief(Solver):
+    """AdaBelief: Adam whose second moment tracks the belief (g - mean)**2."""
+
+    rule = "adabelief"
+    lr_name = "alpha"
+
+    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=0.0, amsgrad=False,
+                 weight_decouple=False, fixed_decay=False, rectify=False):
+        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, wd=wd)
+        self.flags = {"amsgrad": bool(amsgrad), "weight_decouple": bool(weight_decouple),
+                      "fixed_decay": bool(fixed_decay), "rectify": bool(rectify)}
+        self.fused_weight_decay = self.flags["weight_decouple"]
+
+    def options(self):
+        return dict(self.flags)
+
+
+class Lamb(Solver):
+    """LAMB: Adam's direction scaled per layer by a clipped trust ratio."""
+
+    rule = "lamb"
+    lr_name = "eta"
+    fused_weight_decay = True
+
+    def __init__(self, eta=1e-3, beta1=0.9, beta2=0.999, gamma_l=0.0, gamma_u=10.0, eps=1e-6,
+                 bias_correction=False):
+        super().__init__(eta=eta, beta1=beta1, beta2=beta2, gamma_l=gamma_l, gamma_u=gamma_u,
+                         eps=eps)
+        self.bias_correction = bool(bias_correction)
+
+    def options(self):
+        return {"bias_correction": self.bias_correction}
+
+
+class Lars(Solver):
+    """LARS: momentum SGD with a per-layer trust ratio."""
+
+    rule = "lars"
+    fused_weight_decay = True
+
+    def __init__(self, lr=1e-3, momentum=0.9, coefficient=0.001, eps=1e-6):
+        super().__init__(lr=lr, momentum=momentum, coefficient=coefficient, eps=eps)
+
+
+class Lion(Solver):
+    """Lion: signed momentum updates with decoupled weight decay."""
+
+    rule = "lion"
+    fused_weight_decay = True
+
+    def __init__(self, lr=1e-4, beta1=0.9, beta2=0.99):
+        super().__init__(lr=lr, beta1=beta1, beta2=beta2)
+
+
+SOLVERS = {cls.__name__: cls for cls in (
+    Sgd, Momentum, Nesterov, Adagrad, Adadelta, RMSprop, RMSpropGraves, Adam, AdamW, SgdW,
+    Adamax, AMSGRAD, AdaBound, AMSBound, AdaBelief, Lamb, Lars, Lion)}
