@@ -61,6 +61,7 @@ OUTPUTS = {
     'loss': {'shape': (), 'dtype': 'float32'},
 }
 GRADIENTS = ('mlp_affine1_affine_W', 'mlp_affine1_affine_b', 'mlp_affine2_affine_W', 'mlp_affine2_affine_b', 'mlp_classifier_affine_W', 'mlp_classifier_affine_b')
+UNREACHED = ()
 SOLVER = 'sgd'
 STATE = {}
 
@@ -126,11 +127,11 @@ def gradient(
     # d loss / d (h @ mlp_affine2_affine_W)  -> (64, 32)
     g_matmul_2 = (1 - h_2**2)*(g_matmul @ mlp_classifier_affine_W.T)
     # shared subexpression  -> (64, 64)
-    _t7 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
+    _t6 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
     # d loss / d mlp/affine1/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 64)
-    g_mlp_affine1_affine_W = x.T @ _t7
+    g_mlp_affine1_affine_W = x.T @ _t6
     # d loss / d mlp/affine1/affine/b, through affine @ examples/digits_mlp.py:40  -> (64,)
-    g_mlp_affine1_affine_b = _t7.sum(axis=0)
+    g_mlp_affine1_affine_b = _t6.sum(axis=0)
     # d loss / d mlp/affine2/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 32)
     g_mlp_affine2_affine_W = h.T @ g_matmul_2
     # d loss / d mlp/affine2/affine/b, through affine @ examples/digits_mlp.py:40  -> (32,)
@@ -180,9 +181,9 @@ def sgd_step(
     # d loss / d (h @ mlp_affine2_affine_W)  -> (64, 32)
     g_matmul_2 = (1 - h_2**2)*(g_matmul @ mlp_classifier_affine_W.T)
     # shared subexpression  -> (64, 64)
-    _t7 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
+    _t6 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
     # d loss / d mlp/affine1/affine/b, through affine @ examples/digits_mlp.py:40  -> (64,)
-    g_mlp_affine1_affine_b = _t7.sum(axis=0)
+    g_mlp_affine1_affine_b = _t6.sum(axis=0)
     # d loss / d mlp/affine2/affine/b, through affine @ examples/digits_mlp.py:40  -> (32,)
     g_mlp_affine2_affine_b = g_matmul_2.sum(axis=0)
     # d loss / d mlp/classifier/affine/b, through affine (y) @ examples/digits_mlp.py:42  -> (10,)
@@ -190,7 +191,7 @@ def sgd_step(
     # --- update: w -= lr * g ---
     # sgd update of mlp/affine1/affine/W, with d loss / d mlp/affine1/affine/W computed in the
     #   update
-    mlp_affine1_affine_W -= x.T @ (lr*_t7)
+    mlp_affine1_affine_W -= x.T @ (lr*_t6)
     # sgd update of mlp/affine1/affine/b
     mlp_affine1_affine_b -= lr*g_mlp_affine1_affine_b
     # sgd update of mlp/affine2/affine/W, with d loss / d mlp/affine2/affine/W computed in the
@@ -252,11 +253,11 @@ def backward(
     # d loss / d (h @ mlp_affine2_affine_W)  -> (64, 32)
     g_matmul_2 = (1 - h_2**2)*(g_matmul @ mlp_classifier_affine_W.T)
     # shared subexpression  -> (64, 64)
-    _t7 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
+    _t6 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
     # d loss / d mlp/affine1/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 64)
-    g_mlp_affine1_affine_W = x.T @ _t7
+    g_mlp_affine1_affine_W = x.T @ _t6
     # d loss / d mlp/affine1/affine/b, through affine @ examples/digits_mlp.py:40  -> (64,)
-    g_mlp_affine1_affine_b = _t7.sum(axis=0)
+    g_mlp_affine1_affine_b = _t6.sum(axis=0)
     # d loss / d mlp/affine2/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 32)
     g_mlp_affine2_affine_W = h.T @ g_matmul_2
     # d loss / d mlp/affine2/affine/b, through affine @ examples/digits_mlp.py:40  -> (32,)
@@ -266,7 +267,7 @@ def backward(
     g_mlp_classifier_affine_W = h_2.T @ g_matmul
     # d loss / d mlp/classifier/affine/b, through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
-    return g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W, g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b
+    return (g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W, g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b)
 
 
 def init_parameters(seed=None):

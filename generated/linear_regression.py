@@ -31,6 +31,7 @@ OUTPUTS = {
     'loss': {'shape': (), 'dtype': 'float32'},
 }
 GRADIENTS = ('a', 'b')
+UNREACHED = ()
 SOLVER = 'sgd'
 STATE = {}
 
@@ -114,7 +115,7 @@ def backward(saved, y_true, x, a, b, g_loss):
     g_a = numpy.full((1, 1), -_t1*numpy.vdot(x, _t0), dtype=numpy.float32)
     # d loss / d b, through add2 (y) @ examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
-    return g_a, g_b
+    return (g_a, g_b)
 
 
 def init_parameters(seed=None):

@@ -41,6 +41,7 @@ def differentiate(program: Program) -> None:
             grad = walker.adjoint(sym, (), note=note)
         else:
             grad = Full(sympy.Integer(0), shape_tuple(value.shape))
+            program.unreached.add(index)
         if sym not in walker.created:
             grad = walker.emit(f"g_{sym.name}", grad, (), note)
         program.gradients[index] = grad
@@ -130,7 +131,7 @@ class _Backprop:
             for placeholder, prim in hidden.items():
                 if prim == expr:
                     return placeholder
-            placeholder = sympy.Symbol(f"_p{self._placeholders}", real=True)
+            placeholder = sympy.Symbol(f"_p{self._placeholders}")
             self._placeholders += 1
             self.shapes.declare(placeholder, self.shapes.of(expr))
             hidden[placeholder] = expr

@@ -61,13 +61,6 @@ def assigned_name(site: CallSite | None) -> str | None:
     return _assignments(site.filename).get((site.lineno, site.col, site.end_lineno, site.end_col))
 
 
-def source_text(site: CallSite | None) -> str:
-    """The source line of `site`, stripped; empty when the source is not available."""
-    if site is None:
-        return ""
-    return linecache.getline(site.filename, site.lineno).strip()
-
-
 def display_path(filename: str) -> str:
     """`filename` relative to the working directory when inside it, else its base name.
 

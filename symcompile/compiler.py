@@ -146,8 +146,8 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
 
     Args:
         loss: The graph's output (usually a scalar loss).
-        name: Module name (sanitised to an identifier); default ``loss`` or the
-            variable's name.
+        name: Module name (sanitised to an identifier); default: the loss Variable's
+            ``name``, else ``model``.
         output_dir: Directory of the generated module (created if missing).
         solver: Update rule of the fused training step (``"sgd"``), or None.
         dtype: ``"float32"`` (nnabla's) or ``"float64"`` (for gradient checks).

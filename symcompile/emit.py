@@ -125,9 +125,9 @@ class _SolverSymbols:
     def __init__(self, program: Program, rule: UpdateRule, options) -> None:
         self.options = {**dict(rule.options), **dict(options)}
         # Hyper-parameter names are reserved by the namer: they are keyword arguments.
-        self.hyper = {name: program.shapes.declare(sympy.Symbol(name, real=True), ())
+        self.hyper = {name: program.shapes.declare(sympy.Symbol(name), ())
                       for name in rule.hyper_names}
-        self.step = program.shapes.declare(sympy.Symbol("step", real=True), ()) \
+        self.step = program.shapes.declare(sympy.Symbol("step"), ()) \
             if rule.uses_t else None
         self.states: dict[int, dict[str, sympy.Symbol]] = {}
         for index, symbol in program.symbols.items():
@@ -359,7 +359,7 @@ class _ModuleBuilder:
             wrap_doc(f"d {root} / d (each of GRADIENTS), given forward_saving()'s saved "
                      f"values and the cotangent {program.seed.name} of {root}."),
             (Block("backward", self.lines(plan.backward, frozenset(grads))),),
-            grad_text or "()", unpack))
+            f"({grad_text},)" if len(grads) == 1 else f"({grad_text})", unpack))
         return functions
 
     # --- module -------------------------------------------------------------------------
@@ -422,6 +422,9 @@ class _ModuleBuilder:
             ("PARAMETERS", parameters),
             ("OUTPUTS", outputs),
             ("GRADIENTS", literal(tuple(argument(graph.values[i]) for i in program.gradients))),
+            # Leaves the root does not depend on: their gradient is 0 and backward() leaves
+            # them untouched (nnabla's solvers then skip them).
+            ("UNREACHED", literal(tuple(argument(graph.values[i]) for i in sorted(program.unreached)))),
             ("SOLVER", literal(self.options.rule.name if self.options.rule else None)),
             ("STATE", self.state_table(row, table)),
         )
@@ -506,15 +509,15 @@ def update_module_source(rule: UpdateRule, options=()) -> str:
     """The module behind `solver.update()` for `rule`: one function
     ``update(w, g, *states, t, *hyper)`` that updates w and the states in place."""
     shapes = Shapes()
-    w, g = (shapes.declare(sympy.Symbol(n, real=True), (2,)) for n in ("w", "g"))
-    states = {name: shapes.declare(sympy.Symbol(name, real=True), (2,)) for name in rule.states}
-    hyper = {name: shapes.declare(sympy.Symbol(name, real=True), ()) for name in rule.hyper_names}
-    t = shapes.declare(sympy.Symbol("t", real=True), ())
+    w, g = (shapes.declare(sympy.Symbol(n), (2,)) for n in ("w", "g"))
+    states = {name: shapes.declare(sympy.Symbol(name), (2,)) for name in rule.states}
+    hyper = {name: shapes.declare(sympy.Symbol(name), ()) for name in rule.hyper_names}
+    t = shapes.declare(sympy.Symbol("t"), ())
     printer = NumPyPrinter(shapes)
     values = {**dict(rule.options), **dict(options)}
 
     def scalar_name(name: str) -> sympy.Symbol:
-        return shapes.declare(sympy.Symbol(name, real=True), ())
+        return shapes.declare(sympy.Symbol(name), ())
 
     lines = [Line(update_text(u, u.expr, printer))
              for u in instantiate(rule, w, g, states, hyper, t, values, scalar_name)]

@@ -15,7 +15,8 @@ from sympy.core.parameters import distribute
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from .primitives import BroadcastTo, Dot, ExpandDims, Full, ReduceSum, Reshape, Shapes, as_ints
+from .primitives import (BroadcastTo, Copy, Dot, ExpandDims, Full, ReduceSum, Reshape, Shapes,
+                         as_ints)
 
 
 class Sum(sympy.Function):
@@ -41,7 +42,7 @@ def readable(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
     Call it inside ``sympy.core.parameters.distribute(False)`` (as `as_text` does) so
     that ``-2*(y - (a*x + b))`` keeps the shape the derivative was taken in.
     """
-    if isinstance(expr, (BroadcastTo, Full, ExpandDims, Reshape)):
+    if isinstance(expr, (BroadcastTo, Full, ExpandDims, Reshape, Copy)):
         return readable(expr.args[0], shapes)
     if isinstance(expr, Dot):
         inner = readable(expr.args[0] * expr.args[1], shapes)

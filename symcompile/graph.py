@@ -82,12 +82,6 @@ class Graph:
     def root(self) -> Value:
         return self.values[self.outputs[0]]
 
-    def producer(self, value_index: int) -> Node | None:
-        for node in self.nodes:
-            if node.output == value_index:
-                return node
-        return None
-
     def fingerprint(self) -> str:
         """A hash of the graph's structure, names, shapes and dtypes.
 
@@ -156,24 +150,23 @@ def capture(root: Variable, name: str = "graph", dtype: str | None = None,
 
     With `observed`, intermediates whose `.d` the user has read become extra outputs, so
     that every forward() keeps them up to date (as nnabla keeps all intermediates).
-    Several views of one parameter share one Storage and become one leaf.
+    Views of one array are one leaf per need_grad flag (see `identity` below).
     """
     keys = parameter_keys_by_storage()
     order: list[Variable] = []
-    index_of: dict[int, int] = {}  # id(variable) for intermediates, id(storage) for leaves
-    leaf_views: dict[int, list[Variable]] = {}
+    index_of: dict[tuple, int] = {}
 
-    def identity(var: Variable) -> int:
-        return id(var) if var._parent is not None else id(var._storage)
+    def identity(var: Variable) -> tuple:
+        # Views of one array are one leaf per need_grad flag: a gradient flows into the
+        # trainable view only, as in nnabla, where they are distinct nodes sharing arrays.
+        if var._parent is not None:
+            return ("node", id(var))
+        return ("leaf", id(var._storage), bool(var._need_grad))
 
     stack = [(root, False)]
     while stack:
         var, expanded = stack.pop()
         key = identity(var)
-        if var._parent is None:
-            views = leaf_views.setdefault(key, [])
-            if not any(v is var for v in views):
-                views.append(var)
         if key in index_of:
             continue
         if expanded or var._parent is None:
@@ -185,14 +178,16 @@ def capture(root: Variable, name: str = "graph", dtype: str | None = None,
             if identity(inp) not in index_of:
                 stack.append((inp, False))
 
+    trainable = {id(v._storage) for v in order if v._parent is None and v._need_grad}
     values, nodes, storages = [], [], {}
     need: list[bool] = []
     for i, var in enumerate(order):
         if var._parent is None:
-            views = leaf_views[id(var._storage)]
             key = keys.get(id(var._storage))
-            kind = PARAMETER if key is not None else INPUT
-            needs = any(bool(v._need_grad) for v in views)
+            needs = bool(var._need_grad)
+            # A constant view of a parameter that is also trained here is an input.
+            registered = key is not None and (needs or id(var._storage) not in trainable)
+            kind = PARAMETER if registered else INPUT
             label = key if key is not None else _user_name(var)
             storages[i] = var._storage
         else:

@@ -4,10 +4,14 @@ Every node's value is written as one SymPy expression over its inputs' expressio
 (`OpDef.lower`). A value is *inlined* into its consumer, so a chain of elementwise ops
 becomes one expression and one NumPy statement, unless it must exist as an array of
 its own: it is an output, it has several consumers, or it stops the gradient
-(`need_grad=False` on an intermediate that depends on trainable leaves).
+(`need_grad=False` on an intermediate that depends on trainable leaves), or its
+expression has grown past `FUSION_OPS_LIMIT` operations (a long chain is cut into
+statements, which keeps SymPy's work and the printed lines bounded).
 """
 
 from __future__ import annotations
+
+import sympy
 
 from .graph import Graph, Value
 from .naming import RESERVED, Namer
@@ -15,6 +19,9 @@ from .ops import OPS, LowerContext
 from .primitives import Shapes, materialize
 from .program import FORWARD, Equation, Program
 from .update_rules import RULE_ARGUMENTS
+
+
+FUSION_OPS_LIMIT = 40
 
 
 def lower(graph: Graph, dtype: str = "float32") -> Program:
@@ -40,7 +47,8 @@ def lower(graph: Graph, dtype: str = "float32") -> Program:
         origin = tuple(sorted({node.index, *(o for i in node.inputs for o in origins[i])}))
         program.value_exprs[out.index] = expr
         program.value_origins[out.index] = origin
-        if _materialized(graph, out, node.inputs, consumers):
+        if _materialized(graph, out, node.inputs, consumers) or \
+                sympy.count_ops(expr) > FUSION_OPS_LIMIT:
             sym = program.symbol(out.name or _fallback_name(graph, out, op.name), out.shape)
             program.forward.append(
                 Equation(sym, materialize(expr, out.shape, program.shapes), FORWARD, origin)

@@ -20,7 +20,8 @@ RESERVED = frozenset(
         "numpy", "DTYPE", "GRAPH_NAME", "GRAPH_HASH", "SYMCOMPILE_VERSION", "INPUTS",
         "PARAMETERS", "OUTPUTS", "GRADIENTS", "forward", "gradient", "sgd_step",
         "forward_saving", "backward", "init_parameters", "check_gradient", "lr", "saved",
-        "rng", "seed", "self",
+        "rng", "seed", "self", "SOLVER", "STATE", "UNREACHED", "init_state", "save_checkpoint",
+        "load_checkpoint", "path", "params", "state", "arrays",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

@@ -37,9 +37,15 @@ class OpDef:
 
 
 def number(value, op: str, arg: str = "val") -> sympy.Expr:
-    """A Python scalar as an exact SymPy number (integers stay integers)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"F.{op}: {arg} must be a real number, got {value!r}")
+    """A Python or NumPy scalar (or 0-d array, or bool) as an exact SymPy number."""
+    if hasattr(value, "ndim") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, numbers.Real):
+        hint = (" Arrays are Variables: wrap them with nn.Variable.from_numpy_array(array)."
+                if hasattr(value, "shape") else "")
+        raise TypeError(f"F.{op}: {arg} must be a real number, got {value!r}.{hint}")
     value = float(value)
     if math.isnan(value):
         return sympy.nan

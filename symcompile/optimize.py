@@ -17,11 +17,13 @@ It also records, per parameter, the derivative as one readable formula for heade
 from __future__ import annotations
 
 import itertools
+import re
 
 import sympy
 
 from .formula import as_text
 from .primitives import Full
+from .schedule import order
 from .program import Equation, Program
 from .softmax import expand_composites
 
@@ -29,6 +31,7 @@ from .softmax import expand_composites
 FORMULA_OPS_LIMIT = 80
 # ...and past this many characters it uses the names the user gave to intermediate values.
 NAMING_TEXT_LIMIT = 80
+_TEMP = re.compile(r"_t\d+$")
 
 
 def optimize(program: Program) -> None:
@@ -41,6 +44,7 @@ def optimize(program: Program) -> None:
     _reuse_forward_values(program)
     _eliminate_common_subexpressions(program, names)
     _reduce_powers(program)
+    _renumber_temporaries(program)
 
 
 def _uses(exprs) -> dict[sympy.Symbol, int]:
@@ -130,7 +134,7 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
     equations = [*program.forward, *program.backward]
     if not equations:
         return
-    placeholders = sympy.numbered_symbols("_cse", real=True)
+    placeholders = sympy.numbered_symbols("_cse")
     replacements, reduced = sympy.cse([eq.expr for eq in equations], symbols=placeholders,
                                       order="none")
     for eq, expr in zip(equations, reduced, strict=True):
@@ -147,7 +151,7 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
         if value is not None and value.index in names:
             sym = names[value.index]
         else:
-            sym = sympy.Symbol(program.namer.temp(counter), real=True)
+            sym = sympy.Symbol(program.namer.temp(counter))
         program.shapes.declare(sym, program.shapes.of(expr))
         if program.shapes.is_mask(expr):
             program.shapes.declare_mask(sym)
@@ -167,6 +171,24 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
                           if temp.target in eq.expr.free_symbols), None)
             temp.origin = first.origin if first is not None else ()
     program.temps = temps
+
+
+def _renumber_temporaries(program: Program) -> None:
+    """_t0, _t1, ... in the order the statements compute them (CSE numbers them in the
+    order it finds them, which is not the order they are printed in)."""
+    sequence = order(program, [*program.outputs, *program.gradients.values()],
+                     set(program.leaves) | {program.seed})
+    temps = [eq.target for eq in sequence if _TEMP.match(eq.target.name)]
+    temps += [t.target for t in program.temps
+              if _TEMP.match(t.target.name) and t.target not in temps]
+    rename = {old: sympy.Symbol(f"_t{n}") for n, old in enumerate(temps)}
+    for old, new in rename.items():
+        program.shapes.declare(new, program.shapes.of(old))
+        if program.shapes.is_mask(old):
+            program.shapes.declare_mask(new)
+    for eq in program.equations():
+        eq.target = rename.get(eq.target, eq.target)
+        eq.expr = eq.expr.xreplace(rename)
 
 
 def _reduce_powers(program: Program) -> None:

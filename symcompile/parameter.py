@@ -26,18 +26,13 @@ def _scope() -> OrderedDict:
 
 @contextmanager
 def parameter_scope(name: str, scope=None):
-    """Group the parameters created inside under `name/` (nestable; "a/b" nests too)."""
-    if scope is not None:
-        _current.append(((), scope))
-        try:
-            yield scope
-        finally:
-            _current.pop()
-        return
+    """Group the parameters created inside under `name/` (nestable; "a/b" nests too).
+
+    With `scope` (a scope dict, e.g. from get_current_parameter_scope()), `name` is
+    entered inside that scope instead of the current one. An empty name stays put.
+    """
+    path, target = ((), scope) if scope is not None else _current[-1]
     names = [n for n in str(name).strip("/").split("/") if n]
-    if not names:
-        raise ValueError(f"parameter_scope: invalid scope name {name!r}")
-    path, target = _current[-1]
     for n in names:
         child = target.get(n)
         if child is None:

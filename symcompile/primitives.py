@@ -38,9 +38,6 @@ class Shapes:
         self._symbols[symbol] = tuple(shape)
         return symbol
 
-    def known(self, symbol: sympy.Symbol) -> bool:
-        return symbol in self._symbols
-
     def of(self, expr: sympy.Basic) -> tuple[int, ...]:
         if expr in self._memo:
             return self._memo[expr]
@@ -188,6 +185,18 @@ class Full(Primitive):
         return unbroadcast(g, shapes.of(self.args[0]), shapes)
 
 
+class Copy(Primitive):
+    """``x.copy()``: an output that would otherwise be the same array as an input."""
+
+    nargs = 1
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        return g
+
+
 class Dot(Primitive):
     """``numpy.vdot(u, v)``: the sum of the elementwise product of two same-shape arrays."""
 
@@ -306,6 +315,8 @@ def exact(expr: sympy.Expr, shape: tuple[int, ...], shapes: Shapes) -> sympy.Exp
 
 def materialize(expr: sympy.Expr, shape: tuple[int, ...], shapes: Shapes) -> sympy.Expr:
     """`expr` as a fresh array of exactly `shape` and the module's dtype."""
+    if isinstance(expr, sympy.Symbol) and shapes.of(expr) == tuple(shape):
+        return Copy(expr)  # never hand out (or overwrite) the caller's array
     if shapes.of(expr) == tuple(shape) and not isinstance(expr, sympy.Number):
         return expr
     return Full(expr, shape_tuple(shape))

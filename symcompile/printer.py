@@ -9,11 +9,13 @@ gives relu'(0) = 1/2 through ``numpy.select``).
 
 from __future__ import annotations
 
+import math
+
 import sympy
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
-from .primitives import Shapes, as_ints
+from .primitives import Primitive, Shapes, as_ints
 
 
 def shape_text(shape) -> str:
@@ -46,8 +48,23 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             return False
 
     # --- numbers ---------------------------------------------------------------------
+    def _print(self, expr, **kwargs):
+        """Constant subexpressions (``log(2)``, ``sqrt(2)/2``) print as one Python float: a
+        NumPy function of a constant would be a float64 scalar, which turns float32 arrays
+        into float64."""
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Rational \
+                and not expr.is_Float and not expr.has(Primitive):
+            try:
+                return self._print_Float(sympy.Float(float(expr)))
+            except TypeError:  # complex: leave it to SymPy
+                pass
+        return super()._print(expr, **kwargs)
+
     def _print_Float(self, expr):
-        return repr(float(expr))
+        value = float(expr)
+        if math.isfinite(value):
+            return repr(value)
+        return "float('nan')" if math.isnan(value) else f"{'-' if value < 0 else ''}float('inf')"
 
     def _print_Rational(self, expr):
         return f"{expr.p}/{expr.q}"
@@ -127,6 +144,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.base, expr.exp
+        if exp.is_Float and float(exp).is_integer() and abs(float(exp)) < 2**53:
+            exp = sympy.Integer(int(exp))
         if exp.is_Integer:
             level = PRECEDENCE["Pow"]
             if exp == -1:
@@ -232,6 +251,9 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         find = self._module_format("numpy.argmax" if bool(is_max) else "numpy.argmin")
         index = self._index_along(shape[axis], axis, len(shape))
         return f"({index} == {find}({self._print(x)}, axis={axis}, keepdims=True))"
+
+    def _print_Copy(self, expr):
+        return f"{self._receiver(expr.args[0])}.copy()"
 
     def _print_StopGradient(self, expr):
         return self._print(expr.args[0])

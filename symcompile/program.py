@@ -46,20 +46,16 @@ class Program:
     needs_grad: set = field(default_factory=set)  # symbols a gradient flows through
     seed: sympy.Symbol | None = None  # d root / d root
     gradients: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf value -> gradient
+    unreached: set[int] = field(default_factory=set)  # need_grad leaves the root ignores
     derivatives: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf -> formula
     fused_names: dict[sympy.Expr, sympy.Symbol] = field(default_factory=dict)  # for display
 
     def symbol(self, name: str, shape: tuple[int, ...]) -> sympy.Symbol:
         """A new array symbol with a unique identifier derived from `name`."""
-        sym = sympy.Symbol(self.namer.claim(name), real=True)
+        sym = sympy.Symbol(self.namer.claim(name))
         self.shapes.declare(sym, shape)
         return sym
 
     def equations(self) -> list[Equation]:
         return [*self.forward, *self.temps, *self.backward]
 
-    def leaf_value(self, symbol: sympy.Symbol):
-        for index, sym in self.symbols.items():
-            if sym == symbol and self.graph.values[index].is_leaf:
-                return self.graph.values[index]
-        return None

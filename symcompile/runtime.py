@@ -45,10 +45,9 @@ class Binding:
         if self.saved is None:
             *_, self.saved = self.module.forward_saving(*self.args)
         gradients = self.module.backward(self.saved, *self.args, self._seed(grad, root))
-        if len(self.grads) == 1:
-            gradients = (gradients,)
         for storage, value in zip(self.grads, gradients, strict=True):
-            storage.accumulate_grad(value)
+            if storage is not None:  # None: a leaf the root does not depend on
+                storage.accumulate_grad(value)
 
     def _seed(self, grad, root: Variable):
         if grad is None:
@@ -94,7 +93,10 @@ def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
     """Make `module` the code that forward()/backward() of `root` run."""
     graph = captured.graph
     leaves = [*graph.inputs, *graph.parameters]
-    grads = [captured.storages[v.index] for v in leaves if v.need_grad]
+    names = [*module.INPUTS, *(p["argument"] for p in module.PARAMETERS.values())]
+    unreached = set(getattr(module, "UNREACHED", ()))
+    grads = [None if name in unreached else captured.storages[v.index]
+             for v, name in zip(leaves, names, strict=True) if v.need_grad]
     if len(grads) != len(module.GRADIENTS) or len(graph.outputs) != len(module.OUTPUTS):
         raise cache.GraphMismatchError(
             f"generated module {module.__file__} computes {len(module.OUTPUTS)} outputs and "

@@ -270,8 +270,11 @@ class Variable:
         return size
 
     def size_from_axis(self, axis: int = -1) -> int:
-        if axis < 0:
-            axis += self.ndim + 1 if axis == -1 else self.ndim
+        """The product of the axes from `axis` on (-1, the default: the whole size)."""
+        if axis == -1:
+            axis = 0
+        elif axis < 0:
+            axis += self.ndim
         size = 1
         for d in self._shape[axis:]:
             size *= d
