@@ -424,7 +424,8 @@ class _ModuleBuilder:
             ("GRADIENTS", literal(tuple(argument(graph.values[i]) for i in program.gradients))),
             # Leaves the root does not depend on: their gradient is 0 and backward() leaves
             # them untouched (nnabla's solvers then skip them).
-            ("UNREACHED", literal(tuple(argument(graph.values[i]) for i in sorted(program.unreached)))),
+            ("UNREACHED", literal(tuple(argument(graph.values[i])
+                                        for i in sorted(program.unreached)))),
             ("SOLVER", literal(self.options.rule.name if self.options.rule else None)),
             ("STATE", self.state_table(row, table)),
         )

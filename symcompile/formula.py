@@ -15,8 +15,17 @@ from sympy.core.parameters import distribute
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from .primitives import (BroadcastTo, Copy, Dot, ExpandDims, Full, ReduceSum, Reshape, Shapes,
-                         as_ints)
+from .primitives import (
+    BroadcastTo,
+    Copy,
+    Dot,
+    ExpandDims,
+    Full,
+    ReduceSum,
+    Reshape,
+    Shapes,
+    as_ints,
+)
 
 
 class Sum(sympy.Function):

@@ -20,7 +20,6 @@ from .primitives import Shapes, materialize
 from .program import FORWARD, Equation, Program
 from .update_rules import RULE_ARGUMENTS
 
-
 FUSION_OPS_LIMIT = 40
 
 

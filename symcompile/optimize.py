@@ -23,8 +23,8 @@ import sympy
 
 from .formula import as_text
 from .primitives import Full
-from .schedule import order
 from .program import Equation, Program
+from .schedule import order
 from .softmax import expand_composites
 
 # Past this many operations a derivative formula keeps intermediate gradients by name...
