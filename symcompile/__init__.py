@@ -7,11 +7,17 @@ Use it as nnabla::
     import symcompile.solvers as S
 """
 
-from . import functions, initializer, parameter, parametric_functions, random, solvers
+from . import functions, initializer, parameter, parametric_functions, random, solvers, utils
 from ._version import __version__
 from .cache import GraphMismatchError
 from .compiler import CompileResult, compile
-from .parameter import clear_parameters, get_parameters, parameter_scope
+from .parameter import (
+                        clear_parameters,
+                        get_parameters,
+                        load_parameters,
+                        parameter_scope,
+                        save_parameters,
+)
 from .random import seed
 from .runtime import load
 from .variable import NdArray, Variable
@@ -19,5 +25,6 @@ from .variable import NdArray, Variable
 __all__ = [
     "CompileResult", "GraphMismatchError", "NdArray", "Variable", "__version__",
     "clear_parameters", "compile", "functions", "get_parameters", "initializer", "load",
+    "load_parameters", "save_parameters", "utils",
     "parameter", "parameter_scope", "parametric_functions", "random", "seed", "solvers",
 ]

@@ -55,8 +55,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--solver", default="sgd", choices=["sgd", "none"],
-                     help="update rule of the fused training step (default: sgd)")
+    from .update_rules import RULES
+
+    sub.add_argument("--solver", default="sgd", choices=[*sorted(RULES), "none"],
+                     metavar="SOLVER",
+                     help="update rule of the fused training step: "
+                          f"{', '.join(sorted(RULES))} or none (default: sgd)")
     sub.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                      help="array dtype of the generated code (default: float32)")
     sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -69,7 +73,7 @@ def _compile(args, output_dir: Path, regenerate: str):
 
     loss = load_loss(args.model)
     name = getattr(args, "name", None) or Path(args.model).stem
-    solver = None if args.solver == "none" else args.solver
+    solver = args.solver
     return compiler.compile(loss, name=name, output_dir=output_dir, solver=solver,
                             dtype=args.dtype, regenerate=regenerate)
 

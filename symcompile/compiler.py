@@ -75,13 +75,36 @@ class CompileResult:
 @dataclass(frozen=True)
 class Options:
     name: str
-    solver: str | None = "sgd"
+    solver: str | None = "sgd"  # an update rule's name (see update_rules.RULES)
     dtype: str = "float32"
     regenerate: str = ""
     source: str = ""
+    solver_options: tuple[tuple[str, bool], ...] = ()
+    hyper: tuple[tuple[str, float], ...] = ()  # defaults of the fused step's arguments
 
     def key(self) -> str:
-        return f"{self.name}|{self.solver}|{self.dtype}"
+        return f"{self.name}|{self.solver}|{self.solver_options}|{self.hyper}|{self.dtype}"
+
+
+def solver_options(solver) -> tuple[str | None, tuple, tuple]:
+    """(rule name, rule options, hyper-parameter defaults) from a solver name or instance.
+
+    An instance (e.g. ``S.Adam(alpha=1e-2)``) makes its own settings the defaults of the
+    fused step's arguments.
+    """
+    if solver is None or isinstance(solver, str):
+        name = None if solver in (None, "none") else solver.lower()
+        if name is not None and name not in RULES:
+            raise ValueError(f"compile: unknown solver {solver!r}; known: "
+                             f"{', '.join(sorted(RULES))}, or a symcompile.solvers instance")
+        return name, (), ()
+    from .solvers import Solver
+
+    if not isinstance(solver, Solver):
+        raise TypeError(f"compile: solver must be a name or a symcompile.solvers instance, "
+                        f"got {type(solver).__name__}")
+    return (solver.rule, tuple(sorted(solver.options().items())),
+            tuple(solver.rule_arguments().items()))
 
 
 def compiler_fingerprint() -> str:
@@ -105,8 +128,6 @@ def generate(graph: Graph, options: Options) -> tuple[str, Program, dict[str, fl
     """Module source for `graph` (deterministic: same graph and options, same text)."""
     if options.dtype not in DTYPES:
         raise ValueError(f"compile: dtype must be one of {DTYPES}, got {options.dtype!r}")
-    if options.solver is not None and options.solver not in RULES:
-        raise ValueError(f"compile: unknown solver {options.solver!r}; known: {sorted(RULES)}")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -125,7 +146,8 @@ def generate(graph: Graph, options: Options) -> tuple[str, Program, dict[str, fl
         lap("optimize")
         plan = schedule(program)
         emit_options = EmitOptions(options.name, options.regenerate, options.source,
-                                   RULES[options.solver] if options.solver else None)
+                                   RULES[options.solver] if options.solver else None,
+                                   options.solver_options, options.hyper)
         source = module_source(program, plan, graph.fingerprint(), emit_options)
         lap("emit")
     return source, program, timings
@@ -140,7 +162,7 @@ def write_module(source: str, path: Path) -> bool:
 
 
 def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "generated", *,
-            solver: str | None = "sgd", dtype: str = "float32",
+            solver="sgd", dtype: str = "float32",
             regenerate: str | None = None) -> CompileResult:
     """Compile the graph that computes `loss` into ``output_dir/NAME.py`` and load it.
 
@@ -149,7 +171,9 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
         name: Module name (sanitised to an identifier); default: the loss Variable's
             ``name``, else ``model``.
         output_dir: Directory of the generated module (created if missing).
-        solver: Update rule of the fused training step (``"sgd"``), or None.
+        solver: The fused training step's solver: a rule name (``"sgd"``, ``"adam"``, ...),
+            a solver instance (``S.Adam(alpha=1e-2)``: its settings become the step's
+            defaults), or None for no training step.
         dtype: ``"float32"`` (nnabla's) or ``"float64"`` (for gradient checks).
         regenerate: The command shown in the header as the way to regenerate the file.
 
@@ -167,9 +191,10 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
     captured = capture(loss, name=module_name, dtype=dtype, observed=True)
     graph = captured.graph
     site = loss._callsite.display if loss._callsite else "symcompile.compile"
-    options = Options(module_name, solver, dtype,
+    rule, flags, hyper = solver_options(solver)
+    options = Options(module_name, rule, dtype,
                       regenerate or f"symcompile.compile(...) of the graph built at {site}",
-                      site)
+                      site, flags, hyper)
     source, program, timings = generate(graph, options)
     path = Path(output_dir) / f"{module_name}.py"
     write_module(source, path)

@@ -24,7 +24,7 @@ from .primitives import MatMul, Shapes, materialize, scale_into_matmul
 from .printer import NumPyPrinter, shape_text
 from .program import Equation, Program
 from .schedule import Schedule, schedule
-from .update_rules import Update, UpdateRule, instantiate
+from .update_rules import Update, UpdateRule, instantiate, state_names
 
 
 def template_dir() -> Path:
@@ -116,14 +116,16 @@ class EmitOptions:
     source: str  # where the graph was built, for the header
     rule: UpdateRule | None = None
     rule_options: tuple[tuple[str, bool], ...] = ()
+    hyper: tuple[tuple[str, float], ...] = ()  # argument defaults (default: nnabla's)
 
 
 class _SolverSymbols:
     """The symbols of a solver's fused step: hyper-parameters, update count and, per
     trainable parameter, its state arrays (named ``<parameter>_<state>``)."""
 
-    def __init__(self, program: Program, rule: UpdateRule, options) -> None:
+    def __init__(self, program: Program, rule: UpdateRule, options, hyper=()) -> None:
         self.options = {**dict(rule.options), **dict(options)}
+        self.names = state_names(rule, self.options)
         # Hyper-parameter names are reserved by the namer: they are keyword arguments.
         self.hyper = {name: program.shapes.declare(sympy.Symbol(name), ())
                       for name in rule.hyper_names}
@@ -135,8 +137,8 @@ class _SolverSymbols:
             if value.kind == "parameter" and value.need_grad:
                 self.states[index] = {
                     name: program.symbol(f"{symbol.name}_{name}", value.shape)
-                    for name in rule.states}
-        self.defaults = dict(rule.hyper)
+                    for name in self.names}
+        self.defaults = {**dict(rule.hyper), **dict(hyper)}
 
     @property
     def state_symbols(self) -> list[sympy.Symbol]:
@@ -167,8 +169,8 @@ class _ModuleBuilder:
         self.printer = NumPyPrinter(program.shapes, program.dtype)
         self.leaf_args = [s.name for s in program.leaves]
         self.root = program.outputs[0]
-        self.solver = _SolverSymbols(program, options.rule, options.rule_options) \
-            if options.rule is not None else None
+        self.solver = _SolverSymbols(program, options.rule, options.rule_options,
+                                     options.hyper) if options.rule is not None else None
 
     # --- statements -------------------------------------------------------------------
     def statement(self, eq: Equation, exact: bool = False) -> Line:
@@ -256,21 +258,27 @@ class _ModuleBuilder:
         coefficients (Adam's bias-corrected step) are computed once for all parameters.
         """
         rule, solver = self.options.rule, self.solver
-        lines, fused, scalars = [], set(), {}
-
-        def scalar_name(name: str) -> sympy.Symbol:
-            if name not in scalars:
-                scalars[name] = self.program.symbol(name, ())
-            return scalars[name]
-
-        emitted: set[sympy.Symbol] = set()
+        lines, fused = [], set()
+        shared: dict[sympy.Expr, sympy.Symbol] = {}  # coefficient expression -> its name
+        pool = set(solver.hyper.values()) | {solver.step}
+        bases: dict[sympy.Symbol, str] = {}  # per-parameter coefficient -> the rule's name
         for index, grad in self.program.gradients.items():
             value = self.graph.values[index]
             if value.kind != "parameter" or not value.need_grad:
                 continue
             param = self.program.symbols[index]
+
+            def scalar_name(name, param=param):
+                symbol = self.program.symbol(f"{param.name}_{name}", ())
+                bases[symbol] = name
+                return symbol
+
+            def local_name(name, param=param):
+                return self.program.symbol(f"{param.name}_{name}", self.program.shapes.of(param))
+
             updates = instantiate(rule, param, grad, solver.states[index], solver.hyper,
-                                  solver.step, solver.options, scalar_name)
+                                  solver.step, solver.options, scalar_name, local_name)
+            updates = self._share_coefficients(updates, shared, pool, bases)
             uses = sum(list(sympy.preorder_traversal(u.expr)).count(grad) for u in updates)
             note = f"{rule.name} update of {value.name}"
             inline = {}
@@ -279,14 +287,32 @@ class _ModuleBuilder:
                 fused.add(grad)
                 note += f", with d {self.root.name} / d {value.name} computed in the update"
             for upd in updates:
-                if upd.scalar and upd.target in emitted:
-                    continue  # the same coefficient for every parameter
-                emitted.add(upd.target)
                 expr = scale_into_matmul(upd.expr.xreplace(inline), self.program.shapes)
                 lines.append(Line(update_text(upd, expr, self.printer),
                                   comment_text(f"{rule.name}: coefficient" if upd.scalar
                                                else note)))
         return tuple(lines), fused
+
+    def _share_coefficients(self, updates, shared: dict, pool: set, bases: dict) -> list:
+        """One statement for a coefficient every parameter shares (Adam's alpha_t),
+        named plainly; coefficients of a parameter's own values (Lamb's trust ratio) stay
+        per parameter, prefixed with its name."""
+        rename: dict[sympy.Symbol, sympy.Symbol] = {}
+        kept = []
+        for upd in updates:
+            expr = upd.expr.xreplace(rename)
+            if upd.scalar and expr.free_symbols <= pool:
+                if expr in shared:
+                    rename[upd.target] = shared[expr]
+                    continue
+                plain = self.program.symbol(bases[upd.target], ())
+                shared[expr] = plain
+                pool.add(plain)
+                rename[upd.target] = plain
+                kept.append(Update(plain, upd.op, expr, scalar=True))
+            else:
+                kept.append(Update(upd.target, upd.op, expr, upd.scalar, upd.local))
+        return kept
 
     def _fusable(self, expr: sympy.Expr) -> bool:
         """A gradient worth computing inside its update: a (scaled) matrix product."""
@@ -501,7 +527,7 @@ def literal(value) -> str:
 def update_text(upd: Update, expr: sympy.Expr, printer: NumPyPrinter) -> str:
     """One update statement: ``m *= beta1``, ``w -= ...``, ``v[...] = ...``."""
     target = upd.target.name
-    if upd.op == "=" and not upd.scalar:
+    if upd.op == "=" and not (upd.scalar or upd.local):
         target += "[...]"  # in place: the caller's array holds the new value
     return f"{target} {upd.op} {printer.doprint(expr)}"
 
@@ -510,19 +536,27 @@ def update_module_source(rule: UpdateRule, options=()) -> str:
     """The module behind `solver.update()` for `rule`: one function
     ``update(w, g, *states, t, *hyper)`` that updates w and the states in place."""
     shapes = Shapes()
+    values = {**dict(rule.options), **dict(options)}
+    names = state_names(rule, values)
     w, g = (shapes.declare(sympy.Symbol(n), (2,)) for n in ("w", "g"))
-    states = {name: shapes.declare(sympy.Symbol(name), (2,)) for name in rule.states}
+    # A state named like another argument (RMSpropGraves' "g") gets a suffix.
+    taken = {"w", "g", "t", *rule.hyper_names}
+    arguments = {name: f"{name}_state" if name in taken else name for name in names}
+    states = {name: shapes.declare(sympy.Symbol(arguments[name]), (2,)) for name in names}
     hyper = {name: shapes.declare(sympy.Symbol(name), ()) for name in rule.hyper_names}
     t = shapes.declare(sympy.Symbol("t"), ())
     printer = NumPyPrinter(shapes)
-    values = {**dict(rule.options), **dict(options)}
 
     def scalar_name(name: str) -> sympy.Symbol:
         return shapes.declare(sympy.Symbol(name), ())
 
+    def local_name(name: str) -> sympy.Symbol:
+        return shapes.declare(sympy.Symbol(name), (2,))
+
     lines = [Line(update_text(u, u.expr, printer))
-             for u in instantiate(rule, w, g, states, hyper, t, values, scalar_name)]
-    signature = ", ".join(["w", "g", *rule.states, *(["t"] if rule.uses_t else []),
+             for u in instantiate(rule, w, g, states, hyper, t, values, scalar_name,
+                                  local_name)]
+    signature = ", ".join(["w", "g", *arguments.values(), *(["t"] if rule.uses_t else []),
                            *rule.hyper_names])
     flags = ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
     function = FunctionSpec(
@@ -536,7 +570,7 @@ def update_module_source(rule: UpdateRule, options=()) -> str:
                 comment_text(f"The {rule.name} update rule{' (' + flags + ')' if flags else ''},"
                              f" as solver.update() runs it: {rule.doc}", 1000)),
         doc=wrap_doc(f"The {rule.name} update rule, generated by symcompile."),
-        constants=(("RULE", literal(rule.name)), ("STATES", literal(rule.states)),
+        constants=(("RULE", literal(rule.name)), ("STATES", literal(names)),
                    ("HYPER", literal(rule.hyper_names)),
                    ("OPTIONS", literal(tuple(sorted(values.items()))))),
         functions=(function,), template="update.py.jinja")

@@ -195,3 +195,34 @@ def parameter_keys_by_storage() -> dict[int, str]:
 
     collect(_root, "")
     return keys
+
+
+def save_parameters(path, params=None, extension=None) -> None:
+    """Write parameters (default: all, trainable or not) to .npz (or .h5 with h5py),
+    atomically, with their need_grad flags and order."""
+    from . import checkpoint
+
+    params = get_parameters(grad_only=False) if params is None else params
+    checkpoint.save_arrays(path, {name: var.d for name, var in params.items()},
+                           {name: {"need_grad": bool(var.need_grad)}
+                            for name, var in params.items()}, extension)
+
+
+def load_parameters(path, proto=None, needs_proto=False, extension=None) -> None:
+    """Read parameters written by save_parameters() into the current scope.
+
+    Every array is checked before any is stored: a parameter that exists here with
+    another shape, or a damaged file, raises CheckpointError naming it, and nothing
+    changes.
+    """
+    from . import checkpoint
+
+    arrays, attributes = checkpoint.load_arrays(path, extension)
+    for name, value in arrays.items():
+        existing = get_parameter(name)
+        if existing is not None:
+            checkpoint.check_shape(path, "parameter", name, value, existing.shape)
+    for name, value in arrays.items():
+        need_grad = bool(attributes.get(name, {}).get("need_grad", True))
+        param = get_parameter_or_create(name, value.shape, need_grad=need_grad)
+        param.d = value

@@ -252,6 +252,28 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         index = self._index_along(shape[axis], axis, len(shape))
         return f"({index} == {find}({self._print(x)}, axis={axis}, keepdims=True))"
 
+    def _print_Piecewise(self, expr):
+        """``a if c else b`` when the conditions are scalars (a solver's coefficients),
+        ``numpy.where(c, a, b)`` for arrays."""
+        *cases, (last, _) = expr.args
+        text = self._print(last)
+        scalar = all(self._is_scalar_condition(c) for _, c in cases)
+        for value, condition in reversed(cases):
+            if scalar:
+                text = f"({self._print(value)} if {self._print(condition)} else {text})"
+            else:
+                where = self._module_format("numpy.where")
+                text = f"{where}({self._print(condition)}, {self._print(value)}, {text})"
+        return text
+
+    def _is_scalar_condition(self, condition) -> bool:
+        return all(self._is_scalar(arg) for arg in condition.args)
+
+    def _print_Relational(self, expr):
+        op = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[expr.rel_op]
+        level = PRECEDENCE["Relational"]
+        return f"{self.parenthesize(expr.lhs, level)} {op} {self.parenthesize(expr.rhs, level)}"
+
     def _print_Copy(self, expr):
         return f"{self._receiver(expr.args[0])}.copy()"
 

@@ -108,9 +108,10 @@ class Solver:
         return OrderedDict(self._params)
 
     def _new_state(self, var: Variable) -> SolverState:
-        from .update_rules import RULES
+        from .update_rules import RULES, state_names
 
-        return SolverState({name: Variable(var.shape) for name in RULES[self.rule].states})
+        names = state_names(RULES[self.rule], self.options())
+        return SolverState({name: Variable(var.shape) for name in names})
 
     # --- gradients -----------------------------------------------------------------------
     def _written(self):
@@ -123,6 +124,11 @@ class Solver:
         """Zero every registered gradient (lazily: update() skips untouched ones)."""
         for var in self._params.values():
             var._storage.zero_grad()
+
+    def weight_decay_is_fused(self) -> bool:
+        """Whether weight_decay() is applied inside the update (decoupled) rather than
+        added to the gradients at once."""
+        return self.fused_weight_decay
 
     def weight_decay(self, decay_rate, pre_hook=None, post_hook=None) -> None:
         """L2 weight decay at `decay_rate`: g += rate*w now, or, for decoupled solvers,
