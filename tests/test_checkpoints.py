@@ -10,11 +10,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import symcompile as nn
 import symcompile.solvers as S
 import symcompile.utils.learning_rate_scheduler as lrs
-from conftest import ROOT
 from symcompile.checkpoint import CheckpointError
 
 HERE = os.path.dirname(__file__)
