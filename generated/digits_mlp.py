@@ -73,11 +73,11 @@ def forward(
     """The graph's outputs."""
     # --- forward ---
     # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
-    h = numpy.tanh(mlp_affine1_affine_b + x @ mlp_affine1_affine_W)
+    h = numpy.tanh(x @ mlp_affine1_affine_W + mlp_affine1_affine_b)
     # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
-    h_2 = numpy.tanh(mlp_affine2_affine_b + h @ mlp_affine2_affine_W)
+    h_2 = numpy.tanh(h @ mlp_affine2_affine_W + mlp_affine2_affine_b)
     # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42  -> (64, 10)
-    y = mlp_classifier_affine_b + h_2 @ mlp_classifier_affine_W
+    y = h_2 @ mlp_classifier_affine_W + mlp_classifier_affine_b
     # shared subexpression  -> (64, 10)
     _t0 = y - y.max(axis=1, keepdims=True)
     # shared subexpression  -> (64, 10)
@@ -99,11 +99,11 @@ def gradient(
     """loss and d loss / d (each of GRADIENTS)."""
     # --- forward ---
     # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
-    h = numpy.tanh(mlp_affine1_affine_b + x @ mlp_affine1_affine_W)
+    h = numpy.tanh(x @ mlp_affine1_affine_W + mlp_affine1_affine_b)
     # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
-    h_2 = numpy.tanh(mlp_affine2_affine_b + h @ mlp_affine2_affine_W)
+    h_2 = numpy.tanh(h @ mlp_affine2_affine_W + mlp_affine2_affine_b)
     # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42  -> (64, 10)
-    y = mlp_classifier_affine_b + h_2 @ mlp_classifier_affine_W
+    y = h_2 @ mlp_classifier_affine_W + mlp_classifier_affine_b
     # shared subexpression  -> (64, 10)
     _t0 = y - y.max(axis=1, keepdims=True)
     # shared subexpression  -> (64, 10)
@@ -153,11 +153,11 @@ def sgd_step(
     """
     # --- forward ---
     # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
-    h = numpy.tanh(mlp_affine1_affine_b + x @ mlp_affine1_affine_W)
+    h = numpy.tanh(x @ mlp_affine1_affine_W + mlp_affine1_affine_b)
     # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
-    h_2 = numpy.tanh(mlp_affine2_affine_b + h @ mlp_affine2_affine_W)
+    h_2 = numpy.tanh(h @ mlp_affine2_affine_W + mlp_affine2_affine_b)
     # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42  -> (64, 10)
-    y = mlp_classifier_affine_b + h_2 @ mlp_classifier_affine_W
+    y = h_2 @ mlp_classifier_affine_W + mlp_classifier_affine_b
     # shared subexpression  -> (64, 10)
     _t0 = y - y.max(axis=1, keepdims=True)
     # shared subexpression  -> (64, 10)
@@ -216,11 +216,11 @@ def forward_saving(
     """
     # --- forward ---
     # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
-    h = numpy.tanh(mlp_affine1_affine_b + x @ mlp_affine1_affine_W)
+    h = numpy.tanh(x @ mlp_affine1_affine_W + mlp_affine1_affine_b)
     # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
-    h_2 = numpy.tanh(mlp_affine2_affine_b + h @ mlp_affine2_affine_W)
+    h_2 = numpy.tanh(h @ mlp_affine2_affine_W + mlp_affine2_affine_b)
     # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42  -> (64, 10)
-    y = mlp_classifier_affine_b + h_2 @ mlp_classifier_affine_W
+    y = h_2 @ mlp_classifier_affine_W + mlp_classifier_affine_b
     # shared subexpression  -> (64, 10)
     _t0 = y - y.max(axis=1, keepdims=True)
     # shared subexpression  -> (64, 10)

@@ -70,6 +70,12 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return f"{expr.p}/{expr.q}"
 
     # --- arithmetic --------------------------------------------------------------------
+    def _cost(self, expr) -> int:
+        """How much array work `expr` is, roughly (0 for a name or a scalar)."""
+        if self._is_scalar(expr) or not expr.args:
+            return 0
+        return 1 + sum(self._cost(a) for a in expr.args if isinstance(a, sympy.Expr))
+
     def _is_mask(self, expr) -> bool:
         return self._shapes is not None and self._shapes.is_mask(expr)
 
@@ -103,7 +109,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
                 (scalar_den if self._is_scalar(base) else array_den).append(base)
             else:
                 (scalar_num if self._is_scalar(factor) else array_num).append(factor)
-        array_num.sort(key=self._is_mask)  # stable: masks move last
+        # The costliest array factor first (see _print_Add), boolean masks last.
+        array_num.sort(key=lambda f: (self._is_mask(f), -self._cost(f)))
         level = PRECEDENCE["Mul"]
         text = "*".join(self.parenthesize(f, level) for f in scalar_num)
         if text:
@@ -124,13 +131,21 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return f"{self._module_format('numpy.negative')}({text}, dtype={dtype})"
 
     def _print_Add(self, expr, order=None):
-        """Negative terms as subtractions (``a - b``, never ``a + -b``)."""
+        """Negative terms as subtractions (``a - b``, never ``a + -b``), the costliest
+        positive term first.
+
+        Python evaluates left to right: computing the big term first lets NumPy add the
+        others into its temporary in place, instead of keeping a finished array alive
+        while the big term allocates more (which for large arrays means fresh pages from
+        the OS every step).
+        """
         text = ""
         terms = list(self._as_ordered_terms(expr, order=order))
         positive = [t for t in terms if not t.as_coeff_Mul()[0].is_negative]
-        if positive and positive[0] is not terms[0]:  # lead with a positive term
-            terms.remove(positive[0])
-            terms.insert(0, positive[0])
+        if positive:
+            lead = max(positive, key=self._cost)  # the first of the costliest
+            terms.remove(lead)
+            terms.insert(0, lead)
         for term in terms:
             negative = term.as_coeff_Mul()[0].is_negative
             shown = -term if negative else term

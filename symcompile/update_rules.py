@@ -360,10 +360,11 @@ def _lars(c: RuleContext):
 @rule("lion", [("lr", 1e-4), ("beta1", 0.9), ("beta2", 0.99), ("wd", 0.0)], states=("m",),
       doc="w -= lr*(sign(beta1*m + (1 - beta1)*g) + wd*w); m = beta2*m + (1 - beta2)*g")
 def _lion(c: RuleContext):
-    m, b1, b2 = c.state["m"], c.hyper["beta1"], c.hyper["beta2"]
-    return [Update(c.w, "-=", c.hyper["lr"] * (sympy.sign(c.g + b1 * (m - c.g))
-                                               + c.hyper["wd"] * c.w)),
-            Update(m, "=", c.g + b2 * (m - c.g))]
+    m, b1, b2, lr = c.state["m"], c.hyper["beta1"], c.hyper["beta2"], c.hyper["lr"]
+    # w - lr*(u + wd*w) == w*(1 - lr*wd) - lr*u: the decay as one in-place scaling.
+    return [Update(c.w, "*=", 1 - lr * c.hyper["wd"]),
+            Update(c.w, "-=", lr * sympy.sign(b1 * m + (1 - b1) * c.g)),  # the old m
+            Update(m, "*=", b2), Update(m, "+=", (1 - b2) * c.g)]
 
 
 def state_names(rule: UpdateRule, options: dict) -> tuple[str, ...]:

@@ -88,7 +88,7 @@ def test_mlp_code_has_one_fused_statement_per_chain(tmp_path):
     # forward: each layer's affine + bias + tanh is one statement, computing its array once
     tanh_lines = [line for line in body if "numpy.tanh(" in line]
     assert len(tanh_lines) == 2
-    assert all(re.match(r"h(_\d)? = numpy\.tanh\(.* \+ .* @ .*\)$", line) for line in tanh_lines)
+    assert all(re.match(r"h(_\d)? = numpy\.tanh\(.* @ .* \+ .*\)$", line) for line in tanh_lines)
     # backward: tanh' reuses the forward value, and matmul gradients are matmuls
     assert "1 - h**2" in source and "1 - h_2**2" in source
     assert source.count("numpy.tanh(") == 2

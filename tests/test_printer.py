@@ -51,7 +51,7 @@ def test_numbers_read_as_written():
 def test_products_multiply_scalars_before_arrays():
     p = printer()
     assert p.doprint(sympy.Rational(-1, 16) * g * x * t) == "-g/16*t*x"
-    assert p.doprint(-2 * x * (y - t)) == "-2*x*(y - t)"
+    assert p.doprint(-2 * x * (y - t)) == "-2*(y - t)*x"  # costliest array factor first
     assert p.doprint(g * x / 32) == "g/32*x"
     assert p.doprint(x / (y * t)) == "x/t/y"
 
