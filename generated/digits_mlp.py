@@ -29,7 +29,7 @@ SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
     'x': {'name': 'x', 'shape': (64, 64), 'dtype': 'float32', 'need_grad': False},
-    't': {'name': 't', 'shape': (64, 1), 'dtype': 'float32', 'need_grad': False},
+    't': {'name': 't', 'shape': (64, 1), 'dtype': 'float32', 'need_grad': False, 'labels': 10},
 }
 PARAMETERS = {
     'mlp/affine1/affine/W': {
@@ -128,18 +128,27 @@ def gradient(
     g_matmul_2 = (1 - h_2**2)*(g_matmul @ mlp_classifier_affine_W.T)
     # shared subexpression  -> (64, 64)
     _t6 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
-    # d loss / d mlp/affine1/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 64)
+    # d loss / d mlp/affine1/affine/W = x.T @ ((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) +
+    #   softmax(y, axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T)),
+    #   through affine @ examp...
     g_mlp_affine1_affine_W = x.T @ _t6
-    # d loss / d mlp/affine1/affine/b, through affine @ examples/digits_mlp.py:40  -> (64,)
+    # d loss / d mlp/affine1/affine/b = sum((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) + softmax(y,
+    #   axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T), axis=0),
+    #   through affine @ ...
     g_mlp_affine1_affine_b = _t6.sum(axis=0)
-    # d loss / d mlp/affine2/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 32)
+    # d loss / d mlp/affine2/affine/W = h.T @ ((1 - h_2**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t
+    #   != -1))/64 @ mlp_classifier_affine_W.T)), through affine @ examples/digits_mlp.py:40  ->
+    #   (64, 32)
     g_mlp_affine2_affine_W = h.T @ g_matmul_2
-    # d loss / d mlp/affine2/affine/b, through affine @ examples/digits_mlp.py:40  -> (32,)
+    # d loss / d mlp/affine2/affine/b = sum((1 - h_2**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64 @ mlp_classifier_affine_W.T), axis=0), through affine @ examples/digits_mlp.py:40
+    #   -> (32,)
     g_mlp_affine2_affine_b = g_matmul_2.sum(axis=0)
-    # d loss / d mlp/classifier/affine/W, through affine (y) @ examples/digits_mlp.py:42  -> (32,
-    #   10)
+    # d loss / d mlp/classifier/affine/W = h_2.T @ ((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64), through affine (y) @ examples/digits_mlp.py:42  -> (32, 10)
     g_mlp_classifier_affine_W = h_2.T @ g_matmul
-    # d loss / d mlp/classifier/affine/b, through affine (y) @ examples/digits_mlp.py:42  -> (10,)
+    # d loss / d mlp/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
+    #   axis=0), through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
     return loss, g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W, g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b
 
@@ -182,11 +191,16 @@ def sgd_step(
     g_matmul_2 = (1 - h_2**2)*(g_matmul @ mlp_classifier_affine_W.T)
     # shared subexpression  -> (64, 64)
     _t6 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
-    # d loss / d mlp/affine1/affine/b, through affine @ examples/digits_mlp.py:40  -> (64,)
+    # d loss / d mlp/affine1/affine/b = sum((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) + softmax(y,
+    #   axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T), axis=0),
+    #   through affine @ ...
     g_mlp_affine1_affine_b = _t6.sum(axis=0)
-    # d loss / d mlp/affine2/affine/b, through affine @ examples/digits_mlp.py:40  -> (32,)
+    # d loss / d mlp/affine2/affine/b = sum((1 - h_2**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64 @ mlp_classifier_affine_W.T), axis=0), through affine @ examples/digits_mlp.py:40
+    #   -> (32,)
     g_mlp_affine2_affine_b = g_matmul_2.sum(axis=0)
-    # d loss / d mlp/classifier/affine/b, through affine (y) @ examples/digits_mlp.py:42  -> (10,)
+    # d loss / d mlp/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
+    #   axis=0), through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
     # --- update: w -= lr * g ---
     # sgd update of mlp/affine1/affine/W, with d loss / d mlp/affine1/affine/W computed in the
@@ -254,18 +268,27 @@ def backward(
     g_matmul_2 = (1 - h_2**2)*(g_matmul @ mlp_classifier_affine_W.T)
     # shared subexpression  -> (64, 64)
     _t6 = (1 - h**2)*(g_matmul_2 @ mlp_affine2_affine_W.T)
-    # d loss / d mlp/affine1/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 64)
+    # d loss / d mlp/affine1/affine/W = x.T @ ((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) +
+    #   softmax(y, axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T)),
+    #   through affine @ examp...
     g_mlp_affine1_affine_W = x.T @ _t6
-    # d loss / d mlp/affine1/affine/b, through affine @ examples/digits_mlp.py:40  -> (64,)
+    # d loss / d mlp/affine1/affine/b = sum((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) + softmax(y,
+    #   axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T), axis=0),
+    #   through affine @ ...
     g_mlp_affine1_affine_b = _t6.sum(axis=0)
-    # d loss / d mlp/affine2/affine/W, through affine @ examples/digits_mlp.py:40  -> (64, 32)
+    # d loss / d mlp/affine2/affine/W = h.T @ ((1 - h_2**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t
+    #   != -1))/64 @ mlp_classifier_affine_W.T)), through affine @ examples/digits_mlp.py:40  ->
+    #   (64, 32)
     g_mlp_affine2_affine_W = h.T @ g_matmul_2
-    # d loss / d mlp/affine2/affine/b, through affine @ examples/digits_mlp.py:40  -> (32,)
+    # d loss / d mlp/affine2/affine/b = sum((1 - h_2**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64 @ mlp_classifier_affine_W.T), axis=0), through affine @ examples/digits_mlp.py:40
+    #   -> (32,)
     g_mlp_affine2_affine_b = g_matmul_2.sum(axis=0)
-    # d loss / d mlp/classifier/affine/W, through affine (y) @ examples/digits_mlp.py:42  -> (32,
-    #   10)
+    # d loss / d mlp/classifier/affine/W = h_2.T @ ((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64), through affine (y) @ examples/digits_mlp.py:42  -> (32, 10)
     g_mlp_classifier_affine_W = h_2.T @ g_matmul
-    # d loss / d mlp/classifier/affine/b, through affine (y) @ examples/digits_mlp.py:42  -> (10,)
+    # d loss / d mlp/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
+    #   axis=0), through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
     return (g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W, g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b)
 
@@ -334,3 +357,61 @@ def load_checkpoint(path):
             raise ValueError(f"{path}: solver state {key!r} is {found}, expected {spec['shape']}")
         state[key] = value.astype(DTYPE)
     return params, state, int(arrays["meta/step"])
+
+
+def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, tolerance=None):
+    """Compare gradient() with central finite differences of forward() at a random point.
+
+    Args default to random inputs (uniform in [0.5, 1.5]; labels: random classes) and
+    init_parameters(seed). For up to `samples` elements of each gradient, the largest
+    absolute and relative errors are reported; an element passes when its error is
+    within tolerance * max(1, |finite difference|).
+
+    Returns:
+        {argument: (max absolute error, max relative error, passed)} for GRADIENTS.
+    """
+    rng = numpy.random.RandomState(seed)
+    precise = numpy.dtype(DTYPE) == numpy.float64
+    eps = eps if eps is not None else (1e-6 if precise else 1e-2)
+    tolerance = tolerance if tolerance is not None else (1e-5 if precise else 5e-2)
+    values = {}
+    for name, spec in INPUTS.items():
+        if inputs is not None and name in inputs:
+            value = inputs[name]
+        elif spec.get("labels"):
+            value = rng.randint(0, spec["labels"], size=spec["shape"])
+        else:
+            value = rng.uniform(0.5, 1.5, size=spec["shape"])
+        values[name] = numpy.asarray(value, dtype=DTYPE)
+    chosen = init_parameters(seed) if params is None else params
+    for spec in PARAMETERS.values():
+        values[spec["argument"]] = numpy.asarray(chosen[spec["argument"]], dtype=DTYPE).copy()
+    order = list(INPUTS) + [spec["argument"] for spec in PARAMETERS.values()]
+    arguments = [values[name] for name in order]
+    gradients = gradient(*arguments)[len(OUTPUTS):]
+
+    def loss():
+        out = forward(*arguments)
+        return float(numpy.sum(out[0] if len(OUTPUTS) > 1 else out))
+
+    report = {}
+    for name, grad in zip(GRADIENTS, gradients):
+        array = arguments[order.index(name)]
+        flat, grad = array.reshape(-1), numpy.asarray(grad).reshape(-1)
+        picked = rng.choice(flat.size, size=min(samples, flat.size), replace=False)
+        worst_abs = worst_rel = 0.0
+        passed = True
+        for i in picked:
+            old = flat[i]
+            flat[i] = old + eps
+            plus = loss()
+            flat[i] = old - eps
+            minus = loss()
+            flat[i] = old
+            numeric = (plus - minus) / (2 * eps)
+            error = abs(float(grad[i]) - numeric)
+            worst_abs = max(worst_abs, error)
+            worst_rel = max(worst_rel, error / max(abs(numeric), 1e-12))
+            passed = passed and error <= tolerance * max(1.0, abs(numeric))
+        report[name] = (worst_abs, worst_rel, passed)
+    return report

@@ -58,9 +58,11 @@ def gradient(y_true, x, a, b):
     g_loss = numpy.float32(1)
     # shared subexpression  -> ()
     _t1 = g_loss/16
-    # d loss / d a, through mul2 @ examples/linear_regression.py:36  -> ()
+    # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
+    #   examples/linear_regression.py:36  -> ()
     g_a = numpy.full((1, 1), -_t1*numpy.vdot(x, _t0), dtype=numpy.float32)
-    # d loss / d b, through add2 (y) @ examples/linear_regression.py:36  -> (1, 1)
+    # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
+    #   examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
     return loss, g_a, g_b
 
@@ -79,9 +81,11 @@ def sgd_step(y_true, x, a, b, lr=0.001):
     g_loss = numpy.float32(1)
     # shared subexpression  -> ()
     _t1 = g_loss/16
-    # d loss / d a, through mul2 @ examples/linear_regression.py:36  -> ()
+    # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
+    #   examples/linear_regression.py:36  -> ()
     g_a = -_t1*numpy.vdot(x, _t0)
-    # d loss / d b, through add2 (y) @ examples/linear_regression.py:36  -> (1, 1)
+    # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
+    #   examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
     # --- update: w -= lr * g ---
     # sgd update of a
@@ -111,9 +115,11 @@ def backward(saved, y_true, x, a, b, g_loss):
     # --- backward ---
     # shared subexpression  -> ()
     _t1 = g_loss/16
-    # d loss / d a, through mul2 @ examples/linear_regression.py:36  -> ()
+    # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
+    #   examples/linear_regression.py:36  -> ()
     g_a = numpy.full((1, 1), -_t1*numpy.vdot(x, _t0), dtype=numpy.float32)
-    # d loss / d b, through add2 (y) @ examples/linear_regression.py:36  -> (1, 1)
+    # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
+    #   examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
     return (g_a, g_b)
 
@@ -174,3 +180,61 @@ def load_checkpoint(path):
             raise ValueError(f"{path}: solver state {key!r} is {found}, expected {spec['shape']}")
         state[key] = value.astype(DTYPE)
     return params, state, int(arrays["meta/step"])
+
+
+def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, tolerance=None):
+    """Compare gradient() with central finite differences of forward() at a random point.
+
+    Args default to random inputs (uniform in [0.5, 1.5]; labels: random classes) and
+    init_parameters(seed). For up to `samples` elements of each gradient, the largest
+    absolute and relative errors are reported; an element passes when its error is
+    within tolerance * max(1, |finite difference|).
+
+    Returns:
+        {argument: (max absolute error, max relative error, passed)} for GRADIENTS.
+    """
+    rng = numpy.random.RandomState(seed)
+    precise = numpy.dtype(DTYPE) == numpy.float64
+    eps = eps if eps is not None else (1e-6 if precise else 1e-2)
+    tolerance = tolerance if tolerance is not None else (1e-5 if precise else 5e-2)
+    values = {}
+    for name, spec in INPUTS.items():
+        if inputs is not None and name in inputs:
+            value = inputs[name]
+        elif spec.get("labels"):
+            value = rng.randint(0, spec["labels"], size=spec["shape"])
+        else:
+            value = rng.uniform(0.5, 1.5, size=spec["shape"])
+        values[name] = numpy.asarray(value, dtype=DTYPE)
+    chosen = init_parameters(seed) if params is None else params
+    for spec in PARAMETERS.values():
+        values[spec["argument"]] = numpy.asarray(chosen[spec["argument"]], dtype=DTYPE).copy()
+    order = list(INPUTS) + [spec["argument"] for spec in PARAMETERS.values()]
+    arguments = [values[name] for name in order]
+    gradients = gradient(*arguments)[len(OUTPUTS):]
+
+    def loss():
+        out = forward(*arguments)
+        return float(numpy.sum(out[0] if len(OUTPUTS) > 1 else out))
+
+    report = {}
+    for name, grad in zip(GRADIENTS, gradients):
+        array = arguments[order.index(name)]
+        flat, grad = array.reshape(-1), numpy.asarray(grad).reshape(-1)
+        picked = rng.choice(flat.size, size=min(samples, flat.size), replace=False)
+        worst_abs = worst_rel = 0.0
+        passed = True
+        for i in picked:
+            old = flat[i]
+            flat[i] = old + eps
+            plus = loss()
+            flat[i] = old - eps
+            minus = loss()
+            flat[i] = old
+            numeric = (plus - minus) / (2 * eps)
+            error = abs(float(grad[i]) - numeric)
+            worst_abs = max(worst_abs, error)
+            worst_rel = max(worst_rel, error / max(abs(numeric), 1e-12))
+            passed = passed and error <= tolerance * max(1.0, abs(numeric))
+        report[name] = (worst_abs, worst_rel, passed)
+    return report

@@ -191,6 +191,9 @@ class _ModuleBuilder:
             text = self._places(eq.origin)
         elif eq.section == "backward":
             what = eq.note or f"d {self.root.name} / d {eq.target.name.removeprefix('g_')}"
+            derivative = self._derivative_of(eq.target)
+            if derivative:
+                what += f" = {derivative}"
             if eq.wrt is not None:
                 wrt = formula.as_text(eq.wrt.xreplace(self.program.fused_names),
                                       self.program.shapes)
@@ -202,6 +205,13 @@ class _ModuleBuilder:
             text = places or "shared subexpression"
         shape = self.program.shapes.of(eq.target)
         return comment_text(f"{text}  -> {shape_text(shape)}")
+
+    def _derivative_of(self, grad: sympy.Symbol) -> str:
+        """The formula of a leaf's gradient, opening its statement's comment."""
+        for index, symbol in self.program.gradients.items():
+            if symbol == grad and index in self.program.derivatives:
+                return formula.as_text(self.program.derivatives[index], self.program.shapes)
+        return ""
 
     def _consumers(self, grad: sympy.Symbol) -> str:
         """The nodes that use the leaf whose gradient `grad` is (its gradient flows back
@@ -430,8 +440,11 @@ class _ModuleBuilder:
         def table(rows) -> str:
             return "{\n" + "".join(rows) + "}" if rows else "{}"
 
+        labels = self.label_classes()
         inputs = table([row(argument(v), [("name", v.name), ("shape", v.shape),
-                                          ("dtype", v.dtype), ("need_grad", v.need_grad)])
+                                          ("dtype", v.dtype), ("need_grad", v.need_grad),
+                                          *([("labels", labels[v.index])]
+                                            if v.index in labels else [])])
                         for v in graph.inputs])
         parameters = table([row(v.name, [("argument", argument(v)), ("shape", v.shape),
                                          ("dtype", v.dtype), ("need_grad", v.need_grad)])
@@ -455,6 +468,18 @@ class _ModuleBuilder:
             ("SOLVER", literal(self.options.rule.name if self.options.rule else None)),
             ("STATE", self.state_table(row, table)),
         )
+
+    def label_classes(self) -> dict[int, int]:
+        """Inputs used as class labels (how many classes), so that check_gradient()
+        draws valid labels for them."""
+        found = {}
+        for node in self.graph.nodes:
+            if node.op == "softmax_cross_entropy":
+                x = self.graph.values[node.inputs[0]]
+                found[node.inputs[1]] = x.shape[node.attr_dict["axis"]]
+            elif node.op in ("sigmoid_cross_entropy", "binary_cross_entropy"):
+                found[node.inputs[1]] = 2
+        return found
 
     def state_table(self, row, table) -> str:
         """STATE: each solver-state argument with its parameter, state name and shape."""

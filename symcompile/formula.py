@@ -13,6 +13,8 @@ import math
 import sympy
 from sympy.core.parameters import distribute
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
 from .primitives import (
@@ -207,6 +209,66 @@ def _reduction_text(name: str, inner: str, axes) -> str:
     axes = as_ints(axes)
     axis = str(axes[0]) if len(axes) == 1 else str(tuple(axes))
     return f"{name}({inner}, axis={axis})"
+
+
+class FormulaPrettyPrinter(PrettyPrinter):
+    """SymPy's 2-D pretty print, with sums, means and matrix products spelled out."""
+
+    printmethod = "_symcompile_pretty"
+
+    def _function(self, name: str, *args):
+        return self._helper_print_function(None, list(args), func_name=name)
+
+    def _print_Sum(self, expr):
+        return self._reduction("sum", expr.args[0], expr.args[2])
+
+    def _print_Mean(self, expr):
+        return self._reduction("mean", expr.args[0], expr.args[1])
+
+    def _reduction(self, name, inner, axes):
+        args = [inner] + ([sympy.Symbol(f"axis={_axes_text(axes)}")] if axes else [])
+        return self._helper_print_function(None, args, func_name=name)
+
+    def _print_MatMul(self, expr):
+        a, b = (self._print(arg) for arg in expr.args)
+        a = prettyForm(*a.parens()) if expr.args[0].is_Add or expr.args[0].is_Mul else a
+        b = prettyForm(*b.parens()) if expr.args[1].is_Add or expr.args[1].is_Mul else b
+        return prettyForm(*a.right(" @ ", b))
+
+    def _print_Transpose(self, expr):
+        inner = self._print(expr.args[0])
+        if not isinstance(expr.args[0], sympy.Symbol):
+            inner = prettyForm(*inner.parens())
+        return prettyForm(*inner.right(".T"))
+
+    def _print_Softmax(self, expr):
+        return self._function("softmax", expr.args[0])
+
+    def _print_LogSoftmax(self, expr):
+        return self._function("log_softmax", expr.args[0])
+
+    def _print_OneHot(self, expr):
+        return self._function("onehot", expr.args[0])
+
+    def _print_ValidLabel(self, expr):
+        return self._print(sympy.Ne(expr.args[0], -1))
+
+    def _print_Heaviside(self, expr):
+        return self._print(sympy.Gt(expr.args[0], 0))
+
+    def _print_Absolute(self, expr):
+        return self._print(sympy.Abs(expr.args[0]))
+
+
+def _axes_text(axes) -> str:
+    axes = as_ints(axes)
+    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
+
+
+def as_pretty(expr: sympy.Expr, shapes: Shapes) -> str:
+    with distribute(False):
+        return FormulaPrettyPrinter({"use_unicode": True, "wrap_line": False}).doprint(
+            readable(expr, shapes))
 
 
 def as_text(expr: sympy.Expr, shapes: Shapes) -> str:

@@ -109,6 +109,10 @@ class Graph:
         head = ", ".join(typed(v) for v in self.inputs)
         params = ", ".join(typed(v) for v in self.parameters)
         lines = [f"graph {self.name}({head}; params {params})"]
+        for v in self.leaves:
+            where = v.site.display if v.site else "unknown location"
+            lines.append(f"  {self.label(v.index)} = {v.kind}()"
+                         f"    # {_short_dtype(v.dtype)}{list(v.shape)}  {where}")
         for n in self.nodes:
             args = [self.label(i) for i in n.inputs]
             args += [f"{k}={_display(a)}" for k, a in n.attrs]

@@ -42,9 +42,16 @@ def optimize(program: Program) -> None:
     _record_derivatives(program, program.fused_names)
     _expand_composites(program)
     _reuse_forward_values(program)
+    program.stats["operations before CSE"] = _operations(program)
     _eliminate_common_subexpressions(program, names)
+    program.stats["operations after CSE"] = _operations(program)
+    program.stats["shared subexpressions"] = len(program.temps)
     _reduce_powers(program)
     _renumber_temporaries(program)
+
+
+def _operations(program: Program) -> int:
+    return sum(sympy.count_ops(eq.expr) for eq in program.equations())
 
 
 def _uses(exprs) -> dict[sympy.Symbol, int]:

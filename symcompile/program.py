@@ -49,6 +49,7 @@ class Program:
     unreached: set[int] = field(default_factory=set)  # need_grad leaves the root ignores
     derivatives: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf -> formula
     fused_names: dict[sympy.Expr, sympy.Symbol] = field(default_factory=dict)  # for display
+    stats: dict[str, int] = field(default_factory=dict)  # sizes, for `symcompile show`
 
     def symbol(self, name: str, shape: tuple[int, ...]) -> sympy.Symbol:
         """A new array symbol with a unique identifier derived from `name`."""
