@@ -218,7 +218,7 @@ def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, toler
         return float(numpy.sum(out[0] if len(OUTPUTS) > 1 else out))
 
     report = {}
-    for name, grad in zip(GRADIENTS, gradients):
+    for name, grad in zip(GRADIENTS, gradients, strict=True):
         array = arguments[order.index(name)]
         flat, grad = array.reshape(-1), numpy.asarray(grad).reshape(-1)
         picked = rng.choice(flat.size, size=min(samples, flat.size), replace=False)

@@ -10,7 +10,8 @@ Use it as nnabla::
 from . import functions, initializer, parameter, parametric_functions, random, solvers, utils
 from ._version import __version__
 from .cache import GraphMismatchError
-from .compiler import CompileResult, compile
+from .compiler import CompileResult, check_gradient, compile
+from .lowering import ExpressionTooLarge
 from .parameter import (
                         clear_parameters,
                         get_parameters,
@@ -23,8 +24,9 @@ from .runtime import load
 from .variable import NdArray, Variable
 
 __all__ = [
-    "CompileResult", "GraphMismatchError", "NdArray", "Variable", "__version__",
-    "clear_parameters", "compile", "functions", "get_parameters", "initializer", "load",
-    "load_parameters", "save_parameters", "utils",
+    "CompileResult", "ExpressionTooLarge", "GraphMismatchError", "NdArray", "Variable",
+    "__version__",
+    "check_gradient", "clear_parameters", "compile", "functions", "get_parameters",
+    "initializer", "load", "load_parameters", "save_parameters", "utils",
     "parameter", "parameter_scope", "parametric_functions", "random", "seed", "solvers",
 ]

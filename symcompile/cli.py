@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ._version import __version__
+from .lowering import FUSION_OPS_LIMIT
 
 EXECUTES = ("MODEL.py is executed as Python (its if __name__ == '__main__' block is "
             "skipped): only run model files you trust.")
@@ -87,8 +88,22 @@ def _common(sub: argparse.ArgumentParser) -> None:
                           f"{', '.join(sorted(RULES))} or none (default: sgd)")
     sub.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                      help="array dtype of the generated code (default: float32)")
+    sub.add_argument("--fusion-limit", type=_non_negative, default=FUSION_OPS_LIMIT,
+                     metavar="N",
+                     help="operations one fused statement may hold before a chain is cut "
+                          f"(default: {FUSION_OPS_LIMIT}; 0: one statement per function)")
     sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help="show tracebacks on errors")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def _compile(args, output_dir: Path, regenerate: str):
@@ -99,24 +114,38 @@ def _compile(args, output_dir: Path, regenerate: str):
     name = getattr(args, "name", None) or Path(args.model).stem
     solver = args.solver
     return compiler.compile(loss, name=name, output_dir=output_dir, solver=solver,
-                            dtype=args.dtype, regenerate=regenerate)
+                            dtype=args.dtype, regenerate=regenerate,
+                            fusion_limit=getattr(args, "fusion_limit", FUSION_OPS_LIMIT))
 
 
-def regenerate_command(model: str, output_dir: str, name: str | None = None) -> str:
-    """The command line that regenerates a module, as written in its header."""
-    from .callsite import display_path
-
+def regenerate_command(model: str, output_dir: str, name: str | None = None, *,
+                       solver: str = "sgd", dtype: str = "float32",
+                       fusion_limit: int = FUSION_OPS_LIMIT) -> str:
+    """The command line that regenerates a module, as written in its header: the
+    options that differ from their defaults are part of it."""
+    try:  # relative to the working directory when inside it: the same on every checkout
+        model = Path(model).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:  # elsewhere: as the user gave it, so the command still works
+        model = Path(model).as_posix()
     out = Path(output_dir).as_posix().rstrip("/") + "/"
-    parts = ["symcompile compile", display_path(model), "-o", out]
+    parts = ["symcompile compile", model, "-o", out]
     if name:
         parts += ["--name", name]
+    if solver != "sgd":
+        parts += ["--solver", solver]
+    if dtype != "float32":
+        parts += ["--dtype", dtype]
+    if fusion_limit != FUSION_OPS_LIMIT:
+        parts += ["--fusion-limit", str(fusion_limit)]
     return " ".join(parts)
 
 
 def cmd_compile(args) -> int:
     started = time.perf_counter()
     result = _compile(args, Path(args.output_dir),
-                      regenerate_command(args.model, args.output_dir, args.name))
+                      regenerate_command(args.model, args.output_dir, args.name,
+                                         solver=args.solver, dtype=args.dtype,
+                                         fusion_limit=args.fusion_limit))
     graph = result.graph
     print(f"compiled {graph.name}: {len(graph.nodes)} nodes, {len(graph.parameters)} "
           f"parameters -> {result.path}  ({time.perf_counter() - started:.2f} s)")

@@ -22,7 +22,7 @@ from .cache import load_module
 from .emit import EmitOptions, module_source, template_dir
 from .files import atomic_write_text
 from .graph import Graph, capture
-from .lowering import lower
+from .lowering import FUSION_OPS_LIMIT, lower
 from .naming import identifier
 from .optimize import optimize
 from .program import Program
@@ -71,6 +71,19 @@ class CompileResult:
             raise ValueError(f"the generated module has no function {name!r}; it has "
                              f"{', '.join(names)}") from None
 
+    def show(self, style: str = "text", function: str = "gradient", file=None) -> None:
+        """Print what `symcompile show` prints: graph, derivatives (style "text",
+        "pretty" or "latex"), the source of `function`, sizes."""
+        from . import report
+
+        print(report.show(self, style, function), end="", file=file)
+
+    def check(self, seed: int = 0, samples: int = 20, tolerance: float | None = None) -> dict:
+        """The module's own `check_gradient`: {argument: (max abs error, max rel error,
+        passed)}. A float32 module is checked loosely; `check_gradient(loss)` compiles
+        in float64 for a tight check."""
+        return self.module.check_gradient(seed=seed, samples=samples, tolerance=tolerance)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -81,9 +94,11 @@ class Options:
     source: str = ""
     solver_options: tuple[tuple[str, bool], ...] = ()
     hyper: tuple[tuple[str, float], ...] = ()  # defaults of the fused step's arguments
+    fusion_limit: int = FUSION_OPS_LIMIT
 
     def key(self) -> str:
-        return f"{self.name}|{self.solver}|{self.solver_options}|{self.hyper}|{self.dtype}"
+        return (f"{self.name}|{self.solver}|{self.solver_options}|{self.hyper}|{self.dtype}"
+                f"|{self.fusion_limit}")
 
 
 def solver_options(solver) -> tuple[str | None, tuple, tuple]:
@@ -138,7 +153,7 @@ def generate(graph: Graph, options: Options) -> tuple[str, Program, dict[str, fl
         clock = now
 
     with distribute(False):  # keep y - (a*x + b) intact so CSE can share it
-        program = lower(graph, options.dtype)
+        program = lower(graph, options.dtype, options.fusion_limit)
         lap("lower")
         differentiate(program)
         lap("differentiate")
@@ -153,6 +168,22 @@ def generate(graph: Graph, options: Options) -> tuple[str, Program, dict[str, fl
     return source, program, timings
 
 
+def check_gradient(loss: Variable, seed: int = 0, samples: int = 20,
+                   tolerance: float | None = None, output_dir: str | Path | None = None) -> dict:
+    """Compile `loss`'s graph in float64 (into the cache unless `output_dir` is given) and
+    compare its gradient with central finite differences at a random point.
+
+    Returns {argument: (max absolute error, max relative error, passed)}; `tolerance` is
+    relative (default 1e-5).
+    """
+    from .cache import cache_dir
+
+    result = compile(loss, name=loss.name or "check", solver=None, dtype="float64",
+                     output_dir=output_dir or cache_dir() / "check",
+                     regenerate="symcompile.check_gradient(loss)")
+    return result.check(seed, samples, tolerance)
+
+
 def write_module(source: str, path: Path) -> bool:
     """Write `source` to `path` atomically unless it already holds exactly that text."""
     if path.is_file() and path.read_text(encoding="utf-8") == source:
@@ -162,8 +193,8 @@ def write_module(source: str, path: Path) -> bool:
 
 
 def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "generated", *,
-            solver="sgd", dtype: str = "float32",
-            regenerate: str | None = None) -> CompileResult:
+            solver="sgd", dtype: str = "float32", regenerate: str | None = None,
+            fusion_limit: int = FUSION_OPS_LIMIT) -> CompileResult:
     """Compile the graph that computes `loss` into ``output_dir/NAME.py`` and load it.
 
     Args:
@@ -176,6 +207,9 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
             defaults), or None for no training step.
         dtype: ``"float32"`` (nnabla's) or ``"float64"`` (for gradient checks).
         regenerate: The command shown in the header as the way to regenerate the file.
+        fusion_limit: Operations one fused statement may hold before a chain of
+            elementwise functions is cut (0: one statement per function, handy to read
+            the code node by node).
 
     Returns:
         A `CompileResult` with the loaded module, its path and source, and the
@@ -186,6 +220,8 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
     if loss.parent is None:
         raise ValueError("compile: the variable is a leaf (no function computes it); pass the "
                          "output of the graph, e.g. the loss")
+    if not isinstance(fusion_limit, int) or isinstance(fusion_limit, bool) or fusion_limit < 0:
+        raise ValueError(f"compile: fusion_limit must be an integer >= 0, got {fusion_limit!r}")
     module_name = identifier(name or loss.name or "model")
     started = time.perf_counter()
     captured = capture(loss, name=module_name, dtype=dtype, observed=True)
@@ -194,7 +230,7 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
     rule, flags, hyper = solver_options(solver)
     options = Options(module_name, rule, dtype,
                       regenerate or f"symcompile.compile(...) of the graph built at {site}",
-                      site, flags, hyper)
+                      site, flags, hyper, fusion_limit)
     source, program, timings = generate(graph, options)
     path = Path(output_dir) / f"{module_name}.py"
     write_module(source, path)

@@ -3,16 +3,18 @@
 The compiler's expressions use NumPy-level primitives (`Dot`, `ReduceSum`,
 `BroadcastTo`). `readable` rewrites them into display functions `sum` and `mean` (a sum
 scaled by one over the number of summed elements reads as a mean), and the printers
-render the result as plain text or LaTeX.
+render the result as plain text, pretty text, LaTeX or MathML.
 """
 
 from __future__ import annotations
 
+import html
 import math
 
 import sympy
 from sympy.core.parameters import distribute
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.mathml import MathMLPresentationPrinter
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
@@ -216,6 +218,9 @@ class FormulaPrettyPrinter(PrettyPrinter):
 
     printmethod = "_symcompile_pretty"
 
+    def _print_Symbol(self, e, bold_name=False):
+        return prettyForm(e.name)  # the user's name as written: y_true, not y with a subscript
+
     def _function(self, name: str, *args):
         return self._helper_print_function(None, list(args), func_name=name)
 
@@ -279,3 +284,118 @@ def as_text(expr: sympy.Expr, shapes: Shapes) -> str:
 def as_latex(expr: sympy.Expr, shapes: Shapes) -> str:
     with distribute(False):
         return FormulaLatexPrinter().doprint(readable(expr, shapes))
+
+
+class FormulaMathMLPrinter(MathMLPresentationPrinter):
+    """Presentation MathML (rendered natively by browsers) for the HTML page."""
+
+    printmethod = "_symcompile_mathml"
+
+    def _print_Symbol(self, sym, style="plain"):
+        # SymPy writes text nodes unescaped (to keep its entities), and would split
+        # "h_1" into a subscript: user names are printed literally and escaped here.
+        mi = self.dom.createElement("mi")
+        mi.appendChild(self.dom.createTextNode(html.escape(sym.name, quote=False)))
+        return mi
+
+    def _named(self, name: str, *args):
+        mrow = self.dom.createElement("mrow")
+        mi = self.dom.createElement("mi")
+        mi.appendChild(self.dom.createTextNode(name))
+        mrow.appendChild(mi)
+        mrow.appendChild(self._paren_comma_separated(*args))
+        return mrow
+
+    def _operator(self, left, symbol: str, right):
+        mrow = self.dom.createElement("mrow")
+        mo = self.dom.createElement("mo")
+        mo.appendChild(self.dom.createTextNode(symbol))
+        for part in (left, mo, right):
+            mrow.appendChild(part)
+        return mrow
+
+    def _grouped(self, expr):
+        printed = self._print(expr)
+        if expr.is_Add or expr.is_Mul:
+            return self._paren_comma_separated(expr)
+        return printed
+
+    def _print_Sum(self, expr):
+        return self._reduction("sum", expr.args[0], expr.args[2])
+
+    def _print_Mean(self, expr):
+        return self._reduction("mean", expr.args[0], expr.args[1])
+
+    def _reduction(self, name, inner, axes):
+        if not axes:
+            return self._named(name, inner)
+        return self._named(f"{name}[axis={_axes_text(axes)}]", inner)
+
+    def _print_MatMul(self, expr):
+        a, b = expr.args
+        return self._operator(self._grouped(a), "@", self._grouped(b))
+
+    def _print_Transpose(self, expr):
+        msup = self.dom.createElement("msup")
+        msup.appendChild(self._grouped(expr.args[0]))
+        mi = self.dom.createElement("mi")
+        mi.appendChild(self.dom.createTextNode("T"))
+        msup.appendChild(mi)
+        return msup
+
+    def _print_Softmax(self, expr):
+        return self._named("softmax", expr.args[0])
+
+    def _print_LogSoftmax(self, expr):
+        return self._named("log_softmax", expr.args[0])
+
+    def _print_OneHot(self, expr):
+        return self._named("onehot", expr.args[0])
+
+    def _print_ValidLabel(self, expr):
+        # masks multiply other factors: parenthesised, as in the text form "(t != -1)"
+        return self._paren_comma_separated(sympy.Ne(expr.args[0], -1))
+
+    def _print_Heaviside(self, expr):
+        return self._paren_comma_separated(sympy.Gt(expr.args[0], 0))
+
+    def _print_Absolute(self, expr):
+        return self._print(sympy.Abs(expr.args[0]))
+
+    def _print_SoftmaxCrossEntropy(self, expr):
+        return self._named("softmax_cross_entropy", expr.args[0], expr.args[1])
+
+    def _print_ReduceMax(self, expr):
+        return self._reduction(expr.method, expr.args[0], expr.args[1])
+
+    _print_ReduceMin = _print_ReduceMax
+
+    def _print_FirstExtremum(self, expr):
+        kind = "argmax" if bool(expr.args[2]) else "argmin"
+        return self._named("onehot", sympy.Function(kind)(expr.args[0]))
+
+    def _print_StopGradient(self, expr):
+        return self._print(expr.args[0])
+
+    def _print_Sign(self, expr):
+        return self._named("sign", expr.args[0])
+
+    def _print_Maximum(self, expr):
+        return self._named("maximum", *expr.args)
+
+    def _print_Minimum(self, expr):
+        return self._named("minimum", *expr.args)
+
+    def _print_IsGreater(self, expr):
+        return self._paren_comma_separated(sympy.Gt(*expr.args, evaluate=False))
+
+    def _print_IsLessEqual(self, expr):
+        return self._paren_comma_separated(sympy.Le(*expr.args, evaluate=False))
+
+    def _print_Truncate(self, expr):
+        return self._named("trunc", expr.args[0])
+
+
+def as_mathml(expr: sympy.Expr, shapes: Shapes) -> str:
+    with distribute(False):
+        return FormulaMathMLPrinter().doprint(readable(expr, shapes))

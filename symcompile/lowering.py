@@ -5,8 +5,10 @@ Every node's value is written as one SymPy expression over its inputs' expressio
 becomes one expression and one NumPy statement, unless it must exist as an array of
 its own: it is an output, it has several consumers, or it stops the gradient
 (`need_grad=False` on an intermediate that depends on trainable leaves), or its
-expression has grown past `FUSION_OPS_LIMIT` operations (a long chain is cut into
-statements, which keeps SymPy's work and the printed lines bounded).
+expression has grown past the fusion limit (`FUSION_OPS_LIMIT` operations by default:
+a long chain is cut into statements, which keeps SymPy's work and the printed lines
+bounded). An expression past `EXPRESSION_OPS_LIMIT` stops compilation with
+`ExpressionTooLarge` before SymPy differentiates it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,22 @@ from .program import FORWARD, Equation, Program
 from .update_rules import RULE_ARGUMENTS
 
 FUSION_OPS_LIMIT = 40
+# Past this many operations, differentiating and simplifying one expression takes SymPy
+# seconds to minutes (its derivative grows roughly with the square of its size).
+EXPRESSION_OPS_LIMIT = 1000
+# Functions nested inside one another in one expression: SymPy recurses into each, and
+# a few hundred levels exhaust Python's recursion limit before any operation count would.
+EXPRESSION_DEPTH_LIMIT = 100
 
 
-def lower(graph: Graph, dtype: str = "float32") -> Program:
+class ExpressionTooLarge(ValueError):
+    """A fused expression too large to differentiate symbolically in reasonable time."""
+
+
+def lower(graph: Graph, dtype: str = "float32",
+          fusion_limit: int = FUSION_OPS_LIMIT) -> Program:
+    """Forward equations of `graph`; chains fuse up to `fusion_limit` operations
+    (0: one statement per node)."""
     program = Program(graph, Shapes(), Namer(RESERVED | RULE_ARGUMENTS), dtype)
     exprs: dict[int, object] = {}
     origins: dict[int, tuple[int, ...]] = {}
@@ -37,17 +52,26 @@ def lower(graph: Graph, dtype: str = "float32") -> Program:
             program.needs_grad.add(sym)
 
     consumers = _consumer_counts(graph)
+    depths = dict.fromkeys(exprs, 0)  # how deeply functions nest in each value's expression
     for node in graph.nodes:
         op = OPS[node.op]
         out = graph.values[node.output]
+        depth = 1 + max((depths[i] for i in node.inputs), default=0)
+        if depth > EXPRESSION_DEPTH_LIMIT:
+            raise ExpressionTooLarge(_too_large(graph, node, f"{depth} functions nested",
+                                                EXPRESSION_DEPTH_LIMIT, fusion_limit))
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs), out.shape,
                            program.shapes)
         expr = op.lower([exprs[i] for i in node.inputs], node.attr_dict, ctx)
         origin = tuple(sorted({node.index, *(o for i in node.inputs for o in origins[i])}))
         program.value_exprs[out.index] = expr
         program.value_origins[out.index] = origin
-        if _materialized(graph, out, node.inputs, consumers) or \
-                sympy.count_ops(expr) > FUSION_OPS_LIMIT:
+        size = sympy.count_ops(expr)
+        if size > EXPRESSION_OPS_LIMIT:
+            raise ExpressionTooLarge(_too_large(graph, node, f"{size} operations",
+                                                EXPRESSION_OPS_LIMIT, fusion_limit))
+        depths[out.index] = depth
+        if _materialized(graph, out, node.inputs, consumers) or size > fusion_limit:
             sym = program.symbol(out.name or _fallback_name(graph, out, op.name), out.shape)
             program.forward.append(
                 Equation(sym, materialize(expr, out.shape, program.shapes), FORWARD, origin)
@@ -55,6 +79,7 @@ def lower(graph: Graph, dtype: str = "float32") -> Program:
             program.symbols[out.index] = sym
             exprs[out.index] = sym
             origins[out.index] = ()
+            depths[out.index] = 0
             if out.need_grad:
                 program.needs_grad.add(sym)
         else:
@@ -62,6 +87,18 @@ def lower(graph: Graph, dtype: str = "float32") -> Program:
             origins[out.index] = origin
     program.outputs = [program.symbols[i] for i in graph.outputs]
     return program
+
+
+def _too_large(graph: Graph, node, size: str, limit: int, fusion_limit: int) -> str:
+    suggestion = min(fusion_limit, FUSION_OPS_LIMIT) // 2 if fusion_limit else 0
+    return (
+        f"{node.op} '{graph.label(node.output)}' at {node.location}: its fused expression has "
+        f"{size}, more than the {limit} symcompile differentiates in one piece (SymPy's "
+        f"work would explode). Fix: compile with a smaller fusion "
+        f"limit so long chains are cut into statements (it is {fusion_limit}; try "
+        f"fusion_limit={suggestion} in symcompile.compile, --fusion-limit {suggestion} on the "
+        f"command line), or split this function into smaller ones"
+    )
 
 
 def _consumer_counts(graph: Graph) -> dict[int, int]:

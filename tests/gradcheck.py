@@ -83,9 +83,29 @@ def check_function(build, reference, arrays, tmp_path, rng, need_grad=None, rtol
     import symcompile.functions as F
 
     loss = F.sum(F.mul2(out, w))
-    module = compile_f64(loss, tmp_path, "weighted").module
+    result = compile_f64(loss, tmp_path, "weighted")
+    check_formulas(result)
+    module = result.module
     total = module.forward(*arguments(module, values))
     np.testing.assert_allclose(total, np.sum(expected * values["weights"]), rtol=1e-9,
                                atol=1e-12)
     check_gradients(module, values, rtol=rtol, atol=atol)
     return module
+
+
+def check_formulas(result):
+    """Every derivative of `result` renders in every style `show` offers; the MathML is
+    well-formed XML (named entities aside) and the text form parses as Python."""
+    import ast
+    import re
+    import xml.dom.minidom
+
+    from symcompile import formula, report
+
+    for style in report.STYLES:
+        assert all(report.derivative_lines(result, style)), style
+    for expr in result.program.derivatives.values():
+        ast.parse(formula.as_text(expr, result.program.shapes), mode="eval")
+        mathml = formula.as_mathml(expr, result.program.shapes)
+        mathml = re.sub(r"&(?!lt;|gt;|amp;)[A-Za-z]+;", "", mathml)
+        xml.dom.minidom.parseString(f"<math>{mathml}</math>")

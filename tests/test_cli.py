@@ -75,7 +75,7 @@ def test_main_block_of_the_model_file_is_not_run(tmp_path, capsys):
     assert main(["compile", str(model), "-o", str(tmp_path / "out")]) == 0
 
 
-@pytest.mark.parametrize("command", [[], ["compile"], ["show"]])
+@pytest.mark.parametrize("command", [[], ["compile"], ["show"], ["check"]])
 def test_help(command):
     done = subprocess.run([sys.executable, "-m", "symcompile", *command, "--help"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
