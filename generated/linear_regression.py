@@ -59,7 +59,7 @@ def gradient(y_true, x, a, b):
     # shared subexpression  -> ()
     _t1 = g_loss/16
     # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
-    #   examples/linear_regression.py:36  -> ()
+    #   examples/linear_regression.py:36  -> (1, 1)
     g_a = numpy.full((1, 1), -_t1*numpy.vdot(x, _t0), dtype=numpy.float32)
     # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
     #   examples/linear_regression.py:36  -> (1, 1)
@@ -116,7 +116,7 @@ def backward(saved, y_true, x, a, b, g_loss):
     # shared subexpression  -> ()
     _t1 = g_loss/16
     # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
-    #   examples/linear_regression.py:36  -> ()
+    #   examples/linear_regression.py:36  -> (1, 1)
     g_a = numpy.full((1, 1), -_t1*numpy.vdot(x, _t0), dtype=numpy.float32)
     # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
     #   examples/linear_regression.py:36  -> (1, 1)

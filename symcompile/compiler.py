@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,26 +140,36 @@ def compiler_fingerprint() -> str:
 _FINGERPRINT: str | None = None
 
 
-def generate(graph: Graph, options: Options) -> tuple[str, Program, dict[str, float]]:
-    """Module source for `graph` (deterministic: same graph and options, same text)."""
+def generate(graph: Graph, options: Options,
+             progress: Callable[[str], None] | None = None
+             ) -> tuple[str, Program, dict[str, float]]:
+    """Module source for `graph` (deterministic: same graph and options, same text).
+
+    `progress`, if given, is called with each phase's name ("lower", "differentiate",
+    "optimize", "emit") as it starts: large graphs take seconds.
+    """
     if options.dtype not in DTYPES:
         raise ValueError(f"compile: dtype must be one of {DTYPES}, got {options.dtype!r}")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    announce = progress or (lambda phase: None)
 
-    def lap(phase: str) -> None:
+    def lap(phase: str, following: str | None = None) -> None:
         nonlocal clock
         now = time.perf_counter()
         timings[phase] = now - clock
         clock = now
+        if following:
+            announce(following)
 
     with distribute(False):  # keep y - (a*x + b) intact so CSE can share it
+        announce("lower")
         program = lower(graph, options.dtype, options.fusion_limit)
-        lap("lower")
+        lap("lower", "differentiate")
         differentiate(program)
-        lap("differentiate")
+        lap("differentiate", "optimize")
         optimize(program)
-        lap("optimize")
+        lap("optimize", "emit")
         plan = schedule(program)
         emit_options = EmitOptions(options.name, options.regenerate, options.source,
                                    RULES[options.solver] if options.solver else None,
@@ -194,7 +205,8 @@ def write_module(source: str, path: Path) -> bool:
 
 def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "generated", *,
             solver="sgd", dtype: str = "float32", regenerate: str | None = None,
-            fusion_limit: int = FUSION_OPS_LIMIT) -> CompileResult:
+            fusion_limit: int = FUSION_OPS_LIMIT,
+            progress: Callable[[str], None] | None = None) -> CompileResult:
     """Compile the graph that computes `loss` into ``output_dir/NAME.py`` and load it.
 
     Args:
@@ -210,6 +222,7 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
         fusion_limit: Operations one fused statement may hold before a chain of
             elementwise functions is cut (0: one statement per function, handy to read
             the code node by node).
+        progress: Called with each compiler phase's name as it starts (see `generate`).
 
     Returns:
         A `CompileResult` with the loaded module, its path and source, and the
@@ -231,7 +244,7 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
     options = Options(module_name, rule, dtype,
                       regenerate or f"symcompile.compile(...) of the graph built at {site}",
                       site, flags, hyper, fusion_limit)
-    source, program, timings = generate(graph, options)
+    source, program, timings = generate(graph, options, progress)
     path = Path(output_dir) / f"{module_name}.py"
     write_module(source, path)
     module = load_module(path, graph.fingerprint())

@@ -174,10 +174,11 @@ class _ModuleBuilder:
 
     # --- statements -------------------------------------------------------------------
     def statement(self, eq: Equation, exact: bool = False) -> Line:
-        expr = eq.expr
+        expr, shape = eq.expr, self.program.shapes.of(eq.target)
         if exact:
-            expr = materialize(expr, self._value_shape(eq.target), self.program.shapes)
-        return Line(f"{eq.target.name} = {self.printer.doprint(expr)}", self.comment(eq))
+            shape = self._value_shape(eq.target)
+            expr = materialize(expr, shape, self.program.shapes)
+        return Line(f"{eq.target.name} = {self.printer.doprint(expr)}", self.comment(eq, shape))
 
     def _value_shape(self, sym: sympy.Symbol) -> tuple[int, ...]:
         for index, grad in self.program.gradients.items():
@@ -185,8 +186,9 @@ class _ModuleBuilder:
                 return self.graph.values[index].shape
         return self.program.shapes.of(sym)
 
-    def comment(self, eq: Equation) -> str:
-        """Where a statement comes from: the nodes it computes, or the gradient it is."""
+    def comment(self, eq: Equation, shape: tuple[int, ...] | None = None) -> str:
+        """Where a statement comes from: the nodes it computes, or the gradient it is;
+        then the shape of the array it makes (default: its expression's)."""
         if eq.section == "forward":
             text = self._places(eq.origin)
         elif eq.section == "backward":
@@ -203,7 +205,8 @@ class _ModuleBuilder:
         else:
             places = self._places(eq.origin) if not eq.note else ""
             text = places or "shared subexpression"
-        shape = self.program.shapes.of(eq.target)
+        if shape is None:
+            shape = self.program.shapes.of(eq.target)
         return comment_text(f"{text}  -> {shape_text(shape)}")
 
     def _derivative_of(self, grad: sympy.Symbol) -> str:

@@ -195,3 +195,28 @@ def test_show_sizes_report_every_phase(capsys):
                     sizes[1])
     for phase in ("lower", "differentiate", "optimize", "emit", "total"):
         assert f"{phase} " in sizes[2]
+
+
+def test_progress_reports_each_phase_in_order(tmp_path):
+    loss, _ = _chain(2)
+    phases = []
+    nn.compile(loss, output_dir=tmp_path, progress=phases.append)
+    assert phases == ["lower", "differentiate", "optimize", "emit"]
+
+
+def test_cli_progress_shows_on_a_terminal_only():
+    import io
+
+    from symcompile.cli import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        with Progress(stream, "model.py") as progress:
+            progress("differentiate")
+    assert "symcompile: differentiating model.py... " in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\x1b[K")  # erased at the end
+    assert pipe.getvalue() == ""
