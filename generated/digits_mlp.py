@@ -25,6 +25,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
+SOURCE_HASH = '60d4d95aad83fa7b'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {

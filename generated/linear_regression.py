@@ -17,6 +17,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'f908d747121a3162'
+SOURCE_HASH = '409eeafdfb0fdef5'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {

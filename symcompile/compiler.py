@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,11 @@ from sympy.core.parameters import distribute
 
 from . import formula
 from .autodiff import differentiate
-from .cache import load_module
+from .cache import is_generated, load_module
 from .emit import EmitOptions, module_source, template_dir
 from .files import atomic_write_text
 from .graph import Graph, capture
+from .integrity import is_intact, is_sealed
 from .lowering import FUSION_OPS_LIMIT, lower
 from .naming import identifier
 from .optimize import optimize
@@ -96,10 +98,11 @@ class Options:
     solver_options: tuple[tuple[str, bool], ...] = ()
     hyper: tuple[tuple[str, float], ...] = ()  # defaults of the fused step's arguments
     fusion_limit: int = FUSION_OPS_LIMIT
+    check_finite: bool = False
 
     def key(self) -> str:
         return (f"{self.name}|{self.solver}|{self.solver_options}|{self.hyper}|{self.dtype}"
-                f"|{self.fusion_limit}")
+                f"|{self.fusion_limit}|{self.check_finite}")
 
 
 def solver_options(solver) -> tuple[str | None, tuple, tuple]:
@@ -173,7 +176,8 @@ def generate(graph: Graph, options: Options,
         plan = schedule(program)
         emit_options = EmitOptions(options.name, options.regenerate, options.source,
                                    RULES[options.solver] if options.solver else None,
-                                   options.solver_options, options.hyper)
+                                   options.solver_options, options.hyper,
+                                   options.check_finite)
         source = module_source(program, plan, graph.fingerprint(), emit_options)
         lap("emit")
     return source, program, timings
@@ -195,17 +199,47 @@ def check_gradient(loss: Variable, seed: int = 0, samples: int = 20,
     return result.check(seed, samples, tolerance)
 
 
-def write_module(source: str, path: Path) -> bool:
-    """Write `source` to `path` atomically unless it already holds exactly that text."""
-    if path.is_file() and path.read_text(encoding="utf-8") == source:
+def write_module(source: str, path: Path, keep_edits: bool = True) -> bool:
+    """Write `source` to `path` atomically unless it already holds exactly that text.
+
+    Never destroys what a user wrote: a file at `path` that symcompile did not generate is
+    refused (FileExistsError), and a generated module edited by hand is first kept as
+    ``NAME.py.edited`` (unless `keep_edits` is False: the runtime's own cache files).
+    """
+    try:
+        existing = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        existing = None
+    except (UnicodeDecodeError, IsADirectoryError):
+        existing = ""  # certainly not a module we generated
+    if existing == source:
         return False
+    if existing is not None and keep_edits:
+        if not is_generated(existing):
+            raise FileExistsError(
+                f"refusing to overwrite {path}: it is not a module symcompile generated "
+                "(choose another module name or output directory)")
+        if is_sealed(existing) and not is_intact(existing):
+            kept = _free_name(path.with_name(path.name + ".edited"))
+            atomic_write_text(kept, existing)
+            warnings.warn(f"{path} had been edited by hand; your version is kept as {kept}",
+                          stacklevel=3)
     atomic_write_text(path, source)
     return True
 
 
+def _free_name(path: Path) -> Path:
+    """`path`, or `path.1`, `path.2`, ... : the first that does not exist."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}.{number}")
+    return candidate
+
+
 def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "generated", *,
             solver="sgd", dtype: str = "float32", regenerate: str | None = None,
-            fusion_limit: int = FUSION_OPS_LIMIT,
+            fusion_limit: int = FUSION_OPS_LIMIT, check_finite: bool = False,
             progress: Callable[[str], None] | None = None) -> CompileResult:
     """Compile the graph that computes `loss` into ``output_dir/NAME.py`` and load it.
 
@@ -222,6 +256,8 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
         fusion_limit: Operations one fused statement may hold before a chain of
             elementwise functions is cut (0: one statement per function, handy to read
             the code node by node).
+        check_finite: The fused training step raises FloatingPointError, naming the
+            parameter, when a gradient holds NaN or Inf, before updating anything.
         progress: Called with each compiler phase's name as it starts (see `generate`).
 
     Returns:
@@ -243,7 +279,7 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
     rule, flags, hyper = solver_options(solver)
     options = Options(module_name, rule, dtype,
                       regenerate or f"symcompile.compile(...) of the graph built at {site}",
-                      site, flags, hyper, fusion_limit)
+                      site, flags, hyper, fusion_limit, bool(check_finite))
     source, program, timings = generate(graph, options, progress)
     path = Path(output_dir) / f"{module_name}.py"
     write_module(source, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 
@@ -11,11 +12,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file in the same directory and rename it.
 
     The rename is atomic on POSIX and Windows, so a process killed mid-write leaves either
-    the previous file or no file, plus at most a stray `.tmp` file that nothing loads.
+    the previous file or no file, plus a stray `.tmp` file that nothing loads; the next
+    write of the same file removes the strays of writers that are no longer running.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         os.chmod(tmp, _mode_for(path))
         with os.fdopen(fd, "wb") as handle:
@@ -29,7 +32,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         except FileNotFoundError:
             pass
         raise
+    _remove_strays(path)
     return path
+
+
+def _remove_strays(path: Path) -> None:
+    """Delete temporary files of `path` left by writers that died before renaming them."""
+    if os.name != "posix":
+        return
+    for stray in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        owner = stray.name[len(path.name) + 2:].split(".", 1)[0]
+        if owner.isdigit() and not _running(int(owner)):
+            try:
+                stray.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _mode_for(path: Path) -> int:

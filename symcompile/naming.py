@@ -21,7 +21,7 @@ RESERVED = frozenset(
         "PARAMETERS", "OUTPUTS", "GRADIENTS", "forward", "gradient", "sgd_step",
         "forward_saving", "backward", "init_parameters", "check_gradient", "lr", "saved",
         "rng", "seed", "self", "SOLVER", "STATE", "UNREACHED", "init_state", "save_checkpoint",
-        "load_checkpoint", "path", "params", "state", "arrays",
+        "load_checkpoint", "path", "params", "state", "arrays", "SOURCE_HASH", "require_finite",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

@@ -110,16 +110,18 @@ def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
     return bound
 
 
-def load(path, loss: Variable):
+def load(path, loss: Variable, allow_edited: bool = False):
     """Load the generated module at `path` and run `loss`'s forward()/backward() with it.
 
     Raises GraphMismatchError, saying how to regenerate it, when the module was generated
-    for another graph (its GRAPH_HASH differs from this graph's).
+    for another graph (its GRAPH_HASH differs from this graph's), and ModuleEditedError
+    when its text was changed after generation, unless `allow_edited` (your edits, your
+    responsibility: `check_gradient()` in the module tests them).
     """
     from .graph import capture
 
     captured = capture(loss, name=_module_name(loss), observed=True)
-    module = cache.load_module(path, captured.graph.fingerprint())
+    module = cache.load_module(path, captured.graph.fingerprint(), allow_edited)
     bind(loss, module, captured)
     return module
 
@@ -151,11 +153,11 @@ def _module_for(graph, root: Variable) -> types.ModuleType:
     if path.is_file():
         try:
             module = cache.load_module(path, fingerprint)
-        except (cache.GraphMismatchError, ImportError):
-            module = None
+        except (cache.GraphMismatchError, cache.ModuleEditedError, ImportError):
+            module = None  # not what this graph needs: regenerate it
     if module is None:
         source, _, _ = compiler.generate(graph, options)
-        compiler.write_module(source, path)
+        compiler.write_module(source, path, keep_edits=False)
         module = cache.load_module(path, fingerprint)
     _modules[key] = module
     return module
@@ -174,7 +176,7 @@ def update_function(rule_name: str, options: tuple = ()):
     source = update_module_source(RULES[rule_name], options)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     path = cache.cache_dir() / f"update_{rule_name}_{digest}.py"
-    compiler.write_module(source, path)
+    compiler.write_module(source, path, keep_edits=False)
     function = cache.load_module(path).update
     _updates[key] = function
     return function

@@ -46,9 +46,9 @@ class Elements(html.parser.HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digits(tmp_path_factory):
     return nn.compile(load_loss(str(DIGITS)), name="digits_page",
-                      output_dir=ROOT / ".pytest_cache" / "html")
+                      output_dir=tmp_path_factory.mktemp("html"))
 
 
 def test_page_has_the_graph_the_formulas_and_the_code(digits):
