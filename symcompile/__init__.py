@@ -9,7 +9,7 @@ Use it as nnabla::
 
 from . import functions, initializer, parameter, parametric_functions, random, solvers, utils
 from ._version import __version__
-from .cache import GraphMismatchError
+from .cache import GraphMismatchError, ModuleEditedError
 from .compiler import CompileResult, check_gradient, compile
 from .lowering import ExpressionTooLarge
 from .parameter import (
@@ -24,8 +24,8 @@ from .runtime import load
 from .variable import NdArray, Variable
 
 __all__ = [
-    "CompileResult", "ExpressionTooLarge", "GraphMismatchError", "NdArray", "Variable",
-    "__version__",
+    "CompileResult", "ExpressionTooLarge", "GraphMismatchError", "ModuleEditedError",
+    "NdArray", "Variable", "__version__",
     "check_gradient", "clear_parameters", "compile", "functions", "get_parameters",
     "initializer", "load", "load_parameters", "save_parameters", "utils",
     "parameter", "parameter_scope", "parametric_functions", "random", "seed", "solvers",

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import numpy
 
 from . import initializer as I
+from . import memory
 from .variable import Variable, bump_epoch
 
 _root: OrderedDict = OrderedDict()
@@ -132,6 +133,8 @@ def get_parameter_or_create(name, shape=None, initializer=None, need_grad=True,
             )
         param = Variable(shape, need_grad=need_grad)
         param._name = leaf
+        # initializers draw in float64 before the float32 copy
+        memory.require(param.shape, numpy.float64, f"parameter {_full_key(leaf)!r}")
         if isinstance(initializer, numpy.ndarray):
             param.d = initializer
         elif initializer is not None:

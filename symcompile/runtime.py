@@ -13,7 +13,7 @@ import types
 
 import numpy
 
-from . import cache
+from . import cache, memory
 from .variable import Storage, Variable, graph_epoch
 
 _modules: dict[str, types.ModuleType] = {}  # compile key -> loaded module
@@ -81,12 +81,23 @@ def binding(root: Variable) -> Binding:
     from .graph import capture
 
     captured = capture(root, name=_module_name(root), observed=True)
+    _require_memory(captured.graph)
     fingerprint = captured.graph.fingerprint()
     if bound is not None and bound.fingerprint == fingerprint:
         module = bound.module  # something changed elsewhere; this graph did not
     else:
         module = _module_for(captured.graph, root)
     return bind(root, module, captured, epoch)
+
+
+def _require_memory(graph) -> None:
+    """Refuse, before compiling or running, a graph with an array this machine cannot hold."""
+    producers = {node.output: node for node in graph.nodes}
+    for value in graph.values:
+        node = producers.get(value.index)
+        what = (f"{node.op} '{graph.label(value.index)}' at {node.location}" if node
+                else f"{value.kind} '{graph.label(value.index)}'")
+        memory.require(value.shape, value.dtype, what)
 
 
 def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:

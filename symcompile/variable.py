@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy
 
-from . import callsite
+from . import callsite, memory
 
 DTYPE = numpy.float32
 # Refuse shapes whose arrays could never be allocated, before NumPy tries.
@@ -71,17 +71,21 @@ class Storage:
         self.computed = False  # an intermediate's value has been computed at least once
         self.init = None  # how a parameter was initialised (see initializer.describe)
 
+    def _zeros(self) -> numpy.ndarray:
+        memory.require(self.shape, self.dtype, "Variable")
+        return numpy.zeros(self.shape, self.dtype)
+
     @property
     def data(self) -> numpy.ndarray:
         if self._data is None:
-            self._data = numpy.zeros(self.shape, self.dtype)
+            self._data = self._zeros()
         return self._data
 
     @property
     def grad(self) -> numpy.ndarray:
         """The gradient array, materialising a pending lazy zero first."""
         if self._grad is None:
-            self._grad = numpy.zeros(self.shape, self.dtype)
+            self._grad = self._zeros()
         elif self.grad_zeroing:
             self._grad.fill(0)
         self.grad_zeroing = False
@@ -90,7 +94,7 @@ class Storage:
     def accumulate_grad(self, value) -> None:
         """Add `value` to the gradient (assign when it was zeroed): what backward() does."""
         if self._grad is None:
-            self._grad = numpy.zeros(self.shape, self.dtype)
+            self._grad = self._zeros()
             self._grad[...] = value
         elif self.grad_zeroing:
             self._grad[...] = value
