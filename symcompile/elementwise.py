@@ -12,6 +12,51 @@ from __future__ import annotations
 
 import sympy
 
+# --- SymPy's tanh, sin and cos, safe under distribute(False) -----------------------------
+# SymPy's odd and even functions move a minus sign out of their argument: tanh(-u) is
+# -tanh(u), cos(-u) is cos(u). The compiler works under distribute(False) (so that
+# y - (a*x + b) keeps its shared a*x + b), where -(x + y) stays Mul(-1, x + y); for an
+# argument like -x - y both u and -u then "could extract a minus sign" and SymPy flips
+# between them until the recursion limit. These subclasses flip such a sum by negating
+# its terms, which ends the flipping. They keep SymPy's class names, which the printers
+# dispatch on.
+
+def _negated_sum(arg: sympy.Expr) -> sympy.Expr | None:
+    """-arg as a sum of negated terms, when arg is a sum whose minus sign SymPy extracts."""
+    if arg.is_Add and arg.could_extract_minus_sign():
+        return sympy.Add(*(-term for term in arg.args))
+    return None
+
+
+class tanh(sympy.tanh):  # noqa: N801 - the printers know it by this name
+    @classmethod
+    def eval(cls, arg):
+        flipped = _negated_sum(arg)
+        return -cls(flipped) if flipped is not None else super().eval(arg)
+
+    def fdiff(self, argindex=1):
+        return 1 - tanh(self.args[0]) ** 2
+
+
+class sin(sympy.sin):  # noqa: N801
+    @classmethod
+    def eval(cls, arg):
+        flipped = _negated_sum(arg)
+        return -cls(flipped) if flipped is not None else super().eval(arg)
+
+    def fdiff(self, argindex=1):
+        return cos(self.args[0])
+
+
+class cos(sympy.cos):  # noqa: N801
+    @classmethod
+    def eval(cls, arg):
+        flipped = _negated_sum(arg)
+        return cls(flipped) if flipped is not None else super().eval(arg)
+
+    def fdiff(self, argindex=1):
+        return -sin(self.args[0])
+
 
 class _Elementwise(sympy.Function):
     def _eval_is_real(self):

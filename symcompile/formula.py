@@ -32,8 +32,11 @@ from .primitives import (
 )
 
 
-class Sum(sympy.Function):
-    """Display form of a sum: Sum(expr, count, axes); axes () means all axes.
+class SumOf(sympy.Function):
+    """Display form of a sum: SumOf(expr, count, axes); axes () means all axes.
+
+    (Not called Sum: SymPy's printers dispatch on class names, and would print it as
+    SymPy's own `Sum`.)
 
     `count` (how many elements the sum adds) is kept for mean detection, not printed.
     """
@@ -42,15 +45,15 @@ class Sum(sympy.Function):
         return True
 
 
-class Mean(sympy.Function):
-    """Display form of a mean: Mean(expr, axes); axes () means all axes."""
+class MeanOf(sympy.Function):
+    """Display form of a mean: MeanOf(expr, axes); axes () means all axes."""
 
     def _eval_is_commutative(self):
         return True
 
 
 def readable(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
-    """`expr` with primitives replaced by `Sum`/`Mean` and shape plumbing dropped.
+    """`expr` with primitives replaced by `SumOf`/`MeanOf` and shape plumbing dropped.
 
     Call it inside ``sympy.core.parameters.distribute(False)`` (as `as_text` does) so
     that ``-2*(y - (a*x + b))`` keeps the shape the derivative was taken in.
@@ -74,9 +77,9 @@ def readable(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
 
 
 def _sum(inner, count: int, axes) -> sympy.Expr:
-    """Sum(inner) with its numeric factor outside: c*sum(e), or mean(c*N*e) (see _as_mean)."""
+    """SumOf(inner) with its numeric factor outside: c*sum(e), or mean(c*N*e) (see _as_mean)."""
     coeff, rest = inner.as_coeff_Mul()
-    total = Sum(rest, sympy.Integer(count), sympy.Tuple(*axes))
+    total = SumOf(rest, sympy.Integer(count), sympy.Tuple(*axes))
     return _as_mean(sympy.Mul(coeff, total, evaluate=False)) if coeff != 1 else total
 
 
@@ -86,7 +89,7 @@ def _as_mean(product: sympy.Mul) -> sympy.Expr:
     The other factors of the product were pulled out of the sum because they are
     constant along the summed axes, so they may go back in.
     """
-    sums = [f for f in product.args if isinstance(f, Sum)]
+    sums = [f for f in product.args if isinstance(f, SumOf)]
     coeff, rest = product.as_coeff_Mul()
     if len(sums) != 1 or not coeff.is_Rational:
         return product
@@ -96,7 +99,7 @@ def _as_mean(product: sympy.Mul) -> sympy.Expr:
     if count <= 1 or not scaled.is_Integer:
         return product
     others = [f for f in sympy.Mul.make_args(rest) if f is not total]
-    return Mean(sympy.Mul(scaled, *others, total.args[0]), total.args[2])
+    return MeanOf(sympy.Mul(scaled, *others, total.args[0]), total.args[2])
 
 
 class FormulaPrinter(StrPrinter):
@@ -166,10 +169,10 @@ class FormulaPrinter(StrPrinter):
     def _print_Truncate(self, expr):
         return f"trunc({self._print(expr.args[0])})"
 
-    def _print_Sum(self, expr):
+    def _print_SumOf(self, expr):
         return _reduction_text("sum", self._print(expr.args[0]), expr.args[2])
 
-    def _print_Mean(self, expr):
+    def _print_MeanOf(self, expr):
         return _reduction_text("mean", self._print(expr.args[0]), expr.args[1])
 
 
@@ -194,10 +197,10 @@ class FormulaLatexPrinter(LatexPrinter):
     def _print_OneHot(self, expr):
         return rf"\operatorname{{onehot}}\left({self._print(expr.args[0])}\right)"
 
-    def _print_Sum(self, expr):
+    def _print_SumOf(self, expr):
         return self._reduction("sum", expr.args[0], expr.args[2])
 
-    def _print_Mean(self, expr):
+    def _print_MeanOf(self, expr):
         return self._reduction("mean", expr.args[0], expr.args[1])
 
     def _reduction(self, name, inner, axes):
@@ -224,10 +227,10 @@ class FormulaPrettyPrinter(PrettyPrinter):
     def _function(self, name: str, *args):
         return self._helper_print_function(None, list(args), func_name=name)
 
-    def _print_Sum(self, expr):
+    def _print_SumOf(self, expr):
         return self._reduction("sum", expr.args[0], expr.args[2])
 
-    def _print_Mean(self, expr):
+    def _print_MeanOf(self, expr):
         return self._reduction("mean", expr.args[0], expr.args[1])
 
     def _reduction(self, name, inner, axes):
@@ -262,7 +265,7 @@ class FormulaPrettyPrinter(PrettyPrinter):
         return self._print(sympy.Gt(expr.args[0], 0))
 
     def _print_Absolute(self, expr):
-        return self._print(sympy.Abs(expr.args[0]))
+        return self._print(sympy.Abs(expr.args[0], evaluate=False))
 
 
 def _axes_text(axes) -> str:
@@ -320,10 +323,10 @@ class FormulaMathMLPrinter(MathMLPresentationPrinter):
             return self._paren_comma_separated(expr)
         return printed
 
-    def _print_Sum(self, expr):
+    def _print_SumOf(self, expr):
         return self._reduction("sum", expr.args[0], expr.args[2])
 
-    def _print_Mean(self, expr):
+    def _print_MeanOf(self, expr):
         return self._reduction("mean", expr.args[0], expr.args[1])
 
     def _reduction(self, name, inner, axes):
@@ -360,7 +363,7 @@ class FormulaMathMLPrinter(MathMLPresentationPrinter):
         return self._paren_comma_separated(sympy.Gt(expr.args[0], 0))
 
     def _print_Absolute(self, expr):
-        return self._print(sympy.Abs(expr.args[0]))
+        return self._print(sympy.Abs(expr.args[0], evaluate=False))
 
     def _print_SoftmaxCrossEntropy(self, expr):
         return self._named("softmax_cross_entropy", expr.args[0], expr.args[1])

@@ -101,7 +101,7 @@ def _identity(x):
 
 @elementwise("tanh", "Tanh", 1)
 def _tanh(x):
-    return sympy.tanh(x)
+    return E.tanh(x)
 
 
 @elementwise("sigmoid", "Sigmoid", 1)
@@ -146,12 +146,12 @@ def _abs(x):
 
 @elementwise("sin", "Sin", 1)
 def _sin(x):
-    return sympy.sin(x)
+    return E.sin(x)
 
 
 @elementwise("cos", "Cos", 1)
 def _cos(x):
-    return sympy.cos(x)
+    return E.cos(x)
 
 
 @elementwise("maximum2", "Maximum2", 2)

@@ -304,3 +304,26 @@ def test_initializers_draw_from_nnabla_prng():
     again = I.UniformInitializer((-1, 1))((3,))
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, np.random.RandomState(313).uniform(-1, 1, 3))
+
+
+@pytest.mark.parametrize("name,build", [
+    ("tanh of -x - y", lambda x, y: F.tanh(-x - y)),
+    ("sin of x - y - exp(x)", lambda x, y: F.sin(x - y - F.exp(x))),
+    ("cos of -x - y", lambda x, y: F.cos(-x - y)),
+    ("abs of -x - y", lambda x, y: F.abs(-x - y)),
+    ("tanh of log_softmax", lambda x, y: F.tanh(F.log_softmax(x)) * y),
+    ("tanh of tanh of sum", lambda x, y: F.tanh(F.tanh(F.sum(x * y, axis=1, keepdims=True)))),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_functions_of_sums_with_leading_minus_signs(name, build, tmp_path, rng):
+    """SymPy flips tanh(-u) to -tanh(u) endlessly under the compiler's distribute(False)
+    when both u and -u look negative; and the display sum once printed as SymPy's Sum."""
+    x, y = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    references = {
+        "tanh of -x - y": lambda x, y: np.tanh(-x - y),
+        "sin of x - y - exp(x)": lambda x, y: np.sin(x - y - np.exp(x)),
+        "cos of -x - y": lambda x, y: np.cos(-x - y),
+        "abs of -x - y": lambda x, y: np.abs(-x - y),
+        "tanh of log_softmax": lambda x, y: np.tanh(np.log(softmax_ref(x, -1))) * y,
+        "tanh of tanh of sum": lambda x, y: np.tanh(np.tanh((x * y).sum(1, keepdims=True))),
+    }
+    check_function(build, references[name], [x, y], tmp_path, rng)
