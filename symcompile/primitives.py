@@ -298,9 +298,12 @@ class StopGradient(Primitive):
 
 
 class Composite(Primitive):
-    """A primitive with a closed-form VJP that is printed through its `expand`ed form."""
+    """A primitive with a closed-form VJP that is printed through its `expansion`.
 
-    def expand(self, shapes: Shapes) -> sympy.Expr:
+    (Not `expand`: SymPy calls `expand(complex=True)` on arguments of its functions.)
+    """
+
+    def expansion(self, shapes: Shapes) -> sympy.Expr:
         raise NotImplementedError
 
 

@@ -3,7 +3,7 @@
 Differentiating softmax cross-entropy through its exp and log would give a long chain
 of derivatives; its gradient is simply ``softmax(x) - onehot(t)``. So `Softmax`,
 `LogSoftmax` and `SoftmaxCrossEntropy` are `Composite` primitives: autodiff uses their
-VJPs below, and `expand` then rewrites them into the numerically stable NumPy form
+VJPs below, and `expand_composites` then rewrites them into the numerically stable NumPy form
 (``exp(x - max(x))``) before common subexpressions are shared between forward and
 backward.
 """
@@ -46,7 +46,7 @@ class Softmax(Composite):
         axis = int(self.args[1])
         return self * (g - reduce_sum(g * self, (axis,), True, self.shape(shapes), shapes))
 
-    def expand(self, shapes):
+    def expansion(self, shapes):
         _, e = _stable_exp(self.args[0], int(self.args[1]))
         return e / ReduceSum(e, *_keep(int(self.args[1])))
 
@@ -64,7 +64,7 @@ class LogSoftmax(Composite):
         total = reduce_sum(g, (int(axis),), True, self.shape(shapes), shapes)
         return g - Softmax(x, axis) * total
 
-    def expand(self, shapes):
+    def expansion(self, shapes):
         shifted, e = _stable_exp(self.args[0], int(self.args[1]))
         return shifted - sympy.log(ReduceSum(e, *_keep(int(self.args[1]))))
 
@@ -110,17 +110,17 @@ class SoftmaxCrossEntropy(Composite):
         return g * (Softmax(x, axis) * ValidLabel(t, classes)
                     - OneHot(t, sympy.Integer(classes), axis))
 
-    def expand(self, shapes):
+    def expansion(self, shapes):
         x, t, axis = self.args
         classes = sympy.Integer(shapes.of(x)[int(axis)])
-        picked = OneHot(t, classes, axis) * LogSoftmax(x, axis).expand(shapes)
+        picked = OneHot(t, classes, axis) * LogSoftmax(x, axis).expansion(shapes)
         return -ReduceSum(picked, *_keep(int(axis)))
 
 
 def expand_composites(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
     """`expr` with every Composite replaced by its expanded form (recursively)."""
     if isinstance(expr, Composite):
-        return expand_composites(expr.expand(shapes), shapes)
+        return expand_composites(expr.expansion(shapes), shapes)
     if not expr.args or isinstance(expr, sympy.Symbol):
         return expr
     args = [expand_composites(a, shapes) for a in expr.args]

@@ -327,3 +327,11 @@ def test_functions_of_sums_with_leading_minus_signs(name, build, tmp_path, rng):
         "tanh of tanh of sum": lambda x, y: np.tanh(np.tanh((x * y).sum(1, keepdims=True))),
     }
     check_function(build, references[name], [x, y], tmp_path, rng)
+
+
+def test_sympy_functions_of_composites(tmp_path, rng):
+    """SymPy's sin evaluation calls expand(complex=True) on its argument: a composite's
+    own expansion must not be called `expand`."""
+    x = rng.normal(size=(2, 3))
+    check_function(lambda v: F.sin(F.mul_scalar(F.log_softmax(v), 1.5)),
+                   lambda v: np.sin(1.5 * np.log(softmax_ref(v, -1))), [x], tmp_path, rng)
