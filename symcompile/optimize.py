@@ -189,10 +189,12 @@ def _renumber_temporaries(program: Program) -> None:
     temps += [t.target for t in program.temps
               if _TEMP.match(t.target.name) and t.target not in temps]
     rename = {old: sympy.Symbol(f"_t{n}") for n, old in enumerate(temps)}
-    for old, new in rename.items():
-        program.shapes.declare(new, program.shapes.of(old))
-        if program.shapes.is_mask(old):
-            program.shapes.declare_mask(new)
+    # New names are old names permuted: read every shape before declaring any.
+    shapes = program.shapes
+    declared = {new: (shapes.of(old), shapes.is_mask(old)) for old, new in rename.items()}
+    for new, (shape, mask) in declared.items():
+        shapes.declare(new, shape)
+        shapes.declare_mask(new, mask)
     for eq in program.equations():
         eq.target = rename.get(eq.target, eq.target)
         eq.expr = eq.expr.xreplace(rename)

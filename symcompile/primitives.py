@@ -35,18 +35,23 @@ class Shapes:
         self._masks: set[sympy.Symbol] = set()  # symbols holding boolean arrays
 
     def declare(self, symbol: sympy.Symbol, shape: tuple[int, ...]) -> sympy.Symbol:
-        self._symbols[symbol] = tuple(shape)
+        """Give `symbol` a shape; a symbol renamed to hold another array may be redeclared
+        (remembered shapes of expressions using it are then forgotten)."""
+        shape = tuple(shape)
+        if self._symbols.get(symbol, shape) != shape:
+            self._memo.clear()
+        self._symbols[symbol] = shape
         return symbol
 
     def of(self, expr: sympy.Basic) -> tuple[int, ...]:
-        if expr in self._memo:
-            return self._memo[expr]
         if isinstance(expr, sympy.Symbol):
             try:
-                shape = self._symbols[expr]
+                return self._symbols[expr]
             except KeyError:
                 raise KeyError(f"no shape declared for symbol {expr}") from None
-        elif isinstance(expr, Primitive):
+        if expr in self._memo:
+            return self._memo[expr]
+        if isinstance(expr, Primitive):
             shape = expr.shape(self)
         elif isinstance(expr, sympy.Number) or not expr.args:
             shape = ()
@@ -58,8 +63,12 @@ class Shapes:
     def is_scalar(self, expr: sympy.Basic) -> bool:
         return self.of(expr) == ()
 
-    def declare_mask(self, symbol: sympy.Symbol) -> None:
-        self._masks.add(symbol)
+    def declare_mask(self, symbol: sympy.Symbol, mask: bool = True) -> None:
+        """Whether `symbol` holds a boolean array (redeclarable, like shapes)."""
+        if mask:
+            self._masks.add(symbol)
+        else:
+            self._masks.discard(symbol)
 
     def is_mask(self, expr: sympy.Basic) -> bool:
         """Whether `expr` evaluates to a boolean NumPy array (a comparison or a one-hot)."""

@@ -335,3 +335,18 @@ def test_sympy_functions_of_composites(tmp_path, rng):
     x = rng.normal(size=(2, 3))
     check_function(lambda v: F.sin(F.mul_scalar(F.log_softmax(v), 1.5)),
                    lambda v: np.sin(1.5 * np.log(softmax_ref(v, -1))), [x], tmp_path, rng)
+
+
+def test_shared_temporaries_keep_their_shapes_when_renumbered(tmp_path, rng):
+    """Renumbering _t3 -> _t5 while _t5 -> _t2 once left _t5 with _t2's shape, and a
+    matrix product then met a "scalar" operand."""
+    arrays = [rng.normal(size=(3, 1)), rng.normal(size=(1, 2)), rng.normal(size=(2, 2))]
+
+    def build(x, w, v):
+        h = F.affine(F.affine(x, w), v)
+        return F.add2(F.mean(h), F.mean(F.sigmoid(F.softmax(x, axis=0))))
+
+    def reference(x, w, v):
+        return (x @ w @ v).mean() + (1 / (1 + np.exp(-softmax_ref(x, 0)))).mean()
+
+    check_function(build, reference, arrays, tmp_path, rng)
