@@ -18,7 +18,7 @@ import sympy
 from .graph import Graph, Value
 from .naming import RESERVED, Namer
 from .ops import OPS, LowerContext
-from .primitives import Shapes, materialize
+from .primitives import BroadcastTo, Shapes, materialize, shape_tuple
 from .program import FORWARD, Equation, Program
 from .update_rules import RULE_ARGUMENTS
 
@@ -63,6 +63,9 @@ def lower(graph: Graph, dtype: str = "float32",
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs), out.shape,
                            program.shapes)
         expr = op.lower([exprs[i] for i in node.inputs], node.attr_dict, ctx)
+        if not expr.free_symbols and program.shapes.of(expr) != out.shape:
+            # SymPy folded it to a constant (x - x): keep the array the next node expects
+            expr = BroadcastTo(expr, shape_tuple(out.shape))
         origin = tuple(sorted({node.index, *(o for i in node.inputs for o in origins[i])}))
         program.value_exprs[out.index] = expr
         program.value_origins[out.index] = origin

@@ -101,6 +101,19 @@ class Primitive(sympy.Function):
     """A tensor operation with a known result shape and a vector-Jacobian product."""
 
     tensor_args: tuple[int, ...] = (0,)  # positions of the array arguments
+    # Linear in each array argument: a zero argument (a gradient that cancelled out,
+    # x - x) makes the result zero, whatever the shapes.
+    linear = False
+    # Only moves elements around: a constant argument is the same constant.
+    structural = False
+
+    @classmethod
+    def eval(cls, *args):
+        if cls.linear and any(args[i] == 0 for i in cls.tensor_args):
+            return sympy.Integer(0)
+        if cls.structural and args[0].is_Number:
+            return args[0]
+        return None
 
     def _eval_is_commutative(self):
         return True  # elementwise products of arrays commute
@@ -125,6 +138,7 @@ class ReduceSum(Primitive):
     """``x.sum(axis=axes, keepdims=keepdims)``; args: (x, axes, keepdims)."""
 
     nargs = 3
+    linear = True
 
     def shape(self, shapes):
         x_shape = shapes.of(self.args[0])
@@ -144,6 +158,7 @@ class ExpandDims(Primitive):
     """``numpy.expand_dims(x, axes)``; args: (x, axes)."""
 
     nargs = 2
+    linear = structural = True
 
     def shape(self, shapes):
         x_shape = list(shapes.of(self.args[0]))
@@ -161,6 +176,7 @@ class Reshape(Primitive):
     """``numpy.reshape(x, shape)``; args: (x, shape)."""
 
     nargs = 2
+    linear = structural = True
 
     def shape(self, shapes):
         return as_ints(self.args[1])
@@ -179,7 +195,8 @@ class BroadcastTo(Primitive):
         return as_ints(self.args[1])
 
     def vjp(self, index, g, shapes):
-        return unbroadcast(g, shapes.of(self.args[0]), shapes)
+        # g may be smaller than this array (a scalar from a sum): count every element
+        return unbroadcast(g, shapes.of(self.args[0]), shapes, self.shape(shapes))
 
 
 class Full(Primitive):
@@ -191,7 +208,8 @@ class Full(Primitive):
         return as_ints(self.args[1])
 
     def vjp(self, index, g, shapes):
-        return unbroadcast(g, shapes.of(self.args[0]), shapes)
+        # g may be smaller than this array (a scalar from a sum): count every element
+        return unbroadcast(g, shapes.of(self.args[0]), shapes, self.shape(shapes))
 
 
 class Copy(Primitive):
@@ -210,6 +228,7 @@ class Dot(Primitive):
     """``numpy.vdot(u, v)``: the sum of the elementwise product of two same-shape arrays."""
 
     nargs = 2
+    linear = True
     tensor_args = (0, 1)
 
     def shape(self, shapes):
@@ -223,6 +242,7 @@ class MatMul(Primitive):
     """``a @ b`` (NumPy matmul: batch axes broadcast, the last two multiply)."""
 
     nargs = 2
+    linear = True
     tensor_args = (0, 1)
     precedence = 50  # binds like *, so a product containing it parenthesises it
 
@@ -242,6 +262,7 @@ class Transpose(Primitive):
     """``numpy.transpose(x, perm)`` (``x.T`` for a matrix)."""
 
     nargs = 2
+    linear = structural = True
 
     def shape(self, shapes):
         x_shape = shapes.of(self.args[0])

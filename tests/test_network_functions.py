@@ -350,3 +350,30 @@ def test_shared_temporaries_keep_their_shapes_when_renumbered(tmp_path, rng):
         return (x @ w @ v).mean() + (1 / (1 + np.exp(-softmax_ref(x, 0)))).mean()
 
     check_function(build, reference, arrays, tmp_path, rng)
+
+
+@pytest.mark.parametrize("name", ["sum of a broadcast", "reshape of x - x",
+                                  "softmax of a sum", "log_softmax over a length-1 axis"])
+def test_constants_and_cancelling_gradients_keep_their_shapes(name, tmp_path, rng):
+    """A gradient smaller than its array (a sum's scalar), a value SymPy folds to a
+    constant (x - x) and a gradient that cancels to 0 must keep their arrays' shapes."""
+    cases = {
+        "sum of a broadcast": ((1,), lambda x: F.broadcast(x, (3,)),
+                               lambda x: np.broadcast_to(x, (3,))),
+        "reshape of x - x": ((2,), lambda x: F.reshape(F.sub2(x, x), (1, 2)),
+                             lambda x: np.zeros((1, 2))),
+        "softmax of a sum": ((4, 2), lambda x: F.softmax(F.sum(x, axis=1)),
+                             lambda x: softmax_ref(x.sum(1), 0)),
+        "log_softmax over a length-1 axis": ((3, 1), lambda x: F.log_softmax(x, axis=1),
+                                             lambda x: np.zeros((3, 1))),
+    }
+    shape, build, reference = cases[name]
+    check_function(build, reference, [rng.normal(size=shape)], tmp_path, rng)
+    x = nn.Variable(shape, need_grad=True)  # and with the plain sum's scalar cotangent
+    result = nn.compile(F.sum(build(x)), output_dir=tmp_path / "sum", dtype="float64")
+    values = rng.normal(size=shape)
+    gradient = result.module.gradient(values)[1]
+    expected = {"sum of a broadcast": np.full(shape, 3.0)}.get(name)
+    assert gradient.shape == shape
+    if expected is not None:
+        np.testing.assert_allclose(gradient, expected)
