@@ -74,6 +74,10 @@ class Shapes:
         """Whether `expr` evaluates to a boolean NumPy array (a comparison or a one-hot)."""
         if isinstance(expr, sympy.Symbol):
             return expr in self._masks
+        if expr.is_Mul:  # (x > 0)*(y > 0) is a logical and: still boolean
+            return all(self.is_mask(factor) for factor in expr.args)
+        if expr.is_Pow:  # mask**2 is the mask
+            return bool(expr.exp.is_Integer and expr.exp > 0 and self.is_mask(expr.base))
         return (getattr(expr, "boolean", False) or isinstance(expr, sympy.Heaviside)
                 or bool(expr.is_Relational))
 

@@ -84,7 +84,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
         Python evaluates left to right, so the scalar factors combine before touching an
         array, and a mask only ever multiplies a float array (bool * int would make
-        int64, and -bool is an error).
+        int64, and -bool is an error); a product of masks alone is converted first.
         """
         coeff = sympy.Integer(1)
         factors = []
@@ -117,18 +117,26 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             text += "".join("/" + self.parenthesize(d, level) for d in scalar_den)
             scalar_den = []
         arrays = [self.parenthesize(f, level) for f in array_num]
+        if arrays and self._is_mask(array_num[0]):
+            # Only masks: as numbers of the module's dtype (2*mask would be int64,
+            # lr*mask float64, -mask an error).
+            arrays[0] = self._number(self._print(array_num[0]))
         if arrays:
             text = "*".join(([text] if text else []) + arrays)
         elif not text:
             text = "1"
         text += "".join("/" + self.parenthesize(d, level) for d in scalar_den + array_den)
-        if not sign:
-            return text
-        if scalar_num or not array_num or not self._is_mask(array_num[0]):
-            return sign + text
-        # Only masks: negate them as numbers of the module's dtype.
+        return sign + text
+
+    def _number(self, text: str) -> str:
+        """A boolean mask's text as numbers of the module's dtype (bool + bool is a
+        logical or in NumPy, bool - bool an error)."""
         dtype = self._module_format("numpy." + self._dtype)
-        return f"{self._module_format('numpy.negative')}({text}, dtype={dtype})"
+        return f"{self._module_format('numpy.asarray')}({_unwrapped(text)}, dtype={dtype})"
+
+    def _negated_number(self, text: str) -> str:
+        dtype = self._module_format("numpy." + self._dtype)
+        return f"{self._module_format('numpy.negative')}({_unwrapped(text)}, dtype={dtype})"
 
     def _print_Add(self, expr, order=None):
         """Negative terms as subtractions (``a - b``, never ``a + -b``), the costliest
@@ -143,7 +151,9 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         terms = list(self._as_ordered_terms(expr, order=order))
         positive = [t for t in terms if not t.as_coeff_Mul()[0].is_negative]
         if positive:
-            lead = max(positive, key=self._cost)  # the first of the costliest
+            # the first of the costliest, preferring numbers to masks: once the first term
+            # is a float array, NumPy adds masks to it as 0 and 1
+            lead = max(positive, key=lambda t: (not self._is_mask(t), self._cost(t)))
             terms.remove(lead)
             terms.insert(0, lead)
         for term in terms:
@@ -152,7 +162,11 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             # After " - ", a sum needs parentheses: a - (b + c).
             part = self.parenthesize(shown, PRECEDENCE["Add"], strict=not negative)
             if not text:
-                text = f"-{part}" if negative else part
+                if self._is_mask(shown):
+                    bare = self._print(shown)
+                    text = self._negated_number(bare) if negative else self._number(bare)
+                else:
+                    text = f"-{part}" if negative else part
             else:
                 text += f" - {part}" if negative else f" + {part}"
         return text
@@ -161,6 +175,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         base, exp = expr.base, expr.exp
         if exp.is_Float and float(exp).is_integer() and abs(float(exp)) < 2**53:
             exp = sympy.Integer(int(exp))
+        if exp.is_Integer and exp > 0 and self._is_mask(base):
+            return self._print(base)  # True**2 would be the integer 1
         if exp.is_Integer:
             level = PRECEDENCE["Pow"]
             if exp == -1:
@@ -209,10 +225,14 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         axes = as_ints(expr.args[1])
         axis = str(axes[0]) if len(axes) == 1 else shape_text(axes)
         keep = ", keepdims=True" if bool(expr.args[2]) else ""
+        if self._is_mask(expr.args[0]):  # a count, in the module's dtype
+            keep += f", dtype={self._module_format('numpy.' + self._dtype)}"
         return f"{self._receiver(expr.args[0])}.sum(axis={axis}{keep})"
 
     def _print_Dot(self, expr):
         u, v = (self._print(a) for a in expr.args)
+        if all(self._is_mask(a) for a in expr.args):  # vdot of two masks is a bool
+            u = self._number(u)
         return f"{self._module_format('numpy.vdot')}({u}, {v})"
 
     def _print_ExpandDims(self, expr):
@@ -233,7 +253,10 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         level = PRECEDENCE["Mul"]
         # @ is left-associative at the precedence of *: only the right operand needs
         # parentheses around a product.
-        return f"{self.parenthesize(a, level, strict=True)} @ {self.parenthesize(b, level)}"
+        left = self.parenthesize(a, level, strict=True)
+        if self._is_mask(a) and self._is_mask(b):  # bool @ bool is a bool
+            left = self._number(left)
+        return f"{left} @ {self.parenthesize(b, level)}"
 
     def _print_Transpose(self, expr):
         perm = as_ints(expr.args[1])
@@ -387,3 +410,15 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         dtype = self._module_format("numpy." + self._dtype)
         return (f"{self._module_format('numpy.full')}({shape_text(expr.args[1])}, "
                 f"{self._print(expr.args[0])}, dtype={dtype})")
+
+
+def _unwrapped(text: str) -> str:
+    """`text` without one pair of parentheses around all of it: "(x > 0)" -> "x > 0"."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return text
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and i < len(text) - 1:
+            return text  # "(a) + (b)": the first pair closes early
+    return text[1:-1]

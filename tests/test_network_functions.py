@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcheck import check_function
+from gradcheck import check_function, check_gradients
 
 import symcompile as nn
 import symcompile.functions as F
@@ -377,3 +377,28 @@ def test_constants_and_cancelling_gradients_keep_their_shapes(name, tmp_path, rn
     assert gradient.shape == shape
     if expected is not None:
         np.testing.assert_allclose(gradient, expected)
+
+
+@pytest.mark.parametrize("name", ["relu + maximum_scalar", "relu - maximum_scalar",
+                                  "clip with broadcast bounds"])
+def test_kink_derivatives_combine_as_numbers(name, tmp_path, rng):
+    """Kink derivatives are boolean masks; summed, subtracted or dotted together they must
+    count as 0 and 1 (NumPy's bool + bool is a logical or)."""
+    x = rng.choice([-1.5, -0.7, 0.8, 1.9], size=(4, 2))
+    cases = {
+        "relu + maximum_scalar": ([x], lambda v: F.relu(v) + F.maximum_scalar(v, 0.5),
+                                  lambda v: np.maximum(v, 0) + np.maximum(v, 0.5)),
+        "relu - maximum_scalar": ([x], lambda v: F.relu(v) - F.maximum_scalar(v, 0.5),
+                                  lambda v: np.maximum(v, 0) - np.maximum(v, 0.5)),
+        "clip with broadcast bounds": (
+            [x, np.array([[-0.3]]), np.array([[1.2, -1.0]])],
+            lambda v, lo, hi: F.clip_by_value(v, lo, hi),
+            lambda v, lo, hi: np.minimum(np.maximum(v, lo), hi)),
+    }
+    arrays, build, reference = cases[name]
+    check_function(build, reference, arrays, tmp_path, rng)
+    leaves = [nn.Variable(a.shape, need_grad=True) for a in arrays]
+    for i, leaf in enumerate(leaves):
+        leaf.name = f"v{i}"
+    module = nn.compile(F.sum(build(*leaves)), output_dir=tmp_path / "s", dtype="float64").module
+    check_gradients(module, {f"v{i}": a for i, a in enumerate(arrays)})

@@ -128,6 +128,34 @@ def test_masks_are_never_negated_or_multiplied_first():
     p = NumPyPrinter(shapes)
     onehot = OneHot(t, sympy.Integer(3), sympy.Integer(1))
     assert p.doprint(x - onehot) == "x - (t == numpy.arange(3))"
-    assert p.doprint(-onehot) == "numpy.negative((t == numpy.arange(3)), dtype=numpy.float32)"
+    assert p.doprint(-onehot) == "-numpy.asarray(t == numpy.arange(3), dtype=numpy.float32)"
     assert p.doprint(2 * onehot * x) == "2*x*(t == numpy.arange(3))"
-    assert p.doprint(-g * onehot) == "-g*(t == numpy.arange(3))"
+    assert p.doprint(-g * onehot) == "-g*numpy.asarray(t == numpy.arange(3), dtype=numpy.float32)"
+
+
+def test_arithmetic_on_masks_is_arithmetic_on_numbers():
+    """NumPy's bool + bool is a logical or, bool - bool an error, vdot of bools a bool,
+    2*bool an int64 array: masks combined with each other count as 0 and 1."""
+    import numpy as np
+
+    from symcompile.elementwise import IsGreater
+
+    shapes = Shapes()
+    for symbol in (x, y):
+        shapes.declare(symbol, (5,))
+    shapes.declare(g, ())
+    p = NumPyPrinter(shapes)
+    a, b = sympy.Heaviside(x), IsGreater(x, y)
+    values = {"x": np.array([-1, 0.5, 2, 3, -4], np.float32),
+              "y": np.array([0, 1, 1, 4, -5], np.float32), "g": np.float32(0.5)}
+    ma = (values["x"] > 0).astype(np.float32)
+    mb = (values["x"] > values["y"]).astype(np.float32)
+    cases = [(a + b, ma + mb), (a - b, ma - mb), (-a - b, -ma - mb), (2 * a, 2 * ma),
+             (g * a * b, 0.5 * ma * mb), (a * b + a, ma * mb + ma), (a**2 - b, ma - mb),
+             (Dot(a, b), np.vdot(ma, mb)), (ReduceSum(a, shape_tuple((0,)), 0), ma.sum())]
+    env = {"numpy": np, **values}
+    for expr, expected in cases:
+        text = p.doprint(expr)
+        got = eval(text, env)
+        np.testing.assert_array_equal(got, expected, err_msg=text)
+        assert np.asarray(got).dtype == np.float32, text
