@@ -65,8 +65,9 @@ def affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None, fix_parameters
         w = apply_w(w)
     b = None
     if with_bias:
-        b = get_parameter_or_create("b", outmaps, b_init or ConstantInitializer(), True,
-                                    not fix_parameters)
+        if b_init is None:  # not `b_init or ...`: an array initializer has no truth value
+            b_init = ConstantInitializer()
+        b = get_parameter_or_create("b", outmaps, b_init, True, not fix_parameters)
         if apply_b is not None:
             b = apply_b(b)
     return F.affine(inp, w, b, base_axis)

@@ -508,6 +508,8 @@ class Variable:
         elif other.ndim < self.ndim:
             right = F.reshape(other, (1,) * (self.ndim - other.ndim) + other.shape)
         out = F.batch_matmul(left, right)
+        if self.ndim == 1:  # NumPy drops the axis it prepended to a vector
+            return F.reshape(out, out.shape[:-2] + out.shape[-1:])
         return F.reshape(out, out.shape[:-1]) if other.ndim == 1 else out
 
 

@@ -8,6 +8,7 @@ from gradcheck import check_function, check_gradients
 
 import symcompile as nn
 import symcompile.functions as F
+import symcompile.parametric_functions as PF
 
 SHAPES = [(2, 3, 4), (32, 1), (5,)]
 
@@ -225,7 +226,8 @@ def test_batch_matmul(a_shape, b_shape, ta, tb, tmp_path, rng):
 
 @pytest.mark.parametrize("a_shape,b_shape", [((3, 4), (4, 2)), ((4,), (4,)), ((4,), (4, 2)),
                                              ((3, 4), (4,)), ((2, 3, 4), (4, 5)),
-                                             ((2, 3, 4), (4,)), ((3, 4), (2, 4, 5))])
+                                             ((2, 3, 4), (4,)), ((3, 4), (2, 4, 5)),
+                                             ((4,), (2, 4, 5)), ((4,), (3, 2, 4, 5))])
 def test_matmul_operator(a_shape, b_shape, tmp_path, rng):
     check_function(lambda a, b: a @ b, np.matmul,
                    [rng.normal(size=a_shape), rng.normal(size=b_shape)], tmp_path, rng)
@@ -402,3 +404,11 @@ def test_kink_derivatives_combine_as_numbers(name, tmp_path, rng):
         leaf.name = f"v{i}"
     module = nn.compile(F.sum(build(*leaves)), output_dir=tmp_path / "s", dtype="float64").module
     check_gradients(module, {f"v{i}": a for i, a in enumerate(arrays)})
+
+
+def test_pf_affine_takes_array_initializers():
+    x = nn.Variable((2, 3))
+    PF.affine(x, 4, w_init=np.ones((3, 4)), b_init=np.arange(4.0))
+    params = nn.get_parameters()
+    np.testing.assert_array_equal(params["affine/W"].d, np.ones((3, 4)))
+    np.testing.assert_array_equal(params["affine/b"].d, np.arange(4.0))
