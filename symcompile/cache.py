@@ -9,8 +9,8 @@ to regenerate it.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
-import importlib.util
 import os
 import re
 import sys
@@ -75,15 +75,17 @@ def load_module(path: str | os.PathLike, expected_hash: str | None = None,
     if name in sys.modules:
         module = sys.modules[name]
     else:
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import generated module {path}")
-        module = importlib.util.module_from_spec(spec)
+        # Run the bytes just checked, not the file again and not a cached .pyc: Python's
+        # bytecode cache keys on whole-second mtime and size, so a module regenerated
+        # within a second at the same size would run the previous graph's code.
+        module = types.ModuleType(name)
+        module.__file__ = str(path)
         try:
-            spec.loader.exec_module(module)
+            code = builtins.compile(data, str(path), "exec", dont_inherit=True)
         except SyntaxError as exc:
             raise ImportError(f"generated module {path} is not valid Python ({exc}); "
                               "delete it and compile again") from exc
+        exec(code, module.__dict__)  # noqa: S102 - a module symcompile generated
         sys.modules[name] = module
     found = getattr(module, "GRAPH_HASH", None)
     if expected_hash is not None and found != expected_hash:

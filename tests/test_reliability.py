@@ -319,6 +319,29 @@ def test_edited_cache_entry_is_regenerated(tmp_path):
     assert integrity.is_intact(entry.read_text())
 
 
+def test_regenerated_module_of_the_same_size_and_second_runs_its_own_code(tmp_path,
+                                                                         monkeypatch):
+    """Python's .pyc cache keys on the source's whole-second mtime and size: a module
+    regenerated for another graph within the same second, at the same size, must still
+    run its own code, not the previous graph's bytecode."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as on a user's machine
+    def scaled(factor):
+        nn.clear_parameters()
+        x = nn.Variable((3,))
+        x.name = "x"
+        return F.sum(F.mul_scalar(x, factor))
+
+    first = nn.compile(scaled(2.0), name="scaled", output_dir=tmp_path, solver=None)
+    stamp = first.path.stat()
+    assert float(first.module.forward(np.ones(3, np.float32))) == 6.0
+    second = nn.compile(scaled(3.0), name="scaled", output_dir=tmp_path, solver=None)
+    assert len(second.source) == len(first.source)
+    os.utime(second.path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    module = load_module(second.path, second.module.GRAPH_HASH)
+    assert float(module.forward(np.ones(3, np.float32))) == 9.0
+    assert not (tmp_path / "__pycache__").exists()
+
+
 def test_compiling_over_an_edited_module_keeps_the_edits(tmp_path):
     loss = load_loss(str(LINREG))
     result = nn.compile(loss, name="lin", output_dir=tmp_path)
