@@ -131,7 +131,9 @@ class _Backprop:
             for placeholder, prim in hidden.items():
                 if prim == expr:
                     return placeholder
-            placeholder = sympy.Symbol(f"_p{self._placeholders}")
+            # As real as the primitive it stands for: SymPy rewrites (h*h)**y as
+            # Abs(h)**(2*y) for a real h, whose derivative needs h real too.
+            placeholder = sympy.Symbol(f"_p{self._placeholders}", real=expr.is_real)
             self._placeholders += 1
             self.shapes.declare(placeholder, self.shapes.of(expr))
             hidden[placeholder] = expr

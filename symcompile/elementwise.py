@@ -94,6 +94,10 @@ class Maximum(_Elementwise):
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, a, b):
+        return sympy.Max(a, b) if a.is_Number and b.is_Number else None
+
     def fdiff(self, argindex=1):
         a, b = self.args
         return IsGreater(a, b) if argindex == 1 else IsLessEqual(a, b)
@@ -103,6 +107,10 @@ class Minimum(_Elementwise):
     """Elementwise min of two arrays; on a tie the gradient goes to the second."""
 
     nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        return sympy.Min(a, b) if a.is_Number and b.is_Number else None
 
     def fdiff(self, argindex=1):
         a, b = self.args

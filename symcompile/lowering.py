@@ -14,11 +14,12 @@ bounded). An expression past `EXPRESSION_OPS_LIMIT` stops compilation with
 from __future__ import annotations
 
 import sympy
+from sympy.core.parameters import distribute
 
 from .graph import Graph, Value
 from .naming import RESERVED, Namer
 from .ops import OPS, LowerContext
-from .primitives import BroadcastTo, Shapes, materialize, shape_tuple
+from .primitives import Composite, Full, Shapes, materialize, shape_tuple
 from .program import FORWARD, Equation, Program
 from .update_rules import RULE_ARGUMENTS
 
@@ -33,6 +34,14 @@ EXPRESSION_DEPTH_LIMIT = 100
 
 class ExpressionTooLarge(ValueError):
     """A fused expression too large to differentiate symbolically in reasonable time."""
+
+
+def operation_count(expr: sympy.Expr) -> int:
+    """`sympy.count_ops`, with SymPy's default distribution of numbers over sums: under
+    the compiler's distribute(False), counting 2**(2*(x - y)) recurses without end (SymPy's
+    Abs flips the sign of the sum back and forth)."""
+    with distribute(True):
+        return sympy.count_ops(expr)
 
 
 def lower(graph: Graph, dtype: str = "float32",
@@ -52,7 +61,22 @@ def lower(graph: Graph, dtype: str = "float32",
             program.needs_grad.add(sym)
 
     consumers = _consumer_counts(graph)
+    producers = {node.output: node for node in graph.nodes}
     depths = dict.fromkeys(exprs, 0)  # how deeply functions nest in each value's expression
+
+    def own_array(value: Value, expr: sympy.Expr, origin: tuple) -> None:
+        """Give `value` an array of its own: one forward equation, read by its consumers."""
+        name = value.name or _fallback_name(graph, value, producers[value.index].op)
+        sym = program.symbol(name, value.shape)
+        program.forward.append(
+            Equation(sym, materialize(expr, value.shape, program.shapes), FORWARD, origin))
+        program.symbols[value.index] = sym
+        exprs[value.index] = sym
+        origins[value.index] = ()
+        depths[value.index] = 0
+        if value.need_grad:
+            program.needs_grad.add(sym)
+
     for node in graph.nodes:
         op = OPS[node.op]
         out = graph.values[node.output]
@@ -63,28 +87,26 @@ def lower(graph: Graph, dtype: str = "float32",
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs), out.shape,
                            program.shapes)
         expr = op.lower([exprs[i] for i in node.inputs], node.attr_dict, ctx)
+        if _nests_composites(expr):
+            # A softmax of a softmax: each expands its argument twice (x - max(x)), so
+            # nested expansions grow exponentially. The inner one gets its own array.
+            for i in node.inputs:
+                if exprs[i].has(Composite) and not isinstance(exprs[i], sympy.Symbol):
+                    own_array(graph.values[i], exprs[i], origins[i])
+            expr = op.lower([exprs[i] for i in node.inputs], node.attr_dict, ctx)
         if not expr.free_symbols and program.shapes.of(expr) != out.shape:
             # SymPy folded it to a constant (x - x): keep the array the next node expects
-            expr = BroadcastTo(expr, shape_tuple(out.shape))
+            expr = Full(expr, shape_tuple(out.shape))
         origin = tuple(sorted({node.index, *(o for i in node.inputs for o in origins[i])}))
         program.value_exprs[out.index] = expr
         program.value_origins[out.index] = origin
-        size = sympy.count_ops(expr)
+        size = operation_count(expr)
         if size > EXPRESSION_OPS_LIMIT:
             raise ExpressionTooLarge(_too_large(graph, node, f"{size} operations",
                                                 EXPRESSION_OPS_LIMIT, fusion_limit))
         depths[out.index] = depth
         if _materialized(graph, out, node.inputs, consumers) or size > fusion_limit:
-            sym = program.symbol(out.name or _fallback_name(graph, out, op.name), out.shape)
-            program.forward.append(
-                Equation(sym, materialize(expr, out.shape, program.shapes), FORWARD, origin)
-            )
-            program.symbols[out.index] = sym
-            exprs[out.index] = sym
-            origins[out.index] = ()
-            depths[out.index] = 0
-            if out.need_grad:
-                program.needs_grad.add(sym)
+            own_array(out, expr, origin)
         else:
             exprs[out.index] = expr
             origins[out.index] = origin
@@ -102,6 +124,12 @@ def _too_large(graph: Graph, node, size: str, limit: int, fusion_limit: int) -> 
         f"fusion_limit={suggestion} in symcompile.compile, --fusion-limit {suggestion} on the "
         f"command line), or split this function into smaller ones"
     )
+
+
+def _nests_composites(expr: sympy.Expr) -> bool:
+    """Whether a softmax-family primitive in `expr` has another one in its argument."""
+    return any(isinstance(node, Composite) and node.args[0].has(Composite)
+               for node in sympy.preorder_traversal(expr))
 
 
 def _consumer_counts(graph: Graph) -> dict[int, int]:

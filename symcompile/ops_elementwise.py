@@ -111,7 +111,7 @@ def _sigmoid(x):
 
 @elementwise("relu", "ReLU", 1)
 def _relu(x):
-    return sympy.Max(x, 0)  # d/dx prints as (x > 0): relu'(0) = 0
+    return E.Maximum(x, sympy.Integer(0))  # d/dx is (x > 0): relu'(0) = 0, as in nnabla
 
 
 @elementwise("leaky_relu", "LeakyReLU", 1)
@@ -166,12 +166,12 @@ def _minimum2(x0, x1):
 
 @elementwise("maximum_scalar", "MaximumScalar", 1)
 def _maximum_scalar(x, val):
-    return sympy.Max(x, val)  # d/dx = (x - val > 0): 0 on a tie, as in nnabla
+    return E.Maximum(x, val)  # d/dx is (x > val): 0 on a tie, as in nnabla
 
 
 @elementwise("minimum_scalar", "MinimumScalar", 1)
 def _minimum_scalar(x, val):
-    return sympy.Min(x, val)
+    return E.Minimum(x, val)  # d/dx is (val > x): 0 on a tie
 
 
 # --- losses ------------------------------------------------------------------------------

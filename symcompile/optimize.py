@@ -22,7 +22,8 @@ import re
 import sympy
 
 from .formula import as_text
-from .primitives import Full
+from .lowering import operation_count
+from .primitives import Full, shape_tuple
 from .program import Equation, Program
 from .schedule import order
 from .softmax import expand_composites
@@ -41,9 +42,11 @@ def optimize(program: Program) -> None:
     program.fused_names = {program.value_exprs[i]: sym for i, sym in names.items()}
     _record_derivatives(program, program.fused_names)
     _expand_composites(program)
+    _fold_constant_gradients(program)
     _reuse_forward_values(program)
     program.stats["operations before CSE"] = _operations(program)
     _eliminate_common_subexpressions(program, names)
+    _constants_keep_shapes(program)
     program.stats["operations after CSE"] = _operations(program)
     program.stats["shared subexpressions"] = len(program.temps)
     _reduce_powers(program)
@@ -51,7 +54,7 @@ def optimize(program: Program) -> None:
 
 
 def _operations(program: Program) -> int:
-    return sum(sympy.count_ops(eq.expr) for eq in program.equations())
+    return sum(operation_count(eq.expr) for eq in program.equations())
 
 
 def _uses(exprs) -> dict[sympy.Symbol, int]:
@@ -92,6 +95,37 @@ def _expand_composites(program: Program) -> None:
         program.value_exprs[index] = expand_composites(expr, shapes)
 
 
+def _fold_constant_gradients(program: Program) -> None:
+    """Backward values that expansion folded into a number (the gradient through a
+    softmax summed over its axis is 0): a zero is substituted into its consumers, where
+    products and sums of it fold to zero too; any other number becomes an array of the
+    value's shape (a bare number has no shape for the matrix products after it)."""
+    keep = set(program.gradients.values())
+    zeros: dict[sympy.Symbol, sympy.Expr] = {}
+    kept: list[Equation] = []
+    for eq in program.backward:
+        eq.expr = eq.expr.xreplace(zeros) if zeros else eq.expr
+        if eq.expr.free_symbols:
+            kept.append(eq)
+        elif eq.expr == 0 and eq.target not in keep:
+            zeros[eq.target] = sympy.Integer(0)
+        else:
+            shape = program.shapes.of(eq.target)
+            if program.shapes.of(eq.expr) != shape and eq.target not in keep:
+                eq.expr = Full(eq.expr, shape_tuple(shape))
+            kept.append(eq)
+    program.backward = kept
+
+
+def _constants_keep_shapes(program: Program) -> None:
+    """An array CSE found to be a number (e - e, once both sides are the same expression)
+    is filled to its shape: the statements after it read it as an array."""
+    for eq in program.equations():
+        shape = program.shapes.of(eq.target)
+        if not eq.expr.free_symbols and program.shapes.of(eq.expr) != shape:
+            eq.expr = Full(eq.expr, shape_tuple(shape))
+
+
 def _reuse_forward_values(program: Program) -> None:
     known = {eq.expr: eq.target for eq in program.forward if not isinstance(eq.expr, Full)}
     if not known:
@@ -122,13 +156,15 @@ def _record_derivatives(program: Program, named: dict) -> None:
     """d root / d leaf as one formula per leaf, written with the names of the values the
     user named (``h``, ``z``) instead of their expansions when those would bloat it."""
     definitions = {eq.target: eq.expr for eq in program.backward}
-    # d root / d root is 1 for a scalar root; a non-scalar root keeps its cotangent symbol.
-    seed = {program.seed: sympy.Integer(1)} if program.graph.root.shape == () else {}
+    # d root / d root is 1 for a scalar root (a 0-d array, so that the reshapes and matrix
+    # products of it keep their shapes); a non-scalar root keeps its cotangent symbol.
+    seed = ({program.seed: Full(sympy.Integer(1), shape_tuple(()))}
+            if program.graph.root.shape == () else {})
     for index, grad in program.gradients.items():
         formula = grad
         for _ in range(len(definitions) + 1):
             expanded = formula.xreplace(definitions)
-            if expanded == formula or sympy.count_ops(expanded) > FORMULA_OPS_LIMIT:
+            if expanded == formula or operation_count(expanded) > FORMULA_OPS_LIMIT:
                 break
             formula = expanded
         formula = formula.xreplace(seed)

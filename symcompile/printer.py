@@ -108,7 +108,9 @@ class NumPyPrinter(_SymPyNumPyPrinter):
                 base = factor.base if factor.exp == -1 else sympy.Pow(factor.base, -factor.exp)
                 (scalar_den if self._is_scalar(base) else array_den).append(base)
             else:
-                (scalar_num if self._is_scalar(factor) else array_num).append(factor)
+                # A 0-d mask is still a NumPy bool: it goes with the arrays, last.
+                scalar = self._is_scalar(factor) and not self._is_mask(factor)
+                (scalar_num if scalar else array_num).append(factor)
         # The costliest array factor first (see _print_Add), boolean masks last.
         array_num.sort(key=lambda f: (self._is_mask(f), -self._cost(f)))
         level = PRECEDENCE["Mul"]
@@ -252,11 +254,15 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         a, b = expr.args
         level = PRECEDENCE["Mul"]
         # @ is left-associative at the precedence of *: only the right operand needs
-        # parentheses around a product.
+        # parentheses around a product, or around a power that prints as a quotient
+        # (x.T @ 1/h would be (x.T @ 1)/h).
         left = self.parenthesize(a, level, strict=True)
         if self._is_mask(a) and self._is_mask(b):  # bool @ bool is a bool
             left = self._number(left)
-        return f"{left} @ {self.parenthesize(b, level)}"
+        right = self.parenthesize(b, level)
+        if b.is_Pow and b.exp.is_negative and not right.startswith("("):
+            right = f"({right})"
+        return f"{left} @ {right}"
 
     def _print_Transpose(self, expr):
         perm = as_ints(expr.args[1])

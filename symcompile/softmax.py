@@ -128,8 +128,9 @@ def expand_composites(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
         return expr
     rebuilt = expr.func(*args)
     if isinstance(rebuilt, ReduceSum):
-        # Re-canonicalise sums: nested sums merge, products become dot products.
-        inner = rebuilt.args[0]
-        return reduce_sum(inner, as_ints(rebuilt.args[1]), bool(rebuilt.args[2]),
-                          shapes.of(inner), shapes)
+        # Re-canonicalise sums: nested sums merge, products become dot products. The
+        # nominal shape is the unexpanded argument's: its expansion may have folded into
+        # a constant (a softmax over an axis of length 1 is 1).
+        return reduce_sum(rebuilt.args[0], as_ints(rebuilt.args[1]), bool(rebuilt.args[2]),
+                          shapes.of(expr.args[0]), shapes)
     return rebuilt
