@@ -115,6 +115,46 @@ def test_same_bytes_across_processes_and_hash_seeds(tmp_path):
     assert all(run == runs[0] for run in runs[1:])
 
 
+RANDOM_GRAPHS_JOB = """
+    import pathlib, sys
+    from symcompile import compiler
+    for program in sys.argv[2:]:
+        namespace = {}
+        exec(pathlib.Path(program).read_text(), namespace)
+        compiler.compile(namespace["loss"], name=pathlib.Path(program).stem,
+                         output_dir=sys.argv[1], regenerate="r")
+"""
+
+
+def test_random_graphs_compile_to_the_same_bytes_across_hash_seeds(tmp_path):
+    """Random graphs (every function, broadcasting, reductions, losses), each built by its
+    nnabla-API program in fresh processes with different PYTHONHASHSEEDs."""
+    from hypothesis import given, settings
+    from random_graphs import graphs
+
+    programs: dict[str, None] = {}
+
+    @settings(max_examples=30, derandomize=True, database=None, deadline=None)
+    @given(spec=graphs(8))
+    def collect(spec):
+        programs[repr(spec)] = None
+
+    collect()
+    paths = []
+    for i, code in enumerate(programs):
+        paths.append(tmp_path / f"graph{i}.py")
+        paths[-1].write_text(code)
+    assert len(paths) >= 20
+    runs = []
+    for i, seed in enumerate(["0", "1", "random"]):
+        out = tmp_path / f"run{i}"
+        _finish(_python(RANDOM_GRAPHS_JOB, str(out), *map(str, paths),
+                        env=_env(tmp_path / f"cache{i}", PYTHONHASHSEED=seed)), timeout=300)
+        runs.append({p.name: p.read_bytes() for p in sorted(out.glob("*.py"))})
+    assert len(runs[0]) == len(paths)
+    assert all(run == runs[0] for run in runs[1:])
+
+
 # --- concurrency ------------------------------------------------------------------------
 
 # Each process builds its graph, waits for the start signal so that all compile at the
