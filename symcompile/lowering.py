@@ -19,7 +19,7 @@ from sympy.core.parameters import distribute
 from .graph import Graph, Value
 from .naming import RESERVED, Namer
 from .ops import OPS, LowerContext
-from .primitives import Composite, Full, Shapes, materialize, shape_tuple
+from .primitives import Composite, Full, Shapes, exact, materialize, shape_tuple
 from .program import FORWARD, Equation, Program
 from .update_rules import RULE_ARGUMENTS
 
@@ -94,9 +94,19 @@ def lower(graph: Graph, dtype: str = "float32",
                 if exprs[i].has(Composite) and not isinstance(exprs[i], sympy.Symbol):
                     own_array(graph.values[i], exprs[i], origins[i])
             expr = op.lower([exprs[i] for i in node.inputs], node.attr_dict, ctx)
+        if _shares_symbols([exprs[i] for i in node.inputs]):
+            # x - x, h / h: under distribute(False) SymPy cancels such terms only when a
+            # later pass rebuilds the expression, and a value that cancels to something
+            # smaller than its array would then lose its shape inside a sum or a reshape.
+            # Cancel now, and keep the cancelled form only if it changed the shape.
+            cancelled = _cancelled(expr)
+            if not cancelled.free_symbols or program.shapes.of(cancelled) != out.shape:
+                expr = cancelled
         if not expr.free_symbols and program.shapes.of(expr) != out.shape:
-            # SymPy folded it to a constant (x - x): keep the array the next node expects
+            # a constant: keep the array the next node expects
             expr = Full(expr, shape_tuple(out.shape))
+        elif program.shapes.of(expr) != out.shape:
+            expr = exact(expr, out.shape, program.shapes)
         origin = tuple(sorted({node.index, *(o for i in node.inputs for o in origins[i])}))
         program.value_exprs[out.index] = expr
         program.value_origins[out.index] = origin
@@ -124,6 +134,30 @@ def _too_large(graph: Graph, node, size: str, limit: int, fusion_limit: int) -> 
         f"fusion_limit={suggestion} in symcompile.compile, --fusion-limit {suggestion} on the "
         f"command line), or split this function into smaller ones"
     )
+
+
+def _shares_symbols(inputs: list) -> bool:
+    """Whether two of a node's input expressions depend on a common array."""
+    seen: set = set()
+    for expr in inputs:
+        symbols = expr.free_symbols
+        if seen & symbols:
+            return True
+        seen |= symbols
+    return False
+
+
+def _cancelled(expr: sympy.Expr) -> sympy.Expr:
+    """`expr` rebuilt with SymPy's default distribution of numbers over sums, which
+    cancels x - (x - 1) to 1."""
+    with distribute(True):
+        return _rebuilt(expr)
+
+
+def _rebuilt(expr: sympy.Expr) -> sympy.Expr:
+    if not expr.args or isinstance(expr, sympy.Symbol):
+        return expr
+    return expr.func(*(_rebuilt(a) for a in expr.args))
 
 
 def _nests_composites(expr: sympy.Expr) -> bool:

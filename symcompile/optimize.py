@@ -23,7 +23,7 @@ import sympy
 
 from .formula import as_text
 from .lowering import operation_count
-from .primitives import Full, shape_tuple
+from .primitives import Full, exact, shape_tuple, substitute
 from .program import Equation, Program
 from .schedule import order
 from .softmax import expand_composites
@@ -46,7 +46,7 @@ def optimize(program: Program) -> None:
     _reuse_forward_values(program)
     program.stats["operations before CSE"] = _operations(program)
     _eliminate_common_subexpressions(program, names)
-    _constants_keep_shapes(program)
+    _values_keep_shapes(program)
     program.stats["operations after CSE"] = _operations(program)
     program.stats["shared subexpressions"] = len(program.temps)
     _reduce_powers(program)
@@ -104,7 +104,7 @@ def _fold_constant_gradients(program: Program) -> None:
     zeros: dict[sympy.Symbol, sympy.Expr] = {}
     kept: list[Equation] = []
     for eq in program.backward:
-        eq.expr = eq.expr.xreplace(zeros) if zeros else eq.expr
+        eq.expr = substitute(eq.expr, zeros, program.shapes) if zeros else eq.expr
         if eq.expr.free_symbols:
             kept.append(eq)
         elif eq.expr == 0 and eq.target not in keep:
@@ -117,12 +117,17 @@ def _fold_constant_gradients(program: Program) -> None:
     program.backward = kept
 
 
-def _constants_keep_shapes(program: Program) -> None:
-    """An array CSE found to be a number (e - e, once both sides are the same expression)
-    is filled to its shape: the statements after it read it as an array."""
+def _values_keep_shapes(program: Program) -> None:
+    """A value whose expression simplified to something smaller than its array (e - e is
+    0 once CSE sees both sides are the same; a softmax summed over its axis is 1) still
+    has its array's shape: the matrix products and dot products after it need it."""
     for eq in program.equations():
         shape = program.shapes.of(eq.target)
-        if not eq.expr.free_symbols and program.shapes.of(eq.expr) != shape:
+        if program.shapes.of(eq.expr) == shape:
+            continue
+        if eq.expr.free_symbols:
+            eq.expr = exact(eq.expr, shape, program.shapes)
+        else:
             eq.expr = Full(eq.expr, shape_tuple(shape))
 
 
@@ -145,8 +150,9 @@ def _name_fused_values(program: Program) -> dict[int, sympy.Symbol]:
     seen = set()
     for index, expr in program.value_exprs.items():
         value = program.graph.values[index]
+        # (a constant is not named: x - x is 0, and every 0 in a formula is not x - x)
         if value.name and index not in program.symbols and not isinstance(expr, sympy.Symbol) \
-                and expr not in seen:
+                and expr.free_symbols and expr not in seen:
             seen.add(expr)
             names[index] = program.symbol(value.name, program.shapes.of(expr))
     return names
@@ -295,6 +301,7 @@ def _fused_values(program: Program) -> dict:
     """Expression -> graph value, for the intermediates that were fused into others."""
     found = {}
     for index, expr in program.value_exprs.items():
-        if index not in program.symbols and not isinstance(expr, sympy.Symbol):
+        if index not in program.symbols and not isinstance(expr, sympy.Symbol) \
+                and expr.free_symbols:
             found.setdefault(expr, program.graph.values[index])
     return found

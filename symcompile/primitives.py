@@ -451,6 +451,33 @@ def swap_last(x: sympy.Expr, shapes: Shapes) -> sympy.Expr:
     return transpose(x, tuple(range(rank - 2)) + (rank - 1, rank - 2), shapes)
 
 
+def keep_argument_shapes(old: Primitive, args: list, shapes: Shapes) -> sympy.Expr:
+    """`old` rebuilt with `args`; an array argument that simplification made smaller (a
+    gradient folded to a scalar) is broadcast back to the shape `old` was built for, so
+    reshapes, transposes and matrix products still see it. A zero argument of a linear
+    primitive is left for `eval` to fold into 0."""
+    args = list(args)
+    for i in old.tensor_args:
+        shape = shapes.of(old.args[i])
+        if shapes.of(args[i]) != shape and not (old.linear and args[i] == 0):
+            args[i] = exact(args[i], shape, shapes)
+    return old.func(*args)
+
+
+def substitute(expr: sympy.Expr, mapping: dict, shapes: Shapes) -> sympy.Expr:
+    """``expr.xreplace(mapping)``, keeping the shapes of primitives' arguments."""
+    if expr in mapping:
+        return mapping[expr]
+    if not expr.args or isinstance(expr, sympy.Symbol):
+        return expr
+    args = [substitute(a, mapping, shapes) for a in expr.args]
+    if all(new is old for new, old in zip(args, expr.args, strict=True)):
+        return expr
+    if isinstance(expr, Primitive):
+        return keep_argument_shapes(expr, args, shapes)
+    return expr.func(*args)
+
+
 def reshape(x: sympy.Expr, shape, shapes: Shapes) -> sympy.Expr:
     """`x` with shape `shape` (same size); no-op reshapes vanish, nested ones merge."""
     shape = tuple(int(d) for d in shape)

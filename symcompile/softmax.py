@@ -15,10 +15,12 @@ import sympy
 from .primitives import (
     Composite,
     Mask,
+    Primitive,
     ReduceMax,
     ReduceSum,
     Shapes,
     as_ints,
+    keep_argument_shapes,
     reduce_sum,
     shape_tuple,
 )
@@ -126,11 +128,12 @@ def expand_composites(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
     args = [expand_composites(a, shapes) for a in expr.args]
     if all(new is old for new, old in zip(args, expr.args, strict=True)):
         return expr
-    rebuilt = expr.func(*args)
-    if isinstance(rebuilt, ReduceSum):
+    if isinstance(expr, ReduceSum):
         # Re-canonicalise sums: nested sums merge, products become dot products. The
         # nominal shape is the unexpanded argument's: its expansion may have folded into
         # a constant (a softmax over an axis of length 1 is 1).
-        return reduce_sum(rebuilt.args[0], as_ints(rebuilt.args[1]), bool(rebuilt.args[2]),
+        return reduce_sum(args[0], as_ints(expr.args[1]), bool(expr.args[2]),
                           shapes.of(expr.args[0]), shapes)
-    return rebuilt
+    if isinstance(expr, Primitive):
+        return keep_argument_shapes(expr, args, shapes)
+    return expr.func(*args)

@@ -559,8 +559,13 @@ UNARY = [
 ]
 
 
+UNARY_OPS = list(dict.fromkeys(u.op for u in UNARY))  # each function as likely, whatever
+# its number of variants (the operators have several)
+
+
 def _draw_unary(g: _Draft) -> None:
-    spec = g.choose(UNARY)
+    op = g.choose(UNARY_OPS)
+    spec = g.choose([u for u in UNARY if u.op == op])
     kw = {k: g.draw(s) for k, s in spec.kwargs.items()}
     c = kw.pop("c", None)
 
