@@ -3,15 +3,16 @@ independent NumPy evaluation, every compiled gradient against central finite dif
 (both in float64), and a check that these properties catch a wrong derivative rule.
 
 Budget: each property checks EXAMPLES random graphs, 200 by default, so CI compiles and
-checks 400 graphs (about 345 distinct; hypothesis repeats a few small ones), plus the
-injected-bug searches; the whole file takes about 70 s on 2 cores. Each property has its
-own fixed seed (``@seed``, no example database), so every run checks the same graphs. For
-a longer search set the number of graphs per property (about 0.07 s each)::
+checks 400 graphs (about 350 distinct; hypothesis repeats a few small ones), plus, for
+each function the random draws missed, the smallest graph that uses it, plus the
+injected-bug searches; the whole file takes about a minute on 2 cores. Each property has
+its own fixed seed (``@seed``, no example database), so every run checks the same
+graphs. For a longer search set the number of graphs per property (about 0.06 s each)::
 
     SYMCOMPILE_RANDOM_GRAPHS=3000 python -m pytest -s tests/test_random_graphs.py
 
-``-s`` shows how many graphs ran, which functions they used and what was rejected. A
-failure is reported as the graph's nnabla-API program (the spec's repr, also given to
+``-s`` shows how many graphs ran and which functions needed an extra graph. A failure is
+reported as the graph's nnabla-API program (the spec's repr, also given to
 ``hypothesis.note``), ready to paste into a file.
 
 The bugs these properties found are kept at the end of this file as the short programs
@@ -288,111 +289,80 @@ import symcompile as nn
 import symcompile.functions as F
 
 nn.clear_parameters()
+
+
+def leaf(name, shape, values, need_grad=True):
+    variable = nn.Variable(shape, need_grad=need_grad)
+    variable.name = name
+    variable.d = values
+    return variable
 """
 
 FOUND = {
     # a softmax over an axis of length 1 is the constant 1: expanding the sum after it
     # lost its shape (IndexError)
     "softmax over an axis of length 1": """
-x = nn.Variable((3, 1), need_grad=True)
-x.name = "x"
-x.d = [[0.5], [1.5], [-0.5]]
+x = leaf("x", (3, 1), [[0.5], [1.5], [-0.5]])
 loss = F.sum(F.softmax(F.softmax(x)))
 """,
     # the gradient of a softmax summed over its axis is 0: a bare 0 reached a matrix
     # product (matmul of a 0-d operand)
     "gradient through a summed softmax": """
-x = nn.Variable((2, 3), need_grad=True)
-x.name = "x"
-x.d = [[0.2, 0.5, 0.9], [0.4, 0.1, 0.7]]
-w = nn.Variable((3, 4), need_grad=True)
-w.name = "w"
-w.d = np.linspace(-1, 1, 12).reshape(3, 4)
+x = leaf("x", (2, 3), [[0.2, 0.5, 0.9], [0.4, 0.1, 0.7]])
+w = leaf("w", (3, 4), np.linspace(-1, 1, 12).reshape(3, 4))
 loss = F.sum(F.softmax(F.affine(x, w)))
 """,
     # log_softmax(x) - x is constant along the axis: the forward sum over it lost its
     # factor 3 (the expansion folded the length of the axis away)
     "log_softmax minus its input": """
-x = nn.Variable((2, 3), need_grad=True)
-x.name = "x"
-x.d = [[0.2, 0.5, 0.9], [0.4, 0.1, 0.7]]
+x = leaf("x", (2, 3), [[0.2, 0.5, 0.9], [0.4, 0.1, 0.7]])
 loss = F.sum(F.log_softmax(x) - x)
 """,
     # counting operations of 2**(2*(x - ...)) under distribute(False) recursed without
     # end in SymPy's Abs
     "power of a log_softmax": """
-x = nn.Variable((4,), need_grad=True)
-x.name = "x"
-x.d = [0.65, 0.82, 0.83, 1.41]
+x = leaf("x", (4,), [0.65, 0.82, 0.83, 1.41])
 h = 2.0 ** F.log_softmax(x)
 loss = F.sum(h * h)
 """,
     # the derivative's display formula replaced d loss/d loss by a bare 1, which has no
     # shape for the matrix product after it (IndexError)
     "derivative formula through a reshaped seed": """
-w = nn.Variable((1, 3), need_grad=True)
-w.name = "w"
-w.d = [[-1.92, 0.49, -1.67]]
-v = nn.Variable((1, 1), need_grad=True)
-v.name = "v"
-v.d = [[0.712]]
-a = nn.Variable((1, 1), need_grad=True)
-a.name = "a"
-a.d = [[-1.31]]
+w = leaf("w", (1, 3), [[-1.92, 0.49, -1.67]])
+v = leaf("v", (1, 1), [[0.712]])
+a = leaf("a", (1, 1), [[-1.31]])
 h = F.maximum2(a, w) * 2.0
 loss = (F.sum(F.affine(F.batch_matmul(h, w, transpose_b=True), v, base_axis=0))
         + F.sum(v / (a / h)))
 """,
     # printed as x.T @ 1/_t0, which Python reads as (x.T @ 1)/_t0
     "matrix product by a reciprocal": """
-x = nn.Variable((2, 4))  # data: no gradient
-x.name = "x"
-x.d = np.linspace(0.1, 1, 8).reshape(2, 4)
-w = nn.Variable((4, 3), need_grad=True)
-w.name = "w"
-w.d = np.linspace(0.1, 1, 12).reshape(4, 3)
+x = leaf("x", (2, 4), np.linspace(0.1, 1, 8).reshape(2, 4), need_grad=False)  # data: no gradient
+w = leaf("w", (4, 3), np.linspace(0.1, 1, 12).reshape(4, 3))
 loss = F.sum(F.log(F.affine(x, w)))
 """,
     # SymPy's Max took its derivative through Heaviside, whose real-part test flipped
     # sin's sign without end
     "maximum_scalar of a sine": """
-w = nn.Variable((), need_grad=True)
-w.name = "w"
-w.d = -1.54
-x = nn.Variable((), need_grad=True)
-x.name = "x"
-x.d = 0.74
+w = leaf("w", (), -1.54)
+x = leaf("x", (), 0.74)
 loss = F.sin(F.maximum_scalar(F.sin((w - x) ** 2), -1.0))
 """,
     # a 0-d comparison was printed first in a product and negated: -_t4*_t5 ('numpy
     # boolean negative')
     "negated 0-d comparison": """
-x = nn.Variable((), need_grad=True)
-x.name = "x"
-x.d = 1.9
-y = nn.Variable((), need_grad=True)
-y.name = "y"
-y.d = -1.9
-lo = nn.Variable((), need_grad=True)
-lo.name = "lo"
-lo.d = -1.31
-u = nn.Variable((3,), need_grad=True)
-u.name = "u"
-u.d = [0.52, 0.6, 0.19]
-v = nn.Variable((3,), need_grad=True)
-v.name = "v"
-v.d = [1.09, -0.68, -1.87]
+x = leaf("x", (), 1.9)
+y = leaf("y", (), -1.9)
+lo = leaf("lo", (), -1.31)
+u = leaf("u", (3,), [0.52, 0.6, 0.19])
+v = leaf("v", (3,), [1.09, -0.68, -1.87])
 loss = x + F.clip_by_value(x + y, lo, F.sum(u * v)) * (-1.5)
 """,
     # SymPy rewrote (h*h)**y as Abs(h)**(2*y) for the real sum h, then differentiated it
     # with respect to a non-real placeholder
     "square of a sum to a power": """
-x = nn.Variable((2, 3), need_grad=True)
-x.name = "x"
-x.d = [[0.2, 0.5, 0.9], [0.4, 0.1, 0.7]]
-y = nn.Variable((2, 1), need_grad=True)
-y.name = "y"
-y.d = [[0.5], [1.5]]
+x = leaf("x", (2, 3), [[0.2, 0.5, 0.9], [0.4, 0.1, 0.7]])
+y = leaf("y", (2, 1), [[0.5], [1.5]])
 h = F.sum(x, axis=1, keepdims=True)
 loss = F.mean((h * h) ** y)
 """,
@@ -402,9 +372,7 @@ loss = F.mean((h * h) ** y)
     "a difference that cancels late": """
 w = nn.parameter.get_parameter_or_create("w", (2, 3),
                                          np.array([[1.66, -0.23, 0.74], [1.5, -1.06, 0.61]]))
-t = nn.Variable((2, 3))
-t.name = "t"
-t.d = [[1, 0, 1], [0, 1, 0]]
+t = leaf("t", (2, 3), [[1, 0, 1], [0, 1, 0]], need_grad=False)
 h = F.sigmoid_cross_entropy(w, t)
 zero = h - h
 loss = F.sum(F.softmax(zero) * w) + F.sum(zero)
@@ -412,18 +380,10 @@ loss = F.sum(F.softmax(zero) * w) + F.sum(zero)
     # the softmax family nested over axes of length 1: every expansion doubles its argument
     # (x - max(x)), SymPy's simplification of the cancelling result recursed without end
     "softmax family nested over an axis of length 1": """
-x0 = nn.Variable((1,), need_grad=True)
-x0.name = 'x0'
-x0.d = np.array([-1.31])
-t0 = nn.Variable((1,), need_grad=False)
-t0.name = 't0'
-t0.d = np.array([0.0])
-t1 = nn.Variable((1,), need_grad=False)
-t1.name = 't1'
-t1.d = np.array([0.0])
-t2 = nn.Variable((1,), need_grad=False)
-t2.name = 't2'
-t2.d = np.array([0.0])
+x0 = leaf("x0", (1,), np.array([-1.31]))
+t0 = leaf("t0", (1,), np.array([0.0]), need_grad=False)
+t1 = leaf("t1", (1,), np.array([0.0]), need_grad=False)
+t2 = leaf("t2", (1,), np.array([0.0]), need_grad=False)
 h0 = F.clip_by_value(x0, 0.0, 1.0)
 h1 = F.log_softmax(h0)
 h2 = F.log_softmax(h1)
@@ -436,24 +396,17 @@ loss = F.mean(h5) + F.mean(h6)
     # the same nesting: a cancelling difference inside it became a bare 0 without a shape
     # ('int' object has no attribute 'max')
     "softmax cross-entropy over an axis of length 1, nested": """
-x = nn.Variable((3, 4), need_grad=True)
-x.name = "x"
-x.d = [[-1.3, 1.83, -1.62, -0.97], [1.2, 1.19, -0.86, 0.35], [0.14, -0.35, 0.33, -1.83]]
-t = nn.Variable((3, 1))
-t.name = "t"
-t.d = [[3], [2], [1]]
+x = leaf("x", (3, 4), [[-1.3, 1.83, -1.62, -0.97], [1.2, 1.19, -0.86, 0.35],
+                      [0.14, -0.35, 0.33, -1.83]])
+t = leaf("t", (3, 1), [[3], [2], [1]], need_grad=False)
 h = F.softmax_cross_entropy(F.softmax_cross_entropy(F.tanh(x), t), t * 0)
 loss = F.sum(F.log_softmax(F.log_softmax(h, axis=0), axis=0))
 """,
     # a value the user named that cancels to 0 gave every 0 in the derivative's formula its
     # name, the axes of sums included (Cannot convert symbols to int)
     "a named value that cancels to 0": """
-x = nn.Variable((), need_grad=True)
-x.name = "x"
-x.d = 0.7
-y = nn.Variable((2, 3), need_grad=True)
-y.name = "y"
-y.d = [[0.2, -0.5, 0.9], [0.4, 0.1, -0.7]]
+x = leaf("x", (), 0.7)
+y = leaf("y", (2, 3), [[0.2, -0.5, 0.9], [0.4, 0.1, -0.7]])
 zero = F.sub2(x, x)
 zero.name = "zero"
 loss = F.mean(zero) + F.sum(F.sum(F.softmax(y) * y, axis=0, keepdims=True) * F.tanh(y))
@@ -461,21 +414,15 @@ loss = F.mean(zero) + F.sum(F.sum(F.softmax(y) * y, axis=0, keepdims=True) * F.t
     # huber_loss(h, h) cancelled to a constant only inside a later sum, which then summed a
     # 0-d array over two axes (AxisError)
     "huber loss of a difference that cancels": """
-x = nn.Variable((3, 3), need_grad=True)
-x.name = "x"
-x.d = np.linspace(-1, 1, 9).reshape(3, 3)
+x = leaf("x", (3, 3), np.linspace(-1, 1, 9).reshape(3, 3))
 h = F.r_sub_scalar(x, 0.5)
 loss = F.sum(F.huber_loss(h, h, delta=2.0)) + F.sum(x * x)
 """,
     # a gradient through a softmax folded to a scalar after it had been inlined into a
     # reshape, which then reshaped the scalar (cannot reshape array of size 1)
     "reshaped gradient that folds to a scalar": """
-x0 = nn.Variable((1, 2), need_grad=True)
-x0.name = 'x0'
-x0.d = np.array([[-1.07, 1.91]])
-t0 = nn.Variable((1, 1), need_grad=False)
-t0.name = 't0'
-t0.d = np.array([[1.0]])
+x0 = leaf("x0", (1, 2), np.array([[-1.07, 1.91]]))
+t0 = leaf("t0", (1, 1), np.array([[1.0]]), need_grad=False)
 h0 = F.softmax(x0)
 h1 = F.softmax_cross_entropy(h0, t0)
 h2 = F.transpose(h1, axes=(0, 1))
