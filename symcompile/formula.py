@@ -65,7 +65,7 @@ def readable(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
         return _sum(inner, math.prod(shapes.of(expr.args[0])), ())
     if isinstance(expr, ReduceSum):
         inner = readable(expr.args[0], shapes)
-        shape = shapes.of(expr.args[0])
+        shape = as_ints(expr.args[3])
         axes = tuple(a for a in as_ints(expr.args[1]) if a < len(shape))
         # Summing over every axis longer than 1 reads as a plain sum.
         full = all(d == 1 for i, d in enumerate(shape) if i not in axes)

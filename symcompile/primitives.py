@@ -101,6 +101,16 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _folded_operand(operation: str, constant: sympy.Expr) -> ValueError:
+    """The error for an operand that simplification folded into a constant: only then is
+    an array argument smaller than the operation needs (sqrt(h**2)/|h| squared is 1)."""
+    return ValueError(
+        f"the operand of a {operation} simplifies to a constant ({constant} in the generated "
+        "code), whose array shape symcompile cannot recover there. Fix: that value does not "
+        "depend on the graph's inputs; give it as a constant array (an nn.Variable with "
+        "need_grad=False).")
+
+
 class Primitive(sympy.Function):
     """A tensor operation with a known result shape and a vector-Jacobian product."""
 
@@ -139,13 +149,17 @@ class Primitive(sympy.Function):
 
 
 class ReduceSum(Primitive):
-    """``x.sum(axis=axes, keepdims=keepdims)``; args: (x, axes, keepdims)."""
+    """``x.sum(axis=axes, keepdims=keepdims)``; args: (x, axes, keepdims, x_shape).
 
-    nargs = 3
+    `x_shape` is x's shape when the sum was built: if simplification later folds x into
+    something smaller (a constant), the sum still counts every element it stood for.
+    """
+
+    nargs = 4
     linear = True
 
     def shape(self, shapes):
-        x_shape = shapes.of(self.args[0])
+        x_shape = as_ints(self.args[3])
         axes, keep = as_ints(self.args[1]), bool(self.args[2])
         if keep:
             return tuple(1 if i in axes else d for i, d in enumerate(x_shape))
@@ -252,6 +266,8 @@ class MatMul(Primitive):
 
     def shape(self, shapes):
         a, b = shapes.of(self.args[0]), shapes.of(self.args[1])
+        if not a or not b:
+            raise _folded_operand("matrix product", self.args[0] if not a else self.args[1])
         return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
 
     def vjp(self, index, g, shapes):
@@ -270,7 +286,10 @@ class Transpose(Primitive):
 
     def shape(self, shapes):
         x_shape = shapes.of(self.args[0])
-        return tuple(x_shape[p] for p in as_ints(self.args[1]))
+        perm = as_ints(self.args[1])
+        if len(x_shape) != len(perm):
+            raise _folded_operand("transpose", self.args[0])
+        return tuple(x_shape[p] for p in perm)
 
     def vjp(self, index, g, shapes):
         perm = as_ints(self.args[1])
@@ -283,6 +302,10 @@ class ReduceMax(Primitive):
 
     nargs = 3
     method = "max"
+
+    @classmethod
+    def eval(cls, x, axis, keepdims):
+        return x if x.is_Number else None  # the max of a constant (folded) is itself
 
     def shape(self, shapes):
         x_shape = shapes.of(self.args[0])
@@ -398,7 +421,8 @@ def reduce_sum(expr: sympy.Expr, axes, keepdims: bool, in_shape: tuple[int, ...]
     if full_reduction:
         reduced = _as_dot(inside, actual, shapes)
     if reduced is None:
-        reduced = ReduceSum(inner, shape_tuple(axes), sympy.Integer(int(keepdims)))
+        reduced = ReduceSum(inner, shape_tuple(axes), sympy.Integer(int(keepdims)),
+                            shape_tuple(shapes.of(inner)))
     if count != 1:
         outside.append(sympy.Integer(count))
     return sympy.Mul(*outside, reduced)

@@ -15,7 +15,7 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
-from .primitives import Primitive, Shapes, as_ints
+from .primitives import BroadcastTo, Primitive, Shapes, as_ints, shape_tuple
 
 
 def shape_text(shape) -> str:
@@ -229,7 +229,11 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         keep = ", keepdims=True" if bool(expr.args[2]) else ""
         if self._is_mask(expr.args[0]):  # a count, in the module's dtype
             keep += f", dtype={self._module_format('numpy.' + self._dtype)}"
-        return f"{self._receiver(expr.args[0])}.sum(axis={axis}{keep})"
+        x, x_shape = expr.args[0], as_ints(expr.args[3])
+        if self._shapes is not None and self._shapes.of(x) != x_shape:
+            # x folded into something smaller after the sum was built: count its elements
+            x = BroadcastTo(x, shape_tuple(x_shape))
+        return f"{self._receiver(x)}.sum(axis={axis}{keep})"
 
     def _print_Dot(self, expr):
         u, v = (self._print(a) for a in expr.args)
@@ -273,6 +277,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_ReduceMax(self, expr):
         x, axis, keep = expr.args
+        if self._shapes is not None and self._shapes.of(x) == ():
+            return self._print(x)  # a value folded into a constant: its max is itself
         keep = ", keepdims=True" if bool(keep) else ""
         return f"{self._receiver(x)}.{expr.method}(axis={int(axis)}{keep})"
 

@@ -26,8 +26,9 @@ from .primitives import (
 )
 
 
-def _keep(axis: int) -> tuple:
-    return shape_tuple((axis,)), sympy.Integer(1)
+def _keep(axis: int, x_shape: tuple[int, ...]) -> tuple:
+    """ReduceSum's arguments after the summand: over `axis`, keeping it."""
+    return shape_tuple((axis,)), sympy.Integer(1), shape_tuple(x_shape)
 
 
 def _stable_exp(x: sympy.Expr, axis: int) -> tuple[sympy.Expr, sympy.Expr]:
@@ -50,7 +51,7 @@ class Softmax(Composite):
 
     def expansion(self, shapes):
         _, e = _stable_exp(self.args[0], int(self.args[1]))
-        return e / ReduceSum(e, *_keep(int(self.args[1])))
+        return e / ReduceSum(e, *_keep(int(self.args[1]), self.shape(shapes)))
 
 
 class LogSoftmax(Composite):
@@ -68,7 +69,7 @@ class LogSoftmax(Composite):
 
     def expansion(self, shapes):
         shifted, e = _stable_exp(self.args[0], int(self.args[1]))
-        return shifted - sympy.log(ReduceSum(e, *_keep(int(self.args[1]))))
+        return shifted - sympy.log(ReduceSum(e, *_keep(int(self.args[1]), self.shape(shapes))))
 
 
 class OneHot(Mask):
@@ -116,7 +117,7 @@ class SoftmaxCrossEntropy(Composite):
         x, t, axis = self.args
         classes = sympy.Integer(shapes.of(x)[int(axis)])
         picked = OneHot(t, classes, axis) * LogSoftmax(x, axis).expansion(shapes)
-        return -ReduceSum(picked, *_keep(int(axis)))
+        return -ReduceSum(picked, *_keep(int(axis), shapes.of(x)))
 
 
 def expand_composites(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
@@ -133,7 +134,7 @@ def expand_composites(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
         # nominal shape is the unexpanded argument's: its expansion may have folded into
         # a constant (a softmax over an axis of length 1 is 1).
         return reduce_sum(args[0], as_ints(expr.args[1]), bool(expr.args[2]),
-                          shapes.of(expr.args[0]), shapes)
+                          as_ints(expr.args[3]), shapes)
     if isinstance(expr, Primitive):
         return keep_argument_shapes(expr, args, shapes)
     return expr.func(*args)

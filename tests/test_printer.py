@@ -66,10 +66,14 @@ def test_integer_powers():
 
 def test_tensor_primitives():
     p = printer()
-    assert p.doprint(ReduceSum(x * t, shape_tuple((0,)), sympy.Integer(1))) == \
+    column = shape_tuple((32, 1))
+    assert p.doprint(ReduceSum(x * t, shape_tuple((0,)), sympy.Integer(1), column)) == \
         "(t*x).sum(axis=0, keepdims=True)"
-    assert p.doprint(ReduceSum(x, shape_tuple((0, 1)), sympy.Integer(0))) == \
+    assert p.doprint(ReduceSum(x, shape_tuple((0, 1)), sympy.Integer(0), column)) == \
         "x.sum(axis=(0, 1))"
+    # a summand folded into a constant after the sum was built still counts 32 elements
+    assert p.doprint(ReduceSum(g, shape_tuple((0, 1)), sympy.Integer(0), column)) == \
+        "numpy.broadcast_to(g, (32, 1)).sum(axis=(0, 1))"
     assert p.doprint(Dot(x, t)) == "numpy.vdot(x, t)"
     assert p.doprint(Full(g, shape_tuple((1, 1)))) == \
         "numpy.full((1, 1), g, dtype=numpy.float32)"
@@ -152,7 +156,8 @@ def test_arithmetic_on_masks_is_arithmetic_on_numbers():
     mb = (values["x"] > values["y"]).astype(np.float32)
     cases = [(a + b, ma + mb), (a - b, ma - mb), (-a - b, -ma - mb), (2 * a, 2 * ma),
              (g * a * b, 0.5 * ma * mb), (a * b + a, ma * mb + ma), (a**2 - b, ma - mb),
-             (Dot(a, b), np.vdot(ma, mb)), (ReduceSum(a, shape_tuple((0,)), 0), ma.sum())]
+             (Dot(a, b), np.vdot(ma, mb)),
+             (ReduceSum(a, shape_tuple((0,)), 0, shape_tuple((5,))), ma.sum())]
     env = {"numpy": np, **values}
     for expr, expected in cases:
         text = p.doprint(expr)

@@ -418,6 +418,16 @@ x = leaf("x", (3, 3), np.linspace(-1, 1, 9).reshape(3, 3))
 h = F.r_sub_scalar(x, 0.5)
 loss = F.sum(F.huber_loss(h, h, delta=2.0)) + F.sum(x * x)
 """,
+    # (sqrt(1.5*h**2)/h)**2 is 1.5 only once CSE names h**2: the sum over it then summed
+    # a Python float ('float' object has no attribute 'sum'); sums now keep the shape of
+    # what they sum
+    "a summand that folds to a constant in CSE": """
+w = nn.parameter.get_parameter_or_create("w", (3, 2),
+                                         np.array([[0.5, -1.2], [0.3, 0.8], [-0.4, 1.1]]))
+h = F.softplus(w) + 1.0
+ratio = F.pow_scalar(F.mul_scalar(h ** 2, 1.5), 0.5) / h  # sqrt(1.5), once SymPy sees it
+loss = F.sum(ratio ** 2 + 1.5) + F.sum(w * w)
+""",
     # a gradient through a softmax folded to a scalar after it had been inlined into a
     # reshape, which then reshaped the scalar (cannot reshape array of size 1)
     "reshaped gradient that folds to a scalar": """
@@ -435,6 +445,21 @@ h8 = F.div2(h0, h2)
 loss = F.sum(h4) + F.mean(h7) + F.mean(h8)
 """,
 }
+
+
+def test_a_matrix_operand_that_folds_to_a_constant_is_a_clear_error(tmp_path):
+    """(sqrt(1.5*h**2)/h)**2 is 1.5 only once CSE names h**2; as a matrix operand its shape
+    cannot be recovered then (a known limitation): a ValueError that says what to do, not
+    an IndexError from inside the compiler."""
+    code = PROLOGUE + """
+w = leaf("w", (2, 3), [[0.5, -1.2, 0.3], [0.8, -0.4, 1.1]])
+v = leaf("v", (3, 4), np.ones((3, 4)))
+h = F.softplus(w) + 1.0
+ratio = F.pow_scalar(F.mul_scalar(h ** 2, 1.5), 0.5) / h
+loss = F.sum(F.affine(ratio ** 2, v))
+"""
+    with pytest.raises(ValueError, match="simplifies to a constant .* need_grad=False"):
+        check_program(code, tmp_path)
 
 
 def check_program(code: str, out) -> None:
