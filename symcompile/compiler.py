@@ -153,9 +153,24 @@ def generate(graph: Graph, options: Options,
     """
     if options.dtype not in DTYPES:
         raise ValueError(f"compile: dtype must be one of {DTYPES}, got {options.dtype!r}")
+    announce = progress or (lambda phase: None)
+    try:
+        # Numbers stay outside sums (2*(y - (a*x + b)) keeps y - (a*x + b)) so CSE can
+        # share them...
+        with distribute(False):
+            return _phases(graph, options, announce)
+    except RecursionError:
+        # ...but then SymPy's Abs, which its assumption system calls on some powers and
+        # derivatives, can flip the sign of a sum forever. Such a graph compiles with
+        # SymPy's default distribution; its code shares fewer subexpressions.
+        with distribute(True):
+            return _phases(graph, options, announce)
+
+
+def _phases(graph: Graph, options: Options, announce: Callable[[str], None]
+            ) -> tuple[str, Program, dict[str, float]]:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    announce = progress or (lambda phase: None)
 
     def lap(phase: str, following: str | None = None) -> None:
         nonlocal clock
@@ -165,21 +180,19 @@ def generate(graph: Graph, options: Options,
         if following:
             announce(following)
 
-    with distribute(False):  # keep y - (a*x + b) intact so CSE can share it
-        announce("lower")
-        program = lower(graph, options.dtype, options.fusion_limit)
-        lap("lower", "differentiate")
-        differentiate(program)
-        lap("differentiate", "optimize")
-        optimize(program)
-        lap("optimize", "emit")
-        plan = schedule(program)
-        emit_options = EmitOptions(options.name, options.regenerate, options.source,
-                                   RULES[options.solver] if options.solver else None,
-                                   options.solver_options, options.hyper,
-                                   options.check_finite)
-        source = module_source(program, plan, graph.fingerprint(), emit_options)
-        lap("emit")
+    announce("lower")
+    program = lower(graph, options.dtype, options.fusion_limit)
+    lap("lower", "differentiate")
+    differentiate(program)
+    lap("differentiate", "optimize")
+    optimize(program)
+    lap("optimize", "emit")
+    plan = schedule(program)
+    emit_options = EmitOptions(options.name, options.regenerate, options.source,
+                               RULES[options.solver] if options.solver else None,
+                               options.solver_options, options.hyper, options.check_finite)
+    source = module_source(program, plan, graph.fingerprint(), emit_options)
+    lap("emit")
     return source, program, timings
 
 

@@ -432,6 +432,16 @@ h = F.softplus(w) + 1.0
 ratio = F.pow_scalar(F.mul_scalar(h ** 2, 1.5), 0.5) / h  # sqrt(1.5), once SymPy sees it
 loss = F.sum(ratio ** 2 + 1.5) + F.sum(w * w)
 """,
+    # building h**h (and differentiating such graphs) under distribute(False) made SymPy's
+    # Abs flip the sign of a sum forever (RecursionError); such a graph now compiles with
+    # SymPy's default distribution
+    "a power whose base and exponent are a negated sum": """
+w = leaf("w", (), 0.62)
+t = leaf("t", (), 0.64)
+u = leaf("u", (), 0.64, need_grad=False)
+h = 1.5 - F.tanh(F.binary_cross_entropy(F.binary_cross_entropy(w, u), t))
+loss = F.sum(F.pow2(h, h))
+""",
     # a gradient through a softmax folded to a scalar after it had been inlined into a
     # reshape, which then reshaped the scalar (cannot reshape array of size 1)
     "reshaped gradient that folds to a scalar": """
