@@ -96,23 +96,18 @@ def _expand_composites(program: Program) -> None:
 
 
 def _fold_constant_gradients(program: Program) -> None:
-    """Backward values that expansion folded into a number (the gradient through a
-    softmax summed over its axis is 0): a zero is substituted into its consumers, where
-    products and sums of it fold to zero too; any other number becomes an array of the
-    value's shape (a bare number has no shape for the matrix products after it)."""
+    """Backward values that expansion folded into 0 (the gradient through a softmax
+    summed over its axis) are substituted into their consumers, where products and sums
+    of them fold to zero too. (Any other number keeps its equation and gets its array's
+    shape back in _values_keep_shapes.)"""
     keep = set(program.gradients.values())
     zeros: dict[sympy.Symbol, sympy.Expr] = {}
     kept: list[Equation] = []
     for eq in program.backward:
         eq.expr = substitute(eq.expr, zeros, program.shapes) if zeros else eq.expr
-        if eq.expr.free_symbols:
-            kept.append(eq)
-        elif eq.expr == 0 and eq.target not in keep:
+        if eq.expr == 0 and eq.target not in keep:
             zeros[eq.target] = sympy.Integer(0)
         else:
-            shape = program.shapes.of(eq.target)
-            if program.shapes.of(eq.expr) != shape and eq.target not in keep:
-                eq.expr = Full(eq.expr, shape_tuple(shape))
             kept.append(eq)
     program.backward = kept
 
