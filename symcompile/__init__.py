@@ -10,6 +10,7 @@ Use it as nnabla::
 from . import functions, initializer, parameter, parametric_functions, random, solvers, utils
 from ._version import __version__
 from .cache import GraphMismatchError, ModuleEditedError
+from .cache_auth import UnsafeCacheError, UntrustedCacheWarning
 from .compiler import CompileResult, check_gradient, compile
 from .lowering import ExpressionTooLarge
 from .parameter import (
@@ -25,7 +26,7 @@ from .variable import NdArray, Variable
 
 __all__ = [
     "CompileResult", "ExpressionTooLarge", "GraphMismatchError", "ModuleEditedError",
-    "NdArray", "Variable", "__version__",
+    "NdArray", "UnsafeCacheError", "UntrustedCacheWarning", "Variable", "__version__",
     "check_gradient", "clear_parameters", "compile", "functions", "get_parameters",
     "initializer", "load", "load_parameters", "save_parameters", "utils",
     "parameter", "parameter_scope", "parametric_functions", "random", "seed", "solvers",

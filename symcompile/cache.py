@@ -2,22 +2,35 @@
 
 Needs only the standard library and NumPy (which the generated module imports), so the
 runtime can load modules without SymPy or jinja2. A module is used only if its
-`GRAPH_HASH` matches the graph it is bound to, and only if its text is exactly what
-symcompile generated (`integrity`); anything else is refused with an error that says how
-to regenerate it.
+`GRAPH_HASH` matches the graph it is bound to (read from its text, before any of it runs),
+and only if its text is exactly what symcompile generated (`integrity`); anything else is
+refused with an error that says how to regenerate it.
+
+The runtime's own cache is not trusted: its directory must be private and every entry
+must carry a valid keyed MAC (`cache_auth`) before a byte of it is run.
 """
 
 from __future__ import annotations
 
+import ast
 import builtins
 import hashlib
 import os
 import re
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
+from . import cache_auth
+from .cache_auth import UnsafeCacheError, UntrustedCacheWarning
 from .integrity import is_intact
+
+__all__ = [
+    "GENERATED_MARK", "GraphMismatchError", "ModuleEditedError", "UnsafeCacheError",
+    "UntrustedCacheWarning", "cache_dir", "cache_location", "cached_module", "graph_hash_of",
+    "is_generated", "load_cached", "load_module", "store_cached",
+]
 
 
 class GraphMismatchError(ValueError):
@@ -36,12 +49,9 @@ def is_generated(text: str) -> bool:
     return GENERATED_MARK in text[:400]
 
 
-def cache_dir() -> Path:
-    """Where the runtime keeps modules it compiles on first use.
-
-    ``$SYMCOMPILE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/symcompile`` or
-    ``~/.cache/symcompile``. Safe to delete at any time.
-    """
+def cache_location() -> Path:
+    """Where the runtime's cache is: ``$SYMCOMPILE_CACHE_DIR`` if set, else
+    ``$XDG_CACHE_HOME/symcompile`` or ``~/.cache/symcompile`` (not created or checked)."""
     explicit = os.environ.get("SYMCOMPILE_CACHE_DIR")
     if explicit:
         return Path(explicit)
@@ -49,18 +59,77 @@ def cache_dir() -> Path:
     return Path(base) / "symcompile"
 
 
+def cache_dir() -> Path:
+    """Where the runtime keeps modules it compiles on first use (`cache_location`).
+
+    Created with mode 0700 if missing; an existing one that is not yours or is writable by
+    group or others is refused with UnsafeCacheError. Safe to delete at any time.
+    """
+    return cache_auth.ensure_private_dir(cache_location())
+
+
+_GRAPH_HASH_LINE = re.compile(r"^GRAPH_HASH = '([0-9A-Za-z_]*)'$", re.MULTILINE)
+_GRAPH_NAME_LINE = re.compile(r"^GRAPH_NAME = ('[^'\\\n]*')$", re.MULTILINE)
+
+
+def graph_hash_of(text: str) -> str | None:
+    """The GRAPH_HASH a module's text assigns, read without running any of it.
+
+    The one ``GRAPH_HASH = '<hex>'`` line the template writes; for a module edited by hand
+    that no longer has exactly one such line, its module-level string assignment, read with
+    `ast` (parsed, never run). None if it has none.
+    """
+    found = _GRAPH_HASH_LINE.findall(text)
+    if len(found) == 1:
+        return found[0]
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    value = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, assigned = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign):
+            targets, assigned = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "GRAPH_HASH" for t in targets):
+            is_str = isinstance(assigned, ast.Constant) and isinstance(assigned.value, str)
+            value = assigned.value if is_str else None
+    return value
+
+
+def _graph_name_of(text: str, default: str) -> str:
+    found = _GRAPH_NAME_LINE.findall(text)
+    return found[0][1:-1] if len(found) == 1 else default
+
+
+def _mismatch(path: Path, text: str, found, expected_hash: str) -> GraphMismatchError:
+    return GraphMismatchError(
+        f"{path} was generated for a graph with hash {found!r} but this graph hashes to "
+        f"{expected_hash!r}: the graph changed since the module was generated (graph "
+        f"{_graph_name_of(text, path.stem)!r}). Regenerate it (see the 'Regenerate:' line at "
+        "the top of the file, or call symcompile.compile(loss, ...)) or build the graph it "
+        "was made for."
+    )
+
+
 def load_module(path: str | os.PathLike, expected_hash: str | None = None,
                 allow_edited: bool = False) -> types.ModuleType:
-    """Import the generated module at `path`.
+    """Import the generated module at `path` (a file you chose: no MAC is asked of it).
 
     Refused with GraphMismatchError if its GRAPH_HASH is not `expected_hash`, and with
-    ModuleEditedError if its text was changed after generation (unless `allow_edited`).
+    ModuleEditedError if its text was changed after generation (unless `allow_edited`);
+    both are decided from its text, before any of it runs.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no generated module at {path}")
     data = path.read_bytes()
-    if not allow_edited and not is_intact(data.decode("utf-8", errors="replace")):
+    # A runtime cache entry read as a module: its MAC line is a comment, not part of the seal.
+    text = cache_auth.strip_header(data).decode("utf-8", errors="replace")
+    if not allow_edited and not is_intact(text):
         raise ModuleEditedError(
             f"{path} is not a module exactly as symcompile generated it (its SOURCE_HASH "
             "does not match its text: it was edited, truncated or written by something "
@@ -68,6 +137,16 @@ def load_module(path: str | os.PathLike, expected_hash: str | None = None,
             "the 'Regenerate:' line at its top, or call symcompile.compile), or, to run your "
             "edits on purpose, load it with symcompile.load(path, loss, allow_edited=True)."
         )
+    return _run(path, data, text, expected_hash)
+
+
+def _run(path: Path, data: bytes, text: str, expected_hash: str | None) -> types.ModuleType:
+    """Execute exactly `data` (whose module source is `text`) as the module at `path`, once
+    its GRAPH_HASH, read from `text`, is `expected_hash`."""
+    if expected_hash is not None:
+        found = graph_hash_of(text)
+        if found != expected_hash:
+            raise _mismatch(path, text, found, expected_hash)
     # One module object per (file, content): an edited or replaced file is imported anew.
     digest = hashlib.sha256(str(path.resolve()).encode() + b"\0" + data)
     digest = digest.hexdigest()[:12]
@@ -88,12 +167,66 @@ def load_module(path: str | os.PathLike, expected_hash: str | None = None,
         exec(code, module.__dict__)  # noqa: S102 - a module symcompile generated
         sys.modules[name] = module
     found = getattr(module, "GRAPH_HASH", None)
-    if expected_hash is not None and found != expected_hash:
-        graph_name = getattr(module, "GRAPH_NAME", path.stem)
-        raise GraphMismatchError(
-            f"{path} was generated for a graph with hash {found!r} but this graph hashes to "
-            f"{expected_hash!r}: the graph changed since the module was generated (graph "
-            f"{graph_name!r}). Regenerate it (see the 'Regenerate:' line at the top of the "
-            "file, or call symcompile.compile(loss, ...)) or build the graph it was made for."
-        )
+    if expected_hash is not None and found != expected_hash:  # set otherwise as it ran
+        raise _mismatch(path, text, found, expected_hash)
+    return module
+
+
+# --- the runtime's cache ----------------------------------------------------------------
+
+def load_cached(path: str | os.PathLike,
+                expected_hash: str | None = None) -> types.ModuleType | None:
+    """The runtime cache entry at `path` as a module, or None when there is none to use.
+
+    Nothing of the file runs or is parsed (beyond its MAC line) unless its directory is
+    private, the file is yours and not group/other-writable (else UnsafeCacheError), and
+    its MAC verifies with the cache's key. None, so the caller regenerates it, for a
+    missing, truncated or unauthenticated entry (an UntrustedCacheWarning for a complete
+    one whose MAC is wrong); GraphMismatchError if it is for another graph.
+    """
+    path = Path(path)
+    directory = path.parent
+    if not directory.is_dir():
+        return None
+    cache_auth.check_private_dir(directory)
+    data = cache_auth.read_entry(path)
+    if data is None:
+        return None
+    key = cache_auth.cache_key(directory, create=False)
+    if key is None:
+        return None  # no key yet (or it was deleted): no entry can be authentic
+    body = cache_auth.authenticated_body(path, data, key)
+    if body is None:
+        return None
+    text = body.decode("utf-8", errors="replace")
+    if not is_intact(text):
+        return None  # cannot happen to an entry symcompile wrote; regenerate it anyway
+    return _run(path, data, text, expected_hash)
+
+
+def store_cached(path: str | os.PathLike, source: str,
+                 expected_hash: str | None = None) -> types.ModuleType:
+    """Write the generated `source` as the authenticated cache entry `path` (atomically,
+    mode 0600) and load it: the bytes written, not a re-read of the file."""
+    path = Path(path)
+    if not is_intact(source):
+        raise ModuleEditedError(f"refusing to cache {path}: its source is not sealed")
+    directory = path.parent
+    cache_auth.check_private_dir(directory)
+    data = cache_auth.seal_entry(source.encode("utf-8"), path.name,
+                                 cache_auth.cache_key(directory))
+    cache_auth.write_private(path, data)
+    return _run(path, data, source, expected_hash)
+
+
+def cached_module(path: str | os.PathLike, generate: Callable[[], str],
+                  expected_hash: str | None = None) -> types.ModuleType:
+    """The cache entry at `path` (in `cache_dir()`), or, when there is none that
+    authenticates and fits `expected_hash`, the module `generate()` returns, cached there."""
+    try:
+        module = load_cached(path, expected_hash)
+    except (GraphMismatchError, ImportError):
+        module = None  # not what this graph needs: regenerate it
+    if module is None:
+        module = store_cached(path, generate(), expected_hash)
     return module

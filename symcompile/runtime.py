@@ -161,15 +161,9 @@ def _module_for(graph, root: Variable) -> types.ModuleType:
     if module is not None:
         return module
     path = cache.cache_dir() / f"{graph.name}_{key}.py"
-    if path.is_file():
-        try:
-            module = cache.load_module(path, fingerprint)
-        except (cache.GraphMismatchError, cache.ModuleEditedError, ImportError):
-            module = None  # not what this graph needs: regenerate it
-    if module is None:
-        source, _, _ = compiler.generate(graph, options)
-        compiler.write_module(source, path, keep_edits=False)
-        module = cache.load_module(path, fingerprint)
+    # Run only an entry that authenticates (cache.cached_module); else compile and cache.
+    module = cache.cached_module(
+        path, lambda: compiler.generate(graph, options)[0], fingerprint)
     _modules[key] = module
     return module
 
@@ -180,14 +174,12 @@ def update_function(rule_name: str, options: tuple = ()):
     function = _updates.get(key)
     if function is not None:
         return function
-    from . import compiler
     from .emit import update_module_source
     from .update_rules import RULES
 
     source = update_module_source(RULES[rule_name], options)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     path = cache.cache_dir() / f"update_{rule_name}_{digest}.py"
-    compiler.write_module(source, path, keep_edits=False)
-    function = cache.load_module(path).update
+    function = cache.cached_module(path, lambda: source).update  # authenticated, as above
     _updates[key] = function
     return function

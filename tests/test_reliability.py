@@ -26,8 +26,8 @@ import symcompile as nn
 import symcompile.functions as F
 import symcompile.parametric_functions as PF
 import symcompile.solvers as S
-from symcompile import files, integrity, memory, runtime
-from symcompile.cache import ModuleEditedError, load_module
+from symcompile import cache_auth, files, integrity, memory, runtime
+from symcompile.cache import ModuleEditedError, UntrustedCacheWarning, load_module
 from symcompile.cli import main
 from symcompile.model_file import load_loss
 
@@ -52,6 +52,11 @@ def _finish(process: subprocess.Popen, timeout: float = 120) -> str:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, err[-3000:]
     return out
+
+
+def _entry_source(entry: Path) -> str:
+    """The module source in a runtime cache entry (after its MAC line)."""
+    return cache_auth.strip_header(entry.read_bytes()).decode("utf-8")
 
 
 # --- determinism ------------------------------------------------------------------------
@@ -215,9 +220,9 @@ def test_processes_sharing_the_runtime_cache(tmp_path):
     go.touch()
     results = {_finish(racer) for racer in racers}
     assert len(results) == 1
-    modules = sorted(p.name for p in cache.iterdir())
+    modules = sorted(p.name for p in cache.iterdir() if p.name != cache_auth.KEY_FILE)
     assert len(modules) == 1 and modules[0].endswith(".py"), modules
-    assert integrity.is_intact((cache / modules[0]).read_text())
+    assert integrity.is_intact(_entry_source(cache / modules[0]))
 
 
 # --- killed writers ---------------------------------------------------------------------
@@ -301,6 +306,8 @@ RUNTIME_JOB = """
 
 def test_runtime_killed_while_caching_leaves_no_entry_that_is_loaded_later(tmp_path):
     cache = tmp_path / "cache"
+    # The cache's key first (its own fsync), so that the stalled fsync is the entry's.
+    cache_auth.cache_key(cache_auth.ensure_private_dir(cache))
     _kill_when_stalled(RUNTIME_JOB, tmp_path=tmp_path, env=_env(cache))
     assert list(cache.glob("*.py")) == []  # only the killed writer's temporary
     assert len(list(cache.glob(".*.tmp"))) == 1
@@ -308,7 +315,7 @@ def test_runtime_killed_while_caching_leaves_no_entry_that_is_loaded_later(tmp_p
     assert float(out) == pytest.approx(np.sin(np.arange(5)).sum(), rel=1e-6)
     assert list(cache.glob(".*.tmp")) == []
     [entry] = cache.glob("*.py")
-    assert integrity.is_intact(entry.read_text())
+    assert integrity.is_intact(_entry_source(entry))
 
 
 def test_truncated_cache_entry_is_regenerated_not_loaded(tmp_path):
@@ -323,7 +330,7 @@ def test_truncated_cache_entry_is_regenerated_not_loaded(tmp_path):
     loss = F.sum(F.sin(x))  # a fresh binding, from the disk cache
     loss.forward()
     assert float(loss.d) == pytest.approx(np.sin(np.arange(5)).sum(), rel=1e-6)
-    assert integrity.is_intact(entry.read_text()) and len(entry.read_text()) > len(text) // 2
+    assert integrity.is_intact(_entry_source(entry)) and len(entry.read_text()) > len(text) // 2
 
 
 # --- hand-edited modules ----------------------------------------------------------------
@@ -354,9 +361,10 @@ def test_edited_cache_entry_is_regenerated(tmp_path):
     entry.write_text(entry.read_text().replace("return", "return 2 *", 1))
     runtime._modules.clear()
     loss = F.sum(F.mul2(x, x))
-    loss.forward()
+    with pytest.warns(UntrustedCacheWarning, match="failed authentication"):
+        loss.forward()  # an edited entry fails its MAC: never run, regenerated
     assert float(loss.d) == 14.0
-    assert integrity.is_intact(entry.read_text())
+    assert integrity.is_intact(_entry_source(entry))
 
 
 def test_regenerated_module_of_the_same_size_and_second_runs_its_own_code(tmp_path,
