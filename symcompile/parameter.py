@@ -214,17 +214,48 @@ def save_parameters(path, params=None, extension=None) -> None:
 def load_parameters(path, proto=None, needs_proto=False, extension=None) -> None:
     """Read parameters written by save_parameters() into the current scope.
 
-    Every array is checked before any is stored: a parameter that exists here with
-    another shape, or a damaged file, raises CheckpointError naming it, and nothing
-    changes.
+    All or nothing: every array's name, shape (against the parameter of that name here,
+    if any), dtype and values is checked before any is stored, so a bad file raises
+    CheckpointError naming the array and changes nothing, not even by creating
+    parameters. Float arrays are accepted (NaN and Inf too, as they are) and so are
+    integers within ±2**24; see checkpoint._check_values for why.
     """
     from . import checkpoint
 
-    arrays, attributes = checkpoint.load_arrays(path, extension)
-    for name, value in arrays.items():
-        existing = get_parameter(name)
-        if existing is not None:
-            checkpoint.check_shape(path, "parameter", name, value, existing.shape)
+    def plan(names):
+        scopes = {"/".join(name.split("/")[:i]) for name in names
+                  for i in range(1, name.count("/") + 1)}
+        specs = {}
+        for name in names:
+            problem = clash(name, scopes)
+            if problem:
+                raise checkpoint.CheckpointError(
+                    f"{path}: parameter {name!r} {problem}; nothing was loaded")
+            existing = get_parameter(name)
+            specs[name] = checkpoint.Spec(f"parameter {name!r}",
+                                          None if existing is None else existing.shape)
+        return specs
+
+    def clash(name, scopes):
+        """Why `name` cannot be stored here (None if it can), so that storing never fails
+        half-way."""
+        parts = name.split("/")
+        if not all(parts):
+            return "is not a scope/name path"
+        if name in scopes:
+            return "is also a scope of other parameters in the file"
+        node = _scope()
+        for depth, part in enumerate(parts[:-1], 1):
+            node = node.get(part)
+            if node is None:
+                return None
+            if isinstance(node, Variable):
+                return f"cannot be stored: {'/'.join(parts[:depth])!r} is a parameter here"
+        if isinstance(node.get(parts[-1]), OrderedDict):
+            return "cannot be stored: it is a parameter scope here"
+        return None
+
+    arrays, attributes = checkpoint.load_arrays(path, plan, extension)
     for name, value in arrays.items():
         need_grad = bool(attributes.get(name, {}).get("need_grad", True))
         param = get_parameter_or_create(name, value.shape, need_grad=need_grad)

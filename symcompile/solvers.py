@@ -14,6 +14,7 @@ reset to the solver's own ``wd`` (decoupled, fused).
 from __future__ import annotations
 
 import math
+import numbers
 from collections import OrderedDict
 
 import numpy
@@ -42,11 +43,18 @@ class Solver:
     rule = ""  # the update rule's name in update_rules.RULES
     lr_name = "lr"  # the hyper-parameter set_learning_rate() changes
     fused_weight_decay = False
+    # hyper-parameters b that the update divides by 1 - b**t (bias correction, AdaBelief's
+    # rectification) -> the option that makes it do so ("" for always)
+    bias_corrected: dict[str, str] = {}
 
     def __init__(self, **hyper) -> None:
-        self._hyper = OrderedDict(hyper)
-        self._initial_lr = float(hyper[self.lr_name])
-        self._default_wd = float(hyper.get("wd", 0.0))
+        self._hyper = OrderedDict((name, _hyper_parameter(self.name, name, value))
+                                  for name, value in hyper.items())
+        for name, (value, reason) in self._singular().items():
+            if self._hyper[name] == value:
+                raise ValueError(f"{self.name}: {name}={value:g} is not allowed: {reason}")
+        self._initial_lr = self._hyper[self.lr_name]
+        self._default_wd = self._hyper.get("wd", 0.0)
         self._wd = self._default_wd
         self._params: OrderedDict[str, Variable] = OrderedDict()
         self._states: OrderedDict[str, SolverState] = OrderedDict()
@@ -68,9 +76,35 @@ class Solver:
         """Switches that select a variant of the update formula (see update_rules)."""
         return {}
 
+    def _singular(self) -> dict[str, tuple[float, str]]:
+        """name -> (value, why): values within the ranges at which this solver's update
+        divides by zero whatever the gradients, refused at construction (subclasses set
+        their options() before calling Solver.__init__)."""
+        names, options = _rule_hyper_names(self.rule), self.options()
+        singular = {name: (1.0, f"the update divides by 1 - {name}**t (NaN weights in "
+                                f"nnabla); use a value below 1")
+                    for name, option in self.bias_corrected.items()
+                    if not option or options[option]}
+        if f"init_{self.lr_name}" in names:
+            singular[self.lr_name] = (0.0, (
+                f"the update scales by {self.lr_name} / initial {self.lr_name}, 0/0 (NaN "
+                "weights in nnabla); construct the solver with a rate > 0, then call "
+                "set_learning_rate(0) to start at 0"))
+        if "gamma" in names:
+            singular["gamma"] = (0.0, (
+                "the upper step-size bound divides by gamma (nnabla makes it infinite; "
+                "symcompile's generated update cannot); use a tiny gamma such as 1e-30"))
+        return singular
+
     # --- parameters ----------------------------------------------------------------------
     def set_parameters(self, param_dict, reset=True, retain_state=False) -> None:
         """Register parameters to update (name -> Variable).
+
+        As in nnabla, any leaf Variable may be registered, not only those of
+        nn.parameter: a leaf with need_grad=False is accepted (and simply skipped by
+        update() while no gradient is written to it), so that need_grad can be toggled
+        after registration, e.g. to freeze a part of a model. Intermediates (outputs of
+        functions) are refused: their values are recomputed by forward().
 
         Args:
             param_dict: e.g. ``nn.get_parameters()``.
@@ -85,6 +119,14 @@ class Solver:
             if not isinstance(var, Variable):
                 raise TypeError(f"set_parameters: {key!r} is a {type(var).__name__}, "
                                 "not a Variable")
+            if var.parent is not None:
+                site = var.parent.callsite
+                raise ValueError(
+                    f"set_parameters: {key!r} is the output of {var.parent.name}"
+                    f"{f' at {site.display}' if site else ''}, an intermediate Variable that "
+                    "forward() overwrites, so an update would be lost; a solver updates "
+                    "leaves: pass nn.get_parameters(), or leaf Variables made with "
+                    "nn.Variable(shape, need_grad=True)")
         previous = self._states
         if reset:
             self._params, self._states = OrderedDict(), OrderedDict()
@@ -186,7 +228,7 @@ class Solver:
 
     # --- learning rate and update --------------------------------------------------------
     def set_learning_rate(self, learning_rate) -> None:
-        self._hyper[self.lr_name] = float(learning_rate)
+        self._hyper[self.lr_name] = _hyper_parameter(self.name, self.lr_name, learning_rate)
 
     def learning_rate(self) -> float:
         return self._hyper[self.lr_name]
@@ -224,13 +266,16 @@ class Solver:
         return OrderedDict(self._states)
 
     def set_states(self, states) -> None:
-        """Replace the states of the registered parameters (set_parameters() first)."""
+        """Replace the states of the registered parameters (set_parameters() first).
+
+        Checked as load_states() checks a file: on any problem nothing changes."""
         arrays = {}
         for key, state in states.items():
             for name, value in state.pstate.items():
                 arrays[f"{key}/{name}"] = value.d if isinstance(value, Variable) else value
-            arrays[f"{key}/t"] = numpy.asarray(state.t)
-        self._assign_states("set_states", arrays)
+            arrays[f"{key}/t"] = state.t
+        self._assign_states("set_states", lambda plan: checkpoint.check_arrays(
+            "set_states", arrays, plan))
 
     def save_states(self, path) -> None:
         """Write every parameter's state arrays and t (as nnabla: ``{param}/{state}``,
@@ -243,38 +288,94 @@ class Solver:
         checkpoint.save_arrays(path, arrays)
 
     def load_states(self, path) -> None:
-        """Read states written by save_states(); on any mismatch nothing changes."""
-        arrays, _ = checkpoint.load_arrays(path)
-        self._assign_states(str(path), arrays)
+        """Read states written by save_states(); on any problem nothing changes.
 
-    def _assign_states(self, where: str, arrays: dict) -> None:
-        expected = set()
+        Names and shapes are checked against this solver's states before any data is
+        read, so a file cannot make the solver read more than its own states' size."""
+        self._assign_states(str(path), lambda plan: checkpoint.load_arrays(path, plan)[0])
+
+    def _assign_states(self, where: str, read) -> None:
+        """Assign the arrays `read(plan)` returns, once `plan` has checked that they are
+        exactly this solver's states (state arrays of float32 values, t a count)."""
+        specs = OrderedDict()
         for key, state in self._states.items():
-            expected.add(f"{key}/t")
             for name, value in state.pstate.items():
-                expected.add(f"{key}/{name}")
-                found = arrays.get(f"{key}/{name}")
-                if found is None:
-                    raise checkpoint.CheckpointError(
-                        f"{where}: no {name!r} state for parameter {key!r}; nothing was loaded")
-                checkpoint.check_shape(where, f"{name!r} state of", key, found, value.shape)
-            if f"{key}/t" not in arrays:
+                specs[f"{key}/{name}"] = checkpoint.Spec(
+                    f"{name!r} state for parameter {key!r}", value.shape)
+            specs[f"{key}/t"] = checkpoint.Spec(f"update count t for parameter {key!r}", (),
+                                                checkpoint.COUNT)
+
+        def plan(names):
+            present = set(names)
+            missing = [name for name in specs if name not in present]
+            if missing:
                 raise checkpoint.CheckpointError(
-                    f"{where}: no update count t for parameter {key!r}; nothing was loaded")
-        extra = sorted(set(arrays) - expected)
-        if extra:
-            raise checkpoint.CheckpointError(
-                f"{where}: states for unknown parameters or states {extra[:5]}; this solver "
-                f"has {list(self._states)}; nothing was loaded")
+                    f"{where}: no {specs[missing[0]].label}; nothing was loaded")
+            extra = sorted(present - set(specs))
+            if extra:
+                raise checkpoint.CheckpointError(
+                    f"{where}: states for unknown parameters or states {extra[:5]}; this "
+                    f"solver has {list(self._states)}; nothing was loaded")
+            return specs
+
+        arrays = read(plan)
         for key, state in self._states.items():
             for name, value in state.pstate.items():
                 value.d = arrays[f"{key}/{name}"]
-            state.t = int(arrays[f"{key}/t"])
+            state.t = arrays[f"{key}/t"]
 
 
 def _hook(hook, key) -> None:
     if hook is not None:
         hook(key)
+
+
+# The range the meaning of each hyper-parameter gives it (nnabla's solvers.yaml), with
+# that meaning for the error message. nnabla itself checks nothing; these are only the
+# bounds outside which a formula stops meaning what its documentation says (a decay rate
+# above 1 grows, a negative eps can divide by 0 or take the square root of a negative
+# number, a negative rate ascends), so values that a working nnabla script uses pass.
+_STEP = (0.0, math.inf, "a step size; to maximise something, minimise its negative")
+_DECAY = (0.0, 1.0, "a decay rate: the weight that the running average keeps")
+_RANGES = {
+    "lr": _STEP, "alpha": _STEP, "eta": _STEP, "final_lr": _STEP,
+    "coefficient": (0.0, math.inf, "LARS's trust coefficient, a factor of the step size"),
+    "wd": (0.0, math.inf, "a weight decay rate"),
+    "eps": (0.0, math.inf, "it keeps a denominator away from 0"),
+    "gamma": (0.0, math.inf, "the convergence speed of the step-size bounds"),
+    "gamma_l": (0.0, math.inf, "a bound of the weight norm"),
+    "gamma_u": (0.0, math.inf, "a bound of the weight norm"),
+    "momentum": _DECAY, "decay": _DECAY, "beta1": _DECAY, "beta2": _DECAY,
+}
+
+
+def _hyper_parameter(solver: str, name: str, value) -> float:
+    """`value` as a Python float, checked here rather than failing inside update(); a
+    float because it becomes the literal default of a generated step's argument."""
+    if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Real):
+        hint = ""
+        if isinstance(value, str):
+            try:
+                hint = f"; pass {name}={float(value)!r}, not the string {value!r}"
+            except ValueError:
+                pass
+        raise TypeError(f"{solver}: {name} must be a real number, got {value!r} "
+                        f"({type(value).__name__}){hint}")
+    number = float(value)
+    if not math.isfinite(number):
+        hint = "; for no bound, use a large finite number" if number == math.inf else ""
+        raise ValueError(f"{solver}: {name} must be finite, got {number!r}{hint}")
+    low, high, meaning = _RANGES.get(name, (-math.inf, math.inf, ""))
+    if not low <= number <= high:
+        allowed = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+        raise ValueError(f"{solver}: {name} must be {allowed} ({meaning}), got {number!r}")
+    return number
+
+
+def _rule_hyper_names(rule: str) -> tuple[str, ...]:
+    from .update_rules import RULES
+
+    return RULES[rule].hyper_names
 
 
 # --- the solvers -----------------------------------------------------------------------------
@@ -347,6 +448,7 @@ class Adam(Solver):
 
     rule = "adam"
     lr_name = "alpha"
+    bias_corrected = {"beta1": ""}
 
     def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
@@ -357,6 +459,7 @@ class AdamW(Solver):
 
     rule = "adamw"
     lr_name = "alpha"
+    bias_corrected = {"beta1": ""}
     fused_weight_decay = True
 
     def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=1e-4):
@@ -378,6 +481,7 @@ class Adamax(Solver):
 
     rule = "adamax"
     lr_name = "alpha"
+    bias_corrected = {"beta1": ""}
 
     def __init__(self, alpha=2e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
@@ -388,10 +492,11 @@ class AMSGRAD(Solver):
 
     rule = "amsgrad"
     lr_name = "alpha"
+    bias_corrected = {"beta1": "bias_correction"}
 
     def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, bias_correction=False):
-        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
         self.bias_correction = bool(bias_correction)
+        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
 
     def options(self):
         return {"bias_correction": self.bias_correction}
@@ -402,6 +507,7 @@ class AdaBound(Solver):
 
     rule = "adabound"
     lr_name = "alpha"
+    bias_corrected = {"beta1": ""}
 
     def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, final_lr=0.1,
                  gamma=0.001):
@@ -414,12 +520,13 @@ class AMSBound(Solver):
 
     rule = "amsbound"
     lr_name = "alpha"
+    bias_corrected = {"beta1": "bias_correction"}
 
     def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, final_lr=0.1,
                  gamma=0.001, bias_correction=False):
+        self.bias_correction = bool(bias_correction)
         super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, final_lr=final_lr,
                          gamma=gamma)
-        self.bias_correction = bool(bias_correction)
 
     def options(self):
         return {"bias_correction": self.bias_correction}
@@ -430,13 +537,14 @@ class AdaBelief(Solver):
 
     rule = "adabelief"
     lr_name = "alpha"
+    bias_corrected = {"beta1": "", "beta2": "rectify"}
 
     def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=0.0, amsgrad=False,
                  weight_decouple=False, fixed_decay=False, rectify=False):
-        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, wd=wd)
         self.flags = {"amsgrad": bool(amsgrad), "weight_decouple": bool(weight_decouple),
                       "fixed_decay": bool(fixed_decay), "rectify": bool(rectify)}
         self.fused_weight_decay = self.flags["weight_decouple"]
+        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, wd=wd)
 
     def options(self):
         return dict(self.flags)
@@ -448,12 +556,16 @@ class Lamb(Solver):
     rule = "lamb"
     lr_name = "eta"
     fused_weight_decay = True
+    bias_corrected = {"beta1": "bias_correction", "beta2": "bias_correction"}
 
     def __init__(self, eta=1e-3, beta1=0.9, beta2=0.999, gamma_l=0.0, gamma_u=10.0, eps=1e-6,
                  bias_correction=False):
+        self.bias_correction = bool(bias_correction)
         super().__init__(eta=eta, beta1=beta1, beta2=beta2, gamma_l=gamma_l, gamma_u=gamma_u,
                          eps=eps)
-        self.bias_correction = bool(bias_correction)
+        if self._hyper["gamma_l"] > self._hyper["gamma_u"]:
+            raise ValueError(f"Lamb: gamma_l={gamma_l!r} is above gamma_u={gamma_u!r}: they "
+                             "are the lower and upper bounds of the weight norm")
 
     def options(self):
         return {"bias_correction": self.bias_correction}
