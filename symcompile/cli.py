@@ -8,6 +8,7 @@ errors); ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -70,10 +71,11 @@ def _parser() -> argparse.ArgumentParser:
                     "with its own check_gradient(). " + EXECUTES)
     check.add_argument("model", metavar="MODEL.py")
     check.add_argument("--seed", type=int, default=0, help="random point (default: 0)")
-    check.add_argument("--samples", type=int, default=20,
-                       help="elements checked per parameter (default: 20)")
-    check.add_argument("--tolerance", type=float, default=None,
-                       help="relative tolerance (default: 1e-5 in float64, 5e-2 in float32)")
+    check.add_argument("--samples", type=_positive, default=20, metavar="N",
+                       help="elements checked per parameter, at least 1 (default: 20)")
+    check.add_argument("--tolerance", type=_tolerance, default=None, metavar="TOL",
+                       help="relative tolerance, > 0 (default: 1e-5 in float64, 5e-2 in "
+                            "float32)")
     check.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks on errors")
     return parser
@@ -99,13 +101,32 @@ def _common(sub: argparse.ArgumentParser) -> None:
                      help="show tracebacks on errors")
 
 
-def _non_negative(text: str) -> int:
+def _integer_from(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+_non_negative = _integer_from(0)
+_positive = _integer_from(1)  # a check of 0 elements would pass without checking anything
+
+
+def _tolerance(text: str) -> float:
+    """A finite number > 0: with 0 only exact gradients pass, and with a negative one or
+    NaN none does, whatever the code."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
 
 
@@ -228,6 +249,12 @@ def cmd_check(args) -> int:
         args.solver, args.dtype = "none", "float64"
         module = _compile(args, cache_dir() / "check", "symcompile check").module
         what = f"{args.model} (compiled in float64)"
+    if not module.GRADIENTS:
+        # Checked here: the template's check_gradient() fails on such a graph with
+        # IndexError, because gradient() then returns the loss alone, not a tuple.
+        raise ValueError(f"{args.model}'s graph has no parameters or need_grad inputs to "
+                         "check: create parameters with nn.parameter.get_parameter_or_create"
+                         "() or PF.*, or give an input need_grad=True")
     report = module.check_gradient(seed=args.seed, samples=args.samples,
                                    tolerance=args.tolerance)
     names = {**{name: name for name in module.INPUTS},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from glob import escape as glob_escape
@@ -14,26 +16,64 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     The rename is atomic on POSIX and Windows, so a process killed mid-write leaves either
     the previous file or no file, plus a stray `.tmp` file that nothing loads; the next
     write of the same file removes the strays of writers that are no longer running.
+
+    Raises:
+        OSError: of the original errno (and subclass), naming `path` and what to do; the
+            previous file is intact and the temporary file removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_then_rename(path, data)
+    except OSError as error:
+        raise _naming(path, error) from error
+    _remove_strays(path)
+    return path
+
+
+def _write_then_rename(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)
     try:
-        os.chmod(tmp, _mode_for(path))
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            os.chmod(tmp, _mode_for(path))
+            rest = memoryview(data)
+            while rest:  # os.write may write less than it is given
+                rest = rest[os.write(fd, rest):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
-    _remove_strays(path)
-    return path
+
+
+# What to do about the errors of a full, read-only or locked-down disk.
+_ELSEWHERE = "free some space, or write to another directory"
+_REMEDIES = {
+    errno.ENOSPC: _ELSEWHERE,
+    getattr(errno, "EDQUOT", errno.ENOSPC): _ELSEWHERE,  # a quota: not on every platform
+    errno.EROFS: "write to another directory",
+    errno.EACCES: "check the permissions of {dir}, or write to another directory",
+    errno.EPERM: "check the permissions of {dir}, or write to another directory",
+    errno.EEXIST: "{dir} or a directory above it is a file",  # from mkdir
+    errno.ENOTDIR: "{dir} or a directory above it is a file",
+}
+
+
+def _naming(path: Path, error: OSError) -> OSError:
+    """`error` again (same errno, so the same OSError subclass), saying which file could
+    not be written and what to do: a bare "[Errno 28] No space left on device" names
+    neither."""
+    reason = error.strerror or str(error)
+    remedy = _REMEDIES.get(error.errno, "")
+    message = f"cannot write {path}: {reason}"
+    if remedy:
+        message += f"; {remedy.format(dir=path.parent)}"
+    message += " (the previous file, if any, is unchanged)"
+    return OSError(error.errno, message) if error.errno else OSError(message)
 
 
 def _remove_strays(path: Path) -> None:
@@ -43,10 +83,8 @@ def _remove_strays(path: Path) -> None:
     for stray in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
         owner = stray.name[len(path.name) + 2:].split(".", 1)[0]
         if owner.isdigit() and not _running(int(owner)):
-            try:
+            with contextlib.suppress(OSError):  # housekeeping: never fails the write
                 stray.unlink()
-            except FileNotFoundError:
-                pass
 
 
 def _running(pid: int) -> bool:

@@ -15,6 +15,7 @@ import sympy
 from sympy.core.parameters import distribute
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.mathml import MathMLPresentationPrinter
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
@@ -28,6 +29,7 @@ from .primitives import (
     ReduceSum,
     Reshape,
     Shapes,
+    Transpose,
     as_ints,
 )
 
@@ -290,7 +292,14 @@ def as_latex(expr: sympy.Expr, shapes: Shapes) -> str:
 
 
 class FormulaMathMLPrinter(MathMLPresentationPrinter):
-    """Presentation MathML (rendered natively by browsers) for the HTML page."""
+    """Presentation MathML (rendered natively by browsers) for the HTML page.
+
+    An <mrow> groups nothing the reader sees: every grouping that the expression has and
+    precedence does not imply is printed as brackets. SymPy's printer writes the operand
+    after a minus sign bare (the unexpanded ``y - (a*x + b)`` that `readable` keeps came
+    out as ``y - a*x + b``) and does not bracket superscripts raised again (``(e^u)^y``);
+    `_print_Add`, `_print_Mul` and `parenthesize` here do.
+    """
 
     printmethod = "_symcompile_mathml"
 
@@ -309,19 +318,39 @@ class FormulaMathMLPrinter(MathMLPresentationPrinter):
         mrow.appendChild(self._paren_comma_separated(*args))
         return mrow
 
-    def _operator(self, left, symbol: str, right):
+    def _row(self, *parts):
+        """An mrow of printed parts, with strings as operators (<mo>)."""
         mrow = self.dom.createElement("mrow")
-        mo = self.dom.createElement("mo")
-        mo.appendChild(self.dom.createTextNode(symbol))
-        for part in (left, mo, right):
+        for part in parts:
+            if isinstance(part, str):
+                mo = self.dom.createElement("mo")
+                mo.appendChild(self.dom.createTextNode(part))
+                part = mo
             mrow.appendChild(part)
         return mrow
 
-    def _grouped(self, expr):
-        printed = self._print(expr)
-        if expr.is_Add or expr.is_Mul:
-            return self._paren_comma_separated(expr)
-        return printed
+    def parenthesize(self, item, level, strict=False):
+        if isinstance(item, (sympy.exp, Transpose)) and level >= PRECEDENCE["Pow"]:
+            # printed as superscripts: raised again, they need brackets, (e^u)^y
+            return self._paren_comma_separated(item)
+        return super().parenthesize(item, level, strict)
+
+    def _print_Add(self, expr, order=None):
+        terms = self._as_ordered_terms(expr, order=order)
+        parts = [self._print(terms[0])]
+        for term in terms[1:]:
+            if term.could_extract_minus_sign():
+                # a - (b + c), a - (b - c): only what binds tighter than + goes bare
+                parts += ["-", self.parenthesize(-term, PRECEDENCE["Add"])]
+            else:
+                parts += ["+", self.parenthesize(term, PRECEDENCE["Add"], strict=True)]
+        return self._row(*parts)
+
+    def _print_Mul(self, expr):
+        if expr.could_extract_minus_sign():
+            # -(a + b) is a Mul of -1 and a sum: SymPy would print "-a + b"
+            return self._row("-", self.parenthesize(-expr, PRECEDENCE["Mul"], strict=True))
+        return super()._print_Mul(expr)
 
     def _print_SumOf(self, expr):
         return self._reduction("sum", expr.args[0], expr.args[2])
@@ -336,11 +365,12 @@ class FormulaMathMLPrinter(MathMLPresentationPrinter):
 
     def _print_MatMul(self, expr):
         a, b = expr.args
-        return self._operator(self._grouped(a), "@", self._grouped(b))
+        return self._row(self.parenthesize(a, PRECEDENCE["Mul"]), "@",
+                         self.parenthesize(b, PRECEDENCE["Mul"]))
 
     def _print_Transpose(self, expr):
         msup = self.dom.createElement("msup")
-        msup.appendChild(self._grouped(expr.args[0]))
+        msup.appendChild(self.parenthesize(expr.args[0], PRECEDENCE["Pow"]))
         mi = self.dom.createElement("mi")
         mi.appendChild(self.dom.createTextNode("T"))
         msup.appendChild(mi)

@@ -81,3 +81,66 @@ def test_help(command):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0
     assert "usage: symcompile" in done.stdout and "trust" in done.stdout
+
+
+NO_PARAMETERS = ("import symcompile as nn\nimport symcompile.functions as F\n"
+                 "def build():\n    x = nn.Variable((3,))\n    return F.sum(F.mul2(x, x))\n")
+
+
+def test_check_of_a_graph_without_gradients_says_so(tmp_path, capsys):
+    model = tmp_path / "constant.py"
+    model.write_text(NO_PARAMETERS)
+    assert main(["check", str(model)]) == 1
+    err = capsys.readouterr().err
+    assert (f"symcompile check: error: {model}'s graph has no parameters or need_grad "
+            "inputs to check") in err
+    assert "need_grad=True" in err and "Traceback" not in err and err.count("\n") == 1
+    # the same for the generated module, checked as it is
+    assert main(["compile", str(model), "-o", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    module = tmp_path / "out" / "constant.py"
+    assert main(["check", str(module)]) == 1
+    assert f"{module}'s graph has no parameters or need_grad inputs" in capsys.readouterr().err
+
+
+def test_check_of_a_need_grad_input_without_parameters(tmp_path, capsys):
+    model = tmp_path / "input_only.py"
+    model.write_text(NO_PARAMETERS.replace("nn.Variable((3,))",
+                                           "nn.Variable((3,), need_grad=True)"))
+    assert main(["check", str(model)]) == 0
+    assert "\nx " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--tolerance", "-1", "expected a finite number > 0, got '-1'"),
+    ("--tolerance", "0", "expected a finite number > 0, got '0'"),
+    ("--tolerance", "nan", "expected a finite number > 0, got 'nan'"),
+    ("--tolerance", "inf", "expected a finite number > 0, got 'inf'"),
+    ("--tolerance", "tight", "expected a finite number > 0, got 'tight'"),
+    ("--samples", "0", "expected an integer >= 1, got '0'"),
+    ("--samples", "-5", "expected an integer >= 1, got '-5'"),
+    ("--samples", "2.5", "expected an integer >= 1, got '2.5'"),
+])
+def test_check_options_out_of_range_are_usage_errors(option, value, message, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["check", MODEL, option, value])
+    assert caught.value.code == 2
+    assert f"argument {option}: {message}" in capsys.readouterr().err
+
+
+def test_a_full_disk_names_the_module_that_could_not_be_written(tmp_path, capsys,
+                                                                 monkeypatch):
+    import errno
+    import os
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "replace", full)
+    assert main(["compile", MODEL, "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert (f"symcompile compile: error: [Errno {errno.ENOSPC}] cannot write "
+            f"{out / 'linear_regression.py'}: No space left on device; free some "
+            "space") in err
+    assert err.count("\n") == 1 and list(out.iterdir()) == []  # no temporary left

@@ -204,3 +204,14 @@ def test_page_renders_in_headless_chromium(digits, tmp_path):
     fraction_lines, svg_width, svg_height, boxes = map(float, values)
     assert fraction_lines > 1.5  # the fractions are typeset: numerator over denominator
     assert svg_width > 300 and svg_height > 300 and boxes == len(digits.graph.values)
+
+
+def test_formulas_keep_the_brackets_after_a_minus_sign(tmp_path):
+    """d loss/d b = mean(-2*(y_true - (a*x + b))): the page showed y_true - a x + b."""
+    result = nn.compile(load_loss(str(ROOT / "examples" / "linear_regression.py")),
+                        name="lin_page", output_dir=tmp_path)
+    page = html_report.render_page(result)
+    residual = ("<mi>y_true</mi><mo>-</mo><mrow><mo>(</mo><mrow><mrow><mi>a</mi>"
+                "<mo>&InvisibleTimes;</mo><mi>x</mi></mrow><mo>+</mo><mi>b</mi></mrow>"
+                "<mo>)</mo></mrow>")
+    assert page.count(residual) == 2  # in d loss/d a and d loss/d b
