@@ -3,9 +3,10 @@
 Each class's `fdiff` gives the derivative `sympy.diff` uses, written with other
 functions of this module where that keeps the generated code short and stable (the
 derivative of softplus is a sigmoid, that of a sigmoid reuses the sigmoid). The printer
-has a `_print_<Name>` for each: numerically stable NumPy (sigmoid through tanh,
-softplus through logaddexp) and `numpy.where` for the piecewise ones, whose conventions
-at the kink follow nnabla.
+has a `_print_<Name>` for each: numerically stable NumPy (sigmoid as 1/(1 + exp(-x))
+with the exponent bounded, softplus through logaddexp) and `numpy.where` for the
+piecewise ones, whose conventions at the kink follow nnabla. `log` rewrites the log of a
+sigmoid into a softplus, which stays finite where the sigmoid underflows.
 """
 
 from __future__ import annotations
@@ -149,6 +150,33 @@ class Softplus(_Elementwise):
 
     def fdiff(self, argindex=1):
         return Sigmoid(self.args[0])
+
+
+def log(arg: sympy.Expr) -> sympy.Expr:
+    """log(arg), with the logs of a sigmoid written as softpluses:
+    log(Sigmoid(u)) = -Softplus(-u) and log(1 - Sigmoid(u)) = -Softplus(u).
+
+    A sigmoid leaves float32's normal range below u = -87.3 (and is at most 3e-39 below
+    -88.7, see the printer) where its log is a moderate number, about u: the log of the
+    sigmoid and the log's derivative Sigmoid(u)*(1 - Sigmoid(u))/Sigmoid(u) lose their
+    digits there (and are -inf and NaN where the sigmoid is 0). The softplus is accurate
+    for every u and differentiates to a sigmoid. F.log and the formula of
+    F.binary_cross_entropy both take their logs here, so the rewrite applies wherever a
+    sigmoid is fused into the expression of the log (not to a sigmoid that has an array of
+    its own: a value with several consumers or a graph output).
+
+    `1 - Sigmoid(u)` is matched as a sum of exactly the terms 1 and -Sigmoid(u), as
+    SymPy keeps it under the compiler's distribute(False); nothing is expanded.
+    """
+    if isinstance(arg, Sigmoid):
+        return -Softplus(-arg.args[0])
+    terms = sympy.Add.make_args(arg)
+    if len(terms) == 2:
+        one, other = terms if terms[0] == 1 else terms[::-1]
+        coeff, rest = other.as_coeff_Mul()
+        if one == 1 and coeff == -1 and isinstance(rest, Sigmoid):
+            return -Softplus(rest.args[0])
+    return sympy.log(arg)
 
 
 class LeakyRelu(_Elementwise):

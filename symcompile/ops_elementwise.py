@@ -136,7 +136,7 @@ def _exp(x):
 
 @elementwise("log", "Log", 1)
 def _log(x):
-    return sympy.log(x)
+    return E.log(x)  # log(sigmoid(u)) is -softplus(-u)
 
 
 @elementwise("abs", "Abs", 1)
@@ -195,4 +195,6 @@ def _sigmoid_cross_entropy(x, target):
 
 @elementwise("binary_cross_entropy", "BinaryCrossEntropy", 2)
 def _binary_cross_entropy(x, target):
-    return -(target * sympy.log(x) + (1 - target) * sympy.log(1 - x))
+    # E.log: of x = sigmoid(u), t*softplus(-u) + (1 - t)*softplus(u), finite for every u
+    # (each term negated on its own, so that the softpluses' signs cancel)
+    return -(target * E.log(x)) - (1 - target) * E.log(1 - x)
