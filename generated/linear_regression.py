@@ -13,11 +13,13 @@
 symcompile.
 """
 
+import os
+
 import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'f908d747121a3162'
-SOURCE_HASH = '409eeafdfb0fdef5'
+SOURCE_HASH = '505324960d9fb170'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -33,12 +35,23 @@ OUTPUTS = {
 }
 GRADIENTS = ('a', 'b')
 UNREACHED = ()
+OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
 
 
 def forward(y_true, x, a, b):
     """The graph's outputs."""
+    # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
+    if not (isinstance(y_true, numpy.ndarray) and y_true.shape == (32, 1)
+            and y_true.dtype == DTYPE):
+        refuse_argument('forward', 'y_true', y_true, (32, 1))
+    if not (isinstance(x, numpy.ndarray) and x.shape == (32, 1) and x.dtype == DTYPE):
+        refuse_argument('forward', 'x', x, (32, 1))
+    if not (isinstance(a, numpy.ndarray) and a.shape == (1, 1) and a.dtype == DTYPE):
+        refuse_argument('forward', 'a', a, (1, 1))
+    if not (isinstance(b, numpy.ndarray) and b.shape == (1, 1) and b.dtype == DTYPE):
+        refuse_argument('forward', 'b', b, (1, 1))
     # --- forward ---
     # mul2, add2 (y) @ examples/linear_regression.py:36; sub2 @ :37  -> (32, 1)
     _t0 = y_true - (a*x + b)
@@ -49,6 +62,16 @@ def forward(y_true, x, a, b):
 
 def gradient(y_true, x, a, b):
     """loss and d loss / d (each of GRADIENTS)."""
+    # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
+    if not (isinstance(y_true, numpy.ndarray) and y_true.shape == (32, 1)
+            and y_true.dtype == DTYPE):
+        refuse_argument('gradient', 'y_true', y_true, (32, 1))
+    if not (isinstance(x, numpy.ndarray) and x.shape == (32, 1) and x.dtype == DTYPE):
+        refuse_argument('gradient', 'x', x, (32, 1))
+    if not (isinstance(a, numpy.ndarray) and a.shape == (1, 1) and a.dtype == DTYPE):
+        refuse_argument('gradient', 'a', a, (1, 1))
+    if not (isinstance(b, numpy.ndarray) and b.shape == (1, 1) and b.dtype == DTYPE):
+        refuse_argument('gradient', 'b', b, (1, 1))
     # --- forward ---
     # mul2, add2 (y) @ examples/linear_regression.py:36; sub2 @ :37  -> (32, 1)
     _t0 = y_true - (a*x + b)
@@ -72,6 +95,18 @@ def sgd_step(y_true, x, a, b, lr=0.001):
     """One fused training step: forward, backward and the sgd update (w -= lr * g) of every
     trainable parameter, in place. Returns loss.
     """
+    # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
+    if not (isinstance(y_true, numpy.ndarray) and y_true.shape == (32, 1)
+            and y_true.dtype == DTYPE):
+        refuse_argument('sgd_step', 'y_true', y_true, (32, 1))
+    if not (isinstance(x, numpy.ndarray) and x.shape == (32, 1) and x.dtype == DTYPE):
+        refuse_argument('sgd_step', 'x', x, (32, 1))
+    if not (isinstance(a, numpy.ndarray) and a.shape == (1, 1) and a.dtype == DTYPE
+            and a.flags.writeable):
+        refuse_argument('sgd_step', 'a', a, (1, 1), True)
+    if not (isinstance(b, numpy.ndarray) and b.shape == (1, 1) and b.dtype == DTYPE
+            and b.flags.writeable):
+        refuse_argument('sgd_step', 'b', b, (1, 1), True)
     # --- forward ---
     # mul2, add2 (y) @ examples/linear_regression.py:36; sub2 @ :37  -> (32, 1)
     _t0 = y_true - (a*x + b)
@@ -100,6 +135,16 @@ def forward_saving(y_true, x, a, b):
     """forward(), plus the values backward() reuses (for a split forward and backward, as
     the runtime does).
     """
+    # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
+    if not (isinstance(y_true, numpy.ndarray) and y_true.shape == (32, 1)
+            and y_true.dtype == DTYPE):
+        refuse_argument('forward_saving', 'y_true', y_true, (32, 1))
+    if not (isinstance(x, numpy.ndarray) and x.shape == (32, 1) and x.dtype == DTYPE):
+        refuse_argument('forward_saving', 'x', x, (32, 1))
+    if not (isinstance(a, numpy.ndarray) and a.shape == (1, 1) and a.dtype == DTYPE):
+        refuse_argument('forward_saving', 'a', a, (1, 1))
+    if not (isinstance(b, numpy.ndarray) and b.shape == (1, 1) and b.dtype == DTYPE):
+        refuse_argument('forward_saving', 'b', b, (1, 1))
     # --- forward ---
     # mul2, add2 (y) @ examples/linear_regression.py:36; sub2 @ :37  -> (32, 1)
     _t0 = y_true - (a*x + b)
@@ -113,6 +158,19 @@ def backward(saved, y_true, x, a, b, g_loss):
     cotangent g_loss of loss.
     """
     _t0, = saved
+    # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
+    if not (isinstance(y_true, numpy.ndarray) and y_true.shape == (32, 1)
+            and y_true.dtype == DTYPE):
+        refuse_argument('backward', 'y_true', y_true, (32, 1))
+    if not (isinstance(x, numpy.ndarray) and x.shape == (32, 1) and x.dtype == DTYPE):
+        refuse_argument('backward', 'x', x, (32, 1))
+    if not (isinstance(a, numpy.ndarray) and a.shape == (1, 1) and a.dtype == DTYPE):
+        refuse_argument('backward', 'a', a, (1, 1))
+    if not (isinstance(b, numpy.ndarray) and b.shape == (1, 1) and b.dtype == DTYPE):
+        refuse_argument('backward', 'b', b, (1, 1))
+    if not (isinstance(g_loss, (numpy.ndarray, numpy.generic)) and g_loss.shape == ()
+            and g_loss.dtype == DTYPE):
+        refuse_argument('backward', 'g_loss', g_loss, ())
     # --- backward ---
     # shared subexpression  -> ()
     _t1 = g_loss/16
@@ -123,6 +181,65 @@ def backward(saved, y_true, x, a, b, g_loss):
     #   examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
     return (g_a, g_b)
+
+
+def refuse_argument(function, argument, value, shape, writable=False):
+    """Raise ValueError: `value`, passed to `function` as `argument`, is not an array of
+    the shape and dtype this module was compiled for (or, for an array `function` updates
+    in place, not writable). Nothing was computed or changed."""
+    name = INPUTS.get(argument, {}).get("name") or STATE.get(argument, {}).get("parameter")
+    for key, spec in PARAMETERS.items():
+        name = key if spec["argument"] == argument else name
+    where = f"{function}(): argument {argument!r}"
+    if name and name != argument:
+        where += f" (graph variable {name!r})"
+    dtype = numpy.dtype(DTYPE).name
+    scalar = shape == () and isinstance(value, numpy.generic)  # a 0-d argument may be one
+    if not isinstance(value, numpy.ndarray) and not scalar:
+        never = " (a Python number or list is never updated in place)" if writable else ""
+        raise ValueError(f"{where} must be a numpy.ndarray of shape {shape} and dtype {dtype}, "
+                         f"got {type(value).__name__}{never}: pass numpy.asarray(value, "
+                         f"dtype=numpy.{dtype})")
+    if value.shape != shape:
+        hint = ""
+        if argument in INPUTS and value.shape[1:] == shape[1:] and len(shape) > 0:
+            hint = (f". Shapes are fixed when the graph is compiled (a mean over the batch "
+                    f"divides by {shape[0]}): for a smaller last batch, drop or pad it, or "
+                    f"compile the graph again with batch size {value.shape[0]}")
+        raise ValueError(f"{where} has shape {value.shape}, but this module was compiled for "
+                         f"shape {shape}{hint}")
+    if value.dtype != DTYPE:
+        raise ValueError(f"{where} has dtype {value.dtype}, but this module computes in "
+                         f"{dtype}: pass {argument}.astype(numpy.{dtype})")
+    raise ValueError(f"{where} is read-only, but {function}() updates it in place: pass a "
+                     f"writable array (for example a copy)")
+
+
+def refuse_step(function, step):
+    """Raise ValueError: update counts start at 1 (bias corrections divide by 1 - beta**step)."""
+    raise ValueError(f"{function}(): step is the number of this update, counting from 1 for "
+                     f"the first (as nnabla's solvers count), got {step!r}")
+
+
+def class_labels(function, argument, value, shape, classes):
+    """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
+    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored).
+    Raises ValueError otherwise (NaN and infinities included)."""
+    if not isinstance(value, numpy.ndarray) or value.shape != shape \
+            or value.dtype.kind not in "fiu":
+        got = value.shape if isinstance(value, numpy.ndarray) else type(value).__name__
+        raise ValueError(f"{function}(): argument {argument!r} must be a numpy.ndarray of class "
+                         f"labels of shape {shape}, got {got}")
+    if value.dtype.kind == "f":
+        bad = ~((value > -2) & (value < classes))  # truncates into -1..classes-1; not NaN
+    else:
+        bad = (value < -1) | (value >= classes)
+    if bad.any():
+        where = tuple(int(i) for i in numpy.unravel_index(numpy.argmax(bad), bad.shape))
+        raise ValueError(f"{function}(): argument {argument!r} holds {value[where].item()!r} at "
+                         f"index {where}; class labels must be integers from 0 to {classes - 1}, "
+                         f"or -1 to ignore a sample")
+    return value.astype(numpy.int64)
 
 
 def init_parameters(seed=None):
@@ -139,48 +256,87 @@ def init_parameters(seed=None):
 
 def save_checkpoint(path, params, state=None, step=0):
     """Write parameters (keyed by argument name, as init_parameters() returns them), solver
-    state and the number of updates done to the .npz file `path`.
-
-    The write is not atomic (this module imports only NumPy): write each checkpoint to a
-    new file name and remove the old one after this returns.
-    """
-    arrays = {"meta/graph_hash": numpy.array(GRAPH_HASH), "meta/step": numpy.array(step)}
+    state (keyed as init_state() returns it) and the number of updates done to the .npz
+    file `path`, atomically: a reader, or a process killed mid-write, sees the previous
+    file or the new one, never half of one."""
+    arrays = {"meta/graph_hash": numpy.array(GRAPH_HASH), "meta/step": numpy.array(int(step))}
     for name, spec in PARAMETERS.items():
-        arrays["param/" + name] = numpy.asarray(params[spec["argument"]])
+        value = numpy.asarray(params[spec["argument"]])
+        if value.shape != spec["shape"]:
+            raise ValueError(f"save_checkpoint(): parameter {name!r} has shape {value.shape}, "
+                             f"expected {spec['shape']}")
+        arrays["param/" + name] = value
     for key, value in (state or {}).items():
+        if key not in STATE or numpy.shape(value) != STATE[key]["shape"]:
+            raise ValueError(f"save_checkpoint(): {key!r} is not a solver state of shape "
+                             f"{numpy.shape(value)} of this module (see STATE)")
         arrays["state/" + key] = numpy.asarray(value)
-    with open(path, "wb") as handle:
-        numpy.savez(handle, **arrays)
+    path = os.fspath(path)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "wb") as handle:
+            numpy.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def load_checkpoint(path):
     """(params, state, step) from a file save_checkpoint() wrote for this graph.
 
-    A file for another graph, a missing or mis-shaped array, or a damaged file raises
-    ValueError saying which; nothing is returned half-loaded.
+    A file for another graph, a missing or mis-shaped array, an array that is not real
+    numbers or holds values beyond the range of DTYPE, or a damaged file raises
+    ValueError saying which; nothing is returned half-loaded, and no array is
+    decompressed before its stored size is checked against the shape expected.
     """
+    expected = {"meta/graph_hash": (), "meta/step": ()}
+    expected.update({"param/" + name: spec["shape"] for name, spec in PARAMETERS.items()})
+    expected.update({"state/" + key: spec["shape"] for key, spec in STATE.items()})
     try:
-        with numpy.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        data = numpy.load(path, allow_pickle=False)
     except Exception as error:
         raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
-    if str(arrays.get("meta/graph_hash", "")) != GRAPH_HASH:
-        raise ValueError(f"{path}: written for graph {str(arrays.get('meta/graph_hash'))!r}, "
-                         f"not this module's graph {GRAPH_HASH!r}")
-    params, state = {}, {}
-    for name, spec in PARAMETERS.items():
-        value = arrays.get("param/" + name)
-        if value is None or value.shape != spec["shape"]:
-            found = "missing" if value is None else f"of shape {value.shape}"
-            raise ValueError(f"{path}: parameter {name!r} is {found}, expected {spec['shape']}")
-        params[spec["argument"]] = value.astype(DTYPE)
-    for key, spec in STATE.items():
-        value = arrays.get("state/" + key)
-        if value is None or value.shape != spec["shape"]:
-            found = "missing" if value is None else f"of shape {value.shape}"
-            raise ValueError(f"{path}: solver state {key!r} is {found}, expected {spec['shape']}")
-        state[key] = value.astype(DTYPE)
-    return params, state, int(arrays["meta/step"])
+    if not isinstance(data, numpy.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a checkpoint (.npz) file")
+    with data:
+        sizes = {info.filename.removesuffix(".npy"): info.file_size for info in data.zip.infolist()}
+        arrays = {}
+        for key, shape in expected.items():  # the graph's hash first: another graph's file
+            if key not in sizes:             # is reported as that, not as missing arrays
+                raise ValueError(f"{path}: {key!r} is missing")
+            if sizes[key] > 8 * int(numpy.prod(shape)) + 4096:
+                raise ValueError(f"{path}: {key!r} holds {sizes[key]} bytes, more than an array "
+                                 f"of shape {shape} needs: not a checkpoint of this module")
+            try:
+                arrays[key] = data[key]
+            except Exception as error:
+                raise ValueError(f"{path}: {key!r} is damaged ({error})") from error
+            found = arrays["meta/graph_hash"]
+            if found.shape != () or str(found) != GRAPH_HASH:
+                raise ValueError(f"{path}: written for graph {str(found)!r}, not this "
+                                 f"module's graph {GRAPH_HASH!r}")
+    step = arrays["meta/step"]
+    if step.dtype.kind not in "iu" or step < 0:
+        raise ValueError(f"{path}: the update count is {step!r}, not an integer >= 0")
+    limit = numpy.finfo(DTYPE).max
+    for key, value in arrays.items():
+        if key.startswith("meta/"):
+            continue
+        if value.shape != expected[key] or value.dtype.kind not in "fiu":
+            raise ValueError(f"{path}: {key!r} is {value.dtype} of shape {value.shape}, expected "
+                             f"real numbers of shape {expected[key]}")
+        finite = value[numpy.isfinite(value)] if value.dtype.kind == "f" else value
+        if finite.size and numpy.abs(finite).max() > limit:
+            raise ValueError(f"{path}: {key!r} holds values beyond the range of "
+                             f"{numpy.dtype(DTYPE).name}")
+    params = {spec["argument"]: arrays["param/" + name].astype(DTYPE)
+              for name, spec in PARAMETERS.items()}
+    state = {key: arrays["state/" + key].astype(DTYPE) for key in STATE}
+    return params, state, int(step)
 
 
 def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, tolerance=None):
@@ -212,6 +368,8 @@ def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, toler
         values[spec["argument"]] = numpy.asarray(chosen[spec["argument"]], dtype=DTYPE).copy()
     order = list(INPUTS) + [spec["argument"] for spec in PARAMETERS.values()]
     arguments = [values[name] for name in order]
+    if not GRADIENTS:
+        return {}
     gradients = gradient(*arguments)[len(OUTPUTS):]
 
     def loss():

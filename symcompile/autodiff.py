@@ -45,6 +45,16 @@ def differentiate(program: Program) -> None:
         if sym not in walker.created:
             grad = walker.emit(f"g_{sym.name}", grad, (), note)
         program.gradients[index] = grad
+    for index in graph.grad_outputs:  # intermediates whose .g the user reads
+        sym = program.symbols[index]
+        note = f"d {root.name} / d {graph.values[index].name or sym.name}"
+        if sym in walker.adjoints:
+            grad = walker.adjoints[sym]
+        else:  # the gradient does not reach it (need_grad=False further down)
+            grad = Full(sympy.Integer(0), shape_tuple(graph.values[index].shape))
+        if sym not in walker.created:
+            grad = walker.emit(f"g_{sym.name}", grad, (), note)
+        program.output_gradients[index] = grad
 
 
 class _Backprop:

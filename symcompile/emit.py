@@ -18,6 +18,8 @@ import sympy
 
 from . import formula
 from ._version import __version__
+from .code_lines import Block, Line
+from .entry_checks import HELPERS, Argument, argument_checks, step_check
 from .graph import Graph
 from .integrity import seal
 from .naming import comment_text, docstring_text
@@ -25,7 +27,9 @@ from .primitives import MatMul, Shapes, materialize, scale_into_matmul
 from .printer import NumPyPrinter, shape_text
 from .program import Equation, Program
 from .schedule import Schedule, schedule
+from .source_literals import block, literal
 from .update_rules import Update, UpdateRule, instantiate, state_names
+from .verify import Source, verify_module
 
 
 def template_dir() -> Path:
@@ -56,25 +60,6 @@ def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
 
 
-@dataclass(frozen=True)
-class Line:
-    text: str  # one statement, ready to print
-    comment: str = ""  # provenance, comment-safe, without the leading "#"
-
-    @property
-    def comment_lines(self) -> tuple[str, ...]:
-        """The comment wrapped to fit 100 columns after a 4-space indent and "# "."""
-        return tuple(textwrap.wrap(self.comment, 94, break_on_hyphens=False,
-                                   subsequent_indent="  "))
-
-
-@dataclass(frozen=True)
-class Block:
-    title: str  # "forward", "backward" or "update"
-    lines: tuple[Line, ...]
-    note: str = ""  # shown after the title: "# --- update: w -= lr * g ---"
-
-
 def wrap_doc(text: str, width: int = 84) -> tuple[str, ...]:
     """A docstring as lines that fit the generated code's width, made safe to embed."""
     return tuple(textwrap.wrap(docstring_text(text), width)) or ("",)
@@ -83,7 +68,7 @@ def wrap_doc(text: str, width: int = 84) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str
-    signature: str  # the text between the parentheses of the def line
+    arguments: tuple[str, ...]  # ``x``, ``lr=0.001``: identifiers and whole literals
 
     doc: tuple[str, ...]  # docstring lines, already wrapped
     blocks: tuple[Block, ...]
@@ -92,22 +77,47 @@ class FunctionSpec:
 
     @property
     def def_lines(self) -> tuple[str, ...]:
-        """``def name(args):`` wrapped at 100 columns with a hanging indent."""
-        line = f"def {self.name}({self.signature}):"
+        """``def name(args):``; past 100 columns, one line of arguments after another
+        with a hanging indent, breaking only between arguments."""
+        line = f"def {self.name}({', '.join(self.arguments)}):"
         if len(line) <= 100:
             return (line,)
-        args = textwrap.wrap(self.signature, 92, break_on_hyphens=False)
-        return (f"def {self.name}(", *(f"        {a}" for a in args), "):")
+        rows, row = [], ""
+        for argument in self.arguments:
+            piece = f"{argument},"
+            if row and len(row) + 1 + len(piece) > 92:
+                rows.append(row)
+                row = piece
+            else:
+                row = f"{row} {piece}" if row else piece
+        rows.append(row)
+        return (f"def {self.name}(", *(f"        {r}" for r in rows), "):")
 
 
 @dataclass(frozen=True)
 class ModuleSpec:
     header: tuple[str, ...]  # comment lines, without "# "
     doc: tuple[str, ...]  # module docstring lines
-    constants: tuple[tuple[str, str], ...]  # (name, literal source)
+    constants: tuple[tuple[str, object], ...]  # (name, value or verify.Source)
     functions: tuple[FunctionSpec, ...]
     template: str = "module.py.jinja"
     extra: dict = field(default_factory=dict)
+    imports: tuple[str, ...] = ("os", "numpy")  # what the template imports
+
+    @property
+    def constant_lines(self) -> tuple[tuple[str, str], ...]:
+        """(name, source of its value): tables one row per line, literals never split."""
+        return tuple((name, value.text if isinstance(value, Source)
+                      else block(value, used=len(name) + 3, table=True))
+                     for name, value in self.constants)
+
+    def source(self, version: str) -> str:
+        """The module's text, verified (see `verify`) and sealed (see `integrity`)."""
+        text = render(self.template, spec=self, version=version)
+        verify_module(text, dict(self.constants), [f.name for f in self.functions]
+                      + list(self.extra.get("helpers", ())),
+                      imports=self.imports, what=self.template)
+        return seal(text)
 
 
 @dataclass(frozen=True)
@@ -146,18 +156,17 @@ class _SolverSymbols:
     def state_symbols(self) -> list[sympy.Symbol]:
         return [sym for states in self.states.values() for sym in states.values()]
 
-    def signature(self) -> str:
+    def arguments(self) -> tuple[str, ...]:
         parts = [s.name for s in self.state_symbols]
         if self.step is not None:
             parts.append(self.step.name)
-        parts += [f"{name}={self.defaults[name]!r}" for name in self.hyper]
-        return ", ".join(parts)
+        parts += [f"{name}={literal(float(self.defaults[name]))}" for name in self.hyper]
+        return tuple(parts)
 
 
 def module_source(program: Program, plan: Schedule, graph_hash: str,
                   options: EmitOptions) -> str:
-    spec = _ModuleBuilder(program, plan, graph_hash, options).build()
-    return seal(render(spec.template, spec=spec, version=__version__))
+    return _ModuleBuilder(program, plan, graph_hash, options).build().source(__version__)
 
 
 class _ModuleBuilder:
@@ -183,7 +192,8 @@ class _ModuleBuilder:
         return Line(f"{eq.target.name} = {self.printer.doprint(expr)}", self.comment(eq, shape))
 
     def _value_shape(self, sym: sympy.Symbol) -> tuple[int, ...]:
-        for index, grad in self.program.gradients.items():
+        for index, grad in [*self.program.gradients.items(),
+                            *self.program.output_gradients.items()]:
             if grad == sym:
                 return self.graph.values[index].shape
         return self.program.shapes.of(sym)
@@ -351,59 +361,101 @@ class _ModuleBuilder:
         equations = [eq for eq in plan.backward if eq.target not in skip]
         return Block("backward", seed + self.lines(equations, grads))
 
+    def arguments(self, function: str, writable: bool = False,
+                  equations=()) -> list[Argument]:
+        """The leaves as `function` takes them; with `writable`, the trainable parameters
+        must be writable; class labels get their integer form where `equations` read it."""
+        read = set().union(*(eq.expr.free_symbols for eq in equations))
+        labels_of = {source: (name, classes)
+                     for name, (source, classes) in self.program.labels.items()}
+        result = []
+        for value, sym in zip([*self.graph.inputs, *self.graph.parameters],
+                              self.program.leaves, strict=True):
+            name, classes = labels_of.get(sym, (None, 0))
+            result.append(Argument(
+                sym.name, value.shape,
+                writable=writable and value.kind == "parameter" and value.need_grad,
+                labels_name=name.name if name is not None and name in read else "",
+                classes=classes, any_dtype=name is not None))
+        return result
+
+    def checked(self, function: str, arguments: list[Argument], blocks, returns: str,
+                doc: str, extra_arguments=(), prologue=(), extra_checks=(),
+                leading_arguments=()) -> FunctionSpec:
+        """A function whose body opens with the checks of its array arguments."""
+        checks = Block("arguments", argument_checks(function, arguments) + tuple(extra_checks),
+                       "shapes and dtypes as compiled (INPUTS, PARAMETERS)")
+        names = (*leading_arguments, *(a.name for a in arguments), *extra_arguments)
+        return FunctionSpec(function, names, wrap_doc(doc), (checks, *blocks), returns,
+                            tuple(prologue))
+
     def functions(self) -> list[FunctionSpec]:
         program, plan = self.program, self.plan
         grads = self.gradients()
         outputs = self.outputs_text()
         forward = Block("forward", self.lines(plan.forward))
         grad_text = ", ".join(g.name for g in grads)
-        leaves = ", ".join(self.leaf_args)
         root = self.root.name
+        backward_all = self.backward_block(plan, exact=True)
         functions = [
-            FunctionSpec("forward", leaves, wrap_doc("The graph's outputs."), (forward,),
-                         outputs),
-            FunctionSpec("gradient", leaves,
-                         wrap_doc(f"{outputs} and d {root} / d (each of GRADIENTS)."),
-                         (forward, self.backward_block(plan, exact=True)),
-                         ", ".join(filter(None, [outputs, grad_text]))),
+            self.checked("forward", self.arguments("forward", equations=plan.forward),
+                         (forward,), outputs, "The graph's outputs."),
+            self.checked("gradient", self.arguments("gradient",
+                                                    equations=(*plan.forward, *plan.backward)),
+                         (forward, backward_all), ", ".join(filter(None, [outputs, grad_text])),
+                         f"{outputs} and d {root} / d (each of GRADIENTS)."),
         ]
         rule = self.options.rule
         trainable = [program.gradients[v.index] for v in self.graph.parameters if v.need_grad]
         if rule is not None and trainable:
+            name = f"{rule.name}_step"
             train = schedule(program, trainable)
             definitions = {eq.target: eq.expr for eq in train.backward}
             updates, fused = self.update_lines(definitions)
             backward = self.backward_block(train, exact=False, skip=fused)
-            functions.append(FunctionSpec(
-                f"{rule.name}_step", f"{leaves}, {self.solver.signature()}",
-                wrap_doc(f"One fused training step: forward, backward and the {rule.name} "
-                         f"update ({rule.doc}) of every trainable parameter, in place"
-                         + (" with its state arrays (see init_state())"
-                            if rule.states else "")
-                         + (", step being the number of this update (1 for the first)"
-                            if rule.uses_t else "") + f". Returns {outputs}."),
+            states = [Argument(s.name, program.shapes.of(s), writable=True)
+                      for s in self.solver.state_symbols]
+            step = (step_check(name, self.solver.step.name),) if self.solver.step else ()
+            functions.append(self.checked(
+                name, self.arguments(name, writable=True,
+                                     equations=(*train.forward, *train.backward)) + states,
                 (Block("forward", self.lines(train.forward)), backward,
                  Block("check", self.finite_checks(),
                        "no update unless every gradient is finite"),
                  Block("update", updates, comment_text(rule.doc))),
-                outputs))
-        saved = ", ".join(s.name for s in plan.saved)
-        saved_tuple = f"({saved},)" if len(plan.saved) == 1 else f"({saved})"
-        functions.append(FunctionSpec(
-            "forward_saving", leaves,
-            wrap_doc("forward(), plus the values backward() reuses (for a split forward "
-                     "and backward, as the runtime does)."),
-            (forward,), f"{outputs}, {saved_tuple}"))
+                outputs,
+                f"One fused training step: forward, backward and the {rule.name} "
+                f"update ({rule.doc}) of every trainable parameter, in place"
+                + (" with its state arrays (see init_state())" if rule.states else "")
+                + (", step being the number of this update (1 for the first)"
+                   if rule.uses_t else "") + f". Returns {outputs}.",
+                extra_arguments=self.solver.arguments()[len(states):], extra_checks=step))
+        # forward_saving and backward also return the gradients of the intermediates the
+        # user reads (OUTPUT_GRADIENTS), so they may save more than gradient() computes.
+        split = schedule(program, program.returned_gradients()) \
+            if program.output_gradients else plan
+        returned = program.returned_gradients()
+        saved = ", ".join(s.name for s in split.saved)
+        saved_tuple = f"({saved},)" if len(split.saved) == 1 else f"({saved})"
+        functions.append(self.checked(
+            "forward_saving", self.arguments("forward_saving", equations=split.forward),
+            (forward,), f"{outputs}, {saved_tuple}",
+            "forward(), plus the values backward() reuses (for a split forward and "
+            "backward, as the runtime does)."))
         unpack = ()
-        if plan.saved:
-            unpack = (Line(f"{saved}{',' if len(plan.saved) == 1 else ''} = saved"),)
-        seed_arg = f", {program.seed.name}"
-        functions.append(FunctionSpec(
-            "backward", f"saved, {leaves}{seed_arg}",
-            wrap_doc(f"d {root} / d (each of GRADIENTS), given forward_saving()'s saved "
-                     f"values and the cotangent {program.seed.name} of {root}."),
-            (Block("backward", self.lines(plan.backward, frozenset(grads))),),
-            f"({grad_text},)" if len(grads) == 1 else f"({grad_text})", unpack))
+        if split.saved:
+            unpack = (Line(f"{saved}{',' if len(split.saved) == 1 else ''} = saved"),)
+        seed = Argument(program.seed.name, self.graph.root.shape)
+        returned_text = ", ".join(g.name for g in returned)
+        functions.append(self.checked(
+            "backward", self.arguments("backward", equations=split.backward) + [seed],
+            (Block("backward", self.lines(split.backward, frozenset(returned))),),
+            f"({returned_text},)" if len(returned) == 1 else f"({returned_text})",
+            f"d {root} / d (each of GRADIENTS"
+            + (", then each of OUTPUT_GRADIENTS" if program.output_gradients else "")
+            + f"), given forward_saving()'s saved values and the cotangent "
+            f"{program.seed.name} of {root}.", prologue=unpack,
+            leading_arguments=("saved",)))
         return functions
 
     # --- module -------------------------------------------------------------------------
@@ -430,52 +482,44 @@ class _ModuleBuilder:
                                        break_on_hyphens=False)
         return tuple(lines)
 
-    def constants(self) -> tuple[tuple[str, str], ...]:
+    def constants(self) -> tuple[tuple[str, object], ...]:
+        """The module's constants as values (the template prints them as literals and
+        `verify` checks the printed text holds exactly these values)."""
         graph, program = self.graph, self.program
 
         def argument(value) -> str:
             return program.symbols[value.index].name
 
-        def row(key, fields) -> str:
-            body = ", ".join(f"{literal(k)}: {literal(v)}" for k, v in fields)
-            line = f"    {literal(key)}: {{{body}}},\n"
-            if len(line) <= 101:
-                return line
-            wrapped = textwrap.wrap(body, 88, initial_indent="        ",
-                                    subsequent_indent="        ")
-            return f"    {literal(key)}: {{\n" + "\n".join(wrapped) + ",\n    },\n"
-
-        def table(rows) -> str:
-            return "{\n" + "".join(rows) + "}" if rows else "{}"
-
         labels = self.label_classes()
-        inputs = table([row(argument(v), [("name", v.name), ("shape", v.shape),
-                                          ("dtype", v.dtype), ("need_grad", v.need_grad),
-                                          *([("labels", labels[v.index])]
-                                            if v.index in labels else [])])
-                        for v in graph.inputs])
-        parameters = table([row(v.name, [("argument", argument(v)), ("shape", v.shape),
-                                         ("dtype", v.dtype), ("need_grad", v.need_grad)])
-                            for v in graph.parameters])
-        outputs = table([row(argument(graph.values[i]), [("shape", graph.values[i].shape),
-                                                         ("dtype", graph.values[i].dtype)])
-                         for i in graph.outputs])
+        inputs = {argument(v): {"name": v.name, "shape": v.shape, "dtype": v.dtype,
+                                "need_grad": v.need_grad,
+                                **({"labels": labels[v.index]} if v.index in labels else {})}
+                  for v in graph.inputs}
+        parameters = {v.name: {"argument": argument(v), "shape": v.shape, "dtype": v.dtype,
+                               "need_grad": v.need_grad}
+                      for v in graph.parameters}
+        outputs = {argument(graph.values[i]): {"shape": graph.values[i].shape,
+                                               "dtype": graph.values[i].dtype}
+                   for i in graph.outputs}
         return (
-            ("GRAPH_NAME", literal(self.options.name)),
-            ("GRAPH_HASH", literal(self.hash)),
-            ("SOURCE_HASH", "''"),  # filled in by integrity.seal
-            ("SYMCOMPILE_VERSION", literal(__version__)),
-            ("DTYPE", f"numpy.{program.dtype}"),
+            ("GRAPH_NAME", self.options.name),
+            ("GRAPH_HASH", self.hash),
+            ("SOURCE_HASH", ""),  # filled in by integrity.seal
+            ("SYMCOMPILE_VERSION", __version__),
+            ("DTYPE", Source(f"numpy.{program.dtype}")),
             ("INPUTS", inputs),
             ("PARAMETERS", parameters),
             ("OUTPUTS", outputs),
-            ("GRADIENTS", literal(tuple(argument(graph.values[i]) for i in program.gradients))),
+            ("GRADIENTS", tuple(argument(graph.values[i]) for i in program.gradients)),
             # Leaves the root does not depend on: their gradient is 0 and backward() leaves
             # them untouched (nnabla's solvers then skip them).
-            ("UNREACHED", literal(tuple(argument(graph.values[i])
-                                        for i in sorted(program.unreached)))),
-            ("SOLVER", literal(self.options.rule.name if self.options.rule else None)),
-            ("STATE", self.state_table(row, table)),
+            ("UNREACHED", tuple(argument(graph.values[i]) for i in sorted(program.unreached))),
+            # Outputs whose gradient backward() returns after GRADIENTS' (intermediates
+            # whose .g the user reads; nnabla keeps them).
+            ("OUTPUT_GRADIENTS", tuple(argument(graph.values[i])
+                                       for i in program.output_gradients)),
+            ("SOLVER", self.options.rule.name if self.options.rule else None),
+            ("STATE", self.state_table()),
         )
 
     def label_classes(self) -> dict[int, int]:
@@ -490,17 +534,14 @@ class _ModuleBuilder:
                 found[node.inputs[1]] = 2
         return found
 
-    def state_table(self, row, table) -> str:
+    def state_table(self) -> dict:
         """STATE: each solver-state argument with its parameter, state name and shape."""
         if self.solver is None:
-            return "{}"
-        rows = []
-        for index, states in self.solver.states.items():
-            value = self.graph.values[index]
-            for name, symbol in states.items():
-                rows.append(row(symbol.name, [("parameter", value.name), ("state", name),
-                                              ("shape", value.shape)]))
-        return table(rows)
+            return {}
+        return {symbol.name: {"parameter": self.graph.values[index].name, "state": name,
+                              "shape": self.graph.values[index].shape}
+                for index, states in self.solver.states.items()
+                for name, symbol in states.items()}
 
     def init_lines(self) -> tuple[Line, ...]:
         lines = []
@@ -533,11 +574,18 @@ class _ModuleBuilder:
                      f", dtype=numpy.{dtype}),")
                 for sym in self.solver.state_symbols)
         step_name = f"{self.options.rule.name}_step" if self.options.rule else ""
+        check_finite = self.options.check_finite and bool(step_name)
+        helpers = (*MODULE_HELPERS, *HELPERS, *(["init_state"] if state else []),
+                   *(["require_finite"] if check_finite else []))
         return ModuleSpec(self.header(), doc, self.constants(),
                           tuple(self.functions()),
                           extra={"init": self.init_lines(), "uses_rng": self.uses_rng(),
                                  "state": state, "step_name": step_name,
-                                 "check_finite": self.options.check_finite and bool(step_name)})
+                                 "check_finite": check_finite, "helpers": helpers})
+
+
+# The functions templates/module.py.jinja defines besides the compiled ones.
+MODULE_HELPERS = ("init_parameters", "save_checkpoint", "load_checkpoint", "check_gradient")
 
 
 def _init_expression(init, shape, dtype: str) -> tuple[str, str]:
@@ -545,27 +593,19 @@ def _init_expression(init, shape, dtype: str) -> tuple[str, str]:
     shape = shape_text(shape)
     kind = init[0] if init else "constant"
     if kind == "uniform":
-        return (f"rng.uniform({init[1]!r}, {init[2]!r}, size={shape}).astype(numpy.{dtype})",
-                f"UniformInitializer(({init[1]!r}, {init[2]!r}))")
+        low, high = literal(init[1]), literal(init[2])
+        return (f"rng.uniform({low}, {high}, size={shape}).astype(numpy.{dtype})",
+                f"UniformInitializer(({low}, {high}))")
     if kind == "normal":
-        return (f"(rng.randn(*{shape}) * {init[1]!r}).astype(numpy.{dtype})",
-                f"NormalInitializer({init[1]!r})")
+        sigma = literal(init[1])
+        return (f"(rng.randn(*{shape}) * {sigma}).astype(numpy.{dtype})",
+                f"NormalInitializer({sigma})")
     if kind == "constant":
-        value = float(init[1]) if init else 0.0
-        return f"numpy.full({shape}, {value!r}, dtype=numpy.{dtype})", f"constant {value!r}"
+        value = literal(float(init[1]) if init else 0.0)
+        return f"numpy.full({shape}, {value}, dtype=numpy.{dtype})", f"constant {value}"
     return (f"numpy.zeros({shape}, dtype=numpy.{dtype})",
             "initialised from an array or a custom initializer when the graph was built; "
             "zeros here: load saved values instead")
-
-
-def literal(value) -> str:
-    """Python source for a constant: str, int, float, bool, None and tuples of them."""
-    if isinstance(value, tuple):
-        items = ", ".join(literal(v) for v in value)
-        return f"({items},)" if len(value) == 1 else f"({items})"
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return repr(value)
-    raise TypeError(f"no literal for {value!r}")
 
 
 def update_text(upd: Update, expr: sympy.Expr, printer: NumPyPrinter) -> str:
@@ -600,8 +640,8 @@ def update_module_source(rule: UpdateRule, options=()) -> str:
     lines = [Line(update_text(u, u.expr, printer))
              for u in instantiate(rule, w, g, states, hyper, t, values, scalar_name,
                                   local_name)]
-    signature = ", ".join(["w", "g", *arguments.values(), *(["t"] if rule.uses_t else []),
-                           *rule.hyper_names])
+    signature = ("w", "g", *arguments.values(), *(["t"] if rule.uses_t else []),
+                 *rule.hyper_names)
     flags = ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
     function = FunctionSpec(
         "update", signature,
@@ -614,9 +654,8 @@ def update_module_source(rule: UpdateRule, options=()) -> str:
                 comment_text(f"The {rule.name} update rule{' (' + flags + ')' if flags else ''},"
                              f" as solver.update() runs it: {rule.doc}", 1000)),
         doc=wrap_doc(f"The {rule.name} update rule, generated by symcompile."),
-        constants=(("SOURCE_HASH", "''"), ("RULE", literal(rule.name)),
-                   ("STATES", literal(names)),
-                   ("HYPER", literal(rule.hyper_names)),
-                   ("OPTIONS", literal(tuple(sorted(values.items()))))),
-        functions=(function,), template="update.py.jinja")
-    return seal(render(spec.template, spec=spec, version=__version__))
+        constants=(("SOURCE_HASH", ""), ("RULE", rule.name), ("STATES", tuple(names)),
+                   ("HYPER", tuple(rule.hyper_names)),
+                   ("OPTIONS", tuple(sorted(values.items())))),
+        functions=(function,), template="update.py.jinja", imports=("numpy",))
+    return spec.source(__version__)

@@ -65,6 +65,9 @@ class Graph:
     values: tuple[Value, ...]
     nodes: tuple[Node, ...]  # topological order
     outputs: tuple[int, ...]  # the root first, then intermediates the user reads
+    # Intermediates among the outputs whose gradient the user reads: backward() returns
+    # d root / d each of them too (nnabla keeps them in their .g).
+    grad_outputs: tuple[int, ...] = ()
 
     @property
     def leaves(self) -> tuple[Value, ...]:
@@ -96,6 +99,8 @@ class Graph:
             attrs = ", ".join(f"{k}={_canonical(a)}" for k, a in n.attrs)
             lines.append(f"node {n.op}({attrs}) {n.inputs} -> {n.output}")
         lines.append(f"outputs {self.outputs}")
+        if self.grad_outputs:
+            lines.append(f"gradients of outputs {self.grad_outputs}")
         return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:16]
 
     def label(self, index: int) -> str:
@@ -146,6 +151,8 @@ class Captured:
     graph: Graph
     storages: dict[int, object]  # leaf value index -> Storage (shared by all its views)
     output_vars: tuple  # the Variables of graph.outputs, in order
+    grad_vars: tuple = ()  # the Variables of graph.grad_outputs, in order
+    intermediates: frozenset = frozenset()  # id() of every intermediate Variable
 
 
 def capture(root: Variable, name: str = "graph", dtype: str | None = None,
@@ -209,8 +216,12 @@ def capture(root: Variable, name: str = "graph", dtype: str | None = None,
     if observed:
         output_vars += [v for v in order if v._parent is not None and v._observed and v is not root]
     outputs = tuple(index_of[identity(v)] for v in output_vars)
-    return Captured(Graph(name, tuple(values), tuple(nodes), outputs), storages,
-                    tuple(output_vars))
+    grad_vars = tuple(v for v in output_vars[1:] if v._grad_observed
+                      and values[index_of[identity(v)]].need_grad)
+    grad_outputs = tuple(index_of[identity(v)] for v in grad_vars)
+    return Captured(Graph(name, tuple(values), tuple(nodes), outputs, grad_outputs), storages,
+                    tuple(output_vars), grad_vars,
+                    frozenset(id(v) for v in order if v._parent is not None))
 
 
 def _user_name(var: Variable) -> str:

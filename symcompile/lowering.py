@@ -16,6 +16,7 @@ from __future__ import annotations
 import sympy
 from sympy.core.parameters import distribute
 
+from .elementwise import Truncate
 from .graph import Graph, Value
 from .naming import RESERVED, Namer
 from .ops import OPS, LowerContext
@@ -62,6 +63,19 @@ def lower(graph: Graph, dtype: str = "float32",
 
     consumers = _consumer_counts(graph)
     producers = {node.output: node for node in graph.nodes}
+    inputs = {program.symbols[v.index] for v in graph.inputs}
+
+    def class_labels(expr: sympy.Expr, classes: int) -> sympy.Expr:
+        """An input's labels are checked and cast to integers where they enter each
+        function (see entry_checks); computed labels are truncated as nnabla casts them."""
+        if expr not in inputs:
+            return Truncate(expr)
+        for labels, (source, count) in program.labels.items():
+            if source == expr and count == classes:
+                return labels
+        labels = program.symbol(f"{expr.name}_labels", program.shapes.of(expr))
+        program.labels[labels] = (expr, classes)
+        return labels
     depths = dict.fromkeys(exprs, 0)  # how deeply functions nest in each value's expression
 
     def own_array(value: Value, expr: sympy.Expr, origin: tuple) -> None:
@@ -85,7 +99,7 @@ def lower(graph: Graph, dtype: str = "float32",
             raise ExpressionTooLarge(_too_large(graph, node, f"{depth} functions nested",
                                                 EXPRESSION_DEPTH_LIMIT, fusion_limit))
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs), out.shape,
-                           program.shapes)
+                           program.shapes, class_labels)
         expr = op.lower([exprs[i] for i in node.inputs], node.attr_dict, ctx)
         if _nests_composites(expr):
             # A softmax of a softmax: each expands its argument twice (x - max(x)), so

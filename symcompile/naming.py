@@ -22,10 +22,14 @@ RESERVED = frozenset(
         "forward_saving", "backward", "init_parameters", "check_gradient", "lr", "saved",
         "rng", "seed", "self", "SOLVER", "STATE", "UNREACHED", "init_state", "save_checkpoint",
         "load_checkpoint", "path", "params", "state", "arrays", "SOURCE_HASH", "require_finite",
+        "OUTPUT_GRADIENTS", "refuse_argument", "refuse_step", "class_labels", "os",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 _TEMP = re.compile(r"_t\d+\Z")
+# Identifiers longer than this are shortened (the full name stays in PARAMETERS, INPUTS
+# and the comments): a 120-character argument name helps nobody read the code.
+MAX_IDENTIFIER = 48
 
 
 def identifier(name: str, fallback: str = "v") -> str:
@@ -46,6 +50,8 @@ def identifier(name: str, fallback: str = "v") -> str:
         else:
             pieces.append("_")
     ident = re.sub(r"_{2,}", "_", "".join(pieces)).strip("_")
+    # (one character less where a leading digit will get a "_")
+    ident = _shortened(ident, MAX_IDENTIFIER - (ident[:1].isdigit()))
     if not ident:
         ident = fallback
     if ident[0].isdigit():
@@ -53,6 +59,21 @@ def identifier(name: str, fallback: str = "v") -> str:
     if ident in _FORBIDDEN or ident in RESERVED or _TEMP.match(ident):
         ident = ident + "_"
     return ident
+
+
+def _shortened(ident: str, limit: int = MAX_IDENTIFIER) -> str:
+    """A long identifier as the initials of its leading words and its trailing words in
+    full: ``transformer_encoder_layer_11_..._extra_affine_W`` -> ``tel11mha_query_
+    projection_extra_affine_W`` (the most specific part of a scoped name is its end)."""
+    if len(ident) <= limit:
+        return ident
+    words = [w for w in ident.split("_") if w]
+    for keep in range(len(words) - 1, 0, -1):
+        initials = "".join(w if w.isdigit() else w[0] for w in words[:-keep])
+        candidate = f"{initials}_{'_'.join(words[-keep:])}"
+        if len(candidate) <= limit:
+            return candidate
+    return ident[-limit:].lstrip("_") or ident[:limit]
 
 
 class Namer:

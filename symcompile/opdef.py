@@ -24,6 +24,9 @@ class LowerContext:
     in_shapes: tuple[tuple[int, ...], ...]
     out_shape: tuple[int, ...]
     shapes: Shapes
+    # The integer class labels an expression holds, for ops indexed by labels: a graph
+    # input's checked integer form, else the expression truncated as nnabla casts it.
+    class_labels: Callable[[sympy.Expr, int], sympy.Expr] | None = None
 
 
 @dataclass(frozen=True)

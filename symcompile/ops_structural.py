@@ -179,4 +179,6 @@ def _softmax_cross_entropy_shape(shapes, attrs):
 
 @structural("softmax_cross_entropy", "SoftmaxCrossEntropy", 2, _softmax_cross_entropy_shape)
 def _softmax_cross_entropy(args, attrs, ctx):
-    return SoftmaxCrossEntropy(args[0], args[1], sympy.Integer(attrs["axis"]))
+    classes = ctx.in_shapes[0][attrs["axis"]]
+    labels = ctx.class_labels(args[1], classes) if ctx.class_labels else args[1]
+    return SoftmaxCrossEntropy(args[0], labels, sympy.Integer(attrs["axis"]))

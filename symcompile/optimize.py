@@ -73,7 +73,7 @@ def _symbols_with_multiplicity(expr: sympy.Basic):
 
 
 def _inline_single_use(program: Program) -> None:
-    outputs = set(program.gradients.values())
+    outputs = set(program.returned_gradients())
     uses = _uses(eq.expr for eq in program.backward)
     substitutions: dict[sympy.Symbol, sympy.Expr] = {}
     kept: list[Equation] = []
@@ -100,7 +100,7 @@ def _fold_constant_gradients(program: Program) -> None:
     summed over its axis) are substituted into their consumers, where products and sums
     of them fold to zero too. (Any other number keeps its equation and gets its array's
     shape back in _values_keep_shapes.)"""
-    keep = set(program.gradients.values())
+    keep = set(program.returned_gradients())
     zeros: dict[sympy.Symbol, sympy.Expr] = {}
     kept: list[Equation] = []
     for eq in program.backward:
@@ -161,6 +161,8 @@ def _record_derivatives(program: Program, named: dict) -> None:
     # products of it keep their shapes); a non-scalar root keeps its cotangent symbol.
     seed = ({program.seed: Full(sympy.Integer(1), shape_tuple(()))}
             if program.graph.root.shape == () else {})
+    # Labels read as integers are the user's label input in the formula.
+    seed.update({labels: source for labels, (source, _) in program.labels.items()})
     for index, grad in program.gradients.items():
         formula = grad
         for _ in range(len(definitions) + 1):
@@ -208,7 +210,7 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
         eq.expr = eq.expr.xreplace(rename)
     # A returned gradient may be widened to its leaf's shape where it is returned, so no
     # other statement may read it in place of the shared subexpression it equals.
-    _merge_aliases(equations, temps, protected=set(program.gradients.values()))
+    _merge_aliases(equations, temps, protected=set(program.returned_gradients()))
     for temp in reversed(temps):
         if not temp.origin:
             first = next((eq for eq in itertools.chain(temps, equations)
@@ -220,7 +222,7 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
 def _renumber_temporaries(program: Program) -> None:
     """_t0, _t1, ... in the order the statements compute them (CSE numbers them in the
     order it finds them, which is not the order they are printed in)."""
-    sequence = order(program, [*program.outputs, *program.gradients.values()],
+    sequence = order(program, [*program.outputs, *program.returned_gradients()],
                      set(program.leaves) | {program.seed})
     temps = [eq.target for eq in sequence if _TEMP.match(eq.target.name)]
     temps += [t.target for t in program.temps

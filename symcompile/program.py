@@ -46,9 +46,14 @@ class Program:
     needs_grad: set = field(default_factory=set)  # symbols a gradient flows through
     seed: sympy.Symbol | None = None  # d root / d root
     gradients: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf value -> gradient
+    # intermediate value (graph.grad_outputs) -> its gradient, which backward() returns too
+    output_gradients: dict[int, sympy.Expr] = field(default_factory=dict)
     unreached: set[int] = field(default_factory=set)  # need_grad leaves the root ignores
     derivatives: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf -> formula
     fused_names: dict[sympy.Expr, sympy.Symbol] = field(default_factory=dict)  # for display
+    # Integer class labels of an input: their symbol -> (the input's symbol, classes).
+    # Each generated function that reads one computes it from the input on entry.
+    labels: dict[sympy.Symbol, tuple[sympy.Symbol, int]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)  # sizes, for `symcompile show`
 
     def symbol(self, name: str, shape: tuple[int, ...]) -> sympy.Symbol:
@@ -56,6 +61,10 @@ class Program:
         sym = sympy.Symbol(self.namer.claim(name))
         self.shapes.declare(sym, shape)
         return sym
+
+    def returned_gradients(self) -> list[sympy.Expr]:
+        """Every gradient a generated function returns: the leaves', then the outputs'."""
+        return [*self.gradients.values(), *self.output_gradients.values()]
 
     def equations(self) -> list[Equation]:
         return [*self.forward, *self.temps, *self.backward]

@@ -8,8 +8,10 @@ nothing the code depends on changed (`graph_epoch`) and call generated functions
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import types
+import weakref
 
 import numpy
 
@@ -24,37 +26,67 @@ class Binding:
     """A generated module bound to the arrays of the graph it was compiled from."""
 
     def __init__(self, module, epoch: int, args: list[numpy.ndarray], outputs: list[Storage],
-                 grads: list[Storage], root_shape: tuple[int, ...]) -> None:
+                 grads: list[Storage], root_shape: tuple[int, ...],
+                 output_grads: list[Storage] = (), intermediates: frozenset = frozenset()
+                 ) -> None:
         self.module = module
         self.epoch = epoch
         self.args = args  # leaf arrays in the module's argument order
         self.outputs = outputs  # storages of the module's OUTPUTS
         self.grads = grads  # storages receiving the module's GRADIENTS
+        self.output_grads = list(output_grads)  # storages of OUTPUT_GRADIENTS
+        self.intermediates = intermediates  # id() of every intermediate Variable bound
         self.root_shape = root_shape
         self.saved = None
         self.fingerprint = ""
-        self._ones = None if root_shape == () else numpy.ones(root_shape, numpy.float32)
+        self._ones = numpy.ones(root_shape, numpy.float32)
 
-    def forward(self) -> None:
-        *outputs, self.saved = self.module.forward_saving(*self.args)
+    def forward(self, root: Variable) -> None:
+        *outputs, self.saved = self._run(root, "forward", self.module.forward_saving, *self.args)
         for storage, value in zip(self.outputs, outputs, strict=True):
             storage.data[...] = value
             storage.computed = True
 
     def backward(self, grad, root: Variable) -> None:
+        """Accumulate into the leaves' `.g`; overwrite the `.g` of the intermediates whose
+        gradient the user reads (nnabla's semantics for both)."""
         if self.saved is None:
-            *_, self.saved = self.module.forward_saving(*self.args)
-        gradients = self.module.backward(self.saved, *self.args, self._seed(grad, root))
-        for storage, value in zip(self.grads, gradients, strict=True):
+            *_, self.saved = self._run(root, "backward", self.module.forward_saving, *self.args)
+        seed = self._seed(grad, root)
+        gradients = self._run(root, "backward", self.module.backward, self.saved, *self.args,
+                              seed)
+        for storage, value in zip(self.grads, gradients, strict=False):
             if storage is not None:  # None: a leaf the root does not depend on
                 storage.accumulate_grad(value)
+        self._write_output_gradients(gradients)
+        _remember_backward(root, seed, copy=grad is None)
+
+    @staticmethod
+    def _run(root: Variable, method: str, function, *args):
+        """Call generated code; a value it refuses (a label out of range) is reported as
+        the error of the user's call."""
+        try:
+            return function(*args)
+        except ValueError as error:
+            name = root.name or "the variable"
+            raise ValueError(f"{name}.{method}(): the graph's inputs were refused by the "
+                             f"generated code: {error}") from None
+
+    def recompute_output_gradients(self, seed) -> None:
+        """The intermediates' gradients for cotangent `seed` (leaves are left alone)."""
+        *_, self.saved = self.module.forward_saving(*self.args)
+        self._write_output_gradients(self.module.backward(self.saved, *self.args, seed))
+
+    def _write_output_gradients(self, gradients) -> None:
+        if self.output_grads:
+            for storage, value in zip(self.output_grads, gradients[len(self.grads):],
+                                      strict=True):
+                storage.set_grad(value)
 
     def _seed(self, grad, root: Variable):
         if grad is None:
             return root._storage.grad
         if isinstance(grad, (int, float)) and not isinstance(grad, bool):
-            if self.root_shape == ():
-                return numpy.float32(grad)
             return self._ones if grad == 1 else numpy.full(self.root_shape, grad, numpy.float32)
         value = numpy.asarray(grad, dtype=numpy.float32)
         try:
@@ -64,8 +96,35 @@ class Binding:
                              f"fit the variable's shape {self.root_shape}") from None
 
 
+# The latest backward() calls, newest last: (the root, weakly; the cotangent it used). The
+# first read of an intermediate's .g computes what the latest backward() through it gave.
+_recent_backward: collections.deque = collections.deque(maxlen=8)
+
+
+def _remember_backward(root: Variable, seed, copy: bool) -> None:
+    """Note the cotangent `root`'s backward() used (`copy` it: it is the root's live .g)."""
+    if _recent_backward:
+        last_root, last_seed = _recent_backward[-1]
+        if last_root() is root:
+            if last_seed is seed and not copy:
+                return  # the usual loop: the same root, seeded with ones, again
+            _recent_backward.pop()
+    _recent_backward.append((weakref.ref(root), seed.copy() if copy else seed))
+
+
+def recompute_gradient(var: Variable) -> None:
+    """Fill `.g` of the intermediate `var`, read for the first time, with the gradient
+    the latest backward() through it computed (from the leaves' current values)."""
+    for ref, seed in reversed(_recent_backward):
+        root = ref()
+        if root is not None and root._compiled is not None \
+                and id(var) in root._compiled.intermediates:
+            binding(root).recompute_output_gradients(seed)
+            return
+
+
 def forward(root: Variable) -> None:
-    binding(root).forward()
+    binding(root).forward(root)
 
 
 def backward(root: Variable, grad) -> None:
@@ -108,14 +167,17 @@ def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
     unreached = set(getattr(module, "UNREACHED", ()))
     grads = [None if name in unreached else captured.storages[v.index]
              for v, name in zip(leaves, names, strict=True) if v.need_grad]
-    if len(grads) != len(module.GRADIENTS) or len(graph.outputs) != len(module.OUTPUTS):
+    output_grads = [v._storage for v in captured.grad_vars]
+    if len(grads) != len(module.GRADIENTS) or len(graph.outputs) != len(module.OUTPUTS) \
+            or len(output_grads) != len(getattr(module, "OUTPUT_GRADIENTS", ())):
         raise cache.GraphMismatchError(
             f"generated module {module.__file__} computes {len(module.OUTPUTS)} outputs and "
             f"{len(module.GRADIENTS)} gradients; the graph has {len(graph.outputs)} and "
             f"{len(grads)}")
     bound = Binding(module, graph_epoch() if epoch is None else epoch,
                     [captured.storages[v.index].data for v in leaves],
-                    [v._storage for v in captured.output_vars], grads, graph.root.shape)
+                    [v._storage for v in captured.output_vars], grads, graph.root.shape,
+                    output_grads, captured.intermediates)
     bound.fingerprint = graph.fingerprint()
     root._compiled = bound
     return bound

@@ -35,9 +35,14 @@ def normalize_shape(shape, what: str = "Variable") -> tuple[int, ...]:
     if isinstance(shape, numbers.Integral):
         shape = (shape,)
     try:
-        dims = tuple(int(d) for d in shape)
+        given = tuple(shape)
     except TypeError:
         raise TypeError(f"{what}: shape must be a tuple of ints, got {shape!r}") from None
+    for d in given:
+        if not isinstance(d, numbers.Integral) or isinstance(d, bool):
+            raise TypeError(f"{what}: shape {shape!r} has the dimension {d!r}, which is not an "
+                            f"int; pass whole numbers, e.g. ({', '.join(map(_whole, given))})")
+    dims = tuple(int(d) for d in given)
     if any(d < 0 for d in dims):
         raise ValueError(f"{what}: shape {dims} has a negative dimension")
     size = 1
@@ -51,6 +56,40 @@ def normalize_shape(shape, what: str = "Variable") -> tuple[int, ...]:
     return dims
 
 
+def _whole(d) -> str:
+    """`d` as the int it most likely meant, for an error message's suggestion."""
+    try:
+        return str(int(d))
+    except (TypeError, ValueError):
+        return "?"
+
+
+class ArrayData(numpy.ndarray):
+    """What `.d` and `.g` return: the variable's live array, converting to a Python number
+    when it holds one element.
+
+    nnabla's tutorials write ``float(loss.d)`` and ``float(a.d)`` for arrays of shape
+    (1, 1), which NumPy 2 refuses for arrays with axes; this view accepts any size-1 array
+    (also in ``int()`` and in format specs such as ``f"{loss.d:.4f}"``) and is otherwise
+    a plain ndarray sharing the variable's memory. Generated code never sees it: the
+    runtime passes the plain arrays, so the loop pays nothing for it.
+    """
+
+    def __float__(self) -> float:
+        return float(self.item()) if self.size == 1 else super().__float__()
+
+    def __int__(self) -> int:
+        return int(self.item()) if self.size == 1 else super().__int__()
+
+    def __format__(self, spec: str) -> str:
+        if spec and self.size == 1:
+            return format(self.item(), spec)
+        return super().__format__(spec)
+
+    def __repr__(self) -> str:
+        return repr(self.view(numpy.ndarray))
+
+
 class Storage:
     """The arrays behind a Variable, shared by all unlinked views of it.
 
@@ -59,14 +98,16 @@ class Storage:
     gradient is still zeroing (nothing wrote it since `zero_grad()`).
     """
 
-    __slots__ = ("shape", "dtype", "_data", "_grad", "grad_zeroing", "computed", "init",
-                 "__weakref__")
+    __slots__ = ("shape", "dtype", "_data", "_grad", "_data_view", "_grad_view", "grad_zeroing",
+                 "computed", "init", "__weakref__")
 
     def __init__(self, shape: tuple[int, ...], dtype=DTYPE) -> None:
         self.shape = shape
         self.dtype = numpy.dtype(dtype)
         self._data = None
         self._grad = None
+        self._data_view = None  # ArrayData views of _data and _grad, for the user
+        self._grad_view = None
         self.grad_zeroing = False
         self.computed = False  # an intermediate's value has been computed at least once
         self.init = None  # how a parameter was initialised (see initializer.describe)
@@ -91,6 +132,28 @@ class Storage:
         self.grad_zeroing = False
         return self._grad
 
+    @property
+    def data_view(self) -> ArrayData:
+        """`data` as the user reads it (see ArrayData)."""
+        if self._data_view is None:
+            self._data_view = self.data.view(ArrayData)
+        return self._data_view
+
+    @property
+    def grad_view(self) -> ArrayData:
+        """`grad` as the user reads it, materialising a pending lazy zero first."""
+        grad = self.grad
+        if self._grad_view is None:
+            self._grad_view = grad.view(ArrayData)
+        return self._grad_view
+
+    def set_grad(self, value) -> None:
+        """Overwrite the gradient: what backward() does to an intermediate's."""
+        if self._grad is None:
+            self._grad = self._zeros()
+        self._grad[...] = value
+        self.grad_zeroing = False
+
     def accumulate_grad(self, value) -> None:
         """Add `value` to the gradient (assign when it was zeroed): what backward() does."""
         if self._grad is None:
@@ -106,12 +169,25 @@ class Storage:
         self.grad_zeroing = True
 
 
-def _assign(array: numpy.ndarray, value) -> None:
-    """nnabla's `.d = value` / `.g = value`: fill with a scalar, else copy (broadcasting)."""
-    if numpy.isscalar(value) or (isinstance(value, numpy.ndarray) and value.ndim == 0):
+def _assign(array: numpy.ndarray, value, what: str = "Variable") -> None:
+    """nnabla's `.d = value` / `.g = value`: fill with a scalar, else copy (broadcasting).
+
+    Only real numbers are accepted: None, strings, objects and complex numbers would
+    become NaN, raise deep inside NumPy or silently lose their imaginary part."""
+    if value is None:
+        raise TypeError(f"{what} = None: a variable always holds numbers; assign 0 to zero "
+                        f"it, or an array of shape {array.shape}")
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} = {value!r}: expected numbers, got a string")
+    value = numpy.asarray(value) if not isinstance(value, numpy.ndarray) else value
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: expected real numbers, got an array of dtype {value.dtype}"
+                        + (" (complex: pass the real part, value.real)"
+                           if value.dtype.kind == "c" else "")
+                        + "; convert it with numpy.asarray(value, dtype=numpy.float32)")
+    if value.ndim == 0:
         array.fill(value)
         return
-    value = numpy.asarray(value)
     try:
         array[...] = value
     except ValueError:
@@ -131,15 +207,15 @@ class NdArray:
         self._field = field
 
     @property
-    def data(self) -> numpy.ndarray:
-        return getattr(self._storage, self._field)
+    def data(self) -> ArrayData:
+        return getattr(self._storage, f"{self._field}_view")
 
     @data.setter
     def data(self, value) -> None:
         if self._field == "grad" and numpy.isscalar(value) and value == 0:
             self.zero()
             return
-        _assign(getattr(self._storage, self._field), value)
+        _assign(getattr(self._storage, self._field), value, f"NdArray.{self._field}")
 
     def zero(self) -> None:
         if self._field == "grad":
@@ -217,9 +293,10 @@ class Variable:
         self._name = ""
         self._parent: Function | None = None
         self._callsite = callsite.capture()
-        self._observed = False
+        self._observed = False  # an intermediate whose .d the user reads
+        self._grad_observed = False  # an intermediate whose .g the user reads
         self._compiled = None  # runtime's per-root cache
-        self.persistent = False
+        self._persistent = False
 
     # --- construction -----------------------------------------------------------------
     @staticmethod
@@ -243,8 +320,9 @@ class Variable:
         var._parent = None
         var._callsite = callsite.capture()
         var._observed = False
+        var._grad_observed = False
         var._compiled = None
-        var.persistent = self.persistent
+        var._persistent = self._persistent
         return var
 
     def unlinked(self, need_grad=None) -> Variable:
@@ -318,34 +396,66 @@ class Variable:
         return self._parent
 
     @property
-    def d(self) -> numpy.ndarray:
+    def persistent(self) -> bool:
+        """nnabla's flag that keeps an intermediate's values and gradient: here every
+        forward() and backward() then keeps its `.d` and `.g` up to date."""
+        return self._persistent
+
+    @persistent.setter
+    def persistent(self, value) -> None:
+        self._persistent = bool(value)
+        if self._persistent and self._parent is not None:
+            self._observe(gradient=True)
+
+    def _observe(self, gradient: bool = False) -> None:
+        """Reading an intermediate: from now on every forward() keeps its `.d` up to date
+        and, with `gradient`, every backward() its `.g` (nnabla keeps both)."""
+        if self._observed and (self._grad_observed or not gradient):
+            return
+        self._observed = True
+        first_gradient = gradient and not self._grad_observed
+        self._grad_observed = self._grad_observed or gradient
+        bump_epoch()
+        if first_gradient:
+            from . import runtime
+
+            runtime.recompute_gradient(self)
+
+    @property
+    def d(self) -> ArrayData:
         """The values, as a live NumPy array (writes go straight into the variable)."""
         storage = self._storage
         if self._parent is not None:
-            if not self._observed:
-                # Reading an intermediate: from now on every forward() keeps it up to date.
-                self._observed = True
-                bump_epoch()
+            self._observe()
             if not storage.computed:
                 self.forward()
-        return storage.data
+        return storage.data_view
 
     @d.setter
     def d(self, value) -> None:
-        _assign(self._storage.data, value)
+        _assign(self._storage.data, value, f"{self._label}.d")
         self._storage.computed = True
 
     @property
-    def g(self) -> numpy.ndarray:
-        """The gradient, as a live NumPy array; `backward()` accumulates into it."""
-        return self._storage.grad
+    def g(self) -> ArrayData:
+        """The gradient, as a live NumPy array. `backward()` accumulates into the `.g` of
+        leaves and overwrites that of intermediates, as nnabla does."""
+        if self._parent is not None:
+            self._observe(gradient=True)
+        return self._storage.grad_view
 
     @g.setter
     def g(self, value) -> None:
+        if self._parent is not None:
+            self._observe(gradient=True)
         if numpy.isscalar(value) and value == 0:
             self._storage.zero_grad()
             return
-        _assign(self._storage.grad, value)
+        _assign(self._storage.grad, value, f"{self._label}.g")
+
+    @property
+    def _label(self) -> str:
+        return self._name or "Variable"
 
     @property
     def data(self) -> NdArray:
@@ -353,6 +463,8 @@ class Variable:
 
     @property
     def grad(self) -> NdArray:
+        if self._parent is not None:
+            self._observe(gradient=True)
         return NdArray(self._storage, "grad")
 
     # --- execution ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import ROOT
+from numpy_only import BLOCKER
 
 from symcompile import cli, compiler
 from symcompile.model_file import load_loss
@@ -45,30 +46,13 @@ def test_generated_module_is_valid_numpy_only_python(name):
     source = (ROOT / "generated" / f"{name}.py").read_text(encoding="utf-8")
     tree = ast.parse(source)
     imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
-    assert [alias.name for n in imports for alias in n.names] == ["numpy"]
+    # numpy, and os for atomic checkpoint writes
+    assert [alias.name for n in imports for alias in n.names] == ["os", "numpy"]
     for header in ("GRAPH_HASH", "Regenerate:", "Derivatives", "d loss / d ", "# --- forward ---",
                    "# --- backward ---", "# --- update"):
         assert header in source
 
 
-BLOCKER = textwrap.dedent("""
-    import importlib.util, sys
-
-    class Blocked:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("sympy", "jinja2", "symcompile"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, Blocked())
-    for blocked in ("sympy", "jinja2", "symcompile"):
-        try:
-            __import__(blocked)
-        except ImportError:
-            pass
-        else:
-            raise SystemExit(f"{blocked} could be imported")
-""")
 
 
 def test_generated_trainer_runs_with_numpy_only():
