@@ -61,3 +61,13 @@ for i in range(200):
     if i % 50 == 0:
         print(i, loss.d)
 print("a =", a.d, "b =", b.d)
+
+
+def show_result():
+    # nnabla's tutorial reads size-1 arrays as Python numbers (NumPy 2.4 refuses float()
+    # of an array with axes; .d and .g must still allow it, as nnabla users expect).
+    print("a = {:.4f}, b = {:.4f}, loss = {:.6f}".format(float(a.d), float(b.d), float(loss.d)))
+    print(f"d loss / d a = {float(a.g):.6f}, d loss / d b = {float(b.g):.6f}")
+
+
+show_result()
