@@ -42,7 +42,7 @@ EXAMPLES = int(os.environ.get("SYMCOMPILE_RANDOM_GRAPHS", "200"))
 SEED = int(os.environ.get("SYMCOMPILE_RANDOM_GRAPHS_SEED", "0"))
 MAX_STEPS = 12  # functions per graph, before the loss
 INJECTED_STEPS = 6  # smaller graphs for the injected-bug searches: quicker to shrink
-SHRINK_COMPILES = 50  # graphs compiled while shrinking an injected bug's example
+SHRINK_COMPILES = 20  # graphs compiled while shrinking an injected bug's example (each about 2 s)
 SHORT = 3  # steps (the loss included) of a failing example short enough to stop there
 
 SETTINGS = settings(
