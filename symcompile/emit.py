@@ -178,7 +178,6 @@ class _ModuleBuilder:
         self.hash = graph_hash
         self.options = options
         self.printer = NumPyPrinter(program.shapes, program.dtype)
-        self.leaf_args = [s.name for s in program.leaves]
         self.root = program.outputs[0]
         self.solver = _SolverSymbols(program, options.rule, options.rule_options,
                                      options.hyper) if options.rule is not None else None
@@ -361,9 +360,8 @@ class _ModuleBuilder:
         equations = [eq for eq in plan.backward if eq.target not in skip]
         return Block("backward", seed + self.lines(equations, grads))
 
-    def arguments(self, function: str, writable: bool = False,
-                  equations=()) -> list[Argument]:
-        """The leaves as `function` takes them; with `writable`, the trainable parameters
+    def arguments(self, writable: bool = False, equations=()) -> list[Argument]:
+        """The leaves as a function takes them; with `writable`, the trainable parameters
         must be writable; class labels get their integer form where `equations` read it."""
         read = set().union(*(eq.expr.free_symbols for eq in equations))
         labels_of = {source: (name, classes)
@@ -398,10 +396,9 @@ class _ModuleBuilder:
         root = self.root.name
         backward_all = self.backward_block(plan, exact=True)
         functions = [
-            self.checked("forward", self.arguments("forward", equations=plan.forward),
+            self.checked("forward", self.arguments(equations=plan.forward),
                          (forward,), outputs, "The graph's outputs."),
-            self.checked("gradient", self.arguments("gradient",
-                                                    equations=(*plan.forward, *plan.backward)),
+            self.checked("gradient", self.arguments(equations=(*plan.forward, *plan.backward)),
                          (forward, backward_all), ", ".join(filter(None, [outputs, grad_text])),
                          f"{outputs} and d {root} / d (each of GRADIENTS)."),
         ]
@@ -417,7 +414,7 @@ class _ModuleBuilder:
                       for s in self.solver.state_symbols]
             step = (step_check(name, self.solver.step.name),) if self.solver.step else ()
             functions.append(self.checked(
-                name, self.arguments(name, writable=True,
+                name, self.arguments(writable=True,
                                      equations=(*train.forward, *train.backward)) + states,
                 (Block("forward", self.lines(train.forward)), backward,
                  Block("check", self.finite_checks(),
@@ -438,7 +435,7 @@ class _ModuleBuilder:
         saved = ", ".join(s.name for s in split.saved)
         saved_tuple = f"({saved},)" if len(split.saved) == 1 else f"({saved})"
         functions.append(self.checked(
-            "forward_saving", self.arguments("forward_saving", equations=split.forward),
+            "forward_saving", self.arguments(equations=split.forward),
             (forward,), f"{outputs}, {saved_tuple}",
             "forward(), plus the values backward() reuses (for a split forward and "
             "backward, as the runtime does)."))
@@ -448,7 +445,7 @@ class _ModuleBuilder:
         seed = Argument(program.seed.name, self.graph.root.shape)
         returned_text = ", ".join(g.name for g in returned)
         functions.append(self.checked(
-            "backward", self.arguments("backward", equations=split.backward) + [seed],
+            "backward", self.arguments(equations=split.backward) + [seed],
             (Block("backward", self.lines(split.backward, frozenset(returned))),),
             f"({returned_text},)" if len(returned) == 1 else f"({returned_text})",
             f"d {root} / d (each of GRADIENTS"
