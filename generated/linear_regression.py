@@ -19,7 +19,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'f908d747121a3162'
-SOURCE_HASH = '505324960d9fb170'
+SOURCE_HASH = '56b89526db915e3f'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -315,8 +315,8 @@ def load_checkpoint(path):
                 arrays[key] = data[key]
             except Exception as error:
                 raise ValueError(f"{path}: {key!r} is damaged ({error})") from error
-            found = arrays["meta/graph_hash"]
-            if found.shape != () or str(found) != GRAPH_HASH:
+            found = arrays[key]
+            if key == "meta/graph_hash" and (found.shape != () or str(found) != GRAPH_HASH):
                 raise ValueError(f"{path}: written for graph {str(found)!r}, not this "
                                  f"module's graph {GRAPH_HASH!r}")
     step = arrays["meta/step"]

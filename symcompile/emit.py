@@ -374,7 +374,7 @@ class _ModuleBuilder:
                 sym.name, value.shape,
                 writable=writable and value.kind == "parameter" and value.need_grad,
                 labels_name=name.name if name is not None and name in read else "",
-                classes=classes, any_dtype=name is not None))
+                classes=classes))
         return result
 
     def checked(self, function: str, arguments: list[Argument], blocks, returns: str,

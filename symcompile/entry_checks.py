@@ -28,8 +28,7 @@ class Argument:
     shape: tuple[int, ...]
     writable: bool = False  # the function updates it in place
     labels_name: str = ""  # for class labels read by the body: the integer form's name
-    classes: int = 0  # for class labels: how many classes there are
-    any_dtype: bool = False  # labels may come as integers or floats
+    classes: int = 0  # for class labels (integers or floats): how many classes there are
 
 
 def argument_checks(function: str, arguments: list[Argument]) -> tuple[Line, ...]:
@@ -48,7 +47,7 @@ def argument_checks(function: str, arguments: list[Argument]) -> tuple[Line, ...
         kinds = "numpy.ndarray" if arg.shape else "(numpy.ndarray, numpy.generic)"
         test = [f"isinstance({arg.name}, {kinds})",
                 f"{arg.name}.shape == {literal(arg.shape)}"]
-        if not arg.any_dtype:
+        if not arg.classes:  # labels may be integers
             test.append(f"{arg.name}.dtype == DTYPE")
         if arg.writable:
             test.append(f"{arg.name}.flags.writeable")
