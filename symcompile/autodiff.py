@@ -12,21 +12,31 @@ forward one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy
 
+from .partials import partial as partial_derivative
 from .primitives import Full, Primitive, shape_tuple, unbroadcast
 from .program import BACKWARD, Equation, Program
 
 
-def differentiate(program: Program) -> None:
-    """Add the backward equations and the gradient of the root w.r.t. every need_grad leaf."""
+def differentiate(program: Program, progress: Callable[[int], None] | None = None) -> None:
+    """Add the backward equations and the gradient of the root w.r.t. every need_grad leaf.
+
+    `progress`, if given, is called with the number of graph nodes differentiated so far.
+    """
     graph = program.graph
     root = program.outputs[0]
     program.seed = program.symbol(f"g_{root.name}", graph.root.shape)
     contributions: dict[sympy.Symbol, list[tuple[sympy.Expr, tuple]]] = {
         root: [(program.seed, ())]}
     walker = _Backprop(program, contributions)
+    done: set[int] = set()
     for eq in reversed(program.forward):
+        if progress is not None:
+            done.update(eq.origin)
+            progress(len(done))
         if eq.target not in contributions or eq.target not in program.needs_grad:
             continue
         g = walker.adjoint(eq.target, eq.origin)
@@ -115,7 +125,7 @@ class _Backprop:
             original = hidden.get(s, s)
             if not self.requires_grad(original):
                 continue
-            partial = sympy.diff(elementwise, s)
+            partial = partial_derivative(elementwise, s)
             if partial == 0:
                 continue
             cotangent = unbroadcast(g * partial.xreplace(hidden), self.shapes.of(original),

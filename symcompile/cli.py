@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .lowering import FUSION_OPS_LIMIT
+from .progress import ProgressLine
 
 EXECUTES = ("MODEL.py is executed as Python (its if __name__ == '__main__' block is "
             "skipped): only run model files you trust.")
@@ -137,40 +138,12 @@ def _compile(args, output_dir: Path, regenerate: str):
     loss = load_loss(args.model)
     name = getattr(args, "name", None) or Path(args.model).stem
     solver = args.solver
-    with Progress(sys.stderr, Path(args.model).name) as progress:
+    with ProgressLine(sys.stderr, Path(args.model).name) as progress:
         return compiler.compile(loss, name=name, output_dir=output_dir, solver=solver,
                                 dtype=args.dtype, regenerate=regenerate,
                                 fusion_limit=getattr(args, "fusion_limit", FUSION_OPS_LIMIT),
                                 check_finite=getattr(args, "check_finite", False),
                                 progress=progress)
-
-
-class Progress:
-    """The compiler's current phase on a terminal ("symcompile: differentiating model.py
-    ... 2.3 s"), erased when compilation ends. Silent when not a terminal."""
-
-    WORDS = {"lower": "lowering", "differentiate": "differentiating",
-             "optimize": "optimising", "emit": "writing the module for"}
-
-    def __init__(self, stream, what: str) -> None:
-        self.stream, self.what = stream, what
-        self.active = hasattr(stream, "isatty") and stream.isatty()
-        self.started = time.perf_counter()
-
-    def __call__(self, phase: str) -> None:
-        if self.active:
-            elapsed = time.perf_counter() - self.started
-            self.stream.write(f"\r\x1b[Ksymcompile: {self.WORDS.get(phase, phase)} "
-                              f"{self.what}... {elapsed:.1f} s")
-            self.stream.flush()
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.active:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
 
 
 def regenerate_command(model: str, output_dir: str, name: str | None = None, *,

@@ -11,7 +11,6 @@ import hashlib
 import time
 import types
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from .lowering import FUSION_OPS_LIMIT, lower
 from .naming import identifier
 from .optimize import optimize
 from .program import Program
+from .progress import Progress, ignore
 from .schedule import schedule
 from .update_rules import RULES
 from .variable import Variable
@@ -143,57 +143,67 @@ def compiler_fingerprint() -> str:
 _FINGERPRINT: str | None = None
 
 
-def generate(graph: Graph, options: Options,
-             progress: Callable[[str], None] | None = None
+def generate(graph: Graph, options: Options, progress: Progress | None = None
              ) -> tuple[str, Program, dict[str, float]]:
-    """Module source for `graph` (deterministic: same graph and options, same text).
+    """Module source for `graph` (deterministic: same graph and options, same text), the
+    program it was printed from and the seconds each phase took.
 
-    `progress`, if given, is called with each phase's name ("lower", "differentiate",
-    "optimize", "emit") as it starts: large graphs take seconds.
+    `progress`, if given, is called as ``progress(phase, done, total)`` when each phase
+    ("lower", "differentiate", "optimize", "schedule", "emit") starts and, in the phases
+    that walk the graph, as nodes are done (`progress.ProgressLine` shows it on a
+    terminal).
     """
     if options.dtype not in DTYPES:
         raise ValueError(f"compile: dtype must be one of {DTYPES}, got {options.dtype!r}")
-    announce = progress or (lambda phase: None)
+    report = progress or ignore
     try:
         # Numbers stay outside sums (2*(y - (a*x + b)) keeps y - (a*x + b)) so CSE can
         # share them...
         with distribute(False):
-            return _phases(graph, options, announce)
+            return _phases(graph, options, report)
     except RecursionError:
         # ...but then SymPy's Abs, which its assumption system calls on some powers and
         # derivatives, can flip the sign of a sum forever. Such a graph compiles with
         # SymPy's default distribution; its code shares fewer subexpressions.
         with distribute(True):
-            return _phases(graph, options, announce)
+            return _phases(graph, options, report)
 
 
-def _phases(graph: Graph, options: Options, announce: Callable[[str], None]
-            ) -> tuple[str, Program, dict[str, float]]:
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+class _PhaseClock:
+    """Seconds per phase, in the order the phases ran."""
 
-    def lap(phase: str, following: str | None = None) -> None:
-        nonlocal clock
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
         now = time.perf_counter()
-        timings[phase] = now - clock
-        clock = now
-        if following:
-            announce(following)
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - self._clock
+        self._clock = now
 
-    announce("lower")
-    program = lower(graph, options.dtype, options.fusion_limit)
-    lap("lower", "differentiate")
-    differentiate(program)
-    lap("differentiate", "optimize")
-    optimize(program)
-    lap("optimize", "emit")
+
+def _phases(graph: Graph, options: Options, report: Progress
+            ) -> tuple[str, Program, dict[str, float]]:
+    clock = _PhaseClock()
+    nodes = len(graph.nodes)
+    report("lower", 0, nodes)
+    program = lower(graph, options.dtype, options.fusion_limit,
+                    progress=lambda done: report("lower", done, nodes))
+    clock.lap("lower")
+    report("differentiate", 0, nodes)
+    differentiate(program, progress=lambda done: report("differentiate", done, nodes))
+    clock.lap("differentiate")
+    report("optimize", 0, 0)
+    optimize(program, options.fusion_limit, lap=clock.lap)
+    report("schedule", 0, 0)
     plan = schedule(program)
+    clock.lap("schedule")
+    report("emit", 0, 0)
     emit_options = EmitOptions(options.name, options.regenerate, options.source,
                                RULES[options.solver] if options.solver else None,
                                options.solver_options, options.hyper, options.check_finite)
-    source = module_source(program, plan, graph.fingerprint(), emit_options)
-    lap("emit")
-    return source, program, timings
+    source = module_source(program, plan, graph.fingerprint(), emit_options, lap=clock.lap)
+    return source, program, clock.timings
 
 
 def check_gradient(loss: Variable, seed: int = 0, samples: int = 20,
@@ -253,7 +263,7 @@ def _free_name(path: Path) -> Path:
 def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "generated", *,
             solver="sgd", dtype: str = "float32", regenerate: str | None = None,
             fusion_limit: int = FUSION_OPS_LIMIT, check_finite: bool = False,
-            progress: Callable[[str], None] | None = None) -> CompileResult:
+            progress: Progress | None = None) -> CompileResult:
     """Compile the graph that computes `loss` into ``output_dir/NAME.py`` and load it.
 
     Args:
@@ -271,7 +281,8 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
             the code node by node).
         check_finite: The fused training step raises FloatingPointError, naming the
             parameter, when a gradient holds NaN or Inf, before updating anything.
-        progress: Called with each compiler phase's name as it starts (see `generate`).
+        progress: Called as ``progress(phase, done, total)`` while compiling (see
+            `generate`); `symcompile.progress.ProgressLine(sys.stderr, what)` shows it.
 
     Returns:
         A `CompileResult` with the loaded module, its path and source, and the
@@ -288,15 +299,18 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
     started = time.perf_counter()
     captured = capture(loss, name=module_name, dtype=dtype, observed=True)
     graph = captured.graph
+    captured_in = time.perf_counter() - started
     site = loss._callsite.display if loss._callsite else "symcompile.compile"
     rule, flags, hyper = solver_options(solver)
     options = Options(module_name, rule, dtype,
                       regenerate or f"symcompile.compile(...) of the graph built at {site}",
                       site, flags, hyper, fusion_limit, bool(check_finite))
-    source, program, timings = generate(graph, options, progress)
+    source, program, phases = generate(graph, options, progress)
+    written = time.perf_counter()
     path = Path(output_dir) / f"{module_name}.py"
     write_module(source, path)
     module = load_module(path, graph.fingerprint())
+    timings = {"capture": captured_in, **phases, "write and load": time.perf_counter() - written}
     if dtype == "float32":
         from .runtime import bind
 

@@ -22,6 +22,11 @@ import sympy
 # its terms, which ends the flipping. They keep SymPy's class names, which the printers
 # dispatch on.
 
+# SymPy's own `eval` of these functions also looks for multiples of pi and of the
+# imaginary unit in the argument and asks the assumption system about it, about 6 ms a
+# call on a fused argument; arrays here are real and hold no pi, so only numbers and the
+# minus sign are looked at.
+
 def _negated_sum(arg: sympy.Expr) -> sympy.Expr | None:
     """-arg as a sum of negated terms, when arg is a sum whose minus sign SymPy extracts."""
     if arg.is_Add and arg.could_extract_minus_sign():
@@ -29,21 +34,42 @@ def _negated_sum(arg: sympy.Expr) -> sympy.Expr | None:
     return None
 
 
+def _symmetric_eval(cls, base, arg: sympy.Expr, odd: bool) -> sympy.Expr | None:
+    """f(arg) with the minus sign taken out of arg (f(-u) = -f(u) when f is odd, f(u) when
+    even); SymPy's value for a number; None when it stays as it is."""
+    if arg.is_Number:
+        return base.eval.__func__(cls, arg)
+    flipped = _negated_sum(arg)
+    if flipped is None and arg.could_extract_minus_sign():
+        flipped = -arg
+    if flipped is None:
+        return None
+    return -cls(flipped) if odd else cls(flipped)
+
+
 class tanh(sympy.tanh):  # noqa: N801 - the printers know it by this name
     @classmethod
     def eval(cls, arg):
-        flipped = _negated_sum(arg)
-        return -cls(flipped) if flipped is not None else super().eval(arg)
+        return _symmetric_eval(cls, sympy.tanh, arg, odd=True)
 
     def fdiff(self, argindex=1):
         return 1 - tanh(self.args[0]) ** 2
+
+    # SymPy's tanh answers "is it real / finite?" by splitting its argument into real and
+    # imaginary parts, which for tanh(tanh(...)) splits every level again: asked of a
+    # chain of 8, the questions took seconds. Real arguments give a real, finite tanh
+    # (as SymPy's sin and cos answer); anything else is left unknown.
+    def _eval_is_real(self):
+        return True if self.args[0].is_real else None
+
+    def _eval_is_finite(self):
+        return True if self.args[0].is_extended_real else None
 
 
 class sin(sympy.sin):  # noqa: N801
     @classmethod
     def eval(cls, arg):
-        flipped = _negated_sum(arg)
-        return -cls(flipped) if flipped is not None else super().eval(arg)
+        return _symmetric_eval(cls, sympy.sin, arg, odd=True)
 
     def fdiff(self, argindex=1):
         return cos(self.args[0])
@@ -52,8 +78,7 @@ class sin(sympy.sin):  # noqa: N801
 class cos(sympy.cos):  # noqa: N801
     @classmethod
     def eval(cls, arg):
-        flipped = _negated_sum(arg)
-        return cls(flipped) if flipped is not None else super().eval(arg)
+        return _symmetric_eval(cls, sympy.cos, arg, odd=False)
 
     def fdiff(self, argindex=1):
         return -sin(self.args[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,13 +112,18 @@ class ModuleSpec:
                       else block(value, used=len(name) + 3, table=True))
                      for name, value in self.constants)
 
-    def source(self, version: str) -> str:
+    def source(self, version: str, lap: Callable[[str], None] | None = None) -> str:
         """The module's text, verified (see `verify`) and sealed (see `integrity`)."""
         text = render(self.template, spec=self, version=version)
+        if lap:
+            lap("render")
         verify_module(text, dict(self.constants), [f.name for f in self.functions]
                       + list(self.extra.get("helpers", ())),
                       imports=self.imports, what=self.template)
-        return seal(text)
+        sealed = seal(text)
+        if lap:
+            lap("verify")
+        return sealed
 
 
 @dataclass(frozen=True)
@@ -165,8 +171,13 @@ class _SolverSymbols:
 
 
 def module_source(program: Program, plan: Schedule, graph_hash: str,
-                  options: EmitOptions) -> str:
-    return _ModuleBuilder(program, plan, graph_hash, options).build().source(__version__)
+                  options: EmitOptions, lap: Callable[[str], None] | None = None) -> str:
+    """The module's text; `lap(phase)` is called after printing the statements ("print"),
+    rendering the template ("render") and verifying the result ("verify")."""
+    spec = _ModuleBuilder(program, plan, graph_hash, options).build()
+    if lap:
+        lap("print")
+    return spec.source(__version__, lap)
 
 
 class _ModuleBuilder:

@@ -3,20 +3,29 @@
 Every node's value is written as one SymPy expression over its inputs' expressions
 (`OpDef.lower`). A value is *inlined* into its consumer, so a chain of elementwise ops
 becomes one expression and one NumPy statement, unless it must exist as an array of
-its own: it is an output, it has several consumers, or it stops the gradient
-(`need_grad=False` on an intermediate that depends on trainable leaves), or its
-expression has grown past the fusion limit (`FUSION_OPS_LIMIT` operations by default:
-a long chain is cut into statements, which keeps SymPy's work and the printed lines
-bounded). An expression past `EXPRESSION_OPS_LIMIT` stops compilation with
-`ExpressionTooLarge` before SymPy differentiates it.
+its own: it is an output, it has several consumers (the state of an RNN, a value read by
+two branches), or it stops the gradient (`need_grad=False` on an intermediate that
+depends on trainable leaves), or the region has grown as far as the fusion policy allows.
+
+The policy (`fusion_cost`) predicts the symbolic work of a region from its expression,
+before SymPy differentiates anything: its operations (at most the fusion limit,
+`FUSION_OPS_LIMIT` by default) and the size of its derivative (nested functions make it
+grow with the square of the nesting). Each region's work is then bounded by a constant,
+and compile time grows linearly with the graph. Whatever the user's fusion limit, an
+expression past the hard limits (`EXPRESSION_OPS_LIMIT`, `EXPRESSION_DEPTH_LIMIT`) is cut
+before the node that would pass them; a single node past them on its own stops
+compilation with `ExpressionTooLarge`, naming it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import sympy
 from sympy.core.parameters import distribute
 
 from .elementwise import Truncate
+from .fusion_cost import DERIVATIVE_PER_OPERATION, CostModel, RegionCost
 from .graph import Graph, Value
 from .naming import RESERVED, Namer
 from .ops import OPS, LowerContext
@@ -37,18 +46,11 @@ class ExpressionTooLarge(ValueError):
     """A fused expression too large to differentiate symbolically in reasonable time."""
 
 
-def operation_count(expr: sympy.Expr) -> int:
-    """`sympy.count_ops`, with SymPy's default distribution of numbers over sums: under
-    the compiler's distribute(False), counting 2**(2*(x - y)) recurses without end (SymPy's
-    Abs flips the sign of the sum back and forth)."""
-    with distribute(True):
-        return sympy.count_ops(expr)
-
-
-def lower(graph: Graph, dtype: str = "float32",
-          fusion_limit: int = FUSION_OPS_LIMIT) -> Program:
+def lower(graph: Graph, dtype: str = "float32", fusion_limit: int = FUSION_OPS_LIMIT,
+          progress: Callable[[int], None] | None = None) -> Program:
     """Forward equations of `graph`; chains fuse up to `fusion_limit` operations
-    (0: one statement per node)."""
+    (0: one statement per node) and as far as `fusion_cost` predicts the symbolic work
+    stays bounded. `progress` is called with the number of nodes lowered so far."""
     program = Program(graph, Shapes(), Namer(RESERVED | RULE_ARGUMENTS), dtype)
     exprs: dict[int, object] = {}
     origins: dict[int, tuple[int, ...]] = {}
@@ -91,13 +93,10 @@ def lower(graph: Graph, dtype: str = "float32",
         if value.need_grad:
             program.needs_grad.add(sym)
 
-    for node in graph.nodes:
+    def lowered(node) -> sympy.Expr:
+        """The node's value as one expression over its inputs' expressions."""
         op = OPS[node.op]
         out = graph.values[node.output]
-        depth = 1 + max((depths[i] for i in node.inputs), default=0)
-        if depth > EXPRESSION_DEPTH_LIMIT:
-            raise ExpressionTooLarge(_too_large(graph, node, f"{depth} functions nested",
-                                                EXPRESSION_DEPTH_LIMIT, fusion_limit))
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs), out.shape,
                            program.shapes, class_labels)
         expr = op.lower([exprs[i] for i in node.inputs], node.attr_dict, ctx)
@@ -121,32 +120,61 @@ def lower(graph: Graph, dtype: str = "float32",
             expr = Full(expr, shape_tuple(out.shape))
         elif program.shapes.of(expr) != out.shape:
             expr = exact(expr, out.shape, program.shapes)
+        return expr
+
+    def split_inputs(node) -> bool:
+        """Give each input fused into `node` an array of its own; whether there was one."""
+        fused = [i for i in dict.fromkeys(node.inputs) if not isinstance(exprs[i], sympy.Symbol)]
+        for i in fused:
+            own_array(graph.values[i], exprs[i], origins[i])
+        return bool(fused)
+
+    costs = CostModel()
+    for node in graph.nodes:
+        out = graph.values[node.output]
+        if 1 + max((depths[i] for i in node.inputs), default=0) > EXPRESSION_DEPTH_LIMIT:
+            split_inputs(node)  # SymPy recurses once per nested function
+        depth = 1 + max((depths[i] for i in node.inputs), default=0)
+        if depth > EXPRESSION_DEPTH_LIMIT:
+            raise ExpressionTooLarge(_too_large(graph, node, f"{depth} functions nested",
+                                                EXPRESSION_DEPTH_LIMIT))
+        expr = lowered(node)
+        cost = costs.cost(expr)
+        if not _within_hard_limits(cost) and split_inputs(node):
+            # Too costly for SymPy even under the user's fusion limit: cut before it.
+            depth = 1
+            expr = lowered(node)
+            cost = costs.cost(expr)
+        if not _within_hard_limits(cost):
+            raise ExpressionTooLarge(_too_large(
+                graph, node, f"{cost.operations} operations and a predicted derivative of "
+                f"{cost.derivative}", EXPRESSION_OPS_LIMIT))
         origin = tuple(sorted({node.index, *(o for i in node.inputs for o in origins[i])}))
         program.value_exprs[out.index] = expr
         program.value_origins[out.index] = origin
-        size = operation_count(expr)
-        if size > EXPRESSION_OPS_LIMIT:
-            raise ExpressionTooLarge(_too_large(graph, node, f"{size} operations",
-                                                EXPRESSION_OPS_LIMIT, fusion_limit))
         depths[out.index] = depth
-        if _materialized(graph, out, node.inputs, consumers) or size > fusion_limit:
+        if _materialized(graph, out, node.inputs, consumers) or not cost.fits(fusion_limit):
             own_array(out, expr, origin)
         else:
             exprs[out.index] = expr
             origins[out.index] = origin
+        if progress is not None:
+            progress(node.index + 1)
     program.outputs = [program.symbols[i] for i in graph.outputs]
     return program
 
 
-def _too_large(graph: Graph, node, size: str, limit: int, fusion_limit: int) -> str:
-    suggestion = min(fusion_limit, FUSION_OPS_LIMIT) // 2 if fusion_limit else 0
+def _within_hard_limits(cost: RegionCost) -> bool:
+    return (cost.operations <= EXPRESSION_OPS_LIMIT
+            and cost.derivative <= DERIVATIVE_PER_OPERATION * EXPRESSION_OPS_LIMIT)
+
+
+def _too_large(graph: Graph, node, size: str, limit: int) -> str:
     return (
-        f"{node.op} '{graph.label(node.output)}' at {node.location}: its fused expression has "
-        f"{size}, more than the {limit} symcompile differentiates in one piece (SymPy's "
-        f"work would explode). Fix: compile with a smaller fusion "
-        f"limit so long chains are cut into statements (it is {fusion_limit}; try "
-        f"fusion_limit={suggestion} in symcompile.compile, --fusion-limit {suggestion} on the "
-        f"command line), or split this function into smaller ones"
+        f"{node.op} '{graph.label(node.output)}' at {node.location}: on its own (every input "
+        f"already an array) its expression has {size}, more than the {limit} symcompile "
+        f"differentiates in one piece (SymPy's work would explode). Fix: build this "
+        f"function from smaller ones"
     )
 
 

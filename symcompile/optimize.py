@@ -1,6 +1,7 @@
 """Clean up the program before it is printed: inline, reuse, and share subexpressions.
 
-1. Backward values used once are inlined into their consumer (one statement per chain).
+1. Backward values used once are inlined into their consumer (one statement per chain,
+   as far as the fusion policy allows).
 2. Composite primitives (the softmax family), which autodiff needed whole for their
    closed-form gradients, are expanded into stable exp/log/sum form.
 3. A backward expression that recomputes a forward value uses the forward array
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 
 import sympy
 
 from .formula import as_text
-from .lowering import operation_count
+from .fusion_cost import CostModel, operation_count
 from .primitives import Full, exact, shape_tuple, substitute
 from .program import Equation, Program
 from .schedule import order
@@ -35,8 +37,12 @@ NAMING_TEXT_LIMIT = 80
 _TEMP = re.compile(r"_t\d+$")
 
 
-def optimize(program: Program) -> None:
-    _inline_single_use(program)
+def optimize(program: Program, fusion_limit: int,
+             lap: Callable[[str], None] | None = None) -> None:
+    """The steps above, in order; `lap(phase)` is called after the simplifications
+    ("simplify"), the common subexpressions ("cse") and the final rewrites ("tidy")."""
+    lap = lap or (lambda phase: None)
+    _inline_single_use(program, fusion_limit)
     _reuse_forward_values(program)
     names = _name_fused_values(program)
     program.fused_names = {program.value_exprs[i]: sym for i, sym in names.items()}
@@ -45,12 +51,15 @@ def optimize(program: Program) -> None:
     _fold_constant_gradients(program)
     _reuse_forward_values(program)
     program.stats["operations before CSE"] = _operations(program)
+    lap("simplify")
     _eliminate_common_subexpressions(program, names)
+    lap("cse")
     _values_keep_shapes(program)
     program.stats["operations after CSE"] = _operations(program)
     program.stats["shared subexpressions"] = len(program.temps)
     _reduce_powers(program)
     _renumber_temporaries(program)
+    lap("tidy")
 
 
 def _operations(program: Program) -> int:
@@ -72,15 +81,21 @@ def _symbols_with_multiplicity(expr: sympy.Basic):
             yield node
 
 
-def _inline_single_use(program: Program) -> None:
+def _inline_single_use(program: Program, fusion_limit: int) -> None:
+    """Backward values read once are inlined into their reader while the reader's
+    expression stays within the fusion policy (so the gradient of a long chain is not one
+    expression of the whole chain)."""
     outputs = set(program.returned_gradients())
     uses = _uses(eq.expr for eq in program.backward)
     substitutions: dict[sympy.Symbol, sympy.Expr] = {}
     kept: list[Equation] = []
+    costs = CostModel()
     for eq in program.backward:
-        eq.expr = eq.expr.xreplace(substitutions) if substitutions else eq.expr
+        if substitutions and not eq.expr.free_symbols.isdisjoint(substitutions):
+            eq.expr = eq.expr.xreplace(substitutions)
         single = uses.get(eq.target, 0) == 1 or isinstance(eq.expr, sympy.Symbol)
-        if single and eq.target not in outputs:
+        if single and eq.target not in outputs and (
+                isinstance(eq.expr, sympy.Symbol) or costs.cost(eq.expr).fits(fusion_limit)):
             substitutions[eq.target] = eq.expr
         else:
             kept.append(eq)
@@ -211,10 +226,13 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
     # A returned gradient may be widened to its leaf's shape where it is returned, so no
     # other statement may read it in place of the shared subexpression it equals.
     _merge_aliases(equations, temps, protected=set(program.returned_gradients()))
-    for temp in reversed(temps):
+    first_reader: dict[sympy.Symbol, Equation] = {}
+    for eq in itertools.chain(temps, equations):
+        for sym in eq.expr.free_symbols:
+            first_reader.setdefault(sym, eq)
+    for temp in reversed(temps):  # a temporary read only by later ones takes theirs
         if not temp.origin:
-            first = next((eq for eq in itertools.chain(temps, equations)
-                          if temp.target in eq.expr.free_symbols), None)
+            first = first_reader.get(temp.target)
             temp.origin = first.origin if first is not None else ()
     program.temps = temps
 
@@ -225,8 +243,9 @@ def _renumber_temporaries(program: Program) -> None:
     sequence = order(program, [*program.outputs, *program.returned_gradients()],
                      set(program.leaves) | {program.seed})
     temps = [eq.target for eq in sequence if _TEMP.match(eq.target.name)]
+    ordered = set(temps)
     temps += [t.target for t in program.temps
-              if _TEMP.match(t.target.name) and t.target not in temps]
+              if _TEMP.match(t.target.name) and t.target not in ordered]
     rename = {old: sympy.Symbol(f"_t{n}") for n, old in enumerate(temps)}
     # New names are old names permuted: read every shape before declaring any.
     shapes = program.shapes

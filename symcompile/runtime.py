@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import sys
 import types
 import weakref
 
 import numpy
 
 from . import cache, memory
+from .progress import ProgressLine
 from .variable import Storage, Variable, graph_epoch
 
 _modules: dict[str, types.ModuleType] = {}  # compile key -> loaded module
@@ -224,8 +226,10 @@ def _module_for(graph, root: Variable) -> types.ModuleType:
         return module
     path = cache.cache_dir() / f"{graph.name}_{key}.py"
     # Run only an entry that authenticates (cache.cached_module); else compile and cache.
-    module = cache.cached_module(
-        path, lambda: compiler.generate(graph, options)[0], fingerprint)
+    # A long first compile shows its progress on a terminal (one line on stderr).
+    with ProgressLine(sys.stderr, f"the graph built at {site}") as progress:
+        module = cache.cached_module(
+            path, lambda: compiler.generate(graph, options, progress)[0], fingerprint)
     _modules[key] = module
     return module
 

@@ -146,18 +146,34 @@ def _wide(leaves: int):
     return F.sum(terms[0])
 
 
-@pytest.mark.parametrize("build,size", [(lambda: _chain(60)[0], "101 functions nested"),
-                                        (lambda: _wide(512), r"\d{4} operations")],
+@pytest.mark.parametrize("build", [lambda: _chain(60)[0], lambda: _wide(512)],
                          ids=["deep", "wide"])
-def test_expression_size_guard_names_the_node_and_the_fix(build, size, tmp_path):
+def test_the_hard_limits_cut_what_any_fusion_limit_would_fuse(build, tmp_path, rng):
+    """Fusing everything (a fusion limit of 10**9) still stops before an expression SymPy
+    could not differentiate: 120 nested functions, or a sum of 512 terms."""
     loss = build()
+    result = nn.compile(loss, output_dir=tmp_path, dtype="float64", fusion_limit=10**9)
+    assert len(result.program.forward) > 1  # cut into several statements
+    x = next(iter(result.module.INPUTS))
+    check_gradients(result.module, {x: rng.normal(size=result.module.INPUTS[x]["shape"])})
+
+
+def test_expression_size_guard_names_the_node_and_the_fix(tmp_path, monkeypatch):
+    """A single function whose expression alone passes the hard limit stops compilation,
+    naming it, where it was called and the fix."""
+    from symcompile import lowering
+
+    monkeypatch.setattr(lowering, "EXPRESSION_OPS_LIMIT", 2)
+    nn.clear_parameters()
+    x, y = nn.Variable((3,), need_grad=True), nn.Variable((3,))
+    loss = F.sum(F.huber_loss(x, y))
     with pytest.raises(nn.ExpressionTooLarge) as caught:
-        nn.compile(loss, output_dir=tmp_path, fusion_limit=10**9)
+        nn.compile(loss, output_dir=tmp_path)
     message = str(caught.value)
-    assert re.search(rf"^(sin|mul_scalar|add2) '%\d+' at (tests/)?test_inspect\.py:\d+: "
-                     rf"its fused expression has {size}, more than the \d+", message), message
-    assert "fusion_limit=20" in message and "--fusion-limit 20" in message
-    nn.compile(loss, output_dir=tmp_path)  # the default fusion limit cuts it: compiles
+    assert re.search(r"^huber_loss '%\d+' at (tests/)?test_inspect\.py:\d+: on its own "
+                     r"\(every input already an array\) its expression has \d+ operations",
+                     message), message
+    assert "build this function from smaller ones" in message
 
 
 def test_fusion_limit_zero_gives_one_statement_per_function(tmp_path, rng):
@@ -193,30 +209,48 @@ def test_show_sizes_report_every_phase(capsys):
     assert re.match(r"5 nodes in \d+ fused forward statements", sizes[0])
     assert re.match(r"\d+ operations before common-subexpression elimination, \d+ after",
                     sizes[1])
-    for phase in ("lower", "differentiate", "optimize", "emit", "total"):
+    for phase in ("capture", "lower", "differentiate", "cse", "schedule", "print", "verify",
+                  "total"):
         assert f"{phase} " in sizes[2]
 
 
-def test_progress_reports_each_phase_in_order(tmp_path):
-    loss, _ = _chain(2)
-    phases = []
-    nn.compile(loss, output_dir=tmp_path, progress=phases.append)
-    assert phases == ["lower", "differentiate", "optimize", "emit"]
+def test_progress_reports_each_phase_in_order_with_node_counts(tmp_path):
+    loss, _ = _chain(2)  # 4 nodes and the sum
+    calls = []
+    nn.compile(loss, output_dir=tmp_path, progress=lambda *call: calls.append(call))
+    phases = list(dict.fromkeys(phase for phase, _, _ in calls))
+    assert phases == ["lower", "differentiate", "optimize", "schedule", "emit"]
+    lowered = [(done, total) for phase, done, total in calls if phase == "lower"]
+    assert lowered == [(n, 5) for n in range(6)]
+    differentiated = [done for phase, done, _ in calls if phase == "differentiate"]
+    assert differentiated == sorted(differentiated) and differentiated[-1] == 5
 
 
-def test_cli_progress_shows_on_a_terminal_only():
+def test_progress_line_shows_on_a_terminal_after_a_second_only():
     import io
 
-    from symcompile.cli import Progress
+    from symcompile.progress import ProgressLine
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
+    now = [0.0]
     terminal, pipe = Terminal(), io.StringIO()
     for stream in (terminal, pipe):
-        with Progress(stream, "model.py") as progress:
-            progress("differentiate")
-    assert "symcompile: differentiating model.py... " in terminal.getvalue()
-    assert terminal.getvalue().endswith("\r\x1b[K")  # erased at the end
+        now[0] = 0.0
+        with ProgressLine(stream, "model.py", clock=lambda: now[0]) as progress:
+            progress("lower", 10, 300)  # within the first second: nothing yet
+            now[0] = 1.5
+            progress("differentiate", 120, 300)
+            now[0] = 1.52
+            progress("differentiate", 121, 300)  # too soon after the last update
+    text = terminal.getvalue()
+    assert "lowering" not in text and "121/300" not in text
+    assert "\r\x1b[Ksymcompile: differentiating model.py: 120/300 nodes... 1.5 s" in text
+    assert text.endswith("\r\x1b[K")  # erased at the end
     assert pipe.getvalue() == ""
+    quick = Terminal()
+    with ProgressLine(quick, "model.py") as progress:
+        progress("lower", 1, 2)
+    assert quick.getvalue() == ""  # a fast compile leaves no trace
