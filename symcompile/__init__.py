@@ -11,8 +11,7 @@ from . import functions, initializer, parameter, parametric_functions, random, s
 from ._version import __version__
 from .cache import GraphMismatchError, ModuleEditedError
 from .cache_auth import UnsafeCacheError, UntrustedCacheWarning
-from .compiler import CompileResult, check_gradient, compile
-from .lowering import ExpressionTooLarge
+from .errors import ExpressionTooLarge
 from .parameter import (
                         clear_parameters,
                         get_parameters,
@@ -23,6 +22,19 @@ from .parameter import (
 from .random import seed
 from .runtime import load
 from .variable import NdArray, Variable
+
+
+def __getattr__(name: str):
+    """The compiler (and with it SymPy and jinja2) loads on first use: a script whose
+    graphs are all in the runtime cache never imports it."""
+    if name in _COMPILER:
+        from . import compiler
+
+        return getattr(compiler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_COMPILER = ("CompileResult", "check_gradient", "compile")
 
 __all__ = [
     "CompileResult", "ExpressionTooLarge", "GraphMismatchError", "ModuleEditedError",

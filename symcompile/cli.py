@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ._version import __version__
-from .lowering import FUSION_OPS_LIMIT
+from .compile_options import FUSION_OPS_LIMIT
 from .progress import ProgressLine
 
 EXECUTES = ("MODEL.py is executed as Python (its if __name__ == '__main__' block is "

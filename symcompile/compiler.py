@@ -7,7 +7,6 @@ writes the result atomically and loads it back.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import types
 import warnings
@@ -20,11 +19,12 @@ from sympy.core.parameters import distribute
 from . import formula
 from .autodiff import differentiate
 from .cache import is_generated, load_module
-from .emit import EmitOptions, module_source, template_dir
+from .compile_options import FUSION_OPS_LIMIT, Options
+from .emit import EmitOptions, module_source
 from .files import atomic_write_text
 from .graph import Graph, capture
 from .integrity import is_intact, is_sealed
-from .lowering import FUSION_OPS_LIMIT, lower
+from .lowering import lower
 from .naming import identifier
 from .optimize import optimize
 from .program import Program
@@ -88,23 +88,6 @@ class CompileResult:
         return self.module.check_gradient(seed=seed, samples=samples, tolerance=tolerance)
 
 
-@dataclass(frozen=True)
-class Options:
-    name: str
-    solver: str | None = "sgd"  # an update rule's name (see update_rules.RULES)
-    dtype: str = "float32"
-    regenerate: str = ""
-    source: str = ""
-    solver_options: tuple[tuple[str, bool], ...] = ()
-    hyper: tuple[tuple[str, float], ...] = ()  # defaults of the fused step's arguments
-    fusion_limit: int = FUSION_OPS_LIMIT
-    check_finite: bool = False
-
-    def key(self) -> str:
-        return (f"{self.name}|{self.solver}|{self.solver_options}|{self.hyper}|{self.dtype}"
-                f"|{self.fusion_limit}|{self.check_finite}")
-
-
 def solver_options(solver) -> tuple[str | None, tuple, tuple]:
     """(rule name, rule options, hyper-parameter defaults) from a solver name or instance.
 
@@ -124,23 +107,6 @@ def solver_options(solver) -> tuple[str | None, tuple, tuple]:
                         f"got {type(solver).__name__}")
     return (solver.rule, tuple(sorted(solver.options().items())),
             tuple(solver.rule_arguments().items()))
-
-
-def compiler_fingerprint() -> str:
-    """A hash of symcompile's own code and templates: cached modules from another version
-    of the compiler are never reused."""
-    global _FINGERPRINT
-    if _FINGERPRINT is None:
-        digest = hashlib.sha256()
-        package = Path(__file__).resolve().parent
-        for path in sorted([*package.glob("*.py"), *template_dir().glob("*.jinja")]):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-        _FINGERPRINT = digest.hexdigest()[:16]
-    return _FINGERPRINT
-
-
-_FINGERPRINT: str | None = None
 
 
 def generate(graph: Graph, options: Options, progress: Progress | None = None

@@ -12,7 +12,6 @@ import functools
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import jinja2
 import sympy
@@ -20,6 +19,7 @@ import sympy
 from . import formula
 from ._version import __version__
 from .code_lines import Block, Line
+from .compile_options import template_dir
 from .entry_checks import HELPERS, Argument, argument_checks, step_check
 from .graph import Graph
 from .integrity import seal
@@ -31,18 +31,6 @@ from .schedule import Schedule, schedule
 from .source_literals import block, literal
 from .update_rules import Update, UpdateRule, instantiate, state_names
 from .verify import Source, verify_module
-
-
-def template_dir() -> Path:
-    """`symcompile/templates` in an installed wheel, `templates/` in a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / "module.py.jinja").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"symcompile's templates are missing (looked in {here / 'templates'} and "
-        f"{here.parent / 'templates'}); reinstall symcompile"
-    )
 
 
 @functools.cache

@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import sympy
-
 from . import callsite
+from .opdef import Scalar
 from .parameter import parameter_keys_by_storage
 from .variable import Variable
 
@@ -131,8 +130,8 @@ class Graph:
 
 
 def _canonical(attr) -> str:
-    if isinstance(attr, sympy.Basic):
-        return sympy.srepr(attr)
+    if isinstance(attr, Scalar):  # 2 and 2.0 are one number; repr(float) is exact
+        return f"Scalar({float.__repr__(attr)})"
     return repr(attr)
 
 

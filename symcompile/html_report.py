@@ -18,8 +18,8 @@ import jinja2
 from markupsafe import Markup
 
 from . import formula, highlight, report
+from .compile_options import template_dir
 from .compiler import CompileResult
-from .emit import template_dir
 from .files import atomic_write_text
 from .graph import INTERMEDIATE, Graph
 

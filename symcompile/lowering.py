@@ -24,26 +24,24 @@ from collections.abc import Callable
 import sympy
 from sympy.core.parameters import distribute
 
+from .compile_options import FUSION_OPS_LIMIT
 from .elementwise import Truncate
+from .errors import ExpressionTooLarge
 from .fusion_cost import DERIVATIVE_PER_OPERATION, CostModel, RegionCost
 from .graph import Graph, Value
 from .naming import RESERVED, Namer
+from .opdef import Scalar, sympy_number
 from .ops import OPS, LowerContext
 from .primitives import Composite, Full, Shapes, exact, materialize, shape_tuple
 from .program import FORWARD, Equation, Program
 from .update_rules import RULE_ARGUMENTS
 
-FUSION_OPS_LIMIT = 40
 # Past this many operations, differentiating and simplifying one expression takes SymPy
 # seconds to minutes (its derivative grows roughly with the square of its size).
 EXPRESSION_OPS_LIMIT = 1000
 # Functions nested inside one another in one expression: SymPy recurses into each, and
 # a few hundred levels exhaust Python's recursion limit before any operation count would.
 EXPRESSION_DEPTH_LIMIT = 100
-
-
-class ExpressionTooLarge(ValueError):
-    """A fused expression too large to differentiate symbolically in reasonable time."""
 
 
 def lower(graph: Graph, dtype: str = "float32", fusion_limit: int = FUSION_OPS_LIMIT,
@@ -99,14 +97,16 @@ def lower(graph: Graph, dtype: str = "float32", fusion_limit: int = FUSION_OPS_L
         out = graph.values[node.output]
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs), out.shape,
                            program.shapes, class_labels)
-        expr = op.lower([exprs[i] for i in node.inputs], node.attr_dict, ctx)
+        attrs = {key: sympy_number(value) if isinstance(value, Scalar) else value
+                 for key, value in node.attrs}
+        expr = op.lower([exprs[i] for i in node.inputs], attrs, ctx)
         if _nests_composites(expr):
             # A softmax of a softmax: each expands its argument twice (x - max(x)), so
             # nested expansions grow exponentially. The inner one gets its own array.
             for i in node.inputs:
                 if exprs[i].has(Composite) and not isinstance(exprs[i], sympy.Symbol):
                     own_array(graph.values[i], exprs[i], origins[i])
-            expr = op.lower([exprs[i] for i in node.inputs], node.attr_dict, ctx)
+            expr = op.lower([exprs[i] for i in node.inputs], attrs, ctx)
         if _shares_symbols([exprs[i] for i in node.inputs]):
             # x - x, h / h: under distribute(False) SymPy cancels such terms only when a
             # later pass rebuilds the expression, and a value that cancels to something
@@ -191,13 +191,18 @@ def _shares_symbols(inputs: list) -> bool:
 
 def _cancelled(expr: sympy.Expr) -> sympy.Expr:
     """`expr` rebuilt with SymPy's default distribution of numbers over sums, which
-    cancels x - (x - 1) to 1."""
+    cancels x - (x - 1) to 1.
+
+    Only the sums, products and powers at the top are rebuilt: the argument of a function
+    is the expression of an earlier node, cancelled when that node was lowered, so the
+    work stays that of this node however long the fused chain is (an RNN's input is
+    shared by every step)."""
     with distribute(True):
         return _rebuilt(expr)
 
 
 def _rebuilt(expr: sympy.Expr) -> sympy.Expr:
-    if not expr.args or isinstance(expr, sympy.Symbol):
+    if not (expr.is_Add or expr.is_Mul or expr.is_Pow):
         return expr
     return expr.func(*(_rebuilt(a) for a in expr.args))
 

@@ -11,10 +11,12 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import sympy
+if TYPE_CHECKING:  # the op table loads without SymPy (see `deferred`)
+    import sympy
 
-from .primitives import Shapes
+    from .primitives import Shapes
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,21 @@ class OpDef:
     lower: Callable[..., sympy.Expr]  # (input exprs, attrs, LowerContext) -> expr
 
 
-def number(value, op: str, arg: str = "val") -> sympy.Expr:
-    """A Python or NumPy scalar (or 0-d array, or bool) as an exact SymPy number."""
+class Scalar(float):
+    """A number argument of an F.* call (``val``, ``alpha``), checked and stored as a
+    float; the lowering takes its exact SymPy form (`sympy_number`): an integer where
+    the value is one, so ``pow_scalar(x, 2)`` is x**2, not x**2.0."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(int(self)) if self.is_integer() and abs(self) < 2**53 else float.__repr__(self)
+
+    __str__ = __repr__
+
+
+def number(value, op: str, arg: str = "val") -> Scalar:
+    """A Python or NumPy scalar (or 0-d array, or bool) as a `Scalar`."""
     if hasattr(value, "ndim") and getattr(value, "ndim", None) == 0:
         value = value.item()
     if isinstance(value, bool):
@@ -49,6 +64,14 @@ def number(value, op: str, arg: str = "val") -> sympy.Expr:
         hint = (" Arrays are Variables: wrap them with nn.Variable.from_numpy_array(array)."
                 if hasattr(value, "shape") else "")
         raise TypeError(f"F.{op}: {arg} must be a real number, got {value!r}.{hint}")
+    return Scalar(float(value))
+
+
+def sympy_number(value: float) -> sympy.Expr:
+    """A scalar argument as an exact SymPy number (integers exact, nan and infinities
+    as SymPy's)."""
+    import sympy
+
     value = float(value)
     if math.isnan(value):
         return sympy.nan

@@ -1,7 +1,7 @@
 """The op table: every nnabla function symcompile knows, by its `F.*` name.
 
 Elementwise ops (`ops_elementwise`) lower to plain SymPy, so chains of them fuse into
-one expression and `sympy.diff` differentiates them; structural ops (`ops_structural`)
+one expression and `partials` differentiates them; structural ops (`ops_structural`)
 lower to tensor primitives with hand-written VJPs.
 """
 

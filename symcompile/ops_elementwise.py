@@ -5,11 +5,13 @@ Binary ops broadcast size-1 axes between inputs of equal rank, as nnabla does.
 
 from __future__ import annotations
 
-import sympy
-
-from . import elementwise as E
+from .deferred import Deferred
 from .opdef import OpDef, broadcast_shape
-from .primitives import StopGradient
+
+# SymPy and the function classes built on it load when the first graph is lowered.
+sympy = Deferred("sympy")
+E = Deferred("symcompile.elementwise")
+P = Deferred("symcompile.primitives")
 
 OPS: dict[str, OpDef] = {}
 
@@ -190,7 +192,7 @@ def _huber_loss(x0, x1, delta):
 def _sigmoid_cross_entropy(x, target):
     # -(t log s(x) + (1 - t) log(1 - s(x))) = softplus(x) - t x; d/dx = sigmoid(x) - t.
     # nnabla reads the target as integer labels (truncating) and sends it no gradient.
-    return E.Softplus(x) - x * StopGradient(E.Truncate(target))
+    return E.Softplus(x) - x * P.StopGradient(E.Truncate(target))
 
 
 @elementwise("binary_cross_entropy", "BinaryCrossEntropy", 2)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 
-import sympy
-
-from . import primitives as P
+from .deferred import Deferred
 from .opdef import OpDef, reduced_shape
-from .softmax import LogSoftmax, Softmax, SoftmaxCrossEntropy
+
+# SymPy and the primitives built on it load when the first graph is lowered.
+sympy = Deferred("sympy")
+P = Deferred("symcompile.primitives")
+softmax = Deferred("symcompile.softmax")
 
 OPS: dict[str, OpDef] = {}
 
@@ -45,11 +47,13 @@ def _mean(args, attrs, ctx):
     return _sum(args, attrs, ctx) / count if count else sympy.nan
 
 
-def _extremum(primitive):
-    """max/min over any axes: one axis directly, several by moving them last and
-    flattening them, so the gradient goes to the first extremal element in C order."""
+def _extremum(primitive_name: str):
+    """max/min over any axes (`primitive_name`, a class of `primitives`): one axis
+    directly, several by moving them last and flattening them, so the gradient goes to
+    the first extremal element in C order."""
 
     def lower(args, attrs, ctx):
+        primitive = getattr(P, primitive_name)
         x, axes, keep = args[0], attrs["axes"], attrs["keepdims"]
         shape = ctx.in_shapes[0]
         if not axes:
@@ -66,8 +70,8 @@ def _extremum(primitive):
     return lower
 
 
-OPS["max"] = OpDef("max", "Max", 1, False, _reduction_shape, _extremum(P.ReduceMax))
-OPS["min"] = OpDef("min", "Min", 1, False, _reduction_shape, _extremum(P.ReduceMin))
+OPS["max"] = OpDef("max", "Max", 1, False, _reduction_shape, _extremum("ReduceMax"))
+OPS["min"] = OpDef("min", "Min", 1, False, _reduction_shape, _extremum("ReduceMin"))
 
 
 # --- matrix products ---------------------------------------------------------------------
@@ -157,12 +161,12 @@ def _broadcast(args, attrs, ctx):
 
 @structural("softmax", "Softmax", 1, lambda shapes, attrs: shapes[0])
 def _softmax(args, attrs, ctx):
-    return Softmax(args[0], sympy.Integer(attrs["axis"]))
+    return softmax.Softmax(args[0], sympy.Integer(attrs["axis"]))
 
 
 @structural("log_softmax", "LogSoftmax", 1, lambda shapes, attrs: shapes[0])
 def _log_softmax(args, attrs, ctx):
-    return LogSoftmax(args[0], sympy.Integer(attrs["axis"]))
+    return softmax.LogSoftmax(args[0], sympy.Integer(attrs["axis"]))
 
 
 def _softmax_cross_entropy_shape(shapes, attrs):
@@ -181,4 +185,4 @@ def _softmax_cross_entropy_shape(shapes, attrs):
 def _softmax_cross_entropy(args, attrs, ctx):
     classes = ctx.in_shapes[0][attrs["axis"]]
     labels = ctx.class_labels(args[1], classes) if ctx.class_labels else args[1]
-    return SoftmaxCrossEntropy(args[0], labels, sympy.Integer(attrs["axis"]))
+    return softmax.SoftmaxCrossEntropy(args[0], labels, sympy.Integer(attrs["axis"]))

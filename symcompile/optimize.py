@@ -287,6 +287,8 @@ def _reduce_powers(program: Program) -> None:
         args = [rewrite(a, exclude) for a in expr.args]
         if expr.is_Pow and expr.exp.is_Integer and expr.exp >= 3:
             return product(args[0], int(expr.exp), exclude)
+        if all(new is old for new, old in zip(args, expr.args, strict=True)):
+            return expr  # nothing below was rewritten
         if isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow)):
             return expr.func(*args, evaluate=False)
         return expr.func(*args)

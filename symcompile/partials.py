@@ -16,8 +16,6 @@ A node type with a rule of its own that is not listed here (`Abs`, `sign`) is ha
 
 from __future__ import annotations
 
-from functools import reduce
-
 import sympy
 from sympy.core.function import ArgumentIndexError
 
@@ -48,12 +46,12 @@ def _rule(expr: sympy.Basic, s: sympy.Symbol, memo: dict) -> sympy.Expr:
     if expr.is_Add:
         return expr.func(*[_partial(a, s, memo) for a in expr.args])
     if expr.is_Mul:
-        args = list(expr.args)
+        args = expr.args
         terms = []
         for i, arg in enumerate(args):
             d = _partial(arg, s, memo)
             if d != 0:
-                terms.append(reduce(lambda x, y: x * y, (*args[:i], d, *args[i + 1:]), _ONE))
+                terms.append(sympy.Mul(*args[:i], d, *args[i + 1:]))
         return sympy.Add.fromiter(terms)
     if expr.is_Pow:
         base, exponent = expr.args

@@ -17,6 +17,7 @@ import weakref
 import numpy
 
 from . import cache, memory
+from .compile_options import Options, compiler_fingerprint
 from .progress import ProgressLine
 from .variable import Storage, Variable, graph_epoch
 
@@ -209,17 +210,15 @@ def _module_name(root: Variable) -> str:
 
 
 def _module_for(graph, root: Variable) -> types.ModuleType:
-    from . import compiler
-
     fingerprint = graph.fingerprint()
     site = root._callsite.display if root._callsite else "unknown location"
-    options = compiler.Options(
+    options = Options(
         graph.name, "sgd", graph.root.dtype,
         "compiled on first use by symcompile's runtime; delete this file to recompile",
         f"graph built at {site}",
     )
     key = hashlib.sha256(
-        f"{fingerprint}|{options.key()}|{compiler.compiler_fingerprint()}".encode()
+        f"{fingerprint}|{options.key()}|{compiler_fingerprint()}".encode()
     ).hexdigest()[:20]
     module = _modules.get(key)
     if module is not None:
@@ -228,10 +227,17 @@ def _module_for(graph, root: Variable) -> types.ModuleType:
     # Run only an entry that authenticates (cache.cached_module); else compile and cache.
     # A long first compile shows its progress on a terminal (one line on stderr).
     with ProgressLine(sys.stderr, f"the graph built at {site}") as progress:
-        module = cache.cached_module(
-            path, lambda: compiler.generate(graph, options, progress)[0], fingerprint)
+        module = cache.cached_module(path, lambda: _generate(graph, options, progress),
+                                     fingerprint)
     _modules[key] = module
     return module
+
+
+def _generate(graph, options: Options, progress) -> str:
+    """The compiler's entry point, loaded only on a cache miss."""
+    from . import compiler
+
+    return compiler.generate(graph, options, progress)[0]
 
 
 def update_function(rule_name: str, options: tuple = ()):
@@ -240,12 +246,16 @@ def update_function(rule_name: str, options: tuple = ()):
     function = _updates.get(key)
     if function is not None:
         return function
+    digest = hashlib.sha256(f"{key}|{compiler_fingerprint()}".encode()).hexdigest()[:16]
+    path = cache.cache_dir() / f"update_{rule_name}_{digest}.py"
+    # authenticated, as above; generated only when the cache has no valid entry
+    function = cache.cached_module(path, lambda: _update_source(rule_name, options)).update
+    _updates[key] = function
+    return function
+
+
+def _update_source(rule_name: str, options: tuple) -> str:
     from .emit import update_module_source
     from .update_rules import RULES
 
-    source = update_module_source(RULES[rule_name], options)
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    path = cache.cache_dir() / f"update_{rule_name}_{digest}.py"
-    function = cache.cached_module(path, lambda: source).update  # authenticated, as above
-    _updates[key] = function
-    return function
+    return update_module_source(RULES[rule_name], options)

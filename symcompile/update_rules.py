@@ -14,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import sympy
+from .deferred import Deferred
 
-from .elementwise import Clip
-from .primitives import Dot
+# The rule table (names, defaults, states) is read by the solvers without compiling
+# anything; SymPy and the classes built on it load when a rule is first instantiated.
+sympy = Deferred("sympy")
+E = Deferred("symcompile.elementwise")
+P = Deferred("symcompile.primitives")
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def sqrt(x):
 
 def norm(x):
     """The L2 norm of a whole array (a scalar)."""
-    return sympy.sqrt(Dot(x, x))
+    return sympy.sqrt(P.Dot(x, x))
 
 
 # --- the rules --------------------------------------------------------------------------
@@ -236,7 +239,7 @@ def _bounded(c: RuleContext, m, v, step, upper_bound):
                    scalar=True),
             Update(lower, "=", final * (1 - 1 / (gamma * t + 1)), scalar=True),
             Update(upper, "=", final * (1 + upper_bound), scalar=True),
-            Update(c.w, "-=", Clip(step / (sqrt(v) + c.hyper["eps"]), lower, upper) * m)]
+            Update(c.w, "-=", E.Clip(step / (sqrt(v) + c.hyper["eps"]), lower, upper) * m)]
 
 
 _BOUND_HYPER = [("alpha", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8),

@@ -1,0 +1,63 @@
+"""What a compile is keyed by, readable without loading the compiler.
+
+The runtime looks a graph up in its cache by the graph's hash, these options and the
+compiler's own fingerprint; on a hit it runs the cached module and never imports the
+compiler (nor SymPy, nor jinja2). So the options, their defaults and the fingerprint live
+here, apart from the passes that use them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+# Operations one fused statement may hold before a chain of elementwise functions is cut
+# (see `fusion_cost` for the other limits of a region).
+FUSION_OPS_LIMIT = 40
+
+
+@dataclass(frozen=True)
+class Options:
+    name: str
+    solver: str | None = "sgd"  # an update rule's name (see update_rules.RULES)
+    dtype: str = "float32"
+    regenerate: str = ""
+    source: str = ""
+    solver_options: tuple[tuple[str, bool], ...] = ()
+    hyper: tuple[tuple[str, float], ...] = ()  # defaults of the fused step's arguments
+    fusion_limit: int = FUSION_OPS_LIMIT
+    check_finite: bool = False
+
+    def key(self) -> str:
+        return (f"{self.name}|{self.solver}|{self.solver_options}|{self.hyper}|{self.dtype}"
+                f"|{self.fusion_limit}|{self.check_finite}")
+
+
+def template_dir() -> Path:
+    """`symcompile/templates` in an installed wheel, `templates/` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "module.py.jinja").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"symcompile's templates are missing (looked in {here / 'templates'} and "
+        f"{here.parent / 'templates'}); reinstall symcompile"
+    )
+
+
+def compiler_fingerprint() -> str:
+    """A hash of symcompile's own code and templates: cached modules from another version
+    of the compiler are never reused."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        digest = hashlib.sha256()
+        package = Path(__file__).resolve().parent
+        for path in sorted([*package.glob("*.py"), *template_dir().glob("*.jinja")]):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+        _FINGERPRINT = digest.hexdigest()[:16]
+    return _FINGERPRINT
+
+
+_FINGERPRINT: str | None = None
