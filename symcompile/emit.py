@@ -180,6 +180,14 @@ class _ModuleBuilder:
         self.root = program.outputs[0]
         self.solver = _SolverSymbols(program, options.rule, options.rule_options,
                                      options.hyper) if options.rule is not None else None
+        self._leaf_of_gradient: dict[sympy.Expr, int] = {}
+        for index, grad in program.gradients.items():
+            self._leaf_of_gradient.setdefault(grad, index)
+        self._readers: dict[int, list[int]] = {}  # value -> the nodes that read it
+        for node in self.graph.nodes:
+            for i in dict.fromkeys(node.inputs):
+                self._readers.setdefault(i, []).append(node.index)
+        self._derivative_texts: dict[int, str] = {}
 
     # --- statements -------------------------------------------------------------------
     def statement(self, eq: Equation, exact: bool = False) -> Line:
@@ -190,11 +198,12 @@ class _ModuleBuilder:
         return Line(f"{eq.target.name} = {self.printer.doprint(expr)}", self.comment(eq, shape))
 
     def _value_shape(self, sym: sympy.Symbol) -> tuple[int, ...]:
-        for index, grad in [*self.program.gradients.items(),
-                            *self.program.output_gradients.items()]:
-            if grad == sym:
-                return self.graph.values[index].shape
-        return self.program.shapes.of(sym)
+        index = self._leaf_of_gradient.get(sym)
+        if index is None:
+            index = next((i for i, grad in self.program.output_gradients.items()
+                          if grad == sym), None)
+        return self.graph.values[index].shape if index is not None \
+            else self.program.shapes.of(sym)
 
     def comment(self, eq: Equation, shape: tuple[int, ...] | None = None) -> str:
         """Where a statement comes from: the nodes it computes, or the gradient it is;
@@ -221,19 +230,22 @@ class _ModuleBuilder:
 
     def _derivative_of(self, grad: sympy.Symbol) -> str:
         """The formula of a leaf's gradient, opening its statement's comment."""
-        for index, symbol in self.program.gradients.items():
-            if symbol == grad and index in self.program.derivatives:
-                return formula.as_text(self.program.derivatives[index], self.program.shapes)
-        return ""
+        index = self._leaf_of_gradient.get(grad)
+        return self.derivative_text(index) if index in self.program.derivatives else ""
+
+    def derivative_text(self, index: int) -> str:
+        """d root / d leaf as text, printed once (the header and the comments show it)."""
+        text = self._derivative_texts.get(index)
+        if text is None:
+            text = formula.as_text(self.program.derivatives[index], self.program.shapes)
+            self._derivative_texts[index] = text
+        return text
 
     def _consumers(self, grad: sympy.Symbol) -> str:
         """The nodes that use the leaf whose gradient `grad` is (its gradient flows back
         through them)."""
-        for index, symbol in self.program.gradients.items():
-            if symbol == grad:
-                nodes = [n.index for n in self.graph.nodes if index in n.inputs]
-                return self._places(nodes)
-        return ""
+        index = self._leaf_of_gradient.get(grad)
+        return self._places(self._readers.get(index, ())) if index is not None else ""
 
     def _places(self, origin) -> str:
         """``mul2, add2 (y) @ model.py:12; sub2 @ :13`` for the nodes in `origin`."""
@@ -470,10 +482,10 @@ class _ModuleBuilder:
         if program.derivatives:
             lines.append("")
             lines.append("Derivatives (what the backward section computes):")
-            for index, expr in program.derivatives.items():
+            for index in program.derivatives:
                 name = self.graph.values[index].name or program.symbols[index].name
                 text = comment_text(f"d {self.root.name} / d {name} = "
-                                    f"{formula.as_text(expr, program.shapes)}", 4000)
+                                    f"{self.derivative_text(index)}", 4000)
                 lines += textwrap.wrap(text, 96, initial_indent="  ", subsequent_indent="      ",
                                        break_on_hyphens=False)
         return tuple(lines)

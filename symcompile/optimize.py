@@ -178,15 +178,19 @@ def _record_derivatives(program: Program, named: dict) -> None:
             if program.graph.root.shape == () else {})
     # Labels read as integers are the user's label input in the formula.
     seed.update({labels: source for labels, (source, _) in program.labels.items()})
+    costs = CostModel()
     for index, grad in program.gradients.items():
         formula = grad
         for _ in range(len(definitions) + 1):
             expanded = formula.xreplace(definitions)
-            if expanded == formula or operation_count(expanded) > FORMULA_OPS_LIMIT:
+            if expanded == formula or costs.cost(expanded).operations > FORMULA_OPS_LIMIT:
                 break
             formula = expanded
         formula = formula.xreplace(seed)
-        if len(as_text(formula, program.shapes)) > NAMING_TEXT_LIMIT:
+        # (every operation prints as two characters or more: a formula of more than half
+        # as many operations as characters allowed is long without printing it)
+        if costs.cost(formula).operations > NAMING_TEXT_LIMIT // 2 \
+                or len(as_text(formula, program.shapes)) > NAMING_TEXT_LIMIT:
             formula = formula.xreplace(named)
         program.derivatives[index] = formula
 
