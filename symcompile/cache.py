@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
+import importlib.util
+import marshal
 import os
 import re
 import sys
@@ -140,9 +142,19 @@ def load_module(path: str | os.PathLike, expected_hash: str | None = None,
     return _run(path, data, text, expected_hash)
 
 
-def _run(path: Path, data: bytes, text: str, expected_hash: str | None) -> types.ModuleType:
+def _compiled(path: Path, data: bytes) -> types.CodeType:
+    try:
+        return builtins.compile(data, str(path), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise ImportError(f"generated module {path} is not valid Python ({exc}); "
+                          "delete it and compile again") from exc
+
+
+def _run(path: Path, data: bytes, text: str, expected_hash: str | None,
+         compiled: Callable[[Path, bytes], types.CodeType] = _compiled) -> types.ModuleType:
     """Execute exactly `data` (whose module source is `text`) as the module at `path`, once
-    its GRAPH_HASH, read from `text`, is `expected_hash`."""
+    its GRAPH_HASH, read from `text`, is `expected_hash`. `compiled(path, data)` gives its
+    code (a cache entry's may come from its authenticated companion, see `_entry_code`)."""
     if expected_hash is not None:
         found = graph_hash_of(text)
         if found != expected_hash:
@@ -159,11 +171,7 @@ def _run(path: Path, data: bytes, text: str, expected_hash: str | None) -> types
         # within a second at the same size would run the previous graph's code.
         module = types.ModuleType(name)
         module.__file__ = str(path)
-        try:
-            code = builtins.compile(data, str(path), "exec", dont_inherit=True)
-        except SyntaxError as exc:
-            raise ImportError(f"generated module {path} is not valid Python ({exc}); "
-                              "delete it and compile again") from exc
+        code = compiled(path, data)
         exec(code, module.__dict__)  # noqa: S102 - a module symcompile generated
         sys.modules[name] = module
     found = getattr(module, "GRAPH_HASH", None)
@@ -173,6 +181,38 @@ def _run(path: Path, data: bytes, text: str, expected_hash: str | None) -> types
 
 
 # --- the runtime's cache ----------------------------------------------------------------
+
+# A cache entry's compiled code is kept beside it (NAME.code), authenticated like the entry
+# and stamped with the Python that compiled it and the entry's bytes: compiling a module
+# of a few hundred lines costs more than everything else a cache hit does.
+_CODE_STAMP = b"symcompile-code v1\0"
+
+
+def _entry_code(key: bytes) -> Callable[[Path, bytes], types.CodeType]:
+    """`compiled` for `_run` of an authenticated cache entry: its code from the companion
+    file when that authenticates and was compiled by this Python from exactly these
+    bytes; else compiled now, and the companion (re)written."""
+
+    def code(path: Path, data: bytes) -> types.CodeType:
+        companion = path.with_suffix(".code")
+        stamp = _CODE_STAMP + importlib.util.MAGIC_NUMBER + hashlib.sha256(data).digest()
+        stored = cache_auth.read_entry(companion)
+        body = cache_auth.authenticated_body(companion, stored, key) if stored else None
+        if body is not None and body.startswith(stamp):
+            try:
+                return marshal.loads(body[len(stamp):])
+            except (EOFError, ValueError, TypeError):
+                pass  # cannot happen to a file we wrote; compile below
+        compiled = _compiled(path, data)
+        try:
+            cache_auth.write_private(companion, cache_auth.seal_entry(
+                stamp + marshal.dumps(compiled), companion.name, key))
+        except OSError:
+            pass  # a read-only or full cache still works, only slower
+        return compiled
+
+    return code
+
 
 def load_cached(path: str | os.PathLike,
                 expected_hash: str | None = None) -> types.ModuleType | None:
@@ -201,7 +241,7 @@ def load_cached(path: str | os.PathLike,
     text = body.decode("utf-8", errors="replace")
     if not is_intact(text):
         return None  # cannot happen to an entry symcompile wrote; regenerate it anyway
-    return _run(path, data, text, expected_hash)
+    return _run(path, data, text, expected_hash, _entry_code(key))
 
 
 def store_cached(path: str | os.PathLike, source: str,
@@ -213,10 +253,10 @@ def store_cached(path: str | os.PathLike, source: str,
         raise ModuleEditedError(f"refusing to cache {path}: its source is not sealed")
     directory = path.parent
     cache_auth.check_private_dir(directory)
-    data = cache_auth.seal_entry(source.encode("utf-8"), path.name,
-                                 cache_auth.cache_key(directory))
+    key = cache_auth.cache_key(directory)
+    data = cache_auth.seal_entry(source.encode("utf-8"), path.name, key)
     cache_auth.write_private(path, data)
-    return _run(path, data, source, expected_hash)
+    return _run(path, data, source, expected_hash, _entry_code(key))
 
 
 def cached_module(path: str | os.PathLike, generate: Callable[[], str],

@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._version import __version__
+
 # Operations one fused statement may hold before a chain of elementwise functions is cut
 # (see `fusion_cost` for the other limits of a region).
 FUSION_OPS_LIMIT = 40
@@ -47,15 +49,20 @@ def template_dir() -> Path:
 
 
 def compiler_fingerprint() -> str:
-    """A hash of symcompile's own code and templates: cached modules from another version
-    of the compiler are never reused."""
+    """A fingerprint of symcompile's own code and templates: cached modules from another
+    version of the compiler are never reused.
+
+    Taken from each file's name, size and modification time (as Python's own bytecode
+    cache does), not its bytes: the runtime computes it in every process before it can
+    look a graph up, and reading the whole package would be most of a cache hit.
+    """
     global _FINGERPRINT
     if _FINGERPRINT is None:
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(__version__.encode())
         package = Path(__file__).resolve().parent
         for path in sorted([*package.glob("*.py"), *template_dir().glob("*.jinja")]):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+            status = path.stat()
+            digest.update(f"{path.name}|{status.st_size}|{status.st_mtime_ns}\n".encode())
         _FINGERPRINT = digest.hexdigest()[:16]
     return _FINGERPRINT
 

@@ -27,23 +27,34 @@ import sympy
 # call on a fused argument; arrays here are real and hold no pi, so only numbers and the
 # minus sign are looked at.
 
-def _negated_sum(arg: sympy.Expr) -> sympy.Expr | None:
-    """-arg as a sum of negated terms, when arg is a sum whose minus sign SymPy extracts."""
-    if arg.is_Add and arg.could_extract_minus_sign():
-        return sympy.Add(*(-term for term in arg.args))
-    return None
+def _extracts_minus(arg: sympy.Expr) -> bool:
+    """SymPy's `could_extract_minus_sign`, decided the same way without building the
+    negated expression: its Mul compares the product with its negation (a new product)
+    and a sum asks that of every term, so a tanh of a fused sum cost milliseconds."""
+    if arg.is_Number:
+        return bool(arg.is_extended_negative)
+    if arg.is_Mul:
+        first = arg.args[0]
+        return bool(first.is_Number and first.is_extended_negative)
+    if arg.is_Add:
+        negative = sum(1 for term in arg.args if _extracts_minus(term))
+        positive = len(arg.args) - negative
+        if positive != negative:
+            return negative > positive
+        return bool(arg.sort_key() < (-arg).sort_key())  # SymPy's tie-break
+    return arg.could_extract_minus_sign()
 
 
 def _symmetric_eval(cls, base, arg: sympy.Expr, odd: bool) -> sympy.Expr | None:
     """f(arg) with the minus sign taken out of arg (f(-u) = -f(u) when f is odd, f(u) when
-    even); SymPy's value for a number; None when it stays as it is."""
+    even); SymPy's value for a number; None when it stays as it is.
+
+    A sum has its terms negated one by one (see above); anything else is negated whole."""
     if arg.is_Number:
         return base.eval.__func__(cls, arg)
-    flipped = _negated_sum(arg)
-    if flipped is None and arg.could_extract_minus_sign():
-        flipped = -arg
-    if flipped is None:
+    if not _extracts_minus(arg):
         return None
+    flipped = sympy.Add(*(-term for term in arg.args)) if arg.is_Add else -arg
     return -cls(flipped) if odd else cls(flipped)
 
 

@@ -28,10 +28,11 @@ import sympy
 
 from .primitives import Primitive
 
-# Predicted derivative size per allowed forward operation. A fused MLP layer, activation
-# or loss stays well under it; a long chain of nested functions is cut at a few dozen
-# levels, before its derivative dominates the compile.
-DERIVATIVE_PER_OPERATION = 8
+# Predicted derivative size per allowed forward operation: 80 terms at the default limit
+# of 40 operations. The fused MLP layers, activations and losses of the examples stay
+# under 40; a chain of nested functions is cut every 10 to 15 levels, where (measured on
+# bench/compile.py's chains) its derivative's products start to dominate the compile.
+DERIVATIVE_PER_OPERATION = 2
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,16 @@ def size_text(nbytes: float) -> str:
     raise AssertionError("unreachable")
 
 
-def require(shape, dtype, what: str, fix: str = "use a smaller shape (batch size?)") -> None:
-    """Raise MemoryError if an array of `shape` and `dtype` cannot fit in this machine."""
+def require(shape, dtype, what, fix: str = "use a smaller shape (batch size?)") -> None:
+    """Raise MemoryError if an array of `shape` and `dtype` cannot fit in this machine.
+
+    `what` names the array: a string, or a function returning it (called only to raise).
+    """
     limit = physical_memory()
     nbytes = math.prod(shape) * numpy.dtype(dtype).itemsize
     if limit is not None and nbytes > limit:
+        if callable(what):
+            what = what()
         raise MemoryError(
             f"{what}: an array of shape {tuple(shape)} ({numpy.dtype(dtype).name}) needs "
             f"{size_text(nbytes)}, more than this machine's {size_text(limit)} of memory; "

@@ -155,11 +155,14 @@ def binding(root: Variable) -> Binding:
 def _require_memory(graph) -> None:
     """Refuse, before compiling or running, a graph with an array this machine cannot hold."""
     producers = {node.output: node for node in graph.nodes}
-    for value in graph.values:
+
+    def describe(value) -> str:
         node = producers.get(value.index)
-        what = (f"{node.op} '{graph.label(value.index)}' at {node.location}" if node
+        return (f"{node.op} '{graph.label(value.index)}' at {node.location}" if node
                 else f"{value.kind} '{graph.label(value.index)}'")
-        memory.require(value.shape, value.dtype, what)
+
+    for value in graph.values:
+        memory.require(value.shape, value.dtype, lambda value=value: describe(value))
 
 
 def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:

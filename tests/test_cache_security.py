@@ -107,6 +107,64 @@ def test_planted_module_with_valid_seal_and_graph_hash_never_runs(tmp_path, layo
         assert str(entry) in str(untrusted[0].message)
 
 
+def _hostile_code(marker: Path) -> bytes:
+    """Compiled code that writes `marker` (and defines nothing the runtime needs)."""
+    import marshal
+
+    return marshal.dumps(compile(f"open({str(marker)!r}, 'w').write('ran')", "x", "exec"))
+
+
+@pytest.mark.parametrize("layout", ["no-mac", "fake-mac", "stale-stamp"])
+def test_planted_compiled_code_never_runs(tmp_path, layout):
+    """The compiled code kept beside an entry (NAME.code) runs only if it authenticates
+    with the cache's key and is stamped with the hash of the entry it was compiled from:
+    anything else is ignored, the entry compiled from its (verified) text, and the code
+    file rewritten."""
+    import hashlib
+    import importlib.util
+
+    assert _forward() == pytest.approx(EXPECTED, rel=1e-6)
+    entry, marker = _entry(), tmp_path / "marker"
+    companion = entry.with_suffix(".code")
+    assert companion.is_file()
+    key = cache_auth.cache_key(_cache())
+    if layout == "no-mac":
+        planted = _hostile_code(marker)
+    elif layout == "fake-mac":  # the right layout, a MAC made without the key
+        stamp = (cache._CODE_STAMP + importlib.util.MAGIC_NUMBER
+                 + hashlib.sha256(entry.read_bytes()).digest())
+        planted = cache_auth.seal_entry(stamp + _hostile_code(marker), companion.name,
+                                        b"k" * 32)
+    else:  # authentic, but compiled from other bytes than the entry's
+        stamp = cache._CODE_STAMP + importlib.util.MAGIC_NUMBER + hashlib.sha256(b"x").digest()
+        planted = cache_auth.seal_entry(stamp + _hostile_code(marker), companion.name, key)
+    companion.write_bytes(planted)
+    _forget_loaded_modules()  # as in a new process: the entry is loaded from disk
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _forward() == pytest.approx(EXPECTED, rel=1e-6)
+    assert not marker.exists()
+    untrusted = [w for w in caught if issubclass(w.category, UntrustedCacheWarning)]
+    assert len(untrusted) == (layout == "fake-mac")
+    assert companion.read_bytes() != planted  # rewritten from the entry
+    assert _forward() == pytest.approx(EXPECTED, rel=1e-6)
+
+
+def _forget_loaded_modules() -> None:
+    for name in [n for n in sys.modules if n.startswith("_symcompile_generated_")]:
+        del sys.modules[name]
+
+
+def test_compiled_code_is_used_on_a_cache_hit(monkeypatch):
+    """A cache hit runs the stored code: it does not compile the module again."""
+    _forward()
+    _forget_loaded_modules()
+    compiles = []
+    monkeypatch.setattr(cache, "_compiled", lambda *a: compiles.append(a) or None)
+    assert _forward() == pytest.approx(EXPECTED, rel=1e-6)
+    assert compiles == []
+
+
 def test_module_planted_before_first_use_never_runs(tmp_path, monkeypatch):
     _forward()  # in another cache, to learn the entry's name and source
     name, source = _entry().name, _source(_entry())
@@ -256,7 +314,9 @@ def test_cache_dir_is_created_private_whatever_the_umask(tmp_path, monkeypatch):
     assert nested.stat().st_mode & 0o7777 == 0o700
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o775  # parents: the umask's
     files = sorted(p.name for p in nested.iterdir())
-    assert len(files) == 4 and cache_auth.KEY_FILE in files, files  # key, 2 graphs, update
+    # the key, and 2 graphs and an update rule, each with its compiled code
+    assert len(files) == 7 and cache_auth.KEY_FILE in files, files
+    assert sum(name.endswith(".code") for name in files) == 3, files
     for path in nested.iterdir():
         assert path.stat().st_mode & 0o777 == 0o600, path
 

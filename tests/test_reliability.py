@@ -220,8 +220,9 @@ def test_processes_sharing_the_runtime_cache(tmp_path):
     go.touch()
     results = {_finish(racer) for racer in racers}
     assert len(results) == 1
-    modules = sorted(p.name for p in cache.iterdir() if p.name != cache_auth.KEY_FILE)
-    assert len(modules) == 1 and modules[0].endswith(".py"), modules
+    entries = sorted(p.name for p in cache.iterdir() if p.name != cache_auth.KEY_FILE)
+    modules = [name for name in entries if name.endswith(".py")]
+    assert len(modules) == 1 and entries == [modules[0][:-3] + ".code", modules[0]], entries
     assert integrity.is_intact(_entry_source(cache / modules[0]))
 
 
