@@ -7,6 +7,8 @@ writes the result atomically and loads it back.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 import types
 import warnings
@@ -122,17 +124,33 @@ def generate(graph: Graph, options: Options, progress: Progress | None = None
     if options.dtype not in DTYPES:
         raise ValueError(f"compile: dtype must be one of {DTYPES}, got {options.dtype!r}")
     report = progress or ignore
+    with _without_cycle_collection():
+        try:
+            # Numbers stay outside sums (2*(y - (a*x + b)) keeps y - (a*x + b)) so CSE can
+            # share them...
+            with distribute(False):
+                return _phases(graph, options, report)
+        except RecursionError:
+            # ...but then SymPy's Abs, which its assumption system calls on some powers
+            # and derivatives, can flip the sign of a sum forever. Such a graph compiles
+            # with SymPy's default distribution; its code shares fewer subexpressions.
+            with distribute(True):
+                return _phases(graph, options, report)
+
+
+@contextlib.contextmanager
+def _without_cycle_collection():
+    """Python's cycle collector paused while compiling: a compile allocates millions of
+    SymPy and AST objects that live until it ends, and each collection walks all of them
+    again (a tenth of the compile time of large graphs). Their garbage has few cycles;
+    what it has is collected when the collector runs again afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        # Numbers stay outside sums (2*(y - (a*x + b)) keeps y - (a*x + b)) so CSE can
-        # share them...
-        with distribute(False):
-            return _phases(graph, options, report)
-    except RecursionError:
-        # ...but then SymPy's Abs, which its assumption system calls on some powers and
-        # derivatives, can flip the sign of a sum forever. Such a graph compiles with
-        # SymPy's default distribution; its code shares fewer subexpressions.
-        with distribute(True):
-            return _phases(graph, options, report)
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _PhaseClock:

@@ -199,34 +199,41 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
     equations = [*program.forward, *program.backward]
     if not equations:
         return
-    placeholders = sympy.numbered_symbols("_cse")
-    replacements, reduced = sympy.cse([eq.expr for eq in equations], symbols=placeholders,
+    counter = [0]
+
+    def temporaries():
+        # Named as temporaries from the start (renumbered in print order at the end), so
+        # that only the few that are values the user named are renamed afterwards.
+        while True:
+            yield sympy.Symbol(program.namer.temp(counter))
+
+    replacements, reduced = sympy.cse([eq.expr for eq in equations], symbols=temporaries(),
                                       order="none")
     for eq, expr in zip(equations, reduced, strict=True):
         eq.expr = expr
     fused = _fused_values(program)
-    counter = [0]
     rename: dict[sympy.Symbol, sympy.Symbol] = {}
     expanded: dict[sympy.Symbol, sympy.Expr] = {}
     temps: list[Equation] = []
-    for placeholder, expr in replacements:
-        expr = expr.xreplace(rename)
+    for temporary, expr in replacements:
+        if rename and not expr.free_symbols.isdisjoint(rename):
+            expr = expr.xreplace(rename)
         full = expr.xreplace(expanded)
         value = fused.get(full)
-        if value is not None and value.index in names:
-            sym = names[value.index]
-        else:
-            sym = sympy.Symbol(program.namer.temp(counter))
+        sym = names[value.index] if value is not None and value.index in names else temporary
         program.shapes.declare(sym, program.shapes.of(expr))
         if program.shapes.is_mask(expr):
             program.shapes.declare_mask(sym)
-        rename[placeholder] = sym
+        if sym != temporary:
+            rename[temporary] = sym
         expanded[sym] = full
         origin = program.value_origins[value.index] if value is not None else ()
         note = "" if value is not None else "shared subexpression"
         temps.append(Equation(sym, expr, "", origin, note))
-    for eq in equations:
-        eq.expr = eq.expr.xreplace(rename)
+    if rename:
+        for eq in equations:
+            if not eq.expr.free_symbols.isdisjoint(rename):
+                eq.expr = eq.expr.xreplace(rename)
     # A returned gradient may be widened to its leaf's shape where it is returned, so no
     # other statement may read it in place of the shared subexpression it equals.
     _merge_aliases(equations, temps, protected=set(program.returned_gradients()))
