@@ -81,14 +81,20 @@ class Namer:
 
     def __init__(self, taken: set[str] | frozenset[str] = frozenset()) -> None:
         self._taken = set(taken)
+        # base -> the suffix its last claim reached: the 10,000th ``h`` of a loop does not
+        # try h_2 ... h_9999 again (the suffixes below it are all taken)
+        self._next: dict[str, int] = {}
 
     def claim(self, name: str, fallback: str = "v") -> str:
         base = identifier(name, fallback)
-        candidate, n = base, 1
+        candidate, n = base, self._next.get(base, 1)
+        if n > 1:
+            candidate = f"{base}_{n}"
         while candidate in self._taken:
             n += 1
             candidate = f"{base}_{n}"
         self._taken.add(candidate)
+        self._next[base] = n
         return candidate
 
     def temp(self, counter: list[int]) -> str:
