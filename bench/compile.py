@@ -73,21 +73,25 @@ BATCH, WIDTH, LR = 32, 256, 0.01
 SHAPE = (4, 8)  # of x in chain and rnn
 
 
+def mixed_chain(h, n: int, tanh, sin):
+    """n elementwise functions on h: tanh, * 1.1, sin, + 0.1 in turn (either API's)."""
+    for i in range(n):
+        if i % 4 == 0:
+            h = tanh(h)
+        elif i % 4 == 1:
+            h = h * 1.1
+        elif i % 4 == 2:
+            h = sin(h)
+        else:
+            h = h + 0.1
+    return h
+
+
 # --- the graphs, with symcompile's nnabla API: (loss, number of F.* calls) -------------
 def build_chain(n: int):
     nn.clear_parameters()
     x = nn.Variable(SHAPE, need_grad=True)
-    h = x
-    for i in range(n):
-        if i % 4 == 0:
-            h = F.tanh(h)
-        elif i % 4 == 1:
-            h = h * 1.1
-        elif i % 4 == 2:
-            h = F.sin(h)
-        else:
-            h = h + 0.1
-    return F.mean(h), n + 1
+    return F.mean(mixed_chain(x, n, F.tanh, F.sin)), n + 1
 
 
 def build_rnn(steps: int):
@@ -118,17 +122,7 @@ def jax_graph(family: str, size: int):
     rng = np.random.default_rng(0)
     if family == "chain":
         def chain(x):
-            h = x
-            for i in range(size):
-                if i % 4 == 0:
-                    h = jnp.tanh(h)
-                elif i % 4 == 1:
-                    h = h * 1.1
-                elif i % 4 == 2:
-                    h = jnp.sin(h)
-                else:
-                    h = h + 0.1
-            return jnp.mean(h)
+            return jnp.mean(mixed_chain(x, size, jnp.tanh, jnp.sin))
 
         return chain, (rng.standard_normal(SHAPE, np.float32),), False
     if family == "rnn":

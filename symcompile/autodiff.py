@@ -4,11 +4,10 @@ Walking the forward equations backwards, each equation's expression is split int
 elementwise part and the tensor primitives inside it (`primitives.Primitive`). The
 elementwise part is differentiated by `partials.partial` (SymPy's rules, linear in the
 expression), one partial derivative per input array; a primitive passes the cotangent
-on through its hand-written `vjp`. A gradient
-that was broadcast is summed back to its array's shape (`unbroadcast`). Each array
-that receives a gradient gets one backward equation `g_<name> = sum of contributions`,
-so the gradient program is itself symbolic and is optimised and printed like the
-forward one.
+on through its hand-written `vjp`. A gradient that was broadcast is summed back to its
+array's shape (`unbroadcast`). Each array that receives a gradient gets one backward
+equation `g_<name> = sum of contributions`, so the gradient program is itself symbolic
+and is optimised and printed like the forward one.
 """
 
 from __future__ import annotations

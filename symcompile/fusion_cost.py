@@ -5,17 +5,17 @@ statement, but what SymPy then does with the expression (differentiate it, simpl
 share subexpressions, print) costs far more than its forward operation count says: the
 derivative of f(g(h(x))) is f'(g(h(x)))*g'(h(x))*h'(x), so every level of nesting copies
 everything beneath it once more, and an argument used twice (x*sigmoid(x)) doubles the
-tree the next function sees. `region_cost` measures three things in one pass over the
+tree the next function sees. `CostModel` measures two things in one pass over the
 expression (linear in its DAG, however much of it is shared):
 
 - `operations`: arithmetic operations and function calls as printed, counting shared
   subexpressions once per use (the tree the printer and SymPy's tree walks see);
 - `derivative`: the predicted size of its partial derivatives, by the rules of
   differentiation applied to sizes (a product copies its other factors into each term,
-  a function's derivative copies its argument);
-- `nesting`: how deeply functions nest inside one another (SymPy recurses through each).
+  a function's derivative copies its argument), which grows with the square of the
+  nesting.
 
-The lowering cuts a region (gives the value an array of its own) as soon as any of them
+The lowering cuts a region (gives the value an array of its own) as soon as either
 passes its limit, so the work per region is bounded by a constant and the compile time of
 a graph grows linearly with its size.
 """
@@ -39,7 +39,6 @@ DERIVATIVE_PER_OPERATION = 2
 class RegionCost:
     operations: int
     derivative: int
-    nesting: int
 
     def fits(self, operation_limit: int) -> bool:
         """Whether a region of this cost may grow further under `operation_limit`."""
@@ -52,11 +51,10 @@ class _Measure:
     size: int  # nodes of the tree the differentiator sees (a tensor primitive is one)
     operations: int
     derivative: int  # 0: does not depend on any array
-    nesting: int
 
 
-_ATOM = _Measure(1, 0, 0, 0)
-_SYMBOL = _Measure(1, 0, 1, 0)
+_ATOM = _Measure(1, 0, 0)
+_SYMBOL = _Measure(1, 0, 1)
 
 
 class CostModel:
@@ -69,12 +67,7 @@ class CostModel:
 
     def cost(self, expr: sympy.Basic) -> RegionCost:
         measured = _measure(expr, self._memo)
-        return RegionCost(measured.operations, measured.derivative, measured.nesting)
-
-
-def region_cost(expr: sympy.Basic) -> RegionCost:
-    """The predicted symbolic cost of `expr` (see the module docstring)."""
-    return CostModel().cost(expr)
+        return RegionCost(measured.operations, measured.derivative)
 
 
 def operation_count(expr: sympy.Basic) -> int:
@@ -106,25 +99,24 @@ def _measure(root: sympy.Basic, memo: dict) -> _Measure:
 def _combine(expr: sympy.Basic, parts: list[_Measure]) -> _Measure:
     size = 1 + sum(p.size for p in parts)
     below = sum(p.operations for p in parts)
-    nesting = max(p.nesting for p in parts)
     inner = sum(p.derivative for p in parts)
     if expr.is_Add:
-        return _Measure(size, below + len(parts) - 1, inner + 1 if inner else 0, nesting)
+        return _Measure(size, below + len(parts) - 1, inner + 1 if inner else 0)
     if expr.is_Mul:
         # product rule: each factor's derivative times all the other factors
         derivative = sum(p.derivative + size - p.size for p in parts if p.derivative)
-        return _Measure(size, below + len(parts) - 1, derivative, nesting)
+        return _Measure(size, below + len(parts) - 1, derivative)
     if expr.is_Pow:
         # d b**e = b**e*(e*db/b + de*log(b))
-        return _Measure(size, below + 1, inner + 2 * size + 4 if inner else 0, nesting)
+        return _Measure(size, below + 1, inner + 2 * size + 4 if inner else 0)
     if isinstance(expr, Primitive):
         # A matrix product, a reduction: autodiff differentiates around it (it is one
         # symbol to sympy.diff) and passes the cotangent through its hand-written VJP, so
         # its arguments' derivatives add up instead of multiplying with what surrounds it.
-        return _Measure(1, below + 1, inner + 1 if inner else 0, nesting + 1)
+        return _Measure(1, below + 1, inner + 1 if inner else 0)
     if isinstance(expr, sympy.Function):
         # f'(a) repeats f's arguments once, times the derivative of each argument
         derivative = sum(p.derivative + size for p in parts if p.derivative)
-        return _Measure(size, below + 1, derivative, nesting + 1)
+        return _Measure(size, below + 1, derivative)
     # containers (a Tuple of axes) and anything else: no operation of its own
-    return _Measure(size, below, inner, nesting)
+    return _Measure(size, below, inner)

@@ -132,12 +132,12 @@ def lower(graph: Graph, dtype: str = "float32", fusion_limit: int = FUSION_OPS_L
     costs = CostModel()
     for node in graph.nodes:
         out = graph.values[node.output]
-        if 1 + max((depths[i] for i in node.inputs), default=0) > EXPRESSION_DEPTH_LIMIT:
-            split_inputs(node)  # SymPy recurses once per nested function
         depth = 1 + max((depths[i] for i in node.inputs), default=0)
         if depth > EXPRESSION_DEPTH_LIMIT:
-            raise ExpressionTooLarge(_too_large(graph, node, f"{depth} functions nested",
-                                                EXPRESSION_DEPTH_LIMIT))
+            # SymPy recurses once per nested function. Only fused inputs are nested (an
+            # array's depth is 0), so once they are arrays this node is one level deep.
+            split_inputs(node)
+            depth = 1
         expr = lowered(node)
         cost = costs.cost(expr)
         if not _within_hard_limits(cost) and split_inputs(node):
@@ -146,9 +146,7 @@ def lower(graph: Graph, dtype: str = "float32", fusion_limit: int = FUSION_OPS_L
             expr = lowered(node)
             cost = costs.cost(expr)
         if not _within_hard_limits(cost):
-            raise ExpressionTooLarge(_too_large(
-                graph, node, f"{cost.operations} operations and a predicted derivative of "
-                f"{cost.derivative}", EXPRESSION_OPS_LIMIT))
+            raise ExpressionTooLarge(_too_large(graph, node, cost))
         origin = tuple(sorted({node.index, *(o for i in node.inputs for o in origins[i])}))
         program.value_exprs[out.index] = expr
         program.value_origins[out.index] = origin
@@ -169,10 +167,11 @@ def _within_hard_limits(cost: RegionCost) -> bool:
             and cost.derivative <= DERIVATIVE_PER_OPERATION * EXPRESSION_OPS_LIMIT)
 
 
-def _too_large(graph: Graph, node, size: str, limit: int) -> str:
+def _too_large(graph: Graph, node, cost: RegionCost) -> str:
     return (
         f"{node.op} '{graph.label(node.output)}' at {node.location}: on its own (every input "
-        f"already an array) its expression has {size}, more than the {limit} symcompile "
+        f"already an array) its expression has {cost.operations} operations and a predicted "
+        f"derivative of {cost.derivative}, more than the {EXPRESSION_OPS_LIMIT} symcompile "
         f"differentiates in one piece (SymPy's work would explode). Fix: build this "
         f"function from smaller ones"
     )
