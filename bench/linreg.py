@@ -178,7 +178,7 @@ def compile_times(repeats: int) -> dict[str, float]:
     from linear_regression import build
 
     import symcompile as nn
-    from symcompile import runtime
+    from symcompile.runtime import execution as runtime
 
     cold, disk_hit, memory_hit = [], [], []
     with tempfile.TemporaryDirectory() as cache:

@@ -168,8 +168,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import symcompile.solvers as S
-    from symcompile.runtime import update_function
-    from symcompile.update_rules import RULES, state_names
+    from symcompile.ops.update_rules import RULES, state_names
+    from symcompile.runtime.execution import update_function
 
     with tempfile.TemporaryDirectory() as cache:
         os.environ["SYMCOMPILE_CACHE_DIR"] = cache

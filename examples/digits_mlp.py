@@ -24,7 +24,7 @@ import numpy as np
 import symcompile as nn
 import symcompile.functions as F
 import symcompile.parametric_functions as PF
-from symcompile.cache import cache_dir
+from symcompile.runtime.cache import cache_dir
 
 BATCH_SIZE = 64
 HIDDEN = (64, 32)

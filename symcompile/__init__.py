@@ -5,32 +5,49 @@ Use it as nnabla::
     import symcompile as nn
     import symcompile.functions as F
     import symcompile.solvers as S
+
+The package is layered (see ARCHITECTURE.md); this file wires the layers together: it
+gives the front end its operators and the runtime as its executor, and exposes nnabla's
+top-level names. The compiler (and with it SymPy and jinja2) loads on first use.
 """
 
-from . import functions, initializer, parameter, parametric_functions, random, solvers, utils
-from ._version import __version__
-from .cache import GraphMismatchError, ModuleEditedError
-from .cache_auth import UnsafeCacheError, UntrustedCacheWarning
-from .errors import ExpressionTooLarge
-from .parameter import (
-                        clear_parameters,
-                        get_parameters,
-                        load_parameters,
-                        parameter_scope,
-                        save_parameters,
+from symcompile import (
+    functions,
+    initializer,
+    parameter,
+    parametric_functions,
+    random,
+    solvers,
+    utils,
 )
-from .random import seed
-from .runtime import load
-from .variable import NdArray, Variable
+from symcompile._version import __version__
+from symcompile.common.errors import ExpressionTooLarge
+from symcompile.frontend import arithmetic, executor
+from symcompile.frontend.parameter import (
+    clear_parameters,
+    get_parameters,
+    load_parameters,
+    parameter_scope,
+    save_parameters,
+)
+from symcompile.frontend.random import seed
+from symcompile.frontend.variable import NdArray, Variable
+from symcompile.runtime import execution
+from symcompile.runtime.cache import GraphMismatchError, ModuleEditedError
+from symcompile.runtime.cache_auth import UnsafeCacheError, UntrustedCacheWarning
+from symcompile.runtime.execution import load
+
+executor.install(execution)  # Variable.forward()/backward(), Solver.update() run modules
+del arithmetic  # imported for its effect: Python's operators on Variables
 
 
 def __getattr__(name: str):
-    """The compiler (and with it SymPy and jinja2) loads on first use: a script whose
-    graphs are all in the runtime cache never imports it."""
+    """The compile step loads on first use: a script whose graphs are all in the
+    runtime cache never imports the compiler."""
     if name in _COMPILER:
-        from . import compiler
+        from symcompile.tools import compile as compile_step
 
-        return getattr(compiler, name)
+        return getattr(compile_step, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,73 +1,11 @@
-"""`symcompile.parametric_functions` (PF): layers that create their own parameters.
+"""nnabla's `nnabla.parametric_functions` under the name nnabla scripts import.
 
-As in nnabla, each parametric function runs inside a parameter scope named after it
-(``affine``), nested under ``name`` when one is given, so its parameters are
-``affine/W`` and ``affine/b`` (or ``NAME/affine/W``) and a second call in the same
-scope reuses them.
+It is defined in `symcompile.frontend.parametric_functions`; this name is the very same
+module object, so both names share one state.
 """
 
-from __future__ import annotations
+import sys
 
-import functools
-import math
-from contextlib import nullcontext
+from symcompile.frontend import parametric_functions
 
-from . import functions as F
-from .initializer import ConstantInitializer, UniformInitializer, calc_uniform_lim_glorot
-from .parameter import get_parameter_or_create, parameter_scope
-
-__all__ = ["affine", "parametric_function_api"]
-
-
-def parametric_function_api(scope_name: str):
-    """Run the decorated layer in ``parameter_scope(scope_name)``, under ``name`` if given."""
-
-    def decorate(layer):
-        @functools.wraps(layer)
-        def wrapper(*args, name=None, **kwargs):
-            outer = parameter_scope(name) if name else nullcontext()
-            with outer, parameter_scope(scope_name):
-                return layer(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
-
-
-@parametric_function_api("affine")
-def affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None, fix_parameters=False,
-           rng=None, with_bias=True, apply_w=None, apply_b=None):
-    """Fully connected layer: y = x W + b, creating ``affine/W`` and ``affine/b``.
-
-    Args:
-        inp: Input Variable; its axes from `base_axis` on are flattened.
-        n_outmaps: Number of outputs (an int, or a tuple for a multi-axis output).
-        base_axis: The first axis of the features; earlier axes are batch axes.
-        w_init: Weight initializer (default: Glorot uniform,
-            ``UniformInitializer(calc_uniform_lim_glorot(inmaps, outmaps), rng)``).
-        b_init: Bias initializer (default: zeros).
-        fix_parameters: Return parameters that receive no gradient.
-        rng: NumPy RandomState for the default weight initializer.
-        with_bias: Whether to add the bias ``b``.
-        apply_w, apply_b: Functions applied to W and b before use (e.g. a constraint).
-
-    Returns:
-        The output Variable of shape ``inp.shape[:base_axis] + n_outmaps``.
-    """
-    outmaps = list(n_outmaps) if hasattr(n_outmaps, "__iter__") else [n_outmaps]
-    outmaps = [int(d) for d in outmaps]
-    inmaps = math.prod(inp.shape[base_axis:])
-    if w_init is None:
-        w_init = UniformInitializer(calc_uniform_lim_glorot(inmaps, math.prod(outmaps)),
-                                    rng=rng)
-    w = get_parameter_or_create("W", [inmaps] + outmaps, w_init, True, not fix_parameters)
-    if apply_w is not None:
-        w = apply_w(w)
-    b = None
-    if with_bias:
-        if b_init is None:  # not `b_init or ...`: an array initializer has no truth value
-            b_init = ConstantInitializer()
-        b = get_parameter_or_create("b", outmaps, b_init, True, not fix_parameters)
-        if apply_b is not None:
-            b = apply_b(b)
-    return F.affine(inp, w, b, base_axis)
+sys.modules[__name__] = parametric_functions

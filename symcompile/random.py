@@ -1,17 +1,11 @@
-"""`nn.random.prng`: the generator initializers draw from when given no `rng`.
+"""nnabla's `nnabla.random` under the name nnabla scripts import.
 
-As in nnabla, it is a NumPy RandomState seeded with 313, and `nn.seed(value)` replaces
-it, so parameter initialisation is reproducible without touching NumPy's global state.
+It is defined in `symcompile.frontend.random`; this name is the very same module object,
+so both names share one state.
 """
 
-from __future__ import annotations
+import sys
 
-import numpy
+from symcompile.frontend import random
 
-prng = numpy.random.RandomState(313)
-
-
-def seed(value: int) -> None:
-    """Reseed `prng` (initializers created afterwards draw from the new sequence)."""
-    global prng
-    prng = numpy.random.RandomState(value)
+sys.modules[__name__] = random

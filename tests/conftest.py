@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symcompile as nn
-from symcompile import runtime
+from symcompile.runtime import execution as runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -100,7 +100,8 @@ def check_formulas(result):
     import re
     import xml.dom.minidom
 
-    from symcompile import formula, report
+    from symcompile.display import report
+    from symcompile.ir import formula
 
     for style in report.STYLES:
         assert all(report.derivative_lines(result, style)), style

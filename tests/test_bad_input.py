@@ -114,8 +114,8 @@ def test_loading_a_module_for_another_graph_is_refused(tmp_path):
     first = nn.compile(F.sum(F.mul2(x, x)), name="m", output_dir=tmp_path)
     nn.clear_parameters()
     other = F.sum(F.add2(x, x))
-    from symcompile.cache import load_module
-    from symcompile.graph import capture
+    from symcompile.frontend.capture import capture
+    from symcompile.runtime.cache import load_module
 
     with pytest.raises(nn.GraphMismatchError, match="graph changed|Regenerate"):
         load_module(first.path, capture(other).graph.fingerprint())

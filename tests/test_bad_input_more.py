@@ -13,7 +13,7 @@ import pytest
 import symcompile as nn
 import symcompile.functions as F
 import symcompile.solvers as S
-from symcompile import files
+from symcompile.common import files
 
 
 def hyper_names(cls) -> list[str]:

@@ -23,8 +23,10 @@ from conftest import ROOT
 import symcompile as nn
 import symcompile.functions as F
 import symcompile.solvers as S
-from symcompile import cache, cache_auth, integrity, runtime
-from symcompile.cache import GraphMismatchError, UnsafeCacheError, UntrustedCacheWarning
+from symcompile.common import integrity
+from symcompile.runtime import cache, cache_auth
+from symcompile.runtime import execution as runtime
+from symcompile.runtime.cache import GraphMismatchError, UnsafeCacheError, UntrustedCacheWarning
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions and owners")
 
@@ -437,7 +439,7 @@ def test_a_damaged_key_file_is_a_clear_error(content):
 KEY_RACER = """
     import os, sys, time
     from pathlib import Path
-    from symcompile import cache_auth
+    from symcompile.runtime import cache_auth
     directory, go = Path(sys.argv[1]), sys.argv[2]
     while not os.path.exists(go):
         time.sleep(0.0005)

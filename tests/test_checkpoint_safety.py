@@ -15,8 +15,8 @@ from numpy.lib import format as npy
 
 import symcompile as nn
 import symcompile.solvers as S
-from symcompile import checkpoint, memory
-from symcompile.checkpoint import CheckpointError
+from symcompile.common import checkpoint, memory
+from symcompile.common.checkpoint import CheckpointError
 
 HAVE_H5PY = importlib.util.find_spec("h5py") is not None
 FORMATS = [".npz"] + ([".h5"] if HAVE_H5PY else [])

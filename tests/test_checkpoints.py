@@ -15,7 +15,7 @@ from conftest import ROOT
 import symcompile as nn
 import symcompile.solvers as S
 import symcompile.utils.learning_rate_scheduler as lrs
-from symcompile.checkpoint import CheckpointError
+from symcompile.common.checkpoint import CheckpointError
 
 HERE = os.path.dirname(__file__)
 FORMATS = [".npz"] + ([".h5"] if importlib.util.find_spec("h5py") else [])

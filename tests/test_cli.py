@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from symcompile.cli import main
+from symcompile.tools.cli import main
 
 MODEL = str(ROOT / "examples" / "linear_regression.py")
 

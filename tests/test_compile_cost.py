@@ -93,7 +93,8 @@ def test_a_chain_of_10000_nodes_compiles_within_the_recursion_limit(tmp_path, rn
 def test_the_first_forward_shows_progress_on_a_terminal(monkeypatch):
     """The nnabla loop compiles on the first forward(); on a terminal a line on stderr
     says what it is doing (here shown at once instead of after a second)."""
-    from symcompile import progress, runtime
+    from symcompile.common import progress
+    from symcompile.runtime import execution as runtime
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -163,7 +164,8 @@ def test_importing_symcompile_does_not_import_the_compiler():
     done = subprocess.run(
         [sys.executable, "-c", "import sys, symcompile, symcompile.functions, "
          "symcompile.parametric_functions, symcompile.solvers; "
-         "print([m for m in ('sympy', 'jinja2', 'symcompile.compiler') if m in sys.modules])"],
+         "print([m for m in ('sympy', 'jinja2', 'symcompile.compiler.pipeline') "
+         "if m in sys.modules])"],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -13,8 +13,9 @@ import pytest
 from conftest import ROOT
 from numpy_only import BLOCKER
 
-from symcompile import cli, compiler
-from symcompile.model_file import load_loss
+from symcompile.tools import cli
+from symcompile.tools import compile as compiler
+from symcompile.tools.model_file import load_loss
 
 EXAMPLES = ["linear_regression", "digits_mlp"]
 
@@ -85,8 +86,9 @@ def test_generated_trainer_runs_with_numpy_only():
 
 COMPILE = textwrap.dedent("""
     import sys
-    from symcompile import cli, compiler
-    from symcompile.model_file import load_loss
+    from symcompile.tools import cli
+    from symcompile.tools import compile as compiler
+    from symcompile.tools.model_file import load_loss
     loss = load_loss("examples/linear_regression.py")
     result = compiler.compile(loss, name="linear_regression", output_dir=sys.argv[1],
                               regenerate=cli.regenerate_command(

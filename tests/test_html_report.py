@@ -16,9 +16,9 @@ from conftest import ROOT
 import symcompile as nn
 import symcompile.functions as F
 import symcompile.parametric_functions as PF
-from symcompile import html_report
-from symcompile.cli import main
-from symcompile.model_file import load_loss
+from symcompile.display import html_report
+from symcompile.tools.cli import main
+from symcompile.tools.model_file import load_loss
 
 DIGITS = ROOT / "examples" / "digits_mlp.py"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

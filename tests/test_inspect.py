@@ -13,8 +13,8 @@ from gradcheck import check_gradients
 
 import symcompile as nn
 import symcompile.functions as F
-from symcompile.cli import main
-from symcompile.model_file import load_loss
+from symcompile.tools.cli import main
+from symcompile.tools.model_file import load_loss
 
 LINREG = ROOT / "examples" / "linear_regression.py"
 DIGITS = ROOT / "examples" / "digits_mlp.py"
@@ -161,7 +161,7 @@ def test_the_hard_limits_cut_what_any_fusion_limit_would_fuse(build, tmp_path, r
 def test_expression_size_guard_names_the_node_and_the_fix(tmp_path, monkeypatch):
     """A single function whose expression alone passes the hard limit stops compilation,
     naming it, where it was called and the fix."""
-    from symcompile import lowering
+    from symcompile.passes import lowering
 
     monkeypatch.setattr(lowering, "EXPRESSION_OPS_LIMIT", 2)
     nn.clear_parameters()
@@ -229,7 +229,7 @@ def test_progress_reports_each_phase_in_order_with_node_counts(tmp_path):
 def test_progress_line_shows_on_a_terminal_after_a_second_only():
     import io
 
-    from symcompile.progress import ProgressLine
+    from symcompile.common.progress import ProgressLine
 
     class Terminal(io.StringIO):
         def isatty(self):

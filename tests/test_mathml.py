@@ -17,8 +17,9 @@ from sympy.core.parameters import distribute
 
 import symcompile as nn
 import symcompile.functions as F
-from symcompile import formula, html_report
-from symcompile.primitives import Shapes
+from symcompile.display import html_report
+from symcompile.ir import formula
+from symcompile.ir.primitives import Shapes
 
 a, b, c, d, x, y, z = sympy.symbols("a b c d x y z")
 y_true = sympy.Symbol("y_true")

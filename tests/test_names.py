@@ -477,7 +477,7 @@ def test_composed_and_decomposed_accents_stay_distinct_parameters(tmp_path):
 
 @pytest.mark.parametrize("name", ["1" + "a" * 47, "9" * 48, "2024_" + "layer_" * 8 + "W"])
 def test_identifier_of_a_name_starting_with_a_digit_is_at_most_48_characters(name):
-    from symcompile.naming import identifier
+    from symcompile.ir.naming import identifier
 
     ident = identifier(name)
     assert ident.isidentifier() and ident.isascii()
@@ -497,7 +497,7 @@ def small_module(tmp_path, solver="sgd"):
 def constants_of(module, source: str) -> dict:
     """What a generated module's constants must be: the values the imported module
     holds (DTYPE as source text)."""
-    from symcompile.verify import Source
+    from symcompile.backends.verify import Source
 
     names = [n.targets[0].id for n in ast.parse(source).body if isinstance(n, ast.Assign)]
     return {name: Source("numpy." + np.dtype(module.DTYPE).name) if name == "DTYPE"
@@ -516,7 +516,7 @@ def generated(tmp_path):
 
 
 def test_verify_passes_every_module_symcompile_generates(tmp_path):
-    from symcompile.verify import verify_module
+    from symcompile.backends.verify import verify_module
 
     for solver in ("sgd", "adam", None):
         nn.clear_parameters()
@@ -534,7 +534,7 @@ def test_verify_passes_every_module_symcompile_generates(tmp_path):
 
 
 def test_verify_refuses_a_constant_that_differs(generated):
-    from symcompile.verify import GeneratedCodeError, verify_module
+    from symcompile.backends.verify import GeneratedCodeError, verify_module
 
     source, constants, functions = generated
     changed = dict(constants)
@@ -553,7 +553,7 @@ def test_verify_refuses_a_constant_that_differs(generated):
 
 
 def test_verify_refuses_an_extra_top_level_statement(generated):
-    from symcompile.verify import GeneratedCodeError, verify_module
+    from symcompile.backends.verify import GeneratedCodeError, verify_module
 
     source, constants, functions = generated
     for extra in ("print('hello')\n", "if True:\n    pass\n", "for i in (): pass\n",
@@ -563,7 +563,7 @@ def test_verify_refuses_an_extra_top_level_statement(generated):
 
 
 def test_verify_refuses_an_import_other_than_the_allowed_ones(generated):
-    from symcompile.verify import GeneratedCodeError, verify_module
+    from symcompile.backends.verify import GeneratedCodeError, verify_module
 
     source, constants, functions = generated
     for line in ("import subprocess", "import os as o", "from os import system",
@@ -576,7 +576,7 @@ def test_verify_refuses_an_import_other_than_the_allowed_ones(generated):
 
 
 def test_verify_refuses_a_function_reading_an_unknown_name(generated):
-    from symcompile.verify import GeneratedCodeError, verify_module
+    from symcompile.backends.verify import GeneratedCodeError, verify_module
 
     source, constants, functions = generated
     docstring = '    """The graph\'s outputs."""\n'  # forward()'s: code goes after it
@@ -589,7 +589,7 @@ def test_verify_refuses_a_function_reading_an_unknown_name(generated):
 
 
 def test_verify_refuses_dunder_attributes_other_than_name(generated):
-    from symcompile.verify import GeneratedCodeError, verify_module
+    from symcompile.backends.verify import GeneratedCodeError, verify_module
 
     source, constants, functions = generated
     docstring = '    """The graph\'s outputs."""\n'
@@ -603,7 +603,7 @@ def test_verify_refuses_dunder_attributes_other_than_name(generated):
 
 
 def test_verify_refuses_an_unexpected_or_missing_function(generated):
-    from symcompile.verify import GeneratedCodeError, verify_module
+    from symcompile.backends.verify import GeneratedCodeError, verify_module
 
     source, constants, functions = generated
     with pytest.raises(GeneratedCodeError, match="unexpected function"):
@@ -614,7 +614,7 @@ def test_verify_refuses_an_unexpected_or_missing_function(generated):
 
 
 def test_verify_refuses_text_that_is_not_python(generated):
-    from symcompile.verify import GeneratedCodeError, verify_module
+    from symcompile.backends.verify import GeneratedCodeError, verify_module
 
     source, constants, functions = generated
     with pytest.raises(GeneratedCodeError, match="not valid Python"):
@@ -662,7 +662,7 @@ def same(a, b) -> bool:
 
 
 def test_block_literals_read_back_exactly():
-    from symcompile.source_literals import block
+    from symcompile.backends.source_literals import block
 
     rnd = random.Random(SEED)
     for i in range(10_000):
@@ -680,7 +680,7 @@ def test_block_literals_read_back_exactly():
 
 
 def test_block_refuses_values_without_a_literal():
-    from symcompile.source_literals import block
+    from symcompile.backends.source_literals import block
 
     for value in (float("nan"), float("inf"), {"a": (1, float("-inf"))}):
         with pytest.raises(ValueError):

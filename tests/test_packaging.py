@@ -28,7 +28,7 @@ def test_wheel_contains_templates_and_entry_point(wheel):
     for template in ("module.py.jinja", "update.py.jinja", "_macros.jinja"):
         assert f"symcompile/templates/{template}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "symcompile = symcompile.cli:main" in zipfile.ZipFile(wheel).read(
+    assert "symcompile = symcompile.tools.cli:main" in zipfile.ZipFile(wheel).read(
         entry_points).decode()
 
 
@@ -39,10 +39,10 @@ def test_installed_wheel_compiles_outside_the_source_tree(wheel, tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(target)!r})
-        import symcompile, symcompile.emit as emit
+        import symcompile, symcompile.common.resources as resources
         assert symcompile.__file__.startswith({str(target)!r}), symcompile.__file__
-        assert str(emit.template_dir()).startswith({str(target)!r})
-        from symcompile.cli import main
+        assert str(resources.template_dir()).startswith({str(target)!r})
+        from symcompile.tools.cli import main
         sys.exit(main(["compile", {str(ROOT / "examples" / "linear_regression.py")!r},
                        "-o", "out"]))
     """)

@@ -33,8 +33,8 @@ from sympy.core.parameters import distribute
 
 import symcompile as nn
 import symcompile.functions as F
-from symcompile import elementwise as E
-from symcompile.ops_elementwise import OPS as ELEMENTWISE_OPS
+from symcompile.ops import sympy_functions as E
+from symcompile.ops.elementwise import OPS as ELEMENTWISE_OPS
 
 F32 = np.finfo(np.float32)
 EPS = float(F32.eps)  # 2**-23: one ulp of 1; one ulp is between EPS/2 and EPS relative

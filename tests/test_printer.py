@@ -5,7 +5,8 @@ from __future__ import annotations
 import sympy
 from sympy.core.parameters import distribute
 
-from symcompile.primitives import (
+from symcompile.backends.printer import NumPyPrinter
+from symcompile.ir.primitives import (
     BroadcastTo,
     Dot,
     ExpandDims,
@@ -15,7 +16,6 @@ from symcompile.primitives import (
     Shapes,
     shape_tuple,
 )
-from symcompile.printer import NumPyPrinter
 
 x, y, t, g = sympy.symbols("x y t g", real=True)
 
@@ -88,7 +88,7 @@ def test_precedence_is_respected():
     """Printed code evaluates to the expression, whatever the nesting."""
     import numpy as np
 
-    from symcompile.primitives import MatMul, Transpose
+    from symcompile.ir.primitives import MatMul, Transpose
 
     a, b, c = sympy.symbols("a b c", real=True)
     shapes = Shapes()
@@ -123,7 +123,7 @@ def test_precedence_is_respected():
 
 
 def test_masks_are_never_negated_or_multiplied_first():
-    from symcompile.softmax import OneHot
+    from symcompile.ops.softmax import OneHot
 
     shapes = Shapes()
     shapes.declare(x, (4, 3))
@@ -142,7 +142,7 @@ def test_arithmetic_on_masks_is_arithmetic_on_numbers():
     2*bool an int64 array: masks combined with each other count as 0 and 1."""
     import numpy as np
 
-    from symcompile.elementwise import IsGreater
+    from symcompile.ops.sympy_functions import IsGreater
 
     shapes = Shapes()
     for symbol in (x, y):

@@ -35,7 +35,8 @@ from random_graphs import REFERENCE, evaluate, graphs, without_loss_term
 from random_graphs import build as build_graph
 
 import symcompile as nn
-from symcompile import elementwise, primitives
+from symcompile.ir import primitives
+from symcompile.ops import sympy_functions as elementwise
 
 EXAMPLES = int(os.environ.get("SYMCOMPILE_RANDOM_GRAPHS", "200"))
 # Another value draws other graphs (CI always checks the same ones, from 0).

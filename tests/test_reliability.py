@@ -26,10 +26,12 @@ import symcompile as nn
 import symcompile.functions as F
 import symcompile.parametric_functions as PF
 import symcompile.solvers as S
-from symcompile import cache_auth, files, integrity, memory, runtime
-from symcompile.cache import ModuleEditedError, UntrustedCacheWarning, load_module
-from symcompile.cli import main
-from symcompile.model_file import load_loss
+from symcompile.common import files, integrity, memory
+from symcompile.runtime import cache_auth
+from symcompile.runtime import execution as runtime
+from symcompile.runtime.cache import ModuleEditedError, UntrustedCacheWarning, load_module
+from symcompile.tools.cli import main
+from symcompile.tools.model_file import load_loss
 
 DIGITS = ROOT / "examples" / "digits_mlp.py"
 LINREG = ROOT / "examples" / "linear_regression.py"
@@ -99,8 +101,8 @@ def test_registration_order_does_not_change_the_bytes(build, tmp_path):
 
 DETERMINISM_JOB = """
     import sys
-    from symcompile import compiler
-    from symcompile.model_file import load_loss
+    from symcompile.tools import compile as compiler
+    from symcompile.tools.model_file import load_loss
     for model in sys.argv[2:]:
         loss = load_loss(model)
         name = model.rsplit("/", 1)[-1][:-3]
@@ -122,7 +124,7 @@ def test_same_bytes_across_processes_and_hash_seeds(tmp_path):
 
 RANDOM_GRAPHS_JOB = """
     import pathlib, sys
-    from symcompile import compiler
+    from symcompile.tools import compile as compiler
     for program in sys.argv[2:]:
         namespace = {}
         exec(pathlib.Path(program).read_text(), namespace)
@@ -166,8 +168,8 @@ def test_random_graphs_compile_to_the_same_bytes_across_hash_seeds(tmp_path):
 # same moment, then compiles several times into the shared directory.
 RACER = """
     import os, sys, time
-    from symcompile import compiler
-    from symcompile.model_file import load_loss
+    from symcompile.tools import compile as compiler
+    from symcompile.tools.model_file import load_loss
     out, go = sys.argv[1], sys.argv[2]
     loss = load_loss(sys.argv[3])
     while not os.path.exists(go):
@@ -259,7 +261,7 @@ def test_killed_writer_leaves_the_old_file_and_its_stray_is_removed(tmp_path):
     target = tmp_path / "module.py"
     target.write_text("old contents\n")
     _kill_when_stalled("""
-        from symcompile import files
+        from symcompile.common import files
         files.atomic_write_text(sys.argv[2], "new " * 100000)
     """, str(target), tmp_path=tmp_path)
     assert target.read_text() == "old contents\n"
@@ -282,8 +284,8 @@ def test_compile_killed_mid_write_leaves_the_previous_module(tmp_path):
     out = tmp_path / "generated"
     previous = nn.compile(load_loss(str(LINREG)), name="model", output_dir=out)
     _kill_when_stalled("""
-        from symcompile import compiler
-        from symcompile.model_file import load_loss
+        from symcompile.tools import compile as compiler
+        from symcompile.tools.model_file import load_loss
         loss = load_loss(sys.argv[3])
         compiler.compile(loss, name="model", output_dir=sys.argv[2])
     """, str(out), str(DIGITS), tmp_path=tmp_path, env=_env(tmp_path / "cache"))

@@ -8,7 +8,9 @@ import pytest
 import symcompile as nn
 import symcompile.functions as F
 import symcompile.solvers as S
-from symcompile import cache, compiler, runtime
+from symcompile import compiler
+from symcompile.runtime import cache
+from symcompile.runtime import execution as runtime
 
 
 def linreg(batch=8):
@@ -246,7 +248,7 @@ def test_shared_parameter_views_are_one_leaf():
 def test_load_binds_a_checked_in_module_and_refuses_another_graph(tmp_path):
     from conftest import ROOT
 
-    from symcompile.model_file import load_loss
+    from symcompile.tools.model_file import load_loss
 
     loss = load_loss(ROOT / "examples" / "linear_regression.py")
     module = nn.load(ROOT / "generated" / "linear_regression.py", loss)

@@ -1,0 +1,669 @@
+"""Program -> module source: build the template context, render it with jinja2.
+
+Everything the templates print is decided here as ready strings: each statement's text
+(from the printer), its provenance comment, function signatures and module constants.
+The templates (`templates/*.py.jinja`) only lay them out. There is one jinja2
+environment, created once; the template directory is resolved in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jinja2
+import sympy
+
+from symcompile._version import __version__
+from symcompile.backends.code_lines import Block, Line
+from symcompile.backends.entry_checks import HELPERS, Argument, argument_checks, step_check
+from symcompile.backends.printer import NumPyPrinter, shape_text
+from symcompile.backends.source_literals import block, literal
+from symcompile.backends.verify import Source, verify_module
+from symcompile.common.integrity import seal
+from symcompile.common.resources import template_dir
+from symcompile.ir import formula
+from symcompile.ir.graph import Graph
+from symcompile.ir.naming import comment_text, docstring_text
+from symcompile.ir.primitives import MatMul, Shapes, materialize, scale_into_matmul
+from symcompile.ir.program import Equation, Program
+from symcompile.ops.update_rules import Update, UpdateRule, instantiate, state_names
+from symcompile.passes.schedule import Schedule, schedule
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        autoescape=False,  # we emit Python, not HTML: "h > 0" must stay "h > 0"
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def wrap_doc(text: str, width: int = 84) -> tuple[str, ...]:
+    """A docstring as lines that fit the generated code's width, made safe to embed."""
+    return tuple(textwrap.wrap(docstring_text(text), width)) or ("",)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    arguments: tuple[str, ...]  # ``x``, ``lr=0.001``: identifiers and whole literals
+
+    doc: tuple[str, ...]  # docstring lines, already wrapped
+    blocks: tuple[Block, ...]
+    returns: str
+    prologue: tuple[Line, ...] = ()
+
+    @property
+    def def_lines(self) -> tuple[str, ...]:
+        """``def name(args):``; past 100 columns, one line of arguments after another
+        with a hanging indent, breaking only between arguments."""
+        line = f"def {self.name}({', '.join(self.arguments)}):"
+        if len(line) <= 100:
+            return (line,)
+        rows, row = [], ""
+        for argument in self.arguments:
+            piece = f"{argument},"
+            if row and len(row) + 1 + len(piece) > 92:
+                rows.append(row)
+                row = piece
+            else:
+                row = f"{row} {piece}" if row else piece
+        rows.append(row)
+        return (f"def {self.name}(", *(f"        {r}" for r in rows), "):")
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    header: tuple[str, ...]  # comment lines, without "# "
+    doc: tuple[str, ...]  # module docstring lines
+    constants: tuple[tuple[str, object], ...]  # (name, value or verify.Source)
+    functions: tuple[FunctionSpec, ...]
+    template: str = "module.py.jinja"
+    extra: dict = field(default_factory=dict)
+    imports: tuple[str, ...] = ("os", "numpy")  # what the template imports
+
+    @property
+    def constant_lines(self) -> tuple[tuple[str, str], ...]:
+        """(name, source of its value): tables one row per line, literals never split."""
+        return tuple((name, value.text if isinstance(value, Source)
+                      else block(value, used=len(name) + 3, table=True))
+                     for name, value in self.constants)
+
+    def source(self, version: str, lap: Callable[[str], None] | None = None) -> str:
+        """The module's text, verified (see `verify`) and sealed (see `integrity`)."""
+        text = render(self.template, spec=self, version=version)
+        if lap:
+            lap("render")
+        verify_module(text, dict(self.constants), [f.name for f in self.functions]
+                      + list(self.extra.get("helpers", ())),
+                      imports=self.imports, what=self.template)
+        sealed = seal(text)
+        if lap:
+            lap("verify")
+        return sealed
+
+
+@dataclass(frozen=True)
+class EmitOptions:
+    name: str
+    regenerate: str  # the command (or instructions) that regenerates the module
+    source: str  # where the graph was built, for the header
+    rule: UpdateRule | None = None
+    rule_options: tuple[tuple[str, bool], ...] = ()
+    hyper: tuple[tuple[str, float], ...] = ()  # argument defaults (default: nnabla's)
+    check_finite: bool = False  # the fused step refuses NaN/Inf gradients before updating
+
+
+class _SolverSymbols:
+    """The symbols of a solver's fused step: hyper-parameters, update count and, per
+    trainable parameter, its state arrays (named ``<parameter>_<state>``)."""
+
+    def __init__(self, program: Program, rule: UpdateRule, options, hyper=()) -> None:
+        self.options = {**dict(rule.options), **dict(options)}
+        self.names = state_names(rule, self.options)
+        # Hyper-parameter names are reserved by the namer: they are keyword arguments.
+        self.hyper = {name: program.shapes.declare(sympy.Symbol(name), ())
+                      for name in rule.hyper_names}
+        self.step = program.shapes.declare(sympy.Symbol("step"), ()) \
+            if rule.uses_t else None
+        self.states: dict[int, dict[str, sympy.Symbol]] = {}
+        for index, symbol in program.symbols.items():
+            value = program.graph.values[index]
+            if value.kind == "parameter" and value.need_grad:
+                self.states[index] = {
+                    name: program.symbol(f"{symbol.name}_{name}", value.shape)
+                    for name in self.names}
+        self.defaults = {**dict(rule.hyper), **dict(hyper)}
+
+    @property
+    def state_symbols(self) -> list[sympy.Symbol]:
+        return [sym for states in self.states.values() for sym in states.values()]
+
+    def arguments(self) -> tuple[str, ...]:
+        parts = [s.name for s in self.state_symbols]
+        if self.step is not None:
+            parts.append(self.step.name)
+        parts += [f"{name}={literal(float(self.defaults[name]))}" for name in self.hyper]
+        return tuple(parts)
+
+
+def module_source(program: Program, plan: Schedule, graph_hash: str,
+                  options: EmitOptions, lap: Callable[[str], None] | None = None) -> str:
+    """The module's text; `lap(phase)` is called after printing the statements ("print"),
+    rendering the template ("render") and verifying the result ("verify")."""
+    spec = _ModuleBuilder(program, plan, graph_hash, options).build()
+    if lap:
+        lap("print")
+    return spec.source(__version__, lap)
+
+
+class _ModuleBuilder:
+    def __init__(self, program: Program, plan: Schedule, graph_hash: str,
+                 options: EmitOptions) -> None:
+        self.program = program
+        self.graph: Graph = program.graph
+        self.plan = plan
+        self.hash = graph_hash
+        self.options = options
+        self.printer = NumPyPrinter(program.shapes, program.dtype)
+        self.root = program.outputs[0]
+        self.solver = _SolverSymbols(program, options.rule, options.rule_options,
+                                     options.hyper) if options.rule is not None else None
+        self._leaf_of_gradient: dict[sympy.Expr, int] = {}
+        for index, grad in program.gradients.items():
+            self._leaf_of_gradient.setdefault(grad, index)
+        self._readers: dict[int, list[int]] = {}  # value -> the nodes that read it
+        for node in self.graph.nodes:
+            for i in dict.fromkeys(node.inputs):
+                self._readers.setdefault(i, []).append(node.index)
+        self._derivative_texts: dict[int, str] = {}
+
+    # --- statements -------------------------------------------------------------------
+    def statement(self, eq: Equation, exact: bool = False) -> Line:
+        expr, shape = eq.expr, self.program.shapes.of(eq.target)
+        if exact:
+            shape = self._value_shape(eq.target)
+            expr = materialize(expr, shape, self.program.shapes)
+        return Line(f"{eq.target.name} = {self.printer.doprint(expr)}", self.comment(eq, shape))
+
+    def _value_shape(self, sym: sympy.Symbol) -> tuple[int, ...]:
+        index = self._leaf_of_gradient.get(sym)
+        if index is None:
+            index = next((i for i, grad in self.program.output_gradients.items()
+                          if grad == sym), None)
+        return self.graph.values[index].shape if index is not None \
+            else self.program.shapes.of(sym)
+
+    def comment(self, eq: Equation, shape: tuple[int, ...] | None = None) -> str:
+        """Where a statement comes from: the nodes it computes, or the gradient it is;
+        then the shape of the array it makes (default: its expression's)."""
+        if eq.section == "forward":
+            text = self._places(eq.origin)
+        elif eq.section == "backward":
+            what = eq.note or f"d {self.root.name} / d {eq.target.name.removeprefix('g_')}"
+            derivative = self._derivative_of(eq.target)
+            if derivative:
+                what += f" = {derivative}"
+            if eq.wrt is not None:
+                wrt = formula.as_text(eq.wrt.xreplace(self.program.fused_names),
+                                      self.program.shapes)
+                what = f"d {self.root.name} / d ({wrt})"
+            through = self._consumers(eq.target)
+            text = f"{what}, through {through}" if through else what
+        else:
+            places = self._places(eq.origin) if not eq.note else ""
+            text = places or "shared subexpression"
+        if shape is None:
+            shape = self.program.shapes.of(eq.target)
+        return comment_text(f"{text}  -> {shape_text(shape)}")
+
+    def _derivative_of(self, grad: sympy.Symbol) -> str:
+        """The formula of a leaf's gradient, opening its statement's comment."""
+        index = self._leaf_of_gradient.get(grad)
+        return self.derivative_text(index) if index in self.program.derivatives else ""
+
+    def derivative_text(self, index: int) -> str:
+        """d root / d leaf as text, printed once (the header and the comments show it)."""
+        text = self._derivative_texts.get(index)
+        if text is None:
+            text = formula.as_text(self.program.derivatives[index], self.program.shapes)
+            self._derivative_texts[index] = text
+        return text
+
+    def _consumers(self, grad: sympy.Symbol) -> str:
+        """The nodes that use the leaf whose gradient `grad` is (its gradient flows back
+        through them)."""
+        index = self._leaf_of_gradient.get(grad)
+        return self._places(self._readers.get(index, ())) if index is not None else ""
+
+    def _places(self, origin) -> str:
+        """``mul2, add2 (y) @ model.py:12; sub2 @ :13`` for the nodes in `origin`."""
+        groups: list[tuple[object, object, list[str]]] = []
+        for index in origin:
+            node = self.graph.nodes[index]
+            label = self.graph.values[node.output].name
+            op = f"{node.op} ({label})" if label else node.op
+            line = (node.site.filename, node.site.lineno) if node.site else None
+            if groups and groups[-1][0] == line:
+                groups[-1][2].append(op)
+            else:
+                groups.append((line, node.site, [op]))
+        parts, last_file = [], None
+        for _, site, ops in groups:
+            if site is None:
+                where = "unknown location"
+            elif site.filename == last_file:
+                where = f":{site.lineno}"
+            else:
+                where = site.display
+            last_file = site.filename if site is not None else None
+            parts.append(f"{', '.join(ops)} @ {where}")
+        return "; ".join(parts)
+
+    def lines(self, equations, exact=frozenset()) -> tuple[Line, ...]:
+        return tuple(self.statement(eq, eq.target in exact) for eq in equations)
+
+    def seed_line(self) -> Line:
+        shape = self.graph.root.shape
+        if shape == ():
+            value = f"numpy.{self.program.dtype}(1)"
+        else:
+            value = f"numpy.ones({shape_text(shape)}, dtype=numpy.{self.program.dtype})"
+        what = "1" if shape == () else "ones, as backward() seeds it"
+        return Line(f"{self.program.seed.name} = {value}",
+                    f"d {self.root.name} / d {self.root.name} = {what}")
+
+    def update_lines(self, definitions: dict) -> tuple[tuple[Line, ...], set]:
+        """The update section, and the gradients it computes itself.
+
+        A parameter's gradient that the rule uses once (lr * g for SGD) is computed inside
+        the update statement, with the scalar moved into the smaller matmul operand:
+        ``W -= x.T @ (lr*_t7)`` instead of a full-size ``lr*g_W`` temporary. Scalar
+        coefficients (Adam's bias-corrected step) are computed once for all parameters.
+        """
+        rule, solver = self.options.rule, self.solver
+        lines, fused = [], set()
+        shared: dict[sympy.Expr, sympy.Symbol] = {}  # coefficient expression -> its name
+        pool = set(solver.hyper.values()) | {solver.step}
+        bases: dict[sympy.Symbol, str] = {}  # per-parameter coefficient -> the rule's name
+        for index, grad in self.program.gradients.items():
+            value = self.graph.values[index]
+            if value.kind != "parameter" or not value.need_grad:
+                continue
+            param = self.program.symbols[index]
+
+            def scalar_name(name, param=param):
+                symbol = self.program.symbol(f"{param.name}_{name}", ())
+                bases[symbol] = name
+                return symbol
+
+            def local_name(name, param=param):
+                return self.program.symbol(f"{param.name}_{name}", self.program.shapes.of(param))
+
+            updates = instantiate(rule, param, grad, solver.states[index], solver.hyper,
+                                  solver.step, solver.options, scalar_name, local_name)
+            updates = self._share_coefficients(updates, shared, pool, bases)
+            uses = sum(list(sympy.preorder_traversal(u.expr)).count(grad) for u in updates)
+            note = f"{rule.name} update of {value.name}"
+            inline = {}
+            if uses == 1 and grad in definitions and self._fusable(definitions[grad]) \
+                    and not self.options.check_finite:  # the guard needs the array
+                inline = {grad: definitions[grad]}
+                fused.add(grad)
+                note += f", with d {self.root.name} / d {value.name} computed in the update"
+            for upd in updates:
+                expr = scale_into_matmul(upd.expr.xreplace(inline), self.program.shapes)
+                lines.append(Line(update_text(upd, expr, self.printer),
+                                  comment_text(f"{rule.name}: coefficient" if upd.scalar
+                                               else note)))
+        return tuple(lines), fused
+
+    def _share_coefficients(self, updates, shared: dict, pool: set, bases: dict) -> list:
+        """One statement for a coefficient every parameter shares (Adam's alpha_t),
+        named plainly; coefficients of a parameter's own values (Lamb's trust ratio) stay
+        per parameter, prefixed with its name."""
+        rename: dict[sympy.Symbol, sympy.Symbol] = {}
+        kept = []
+        for upd in updates:
+            expr = upd.expr.xreplace(rename)
+            if upd.scalar and expr.free_symbols <= pool:
+                if expr in shared:
+                    rename[upd.target] = shared[expr]
+                    continue
+                plain = self.program.symbol(bases[upd.target], ())
+                shared[expr] = plain
+                pool.add(plain)
+                rename[upd.target] = plain
+                kept.append(Update(plain, upd.op, expr, scalar=True))
+            else:
+                kept.append(Update(upd.target, upd.op, expr, upd.scalar, upd.local))
+        return kept
+
+    def _fusable(self, expr: sympy.Expr) -> bool:
+        """A gradient worth computing inside its update: a (scaled) matrix product."""
+        scalars = [f for f in sympy.Mul.make_args(expr) if self.program.shapes.is_scalar(f)]
+        rest = [f for f in sympy.Mul.make_args(expr) if f not in scalars]
+        return len(rest) == 1 and isinstance(rest[0], MatMul)
+
+    # --- functions ----------------------------------------------------------------------
+    def outputs_text(self) -> str:
+        return ", ".join(s.name for s in self.program.outputs)
+
+    def gradients(self) -> list[sympy.Symbol]:
+        return list(self.program.gradients.values())
+
+    def backward_block(self, plan: Schedule, exact: bool, skip=frozenset()) -> Block:
+        """The backward statements; `exact` returns gradients of their leaves' shapes, and
+        `skip` leaves out gradients that the update section computes itself."""
+        grads = frozenset(self.gradients()) if exact else frozenset()
+        seed = (self.seed_line(),) if plan.uses_seed else ()
+        equations = [eq for eq in plan.backward if eq.target not in skip]
+        return Block("backward", seed + self.lines(equations, grads))
+
+    def arguments(self, writable: bool = False, equations=()) -> list[Argument]:
+        """The leaves as a function takes them; with `writable`, the trainable parameters
+        must be writable; class labels get their integer form where `equations` read it."""
+        read = set().union(*(eq.expr.free_symbols for eq in equations))
+        labels_of = {source: (name, classes)
+                     for name, (source, classes) in self.program.labels.items()}
+        result = []
+        for value, sym in zip([*self.graph.inputs, *self.graph.parameters],
+                              self.program.leaves, strict=True):
+            name, classes = labels_of.get(sym, (None, 0))
+            result.append(Argument(
+                sym.name, value.shape,
+                writable=writable and value.kind == "parameter" and value.need_grad,
+                labels_name=name.name if name is not None and name in read else "",
+                classes=classes))
+        return result
+
+    def checked(self, function: str, arguments: list[Argument], blocks, returns: str,
+                doc: str, extra_arguments=(), prologue=(), extra_checks=(),
+                leading_arguments=()) -> FunctionSpec:
+        """A function whose body opens with the checks of its array arguments."""
+        checks = Block("arguments", argument_checks(function, arguments) + tuple(extra_checks),
+                       "shapes and dtypes as compiled (INPUTS, PARAMETERS)")
+        names = (*leading_arguments, *(a.name for a in arguments), *extra_arguments)
+        return FunctionSpec(function, names, wrap_doc(doc), (checks, *blocks), returns,
+                            tuple(prologue))
+
+    def functions(self) -> list[FunctionSpec]:
+        program, plan = self.program, self.plan
+        grads = self.gradients()
+        outputs = self.outputs_text()
+        forward = Block("forward", self.lines(plan.forward))
+        grad_text = ", ".join(g.name for g in grads)
+        root = self.root.name
+        backward_all = self.backward_block(plan, exact=True)
+        functions = [
+            self.checked("forward", self.arguments(equations=plan.forward),
+                         (forward,), outputs, "The graph's outputs."),
+            self.checked("gradient", self.arguments(equations=(*plan.forward, *plan.backward)),
+                         (forward, backward_all), ", ".join(filter(None, [outputs, grad_text])),
+                         f"{outputs} and d {root} / d (each of GRADIENTS)."),
+        ]
+        rule = self.options.rule
+        trainable = [program.gradients[v.index] for v in self.graph.parameters if v.need_grad]
+        if rule is not None and trainable:
+            name = f"{rule.name}_step"
+            train = schedule(program, trainable)
+            definitions = {eq.target: eq.expr for eq in train.backward}
+            updates, fused = self.update_lines(definitions)
+            backward = self.backward_block(train, exact=False, skip=fused)
+            states = [Argument(s.name, program.shapes.of(s), writable=True)
+                      for s in self.solver.state_symbols]
+            step = (step_check(name, self.solver.step.name),) if self.solver.step else ()
+            functions.append(self.checked(
+                name, self.arguments(writable=True,
+                                     equations=(*train.forward, *train.backward)) + states,
+                (Block("forward", self.lines(train.forward)), backward,
+                 Block("check", self.finite_checks(),
+                       "no update unless every gradient is finite"),
+                 Block("update", updates, comment_text(rule.doc))),
+                outputs,
+                f"One fused training step: forward, backward and the {rule.name} "
+                f"update ({rule.doc}) of every trainable parameter, in place"
+                + (" with its state arrays (see init_state())" if rule.states else "")
+                + (", step being the number of this update (1 for the first)"
+                   if rule.uses_t else "") + f". Returns {outputs}.",
+                extra_arguments=self.solver.arguments()[len(states):], extra_checks=step))
+        # forward_saving and backward also return the gradients of the intermediates the
+        # user reads (OUTPUT_GRADIENTS), so they may save more than gradient() computes.
+        split = schedule(program, program.returned_gradients()) \
+            if program.output_gradients else plan
+        returned = program.returned_gradients()
+        saved = ", ".join(s.name for s in split.saved)
+        saved_tuple = f"({saved},)" if len(split.saved) == 1 else f"({saved})"
+        functions.append(self.checked(
+            "forward_saving", self.arguments(equations=split.forward),
+            (forward,), f"{outputs}, {saved_tuple}",
+            "forward(), plus the values backward() reuses (for a split forward and "
+            "backward, as the runtime does)."))
+        unpack = ()
+        if split.saved:
+            unpack = (Line(f"{saved}{',' if len(split.saved) == 1 else ''} = saved"),)
+        seed = Argument(program.seed.name, self.graph.root.shape)
+        returned_text = ", ".join(g.name for g in returned)
+        functions.append(self.checked(
+            "backward", self.arguments(equations=split.backward) + [seed],
+            (Block("backward", self.lines(split.backward, frozenset(returned))),),
+            f"({returned_text},)" if len(returned) == 1 else f"({returned_text})",
+            f"d {root} / d (each of GRADIENTS"
+            + (", then each of OUTPUT_GRADIENTS" if program.output_gradients else "")
+            + f"), given forward_saving()'s saved values and the cotangent "
+            f"{program.seed.name} of {root}.", prologue=unpack,
+            leading_arguments=("saved",)))
+        return functions
+
+    # --- module -------------------------------------------------------------------------
+    def header(self) -> tuple[str, ...]:
+        graph, program = self.graph, self.program
+        lines = [
+            f"Generated by symcompile {__version__} from template module.py.jinja. "
+            "Do not edit: regenerate.",
+            f"Graph:      {comment_text(self.options.name)} ({comment_text(self.options.source)}), "
+            f"{len(graph.nodes)} nodes, {len(graph.parameters)} parameters",
+            f"Graph hash: {self.hash}",
+            f"Regenerate: {comment_text(self.options.regenerate)}",
+            "Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); "
+            "_tN = shared subexpression N",
+        ]
+        if program.derivatives:
+            lines.append("")
+            lines.append("Derivatives (what the backward section computes):")
+            for index in program.derivatives:
+                name = self.graph.values[index].name or program.symbols[index].name
+                text = comment_text(f"d {self.root.name} / d {name} = "
+                                    f"{self.derivative_text(index)}", 4000)
+                lines += textwrap.wrap(text, 96, initial_indent="  ", subsequent_indent="      ",
+                                       break_on_hyphens=False)
+        return tuple(lines)
+
+    def constants(self) -> tuple[tuple[str, object], ...]:
+        """The module's constants as values (the template prints them as literals and
+        `verify` checks the printed text holds exactly these values)."""
+        graph, program = self.graph, self.program
+
+        def argument(value) -> str:
+            return program.symbols[value.index].name
+
+        labels = self.label_classes()
+        inputs = {argument(v): {"name": v.name, "shape": v.shape, "dtype": v.dtype,
+                                "need_grad": v.need_grad,
+                                **({"labels": labels[v.index]} if v.index in labels else {})}
+                  for v in graph.inputs}
+        parameters = {v.name: {"argument": argument(v), "shape": v.shape, "dtype": v.dtype,
+                               "need_grad": v.need_grad}
+                      for v in graph.parameters}
+        outputs = {argument(graph.values[i]): {"shape": graph.values[i].shape,
+                                               "dtype": graph.values[i].dtype}
+                   for i in graph.outputs}
+        return (
+            ("GRAPH_NAME", self.options.name),
+            ("GRAPH_HASH", self.hash),
+            ("SOURCE_HASH", ""),  # filled in by integrity.seal
+            ("SYMCOMPILE_VERSION", __version__),
+            ("DTYPE", Source(f"numpy.{program.dtype}")),
+            ("INPUTS", inputs),
+            ("PARAMETERS", parameters),
+            ("OUTPUTS", outputs),
+            ("GRADIENTS", tuple(argument(graph.values[i]) for i in program.gradients)),
+            # Leaves the root does not depend on: their gradient is 0 and backward() leaves
+            # them untouched (nnabla's solvers then skip them).
+            ("UNREACHED", tuple(argument(graph.values[i]) for i in sorted(program.unreached))),
+            # Outputs whose gradient backward() returns after GRADIENTS' (intermediates
+            # whose .g the user reads; nnabla keeps them).
+            ("OUTPUT_GRADIENTS", tuple(argument(graph.values[i])
+                                       for i in program.output_gradients)),
+            ("SOLVER", self.options.rule.name if self.options.rule else None),
+            ("STATE", self.state_table()),
+        )
+
+    def label_classes(self) -> dict[int, int]:
+        """Inputs used as class labels (how many classes), so that check_gradient()
+        draws valid labels for them."""
+        found = {}
+        for node in self.graph.nodes:
+            if node.op == "softmax_cross_entropy":
+                x = self.graph.values[node.inputs[0]]
+                found[node.inputs[1]] = x.shape[node.attr_dict["axis"]]
+            elif node.op in ("sigmoid_cross_entropy", "binary_cross_entropy"):
+                found[node.inputs[1]] = 2
+        return found
+
+    def state_table(self) -> dict:
+        """STATE: each solver-state argument with its parameter, state name and shape."""
+        if self.solver is None:
+            return {}
+        return {symbol.name: {"parameter": self.graph.values[index].name, "state": name,
+                              "shape": self.graph.values[index].shape}
+                for index, states in self.solver.states.items()
+                for name, symbol in states.items()}
+
+    def init_lines(self) -> tuple[Line, ...]:
+        lines = []
+        for value in self.graph.parameters:
+            arg = self.program.symbols[value.index].name
+            code, note = _init_expression(value.init, value.shape, self.program.dtype)
+            lines.append(Line(f"{literal(arg)}: {code},", comment_text(f"{value.name}: {note}")))
+        return tuple(lines)
+
+    def finite_checks(self) -> tuple[Line, ...]:
+        """With check_finite: one `require_finite` call per trainable parameter's gradient,
+        before any parameter or state is changed."""
+        if not self.options.check_finite:
+            return ()
+        gradients = self.program.gradients
+        return tuple(Line(f"require_finite({literal(v.name)}, {gradients[v.index].name})")
+                     for v in self.graph.parameters if v.need_grad)
+
+    def uses_rng(self) -> bool:
+        return any(v.init and v.init[0] in ("uniform", "normal") for v in self.graph.parameters)
+
+    def build(self) -> ModuleSpec:
+        doc = wrap_doc(f"Forward, gradient and training step for the graph "
+                       f"`{self.options.name}`, generated by symcompile.", 88)
+        state = ()
+        if self.solver is not None:
+            dtype = self.program.dtype
+            state = tuple(
+                Line(f"{literal(sym.name)}: numpy.zeros({shape_text(self.program.shapes.of(sym))}"
+                     f", dtype=numpy.{dtype}),")
+                for sym in self.solver.state_symbols)
+        step_name = f"{self.options.rule.name}_step" if self.options.rule else ""
+        check_finite = self.options.check_finite and bool(step_name)
+        helpers = (*MODULE_HELPERS, *HELPERS, *(["init_state"] if state else []),
+                   *(["require_finite"] if check_finite else []))
+        return ModuleSpec(self.header(), doc, self.constants(),
+                          tuple(self.functions()),
+                          extra={"init": self.init_lines(), "uses_rng": self.uses_rng(),
+                                 "state": state, "step_name": step_name,
+                                 "check_finite": check_finite, "helpers": helpers})
+
+
+# The functions templates/module.py.jinja defines besides the compiled ones.
+MODULE_HELPERS = ("init_parameters", "save_checkpoint", "load_checkpoint", "check_gradient")
+
+
+def _init_expression(init, shape, dtype: str) -> tuple[str, str]:
+    """Source that re-creates a parameter's initial values from `rng`, and a note."""
+    shape = shape_text(shape)
+    kind = init[0] if init else "constant"
+    if kind == "uniform":
+        low, high = literal(init[1]), literal(init[2])
+        return (f"rng.uniform({low}, {high}, size={shape}).astype(numpy.{dtype})",
+                f"UniformInitializer(({low}, {high}))")
+    if kind == "normal":
+        sigma = literal(init[1])
+        return (f"(rng.randn(*{shape}) * {sigma}).astype(numpy.{dtype})",
+                f"NormalInitializer({sigma})")
+    if kind == "constant":
+        value = literal(float(init[1]) if init else 0.0)
+        return f"numpy.full({shape}, {value}, dtype=numpy.{dtype})", f"constant {value}"
+    return (f"numpy.zeros({shape}, dtype=numpy.{dtype})",
+            "initialised from an array or a custom initializer when the graph was built; "
+            "zeros here: load saved values instead")
+
+
+def update_text(upd: Update, expr: sympy.Expr, printer: NumPyPrinter) -> str:
+    """One update statement: ``m *= beta1``, ``w -= ...``, ``v[...] = ...``."""
+    target = upd.target.name
+    if upd.op == "=" and not (upd.scalar or upd.local):
+        target += "[...]"  # in place: the caller's array holds the new value
+    return f"{target} {upd.op} {printer.doprint(expr)}"
+
+
+def update_module_source(rule: UpdateRule, options=()) -> str:
+    """The module behind `solver.update()` for `rule`: one function
+    ``update(w, g, *states, t, *hyper)`` that updates w and the states in place."""
+    shapes = Shapes()
+    values = {**dict(rule.options), **dict(options)}
+    names = state_names(rule, values)
+    w, g = (shapes.declare(sympy.Symbol(n), (2,)) for n in ("w", "g"))
+    # A state named like another argument (RMSpropGraves' "g") gets a suffix.
+    taken = {"w", "g", "t", *rule.hyper_names}
+    arguments = {name: f"{name}_state" if name in taken else name for name in names}
+    states = {name: shapes.declare(sympy.Symbol(arguments[name]), (2,)) for name in names}
+    hyper = {name: shapes.declare(sympy.Symbol(name), ()) for name in rule.hyper_names}
+    t = shapes.declare(sympy.Symbol("t"), ())
+    printer = NumPyPrinter(shapes)
+
+    def scalar_name(name: str) -> sympy.Symbol:
+        return shapes.declare(sympy.Symbol(name), ())
+
+    def local_name(name: str) -> sympy.Symbol:
+        return shapes.declare(sympy.Symbol(name), (2,))
+
+    lines = [Line(update_text(u, u.expr, printer))
+             for u in instantiate(rule, w, g, states, hyper, t, values, scalar_name,
+                                  local_name)]
+    signature = ("w", "g", *arguments.values(), *(["t"] if rule.uses_t else []),
+                 *rule.hyper_names)
+    flags = ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+    function = FunctionSpec(
+        "update", signature,
+        wrap_doc(f"Update parameter w (and the state arrays) in place from its gradient g: "
+                 f"{rule.doc}."),
+        (Block("update", tuple(lines)),), "")
+    spec = ModuleSpec(
+        header=(f"Generated by symcompile {__version__} from template update.py.jinja. "
+                "Do not edit: regenerate.",
+                comment_text(f"The {rule.name} update rule{' (' + flags + ')' if flags else ''},"
+                             f" as solver.update() runs it: {rule.doc}", 1000)),
+        doc=wrap_doc(f"The {rule.name} update rule, generated by symcompile."),
+        constants=(("SOURCE_HASH", ""), ("RULE", rule.name), ("STATES", tuple(names)),
+                   ("HYPER", tuple(rule.hyper_names)),
+                   ("OPTIONS", tuple(sorted(values.items())))),
+        functions=(function,), template="update.py.jinja", imports=("numpy",))
+    return spec.source(__version__)

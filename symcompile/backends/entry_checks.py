@@ -1,0 +1,75 @@
+"""What each public function of a generated module checks where its arguments enter.
+
+Generated code knows every shape in advance, so the checks are cheap: per argument, one
+isinstance, one tuple compare and one dtype compare (about 0.1 us each). Arrays a
+training step updates in place must also be writable, class labels are cast to
+integers as nnabla reads them and must name a class, and the update count starts at
+1. A failed check calls the module's `refuse_argument` (or `class_labels` raises), which
+says which argument, what was expected and what to do: nothing is ever silently
+broadcast, cast or rescaled, and a training step changes nothing before its checks pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from symcompile.backends.code_lines import Line
+from symcompile.backends.source_literals import literal
+
+# The module-level helpers the checks call (defined by templates/module.py.jinja).
+HELPERS = ("refuse_argument", "refuse_step", "class_labels")
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One array argument of a generated function."""
+
+    name: str  # its identifier
+    shape: tuple[int, ...]
+    writable: bool = False  # the function updates it in place
+    labels_name: str = ""  # for class labels read by the body: the integer form's name
+    classes: int = 0  # for class labels (integers or floats): how many classes there are
+
+
+def argument_checks(function: str, arguments: list[Argument]) -> tuple[Line, ...]:
+    """The checks at the top of `function`, one per argument, in argument order."""
+    lines = []
+    for arg in arguments:
+        if arg.labels_name:
+            lines.append(Line(
+                f"{arg.labels_name} = class_labels({literal(function)}, {literal(arg.name)}, "
+                f"{arg.name}, {literal(arg.shape)}, {arg.classes})",
+                f"{arg.name} as integer class labels (as nnabla reads them; -1 ignores the "
+                f"sample)"))
+            continue
+        # A 0-d argument may be a NumPy scalar (numpy.float32(1)); one updated in place
+        # cannot (scalars are read-only, which the writeable test refuses).
+        kinds = "numpy.ndarray" if arg.shape else "(numpy.ndarray, numpy.generic)"
+        test = [f"isinstance({arg.name}, {kinds})",
+                f"{arg.name}.shape == {literal(arg.shape)}"]
+        if not arg.classes:  # labels may be integers
+            test.append(f"{arg.name}.dtype == DTYPE")
+        if arg.writable:
+            test.append(f"{arg.name}.flags.writeable")
+        call = (f"refuse_argument({literal(function)}, {literal(arg.name)}, {arg.name}, "
+                f"{literal(arg.shape)}{', True' if arg.writable else ''})")
+        lines.append(Line(_condition(test), body=call))
+    return tuple(lines)
+
+
+def _condition(test: list[str], width: int = 96) -> str:
+    """``if not (a and b ...):``, continued on lines of its own past `width` columns
+    (the text is indented by the template; continuation lines hang 8 deeper)."""
+    rows = [f"if not ({test[0]}"]
+    for part in test[1:]:
+        if len(rows[-1]) + len(" and ") + len(part) + len("):") <= width:
+            rows[-1] += f" and {part}"
+        else:
+            rows.append(f"        and {part}")
+    return "\n".join(rows) + "):"
+
+
+def step_check(function: str, step: str) -> Line:
+    """Update counts start at 1 (bias corrections divide by 1 - beta**step)."""
+    return Line(f"if not {step} >= 1:",
+                body=f"refuse_step({literal(function)}, {step})")

@@ -1,0 +1,451 @@
+"""SymPy expression -> NumPy source text. Expressions only: statements live in templates.
+
+A subclass of SymPy's `NumPyPrinter` with the `_print_X` overrides symcompile needs:
+its tensor primitives, readable numbers (``0.1``, ``x/32``), products that multiply
+scalars before arrays (fewer array operations), and the two stock printings that are
+wrong for training code: ``Max(x, 0)`` (``functools.reduce``) and ``Heaviside`` (which
+gives relu'(0) = 1/2 through ``numpy.select``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy
+from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
+from sympy.printing.precedence import PRECEDENCE, precedence
+
+from symcompile.ir.primitives import BroadcastTo, Primitive, Shapes, as_ints, shape_tuple
+
+
+def shape_text(shape) -> str:
+    dims = as_ints(shape)
+    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(map(str, dims))})"
+
+
+class NumPyPrinter(_SymPyNumPyPrinter):
+    """Prints array expressions as NumPy code.
+
+    Args:
+        shapes: Shape oracle; lets products put scalar factors first. Optional.
+        dtype: NumPy dtype name for arrays the printed code creates.
+    """
+
+    def __init__(self, shapes: Shapes | None = None, dtype: str = "float32") -> None:
+        super().__init__({"fully_qualified_modules": True, "inline": True,
+                          "allow_unknown_functions": False})
+        self._shapes = shapes
+        self._dtype = dtype
+
+    def _is_scalar(self, expr) -> bool:
+        if expr.is_Number:
+            return True
+        if self._shapes is None:
+            return False
+        try:
+            return self._shapes.of(expr) == ()
+        except KeyError:
+            return False
+
+    # --- numbers ---------------------------------------------------------------------
+    def _print(self, expr, **kwargs):
+        """Constant subexpressions (``log(2)``, ``sqrt(2)/2``) print as one Python float: a
+        NumPy function of a constant would be a float64 scalar, which turns float32 arrays
+        into float64."""
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Rational \
+                and not expr.is_Float and not expr.has(Primitive):
+            try:
+                return self._print_Float(sympy.Float(float(expr)))
+            except TypeError:  # complex: leave it to SymPy
+                pass
+        return super()._print(expr, **kwargs)
+
+    def _print_Float(self, expr):
+        value = float(expr)
+        if math.isfinite(value):
+            return repr(value)
+        return "float('nan')" if math.isnan(value) else f"{'-' if value < 0 else ''}float('inf')"
+
+    def _print_Rational(self, expr):
+        return f"{expr.p}/{expr.q}"
+
+    # --- arithmetic --------------------------------------------------------------------
+    def _cost(self, expr) -> int:
+        """How much array work `expr` is, roughly (0 for a name or a scalar)."""
+        if self._is_scalar(expr) or not expr.args:
+            return 0
+        return 1 + sum(self._cost(a) for a in expr.args if isinstance(a, sympy.Expr))
+
+    def _is_mask(self, expr) -> bool:
+        return self._shapes is not None and self._shapes.is_mask(expr)
+
+    def _print_Mul(self, expr):
+        """Scalars first, then arrays, boolean masks last: ``-g/16*x*(t > 0)``.
+
+        Python evaluates left to right, so the scalar factors combine before touching an
+        array, and a mask only ever multiplies a float array (bool * int would make
+        int64, and -bool is an error); a product of masks alone is converted first.
+        """
+        coeff = sympy.Integer(1)
+        factors = []
+        for factor in expr.as_ordered_factors():
+            if factor.is_Number:
+                coeff *= factor
+            else:
+                factors.append(factor)
+        sign = "-" if coeff.is_negative else ""
+        coeff = abs(coeff)
+        scalar_num, array_num, scalar_den, array_den = [], [], [], []
+        if coeff.is_Rational:
+            if coeff.p != 1:
+                scalar_num.append(sympy.Integer(coeff.p))
+            if coeff.q != 1:
+                scalar_den.append(sympy.Integer(coeff.q))
+        elif coeff != 1:
+            scalar_num.append(coeff)
+        for factor in factors:
+            if factor.is_Pow and factor.exp.is_Rational and factor.exp.is_negative:
+                base = factor.base if factor.exp == -1 else sympy.Pow(factor.base, -factor.exp)
+                (scalar_den if self._is_scalar(base) else array_den).append(base)
+            else:
+                # A 0-d mask is still a NumPy bool: it goes with the arrays, last.
+                scalar = self._is_scalar(factor) and not self._is_mask(factor)
+                (scalar_num if scalar else array_num).append(factor)
+        # The costliest array factor first (see _print_Add), boolean masks last.
+        array_num.sort(key=lambda f: (self._is_mask(f), -self._cost(f)))
+        level = PRECEDENCE["Mul"]
+        text = "*".join(self.parenthesize(f, level) for f in scalar_num)
+        if text:
+            text += "".join("/" + self.parenthesize(d, level) for d in scalar_den)
+            scalar_den = []
+        arrays = [self.parenthesize(f, level) for f in array_num]
+        if arrays and self._is_mask(array_num[0]):
+            # Only masks: as numbers of the module's dtype (2*mask would be int64,
+            # lr*mask float64, -mask an error).
+            arrays[0] = self._number(self._print(array_num[0]))
+        if arrays:
+            text = "*".join(([text] if text else []) + arrays)
+        elif not text:
+            text = "1"
+        text += "".join("/" + self.parenthesize(d, level) for d in scalar_den + array_den)
+        return sign + text
+
+    def _number(self, text: str) -> str:
+        """A boolean mask's text as numbers of the module's dtype (bool + bool is a
+        logical or in NumPy, bool - bool an error)."""
+        dtype = self._module_format("numpy." + self._dtype)
+        return f"{self._module_format('numpy.asarray')}({_unwrapped(text)}, dtype={dtype})"
+
+    def _negated_number(self, text: str) -> str:
+        dtype = self._module_format("numpy." + self._dtype)
+        return f"{self._module_format('numpy.negative')}({_unwrapped(text)}, dtype={dtype})"
+
+    def _print_Add(self, expr, order=None):
+        """Negative terms as subtractions (``a - b``, never ``a + -b``), the costliest
+        positive term first.
+
+        Python evaluates left to right: computing the big term first lets NumPy add the
+        others into its temporary in place, instead of keeping a finished array alive
+        while the big term allocates more (which for large arrays means fresh pages from
+        the OS every step).
+        """
+        text = ""
+        terms = list(self._as_ordered_terms(expr, order=order))
+        positive = [t for t in terms if not t.as_coeff_Mul()[0].is_negative]
+        if positive:
+            # the first of the costliest, preferring numbers to masks: once the first term
+            # is a float array, NumPy adds masks to it as 0 and 1
+            lead = max(positive, key=lambda t: (not self._is_mask(t), self._cost(t)))
+            terms.remove(lead)
+            terms.insert(0, lead)
+        for term in terms:
+            negative = term.as_coeff_Mul()[0].is_negative
+            shown = -term if negative else term
+            # After " - ", a sum needs parentheses: a - (b + c).
+            part = self.parenthesize(shown, PRECEDENCE["Add"], strict=not negative)
+            if not text:
+                if self._is_mask(shown):
+                    bare = self._print(shown)
+                    text = self._negated_number(bare) if negative else self._number(bare)
+                else:
+                    text = f"-{part}" if negative else part
+            else:
+                text += f" - {part}" if negative else f" + {part}"
+        return text
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.base, expr.exp
+        if exp.is_Float and float(exp).is_integer() and abs(float(exp)) < 2**53:
+            exp = sympy.Integer(int(exp))
+        if exp.is_Integer and exp > 0 and self._is_mask(base):
+            return self._print(base)  # True**2 would be the integer 1
+        if exp.is_Integer:
+            level = PRECEDENCE["Pow"]
+            if exp == -1:
+                return "1/" + self.parenthesize(base, PRECEDENCE["Mul"])
+            if exp < 0:
+                return f"1/{self.parenthesize(base, level)}**{-exp}"
+            return f"{self.parenthesize(base, level)}**{exp}"
+        if self._is_scalar(base) and (exp.is_Rational or exp.is_Float):
+            # A scalar coefficient: Python arithmetic keeps it a weak Python float (a
+            # numpy.float64 from numpy.sqrt would turn float32 arrays into float64).
+            return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{float(exp)!r}"
+        return super()._print_Pow(expr, rational=rational)
+
+    # --- training-specific overrides -----------------------------------------------------
+    def _print_Max(self, expr):
+        """``numpy.maximum(x, 0)``, variable first, instead of ``functools.reduce``."""
+        args = sorted(expr.args, key=lambda a: a.is_Number)
+        text = self._print(args[-1])
+        for arg in reversed(args[:-1]):
+            text = f"{self._module_format('numpy.maximum')}({self._print(arg)}, {text})"
+        return text
+
+    def _print_Min(self, expr):
+        args = sorted(expr.args, key=lambda a: a.is_Number)
+        text = self._print(args[-1])
+        for arg in reversed(args[:-1]):
+            text = f"{self._module_format('numpy.minimum')}({self._print(arg)}, {text})"
+        return text
+
+    def _print_Abs(self, expr):
+        return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
+
+    def _print_Heaviside(self, expr):
+        """relu'(x) = (x > 0): the derivative at 0 is 0 by convention, as in nnabla."""
+        return f"({self._print(expr.args[0])} > 0)"
+
+    # --- tensor primitives ----------------------------------------------------------------
+    def _receiver(self, expr) -> str:
+        """`expr` ready for a method call: parenthesised unless it is a name or a call."""
+        text = self._print(expr)
+        if precedence(expr) >= PRECEDENCE["Func"] and not expr.is_Number:
+            return text
+        return f"({text})"
+
+    def _print_ReduceSum(self, expr):
+        axes = as_ints(expr.args[1])
+        axis = str(axes[0]) if len(axes) == 1 else shape_text(axes)
+        keep = ", keepdims=True" if bool(expr.args[2]) else ""
+        if self._is_mask(expr.args[0]):  # a count, in the module's dtype
+            keep += f", dtype={self._module_format('numpy.' + self._dtype)}"
+        x, x_shape = expr.args[0], as_ints(expr.args[3])
+        if self._shapes is not None and self._shapes.of(x) != x_shape:
+            # x folded into something smaller after the sum was built: count its elements
+            x = BroadcastTo(x, shape_tuple(x_shape))
+        return f"{self._receiver(x)}.sum(axis={axis}{keep})"
+
+    def _print_Dot(self, expr):
+        u, v = (self._print(a) for a in expr.args)
+        if all(self._is_mask(a) for a in expr.args):  # vdot of two masks is a bool
+            u = self._number(u)
+        return f"{self._module_format('numpy.vdot')}({u}, {v})"
+
+    def _print_ExpandDims(self, expr):
+        axes = as_ints(expr.args[1])
+        axis = str(axes[0]) if len(axes) == 1 else shape_text(axes)
+        return f"{self._module_format('numpy.expand_dims')}({self._print(expr.args[0])}, {axis})"
+
+    def _print_Reshape(self, expr):
+        return (f"{self._module_format('numpy.reshape')}({self._print(expr.args[0])}, "
+                f"{shape_text(expr.args[1])})")
+
+    def _print_BroadcastTo(self, expr):
+        return (f"{self._module_format('numpy.broadcast_to')}({self._print(expr.args[0])}, "
+                f"{shape_text(expr.args[1])})")
+
+    def _print_MatMul(self, expr):
+        a, b = expr.args
+        level = PRECEDENCE["Mul"]
+        # @ is left-associative at the precedence of *: only the right operand needs
+        # parentheses around a product, or around a power that prints as a quotient
+        # (x.T @ 1/h would be (x.T @ 1)/h).
+        left = self.parenthesize(a, level, strict=True)
+        if self._is_mask(a) and self._is_mask(b):  # bool @ bool is a bool
+            left = self._number(left)
+        right = self.parenthesize(b, level)
+        if b.is_Pow and b.exp.is_negative and not right.startswith("("):
+            right = f"({right})"
+        return f"{left} @ {right}"
+
+    def _print_Transpose(self, expr):
+        perm = as_ints(expr.args[1])
+        if perm == (1, 0):
+            return f"{self._receiver(expr.args[0])}.T"
+        function = self._module_format("numpy.transpose")
+        return f"{function}({self._print(expr.args[0])}, {shape_text(perm)})"
+
+    def _print_ReduceMax(self, expr):
+        x, axis, keep = expr.args
+        if self._shapes is not None and self._shapes.of(x) == ():
+            return self._print(x)  # a value folded into a constant: its max is itself
+        keep = ", keepdims=True" if bool(keep) else ""
+        return f"{self._receiver(x)}.{expr.method}(axis={int(axis)}{keep})"
+
+    _print_ReduceMin = _print_ReduceMax
+
+    def _index_along(self, length: int, axis: int, rank: int) -> str:
+        """``numpy.arange(n)`` shaped to broadcast along `axis` of a rank-`rank` array."""
+        arange = f"{self._module_format('numpy.arange')}({length})"
+        if axis == rank - 1:
+            return arange
+        shape = [1] * rank
+        shape[axis] = length
+        return f"{arange}.reshape({shape_text(shape)})"
+
+    def _print_FirstExtremum(self, expr):
+        """A one-hot mask of the first argmax/argmin: where nnabla sends max's gradient."""
+        x, axis, is_max = expr.args
+        shape = self._shapes.of(x)
+        axis = int(axis)
+        find = self._module_format("numpy.argmax" if bool(is_max) else "numpy.argmin")
+        index = self._index_along(shape[axis], axis, len(shape))
+        return f"({index} == {find}({self._print(x)}, axis={axis}, keepdims=True))"
+
+    def _print_Piecewise(self, expr):
+        """``a if c else b`` when the conditions are scalars (a solver's coefficients),
+        ``numpy.where(c, a, b)`` for arrays."""
+        *cases, (last, _) = expr.args
+        text = self._print(last)
+        scalar = all(self._is_scalar_condition(c) for _, c in cases)
+        for value, condition in reversed(cases):
+            if scalar:
+                text = f"({self._print(value)} if {self._print(condition)} else {text})"
+            else:
+                where = self._module_format("numpy.where")
+                text = f"{where}({self._print(condition)}, {self._print(value)}, {text})"
+        return text
+
+    def _is_scalar_condition(self, condition) -> bool:
+        return all(self._is_scalar(arg) for arg in condition.args)
+
+    def _print_Relational(self, expr):
+        op = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[expr.rel_op]
+        level = PRECEDENCE["Relational"]
+        return f"{self.parenthesize(expr.lhs, level)} {op} {self.parenthesize(expr.rhs, level)}"
+
+    def _print_Copy(self, expr):
+        return f"{self._receiver(expr.args[0])}.copy()"
+
+    def _print_StopGradient(self, expr):
+        return self._print(expr.args[0])
+
+    def _print_OneHot(self, expr):
+        t, classes, axis = expr.args
+        rank = len(self._shapes.of(t))
+        return f"({self._print(t)} == {self._index_along(int(classes), int(axis), rank)})"
+
+    def _print_ValidLabel(self, expr):
+        t = self._print(expr.args[0])
+        return f"(({t} >= 0) & ({t} < {int(expr.args[1])}))"
+
+    # --- elementwise functions of symcompile.elementwise ---------------------------------
+    def _typed(self, value) -> str:
+        """A constant in the module's dtype, so that numpy.where keeps float32."""
+        return f"{self._module_format('numpy.' + self._dtype)}({self._print(value)})"
+
+    # exp overflows beyond these: ln of the dtype's largest number, rounded down
+    _EXP_LIMIT = {"float32": 88.72, "float64": 709.78}
+
+    def _print_Sigmoid(self, expr):
+        """``1/(1 + exp(-max(x, -L)))``: nnabla's formula, with L the largest exponent
+        whose exp is finite.
+
+        It keeps its relative precision (within about 2 ulps) down to the end of the
+        normal range (x = -87.3 in float32). In the tanh form 0.5*tanh(0.5*x) + 0.5,
+        1 + tanh(x/2) cancels: in float32 it is 1e-4 off at x = -9, 44 % at -17 and 0
+        from -20 on. The bound spares NumPy's "overflow encountered in exp" warning below
+        -L, where the result is 1/(1 + exp(L)) instead of 0: 3e-39 in float32, below
+        float32's smallest normal number as the true values are. It costs a sixth more
+        than the unbounded formula, and a sixth less than the tanh form.
+        """
+        exp, maximum = self._module_format("numpy.exp"), self._module_format("numpy.maximum")
+        limit = self._EXP_LIMIT[self._dtype]
+        # parenthesised: it is a quotient, and would divide or be raised to a power wrongly
+        return f"(1/(1 + {exp}(-{maximum}({self._print(expr.args[0])}, -{limit!r}))))"
+
+    def _print_Softplus(self, expr):
+        return f"{self._module_format('numpy.logaddexp')}(0, {self._print(expr.args[0])})"
+
+    def _print_LeakyRelu(self, expr):
+        x, alpha = expr.args
+        where, text = self._module_format("numpy.where"), self._print(x)
+        return f"{where}({text} > 0, {text}, {self.parenthesize(alpha, 50)}*{self._receiver(x)})"
+
+    def _print_LeakyReluGrad(self, expr):
+        x, alpha = expr.args
+        where = self._module_format("numpy.where")
+        return f"{where}({self._print(x)} > 0, {self._typed(1)}, {self._typed(alpha)})"
+
+    def _print_Elu(self, expr):
+        x, alpha = expr.args
+        where, expm1 = self._module_format("numpy.where"), self._module_format("numpy.expm1")
+        minimum = self._module_format("numpy.minimum")
+        text = self._print(x)
+        return (f"{where}({text} >= 0, {text}, "
+                f"{self.parenthesize(alpha, 50)}*{expm1}({minimum}({text}, 0)))")
+
+    def _print_EluGrad(self, expr):
+        x, alpha = expr.args
+        where, exp = self._module_format("numpy.where"), self._module_format("numpy.exp")
+        minimum = self._module_format("numpy.minimum")
+        text = self._print(x)
+        return (f"{where}({text} >= 0, {self._typed(1)}, "
+                f"{self.parenthesize(alpha, 50)}*{exp}({minimum}({text}, 0)))")
+
+    def _print_Huber(self, expr):
+        d, delta = expr.args
+        where, absolute = self._module_format("numpy.where"), self._module_format("numpy.abs")
+        text, limit = self._print(d), self.parenthesize(delta, 50)
+        return (f"{where}({absolute}({text}) < {limit}, {self._receiver(d)}**2, "
+                f"{limit}*(2*{absolute}({text}) - {limit}))")
+
+    def _print_IsGreater(self, expr):
+        a, b = expr.args
+        return f"({self._print(a)} > {self._print(b)})"
+
+    def _print_IsLessEqual(self, expr):
+        a, b = expr.args
+        return f"({self._print(a)} <= {self._print(b)})"
+
+    def _print_Maximum(self, expr):
+        a, b = (self._print(arg) for arg in expr.args)
+        return f"{self._module_format('numpy.maximum')}({a}, {b})"
+
+    def _print_Minimum(self, expr):
+        a, b = (self._print(arg) for arg in expr.args)
+        return f"{self._module_format('numpy.minimum')}({a}, {b})"
+
+    def _print_Absolute(self, expr):
+        return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
+
+    def _print_Sign(self, expr):
+        x, at_zero = expr.args
+        where, text = self._module_format("numpy.where"), self._print(x)
+        if int(at_zero) > 0:
+            return f"{where}({text} < 0, {self._typed(-1)}, {self._typed(1)})"
+        return f"{where}({text} > 0, {self._typed(1)}, {self._typed(-1)})"
+
+    def _print_Truncate(self, expr):
+        return f"{self._module_format('numpy.trunc')}({self._print(expr.args[0])})"
+
+    def _print_Clip(self, expr):
+        x, low, high = (self._print(a) for a in expr.args)
+        return f"{self._module_format('numpy.clip')}({x}, {low}, {high})"
+
+    def _print_Full(self, expr):
+        dtype = self._module_format("numpy." + self._dtype)
+        return (f"{self._module_format('numpy.full')}({shape_text(expr.args[1])}, "
+                f"{self._print(expr.args[0])}, dtype={dtype})")
+
+
+def _unwrapped(text: str) -> str:
+    """`text` without one pair of parentheses around all of it: "(x > 0)" -> "x > 0"."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return text
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and i < len(text) - 1:
+            return text  # "(a) + (b)": the first pair closes early
+    return text[1:-1]

@@ -1,0 +1,2 @@
+"""What a compile shows a person: the graph, derivatives, code and sizes as text
+(`symcompile show`) and as an HTML page."""

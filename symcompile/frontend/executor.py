@@ -1,0 +1,40 @@
+"""The seam between the nnabla API and whatever runs its graphs.
+
+`Variable.forward()`, `backward()` and `Solver.update()` only describe what to compute;
+the executor the package installs at import (`symcompile.runtime`, which runs generated
+modules) does it. So the front end never imports the runtime or the compiler, and a
+graph can be built, inspected and captured with nothing else loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Executor(Protocol):
+    def forward(self, root) -> None:
+        """Compute `root` and the intermediates the user reads."""
+
+    def backward(self, root, grad) -> None:
+        """Accumulate d root / d leaf, seeded with `grad`, into the leaves' `.g`."""
+
+    def recompute_gradient(self, var) -> None:
+        """Bring the `.g` of intermediate `var`, read for the first time, up to date."""
+
+    def update_function(self, rule: str, options: tuple):
+        """The ``update(w, g, *states, [t], *hyper)`` kernel of an update rule."""
+
+
+_installed: Executor | None = None
+
+
+def install(executor: Executor) -> None:
+    global _installed
+    _installed = executor
+
+
+def current() -> Executor:
+    if _installed is None:
+        raise RuntimeError("no executor is installed to run symcompile graphs: import "
+                           "symcompile (the package installs its runtime) before running one")
+    return _installed

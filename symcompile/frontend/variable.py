@@ -1,0 +1,525 @@
+"""nnabla's `Variable`: a node of the training graph with live `.d`/`.g` NumPy arrays.
+
+Building a graph only records it: each `F.*` call adds a `Function` record and returns a
+new `Variable`. Values are computed by generated code, which the runtime compiles the
+first time `forward()` or `backward()` is called on a variable.
+"""
+
+from __future__ import annotations
+
+import numbers
+from types import SimpleNamespace
+
+import numpy
+
+from symcompile.common import memory
+from symcompile.frontend import executor
+from symcompile.ir import callsite
+
+DTYPE = numpy.float32
+# Refuse shapes whose arrays could never be allocated, before NumPy tries.
+MAX_ELEMENTS = 2**40
+
+_epoch = [0]
+
+
+def graph_epoch() -> int:
+    """A counter that changes whenever a compiled graph may need recompiling."""
+    return _epoch[0]
+
+
+def bump_epoch() -> None:
+    _epoch[0] += 1
+
+
+def normalize_shape(shape, what: str = "Variable") -> tuple[int, ...]:
+    """`shape` as a tuple of non-negative ints, or a ValueError saying what is wrong."""
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
+    try:
+        given = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{what}: shape must be a tuple of ints, got {shape!r}") from None
+    for d in given:
+        if not isinstance(d, numbers.Integral) or isinstance(d, bool):
+            raise TypeError(f"{what}: shape {shape!r} has the dimension {d!r}, which is not an "
+                            f"int; pass whole numbers, e.g. ({', '.join(map(_whole, given))})")
+    dims = tuple(int(d) for d in given)
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{what}: shape {dims} has a negative dimension")
+    size = 1
+    for d in dims:
+        size *= d
+    if size > MAX_ELEMENTS:
+        raise ValueError(
+            f"{what}: shape {dims} has {size} elements, more than symcompile will allocate "
+            f"({MAX_ELEMENTS}); check the shape for a typo"
+        )
+    return dims
+
+
+def _whole(d) -> str:
+    """`d` as the int it most likely meant, for an error message's suggestion."""
+    try:
+        return str(int(d))
+    except (TypeError, ValueError):
+        return "?"
+
+
+class ArrayData(numpy.ndarray):
+    """What `.d` and `.g` return: the variable's live array, converting to a Python number
+    when it holds one element.
+
+    nnabla's tutorials write ``float(loss.d)`` and ``float(a.d)`` for arrays of shape
+    (1, 1), which NumPy 2 refuses for arrays with axes; this view accepts any size-1 array
+    (also in ``int()`` and in format specs such as ``f"{loss.d:.4f}"``) and is otherwise
+    a plain ndarray sharing the variable's memory. Generated code never sees it: the
+    runtime passes the plain arrays, so the loop pays nothing for it.
+    """
+
+    def __float__(self) -> float:
+        return float(self.item()) if self.size == 1 else super().__float__()
+
+    def __int__(self) -> int:
+        return int(self.item()) if self.size == 1 else super().__int__()
+
+    def __format__(self, spec: str) -> str:
+        if spec and self.size == 1:
+            return format(self.item(), spec)
+        return super().__format__(spec)
+
+    def __repr__(self) -> str:
+        return repr(self.view(numpy.ndarray))
+
+
+class Storage:
+    """The arrays behind a Variable, shared by all unlinked views of it.
+
+    `grad_zeroing` mirrors nnabla's lazy zeroing: `zero_grad()` only sets the flag; the
+    array is cleared when it is next read, and `solver.update()` skips a parameter whose
+    gradient is still zeroing (nothing wrote it since `zero_grad()`).
+    """
+
+    __slots__ = ("shape", "dtype", "_data", "_grad", "_data_view", "_grad_view", "grad_zeroing",
+                 "computed", "init", "__weakref__")
+
+    def __init__(self, shape: tuple[int, ...], dtype=DTYPE) -> None:
+        self.shape = shape
+        self.dtype = numpy.dtype(dtype)
+        self._data = None
+        self._grad = None
+        self._data_view = None  # ArrayData views of _data and _grad, for the user
+        self._grad_view = None
+        self.grad_zeroing = False
+        self.computed = False  # an intermediate's value has been computed at least once
+        self.init = None  # how a parameter was initialised (see initializer.describe)
+
+    def _zeros(self) -> numpy.ndarray:
+        memory.require(self.shape, self.dtype, "Variable")
+        return numpy.zeros(self.shape, self.dtype)
+
+    @property
+    def data(self) -> numpy.ndarray:
+        if self._data is None:
+            self._data = self._zeros()
+        return self._data
+
+    @property
+    def grad(self) -> numpy.ndarray:
+        """The gradient array, materialising a pending lazy zero first."""
+        if self._grad is None:
+            self._grad = self._zeros()
+        elif self.grad_zeroing:
+            self._grad.fill(0)
+        self.grad_zeroing = False
+        return self._grad
+
+    @property
+    def data_view(self) -> ArrayData:
+        """`data` as the user reads it (see ArrayData)."""
+        if self._data_view is None:
+            self._data_view = self.data.view(ArrayData)
+        return self._data_view
+
+    @property
+    def grad_view(self) -> ArrayData:
+        """`grad` as the user reads it, materialising a pending lazy zero first."""
+        grad = self.grad
+        if self._grad_view is None:
+            self._grad_view = grad.view(ArrayData)
+        return self._grad_view
+
+    def set_grad(self, value) -> None:
+        """Overwrite the gradient: what backward() does to an intermediate's."""
+        if self._grad is None:
+            self._grad = self._zeros()
+        self._grad[...] = value
+        self.grad_zeroing = False
+
+    def accumulate_grad(self, value) -> None:
+        """Add `value` to the gradient (assign when it was zeroed): what backward() does."""
+        if self._grad is None:
+            self._grad = self._zeros()
+            self._grad[...] = value
+        elif self.grad_zeroing:
+            self._grad[...] = value
+        else:
+            self._grad += value
+        self.grad_zeroing = False
+
+    def zero_grad(self) -> None:
+        self.grad_zeroing = True
+
+
+def _assign(array: numpy.ndarray, value, what: str = "Variable") -> None:
+    """nnabla's `.d = value` / `.g = value`: fill with a scalar, else copy (broadcasting).
+
+    Only real numbers are accepted: None, strings, objects and complex numbers would
+    become NaN, raise deep inside NumPy or silently lose their imaginary part."""
+    if value is None:
+        raise TypeError(f"{what} = None: a variable always holds numbers; assign 0 to zero "
+                        f"it, or an array of shape {array.shape}")
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} = {value!r}: expected numbers, got a string")
+    value = numpy.asarray(value) if not isinstance(value, numpy.ndarray) else value
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: expected real numbers, got an array of dtype {value.dtype}"
+                        + (" (complex: pass the real part, value.real)"
+                           if value.dtype.kind == "c" else "")
+                        + "; convert it with numpy.asarray(value, dtype=numpy.float32)")
+    if value.ndim == 0:
+        array.fill(value)
+        return
+    try:
+        array[...] = value
+    except ValueError:
+        raise ValueError(
+            f"cannot assign an array of shape {value.shape} to a variable of shape "
+            f"{array.shape}; reshape the value to {array.shape}"
+        ) from None
+
+
+class NdArray:
+    """The `.data` / `.grad` handle of a Variable: `zero()`, `fill()`, `.data`, `zeroing`."""
+
+    __slots__ = ("_storage", "_field")
+
+    def __init__(self, storage: Storage, field: str) -> None:
+        self._storage = storage
+        self._field = field
+
+    @property
+    def data(self) -> ArrayData:
+        return getattr(self._storage, f"{self._field}_view")
+
+    @data.setter
+    def data(self, value) -> None:
+        if self._field == "grad" and numpy.isscalar(value) and value == 0:
+            self.zero()
+            return
+        _assign(getattr(self._storage, self._field), value, f"NdArray.{self._field}")
+
+    def zero(self) -> None:
+        if self._field == "grad":
+            self._storage.zero_grad()
+        else:
+            self._storage.data.fill(0)
+
+    def fill(self, value) -> None:
+        getattr(self._storage, self._field).fill(value)
+
+    @property
+    def zeroing(self) -> bool:
+        """True while a gradient has not been written since it was zeroed."""
+        return self._field == "grad" and self._storage.grad_zeroing
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._storage.shape
+
+    @property
+    def size(self) -> int:
+        return int(numpy.prod(self._storage.shape, dtype=numpy.int64))
+
+    @property
+    def ndim(self) -> int:
+        return len(self._storage.shape)
+
+    @property
+    def dtype(self) -> numpy.dtype:
+        return self._storage.dtype
+
+    def __repr__(self) -> str:
+        return f"<NdArray({self.shape}) at {hex(id(self))}>"
+
+
+class Function:
+    """The record of one `F.*` call: the `parent` of the Variable it returned."""
+
+    __slots__ = ("op", "inputs", "outputs", "args", "callsite")
+
+    def __init__(self, op, inputs: tuple, args: dict, site) -> None:
+        self.op = op
+        self.inputs = inputs
+        self.outputs: list[Variable] = []
+        self.args = args
+        self.callsite = site
+
+    @property
+    def name(self) -> str:
+        """nnabla's function type name, e.g. ``Add2``."""
+        return self.op.type_name
+
+    @property
+    def info(self) -> SimpleNamespace:
+        return SimpleNamespace(type_name=self.op.type_name, args=dict(self.args))
+
+    def __repr__(self) -> str:
+        where = self.callsite.display if self.callsite else "unknown location"
+        return f"<Function {self.op.type_name} at {where}>"
+
+
+class Variable:
+    """A graph node holding an N-d array (`.d`) and its gradient (`.g`), as in nnabla.
+
+    Args:
+        shape: The shape of the array.
+        need_grad: Whether `backward()` computes a gradient for this variable
+            (nnabla's default: False).
+    """
+
+    def __init__(self, shape=(), need_grad=None) -> None:
+        self._shape = normalize_shape(shape)
+        self._storage = Storage(self._shape)
+        self._need_grad = None if need_grad is None else bool(need_grad)
+        self._name = ""
+        self._parent: Function | None = None
+        self._callsite = callsite.capture()
+        self._observed = False  # an intermediate whose .d the user reads
+        self._grad_observed = False  # an intermediate whose .g the user reads
+        self._compiled = None  # runtime's per-root cache
+        self._persistent = False
+
+    # --- construction -----------------------------------------------------------------
+    @staticmethod
+    def from_numpy_array(data, grad=None, need_grad=None) -> Variable:
+        """A leaf Variable holding a float32 copy of `data` (and `grad`, if given)."""
+        data = numpy.asarray(data)
+        var = Variable(data.shape, need_grad=need_grad)
+        var._callsite = callsite.capture()
+        var.d = data
+        if grad is not None:
+            var.g = grad
+        return var
+
+    def get_unlinked_variable(self, need_grad=None) -> Variable:
+        """A new leaf Variable sharing this one's arrays, cut from the graph."""
+        var = Variable.__new__(Variable)
+        var._shape = self._shape
+        var._storage = self._storage
+        var._need_grad = self.need_grad if need_grad is None else bool(need_grad)
+        var._name = self._name
+        var._parent = None
+        var._callsite = callsite.capture()
+        var._observed = False
+        var._grad_observed = False
+        var._compiled = None
+        var._persistent = self._persistent
+        return var
+
+    def unlinked(self, need_grad=None) -> Variable:
+        """Deprecated alias of `get_unlinked_variable` (kept as nnabla keeps it)."""
+        return self.get_unlinked_variable(need_grad)
+
+    def apply(self, **kwargs) -> Variable:
+        """Set attributes (e.g. ``need_grad=True``) and return self, as nnabla's `apply`."""
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        return self
+
+    # --- properties ---------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    @property
+    def size(self) -> int:
+        size = 1
+        for d in self._shape:
+            size *= d
+        return size
+
+    def size_from_axis(self, axis: int = -1) -> int:
+        """The product of the axes from `axis` on (-1, the default: the whole size)."""
+        if axis == -1:
+            axis = 0
+        elif axis < 0:
+            axis += self.ndim
+        size = 1
+        for d in self._shape[axis:]:
+            size *= d
+        return size
+
+    @property
+    def dtype(self) -> numpy.dtype:
+        return self._storage.dtype
+
+    @property
+    def need_grad(self) -> bool:
+        """Leaves: the flag given (False by default). Outputs of functions: True when any
+        input needs a gradient, unless set to False explicitly."""
+        if self._need_grad is not None:
+            if self._parent is None or not self._need_grad:
+                return self._need_grad
+        if self._parent is None:
+            return False
+        return any(v.need_grad for v in self._parent.inputs)
+
+    @need_grad.setter
+    def need_grad(self, value) -> None:
+        self._need_grad = bool(value)
+        bump_epoch()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = str(value)
+        bump_epoch()
+
+    @property
+    def parent(self) -> Function | None:
+        return self._parent
+
+    @property
+    def persistent(self) -> bool:
+        """nnabla's flag that keeps an intermediate's values and gradient: here every
+        forward() and backward() then keeps its `.d` and `.g` up to date."""
+        return self._persistent
+
+    @persistent.setter
+    def persistent(self, value) -> None:
+        self._persistent = bool(value)
+        if self._persistent and self._parent is not None:
+            self._observe(gradient=True)
+
+    def _observe(self, gradient: bool = False) -> None:
+        """Reading an intermediate: from now on every forward() keeps its `.d` up to date
+        and, with `gradient`, every backward() its `.g` (nnabla keeps both)."""
+        if self._observed and (self._grad_observed or not gradient):
+            return
+        self._observed = True
+        first_gradient = gradient and not self._grad_observed
+        self._grad_observed = self._grad_observed or gradient
+        bump_epoch()
+        if first_gradient:
+            executor.current().recompute_gradient(self)
+
+    @property
+    def d(self) -> ArrayData:
+        """The values, as a live NumPy array (writes go straight into the variable)."""
+        storage = self._storage
+        if self._parent is not None:
+            self._observe()
+            if not storage.computed:
+                self.forward()
+        return storage.data_view
+
+    @d.setter
+    def d(self, value) -> None:
+        _assign(self._storage.data, value, f"{self._label}.d")
+        self._storage.computed = True
+
+    @property
+    def g(self) -> ArrayData:
+        """The gradient, as a live NumPy array. `backward()` accumulates into the `.g` of
+        leaves and overwrites that of intermediates, as nnabla does."""
+        if self._parent is not None:
+            self._observe(gradient=True)
+        return self._storage.grad_view
+
+    @g.setter
+    def g(self, value) -> None:
+        if self._parent is not None:
+            self._observe(gradient=True)
+        if numpy.isscalar(value) and value == 0:
+            self._storage.zero_grad()
+            return
+        _assign(self._storage.grad, value, f"{self._label}.g")
+
+    @property
+    def _label(self) -> str:
+        return self._name or "Variable"
+
+    @property
+    def data(self) -> NdArray:
+        return NdArray(self._storage, "data")
+
+    @property
+    def grad(self) -> NdArray:
+        if self._parent is not None:
+            self._observe(gradient=True)
+        return NdArray(self._storage, "grad")
+
+    # --- execution ------------------------------------------------------------------------
+    def forward(self, clear_buffer=False, clear_no_need_grad=False,
+                function_pre_hook=None, function_post_hook=None) -> None:
+        """Compute this variable (and the intermediates the user reads) with generated code.
+
+        `clear_buffer` and `clear_no_need_grad` are accepted for compatibility; generated
+        code keeps no buffers the user cannot see, so there is nothing to clear.
+        """
+        _refuse_hooks("forward", function_pre_hook, function_post_hook)
+        if self._parent is None:
+            return
+        executor.current().forward(self)
+
+    def backward(self, grad=1, clear_buffer=False, communicator_callbacks=None,
+                 function_pre_hook=None, function_post_hook=None) -> None:
+        """Accumulate d(self)/d(leaf), seeded with `grad`, into `.g` of every need_grad leaf.
+
+        `grad=1` seeds every element with 1; `grad=None` uses this variable's `.g`.
+        """
+        _refuse_hooks("backward", function_pre_hook, function_post_hook)
+        if communicator_callbacks is not None:
+            raise NotImplementedError("backward(communicator_callbacks=...) is not supported")
+        if self._parent is None:
+            return
+        executor.current().backward(self, grad)
+
+    def visit(self, f) -> None:
+        """Call `f(function)` for every function in the graph, inputs before outputs."""
+        seen: set[int] = set()
+        order: list[Function] = []
+        stack = [(self._parent, False)] if self._parent is not None else []
+        while stack:
+            func, expanded = stack.pop()
+            if id(func) in seen:
+                continue
+            if expanded:
+                seen.add(id(func))
+                order.append(func)
+                continue
+            stack.append((func, True))
+            for var in reversed(func.inputs):
+                if var._parent is not None and id(var._parent) not in seen:
+                    stack.append((var._parent, False))
+        for func in order:
+            f(func)
+
+    def __repr__(self) -> str:
+        return f"<Variable({self._shape}, need_grad={self.need_grad}) at {hex(id(self))}>"
+
+
+def _refuse_hooks(method: str, pre, post) -> None:
+    if pre is not None or post is not None:
+        raise NotImplementedError(
+            f"{method}(function_pre_hook/function_post_hook) is not supported: symcompile "
+            "runs one fused generated function, not one nnabla function at a time"
+        )

@@ -1,0 +1,71 @@
+"""The symbolic program: the straight-line equations generated code is printed from.
+
+An `Equation` assigns one SymPy expression to one array symbol and remembers which
+graph nodes it came from. A `Program` holds the forward equations (lowering), the
+backward equations (autodiff) and, after optimisation, the common subexpressions, plus
+everything needed to print them: symbol shapes, leaf order and output names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from symcompile.ir.graph import Graph
+from symcompile.ir.naming import Namer
+from symcompile.ir.primitives import Shapes
+
+FORWARD, BACKWARD = "forward", "backward"
+
+
+@dataclass
+class Equation:
+    target: sympy.Symbol
+    expr: sympy.Expr
+    section: str  # FORWARD or BACKWARD
+    origin: tuple[int, ...] = ()  # indices of the graph nodes it came from
+    note: str = ""  # what it computes, for the comment (e.g. "d loss / d a")
+    wrt: sympy.Expr | None = None  # for a gradient: the expression it is the gradient of
+
+
+@dataclass
+class Program:
+    graph: Graph
+    shapes: Shapes
+    namer: Namer
+    dtype: str
+    symbols: dict[int, sympy.Symbol] = field(default_factory=dict)  # value index -> symbol
+    leaves: list[sympy.Symbol] = field(default_factory=list)  # argument order
+    outputs: list[sympy.Symbol] = field(default_factory=list)
+    forward: list[Equation] = field(default_factory=list)
+    backward: list[Equation] = field(default_factory=list)
+    temps: list[Equation] = field(default_factory=list)  # common subexpressions, after CSE
+    value_exprs: dict[int, sympy.Expr] = field(default_factory=dict)  # value -> expression
+    value_origins: dict[int, tuple[int, ...]] = field(default_factory=dict)  # value -> nodes
+    needs_grad: set = field(default_factory=set)  # symbols a gradient flows through
+    seed: sympy.Symbol | None = None  # d root / d root
+    gradients: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf value -> gradient
+    # intermediate value (graph.grad_outputs) -> its gradient, which backward() returns too
+    output_gradients: dict[int, sympy.Expr] = field(default_factory=dict)
+    unreached: set[int] = field(default_factory=set)  # need_grad leaves the root ignores
+    derivatives: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf -> formula
+    fused_names: dict[sympy.Expr, sympy.Symbol] = field(default_factory=dict)  # for display
+    # Integer class labels of an input: their symbol -> (the input's symbol, classes).
+    # Each generated function that reads one computes it from the input on entry.
+    labels: dict[sympy.Symbol, tuple[sympy.Symbol, int]] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)  # sizes, for `symcompile show`
+
+    def symbol(self, name: str, shape: tuple[int, ...]) -> sympy.Symbol:
+        """A new array symbol with a unique identifier derived from `name`."""
+        sym = sympy.Symbol(self.namer.claim(name))
+        self.shapes.declare(sym, shape)
+        return sym
+
+    def returned_gradients(self) -> list[sympy.Expr]:
+        """Every gradient a generated function returns: the leaves', then the outputs'."""
+        return [*self.gradients.values(), *self.output_gradients.values()]
+
+    def equations(self) -> list[Equation]:
+        return [*self.forward, *self.temps, *self.backward]
+

@@ -1,0 +1,125 @@
+"""What an op is: its shape rule and its SymPy lowering, plus the checks they share.
+
+Each `OpDef` says how an `F.*` call's output shape follows from its inputs (raising a
+ValueError that names the function, the shapes and the fix) and how its value is
+written as one SymPy expression over its inputs' expressions.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from symcompile.ir.attributes import Scalar
+
+if TYPE_CHECKING:  # the op table loads without SymPy (see `deferred`)
+    import sympy
+
+    from symcompile.ir.primitives import Shapes
+
+
+@dataclass(frozen=True)
+class LowerContext:
+    """What a lowering rule may look at besides its input expressions."""
+
+    in_shapes: tuple[tuple[int, ...], ...]
+    out_shape: tuple[int, ...]
+    shapes: Shapes
+    # The integer class labels an expression holds, for ops indexed by labels: a graph
+    # input's checked integer form, else the expression truncated as nnabla casts it.
+    class_labels: Callable[[sympy.Expr, int], sympy.Expr] | None = None
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str  # nnabla's function name, e.g. "add2"
+    type_name: str  # nnabla's class name, e.g. "Add2"
+    arity: int
+    elementwise: bool
+    infer_shape: Callable[[tuple, dict], tuple]  # (input shapes, attrs) -> output shape
+    lower: Callable[..., sympy.Expr]  # (input exprs, attrs, LowerContext) -> expr
+
+
+def number(value, op: str, arg: str = "val") -> Scalar:
+    """A Python or NumPy scalar (or 0-d array, or bool) as a `Scalar`."""
+    if hasattr(value, "ndim") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, numbers.Real):
+        hint = (" Arrays are Variables: wrap them with nn.Variable.from_numpy_array(array)."
+                if hasattr(value, "shape") else "")
+        raise TypeError(f"F.{op}: {arg} must be a real number, got {value!r}.{hint}")
+    return Scalar(float(value))
+
+
+def sympy_number(value: float) -> sympy.Expr:
+    """A scalar argument as an exact SymPy number (integers exact, nan and infinities
+    as SymPy's)."""
+    import sympy
+
+    value = float(value)
+    if math.isnan(value):
+        return sympy.nan
+    if math.isinf(value):
+        return sympy.oo if value > 0 else -sympy.oo
+    if value.is_integer() and abs(value) < 2**53:
+        return sympy.Integer(int(value))
+    return sympy.Float(value)
+
+
+def broadcast_shape(op: str, shapes: tuple) -> tuple[int, ...]:
+    """nnabla's binary broadcasting: equal ranks, each axis equal or 1."""
+    first = shapes[0]
+    for other in shapes[1:]:
+        if len(other) != len(first):
+            small, big = sorted((first, other), key=len)
+            suggestion = (1,) * (len(big) - len(small)) + tuple(small)
+            raise ValueError(
+                f"F.{op}: inputs of shapes {first} and {other} have different ranks "
+                f"({len(first)} and {len(other)}). nnabla broadcasts only between inputs of "
+                f"the same rank; reshape the {small} input to {suggestion}."
+            )
+    out = []
+    for axis, sizes in enumerate(zip(*shapes, strict=True)):
+        big = {d for d in sizes if d != 1}
+        if len(big) > 1:
+            raise ValueError(
+                f"F.{op}: cannot broadcast shapes {' and '.join(map(str, shapes))}: axis {axis} "
+                f"has sizes {' and '.join(str(d) for d in sizes)}. Axes must be equal or 1; "
+                "reshape or broadcast an input so that they are."
+            )
+        out.append(big.pop() if big else 1)
+    return tuple(out)
+
+
+
+
+def normalize_axes(op: str, axis, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """nnabla's `axis` argument (None, int or sequence) as sorted non-negative axes."""
+    ndim = len(shape)
+    if axis is None:
+        return tuple(range(ndim))
+    items = [axis] if isinstance(axis, numbers.Integral) else list(axis)
+    axes = []
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"F.{op}: axis must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(
+                f"F.{op}: axis {a} is out of range for an input of shape {shape} "
+                f"(valid axes: {-ndim}..{ndim - 1})"
+            )
+        axes.append(int(a) % ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"F.{op}: axis {axis!r} names the same axis twice")
+    return tuple(sorted(axes))
+
+
+def reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)

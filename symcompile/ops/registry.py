@@ -1,0 +1,16 @@
+"""The op table: every nnabla function symcompile knows, by its `F.*` name.
+
+Elementwise ops (`ops_elementwise`) lower to plain SymPy, so chains of them fuse into
+one expression and `partials` differentiates them; structural ops (`ops_structural`)
+lower to tensor primitives with hand-written VJPs.
+"""
+
+from __future__ import annotations
+
+from symcompile.ops.elementwise import OPS as ELEMENTWISE_OPS
+from symcompile.ops.opdef import LowerContext, OpDef, normalize_axes, number
+from symcompile.ops.structural import OPS as STRUCTURAL_OPS
+
+OPS: dict[str, OpDef] = {**ELEMENTWISE_OPS, **STRUCTURAL_OPS}
+
+__all__ = ["OPS", "LowerContext", "OpDef", "normalize_axes", "number"]

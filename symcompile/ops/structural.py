@@ -1,0 +1,188 @@
+"""Ops that mix elements: reductions, matrix products, shape changes, the softmax family.
+
+Each lowers to `primitives` (or the `softmax` composites), whose VJPs are written by
+hand, so a matrix product's gradient is a matrix product and softmax cross-entropy's is
+``softmax - onehot``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from symcompile.common.deferred import Deferred
+from symcompile.ops.opdef import OpDef, reduced_shape
+
+# SymPy and the primitives built on it load when the first graph is lowered.
+sympy = Deferred("sympy")
+P = Deferred("symcompile.ir.primitives")
+softmax = Deferred("symcompile.ops.softmax")
+
+OPS: dict[str, OpDef] = {}
+
+
+def structural(name: str, type_name: str, arity: int, infer):
+    """Register an op given its shape rule `infer(shapes, attrs)` and its lowering."""
+
+    def register(lower):
+        OPS[name] = OpDef(name, type_name, arity, False, infer, lower)
+        return lower
+
+    return register
+
+
+def _reduction_shape(shapes, attrs):
+    return reduced_shape(shapes[0], attrs["axes"], attrs["keepdims"])
+
+
+# --- reductions ------------------------------------------------------------------------
+
+@structural("sum", "Sum", 1, _reduction_shape)
+def _sum(args, attrs, ctx):
+    return P.reduce_sum(args[0], attrs["axes"], attrs["keepdims"], ctx.in_shapes[0], ctx.shapes)
+
+
+@structural("mean", "Mean", 1, _reduction_shape)
+def _mean(args, attrs, ctx):
+    count = math.prod(ctx.in_shapes[0][a] for a in attrs["axes"])
+    return _sum(args, attrs, ctx) / count if count else sympy.nan
+
+
+def _extremum(primitive_name: str):
+    """max/min over any axes (`primitive_name`, a class of `primitives`): one axis
+    directly, several by moving them last and flattening them, so the gradient goes to
+    the first extremal element in C order."""
+
+    def lower(args, attrs, ctx):
+        primitive = getattr(P, primitive_name)
+        x, axes, keep = args[0], attrs["axes"], attrs["keepdims"]
+        shape = ctx.in_shapes[0]
+        if not axes:
+            return x
+        if len(axes) == 1:
+            return primitive(x, sympy.Integer(axes[0]), sympy.Integer(int(keep)))
+        rest = [i for i in range(len(shape)) if i not in axes]
+        flat = P.reshape(P.transpose(x, rest + list(axes), ctx.shapes),
+                         [shape[i] for i in rest] + [math.prod(shape[a] for a in axes)],
+                         ctx.shapes)
+        reduced = primitive(flat, sympy.Integer(len(rest)), sympy.Integer(0))
+        return P.reshape(reduced, reduced_shape(shape, axes, keep), ctx.shapes)
+
+    return lower
+
+
+OPS["max"] = OpDef("max", "Max", 1, False, _reduction_shape, _extremum("ReduceMax"))
+OPS["min"] = OpDef("min", "Min", 1, False, _reduction_shape, _extremum("ReduceMin"))
+
+
+# --- matrix products ---------------------------------------------------------------------
+
+def _affine_shape(shapes, attrs):
+    x, w = shapes[0], shapes[1]
+    base = attrs["base_axis"]
+    if not 0 <= base < len(x):
+        raise ValueError(f"F.affine: base_axis {base} is out of range for an input of "
+                         f"shape {x} (valid: 0..{len(x) - 1})")
+    if len(w) < 2:
+        raise ValueError(f"F.affine: weight of shape {w} must have at least 2 axes "
+                         "(inputs, outputs...)")
+    inmaps = math.prod(x[base:])
+    if w[0] != inmaps:
+        raise ValueError(
+            f"F.affine: input of shape {x} flattens to {inmaps} features from base_axis "
+            f"{base}, but weight of shape {w} expects {w[0]}; the weight's first axis must "
+            "equal the product of the input's axes from base_axis on")
+    if len(shapes) > 2 and shapes[2] != w[1:]:
+        raise ValueError(f"F.affine: bias of shape {shapes[2]} does not match weight of shape "
+                         f"{w}; the bias must have shape {w[1:]}")
+    return x[:base] + w[1:]
+
+
+@structural("affine", "Affine", 3, _affine_shape)
+def _affine(args, attrs, ctx):
+    x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
+    base = attrs["base_axis"]
+    x = P.reshape(args[0], (math.prod(x_shape[:base]), math.prod(x_shape[base:])), ctx.shapes)
+    w = P.reshape(args[1], (w_shape[0], math.prod(w_shape[1:])), ctx.shapes)
+    y = P.reshape(P.matmul(x, w, ctx.shapes), ctx.out_shape, ctx.shapes)
+    return y + args[2] if len(args) > 2 else y
+
+
+def _batch_matmul_shape(shapes, attrs):
+    a, b = shapes
+    if len(a) < 2 or len(b) < 2 or len(a) != len(b):
+        raise ValueError(f"F.batch_matmul: inputs of shapes {a} and {b} must have the same "
+                         "rank, at least 2 (batch axes, then a matrix)")
+    a_mat = a[-2:][::-1] if attrs["transpose_a"] else a[-2:]
+    b_mat = b[-2:][::-1] if attrs["transpose_b"] else b[-2:]
+    if a_mat[1] != b_mat[0]:
+        raise ValueError(f"F.batch_matmul: cannot multiply matrices of shapes {a_mat} and "
+                         f"{b_mat} (from inputs {a} and {b}): inner sizes differ")
+    batch = []
+    for i, (da, db) in enumerate(zip(a[:-2], b[:-2], strict=True)):
+        if da != db and 1 not in (da, db):
+            raise ValueError(f"F.batch_matmul: batch axis {i} of shapes {a} and {b} differs "
+                             f"({da} vs {db}) and neither is 1")
+        batch.append(max(da, db))
+    return tuple(batch) + (a_mat[0], b_mat[1])
+
+
+@structural("batch_matmul", "BatchMatmul", 2, _batch_matmul_shape)
+def _batch_matmul(args, attrs, ctx):
+    a, b = args
+    if attrs["transpose_a"]:
+        a = P.swap_last(a, ctx.shapes)
+    if attrs["transpose_b"]:
+        b = P.swap_last(b, ctx.shapes)
+    return P.matmul(a, b, ctx.shapes)
+
+
+# --- shapes -------------------------------------------------------------------------------
+
+@structural("reshape", "Reshape", 1, lambda shapes, attrs: attrs["shape"])
+def _reshape(args, attrs, ctx):
+    return P.reshape(args[0], attrs["shape"], ctx.shapes)
+
+
+def _transpose_shape(shapes, attrs):
+    return tuple(shapes[0][a] for a in attrs["axes"])
+
+
+@structural("transpose", "Transpose", 1, _transpose_shape)
+def _transpose(args, attrs, ctx):
+    return P.transpose(args[0], attrs["axes"], ctx.shapes)
+
+
+@structural("broadcast", "Broadcast", 1, lambda shapes, attrs: attrs["shape"])
+def _broadcast(args, attrs, ctx):
+    return P.BroadcastTo(args[0], P.shape_tuple(attrs["shape"]))
+
+
+# --- the softmax family -------------------------------------------------------------------
+
+@structural("softmax", "Softmax", 1, lambda shapes, attrs: shapes[0])
+def _softmax(args, attrs, ctx):
+    return softmax.Softmax(args[0], sympy.Integer(attrs["axis"]))
+
+
+@structural("log_softmax", "LogSoftmax", 1, lambda shapes, attrs: shapes[0])
+def _log_softmax(args, attrs, ctx):
+    return softmax.LogSoftmax(args[0], sympy.Integer(attrs["axis"]))
+
+
+def _softmax_cross_entropy_shape(shapes, attrs):
+    x, t = shapes
+    axis = attrs["axis"]
+    expected = x[:axis] + (1,) + x[axis + 1:]
+    if t != expected:
+        raise ValueError(
+            f"F.softmax_cross_entropy: target of shape {t} does not fit input of shape {x} "
+            f"with axis={axis}; the target must hold one label per row, with shape "
+            f"{expected}")
+    return expected
+
+
+@structural("softmax_cross_entropy", "SoftmaxCrossEntropy", 2, _softmax_cross_entropy_shape)
+def _softmax_cross_entropy(args, attrs, ctx):
+    classes = ctx.in_shapes[0][attrs["axis"]]
+    labels = ctx.class_labels(args[1], classes) if ctx.class_labels else args[1]
+    return softmax.SoftmaxCrossEntropy(args[0], labels, sympy.Integer(attrs["axis"]))

@@ -1,0 +1,248 @@
+"""Run the nnabla-style loop on generated code: forward, backward, solver updates.
+
+The first `forward()`/`backward()` on a variable captures its graph, finds or compiles
+the module for it (in-process cache, then the on-disk cache, then the compiler) and
+binds the module's arguments to the Variables' arrays. Later calls only check that
+nothing the code depends on changed (`graph_epoch`) and call generated functions.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import sys
+import types
+import weakref
+
+import numpy
+
+from symcompile import compiler
+from symcompile.common import memory
+from symcompile.common.progress import ProgressLine
+from symcompile.compiler import Options, compiler_fingerprint
+from symcompile.frontend.capture import capture, user_name
+from symcompile.frontend.variable import Storage, Variable, graph_epoch
+from symcompile.ir.naming import identifier
+from symcompile.runtime import cache
+
+_modules: dict[str, types.ModuleType] = {}  # compile key -> loaded module
+_updates: dict[str, object] = {}  # update rule name -> generated update function
+
+
+class Binding:
+    """A generated module bound to the arrays of the graph it was compiled from."""
+
+    def __init__(self, module, epoch: int, args: list[numpy.ndarray], outputs: list[Storage],
+                 grads: list[Storage], root_shape: tuple[int, ...],
+                 output_grads: list[Storage] = (), intermediates: frozenset = frozenset()
+                 ) -> None:
+        self.module = module
+        self.epoch = epoch
+        self.args = args  # leaf arrays in the module's argument order
+        self.outputs = outputs  # storages of the module's OUTPUTS
+        self.grads = grads  # storages receiving the module's GRADIENTS
+        self.output_grads = list(output_grads)  # storages of OUTPUT_GRADIENTS
+        self.intermediates = intermediates  # id() of every intermediate Variable bound
+        self.root_shape = root_shape
+        self.saved = None
+        self.fingerprint = ""
+        self._ones = numpy.ones(root_shape, numpy.float32)
+
+    def forward(self, root: Variable) -> None:
+        *outputs, self.saved = self._run(root, "forward", self.module.forward_saving, *self.args)
+        for storage, value in zip(self.outputs, outputs, strict=True):
+            storage.data[...] = value
+            storage.computed = True
+
+    def backward(self, grad, root: Variable) -> None:
+        """Accumulate into the leaves' `.g`; overwrite the `.g` of the intermediates whose
+        gradient the user reads (nnabla's semantics for both)."""
+        if self.saved is None:
+            *_, self.saved = self._run(root, "backward", self.module.forward_saving, *self.args)
+        seed = self._seed(grad, root)
+        gradients = self._run(root, "backward", self.module.backward, self.saved, *self.args,
+                              seed)
+        for storage, value in zip(self.grads, gradients, strict=False):
+            if storage is not None:  # None: a leaf the root does not depend on
+                storage.accumulate_grad(value)
+        self._write_output_gradients(gradients)
+        _remember_backward(root, seed, copy=grad is None)
+
+    @staticmethod
+    def _run(root: Variable, method: str, function, *args):
+        """Call generated code; a value it refuses (a label out of range) is reported as
+        the error of the user's call."""
+        try:
+            return function(*args)
+        except ValueError as error:
+            name = root.name or "the variable"
+            raise ValueError(f"{name}.{method}(): the graph's inputs were refused by the "
+                             f"generated code: {error}") from None
+
+    def recompute_output_gradients(self, seed) -> None:
+        """The intermediates' gradients for cotangent `seed` (leaves are left alone)."""
+        *_, self.saved = self.module.forward_saving(*self.args)
+        self._write_output_gradients(self.module.backward(self.saved, *self.args, seed))
+
+    def _write_output_gradients(self, gradients) -> None:
+        if self.output_grads:
+            for storage, value in zip(self.output_grads, gradients[len(self.grads):],
+                                      strict=True):
+                storage.set_grad(value)
+
+    def _seed(self, grad, root: Variable):
+        if grad is None:
+            return root._storage.grad
+        if isinstance(grad, (int, float)) and not isinstance(grad, bool):
+            return self._ones if grad == 1 else numpy.full(self.root_shape, grad, numpy.float32)
+        value = numpy.asarray(grad, dtype=numpy.float32)
+        try:
+            return numpy.broadcast_to(value, self.root_shape)
+        except ValueError:
+            raise ValueError(f"backward(grad=...): a gradient of shape {value.shape} does not "
+                             f"fit the variable's shape {self.root_shape}") from None
+
+
+# The latest backward() calls, newest last: (the root, weakly; the cotangent it used). The
+# first read of an intermediate's .g computes what the latest backward() through it gave.
+_recent_backward: collections.deque = collections.deque(maxlen=8)
+
+
+def _remember_backward(root: Variable, seed, copy: bool) -> None:
+    """Note the cotangent `root`'s backward() used (`copy` it: it is the root's live .g)."""
+    if _recent_backward:
+        last_root, last_seed = _recent_backward[-1]
+        if last_root() is root:
+            if last_seed is seed and not copy:
+                return  # the usual loop: the same root, seeded with ones, again
+            _recent_backward.pop()
+    _recent_backward.append((weakref.ref(root), seed.copy() if copy else seed))
+
+
+def recompute_gradient(var: Variable) -> None:
+    """Fill `.g` of the intermediate `var`, read for the first time, with the gradient
+    the latest backward() through it computed (from the leaves' current values)."""
+    for ref, seed in reversed(_recent_backward):
+        root = ref()
+        if root is not None and root._compiled is not None \
+                and id(var) in root._compiled.intermediates:
+            binding(root).recompute_output_gradients(seed)
+            return
+
+
+def forward(root: Variable) -> None:
+    binding(root).forward(root)
+
+
+def backward(root: Variable, grad) -> None:
+    binding(root).backward(grad, root)
+
+
+def binding(root: Variable) -> Binding:
+    """The bound module for `root`, compiling it if the graph has not been seen."""
+    bound = root._compiled
+    epoch = graph_epoch()
+    if bound is not None and bound.epoch == epoch:
+        return bound
+    captured = capture(root, name=_module_name(root), observed=True)
+    _require_memory(captured.graph)
+    fingerprint = captured.graph.fingerprint()
+    if bound is not None and bound.fingerprint == fingerprint:
+        module = bound.module  # something changed elsewhere; this graph did not
+    else:
+        module = _module_for(captured.graph, root)
+    return bind(root, module, captured, epoch)
+
+
+def _require_memory(graph) -> None:
+    """Refuse, before compiling or running, a graph with an array this machine cannot hold."""
+    producers = {node.output: node for node in graph.nodes}
+
+    def describe(value) -> str:
+        node = producers.get(value.index)
+        return (f"{node.op} '{graph.label(value.index)}' at {node.location}" if node
+                else f"{value.kind} '{graph.label(value.index)}'")
+
+    for value in graph.values:
+        memory.require(value.shape, value.dtype, lambda value=value: describe(value))
+
+
+def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
+    """Make `module` the code that forward()/backward() of `root` run."""
+    graph = captured.graph
+    leaves = [*graph.inputs, *graph.parameters]
+    names = [*module.INPUTS, *(p["argument"] for p in module.PARAMETERS.values())]
+    unreached = set(getattr(module, "UNREACHED", ()))
+    grads = [None if name in unreached else captured.storages[v.index]
+             for v, name in zip(leaves, names, strict=True) if v.need_grad]
+    output_grads = [v._storage for v in captured.grad_vars]
+    if len(grads) != len(module.GRADIENTS) or len(graph.outputs) != len(module.OUTPUTS) \
+            or len(output_grads) != len(getattr(module, "OUTPUT_GRADIENTS", ())):
+        raise cache.GraphMismatchError(
+            f"generated module {module.__file__} computes {len(module.OUTPUTS)} outputs and "
+            f"{len(module.GRADIENTS)} gradients; the graph has {len(graph.outputs)} and "
+            f"{len(grads)}")
+    bound = Binding(module, graph_epoch() if epoch is None else epoch,
+                    [captured.storages[v.index].data for v in leaves],
+                    [v._storage for v in captured.output_vars], grads, graph.root.shape,
+                    output_grads, captured.intermediates)
+    bound.fingerprint = graph.fingerprint()
+    root._compiled = bound
+    return bound
+
+
+def load(path, loss: Variable, allow_edited: bool = False):
+    """Load the generated module at `path` and run `loss`'s forward()/backward() with it.
+
+    Raises GraphMismatchError, saying how to regenerate it, when the module was generated
+    for another graph (its GRAPH_HASH differs from this graph's), and ModuleEditedError
+    when its text was changed after generation, unless `allow_edited` (your edits, your
+    responsibility: `check_gradient()` in the module tests them).
+    """
+    captured = capture(loss, name=_module_name(loss), observed=True)
+    module = cache.load_module(path, captured.graph.fingerprint(), allow_edited)
+    bind(loss, module, captured)
+    return module
+
+
+def _module_name(root: Variable) -> str:
+    return identifier(user_name(root) or "graph")
+
+
+def _module_for(graph, root: Variable) -> types.ModuleType:
+    fingerprint = graph.fingerprint()
+    site = root._callsite.display if root._callsite else "unknown location"
+    options = Options(
+        graph.name, "sgd", graph.root.dtype,
+        "compiled on first use by symcompile's runtime; delete this file to recompile",
+        f"graph built at {site}",
+    )
+    key = hashlib.sha256(
+        f"{fingerprint}|{options.key()}|{compiler_fingerprint()}".encode()
+    ).hexdigest()[:20]
+    module = _modules.get(key)
+    if module is not None:
+        return module
+    path = cache.cache_dir() / f"{graph.name}_{key}.py"
+    # Run only an entry that authenticates (cache.cached_module); else compile and cache.
+    # A long first compile shows its progress on a terminal (one line on stderr).
+    with ProgressLine(sys.stderr, f"the graph built at {site}") as progress:
+        module = cache.cached_module(
+            path, lambda: compiler.generate(graph, options, progress)[0], fingerprint)
+    _modules[key] = module
+    return module
+
+
+def update_function(rule_name: str, options: tuple = ()):
+    """The generated ``update(w, g, *states, [t], *hyper)`` of an update rule (cached)."""
+    key = f"{rule_name}{options}"
+    function = _updates.get(key)
+    if function is not None:
+        return function
+    digest = hashlib.sha256(f"{key}|{compiler_fingerprint()}".encode()).hexdigest()[:16]
+    path = cache.cache_dir() / f"update_{rule_name}_{digest}.py"
+    # authenticated, as above; generated only when the cache has no valid entry
+    function = cache.cached_module(path, lambda: compiler.update_source(rule_name, options)).update
+    _updates[key] = function
+    return function
+
