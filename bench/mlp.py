@@ -9,7 +9,10 @@ thread), timed side by side in one process:
 Prints milliseconds per step with ratios to the hand-written step, the peak memory of a
 training run with ratios, and the compile time of the graph (SymPy already imported).
 
-Usage: python bench/mlp.py [--steps N] [--repeats R]
+With ``--backend array-api`` it also times the module of the array API backend on NumPy
+arrays and, with torch installed, on torch CPU tensors (next to torch eager).
+
+Usage: python bench/mlp.py [--steps N] [--repeats R] [--backend numpy|array-api]
 """
 
 from __future__ import annotations
@@ -56,27 +59,32 @@ def build_graph():
     return F.mean(F.softmax_cross_entropy(z, t))
 
 
-def compile_module(directory):
+def compile_module(directory, backend="numpy"):
     import symcompile as nn
 
     loss = build_graph()
     started = time.perf_counter()
-    result = nn.compile(loss, name="mlp_bench", output_dir=directory)
+    result = nn.compile(loss, name=f"mlp_bench_{backend}", output_dir=directory,
+                        backend=backend)
     return result.module, time.perf_counter() - started
 
 
-def generated_factory(module):
+def generated_factory(module, convert=None):
+    """The module's fused step; `convert` makes its arrays another library's (torch)."""
+    convert = convert or (lambda array: array)
+
     def factory():
-        params = {"W1": W1_0.copy(), "b1": np.zeros(DH, np.float32), "W2": W2_0.copy(),
-                  "b2": np.zeros(DOUT, np.float32)}
-        labels = {}
+        params = {name: convert(value) for name, value in (
+            ("W1", W1_0.copy()), ("b1", np.zeros(DH, np.float32)), ("W2", W2_0.copy()),
+            ("b2", np.zeros(DOUT, np.float32)))}
+        arrays = {}
         step = module.sgd_step
 
         def run(x, t):
-            key = id(t)
-            if key not in labels:  # labels as the graph's (batch, 1) float array
-                labels[key] = t.reshape(BS, 1).astype(np.float32)
-            return step(x, labels[key], params["W1"], params["b1"], params["W2"],
+            key = id(x)
+            if key not in arrays:  # inputs as the library's arrays; labels (batch, 1) floats
+                arrays[key] = (convert(x), convert(t.reshape(BS, 1).astype(np.float32)))
+            return step(*arrays[key], params["W1"], params["b1"], params["W2"],
                         params["b2"], LR)
 
         return run
@@ -158,6 +166,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="MLP workload benchmark")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--backend", choices=["numpy", "array-api"], default="numpy",
+                        help="array-api: also time the array API backend's module")
     args = parser.parse_args()
 
     import sympy  # noqa: F401 - compile time is measured with SymPy already imported
@@ -170,6 +180,14 @@ def main() -> None:
             compile_times.append(seconds)
         factories = {"generated sgd_step": generated_factory(module),
                      "numpy (hand)": numpy_factory}
+        if args.backend == "array-api":
+            portable, _ = compile_module(directory, "array_api")
+            factories["array-api module, numpy"] = generated_factory(portable)
+            if importlib.util.find_spec("torch"):
+                import torch
+
+                factories["array-api module, torch"] = generated_factory(
+                    portable, torch.from_numpy)
         if importlib.util.find_spec("torch"):
             factories["torch eager"] = torch_factory
         if importlib.util.find_spec("jax"):
@@ -183,6 +201,13 @@ def main() -> None:
           f" one thread; {args.steps} steps x {args.repeats} repeats, median")
     targets = {"generated sgd_step": "<= 0.90"}
     notes = {}
+    if "array-api module, numpy" in results:
+        notes["array-api module, numpy"] = (
+            f"{results['array-api module, numpy'] / results['generated sgd_step']:.2f}x "
+            "the numpy backend's module (<= 1.2)")
+    if "array-api module, torch" in results and "torch eager" in results:
+        notes["array-api module, torch"] = (
+            f"{results['array-api module, torch'] / results['torch eager']:.2f}x torch eager")
     if "torch eager" in results:
         notes["generated sgd_step"] = (
             f"{results['generated sgd_step'] / results['torch eager']:.2f}x torch (< 1)")

@@ -25,7 +25,8 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_templates_and_entry_point(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    for template in ("module.py.jinja", "update.py.jinja", "_macros.jinja"):
+    for template in ("numpy/module.py.jinja", "numpy/update.py.jinja", "_macros.jinja",
+                     "array_api/module.py.jinja", "array_api/update.py.jinja"):
         assert f"symcompile/templates/{template}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "symcompile = symcompile.tools.cli:main" in zipfile.ZipFile(wheel).read(

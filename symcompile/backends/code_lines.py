@@ -10,6 +10,9 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
+# The generated code's line width: every wrap of generated text is derived from it.
+LINE_WIDTH = 100
+
 
 @dataclass(frozen=True)
 class Line:
@@ -21,8 +24,8 @@ class Line:
 
     @property
     def comment_lines(self) -> tuple[str, ...]:
-        """The comment wrapped to fit 100 columns after a 4-space indent and "# "."""
-        return tuple(textwrap.wrap(self.comment, 94, break_on_hyphens=False,
+        """The comment wrapped to fit the line after a 4-space indent and "# "."""
+        return tuple(textwrap.wrap(self.comment, LINE_WIDTH - 6, break_on_hyphens=False,
                                    subsequent_indent="  "))
 
 

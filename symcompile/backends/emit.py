@@ -17,9 +17,10 @@ import jinja2
 import sympy
 
 from symcompile._version import __version__
-from symcompile.backends.code_lines import Block, Line
-from symcompile.backends.entry_checks import HELPERS, Argument, argument_checks, step_check
-from symcompile.backends.printer import NumPyPrinter, shape_text
+from symcompile.backends.base import Backend
+from symcompile.backends.code_lines import LINE_WIDTH, Block, Line
+from symcompile.backends.entry_checks import Argument
+from symcompile.backends.printer import shape_text
 from symcompile.backends.source_literals import block, literal
 from symcompile.backends.verify import Source, verify_module
 from symcompile.common.integrity import seal
@@ -49,7 +50,7 @@ def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
 
 
-def wrap_doc(text: str, width: int = 84) -> tuple[str, ...]:
+def wrap_doc(text: str, width: int = LINE_WIDTH - 16) -> tuple[str, ...]:
     """A docstring as lines that fit the generated code's width, made safe to embed."""
     return tuple(textwrap.wrap(docstring_text(text), width)) or ("",)
 
@@ -66,15 +67,15 @@ class FunctionSpec:
 
     @property
     def def_lines(self) -> tuple[str, ...]:
-        """``def name(args):``; past 100 columns, one line of arguments after another
+        """``def name(args):``; past the line width, one line of arguments after another
         with a hanging indent, breaking only between arguments."""
         line = f"def {self.name}({', '.join(self.arguments)}):"
-        if len(line) <= 100:
+        if len(line) <= LINE_WIDTH:
             return (line,)
         rows, row = [], ""
         for argument in self.arguments:
             piece = f"{argument},"
-            if row and len(row) + 1 + len(piece) > 92:
+            if row and len(row) + 1 + len(piece) > LINE_WIDTH - 8:  # after 8 of indent
                 rows.append(row)
                 row = piece
             else:
@@ -89,9 +90,11 @@ class ModuleSpec:
     doc: tuple[str, ...]  # module docstring lines
     constants: tuple[tuple[str, object], ...]  # (name, value or verify.Source)
     functions: tuple[FunctionSpec, ...]
-    template: str = "module.py.jinja"
+    template: str
+    imports: tuple[str, ...]  # what the template imports
+    kernels: tuple[str, ...] = ()  # the source of each kernel the functions call
     extra: dict = field(default_factory=dict)
-    imports: tuple[str, ...] = ("os", "numpy")  # what the template imports
+    lazy_imports: tuple[str, ...] = ()  # what a kernel may import when first called
 
     @property
     def constant_lines(self) -> tuple[tuple[str, str], ...]:
@@ -107,7 +110,7 @@ class ModuleSpec:
             lap("render")
         verify_module(text, dict(self.constants), [f.name for f in self.functions]
                       + list(self.extra.get("helpers", ())),
-                      imports=self.imports, what=self.template)
+                      imports=self.imports, what=self.template, lazy_imports=self.lazy_imports)
         sealed = seal(text)
         if lap:
             lap("verify")
@@ -117,6 +120,7 @@ class ModuleSpec:
 @dataclass(frozen=True)
 class EmitOptions:
     name: str
+    backend: Backend
     regenerate: str  # the command (or instructions) that regenerates the module
     source: str  # where the graph was built, for the header
     rule: UpdateRule | None = None
@@ -176,7 +180,9 @@ class _ModuleBuilder:
         self.plan = plan
         self.hash = graph_hash
         self.options = options
-        self.printer = NumPyPrinter(program.shapes, program.dtype)
+        self.backend = options.backend
+        self.printer = self.backend.printer(program.shapes, program.dtype)
+        self.kernels: set[str] = set(self.backend.always_kernels)  # the kernels called
         self.root = program.outputs[0]
         self.solver = _SolverSymbols(program, options.rule, options.rule_options,
                                      options.hyper) if options.rule is not None else None
@@ -221,12 +227,12 @@ class _ModuleBuilder:
                 what = f"d {self.root.name} / d ({wrt})"
             through = self._consumers(eq.target)
             text = f"{what}, through {through}" if through else what
-        else:
-            places = self._places(eq.origin) if not eq.note else ""
-            text = places or "shared subexpression"
+        else:  # a value several statements share: where it is a graph value, its nodes
+            text = self._places(eq.origin)
         if shape is None:
             shape = self.program.shapes.of(eq.target)
-        return comment_text(f"{text}  -> {shape_text(shape)}")
+        made = f"-> {shape_text(shape)}"
+        return comment_text(f"{text}  {made}" if text else made)
 
     def _derivative_of(self, grad: sympy.Symbol) -> str:
         """The formula of a leaf's gradient, opening its statement's comment."""
@@ -276,10 +282,7 @@ class _ModuleBuilder:
 
     def seed_line(self) -> Line:
         shape = self.graph.root.shape
-        if shape == ():
-            value = f"numpy.{self.program.dtype}(1)"
-        else:
-            value = f"numpy.ones({shape_text(shape)}, dtype=numpy.{self.program.dtype})"
+        value = self.backend.seed_value(shape, self.program.dtype)
         what = "1" if shape == () else "ones, as backward() seeds it"
         return Line(f"{self.program.seed.name} = {value}",
                     f"d {self.root.name} / d {self.root.name} = {what}")
@@ -324,7 +327,7 @@ class _ModuleBuilder:
                 note += f", with d {self.root.name} / d {value.name} computed in the update"
             for upd in updates:
                 expr = scale_into_matmul(upd.expr.xreplace(inline), self.program.shapes)
-                lines.append(Line(update_text(upd, expr, self.printer),
+                lines.append(Line(self.backend.update_statement(upd, self.printer.doprint(expr)),
                                   comment_text(f"{rule.name}: coefficient" if upd.scalar
                                                else note)))
         return tuple(lines), fused
@@ -392,11 +395,14 @@ class _ModuleBuilder:
                 doc: str, extra_arguments=(), prologue=(), extra_checks=(),
                 leading_arguments=()) -> FunctionSpec:
         """A function whose body opens with the checks of its array arguments."""
-        checks = Block("arguments", argument_checks(function, arguments) + tuple(extra_checks),
+        lines, kernels = self.backend.argument_checks(function, arguments)
+        self.kernels.update(kernels)
+        checks = Block("arguments", lines + tuple(extra_checks),
                        "shapes and dtypes as compiled (INPUTS, PARAMETERS)")
         names = (*leading_arguments, *(a.name for a in arguments), *extra_arguments)
+        opening = self.backend.prologue([a.name for a in arguments], self.program.dtype)
         return FunctionSpec(function, names, wrap_doc(doc), (checks, *blocks), returns,
-                            tuple(prologue))
+                            (*opening, *prologue))
 
     def functions(self) -> list[FunctionSpec]:
         program, plan = self.program, self.plan
@@ -423,7 +429,13 @@ class _ModuleBuilder:
             backward = self.backward_block(train, exact=False, skip=fused)
             states = [Argument(s.name, program.shapes.of(s), writable=True)
                       for s in self.solver.state_symbols]
-            step = (step_check(name, self.solver.step.name),) if self.solver.step else ()
+            step = ()
+            if self.solver.step:
+                check, kernels = self.backend.step_check(name, self.solver.step.name)
+                step = (check,)
+                self.kernels.update(kernels)
+            updated = [self.program.symbols[v.index].name for v in self.graph.parameters
+                       if v.need_grad] + [s.name for s in self.solver.state_symbols]
             functions.append(self.checked(
                 name, self.arguments(writable=True,
                                      equations=(*train.forward, *train.backward)) + states,
@@ -431,12 +443,12 @@ class _ModuleBuilder:
                  Block("check", self.finite_checks(),
                        "no update unless every gradient is finite"),
                  Block("update", updates, comment_text(rule.doc))),
-                outputs,
+                self.backend.step_returns(outputs, updated),
                 f"One fused training step: forward, backward and the {rule.name} "
                 f"update ({rule.doc}) of every trainable parameter, in place"
                 + (" with its state arrays (see init_state())" if rule.states else "")
                 + (", step being the number of this update (1 for the first)"
-                   if rule.uses_t else "") + f". Returns {outputs}.",
+                   if rule.uses_t else "") + f". Returns {self.backend.step_returns_doc(outputs)}.",
                 extra_arguments=self.solver.arguments()[len(states):], extra_checks=step))
         # forward_saving and backward also return the gradients of the intermediates the
         # user reads (OUTPUT_GRADIENTS), so they may save more than gradient() computes.
@@ -470,14 +482,14 @@ class _ModuleBuilder:
     def header(self) -> tuple[str, ...]:
         graph, program = self.graph, self.program
         lines = [
-            f"Generated by symcompile {__version__} from template module.py.jinja. "
-            "Do not edit: regenerate.",
+            f"Generated by symcompile {__version__} from template "
+            f"{self.backend.module_template}. Do not edit: regenerate.",
             f"Graph:      {comment_text(self.options.name)} ({comment_text(self.options.source)}), "
             f"{len(graph.nodes)} nodes, {len(graph.parameters)} parameters",
             f"Graph hash: {self.hash}",
             f"Regenerate: {comment_text(self.options.regenerate)}",
             "Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); "
-            "_tN = shared subexpression N",
+            "_tN = a value several statements share",
         ]
         if program.derivatives:
             lines.append("")
@@ -486,8 +498,8 @@ class _ModuleBuilder:
                 name = self.graph.values[index].name or program.symbols[index].name
                 text = comment_text(f"d {self.root.name} / d {name} = "
                                     f"{self.derivative_text(index)}", 4000)
-                lines += textwrap.wrap(text, 96, initial_indent="  ", subsequent_indent="      ",
-                                       break_on_hyphens=False)
+                lines += textwrap.wrap(text, LINE_WIDTH - 4, initial_indent="  ",
+                                       subsequent_indent="      ", break_on_hyphens=False)
         return tuple(lines)
 
     def constants(self) -> tuple[tuple[str, object], ...]:
@@ -514,7 +526,7 @@ class _ModuleBuilder:
             ("GRAPH_HASH", self.hash),
             ("SOURCE_HASH", ""),  # filled in by integrity.seal
             ("SYMCOMPILE_VERSION", __version__),
-            ("DTYPE", Source(f"numpy.{program.dtype}")),
+            ("DTYPE", self.backend.dtype_constant(program.dtype)),
             ("INPUTS", inputs),
             ("PARAMETERS", parameters),
             ("OUTPUTS", outputs),
@@ -555,7 +567,7 @@ class _ModuleBuilder:
         lines = []
         for value in self.graph.parameters:
             arg = self.program.symbols[value.index].name
-            code, note = _init_expression(value.init, value.shape, self.program.dtype)
+            code, note = self.backend.initializer(value.init, value.shape, self.program.dtype)
             lines.append(Line(f"{literal(arg)}: {code},", comment_text(f"{value.name}: {note}")))
         return tuple(lines)
 
@@ -565,6 +577,7 @@ class _ModuleBuilder:
         if not self.options.check_finite:
             return ()
         gradients = self.program.gradients
+        self.kernels.add("require_finite")
         return tuple(Line(f"require_finite({literal(v.name)}, {gradients[v.index].name})")
                      for v in self.graph.parameters if v.need_grad)
 
@@ -572,59 +585,31 @@ class _ModuleBuilder:
         return any(v.init and v.init[0] in ("uniform", "normal") for v in self.graph.parameters)
 
     def build(self) -> ModuleSpec:
+        backend = self.backend
+        step_name = f"{self.options.rule.name}_step" if self.options.rule else ""
         doc = wrap_doc(f"Forward, gradient and training step for the graph "
-                       f"`{self.options.name}`, generated by symcompile.", 88)
+                       f"`{self.options.name}`, generated by symcompile."
+                       + (f" {backend.in_place}" if step_name else ""), LINE_WIDTH - 12)
         state = ()
         if self.solver is not None:
             dtype = self.program.dtype
             state = tuple(
-                Line(f"{literal(sym.name)}: numpy.zeros({shape_text(self.program.shapes.of(sym))}"
-                     f", dtype=numpy.{dtype}),")
+                Line(f"{literal(sym.name)}: "
+                     f"{backend.zeros(self.program.shapes.of(sym), dtype)},")
                 for sym in self.solver.state_symbols)
-        step_name = f"{self.options.rule.name}_step" if self.options.rule else ""
-        check_finite = self.options.check_finite and bool(step_name)
-        helpers = (*MODULE_HELPERS, *HELPERS, *(["init_state"] if state else []),
-                   *(["require_finite"] if check_finite else []))
-        return ModuleSpec(self.header(), doc, self.constants(),
-                          tuple(self.functions()),
+        functions = tuple(self.functions())  # records the kernels the functions call
+        kernels = backend.kernels.closure(sorted(self.kernels))
+        helpers = (*backend.template_helpers, *kernels, *(["init_state"] if state else []))
+        return ModuleSpec(self.header(), doc, self.constants(), functions,
+                          template=backend.module_template, imports=backend.imports,
+                          kernels=tuple(backend.kernels.source(k) for k in kernels),
+                          lazy_imports=backend.lazy_imports,
                           extra={"init": self.init_lines(), "uses_rng": self.uses_rng(),
-                                 "state": state, "step_name": step_name,
-                                 "check_finite": check_finite, "helpers": helpers})
+                                 "state": state, "step_name": step_name, "helpers": helpers})
 
 
-# The functions templates/module.py.jinja defines besides the compiled ones.
-MODULE_HELPERS = ("init_parameters", "save_checkpoint", "load_checkpoint", "check_gradient")
 
-
-def _init_expression(init, shape, dtype: str) -> tuple[str, str]:
-    """Source that re-creates a parameter's initial values from `rng`, and a note."""
-    shape = shape_text(shape)
-    kind = init[0] if init else "constant"
-    if kind == "uniform":
-        low, high = literal(init[1]), literal(init[2])
-        return (f"rng.uniform({low}, {high}, size={shape}).astype(numpy.{dtype})",
-                f"UniformInitializer(({low}, {high}))")
-    if kind == "normal":
-        sigma = literal(init[1])
-        return (f"(rng.randn(*{shape}) * {sigma}).astype(numpy.{dtype})",
-                f"NormalInitializer({sigma})")
-    if kind == "constant":
-        value = literal(float(init[1]) if init else 0.0)
-        return f"numpy.full({shape}, {value}, dtype=numpy.{dtype})", f"constant {value}"
-    return (f"numpy.zeros({shape}, dtype=numpy.{dtype})",
-            "initialised from an array or a custom initializer when the graph was built; "
-            "zeros here: load saved values instead")
-
-
-def update_text(upd: Update, expr: sympy.Expr, printer: NumPyPrinter) -> str:
-    """One update statement: ``m *= beta1``, ``w -= ...``, ``v[...] = ...``."""
-    target = upd.target.name
-    if upd.op == "=" and not (upd.scalar or upd.local):
-        target += "[...]"  # in place: the caller's array holds the new value
-    return f"{target} {upd.op} {printer.doprint(expr)}"
-
-
-def update_module_source(rule: UpdateRule, options=()) -> str:
+def update_module_source(rule: UpdateRule, options, backend: Backend) -> str:
     """The module behind `solver.update()` for `rule`: one function
     ``update(w, g, *states, t, *hyper)`` that updates w and the states in place."""
     shapes = Shapes()
@@ -637,7 +622,7 @@ def update_module_source(rule: UpdateRule, options=()) -> str:
     states = {name: shapes.declare(sympy.Symbol(arguments[name]), (2,)) for name in names}
     hyper = {name: shapes.declare(sympy.Symbol(name), ()) for name in rule.hyper_names}
     t = shapes.declare(sympy.Symbol("t"), ())
-    printer = NumPyPrinter(shapes)
+    printer = backend.printer(shapes, "float32")
 
     def scalar_name(name: str) -> sympy.Symbol:
         return shapes.declare(sympy.Symbol(name), ())
@@ -645,7 +630,7 @@ def update_module_source(rule: UpdateRule, options=()) -> str:
     def local_name(name: str) -> sympy.Symbol:
         return shapes.declare(sympy.Symbol(name), (2,))
 
-    lines = [Line(update_text(u, u.expr, printer))
+    lines = [Line(backend.update_statement(u, printer.doprint(u.expr)))
              for u in instantiate(rule, w, g, states, hyper, t, values, scalar_name,
                                   local_name)]
     signature = ("w", "g", *arguments.values(), *(["t"] if rule.uses_t else []),
@@ -655,15 +640,20 @@ def update_module_source(rule: UpdateRule, options=()) -> str:
         "update", signature,
         wrap_doc(f"Update parameter w (and the state arrays) in place from its gradient g: "
                  f"{rule.doc}."),
-        (Block("update", tuple(lines)),), "")
+        (Block("update", tuple(lines)),), backend.update_returns(["w", *arguments.values()]),
+        backend.prologue(["w", "g", *arguments.values()], "float32"))
+    kernels = backend.kernels.closure(backend.always_kernels)
     spec = ModuleSpec(
-        header=(f"Generated by symcompile {__version__} from template update.py.jinja. "
-                "Do not edit: regenerate.",
+        header=(f"Generated by symcompile {__version__} from template "
+                f"{backend.update_template}. Do not edit: regenerate.",
                 comment_text(f"The {rule.name} update rule{' (' + flags + ')' if flags else ''},"
                              f" as solver.update() runs it: {rule.doc}", 1000)),
         doc=wrap_doc(f"The {rule.name} update rule, generated by symcompile."),
         constants=(("SOURCE_HASH", ""), ("RULE", rule.name), ("STATES", tuple(names)),
                    ("HYPER", tuple(rule.hyper_names)),
                    ("OPTIONS", tuple(sorted(values.items())))),
-        functions=(function,), template="update.py.jinja", imports=("numpy",))
+        functions=(function,), template=backend.update_template,
+        imports=backend.update_imports, lazy_imports=backend.lazy_imports,
+        kernels=tuple(backend.kernels.source(k) for k in kernels),
+        extra={"helpers": kernels})
     return spec.source(__version__)

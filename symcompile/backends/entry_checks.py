@@ -13,11 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from symcompile.backends.code_lines import Line
+from symcompile.backends.code_lines import LINE_WIDTH, Line
 from symcompile.backends.source_literals import literal
-
-# The module-level helpers the checks call (defined by templates/module.py.jinja).
-HELPERS = ("refuse_argument", "refuse_step", "class_labels")
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ def argument_checks(function: str, arguments: list[Argument]) -> tuple[Line, ...
     return tuple(lines)
 
 
-def _condition(test: list[str], width: int = 96) -> str:
+def _condition(test: list[str], width: int = LINE_WIDTH - 4) -> str:
     """``if not (a and b ...):``, continued on lines of its own past `width` columns
     (the text is indented by the template; continuation lines hang 8 deeper)."""
     rows = [f"if not ({test[0]}"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 
-WIDTH = 100
+from symcompile.backends.code_lines import LINE_WIDTH
+
+WIDTH = LINE_WIDTH
 
 
 def literal(value) -> str:

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 # The builtins generated code may call or read (the templates' helper functions use them).
 BUILTINS = frozenset({
     "abs", "bool", "dict", "enumerate", "float", "int", "isinstance", "len", "list", "max",
+    "reversed",
     "min", "open", "range", "repr", "sorted", "str", "sum", "tuple", "type", "zip",
-    "Exception", "FloatingPointError", "KeyError", "OSError", "TypeError", "ValueError",
+    "AttributeError", "Exception", "FloatingPointError", "ImportError", "KeyError", "OSError",
+    "TypeError", "ValueError",
     "BaseException", "None", "True", "False",
 })
-SAFE_DUNDERS = frozenset({"__name__"})  # type(value).__name__ in error messages
+# type(value).__name__ in error messages; the array API standard's namespace protocol
+SAFE_DUNDERS = frozenset({"__name__", "__array_namespace__"})
 _FORBIDDEN = (ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.ClassDef,
               ast.AsyncFunctionDef, ast.Await, ast.Yield, ast.YieldFrom, ast.Lambda)
 
@@ -39,7 +42,8 @@ class Source:
 
 
 def verify_module(source: str, constants: Mapping[str, object], functions: Iterable[str],
-                  imports: Iterable[str] = ("numpy",), what: str = "module") -> None:
+                  imports: Iterable[str] = ("numpy",), what: str = "module",
+                  lazy_imports: Iterable[str] = ()) -> None:
     """Raise GeneratedCodeError unless `source` is exactly the module described.
 
     Args:
@@ -47,6 +51,7 @@ def verify_module(source: str, constants: Mapping[str, object], functions: Itera
             the literal in the text) or a `Source` (compared as normalised source).
         functions: The names of the module's functions.
         imports: The modules it imports (``import x`` only).
+        lazy_imports: Modules a function may import when called (``import x`` only).
     """
     try:
         tree = ast.parse(source)
@@ -69,7 +74,7 @@ def verify_module(source: str, constants: Mapping[str, object], functions: Itera
             if node.name not in expected_functions:
                 _fail(what, node, f"unexpected function {node.name!r}")
             expected_functions.discard(node.name)
-            _check_function(node, defined, what)
+            _check_function(node, defined, what, frozenset(lazy_imports))
         else:
             _fail(what, node, f"unexpected top-level statement {type(node).__name__}")
     if seen_constants != list(constants):
@@ -115,7 +120,8 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _check_function(function: ast.FunctionDef, module_names: set[str], what: str) -> None:
+def _check_function(function: ast.FunctionDef, module_names: set[str], what: str,
+                    lazy_imports: frozenset[str] = frozenset()) -> None:
     """Only allowed constructs, and every name read is bound somewhere it may be (one
     walk over the function: module checks are on every compile's path)."""
     local: set[str] = set()
@@ -135,6 +141,9 @@ def _check_function(function: ast.FunctionDef, module_names: set[str], what: str
             local.add(node.name)
         elif isinstance(node, ast.ExceptHandler) and node.name:
             local.add(node.name)
+        elif isinstance(node, ast.Import) and all(
+                alias.asname is None and alias.name in lazy_imports for alias in node.names):
+            local.update(alias.name for alias in node.names)
         elif isinstance(node, _FORBIDDEN):
             _fail(what, node, f"{type(node).__name__} inside {function.name}()")
     for name, node in read.items():

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from symcompile.compiler.options import DTYPES, FUSION_OPS_LIMIT, Options, compiler_fingerprint
+from symcompile.compiler.options import (
+    BACKEND_NAMES,
+    DTYPES,
+    FUSION_OPS_LIMIT,
+    Options,
+    compiler_fingerprint,
+)
 
 if TYPE_CHECKING:
     from symcompile.common.progress import Progress
     from symcompile.ir.graph import Graph
     from symcompile.ir.program import Program
 
-__all__ = ["DTYPES", "FUSION_OPS_LIMIT", "Options", "compiler_fingerprint", "generate",
-           "update_source"]
+__all__ = ["BACKEND_NAMES", "DTYPES", "FUSION_OPS_LIMIT", "Options", "compiler_fingerprint",
+           "generate", "update_source"]
 
 
 def generate(graph: Graph, options: Options, progress: Progress | None = None
@@ -31,8 +37,8 @@ def generate(graph: Graph, options: Options, progress: Progress | None = None
     return pipeline.generate(graph, options, progress)
 
 
-def update_source(rule_name: str, options: tuple = ()) -> str:
+def update_source(rule_name: str, options: tuple = (), backend: str = "numpy") -> str:
     """Source of the module holding the standalone update kernel of an update rule."""
     from symcompile.compiler import pipeline
 
-    return pipeline.update_source(rule_name, options)
+    return pipeline.update_source(rule_name, options, backend)

@@ -19,6 +19,9 @@ from symcompile.common.resources import PACKAGE_DIR, template_dir
 FUSION_OPS_LIMIT = 40
 
 DTYPES = ("float32", "float64")  # the dtypes a module can be compiled for
+# The backends by name, readable without loading them (symcompile.backends.registry has
+# the objects; a test keeps the two equal).
+BACKEND_NAMES = ("numpy", "array_api")
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,11 @@ class Options:
     hyper: tuple[tuple[str, float], ...] = ()  # defaults of the fused step's arguments
     fusion_limit: int = FUSION_OPS_LIMIT
     check_finite: bool = False
+    backend: str = "numpy"  # what the module computes with (see symcompile.backends)
 
     def key(self) -> str:
         return (f"{self.name}|{self.solver}|{self.solver_options}|{self.hyper}|{self.dtype}"
-                f"|{self.fusion_limit}|{self.check_finite}")
+                f"|{self.fusion_limit}|{self.check_finite}|{self.backend}")
 
 
 def compiler_fingerprint() -> str:
@@ -49,7 +53,7 @@ def compiler_fingerprint() -> str:
     global _FINGERPRINT
     if _FINGERPRINT is None:
         digest = hashlib.sha256(__version__.encode())
-        files = [*PACKAGE_DIR.rglob("*.py"), *template_dir().glob("*.jinja")]
+        files = [*PACKAGE_DIR.rglob("*.py"), *template_dir().rglob("*.jinja")]
         for path in sorted(files):
             status = path.stat()
             name = path.relative_to(path.parent.parent).as_posix()

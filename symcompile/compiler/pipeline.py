@@ -12,6 +12,7 @@ import time
 
 from sympy.core.parameters import distribute
 
+from symcompile.backends import registry as backends
 from symcompile.backends.emit import EmitOptions, module_source, update_module_source
 from symcompile.common.progress import Progress, ignore
 from symcompile.compiler.options import DTYPES, Options
@@ -96,13 +97,14 @@ def _phases(graph: Graph, options: Options, report: Progress
     plan = schedule(program)
     clock.lap("schedule")
     report("emit", 0, 0)
-    emit_options = EmitOptions(options.name, options.regenerate, options.source,
+    emit_options = EmitOptions(options.name, backends.get(options.backend),
+                               options.regenerate, options.source,
                                RULES[options.solver] if options.solver else None,
                                options.solver_options, options.hyper, options.check_finite)
     source = module_source(program, plan, graph.fingerprint(), emit_options, lap=clock.lap)
     return source, program, clock.timings
 
 
-def update_source(rule_name: str, options: tuple) -> str:
+def update_source(rule_name: str, options: tuple, backend: str = "numpy") -> str:
     """The module with the standalone ``update(w, g, *states, [t], *hyper)`` of a rule."""
-    return update_module_source(RULES[rule_name], options)
+    return update_module_source(RULES[rule_name], options, backends.get(backend))

@@ -23,6 +23,8 @@ RESERVED = frozenset(
         "rng", "seed", "self", "SOLVER", "STATE", "UNREACHED", "init_state", "save_checkpoint",
         "load_checkpoint", "path", "params", "state", "arrays", "SOURCE_HASH", "require_finite",
         "OUTPUT_GRADIENTS", "refuse_argument", "refuse_step", "class_labels", "os",
+        # the array API backend's locals and kernels
+        "xp", "dtype", "device", "namespace", "device_of", "assign", "array_api_compat",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
@@ -118,9 +120,13 @@ def comment_text(text: str, limit: int = 200) -> str:
         else:
             out.append(char)
     flat = "".join(out)
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 3]
+    words = cut.rsplit(" ", 1)[0]  # never mid-word, unless one word fills the limit
+    return (words if len(words) > limit // 2 else cut) + "..."
 
 
-def docstring_text(text: str) -> str:
-    """Text that is safe inside a triple-quoted docstring on one line."""
-    return comment_text(text).replace("\\", "\\\\").replace('"', '\\"')
+def docstring_text(text: str, limit: int = 2000) -> str:
+    """Text that is safe inside a triple-quoted docstring (the caller wraps it)."""
+    return comment_text(text, limit).replace("\\", "\\\\").replace('"', '\\"')

@@ -78,6 +78,7 @@ class _Backprop:
         self.created: set[sympy.Symbol] = set()  # symbols whose adjoint has its own equation
         self.origin: tuple[int, ...] = ()
         self._placeholders = 0
+        self._parameters: set[sympy.Symbol] | None = None  # the parameters' symbols
 
     def adjoint(self, sym: sympy.Symbol, origin, note: str = "") -> sympy.Expr:
         """The gradient of `sym`: the sum of its contributions, as a backward equation."""
@@ -142,9 +143,24 @@ class _Backprop:
             if self.requires_grad(prim.args[i]):
                 positions.setdefault(prim.args[i], []).append(i)
         if len(positions) > 1 and not isinstance(g, (sympy.Symbol, sympy.Number)):
-            g = self.emit(f"g_{type(prim).__name__.lower()}", g, self.origin, wrt=prim)
+            g = self.emit(self._cotangent_name(prim), g, self.origin, wrt=prim)
         for arg, indices in positions.items():
             self.backprop(arg, sympy.Add(*(prim.vjp(i, g, self.shapes) for i in indices)))
+
+    def _cotangent_name(self, prim: Primitive) -> str:
+        """The name of d root / d `prim`, after what the user calls its operands: a product
+        with a parameter is its layer's output (``x @ affine_W`` -> ``g_affine``: the bias
+        added after it does not change the gradient), else ``g_<operand>_<operand>``."""
+        if self._parameters is None:
+            graph = self.program.graph
+            self._parameters = {self.program.symbols[v.index] for v in graph.parameters}
+        operands = [prim.args[i] for i in prim.tensor_args]
+        names = [a.name for a in operands if isinstance(a, sympy.Symbol)]
+        layers = [a.name.rpartition("_")[0] for a in operands
+                  if a in self._parameters and "_" in a.name]
+        if layers:
+            return f"g_{layers[0]}"
+        return "g_" + "_".join(names) if names else "g_product"
 
     def _hide_primitives(self, expr: sympy.Expr, hidden: dict) -> sympy.Expr:
         if isinstance(expr, Primitive):

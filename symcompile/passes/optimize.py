@@ -228,8 +228,7 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
             rename[temporary] = sym
         expanded[sym] = full
         origin = program.value_origins[value.index] if value is not None else ()
-        note = "" if value is not None else "shared subexpression"
-        temps.append(Equation(sym, expr, "", origin, note))
+        temps.append(Equation(sym, expr, "", origin))
     if rename:
         for eq in equations:
             if not eq.expr.free_symbols.isdisjoint(rename):

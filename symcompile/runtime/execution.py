@@ -26,6 +26,7 @@ from symcompile.ir.naming import identifier
 from symcompile.runtime import cache
 
 _modules: dict[str, types.ModuleType] = {}  # compile key -> loaded module
+_backend = "numpy"  # what graphs compiled from now on compute with (see set_backend)
 _updates: dict[str, object] = {}  # update rule name -> generated update function
 
 
@@ -215,7 +216,7 @@ def _module_for(graph, root: Variable) -> types.ModuleType:
     options = Options(
         graph.name, "sgd", graph.root.dtype,
         "compiled on first use by symcompile's runtime; delete this file to recompile",
-        f"graph built at {site}",
+        f"graph built at {site}", backend=_backend,
     )
     key = hashlib.sha256(
         f"{fingerprint}|{options.key()}|{compiler_fingerprint()}".encode()
@@ -231,6 +232,19 @@ def _module_for(graph, root: Variable) -> types.ModuleType:
             path, lambda: compiler.generate(graph, options, progress)[0], fingerprint)
     _modules[key] = module
     return module
+
+
+def set_backend(name: str) -> str:
+    """Compile the graphs run from now on for backend `name` ("numpy" or "array_api");
+    returns the previous one. (nnabla's contexts, `nn.set_default_context`, will select
+    it; the runtime's arrays stay NumPy arrays either way.)"""
+    global _backend
+    name = str(name).replace("-", "_")
+    if name not in compiler.BACKEND_NAMES:
+        raise ValueError(f"set_backend: unknown backend {name!r}; known: "
+                         f"{', '.join(compiler.BACKEND_NAMES)}")
+    previous, _backend = _backend, name
+    return previous
 
 
 def update_function(rule_name: str, options: tuple = ()):

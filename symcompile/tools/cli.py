@@ -95,6 +95,9 @@ def _common(sub: argparse.ArgumentParser) -> None:
                      metavar="N",
                      help="operations one fused statement may hold before a chain is cut "
                           f"(default: {FUSION_OPS_LIMIT}; 0: one statement per function)")
+    sub.add_argument("--backend", default="numpy", choices=["numpy", "array-api"],
+                     help="what the module computes with: numpy (default), or array-api "
+                          "(arrays of any array API library: NumPy, CuPy, PyTorch, JAX)")
     sub.add_argument("--check-finite", action="store_true",
                      help="the fused training step raises, naming the parameter, when a "
                           "gradient holds NaN or Inf (before updating anything)")
@@ -143,12 +146,14 @@ def _compile(args, output_dir: Path, regenerate: str):
                                 dtype=args.dtype, regenerate=regenerate,
                                 fusion_limit=getattr(args, "fusion_limit", FUSION_OPS_LIMIT),
                                 check_finite=getattr(args, "check_finite", False),
+                                backend=getattr(args, "backend", "numpy"),
                                 progress=progress)
 
 
 def regenerate_command(model: str, output_dir: str, name: str | None = None, *,
                        solver: str = "sgd", dtype: str = "float32",
-                       fusion_limit: int = FUSION_OPS_LIMIT, check_finite: bool = False) -> str:
+                       fusion_limit: int = FUSION_OPS_LIMIT, check_finite: bool = False,
+                       backend: str = "numpy") -> str:
     """The command line that regenerates a module, as written in its header: the
     options that differ from their defaults are part of it."""
     try:  # relative to the working directory when inside it: the same on every checkout
@@ -167,6 +172,8 @@ def regenerate_command(model: str, output_dir: str, name: str | None = None, *,
         parts += ["--fusion-limit", str(fusion_limit)]
     if check_finite:
         parts.append("--check-finite")
+    if backend.replace("_", "-") != "numpy":
+        parts += ["--backend", backend.replace("_", "-")]
     return " ".join(parts)
 
 
@@ -176,7 +183,8 @@ def cmd_compile(args) -> int:
                       regenerate_command(args.model, args.output_dir, args.name,
                                          solver=args.solver, dtype=args.dtype,
                                          fusion_limit=args.fusion_limit,
-                                         check_finite=args.check_finite))
+                                         check_finite=args.check_finite,
+                                         backend=args.backend))
     graph = result.graph
     print(f"compiled {graph.name}: {len(graph.nodes)} nodes, {len(graph.parameters)} "
           f"parameters -> {result.path}  ({time.perf_counter() - started:.2f} s)")

@@ -17,6 +17,7 @@ import sympy
 from sympy.core.parameters import distribute
 
 from symcompile import compiler
+from symcompile.backends import registry as backends
 from symcompile.common.files import atomic_write_text
 from symcompile.common.integrity import is_intact, is_sealed
 from symcompile.common.progress import Progress
@@ -159,7 +160,7 @@ def _free_name(path: Path) -> Path:
 def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "generated", *,
             solver="sgd", dtype: str = "float32", regenerate: str | None = None,
             fusion_limit: int = FUSION_OPS_LIMIT, check_finite: bool = False,
-            progress: Progress | None = None) -> CompileResult:
+            backend: str = "numpy", progress: Progress | None = None) -> CompileResult:
     """Compile the graph that computes `loss` into ``output_dir/NAME.py`` and load it.
 
     Args:
@@ -177,6 +178,10 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
             the code node by node).
         check_finite: The fused training step raises FloatingPointError, naming the
             parameter, when a gradient holds NaN or Inf, before updating anything.
+        backend: What the module computes with: ``"numpy"`` (NumPy arrays, updated in
+            place), or ``"array_api"`` (arrays of any library implementing the Python
+            array API standard: NumPy, CuPy, PyTorch through array-api-compat, JAX,
+            array-api-strict; each function returns arrays of its arguments' library).
         progress: Called as ``progress(phase, done, total)`` while compiling (see
             `generate`); `symcompile.progress.ProgressLine(sys.stderr, what)` shows it.
 
@@ -191,6 +196,7 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
                          "output of the graph, e.g. the loss")
     if not isinstance(fusion_limit, int) or isinstance(fusion_limit, bool) or fusion_limit < 0:
         raise ValueError(f"compile: fusion_limit must be an integer >= 0, got {fusion_limit!r}")
+    backend = backends.get(backend).name  # ValueError naming the known ones
     module_name = identifier(name or loss.name or "model")
     started = time.perf_counter()
     captured = capture(loss, name=module_name, dtype=dtype, observed=True)
@@ -200,7 +206,7 @@ def compile(loss: Variable, name: str | None = None, output_dir: str | Path = "g
     rule, flags, hyper = solver_options(solver)
     options = Options(module_name, rule, dtype,
                       regenerate or f"symcompile.compile(...) of the graph built at {site}",
-                      site, flags, hyper, fusion_limit, bool(check_finite))
+                      site, flags, hyper, fusion_limit, bool(check_finite), backend)
     source, program, phases = compiler.generate(graph, options, progress)
     written = time.perf_counter()
     path = Path(output_dir) / f"{module_name}.py"

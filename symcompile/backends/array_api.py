@@ -1,0 +1,214 @@
+"""The array API backend: modules that compute with whatever library their arrays are from.
+
+Every function asks its arguments for their namespace (the Python array API standard's
+``__array_namespace__``; array-api-compat's wrapper for PyTorch) and calls only what the
+standard defines, so one module runs on NumPy, CuPy, PyTorch, JAX or array-api-strict
+arrays and returns arrays of the same library. Where the standard lacks what the NumPy
+printer uses, portable forms stand in: ``vdot`` is ``vecdot`` of flattened arrays, array
+methods (``x.sum()``) are namespace functions, boolean masks become numbers with
+``astype`` before any arithmetic (the standard defines none on booleans), and an
+update that replaces a state array goes through the `assign` kernel (in place where
+arrays are mutable, a new array where they are not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from symcompile.backends.base import Kernels
+from symcompile.backends.code_lines import LINE_WIDTH, Line
+from symcompile.backends.entry_checks import Argument
+from symcompile.backends.kernels import array_api_kernels
+from symcompile.backends.numpy_backend import NumPyBackend
+from symcompile.backends.printer import NumPyPrinter, shape_text
+from symcompile.backends.source_literals import literal
+from symcompile.ir.primitives import BroadcastTo, as_ints, shape_tuple
+from symcompile.ops.update_rules import Update
+
+# NumPy's names for functions the standard spells otherwise.
+_STANDARD_NAMES = {
+    "arccos": "acos", "arcsin": "asin", "arctan": "atan", "arctan2": "atan2",
+    "arccosh": "acosh", "arcsinh": "asinh", "arctanh": "atanh", "power": "pow",
+    "absolute": "abs", "transpose": "permute_dims", "concatenate": "concat",
+    "mod": "remainder", "amax": "max", "amin": "min", "bitwise_not": "bitwise_invert",
+}
+
+
+class ArrayAPIPrinter(NumPyPrinter):
+    """The NumPy printer, calling the standard's functions on the local namespace ``xp``;
+    ``dtype`` and ``device`` are locals of every generated function too."""
+
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("numpy."):
+            name = fqn.removeprefix("numpy.")
+            return "xp." + _STANDARD_NAMES.get(name, name)
+        return super()._module_format(fqn, register)
+
+    # Booleans are numbers only in NumPy: masks are made numbers where they are made.
+    def _is_mask(self, expr) -> bool:
+        return False
+
+    def _as_number(self, text: str) -> str:
+        return f"xp.astype({text}, dtype)"
+
+    def _number(self, text: str) -> str:
+        return self._as_number(text)
+
+    def _negated_number(self, text: str) -> str:
+        return f"-{self._as_number(text)}"
+
+    def _typed(self, value) -> str:
+        return f"xp.asarray({self._print(value)}, dtype=dtype, device=device)"
+
+    def _print_Heaviside(self, expr):
+        return self._as_number(f"{self._print(expr.args[0])} > 0")
+
+    def _print_IsGreater(self, expr):
+        a, b = expr.args
+        return self._as_number(f"{self._print(a)} > {self._print(b)}")
+
+    def _print_IsLessEqual(self, expr):
+        a, b = expr.args
+        return self._as_number(f"{self._print(a)} <= {self._print(b)}")
+
+    def _print_OneHot(self, expr):
+        t, classes, axis = expr.args
+        rank = len(self._shapes.of(t))
+        index = self._index_along(int(classes), int(axis), rank)
+        return self._as_number(f"{self._print(t)} == {index}")
+
+    def _print_ValidLabel(self, expr):
+        t = self._print(expr.args[0])
+        return self._as_number(f"({t} >= 0) & ({t} < {int(expr.args[1])})")
+
+    def _print_FirstExtremum(self, expr):
+        x, axis, is_max = expr.args
+        shape = self._shapes.of(x)
+        axis = int(axis)
+        find = "xp.argmax" if bool(is_max) else "xp.argmin"
+        index = self._index_along(shape[axis], axis, len(shape))
+        return self._as_number(f"{index} == {find}({self._print(x)}, axis={axis}, keepdims=True)")
+
+    # Array methods are NumPy's: the standard has namespace functions.
+    def _print_ReduceSum(self, expr):
+        axes = as_ints(expr.args[1])
+        axis = str(axes[0]) if len(axes) == 1 else shape_text(axes)
+        keep = ", keepdims=True" if bool(expr.args[2]) else ""
+        x, x_shape = expr.args[0], as_ints(expr.args[3])
+        if self._shapes is not None and self._shapes.of(x) != x_shape:
+            x = BroadcastTo(x, shape_tuple(x_shape))  # see NumPyPrinter._print_ReduceSum
+        return f"xp.sum({self._print(x)}, axis={axis}{keep})"
+
+    def _print_ReduceMax(self, expr):
+        x, axis, keep = expr.args
+        if self._shapes is not None and self._shapes.of(x) == ():
+            return self._print(x)
+        keep = ", keepdims=True" if bool(keep) else ""
+        return f"xp.{expr.method}({self._print(x)}, axis={int(axis)}{keep})"
+
+    _print_ReduceMin = _print_ReduceMax
+
+    def _print_Dot(self, expr):
+        u, v = (self._print(a) for a in expr.args)
+        return f"xp.vecdot(xp.reshape({u}, (-1,)), xp.reshape({v}, (-1,)))"
+
+    def _print_ExpandDims(self, expr):
+        text = self._print(expr.args[0])
+        for axis in sorted(as_ints(expr.args[1])):  # the standard inserts one axis a call
+            text = f"xp.expand_dims({text}, axis={axis})"
+        return text
+
+    def _print_Copy(self, expr):
+        return f"xp.asarray({self._print(expr.args[0])}, copy=True)"
+
+    def _index_along(self, length: int, axis: int, rank: int) -> str:
+        arange = f"xp.arange({length}, device=device)"
+        if axis == rank - 1:
+            return arange
+        shape = [1] * rank
+        shape[axis] = length
+        return f"xp.reshape({arange}, {shape_text(shape)})"
+
+    def _print_Full(self, expr):
+        return (f"xp.full({shape_text(expr.args[1])}, {self._print(expr.args[0])}, "
+                f"dtype=dtype, device=device)")
+
+
+class ArrayAPIBackend(NumPyBackend):
+    name = "array_api"
+    module_template = "array_api/module.py.jinja"
+    update_template = "array_api/update.py.jinja"
+    imports = ()  # each function asks its arrays for their namespace
+    update_imports = ()
+    lazy_imports = ("array_api_compat", "numpy")  # compat for torch; NumPy to draw inits
+    kernels = Kernels(array_api_kernels, requires={
+        "class_labels": ("namespace",), "require_finite": ("namespace",)})
+    always_kernels = ("namespace", "device_of", "assign")
+    template_helpers = ("refuse_argument", "init_parameters", "check_gradient")
+    in_place = ("The training step updates parameters and solver state in place where "
+                "the arrays' library allows it (NumPy, CuPy, PyTorch, array-api-strict), and "
+                "returns them as well, after the outputs, as a dict keyed by argument name: "
+                "for immutable arrays (JAX) those are the new arrays.")
+
+    def printer(self, shapes, dtype: str) -> ArrayAPIPrinter:
+        return ArrayAPIPrinter(shapes, dtype)
+
+    def dtype_constant(self, dtype: str) -> str:
+        return dtype  # a name: each function takes the dtype object from its namespace
+
+    def seed_value(self, shape: tuple[int, ...], dtype: str) -> str:
+        return f"xp.ones({shape_text(shape) if shape else '()'}, dtype=dtype, device=device)"
+
+    def zeros(self, shape: tuple[int, ...], dtype: str) -> str:
+        return f"xp.zeros({shape_text(shape)}, dtype=xp.{dtype}, device=device)"
+
+    def argument_checks(self, function: str, arguments: list[Argument]
+                        ) -> tuple[tuple[Line, ...], tuple[str, ...]]:
+        lines, kernels = [], ()
+        for arg in arguments:
+            if arg.labels_name:
+                lines.append(Line(
+                    f"{arg.labels_name} = class_labels({literal(function)}, "
+                    f"{literal(arg.name)}, {arg.name}, {literal(arg.shape)}, {arg.classes})",
+                    f"{arg.name} as integer class labels (as nnabla reads them; -1 ignores "
+                    f"the sample)"))
+                kernels = ("class_labels",)
+                continue
+            test = f"{arg.name}.shape == {literal(arg.shape)}"
+            if not arg.classes:  # labels may be integers
+                test += f" and {arg.name}.dtype == dtype"
+            lines.append(Line(f"if not ({test}):", body=(
+                f"refuse_argument({literal(function)}, {literal(arg.name)}, {arg.name}, "
+                f"{literal(arg.shape)})")))
+        return tuple(lines), kernels
+
+    def prologue(self, arguments: Iterable[str], dtype: str) -> tuple[Line, ...]:
+        names = list(arguments)
+        rows, row = [], "xp = namespace("
+        for name in names:  # the call wrapped at the printer's width, between arguments
+            piece = f"{name}, "
+            if len(row) + len(piece) > LINE_WIDTH - 8 and row.strip() != "xp = namespace(":
+                rows.append(row.rstrip())
+                row = "        "
+            row += piece
+        rows.append(row.removesuffix(", ") + ")")
+        return (Line("\n".join(rows), "the arguments' library, by its array API namespace"),
+                Line(f"dtype, device = xp.{dtype}, device_of({names[0]})"))
+
+    def update_statement(self, update: Update, text: str) -> str:
+        """``w -= ...`` (in place, or a new array where arrays are immutable); a state the
+        rule replaces is assigned into the caller's array where that is possible."""
+        target = update.target.name
+        if update.op == "=" and not (update.scalar or update.local):
+            return f"{target} = assign({target}, {text})"
+        return f"{target} {update.op} {text}"
+
+    def step_returns(self, outputs: str, updated: list[str]) -> str:
+        table = ", ".join(f"{literal(name)}: {name}" for name in updated)
+        return f"{outputs}, {{{table}}}"
+
+    def step_returns_doc(self, outputs: str) -> str:
+        return f"{outputs}, then the updated arrays by argument name"
+
+    def update_returns(self, updated: list[str]) -> str:
+        return f"({', '.join(updated)},)"

@@ -1,0 +1,117 @@
+"""What a backend is: everything that decides what the generated text computes with.
+
+The passes produce a scheduled Program that knows nothing of NumPy; a `Backend` turns it
+into source. It owns the expression printer, the templates, the literals the module
+writes (dtypes, seeds, zeros, initial values), the checks where arguments enter, how an
+update statement writes its result, and the *kernels*: helper functions a module calls
+for work that is not one expression. A module inlines exactly the kernels it uses, so it
+stays standalone.
+
+A new backend is a small subclass: `array_api.ArrayAPIBackend` overrides the printer,
+the templates, the literals and the checks of `numpy_backend.NumPyBackend`, much as
+SymPy's CuPy printer is a few lines over its NumPy printer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from collections.abc import Iterable
+
+from symcompile.backends.code_lines import Line
+from symcompile.backends.entry_checks import Argument
+from symcompile.backends.verify import Source
+from symcompile.ops.update_rules import Update
+
+
+class Kernels:
+    """Helper functions a module may call, kept as real Python in a module of their own
+    (so they are linted, tested and read like any code) and inlined by source.
+
+    `requires` names, for each kernel, the kernels it calls.
+    """
+
+    def __init__(self, module: types.ModuleType, requires: dict[str, tuple[str, ...]] | None = None
+                 ) -> None:
+        self._module = module
+        self._requires = dict(requires or {})
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, value in vars(self._module).items()
+                     if isinstance(value, types.FunctionType)
+                     and value.__module__ == self._module.__name__ and not name.startswith("_"))
+
+    def closure(self, used: Iterable[str]) -> tuple[str, ...]:
+        """`used` and every kernel they call, in the kernel module's order."""
+        wanted, stack = set(), list(used)
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                if name not in self.names():
+                    raise KeyError(f"no kernel named {name!r} in {self._module.__name__}")
+                wanted.add(name)
+                stack.extend(self._requires.get(name, ()))
+        return tuple(name for name in self.names() if name in wanted)
+
+    def source(self, name: str) -> str:
+        return inspect.getsource(getattr(self._module, name)).rstrip() + "\n"
+
+
+class Backend:
+    """The interface the emitter prints through; see `NumPyBackend` for the reference
+    implementation."""
+
+    name: str = ""
+    module_template: str = ""
+    update_template: str = ""
+    imports: tuple[str, ...] = ()  # what the module's template imports
+    update_imports: tuple[str, ...] = ()
+    lazy_imports: tuple[str, ...] = ()  # modules a kernel may import when first called
+    kernels: Kernels
+    always_kernels: tuple[str, ...] = ()  # kernels every module uses
+    template_helpers: tuple[str, ...] = ()  # functions the module template defines
+    reserved_names: frozenset[str] = frozenset()  # locals its functions define
+    in_place: str = ""  # the module docstring's sentence about updates
+
+    def printer(self, shapes, dtype: str):
+        raise NotImplementedError
+
+    def dtype_constant(self, dtype: str) -> Source:
+        raise NotImplementedError
+
+    def seed_value(self, shape: tuple[int, ...], dtype: str) -> str:
+        raise NotImplementedError
+
+    def zeros(self, shape: tuple[int, ...], dtype: str) -> str:
+        raise NotImplementedError
+
+    def initializer(self, init, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def argument_checks(self, function: str, arguments: list[Argument]
+                        ) -> tuple[tuple[Line, ...], tuple[str, ...]]:
+        """The checks at the top of `function` and the kernels they call."""
+        raise NotImplementedError
+
+    def step_check(self, function: str, step: str) -> tuple[Line, tuple[str, ...]]:
+        raise NotImplementedError
+
+    def prologue(self, arguments: Iterable[str], dtype: str) -> tuple[Line, ...]:
+        """Lines every compiled function starts with (after its docstring)."""
+        return ()
+
+    def update_statement(self, update: Update, text: str) -> str:
+        """One update statement (``w -= ...``), `text` being its printed expression."""
+        raise NotImplementedError
+
+    def step_returns(self, outputs: str, updated: list[str]) -> str:
+        """What a training step returns, given its outputs and the arrays it updated."""
+        raise NotImplementedError
+
+    def step_returns_doc(self, outputs: str) -> str:
+        """The training step's docstring on what it returns."""
+        raise NotImplementedError
+
+    def update_returns(self, updated: list[str]) -> str:
+        """What the standalone update kernel (`solver.update()`'s) returns."""
+        raise NotImplementedError
