@@ -211,4 +211,4 @@ class ArrayAPIBackend(NumPyBackend):
         return f"{outputs}, then the updated arrays by argument name"
 
     def update_returns(self, updated: list[str]) -> str:
-        return f"({', '.join(updated)},)"
+        return f"({updated[0]},)" if len(updated) == 1 else f"({', '.join(updated)})"

@@ -28,10 +28,11 @@ from symcompile.common.resources import template_dir
 from symcompile.ir import formula
 from symcompile.ir.graph import Graph
 from symcompile.ir.naming import comment_text, docstring_text
-from symcompile.ir.primitives import MatMul, Shapes, materialize, scale_into_matmul
+from symcompile.ir.primitives import Shapes, materialize
 from symcompile.ir.program import Equation, Program
-from symcompile.ops.update_rules import Update, UpdateRule, instantiate, state_names
+from symcompile.ops.update_rules import UpdateRule, instantiate, state_names
 from symcompile.passes.schedule import Schedule, schedule
+from symcompile.passes.training_step import TrainingStep
 
 
 @functools.cache
@@ -123,43 +124,8 @@ class EmitOptions:
     backend: Backend
     regenerate: str  # the command (or instructions) that regenerates the module
     source: str  # where the graph was built, for the header
-    rule: UpdateRule | None = None
-    rule_options: tuple[tuple[str, bool], ...] = ()
-    hyper: tuple[tuple[str, float], ...] = ()  # argument defaults (default: nnabla's)
+    step: TrainingStep | None = None  # the fused training step, if the module has one
     check_finite: bool = False  # the fused step refuses NaN/Inf gradients before updating
-
-
-class _SolverSymbols:
-    """The symbols of a solver's fused step: hyper-parameters, update count and, per
-    trainable parameter, its state arrays (named ``<parameter>_<state>``)."""
-
-    def __init__(self, program: Program, rule: UpdateRule, options, hyper=()) -> None:
-        self.options = {**dict(rule.options), **dict(options)}
-        self.names = state_names(rule, self.options)
-        # Hyper-parameter names are reserved by the namer: they are keyword arguments.
-        self.hyper = {name: program.shapes.declare(sympy.Symbol(name), ())
-                      for name in rule.hyper_names}
-        self.step = program.shapes.declare(sympy.Symbol("step"), ()) \
-            if rule.uses_t else None
-        self.states: dict[int, dict[str, sympy.Symbol]] = {}
-        for index, symbol in program.symbols.items():
-            value = program.graph.values[index]
-            if value.kind == "parameter" and value.need_grad:
-                self.states[index] = {
-                    name: program.symbol(f"{symbol.name}_{name}", value.shape)
-                    for name in self.names}
-        self.defaults = {**dict(rule.hyper), **dict(hyper)}
-
-    @property
-    def state_symbols(self) -> list[sympy.Symbol]:
-        return [sym for states in self.states.values() for sym in states.values()]
-
-    def arguments(self) -> tuple[str, ...]:
-        parts = [s.name for s in self.state_symbols]
-        if self.step is not None:
-            parts.append(self.step.name)
-        parts += [f"{name}={literal(float(self.defaults[name]))}" for name in self.hyper]
-        return tuple(parts)
 
 
 def module_source(program: Program, plan: Schedule, graph_hash: str,
@@ -184,8 +150,8 @@ class _ModuleBuilder:
         self.printer = self.backend.printer(program.shapes, program.dtype)
         self.kernels: set[str] = set(self.backend.always_kernels)  # the kernels called
         self.root = program.outputs[0]
-        self.solver = _SolverSymbols(program, options.rule, options.rule_options,
-                                     options.hyper) if options.rule is not None else None
+        self.step = options.step
+        self.solver = options.step.solver if options.step is not None else None
         self._leaf_of_gradient: dict[sympy.Expr, int] = {}
         for index, grad in program.gradients.items():
             self._leaf_of_gradient.setdefault(grad, index)
@@ -287,77 +253,13 @@ class _ModuleBuilder:
         return Line(f"{self.program.seed.name} = {value}",
                     f"d {self.root.name} / d {self.root.name} = {what}")
 
-    def update_lines(self, definitions: dict) -> tuple[tuple[Line, ...], set]:
-        """The update section, and the gradients it computes itself.
-
-        A parameter's gradient that the rule uses once (lr * g for SGD) is computed inside
-        the update statement, with the scalar moved into the smaller matmul operand:
-        ``W -= x.T @ (lr*_t7)`` instead of a full-size ``lr*g_W`` temporary. Scalar
-        coefficients (Adam's bias-corrected step) are computed once for all parameters.
-        """
-        rule, solver = self.options.rule, self.solver
-        lines, fused = [], set()
-        shared: dict[sympy.Expr, sympy.Symbol] = {}  # coefficient expression -> its name
-        pool = set(solver.hyper.values()) | {solver.step}
-        bases: dict[sympy.Symbol, str] = {}  # per-parameter coefficient -> the rule's name
-        for index, grad in self.program.gradients.items():
-            value = self.graph.values[index]
-            if value.kind != "parameter" or not value.need_grad:
-                continue
-            param = self.program.symbols[index]
-
-            def scalar_name(name, param=param):
-                symbol = self.program.symbol(f"{param.name}_{name}", ())
-                bases[symbol] = name
-                return symbol
-
-            def local_name(name, param=param):
-                return self.program.symbol(f"{param.name}_{name}", self.program.shapes.of(param))
-
-            updates = instantiate(rule, param, grad, solver.states[index], solver.hyper,
-                                  solver.step, solver.options, scalar_name, local_name)
-            updates = self._share_coefficients(updates, shared, pool, bases)
-            uses = sum(list(sympy.preorder_traversal(u.expr)).count(grad) for u in updates)
-            note = f"{rule.name} update of {value.name}"
-            inline = {}
-            if uses == 1 and grad in definitions and self._fusable(definitions[grad]) \
-                    and not self.options.check_finite:  # the guard needs the array
-                inline = {grad: definitions[grad]}
-                fused.add(grad)
-                note += f", with d {self.root.name} / d {value.name} computed in the update"
-            for upd in updates:
-                expr = scale_into_matmul(upd.expr.xreplace(inline), self.program.shapes)
-                lines.append(Line(self.backend.update_statement(upd, self.printer.doprint(expr)),
-                                  comment_text(f"{rule.name}: coefficient" if upd.scalar
-                                               else note)))
-        return tuple(lines), fused
-
-    def _share_coefficients(self, updates, shared: dict, pool: set, bases: dict) -> list:
-        """One statement for a coefficient every parameter shares (Adam's alpha_t),
-        named plainly; coefficients of a parameter's own values (Lamb's trust ratio) stay
-        per parameter, prefixed with its name."""
-        rename: dict[sympy.Symbol, sympy.Symbol] = {}
-        kept = []
-        for upd in updates:
-            expr = upd.expr.xreplace(rename)
-            if upd.scalar and expr.free_symbols <= pool:
-                if expr in shared:
-                    rename[upd.target] = shared[expr]
-                    continue
-                plain = self.program.symbol(bases[upd.target], ())
-                shared[expr] = plain
-                pool.add(plain)
-                rename[upd.target] = plain
-                kept.append(Update(plain, upd.op, expr, scalar=True))
-            else:
-                kept.append(Update(upd.target, upd.op, expr, upd.scalar, upd.local))
-        return kept
-
-    def _fusable(self, expr: sympy.Expr) -> bool:
-        """A gradient worth computing inside its update: a (scaled) matrix product."""
-        scalars = [f for f in sympy.Mul.make_args(expr) if self.program.shapes.is_scalar(f)]
-        rest = [f for f in sympy.Mul.make_args(expr) if f not in scalars]
-        return len(rest) == 1 and isinstance(rest[0], MatMul)
+    def step_arguments(self) -> tuple[str, ...]:
+        """The step's arguments after the arrays: the update count, the hyper-parameters
+        with their defaults."""
+        solver = self.solver
+        parts = [solver.step.name] if solver.step is not None else []
+        parts += [f"{name}={literal(float(solver.defaults[name]))}" for name in solver.hyper]
+        return tuple(parts)
 
     # --- functions ----------------------------------------------------------------------
     def outputs_text(self) -> str:
@@ -419,14 +321,13 @@ class _ModuleBuilder:
                          (forward, backward_all), ", ".join(filter(None, [outputs, grad_text])),
                          f"{outputs} and d {root} / d (each of GRADIENTS)."),
         ]
-        rule = self.options.rule
-        trainable = [program.gradients[v.index] for v in self.graph.parameters if v.need_grad]
-        if rule is not None and trainable:
+        if self.step is not None and self.step.plan is not None:
+            rule, train = self.step.rule, self.step.plan
             name = f"{rule.name}_step"
-            train = schedule(program, trainable)
-            definitions = {eq.target: eq.expr for eq in train.backward}
-            updates, fused = self.update_lines(definitions)
-            backward = self.backward_block(train, exact=False, skip=fused)
+            updates = tuple(
+                Line(self.backend.update_statement(u.update, self.printer.doprint(u.expr)),
+                     comment_text(u.note)) for u in self.step.updates)
+            backward = self.backward_block(train, exact=False, skip=self.step.fused)
             states = [Argument(s.name, program.shapes.of(s), writable=True)
                       for s in self.solver.state_symbols]
             step = ()
@@ -434,8 +335,7 @@ class _ModuleBuilder:
                 check, kernels = self.backend.step_check(name, self.solver.step.name)
                 step = (check,)
                 self.kernels.update(kernels)
-            updated = [self.program.symbols[v.index].name for v in self.graph.parameters
-                       if v.need_grad] + [s.name for s in self.solver.state_symbols]
+            updated = [s.name for s in self.step.updated]
             functions.append(self.checked(
                 name, self.arguments(writable=True,
                                      equations=(*train.forward, *train.backward)) + states,
@@ -449,7 +349,7 @@ class _ModuleBuilder:
                 + (" with its state arrays (see init_state())" if rule.states else "")
                 + (", step being the number of this update (1 for the first)"
                    if rule.uses_t else "") + f". Returns {self.backend.step_returns_doc(outputs)}.",
-                extra_arguments=self.solver.arguments()[len(states):], extra_checks=step))
+                extra_arguments=self.step_arguments(), extra_checks=step))
         # forward_saving and backward also return the gradients of the intermediates the
         # user reads (OUTPUT_GRADIENTS), so they may save more than gradient() computes.
         split = schedule(program, program.returned_gradients()) \
@@ -538,7 +438,7 @@ class _ModuleBuilder:
             # whose .g the user reads; nnabla keeps them).
             ("OUTPUT_GRADIENTS", tuple(argument(graph.values[i])
                                        for i in program.output_gradients)),
-            ("SOLVER", self.options.rule.name if self.options.rule else None),
+            ("SOLVER", self.step.rule.name if self.step else None),
             ("STATE", self.state_table()),
         )
 
@@ -586,7 +486,7 @@ class _ModuleBuilder:
 
     def build(self) -> ModuleSpec:
         backend = self.backend
-        step_name = f"{self.options.rule.name}_step" if self.options.rule else ""
+        step_name = f"{self.step.rule.name}_step" if self.step else ""
         doc = wrap_doc(f"Forward, gradient and training step for the graph "
                        f"`{self.options.name}`, generated by symcompile."
                        + (f" {backend.in_place}" if step_name else ""), LINE_WIDTH - 12)

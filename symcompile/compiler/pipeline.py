@@ -23,6 +23,7 @@ from symcompile.passes.autodiff import differentiate
 from symcompile.passes.lowering import lower
 from symcompile.passes.optimize import optimize
 from symcompile.passes.schedule import schedule
+from symcompile.passes.training_step import plan_training_step
 
 
 def generate(graph: Graph, options: Options, progress: Progress | None = None
@@ -95,12 +96,13 @@ def _phases(graph: Graph, options: Options, report: Progress
     optimize(program, options.fusion_limit, lap=clock.lap)
     report("schedule", 0, 0)
     plan = schedule(program)
+    step = plan_training_step(program, RULES[options.solver], options.solver_options,
+                              options.hyper, options.check_finite) if options.solver else None
     clock.lap("schedule")
     report("emit", 0, 0)
     emit_options = EmitOptions(options.name, backends.get(options.backend),
-                               options.regenerate, options.source,
-                               RULES[options.solver] if options.solver else None,
-                               options.solver_options, options.hyper, options.check_finite)
+                               options.regenerate, options.source, step,
+                               options.check_finite)
     source = module_source(program, plan, graph.fingerprint(), emit_options, lap=clock.lap)
     return source, program, clock.timings
 
