@@ -3,7 +3,7 @@
 # Graph:      digits_mlp (examples/digits_mlp.py:51), 7 nodes, 6 parameters
 # Graph hash: 515ebf318ba04299
 # Regenerate: symcompile compile examples/digits_mlp.py -o generated/
-# Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); _tN = a value several statements share
+# Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); _tN = a shared value
 #
 # Derivatives (what the backward section computes):
 #   d loss / d mlp/affine1/affine/W = x.T @ ((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) +
@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = 'c2b5fc5c94143f0c'
+SOURCE_HASH = '982045f409d7ec6c'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {

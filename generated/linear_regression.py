@@ -3,7 +3,7 @@
 # Graph:      linear_regression (examples/linear_regression.py:37), 5 nodes, 2 parameters
 # Graph hash: b2e761a1204b4d52
 # Regenerate: symcompile compile examples/linear_regression.py -o generated/
-# Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); _tN = a value several statements share
+# Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); _tN = a shared value
 #
 # Derivatives (what the backward section computes):
 #   d loss / d a = mean(-2*x*(y_true - (a*x + b)))
@@ -20,7 +20,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'b2e761a1204b4d52'
-SOURCE_HASH = 'b41dd4a2769a0b72'
+SOURCE_HASH = '6a636ebb31de562a'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {

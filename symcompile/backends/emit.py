@@ -389,7 +389,7 @@ class _ModuleBuilder:
             f"Graph hash: {self.hash}",
             f"Regenerate: {comment_text(self.options.regenerate)}",
             "Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); "
-            "_tN = a value several statements share",
+            "_tN = a shared value",
         ]
         if program.derivatives:
             lines.append("")
