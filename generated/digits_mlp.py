@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '982045f409d7ec6c'
+SOURCE_HASH = 'e9e666444d107e9b'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -235,7 +235,10 @@ def gradient(
     # d loss / d mlp/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
-    return loss, g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W, g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b
+    return (
+        loss, g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W,
+        g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b,
+    )
 
 
 def sgd_step(
@@ -469,7 +472,10 @@ def backward(
     # d loss / d mlp/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
-    return (g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W, g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b)
+    return (
+        g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W,
+        g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b,
+    )
 
 
 def refuse_argument(function, argument, value, shape, writable=False):

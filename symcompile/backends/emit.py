@@ -67,6 +67,28 @@ class FunctionSpec:
     prologue: tuple[Line, ...] = ()
 
     @property
+    def return_text(self) -> str:
+        """``return a, b``; past the line width, the values in parentheses, as many per
+        line as fit (a tuple written in parentheses keeps them)."""
+        line = f"    return {self.returns}"
+        if len(line) <= LINE_WIDTH:
+            return self.returns
+        text, tuple_ = self.returns, self.returns.startswith("(") and self.returns.endswith(")")
+        items = _top_level_items(text[1:-1] if tuple_ else text)
+        if len(items) < 2:
+            return self.returns
+        rows, row = [], ""
+        for item in items:
+            piece = f"{item},"
+            if row and len(row) + 1 + len(piece) > LINE_WIDTH - 8:
+                rows.append(row)
+                row = piece
+            else:
+                row = f"{row} {piece}" if row else piece
+        rows.append(row)
+        return "(\n" + "".join(f"        {r}\n" for r in rows) + "    )"
+
+    @property
     def def_lines(self) -> tuple[str, ...]:
         """``def name(args):``; past the line width, one line of arguments after another
         with a hanging indent, breaking only between arguments."""
@@ -83,6 +105,25 @@ class FunctionSpec:
                 row = f"{row} {piece}" if row else piece
         rows.append(row)
         return (f"def {self.name}(", *(f"        {r}" for r in rows), "):")
+
+
+def _top_level_items(text: str) -> list[str]:
+    """`text` split at the commas outside brackets and string literals."""
+    items, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    items.append(text[start:].strip())
+    return [item for item in items if item]
 
 
 @dataclass(frozen=True)
