@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from gradcheck import check_function
 
+import symcompile as nn
 import symcompile.functions as F
 
 BROADCAST_SHAPES = [
@@ -58,6 +59,36 @@ UNARY = [
     ("operator 2 ** x", lambda x: 2**x, lambda x: 2.0**x, False),
 ]
 
+
+
+def interval(low, high):
+    return lambda shape, rng: rng.uniform(low, high, size=shape)
+
+
+def normal(scale):
+    return lambda shape, rng: scale * rng.normal(size=shape)
+
+
+def away_from_zero(shape, rng):
+    """+-[0.3, 2]: atan2's slope is 0/0 at the origin and its value jumps across x1 < 0,
+    x0 = 0, where a finite difference would straddle the jump."""
+    return rng.uniform(0.3, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+
+
+# name, function, NumPy reference, inputs drawn inside the function's domain (the
+# slopes of tan, asin, acos and atanh are steep near its ends, those of acosh at 1)
+MATHS = [
+    ("tan", F.tan, np.tan, interval(-1.2, 1.2)),
+    ("sinh", F.sinh, np.sinh, normal(2.0)),
+    ("cosh", F.cosh, np.cosh, normal(2.0)),
+    ("asin", F.asin, np.arcsin, interval(-0.9, 0.9)),
+    ("acos", F.acos, np.arccos, interval(-0.9, 0.9)),
+    ("atan", F.atan, np.arctan, normal(3.0)),
+    ("asinh", F.asinh, np.arcsinh, normal(3.0)),
+    ("acosh", F.acosh, np.arccosh, interval(1.1, 4.0)),
+    ("atanh", F.atanh, np.arctanh, interval(-0.9, 0.9)),
+]
+
 REDUCTIONS = [(axis, keepdims) for axis in (None, 0, 1, -1, 2, (0, 2), (1, -1), (0, 1, 2))
               for keepdims in (False, True)]
 
@@ -84,6 +115,31 @@ def test_binary(name, build, reference, positive, shapes, tmp_path, rng):
 @pytest.mark.parametrize("name,build,reference,positive", UNARY, ids=[c[0] for c in UNARY])
 def test_unary(name, build, reference, positive, shape, tmp_path, rng):
     _check(build, reference, _inputs([shape], positive, rng), tmp_path, rng)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (32, 1), (5,), ()], ids=str)
+@pytest.mark.parametrize("name,build,reference,domain", MATHS, ids=[c[0] for c in MATHS])
+def test_trigonometric_and_hyperbolic(name, build, reference, domain, shape, tmp_path, rng):
+    _check(build, reference, [domain(shape, rng)], tmp_path, rng)
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=str)
+def test_atan2(shapes, tmp_path, rng):
+    """nnabla's atan2(x0, x1) is NumPy's arctan2(x0, x1): the angle of the point (x1, x0),
+    in all four quadrants."""
+    _check(F.atan2, np.arctan2, [away_from_zero(shape, rng) for shape in shapes], tmp_path,
+           rng)
+
+
+def test_atan2_quadrants():
+    """The angle of the point (x1, x0) in each quadrant: x0 is the y coordinate, first, as
+    in nnabla and NumPy."""
+    x0, x1 = nn.Variable((4,)), nn.Variable((4,))
+    angle = F.atan2(x0, x1)
+    x0.d = [1, 1, -1, -1]
+    x1.d = [1, -1, -1, 1]
+    angle.forward()
+    np.testing.assert_allclose(angle.d, np.pi * np.array([1, 3, -3, -1]) / 4, rtol=1e-6)
 
 
 @pytest.mark.parametrize("axis,keepdims", REDUCTIONS, ids=str)

@@ -78,6 +78,20 @@ def probabilities(n: int = 80) -> np.ndarray:
     return np.unique(np.concatenate([near_zero, near_one, near_half.ravel()]).astype(np.float32))
 
 
+def open_unit(n: int = 80) -> np.ndarray:
+    """(-1, 1): 0, +-[1e-6, 1/2] log-spaced, and towards +-1 down to float32's last number
+    below 1 (1 - 6e-8), where asin and atanh steepen."""
+    m = np.concatenate([np.geomspace(1e-6, 0.5, n), 1 - np.geomspace(2.0**-24, 0.5, n)])
+    return np.unique(np.concatenate([-m, [0.0], m]).astype(np.float32))
+
+
+def above_one(n: int = 80) -> np.ndarray:
+    """(1, 100]: from float32's first number above 1 (1 + 1.2e-7), log-spaced away from 1,
+    and the tail points; acosh's domain without its end, where the slope is infinite."""
+    x = np.concatenate([1 + np.geomspace(2.0**-23, 1.0, n), positive(n)]).astype(np.float32)
+    return np.unique(x[x > 1])
+
+
 def pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every combination of a value of `a` with one of `b`, as two flat arrays."""
     x0, x1 = np.meshgrid(a, b, indexing="ij")
@@ -198,6 +212,21 @@ def pow_grad_atol(factor):
     return atol
 
 
+def asin_grad_atol(x):
+    # 1/sqrt(1 - x**2), SymPy's derivative of asin (and, negated, of acos), subtracts
+    # from 1 the square x**2, rounded by up to EPS/2 * x**2; near |x| = 1, where 1 - x**2
+    # is small, that is a large part of it: at x = 0.99984 the slope is 4e-5 off. Its
+    # relative error is half that of 1 - x**2. nnabla computes dy/sqrt(1 - x*x) the same
+    # way; sqrt((1 - x)*(1 + x)) would be accurate.
+    return EPS / 4 * x**2 / np.sqrt((1 - x) * (1 + x)) ** 3
+
+
+def atanh_grad_atol(x):
+    # 1/(1 - x**2): the rounding of x**2 as above, with the full relative error of
+    # 1 - x**2. nnabla computes dy/(1 - x*x) the same way.
+    return EPS / 2 * x**2 / ((1 - x) * (1 + x)) ** 2
+
+
 def sce_atol(x, t):
     # softplus(x) - t*x, the formula nnabla differentiates: with t = 1 and x > 0 the
     # loss softplus(-x) is the difference of two numbers near x, so its error is that of
@@ -240,6 +269,8 @@ P, Q = pairs(positive(41), signed(41))  # pow2: a positive base, any exponent
 LABELS = (np.repeat(signed(), 2), np.tile(np.float32([0, 1]), signed().size))
 TARGETS = pairs(probabilities(), np.float32([0, 0.25, 0.5, 1]))
 SIGMOID_TARGETS = pairs(signed(), np.float32([0, 0.25, 1]))
+# atan2 everywhere but at (0, 0), where its slope is 0/0
+ATAN2_POINTS = tuple(x[(P0 != 0) | (P1 != 0)] for P0, P1 in [binary_signed()] for x in (P0, P1))
 
 CASES = [
     # --- activations and maths
@@ -277,6 +308,22 @@ CASES = [
     unary("sin", F.sin, np.sin, np.cos),
     unary("cos", F.cos, np.cos, lambda x: -np.sin(x)),
     unary("identity", F.identity, lambda x: x, ones, rtol=0, grad_rtol=0),
+    # --- trigonometric and hyperbolic functions
+    unary("tan", F.tan, np.tan, lambda x: 1 + np.tan(x) ** 2),
+    unary("sinh", F.sinh, np.sinh, np.cosh),
+    unary("cosh", F.cosh, np.cosh, np.sinh),
+    unary("asin", F.asin, np.arcsin, lambda x: 1 / np.sqrt((1 - x) * (1 + x)),
+          inputs=open_unit(), grad_atol=(asin_grad_atol,)),
+    unary("acos", F.acos, np.arccos, lambda x: -1 / np.sqrt((1 - x) * (1 + x)),
+          inputs=open_unit(), grad_atol=(asin_grad_atol,)),
+    unary("atan", F.atan, np.arctan, lambda x: 1 / (1 + x**2)),
+    binary("atan2", F.atan2, np.arctan2, lambda a, b: b / (a**2 + b**2),
+           lambda a, b: -a / (a**2 + b**2), inputs=ATAN2_POINTS),
+    unary("asinh", F.asinh, np.arcsinh, lambda x: 1 / np.sqrt(x**2 + 1)),
+    unary("acosh", F.acosh, np.arccosh, lambda x: 1 / np.sqrt((x - 1) * (x + 1)),
+          inputs=above_one()),
+    unary("atanh", F.atanh, np.arctanh, lambda x: 1 / ((1 - x) * (1 + x)),
+          inputs=open_unit(), grad_atol=(atanh_grad_atol,)),
     # --- scalar arithmetic (the scalar as float32: see f32)
     unary("add_scalar", lambda x: F.add_scalar(x, 0.1), lambda x: x + f32(0.1), ones),
     unary("add_scalar 1", F.add_scalar, lambda x: x + 1, ones),

@@ -3,25 +3,28 @@
 Each function checks its inputs and arguments, works out the output shape (so shape
 errors surface here, at graph-build time) and returns a new Variable whose `parent`
 records the call. Nothing is computed until `forward()`.
+
+The functions of elementwise ops are not written here: each is built from its op's
+registry entry (`OpDef.api`, see `ops.elementwise`), which holds nnabla's parameters and
+the docstring, so that an elementwise function is added in one place. The functions
+below are those with logic of their own (axes, shapes, optional inputs).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
 from symcompile.frontend.variable import Function, Variable, normalize_shape
 from symcompile.ir import callsite
-from symcompile.ops.registry import OPS, normalize_axes, number
+from symcompile.ops.registry import OPS, OpDef, normalize_axes, number
 
+# The hand-written functions; those of the elementwise ops are added at the end.
 __all__ = [
-    "add2", "sub2", "mul2", "div2", "pow2", "add_scalar", "mul_scalar", "pow_scalar",
-    "r_sub_scalar", "r_div_scalar", "r_pow_scalar", "identity", "sum", "mean", "max", "min",
-    "reduce_sum", "reduce_mean", "squared_error", "absolute_error", "huber_loss",
-    "tanh", "sigmoid", "relu", "leaky_relu", "elu", "softplus", "exp", "log", "abs", "sin",
-    "cos", "maximum2", "minimum2", "maximum_scalar", "minimum_scalar", "clip_by_value",
+    "sum", "mean", "max", "min", "reduce_sum", "reduce_mean", "clip_by_value",
     "affine", "batch_matmul", "reshape", "transpose", "broadcast", "softmax", "log_softmax",
-    "softmax_cross_entropy", "sigmoid_cross_entropy", "binary_cross_entropy",
+    "softmax_cross_entropy",
 ]
 
 
@@ -42,71 +45,6 @@ def _record(op_name: str, inputs: tuple, **attrs) -> Variable:
     out._callsite = site
     func.outputs.append(out)
     return out
-
-
-def add2(x0, x1, inplace=False, n_outputs=-1, outputs=None):
-    """Elementwise ``x0 + x1`` (size-1 axes broadcast)."""
-    return _record("add2", (x0, x1))
-
-
-def sub2(x0, x1, inplace=False, n_outputs=-1, outputs=None):
-    """Elementwise ``x0 - x1`` (size-1 axes broadcast)."""
-    return _record("sub2", (x0, x1))
-
-
-def mul2(x0, x1, inplace=False, n_outputs=-1, outputs=None):
-    """Elementwise ``x0 * x1`` (size-1 axes broadcast)."""
-    return _record("mul2", (x0, x1))
-
-
-def div2(x0, x1, inplace=False, n_outputs=-1, outputs=None):
-    """Elementwise ``x0 / x1`` (size-1 axes broadcast)."""
-    return _record("div2", (x0, x1))
-
-
-def pow2(x0, x1, inplace=False, n_outputs=-1, outputs=None):
-    """Elementwise ``x0 ** x1`` (size-1 axes broadcast)."""
-    return _record("pow2", (x0, x1))
-
-
-def add_scalar(x, val=1, inplace=False, n_outputs=-1, outputs=None):
-    """``x + val``."""
-    return _record("add_scalar", (x,), val=number(val, "add_scalar"))
-
-
-def mul_scalar(x, val=1, inplace=False, n_outputs=-1, outputs=None):
-    """``x * val``."""
-    return _record("mul_scalar", (x,), val=number(val, "mul_scalar"))
-
-
-def pow_scalar(x, val=1, inplace=False, n_outputs=-1, outputs=None):
-    """``x ** val``."""
-    return _record("pow_scalar", (x,), val=number(val, "pow_scalar"))
-
-
-def r_sub_scalar(x, val=1, n_outputs=-1, outputs=None):
-    """``val - x``."""
-    return _record("r_sub_scalar", (x,), val=number(val, "r_sub_scalar"))
-
-
-def r_div_scalar(x, val=1, n_outputs=-1, outputs=None):
-    """``val / x``."""
-    return _record("r_div_scalar", (x,), val=number(val, "r_div_scalar"))
-
-
-def r_pow_scalar(x, val=1, n_outputs=-1, outputs=None):
-    """``val ** x``."""
-    return _record("r_pow_scalar", (x,), val=number(val, "r_pow_scalar"))
-
-
-def identity(x, n_outputs=-1, outputs=None):
-    """``x`` itself, as a new node."""
-    return _record("identity", (x,))
-
-
-def squared_error(x0, x1, n_outputs=-1, outputs=None):
-    """Elementwise ``(x0 - x1) ** 2``, not reduced."""
-    return _record("squared_error", (x0, x1))
 
 
 def _reduction(op: str, x, axis, keepdims) -> Variable:
@@ -153,82 +91,7 @@ def _no_index(op, with_index, only_index):
                                   "indices are not differentiable graph values")
 
 
-# --- activations and maths --------------------------------------------------------------
-
-def tanh(x, n_outputs=-1, outputs=None):
-    """Hyperbolic tangent."""
-    return _record("tanh", (x,))
-
-
-def sigmoid(x, n_outputs=-1, outputs=None):
-    """Logistic sigmoid, 1 / (1 + exp(-x))."""
-    return _record("sigmoid", (x,))
-
-
-def relu(x, inplace=False, n_outputs=-1, outputs=None):
-    """max(x, 0); its derivative at 0 is 0."""
-    return _record("relu", (x,))
-
-
-def leaky_relu(x, alpha=0.1, inplace=False, n_outputs=-1, outputs=None):
-    """x where x > 0, else alpha * x."""
-    return _record("leaky_relu", (x,), alpha=number(alpha, "leaky_relu", "alpha"))
-
-
-def elu(x, alpha=1.0, n_outputs=-1, outputs=None):
-    """x where x >= 0, else alpha * (exp(x) - 1)."""
-    return _record("elu", (x,), alpha=number(alpha, "elu", "alpha"))
-
-
-def softplus(x, beta=1.0, n_outputs=-1, outputs=None):
-    """log(1 + exp(beta * x)) / beta."""
-    return _record("softplus", (x,), beta=number(beta, "softplus", "beta"))
-
-
-def exp(x, n_outputs=-1, outputs=None):
-    """Elementwise exponential."""
-    return _record("exp", (x,))
-
-
-def log(x, n_outputs=-1, outputs=None):
-    """Elementwise natural logarithm."""
-    return _record("log", (x,))
-
-
-def abs(x, n_outputs=-1, outputs=None):  # noqa: A001
-    """Elementwise absolute value (derivative sign(x), 0 at 0)."""
-    return _record("abs", (x,))
-
-
-def sin(x, n_outputs=-1, outputs=None):
-    """Elementwise sine."""
-    return _record("sin", (x,))
-
-
-def cos(x, n_outputs=-1, outputs=None):
-    """Elementwise cosine."""
-    return _record("cos", (x,))
-
-
-def maximum2(x0, x1, n_outputs=-1, outputs=None):
-    """Elementwise maximum of two arrays (size-1 axes broadcast)."""
-    return _record("maximum2", (x0, x1))
-
-
-def minimum2(x0, x1, n_outputs=-1, outputs=None):
-    """Elementwise minimum of two arrays (size-1 axes broadcast)."""
-    return _record("minimum2", (x0, x1))
-
-
-def maximum_scalar(x, val=1.0, n_outputs=-1, outputs=None):
-    """max(x, val)."""
-    return _record("maximum_scalar", (x,), val=number(val, "maximum_scalar"))
-
-
-def minimum_scalar(x, val=1.0, n_outputs=-1, outputs=None):
-    """min(x, val)."""
-    return _record("minimum_scalar", (x,), val=number(val, "minimum_scalar"))
-
+# --- clipping ---------------------------------------------------------------------------
 
 def clip_by_value(x, min, max):  # noqa: A002 - nnabla's argument names
     """x limited to [min, max]; `min` and `max` are numbers or Variables.
@@ -239,31 +102,18 @@ def clip_by_value(x, min, max):  # noqa: A002 - nnabla's argument names
         if not isinstance(bound, (Variable, numbers.Real)):
             raise TypeError(f"F.clip_by_value: {what} must be a Variable or a number, got "
                             f"{type(bound).__name__}")
-    low = maximum2(x, min) if isinstance(min, Variable) else maximum_scalar(x, min)
-    return minimum2(low, max) if isinstance(max, Variable) else minimum_scalar(low, max)
+    low = _bound("maximum", x, min)
+    return _bound("minimum", low, max)
 
 
-# --- losses ------------------------------------------------------------------------------
-
-def absolute_error(x0, x1, n_outputs=-1, outputs=None):
-    """Elementwise |x0 - x1|, not reduced."""
-    return _record("absolute_error", (x0, x1))
-
-
-def huber_loss(x0, x1, delta=1.0, n_outputs=-1, outputs=None):
-    """Elementwise d**2 where |d| < delta, else delta * (2 |d| - delta), d = x0 - x1."""
-    return _record("huber_loss", (x0, x1), delta=number(delta, "huber_loss", "delta"))
+def _bound(which: str, x, bound) -> Variable:
+    """F.maximum2 / F.maximum_scalar (or the minimum's) of `x` and `bound`."""
+    if isinstance(bound, Variable):
+        return _record(f"{which}2", (x, bound))
+    return _record(f"{which}_scalar", (x,), val=number(bound, f"{which}_scalar"))
 
 
-def sigmoid_cross_entropy(x, target, n_outputs=-1, outputs=None):
-    """Elementwise -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), stable."""
-    return _record("sigmoid_cross_entropy", (x, target))
-
-
-def binary_cross_entropy(x, target, n_outputs=-1, outputs=None):
-    """Elementwise -(t log x + (1 - t) log(1 - x)) for probabilities x."""
-    return _record("binary_cross_entropy", (x, target))
-
+# --- softmax and its loss ----------------------------------------------------------------
 
 def softmax_cross_entropy(x, target, axis=None, n_outputs=-1, outputs=None):
     """-log softmax(x)[target] along `axis` (default: the last); label -1 gives 0.
@@ -358,3 +208,61 @@ def broadcast(x, shape, n_outputs=-1, outputs=None):
                          "axis of the input must equal the target's or be 1 (missing "
                          "leading axes count as 1)")
     return _record("broadcast", (x,), shape=shape)
+
+
+# --- the functions of elementwise ops, from the registry ----------------------------------
+
+def _elementwise_function(op: OpDef):
+    """F.<op.name> as `op.api` describes it: nnabla's signature (what `inspect.signature`
+    and `help` show), its scalars checked with `number`, its ignored arguments accepted."""
+    api = op.api
+    plain = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    signature = inspect.Signature(
+        [inspect.Parameter(name, plain) for name in api.inputs]
+        + [inspect.Parameter(name, plain, default=default)
+           for name, default in (*api.scalars, *api.ignored)])
+    n_inputs, n_parameters = len(api.inputs), len(signature.parameters)
+    scalar_names = [name for name, _ in api.scalars]
+    scalar_defaults = tuple(default for _, default in api.scalars)
+
+    def function(*args, **kwargs):
+        if kwargs or not n_inputs <= len(args) <= n_parameters:
+            # Signature.bind is exact but slow (a third of a call): only for keywords
+            # and for wrong calls
+            try:
+                given = signature.bind(*args, **kwargs).arguments
+            except TypeError as error:
+                raise TypeError(f"F.{op.name}: {error}; its arguments are "
+                                f"F.{op.name}{signature}") from None
+            args = [given[name] for name in api.inputs]
+            args += [given.get(name, default) for name, default in api.scalars]
+        scalars = (*args[n_inputs:n_inputs + len(scalar_names)],
+                   *scalar_defaults[len(args) - n_inputs:])
+        attrs = {name: number(value, op.name, name)
+                 for name, value in zip(scalar_names, scalars, strict=True)}
+        return _record(op.name, tuple(args[:n_inputs]), **attrs)
+
+    function.__name__ = function.__qualname__ = op.name
+    function.__doc__ = api.doc
+    function.__signature__ = signature
+    return function
+
+
+def _add_elementwise_functions() -> list[str]:
+    """Define F.<name> for every op with an `api`; a function written above wins."""
+    namespace = globals()
+    added = []
+    for op in OPS.values():
+        if op.api is None:
+            continue
+        existing = namespace.get(op.name)
+        if existing is None:
+            namespace[op.name] = _elementwise_function(op)
+            added.append(op.name)
+        elif getattr(existing, "__module__", None) != __name__:
+            raise ImportError(f"F.{op.name}: the op's name is taken in {__name__} by "
+                              f"{existing!r}; rename that import")
+    return added
+
+
+__all__ += _add_elementwise_functions()

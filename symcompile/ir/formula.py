@@ -182,6 +182,13 @@ class FormulaLatexPrinter(LatexPrinter):
     """LaTeX formulas with the sums written as operators."""
 
     printmethod = "_symcompile_latex"
+    # \arcsin and arsinh, the names in mathematics, not asin and asinh
+    _default_settings = {**LatexPrinter._default_settings, "inv_trig_style": "full"}
+
+    def _print_atan2(self, expr):
+        # SymPy writes the 2 as a subscript, which reads as an index
+        y, x = (self._print(arg) for arg in expr.args)
+        return rf"\operatorname{{atan2}}\left({y}, {x}\right)"
 
     def _print_MatMul(self, expr):
         a, b = (self.parenthesize(arg, 50) for arg in expr.args)
@@ -427,6 +434,10 @@ class FormulaMathMLPrinter(MathMLPresentationPrinter):
 
     def _print_Truncate(self, expr):
         return self._named("trunc", expr.args[0])
+
+    def _print_atan2(self, expr):
+        # SymPy's is arctan(y, x), as if arctan took two arguments
+        return self._named("atan2", *expr.args)
 
 
 def as_mathml(expr: sympy.Expr, shapes: Shapes) -> str:

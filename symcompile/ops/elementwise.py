@@ -1,12 +1,16 @@
 """Elementwise ops: one scalar SymPy formula each, so chains fuse and `sympy.diff` works.
 
-Binary ops broadcast size-1 axes between inputs of equal rank, as nnabla does.
+Each op is registered in one place, its formula below, which is also its `F.*` function's
+specification (see `elementwise`). Binary ops broadcast size-1 axes between inputs of
+equal rank, as nnabla does.
 """
 
 from __future__ import annotations
 
+import inspect
+
 from symcompile.common.deferred import Deferred
-from symcompile.ops.opdef import OpDef, broadcast_shape
+from symcompile.ops.opdef import FunctionApi, OpDef, broadcast_shape
 
 # SymPy and the function classes built on it load when the first graph is lowered.
 sympy = Deferred("sympy")
@@ -15,188 +19,324 @@ P = Deferred("symcompile.ir.primitives")
 
 OPS: dict[str, OpDef] = {}
 
+# nnabla's trailing arguments of elementwise functions, accepted and unused: symcompile
+# has no in-place computation and every function has one output.
+_INPLACE = (("inplace", False),)
+_OUTPUTS = (("n_outputs", -1), ("outputs", None))
 
-def elementwise(name: str, type_name: str, arity: int):
-    """Register an elementwise function given its scalar SymPy formula."""
+
+def elementwise(name: str, type_name: str, *, inplace: bool = False):
+    """Register the elementwise function `name` (nnabla's class `type_name`) given its
+    scalar SymPy formula, which also specifies `F.<name>`:
+
+    * its parameters without a default are the Variable inputs, those with one nnabla's
+      scalar arguments, with nnabla's names and defaults (the lowering passes them as
+      SymPy numbers);
+    * its docstring is F.<name>'s;
+    * `inplace` gives F.<name> nnabla's ``inplace=False`` argument (before
+      ``n_outputs=-1, outputs=None``, which every function accepts).
+    """
 
     def register(formula):
+        if name in OPS:
+            raise ValueError(f"elementwise({name!r}): {name} is registered already")
+        api = _api(name, formula, inplace)
+        arity = len(api.inputs)
+
         def lower(args, attrs, ctx):
             return formula(*args, **attrs)
 
         def infer(shapes, attrs):
             return broadcast_shape(name, shapes) if arity > 1 else shapes[0]
 
-        OPS[name] = OpDef(name, type_name, arity, True, infer, lower)
+        OPS[name] = OpDef(name, type_name, arity, True, infer, lower, api)
         return formula
 
     return register
 
 
-@elementwise("add2", "Add2", 2)
+def _api(name: str, formula, inplace: bool) -> FunctionApi:
+    """F.<name>'s parameters and docstring, read off the formula (see `elementwise`)."""
+    if not formula.__doc__:
+        raise TypeError(f"elementwise({name!r}): the formula {formula.__name__} has no "
+                        f"docstring; write one, it is the docstring of F.{name}")
+    inputs, scalars = [], []
+    for parameter in inspect.signature(formula).parameters.values():
+        if parameter.kind is not parameter.POSITIONAL_OR_KEYWORD:
+            raise TypeError(f"elementwise({name!r}): parameter {parameter.name} of "
+                            f"{formula.__name__} must be a plain one (an input, or a "
+                            "scalar with its default)")
+        if parameter.default is parameter.empty:
+            inputs.append(parameter.name)  # Python puts them before those with defaults
+        else:
+            scalars.append((parameter.name, parameter.default))
+    return FunctionApi(tuple(inputs), tuple(scalars),
+                       (_INPLACE if inplace else ()) + _OUTPUTS,
+                       inspect.cleandoc(formula.__doc__))
+
+
+# --- arithmetic --------------------------------------------------------------------------
+
+@elementwise("add2", "Add2", inplace=True)
 def _add2(x0, x1):
+    """Elementwise ``x0 + x1`` (size-1 axes broadcast)."""
     return x0 + x1
 
 
-@elementwise("sub2", "Sub2", 2)
+@elementwise("sub2", "Sub2", inplace=True)
 def _sub2(x0, x1):
+    """Elementwise ``x0 - x1`` (size-1 axes broadcast)."""
     return x0 - x1
 
 
-@elementwise("mul2", "Mul2", 2)
+@elementwise("mul2", "Mul2", inplace=True)
 def _mul2(x0, x1):
+    """Elementwise ``x0 * x1`` (size-1 axes broadcast)."""
     return x0 * x1
 
 
-@elementwise("div2", "Div2", 2)
+@elementwise("div2", "Div2", inplace=True)
 def _div2(x0, x1):
+    """Elementwise ``x0 / x1`` (size-1 axes broadcast)."""
     return x0 / x1
 
 
-@elementwise("pow2", "Pow2", 2)
+@elementwise("pow2", "Pow2", inplace=True)
 def _pow2(x0, x1):
+    """Elementwise ``x0 ** x1`` (size-1 axes broadcast)."""
     return x0**x1
 
 
-@elementwise("squared_error", "SquaredError", 2)
+@elementwise("squared_error", "SquaredError")
 def _squared_error(x0, x1):
+    """Elementwise ``(x0 - x1) ** 2``, not reduced."""
     return (x0 - x1) ** 2
 
 
-@elementwise("add_scalar", "AddScalar", 1)
-def _add_scalar(x, val):
+@elementwise("add_scalar", "AddScalar", inplace=True)
+def _add_scalar(x, val=1):
+    """``x + val``."""
     return x + val
 
 
-@elementwise("mul_scalar", "MulScalar", 1)
-def _mul_scalar(x, val):
+@elementwise("mul_scalar", "MulScalar", inplace=True)
+def _mul_scalar(x, val=1):
+    """``x * val``."""
     return x * val
 
 
-@elementwise("pow_scalar", "PowScalar", 1)
-def _pow_scalar(x, val):
+@elementwise("pow_scalar", "PowScalar", inplace=True)
+def _pow_scalar(x, val=1):
+    """``x ** val``."""
     return x**val
 
 
-@elementwise("r_sub_scalar", "RSubScalar", 1)
-def _r_sub_scalar(x, val):
+@elementwise("r_sub_scalar", "RSubScalar")
+def _r_sub_scalar(x, val=1):
+    """``val - x``."""
     return val - x
 
 
-@elementwise("r_div_scalar", "RDivScalar", 1)
-def _r_div_scalar(x, val):
+@elementwise("r_div_scalar", "RDivScalar")
+def _r_div_scalar(x, val=1):
+    """``val / x``."""
     return val / x
 
 
-@elementwise("r_pow_scalar", "RPowScalar", 1)
-def _r_pow_scalar(x, val):
+@elementwise("r_pow_scalar", "RPowScalar")
+def _r_pow_scalar(x, val=1):
+    """``val ** x``."""
     return val**x
 
 
-@elementwise("identity", "Identity", 1)
+@elementwise("identity", "Identity")
 def _identity(x):
+    """``x`` itself, as a new node."""
     return x
-
-
 
 
 # --- activations and maths ---------------------------------------------------------------
 
-@elementwise("tanh", "Tanh", 1)
+@elementwise("tanh", "Tanh")
 def _tanh(x):
-    return E.tanh(x)
+    """Hyperbolic tangent."""
+    return E.sympy_function("tanh")(x)
 
 
-@elementwise("sigmoid", "Sigmoid", 1)
+@elementwise("sigmoid", "Sigmoid")
 def _sigmoid(x):
+    """Logistic sigmoid, 1 / (1 + exp(-x))."""
     return E.Sigmoid(x)
 
 
-@elementwise("relu", "ReLU", 1)
+@elementwise("relu", "ReLU", inplace=True)
 def _relu(x):
+    """max(x, 0); its derivative at 0 is 0."""
     return E.Maximum(x, sympy.Integer(0))  # d/dx is (x > 0): relu'(0) = 0, as in nnabla
 
 
-@elementwise("leaky_relu", "LeakyReLU", 1)
-def _leaky_relu(x, alpha):
+@elementwise("leaky_relu", "LeakyReLU", inplace=True)
+def _leaky_relu(x, alpha=0.1):
+    """x where x > 0, else alpha * x."""
     return E.LeakyRelu(x, alpha)
 
 
-@elementwise("elu", "ELU", 1)
-def _elu(x, alpha):
+@elementwise("elu", "ELU")
+def _elu(x, alpha=1.0):
+    """x where x >= 0, else alpha * (exp(x) - 1)."""
     return E.Elu(x, alpha)
 
 
-@elementwise("softplus", "SoftPlus", 1)
-def _softplus(x, beta):
+@elementwise("softplus", "SoftPlus")
+def _softplus(x, beta=1.0):
+    """log(1 + exp(beta * x)) / beta."""
     return E.Softplus(beta * x) / beta
 
 
-@elementwise("exp", "Exp", 1)
+@elementwise("exp", "Exp")
 def _exp(x):
+    """Elementwise exponential."""
     return sympy.exp(x)
 
 
-@elementwise("log", "Log", 1)
+@elementwise("log", "Log")
 def _log(x):
+    """Elementwise natural logarithm."""
     return E.log(x)  # log(sigmoid(u)) is -softplus(-u)
 
 
-@elementwise("abs", "Abs", 1)
+@elementwise("abs", "Abs")
 def _abs(x):
+    """Elementwise absolute value (derivative sign(x), 0 at 0)."""
     return E.Absolute(x, sympy.Integer(1))  # nnabla: d|x|/dx = +1 at 0
 
 
-@elementwise("sin", "Sin", 1)
-def _sin(x):
-    return E.sin(x)
-
-
-@elementwise("cos", "Cos", 1)
-def _cos(x):
-    return E.cos(x)
-
-
-@elementwise("maximum2", "Maximum2", 2)
+@elementwise("maximum2", "Maximum2")
 def _maximum2(x0, x1):
+    """Elementwise maximum of two arrays (size-1 axes broadcast)."""
     return E.Maximum(x0, x1)
 
 
-@elementwise("minimum2", "Minimum2", 2)
+@elementwise("minimum2", "Minimum2")
 def _minimum2(x0, x1):
+    """Elementwise minimum of two arrays (size-1 axes broadcast)."""
     return E.Minimum(x0, x1)
 
 
-@elementwise("maximum_scalar", "MaximumScalar", 1)
-def _maximum_scalar(x, val):
+@elementwise("maximum_scalar", "MaximumScalar")
+def _maximum_scalar(x, val=1.0):
+    """max(x, val)."""
     return E.Maximum(x, val)  # d/dx is (x > val): 0 on a tie, as in nnabla
 
 
-@elementwise("minimum_scalar", "MinimumScalar", 1)
-def _minimum_scalar(x, val):
+@elementwise("minimum_scalar", "MinimumScalar")
+def _minimum_scalar(x, val=1.0):
+    """min(x, val)."""
     return E.Minimum(x, val)  # d/dx is (val > x): 0 on a tie
+
+
+# --- trigonometric and hyperbolic functions ----------------------------------------------
+# SymPy's own: its NumPy printer writes them (numpy.arctan) and its fdiff differentiates
+# them; `sympy_function` keeps them from rewriting their argument (see there).
+
+@elementwise("sin", "Sin")
+def _sin(x):
+    """Elementwise sine."""
+    return E.sympy_function("sin")(x)
+
+
+@elementwise("cos", "Cos")
+def _cos(x):
+    """Elementwise cosine."""
+    return E.sympy_function("cos")(x)
+
+
+@elementwise("tan", "Tan")
+def _tan(x):
+    """Elementwise tangent."""
+    return E.sympy_function("tan")(x)
+
+
+@elementwise("sinh", "Sinh")
+def _sinh(x):
+    """Elementwise hyperbolic sine."""
+    return E.sympy_function("sinh")(x)
+
+
+@elementwise("cosh", "Cosh")
+def _cosh(x):
+    """Elementwise hyperbolic cosine."""
+    return E.sympy_function("cosh")(x)
+
+
+@elementwise("asin", "ASin")
+def _asin(x):
+    """Elementwise arcsine, in [-pi/2, pi/2]; NaN outside -1 <= x <= 1, as in nnabla."""
+    return E.sympy_function("asin")(x)
+
+
+@elementwise("acos", "ACos")
+def _acos(x):
+    """Elementwise arccosine, in [0, pi]; NaN outside -1 <= x <= 1, as in nnabla."""
+    return E.sympy_function("acos")(x)
+
+
+@elementwise("atan", "ATan")
+def _atan(x):
+    """Elementwise arctangent, in (-pi/2, pi/2)."""
+    return E.sympy_function("atan")(x)
+
+
+@elementwise("atan2", "ATan2")
+def _atan2(x0, x1):
+    """Elementwise arctangent of x0 / x1 in [-pi, pi], on the quadrant of the point
+    (x1, x0), as NumPy's arctan2(x0, x1) (size-1 axes broadcast)."""
+    return E.sympy_function("atan2")(x0, x1)
+
+
+@elementwise("asinh", "ASinh")
+def _asinh(x):
+    """Elementwise inverse hyperbolic sine."""
+    return E.sympy_function("asinh")(x)
+
+
+@elementwise("acosh", "ACosh")
+def _acosh(x):
+    """Elementwise inverse hyperbolic cosine; NaN for x < 1, as in nnabla."""
+    return E.sympy_function("acosh")(x)
+
+
+@elementwise("atanh", "ATanh")
+def _atanh(x):
+    """Elementwise inverse hyperbolic tangent; infinite at x = +-1, NaN beyond."""
+    return E.sympy_function("atanh")(x)
 
 
 # --- losses ------------------------------------------------------------------------------
 
-@elementwise("absolute_error", "AbsoluteError", 2)
+@elementwise("absolute_error", "AbsoluteError")
 def _absolute_error(x0, x1):
+    """Elementwise |x0 - x1|, not reduced."""
     return E.Absolute(x0 - x1, sympy.Integer(-1))  # nnabla: d/dx0 = -1 where x0 == x1
 
 
-@elementwise("huber_loss", "HuberLoss", 2)
-def _huber_loss(x0, x1, delta):
+@elementwise("huber_loss", "HuberLoss")
+def _huber_loss(x0, x1, delta=1.0):
+    """Elementwise d**2 where |d| < delta, else delta * (2 |d| - delta), d = x0 - x1."""
     return E.Huber(x0 - x1, delta)
 
 
-@elementwise("sigmoid_cross_entropy", "SigmoidCrossEntropy", 2)
+@elementwise("sigmoid_cross_entropy", "SigmoidCrossEntropy")
 def _sigmoid_cross_entropy(x, target):
-    # -(t log s(x) + (1 - t) log(1 - s(x))) = softplus(x) - t x; d/dx = sigmoid(x) - t.
-    # nnabla reads the target as integer labels (truncating) and sends it no gradient.
+    """Elementwise -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), stable."""
+    # softplus(x) - t x, whose d/dx is sigmoid(x) - t. nnabla reads the target as
+    # integer labels (truncating) and sends it no gradient.
     return E.Softplus(x) - x * P.StopGradient(E.Truncate(target))
 
 
-@elementwise("binary_cross_entropy", "BinaryCrossEntropy", 2)
+@elementwise("binary_cross_entropy", "BinaryCrossEntropy")
 def _binary_cross_entropy(x, target):
+    """Elementwise -(t log x + (1 - t) log(1 - x)) for probabilities x."""
     # E.log: of x = sigmoid(u), t*softplus(-u) + (1 - t)*softplus(u), finite for every u
     # (each term negated on its own, so that the softpluses' signs cancel)
     return -(target * E.log(x)) - (1 - target) * E.log(1 - x)

@@ -2,7 +2,9 @@
 
 Each `OpDef` says how an `F.*` call's output shape follows from its inputs (raising a
 ValueError that names the function, the shapes and the fix) and how its value is
-written as one SymPy expression over its inputs' expressions.
+written as one SymPy expression over its inputs' expressions. An op whose `F.*` function
+only checks its arguments also says how that function is called (`FunctionApi`), and
+`frontend.functions` builds the function from it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,22 @@ class LowerContext:
 
 
 @dataclass(frozen=True)
+class FunctionApi:
+    """How nnabla's `F.<name>` is called, for an op whose function has no logic of its own.
+
+    Its parameters, in order: the Variable `inputs`, the `scalars` (real numbers, checked
+    with `number` and recorded as the node's attributes) and the `ignored` ones, which
+    nnabla has and symcompile accepts for compatibility (``inplace``, ``n_outputs``,
+    ``outputs``). Defaults are nnabla's.
+    """
+
+    inputs: tuple[str, ...]
+    scalars: tuple[tuple[str, object], ...]  # (name, default)
+    ignored: tuple[tuple[str, object], ...]  # (name, default)
+    doc: str
+
+
+@dataclass(frozen=True)
 class OpDef:
     name: str  # nnabla's function name, e.g. "add2"
     type_name: str  # nnabla's class name, e.g. "Add2"
@@ -41,6 +59,7 @@ class OpDef:
     elementwise: bool
     infer_shape: Callable[[tuple, dict], tuple]  # (input shapes, attrs) -> output shape
     lower: Callable[..., sympy.Expr]  # (input exprs, attrs, LowerContext) -> expr
+    api: FunctionApi | None = None  # None: F.<name> is written by hand
 
 
 def number(value, op: str, arg: str = "val") -> Scalar:
@@ -94,8 +113,6 @@ def broadcast_shape(op: str, shapes: tuple) -> tuple[int, ...]:
             )
         out.append(big.pop() if big else 1)
     return tuple(out)
-
-
 
 
 def normalize_axes(op: str, axis, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -1,7 +1,11 @@
-"""Elementwise functions SymPy lacks, as `sympy.Function`s with their own derivatives.
+"""SymPy functions for the elementwise ops: SymPy's own, made safe for the compiler, and
+those SymPy lacks, with their own derivatives.
 
-Each class's `fdiff` gives the derivative `sympy.diff` uses, written with other
-functions of this module where that keeps the generated code short and stable (the
+`sympy_function("atan")` is SymPy's atan as the compiler uses it (see there): the ops
+SymPy has need nothing else, since SymPy's printers and derivatives serve them.
+
+For the others, each class's `fdiff` gives the derivative `sympy.diff` uses, written with
+other functions of this module where that keeps the generated code short and stable (the
 derivative of softplus is a sigmoid, that of a sigmoid reuses the sigmoid). The printer
 has a `_print_<Name>` for each: numerically stable NumPy (sigmoid as 1/(1 + exp(-x))
 with the exponent bounded, softplus through logaddexp) and `numpy.where` for the
@@ -11,16 +15,19 @@ sigmoid into a softplus, which stays finite where the sigmoid underflows.
 
 from __future__ import annotations
 
-import sympy
+import functools
 
-# --- SymPy's tanh, sin and cos, safe under distribute(False) -----------------------------
+import sympy
+from sympy.core.parameters import distribute
+
+# --- SymPy's functions, safe under distribute(False) ------------------------------------
 # SymPy's odd and even functions move a minus sign out of their argument: tanh(-u) is
 # -tanh(u), cos(-u) is cos(u). The compiler works under distribute(False) (so that
 # y - (a*x + b) keeps its shared a*x + b), where -(x + y) stays Mul(-1, x + y); for an
 # argument like -x - y both u and -u then "could extract a minus sign" and SymPy flips
-# between them until the recursion limit. These subclasses flip such a sum by negating
-# its terms, which ends the flipping. They keep SymPy's class names, which the printers
-# dispatch on.
+# between them until the recursion limit. `sympy_function`'s subclasses flip such a sum
+# by negating its terms, which ends the flipping. They keep SymPy's class names, which
+# the printers dispatch on.
 
 # SymPy's own `eval` of these functions also looks for multiples of pi and of the
 # imaginary unit in the argument and asks the assumption system about it, about 6 ms a
@@ -45,55 +52,112 @@ def _extracts_minus(arg: sympy.Expr) -> bool:
     return arg.could_extract_minus_sign()
 
 
-def _symmetric_eval(cls, base, arg: sympy.Expr, odd: bool) -> sympy.Expr | None:
-    """f(arg) with the minus sign taken out of arg (f(-u) = -f(u) when f is odd, f(u) when
-    even); SymPy's value for a number; None when it stays as it is.
+@functools.cache
+def sympy_function(name: str) -> type[sympy.Function]:
+    """SymPy's elementwise function `name` ("atan", "tanh", ...) as the compiler uses it.
 
-    A sum has its terms negated one by one (see above); anything else is negated whole."""
-    if arg.is_Number:
-        return base.eval.__func__(cls, arg)
-    if not _extracts_minus(arg):
+    A subclass of SymPy's class, with its name, which SymPy's printers dispatch on
+    (``numpy.arctan``, ``atan``, ``\\operatorname{atan}``), and SymPy's derivative. What
+    it changes is what SymPy rewrites when the function is built:
+
+    * of numbers, SymPy's value where it is real (atan(1) is pi/4); elsewhere (acosh(0),
+      atan2(0, 0)) the call stays and NumPy computes it, as nnabla does;
+    * a minus sign comes out of the argument where SymPy takes it out (-f(u) for an odd
+      function, f(u) for an even one), a sum flipped by negating its terms (see above);
+    * nothing else: no search for multiples of pi, and no cancelling of inverses, so
+      sin(asin(x)) stays, NaN for |x| > 1 as in nnabla.
+
+    SymPy's functions in the derivative (the cosh of sinh') are `sympy_function`s too,
+    and questions to the assumption system get quick answers (see `_assumptions`).
+    """
+    base = getattr(sympy, name, None)
+    if not (isinstance(base, type) and issubclass(base, sympy.Function)):
+        raise TypeError(f"sympy_function: sympy.{name} is not a SymPy function class; "
+                        "name one of SymPy's (sympy.atan is 'atan')")
+    namespace = {"__module__": __name__, "__qualname__": name,
+                 "__doc__": f"SymPy's {name}, safe for the compiler (see sympy_function).",
+                 "_base": base, "_parity": _parity(base),
+                 "eval": classmethod(_safe_eval), "fdiff": _safe_fdiff,
+                 **_assumptions(base)}
+    return type(base)(name, (base,), namespace)
+
+
+def _parity(base: type[sympy.Function]) -> int:
+    """-1 where SymPy writes f(-u) as -f(u), +1 where as f(u), else 0 (asked once, of a
+    plain symbol: the minus sign comes out exactly where SymPy takes it out)."""
+    if base.nargs != sympy.FiniteSet(1):
+        return 0
+    u = sympy.Dummy("u")
+    with distribute(True):
+        value = base(-u)
+        return -1 if value == -base(u) else 1 if value == base(u) else 0
+
+
+def _safe_eval(cls, *args):
+    """`sympy_function`'s rewriting: SymPy's real values of numbers, the minus sign."""
+    if all(arg.is_Number for arg in args):
+        value = cls._base.eval.__func__(cls, *args)
+        return value if value is not None and value.is_extended_real else None
+    arg = args[0]
+    if not cls._parity or not _extracts_minus(arg):
         return None
     flipped = sympy.Add(*(-term for term in arg.args)) if arg.is_Add else -arg
-    return -cls(flipped) if odd else cls(flipped)
+    return -cls(flipped) if cls._parity < 0 else cls(flipped)
 
 
-class tanh(sympy.tanh):  # noqa: N801 - the printers know it by this name
-    @classmethod
-    def eval(cls, arg):
-        return _symmetric_eval(cls, sympy.tanh, arg, odd=True)
-
-    def fdiff(self, argindex=1):
-        return 1 - tanh(self.args[0]) ** 2
-
-    # SymPy's tanh answers "is it real / finite?" by splitting its argument into real and
-    # imaginary parts, which for tanh(tanh(...)) splits every level again: asked of a
-    # chain of 8, the questions took seconds. Real arguments give a real, finite tanh
-    # (as SymPy's sin and cos answer); anything else is left unknown.
-    def _eval_is_real(self):
-        return True if self.args[0].is_real else None
-
-    def _eval_is_finite(self):
-        return True if self.args[0].is_extended_real else None
+def _safe_fdiff(self, argindex=1):
+    dummies, derivative = _derivative_template(type(self), len(self.args), argindex)
+    return derivative.xreplace(dict(zip(dummies, self.args, strict=True)))
 
 
-class sin(sympy.sin):  # noqa: N801
-    @classmethod
-    def eval(cls, arg):
-        return _symmetric_eval(cls, sympy.sin, arg, odd=True)
+@functools.cache
+def _derivative_template(cls, count: int, argindex: int):
+    """SymPy's derivative of `cls` as (placeholder arguments, formula in them), with
+    SymPy's functions in it replaced by their `sympy_function`.
 
-    def fdiff(self, argindex=1):
-        return cos(self.args[0])
+    Built once on placeholders: SymPy's fdiff called on the real arguments would build
+    its own functions of them (sinh' = cosh(arg)), which may flip forever."""
+    dummies = tuple(sympy.Dummy(f"u{i}") for i in range(count))
+    with distribute(True):
+        derivative = cls._base.fdiff(cls(*dummies), argindex)
+    safe = derivative.replace(
+        lambda e: (isinstance(e, sympy.Function)
+                   and getattr(sympy, type(e).__name__, None) is type(e)),
+        lambda e: sympy_function(type(e).__name__)(*e.args))
+    return dummies, safe
 
 
-class cos(sympy.cos):  # noqa: N801
-    @classmethod
-    def eval(cls, arg):
-        return _symmetric_eval(cls, sympy.cos, arg, odd=False)
+# The facts `_assumptions` answers quickly; other questions get SymPy's answers.
+_FACTS = ("real", "extended_real", "finite", "positive", "nonnegative", "negative",
+          "nonpositive", "zero")
 
-    def fdiff(self, argindex=1):
-        return -sin(self.args[0])
 
+def _assumptions(base: type[sympy.Function]) -> dict:
+    """Quick answers to "is it real / finite / positive?", where SymPy's are slow.
+
+    SymPy's tanh, sinh and cosh answer by splitting an argument not known to be real
+    into real and imaginary parts, and for tanh(tanh(...)) every level splits again:
+    asked of a chain of 8 tanh, the questions took 8 seconds. Each fact that SymPy
+    decides for the function of real arguments (cosh of a real is positive), the class
+    answers the same way when its arguments are real, and leaves unknown otherwise.
+    """
+    probe = base(*(sympy.Dummy(real=True) for _ in range(min(base.nargs))))
+    answers = {}
+    for fact in _FACTS:
+        value = getattr(probe, f"is_{fact}")
+        if value is not None:
+            answers[f"_eval_is_{fact}"] = _when_arguments_are_real(value)
+    return answers
+
+
+def _when_arguments_are_real(value: bool):
+    def answer(self):
+        return value if all(arg.is_real for arg in self.args) else None
+
+    return answer
+
+
+# --- functions SymPy lacks -----------------------------------------------------------------
 
 class _Elementwise(sympy.Function):
     def _eval_is_real(self):

@@ -3,8 +3,9 @@
     python tests/differential/run.py --record    # with SYMCOMPILE_NNABLA_PYTHON set
 
 re-records `nnabla_1.39.json`, the numbers real nnabla gives, which the tests compare
-symcompile's with (nnabla 1.39 needs Python 3.10: `python3.10 -m venv V; V/bin/pip
-install nnabla`, then SYMCOMPILE_NNABLA_PYTHON=V/bin/python).
+symcompile's with, and `nnabla_1.39_signatures.json`, the signature of nnabla's function
+of each name in symcompile.functions.__all__ (nnabla 1.39 needs Python 3.10: `python3.10
+-m venv V; V/bin/pip install nnabla`, then SYMCOMPILE_NNABLA_PYTHON=V/bin/python).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TUTORIAL = HERE.parent / "tutorials" / "linear_regression_nnabla.py"
 RECORDED = HERE / "nnabla_1.39.json"
+SIGNATURES = HERE / "nnabla_1.39_signatures.json"
 NUMBER = re.compile(r"-?\d+\.\d+(?:e[-+]?\d+)?")
 
 
@@ -58,6 +60,11 @@ def tutorial_numbers(backend: str, python: str = sys.executable) -> list[float]:
     return [float(n) for line in lines for n in NUMBER.findall(line)]
 
 
+def signatures(names: list[str], backend: str, python: str = sys.executable) -> dict:
+    """{name: str(inspect.signature(F.<name>)) or None} on `backend` (see _signatures.py)."""
+    return json.loads(_run([str(HERE / "_signatures.py"), *names], backend, python))
+
+
 def record(python: str) -> None:
     recorded = {p.stem: results(p, "nnabla", python) for p in scenarios()}
     recorded["tutorial"] = tutorial_numbers("nnabla", python)
@@ -67,6 +74,11 @@ def record(python: str) -> None:
         lines.append(f" {json.dumps(name)}: [\n{rows}\n ]" + ("," if i < len(recorded) - 1 else ""))
     RECORDED.write_text("\n".join([*lines, "}"]) + "\n", encoding="utf-8")
     print(f"recorded {len(recorded)} scenarios in {RECORDED}")
+    import symcompile.functions as F
+
+    found = signatures(sorted(F.__all__), "nnabla", python)
+    SIGNATURES.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"recorded {len(found)} signatures in {SIGNATURES}")
 
 
 if __name__ == "__main__":
