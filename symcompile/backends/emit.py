@@ -30,6 +30,7 @@ from symcompile.ir.graph import Graph
 from symcompile.ir.naming import comment_text, docstring_text
 from symcompile.ir.primitives import Shapes, materialize
 from symcompile.ir.program import Equation, Program
+from symcompile.ops.registry import OPS
 from symcompile.ops.update_rules import UpdateRule, instantiate, state_names
 from symcompile.passes.schedule import Schedule, schedule
 from symcompile.passes.training_step import TrainingStep
@@ -488,11 +489,11 @@ class _ModuleBuilder:
         draws valid labels for them."""
         found = {}
         for node in self.graph.nodes:
-            if node.op == "softmax_cross_entropy":
-                x = self.graph.values[node.inputs[0]]
-                found[node.inputs[1]] = x.shape[node.attr_dict["axis"]]
-            elif node.op in ("sigmoid_cross_entropy", "binary_cross_entropy"):
-                found[node.inputs[1]] = 2
+            labels = OPS[node.op].labels
+            if labels is not None:
+                shapes = tuple(self.graph.values[i].shape for i in node.inputs)
+                for position, classes in labels(shapes, node.attr_dict).items():
+                    found[node.inputs[position]] = classes
         return found
 
     def state_table(self) -> dict:

@@ -25,7 +25,7 @@ _INPLACE = (("inplace", False),)
 _OUTPUTS = (("n_outputs", -1), ("outputs", None))
 
 
-def elementwise(name: str, type_name: str, *, inplace: bool = False):
+def elementwise(name: str, type_name: str, *, inplace: bool = False, labels=None):
     """Register the elementwise function `name` (nnabla's class `type_name`) given its
     scalar SymPy formula, which also specifies `F.<name>`:
 
@@ -34,7 +34,8 @@ def elementwise(name: str, type_name: str, *, inplace: bool = False):
       SymPy numbers);
     * its docstring is F.<name>'s;
     * `inplace` gives F.<name> nnabla's ``inplace=False`` argument (before
-      ``n_outputs=-1, outputs=None``, which every function accepts).
+      ``n_outputs=-1, outputs=None``, which every function accepts);
+    * `labels` says which inputs hold class labels (see `OpDef.labels`).
     """
 
     def register(formula):
@@ -49,7 +50,7 @@ def elementwise(name: str, type_name: str, *, inplace: bool = False):
         def infer(shapes, attrs):
             return broadcast_shape(name, shapes) if arity > 1 else shapes[0]
 
-        OPS[name] = OpDef(name, type_name, arity, True, infer, lower, api)
+        OPS[name] = OpDef(name, type_name, arity, True, infer, lower, api, labels)
         return formula
 
     return register
@@ -326,7 +327,11 @@ def _huber_loss(x0, x1, delta=1.0):
     return E.Huber(x0 - x1, delta)
 
 
-@elementwise("sigmoid_cross_entropy", "SigmoidCrossEntropy")
+def _binary_labels(shapes, attrs) -> dict[int, int]:
+    return {1: 2}  # the target: 0 or 1
+
+
+@elementwise("sigmoid_cross_entropy", "SigmoidCrossEntropy", labels=_binary_labels)
 def _sigmoid_cross_entropy(x, target):
     """Elementwise -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), stable."""
     # softplus(x) - t x, whose d/dx is sigmoid(x) - t. nnabla reads the target as
@@ -334,7 +339,7 @@ def _sigmoid_cross_entropy(x, target):
     return E.Softplus(x) - x * P.StopGradient(E.Truncate(target))
 
 
-@elementwise("binary_cross_entropy", "BinaryCrossEntropy")
+@elementwise("binary_cross_entropy", "BinaryCrossEntropy", labels=_binary_labels)
 def _binary_cross_entropy(x, target):
     """Elementwise -(t log x + (1 - t) log(1 - x)) for probabilities x."""
     # E.log: of x = sigmoid(u), t*softplus(-u) + (1 - t)*softplus(u), finite for every u

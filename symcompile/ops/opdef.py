@@ -60,6 +60,9 @@ class OpDef:
     infer_shape: Callable[[tuple, dict], tuple]  # (input shapes, attrs) -> output shape
     lower: Callable[..., sympy.Expr]  # (input exprs, attrs, LowerContext) -> expr
     api: FunctionApi | None = None  # None: F.<name> is written by hand
+    # The inputs that hold class labels: (input shapes, attrs) -> {position: classes},
+    # so that a module's check_gradient() draws valid labels for them.
+    labels: Callable[[tuple, dict], dict[int, int]] | None = None
 
 
 def number(value, op: str, arg: str = "val") -> Scalar:

@@ -20,11 +20,12 @@ softmax = Deferred("symcompile.ops.softmax")
 OPS: dict[str, OpDef] = {}
 
 
-def structural(name: str, type_name: str, arity: int, infer):
-    """Register an op given its shape rule `infer(shapes, attrs)` and its lowering."""
+def structural(name: str, type_name: str, arity: int, infer, labels=None):
+    """Register an op given its shape rule `infer(shapes, attrs)` and its lowering (and
+    which inputs hold class labels, see `OpDef.labels`)."""
 
     def register(lower):
-        OPS[name] = OpDef(name, type_name, arity, False, infer, lower)
+        OPS[name] = OpDef(name, type_name, arity, False, infer, lower, labels=labels)
         return lower
 
     return register
@@ -181,7 +182,12 @@ def _softmax_cross_entropy_shape(shapes, attrs):
     return expected
 
 
-@structural("softmax_cross_entropy", "SoftmaxCrossEntropy", 2, _softmax_cross_entropy_shape)
+def _softmax_cross_entropy_labels(shapes, attrs) -> dict[int, int]:
+    return {1: shapes[0][attrs["axis"]]}  # the target names one of x's classes
+
+
+@structural("softmax_cross_entropy", "SoftmaxCrossEntropy", 2, _softmax_cross_entropy_shape,
+            labels=_softmax_cross_entropy_labels)
 def _softmax_cross_entropy(args, attrs, ctx):
     classes = ctx.in_shapes[0][attrs["axis"]]
     labels = ctx.class_labels(args[1], classes) if ctx.class_labels else args[1]
