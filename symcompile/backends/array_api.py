@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from symcompile.backends.base import Kernels
 from symcompile.backends.code_lines import LINE_WIDTH, Line
 from symcompile.backends.entry_checks import Argument
-from symcompile.backends.kernels import array_api_kernels
+from symcompile.backends.kernels import array_api_kernels, portable_kernels
 from symcompile.backends.numpy_backend import NumPyBackend
 from symcompile.backends.printer import NumPyPrinter, shape_text
 from symcompile.backends.source_literals import literal
@@ -141,7 +141,7 @@ class ArrayAPIBackend(NumPyBackend):
     imports = ()  # each function asks its arrays for their namespace
     update_imports = ()
     lazy_imports = ("array_api_compat", "numpy")  # compat for torch; NumPy to draw inits
-    kernels = Kernels(array_api_kernels, requires={
+    kernels = Kernels(array_api_kernels, portable_kernels, requires={
         "class_labels": ("namespace",), "require_finite": ("namespace",)})
     always_kernels = ("namespace", "device_of", "assign")
     template_helpers = ("refuse_argument", "init_parameters", "check_gradient")

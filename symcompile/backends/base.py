@@ -25,21 +25,29 @@ from symcompile.ops.update_rules import Update
 
 
 class Kernels:
-    """Helper functions a module may call, kept as real Python in a module of their own
+    """Helper functions a module may call, kept as real Python in modules of their own
     (so they are linted, tested and read like any code) and inlined by source.
 
-    `requires` names, for each kernel, the kernels it calls.
+    A kernel is looked up in `modules` in order (a backend's own, then the portable
+    ones); `requires` names, for each kernel, the kernels it calls.
     """
 
-    def __init__(self, module: types.ModuleType, requires: dict[str, tuple[str, ...]] | None = None
-                 ) -> None:
-        self._module = module
+    def __init__(self, *modules: types.ModuleType,
+                 requires: dict[str, tuple[str, ...]] | None = None) -> None:
+        self._modules = modules
         self._requires = dict(requires or {})
 
+    def _functions(self) -> dict[str, types.FunctionType]:
+        found: dict[str, types.FunctionType] = {}
+        for module in self._modules:
+            for name, value in vars(module).items():
+                if isinstance(value, types.FunctionType) and value.__module__ == module.__name__ \
+                        and not name.startswith("_"):
+                    found.setdefault(name, value)
+        return found
+
     def names(self) -> tuple[str, ...]:
-        return tuple(name for name, value in vars(self._module).items()
-                     if isinstance(value, types.FunctionType)
-                     and value.__module__ == self._module.__name__ and not name.startswith("_"))
+        return tuple(self._functions())
 
     def closure(self, used: Iterable[str]) -> tuple[str, ...]:
         """`used` and every kernel they call, in the kernel module's order."""
@@ -48,13 +56,14 @@ class Kernels:
             name = stack.pop()
             if name not in wanted:
                 if name not in self.names():
-                    raise KeyError(f"no kernel named {name!r} in {self._module.__name__}")
+                    where = ", ".join(m.__name__ for m in self._modules)
+                    raise KeyError(f"no kernel named {name!r} in {where}")
                 wanted.add(name)
                 stack.extend(self._requires.get(name, ()))
         return tuple(name for name in self.names() if name in wanted)
 
     def source(self, name: str) -> str:
-        return inspect.getsource(getattr(self._module, name)).rstrip() + "\n"
+        return inspect.getsource(self._functions()[name]).rstrip() + "\n"
 
 
 class Backend:

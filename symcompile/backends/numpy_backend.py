@@ -8,7 +8,7 @@ from symcompile.backends import entry_checks
 from symcompile.backends.base import Backend, Kernels
 from symcompile.backends.code_lines import Line
 from symcompile.backends.entry_checks import Argument
-from symcompile.backends.kernels import numpy_kernels
+from symcompile.backends.kernels import numpy_kernels, portable_kernels
 from symcompile.backends.printer import NumPyPrinter, shape_text
 from symcompile.backends.source_literals import literal
 from symcompile.backends.verify import Source
@@ -21,7 +21,7 @@ class NumPyBackend(Backend):
     update_template = "numpy/update.py.jinja"
     imports = ("os", "numpy")
     update_imports = ("numpy",)
-    kernels = Kernels(numpy_kernels)
+    kernels = Kernels(numpy_kernels, portable_kernels)
     template_helpers = ("refuse_argument", "init_parameters", "save_checkpoint",
                         "load_checkpoint", "check_gradient")
     in_place = ("The training step updates parameters and solver state in place (the "

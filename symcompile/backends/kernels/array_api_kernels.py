@@ -46,12 +46,6 @@ def assign(target, value):
     return target
 
 
-def refuse_step(function, step):
-    """Raise ValueError: update counts start at 1 (bias corrections divide by 1 - beta**step)."""
-    raise ValueError(f"{function}(): step is the number of this update, counting from 1 for "
-                     f"the first (as nnabla's solvers count), got {step!r}")
-
-
 def class_labels(function, argument, value, shape, classes):
     """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
     class 1): each must name one of `classes` classes, or be -1 (the sample is ignored).
