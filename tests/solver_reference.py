@@ -832,10 +832,15 @@ def _bounded_step(w, m, denom_src, alpha_t, final_lr, gamma, t, eps, amsbound_up
         upper = final_lr * (1 + (1/gamma)*t)        # AMSBound (C++ ``1 / gamma_ * t``)
         eta   = min(upper, max(alpha_t / (sqrt(v) + eps), lower))
         w     = w - eta*m
+
+    ``gamma = 0`` is IEEE float arithmetic, as in the C++: ``1/0 = inf``, so
+    ``upper = inf`` and ``lower = 0`` (the step is Adam's/AMSGrad's, clipped at 0 only),
+    and ``upper = 0*inf = NaN`` (NaN weights) when ``final_lr`` is 0.  Verified
+    against nnabla 1.39: ``AdaBound(gamma=0)`` steps exactly as ``Adam()``.
     """
     g32, t32 = f32(gamma), f32(t)  # float * uint32 -> float
     lower = final_lr * (ONE - ONE / (g32 * t32 + ONE))
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         if amsbound_upper:
             upper = final_lr * (ONE + (ONE / g32) * t32)
         else:

@@ -5,6 +5,11 @@ arrays and update count `t`. `update()` calls the generated update function of t
 solver's rule (`update_rules`) on every parameter whose gradient was written since
 `zero_grad()`, exactly as nnabla skips parameters that received no gradient.
 
+The classes (`Sgd`, `Adam`, ...) are not written here: each is made from its entry in
+`update_rules.RULES`, which gives the class its name, nnabla's constructor signature, its
+learning rate, how its weight decay acts and the values it refuses. A new solver is a new
+rule entry.
+
 Weight decay follows nnabla: for most solvers `weight_decay(r)` adds ``r * w`` to the
 gradients at once (coupled); for SgdW, AdamW, Lars, Lamb, Lion (and AdaBelief with
 ``weight_decouple=True``) the rate is stored, applied inside the next update and then
@@ -13,6 +18,7 @@ reset to the solver's own ``wd`` (decoupled, fused).
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections import OrderedDict
@@ -22,7 +28,14 @@ import numpy
 from symcompile.common import checkpoint
 from symcompile.frontend import executor
 from symcompile.frontend.variable import Variable
-from symcompile.ops.update_rules import RULES, state_names
+from symcompile.ops.update_rules import (
+    COUPLED,
+    FUSED,
+    RANGES,
+    RULES,
+    UpdateRule,
+    state_names,
+)
 
 T_MAX = 2**32 - 2  # nnabla's update count saturates here
 
@@ -40,26 +53,39 @@ class SolverState:
 
 
 class Solver:
-    """Base class: parameters, states, gradient utilities and the update loop."""
+    """Base class: parameters, states, gradient utilities and the update loop. Each
+    solver class is made from its update rule (`_solver_class`); this one is not made."""
 
     rule = ""  # the update rule's name in update_rules.RULES
-    lr_name = "lr"  # the hyper-parameter set_learning_rate() changes
-    fused_weight_decay = False
-    # hyper-parameters b that the update divides by 1 - b**t (bias correction, AdaBelief's
-    # rectification) -> the option that makes it do so ("" for always)
-    bias_corrected: dict[str, str] = {}
+    lr_name = "lr"  # the hyper-parameter set_learning_rate() changes (the rule's first)
 
-    def __init__(self, **hyper) -> None:
-        self._hyper = OrderedDict((name, _hyper_parameter(self.name, name, value))
-                                  for name, value in hyper.items())
-        for name, (value, reason) in self._singular().items():
-            if self._hyper[name] == value:
-                raise ValueError(f"{self.name}: {name}={value:g} is not allowed: {reason}")
+    def __init__(self, *args, **kwargs) -> None:
+        raise TypeError("Solver is the base class of symcompile.solvers' solvers; make one "
+                        "of them, e.g. S.Sgd(lr=0.1) (S.SOLVERS lists them)")
+
+    def _configure(self, values: dict) -> None:
+        """Check and keep the constructor's values (nnabla's arguments, by name)."""
+        spec = self._spec()
+        self._hyper = OrderedDict((name, _hyper_parameter(self.name, name, values[name]))
+                                  for name in spec.arguments)
+        self._options = OrderedDict((name, _switch(self.name, name, values[name]))
+                                    for name, _ in spec.options)
         self._initial_lr = self._hyper[self.lr_name]
+        self._refuse(self._hyper)
         self._default_wd = self._hyper.get("wd", 0.0)
         self._wd = self._default_wd
         self._params: OrderedDict[str, Variable] = OrderedDict()
         self._states: OrderedDict[str, SolverState] = OrderedDict()
+
+    def _spec(self) -> UpdateRule:
+        return RULES[self.rule]
+
+    def _refuse(self, hyper: dict) -> None:
+        """Raise for values that the rule refuses together (update_rules.Refusal)."""
+        values = {**hyper, **self._options, f"init_{self.lr_name}": self._initial_lr}
+        for refusal in self._spec().refusals:
+            if refusal.when(values):
+                raise ValueError(f"{self.name}: {refusal.message.format(**values)}")
 
     # --- description ---------------------------------------------------------------------
     @property
@@ -68,35 +94,17 @@ class Solver:
 
     @property
     def info(self) -> dict:
-        """The solver's name and hyper-parameters."""
-        return {"name": self.name, **self._hyper}
+        """The solver's name, hyper-parameters and options (nnabla's info has the last
+        two: nnabla.utils.save reads info["bias_correction"], info["amsgrad"], ...)."""
+        return {"name": self.name, **self._hyper, **self._options}
 
     def __repr__(self) -> str:
-        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self._hyper.items())})"
+        values = {**self._hyper, **self._options}
+        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in values.items())})"
 
     def options(self) -> dict[str, bool]:
         """Switches that select a variant of the update formula (see update_rules)."""
-        return {}
-
-    def _singular(self) -> dict[str, tuple[float, str]]:
-        """name -> (value, why): values within the ranges at which this solver's update
-        divides by zero whatever the gradients, refused at construction (subclasses set
-        their options() before calling Solver.__init__)."""
-        names, options = _rule_hyper_names(self.rule), self.options()
-        singular = {name: (1.0, f"the update divides by 1 - {name}**t (NaN weights in "
-                                f"nnabla); use a value below 1")
-                    for name, option in self.bias_corrected.items()
-                    if not option or options[option]}
-        if f"init_{self.lr_name}" in names:
-            singular[self.lr_name] = (0.0, (
-                f"the update scales by {self.lr_name} / initial {self.lr_name}, 0/0 (NaN "
-                "weights in nnabla); construct the solver with a rate > 0, then call "
-                "set_learning_rate(0) to start at 0"))
-        if "gamma" in names:
-            singular["gamma"] = (0.0, (
-                "the upper step-size bound divides by gamma (nnabla makes it infinite; "
-                "symcompile's generated update cannot); use a tiny gamma such as 1e-30"))
-        return singular
+        return dict(self._options)
 
     # --- parameters ----------------------------------------------------------------------
     def set_parameters(self, param_dict, reset=True, retain_state=False) -> None:
@@ -152,7 +160,7 @@ class Solver:
         return OrderedDict(self._params)
 
     def _new_state(self, var: Variable) -> SolverState:
-        names = state_names(RULES[self.rule], self.options())
+        names = state_names(self._spec(), self._options)
         return SolverState({name: Variable(var.shape) for name in names})
 
     # --- gradients -----------------------------------------------------------------------
@@ -170,12 +178,16 @@ class Solver:
     def weight_decay_is_fused(self) -> bool:
         """Whether weight_decay() is applied inside the update (decoupled) rather than
         added to the gradients at once."""
-        return self.fused_weight_decay
+        return self._spec().fused_decay(self._options)
+
+    @property
+    def fused_weight_decay(self) -> bool:
+        return self.weight_decay_is_fused()
 
     def weight_decay(self, decay_rate, pre_hook=None, post_hook=None) -> None:
         """L2 weight decay at `decay_rate`: g += rate*w now, or, for decoupled solvers,
         inside the next update()."""
-        if self.fused_weight_decay:
+        if self.weight_decay_is_fused():
             self._wd = float(decay_rate)
             return
         if decay_rate == 0:
@@ -228,7 +240,11 @@ class Solver:
 
     # --- learning rate and update --------------------------------------------------------
     def set_learning_rate(self, learning_rate) -> None:
-        self._hyper[self.lr_name] = _hyper_parameter(self.name, self.lr_name, learning_rate)
+        """Checked as the constructor checks it; a refused rate changes nothing."""
+        hyper = {**self._hyper,
+                 self.lr_name: _hyper_parameter(self.name, self.lr_name, learning_rate)}
+        self._refuse(hyper)
+        self._hyper[self.lr_name] = hyper[self.lr_name]
 
     def learning_rate(self) -> float:
         return self._hyper[self.lr_name]
@@ -236,14 +252,14 @@ class Solver:
     def rule_arguments(self) -> OrderedDict:
         """The update rule's hyper-parameters, in its order, for the current update."""
         known = {**self._hyper, "wd": self._wd, f"init_{self.lr_name}": self._initial_lr}
-        return OrderedDict((name, known[name]) for name in RULES[self.rule].hyper_names)
+        return OrderedDict((name, known[name]) for name in self._spec().hyper_names)
 
     def update(self, update_pre_hook=None, update_post_hook=None) -> None:
         """Apply the update rule to every parameter whose gradient was written."""
         kernel = executor.current().update_function(
-            self.rule, tuple(sorted(self.options().items())))
+            self.rule, tuple(sorted(self._options.items())))
         hyper = tuple(self.rule_arguments().values())
-        uses_t = RULES[self.rule].uses_t
+        uses_t = self._spec().uses_t
         for key, storage in self._written():
             _hook(update_pre_hook, key)
             state = self._states[key]
@@ -326,28 +342,10 @@ def _hook(hook, key) -> None:
         hook(key)
 
 
-# The range the meaning of each hyper-parameter gives it (nnabla's solvers.yaml), with
-# that meaning for the error message. nnabla itself checks nothing; these are only the
-# bounds outside which a formula stops meaning what its documentation says (a decay rate
-# above 1 grows, a negative eps can divide by 0 or take the square root of a negative
-# number, a negative rate ascends), so values that a working nnabla script uses pass.
-_STEP = (0.0, math.inf, "a step size; to maximise something, minimise its negative")
-_DECAY = (0.0, 1.0, "a decay rate: the weight that the running average keeps")
-_RANGES = {
-    "lr": _STEP, "alpha": _STEP, "eta": _STEP, "final_lr": _STEP,
-    "coefficient": (0.0, math.inf, "LARS's trust coefficient, a factor of the step size"),
-    "wd": (0.0, math.inf, "a weight decay rate"),
-    "eps": (0.0, math.inf, "it keeps a denominator away from 0"),
-    "gamma": (0.0, math.inf, "the convergence speed of the step-size bounds"),
-    "gamma_l": (0.0, math.inf, "a bound of the weight norm"),
-    "gamma_u": (0.0, math.inf, "a bound of the weight norm"),
-    "momentum": _DECAY, "decay": _DECAY, "beta1": _DECAY, "beta2": _DECAY,
-}
-
-
 def _hyper_parameter(solver: str, name: str, value) -> float:
     """`value` as a Python float, checked here rather than failing inside update(); a
-    float because it becomes the literal default of a generated step's argument."""
+    float because it becomes the literal default of a generated step's argument. The
+    range is the one its meaning gives it (update_rules.RANGES)."""
     if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Real):
         hint = ""
         if isinstance(value, str):
@@ -361,230 +359,63 @@ def _hyper_parameter(solver: str, name: str, value) -> float:
     if not math.isfinite(number):
         hint = "; for no bound, use a large finite number" if number == math.inf else ""
         raise ValueError(f"{solver}: {name} must be finite, got {number!r}{hint}")
-    low, high, meaning = _RANGES.get(name, (-math.inf, math.inf, ""))
+    low, high, meaning = RANGES[name]
     if not low <= number <= high:
         allowed = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
         raise ValueError(f"{solver}: {name} must be {allowed} ({meaning}), got {number!r}")
     return number
 
 
-def _rule_hyper_names(rule: str) -> tuple[str, ...]:
-    return RULES[rule].hyper_names
-
-
-# --- the solvers -----------------------------------------------------------------------------
-
-class Sgd(Solver):
-    """Stochastic gradient descent: w -= lr * g."""
-
-    rule = "sgd"
-
-    def __init__(self, lr=1e-3):
-        super().__init__(lr=lr)
-
-
-class Momentum(Solver):
-    """SGD with momentum: m = momentum*m + lr*g; w -= m."""
-
-    rule = "momentum"
-
-    def __init__(self, lr=1e-3, momentum=0.9):
-        super().__init__(lr=lr, momentum=momentum)
-
-
-class Nesterov(Solver):
-    """Nesterov's accelerated gradient."""
-
-    rule = "nesterov"
-
-    def __init__(self, lr=1e-3, momentum=0.9):
-        super().__init__(lr=lr, momentum=momentum)
-
-
-class Adagrad(Solver):
-    """AdaGrad: v += g**2; w -= lr*g/(sqrt(v) + eps)."""
-
-    rule = "adagrad"
-
-    def __init__(self, lr=1e-2, eps=1e-8):
-        super().__init__(lr=lr, eps=eps)
-
-
-class Adadelta(Solver):
-    """AdaDelta: steps scaled by the ratio of running RMS of updates and gradients."""
-
-    rule = "adadelta"
-
-    def __init__(self, lr=1.0, decay=0.95, eps=1e-6):
-        super().__init__(lr=lr, decay=decay, eps=eps)
-
-
-class RMSprop(Solver):
-    """RMSprop: v = decay*v + (1 - decay)*g**2; w -= lr*g/(sqrt(v) + eps)."""
-
-    rule = "rmsprop"
-
-    def __init__(self, lr=1e-3, decay=0.9, eps=1e-8):
-        super().__init__(lr=lr, decay=decay, eps=eps)
-
-
-class RMSpropGraves(Solver):
-    """RMSprop as in Graves (2013), with momentum."""
-
-    rule = "rmsprop_graves"
-
-    def __init__(self, lr=1e-4, decay=0.95, momentum=0.9, eps=1e-4):
-        super().__init__(lr=lr, decay=decay, momentum=momentum, eps=eps)
-
-
-class Adam(Solver):
-    """Adam with nnabla's bias correction."""
-
-    rule = "adam"
-    lr_name = "alpha"
-    bias_corrected = {"beta1": ""}
-
-    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
-
-
-class AdamW(Solver):
-    """Adam with decoupled weight decay."""
-
-    rule = "adamw"
-    lr_name = "alpha"
-    bias_corrected = {"beta1": ""}
-    fused_weight_decay = True
-
-    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=1e-4):
-        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, wd=wd)
-
-
-class SgdW(Solver):
-    """SGD with momentum and decoupled weight decay."""
-
-    rule = "sgdw"
-    fused_weight_decay = True
-
-    def __init__(self, lr=1e-3, momentum=0.9, wd=1e-4):
-        super().__init__(lr=lr, momentum=momentum, wd=wd)
-
-
-class Adamax(Solver):
-    """Adamax: Adam with an infinity-norm second moment."""
-
-    rule = "adamax"
-    lr_name = "alpha"
-    bias_corrected = {"beta1": ""}
-
-    def __init__(self, alpha=2e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
-
-
-class AMSGRAD(Solver):
-    """AMSGrad: Adam with a non-decreasing second moment."""
-
-    rule = "amsgrad"
-    lr_name = "alpha"
-    bias_corrected = {"beta1": "bias_correction"}
-
-    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, bias_correction=False):
-        self.bias_correction = bool(bias_correction)
-        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps)
-
-    def options(self):
-        return {"bias_correction": self.bias_correction}
-
-
-class AdaBound(Solver):
-    """AdaBound: Adam with dynamic bounds on the step size."""
-
-    rule = "adabound"
-    lr_name = "alpha"
-    bias_corrected = {"beta1": ""}
-
-    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, final_lr=0.1,
-                 gamma=0.001):
-        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, final_lr=final_lr,
-                         gamma=gamma)
-
-
-class AMSBound(Solver):
-    """AMSBound: AMSGrad with dynamic bounds on the step size."""
-
-    rule = "amsbound"
-    lr_name = "alpha"
-    bias_corrected = {"beta1": "bias_correction"}
-
-    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, final_lr=0.1,
-                 gamma=0.001, bias_correction=False):
-        self.bias_correction = bool(bias_correction)
-        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, final_lr=final_lr,
-                         gamma=gamma)
-
-    def options(self):
-        return {"bias_correction": self.bias_correction}
-
-
-class AdaBelief(Solver):
-    """AdaBelief: Adam whose second moment tracks the belief (g - mean)**2."""
-
-    rule = "adabelief"
-    lr_name = "alpha"
-    bias_corrected = {"beta1": "", "beta2": "rectify"}
-
-    def __init__(self, alpha=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=0.0, amsgrad=False,
-                 weight_decouple=False, fixed_decay=False, rectify=False):
-        self.flags = {"amsgrad": bool(amsgrad), "weight_decouple": bool(weight_decouple),
-                      "fixed_decay": bool(fixed_decay), "rectify": bool(rectify)}
-        self.fused_weight_decay = self.flags["weight_decouple"]
-        super().__init__(alpha=alpha, beta1=beta1, beta2=beta2, eps=eps, wd=wd)
-
-    def options(self):
-        return dict(self.flags)
-
-
-class Lamb(Solver):
-    """LAMB: Adam's direction scaled per layer by a clipped trust ratio."""
-
-    rule = "lamb"
-    lr_name = "eta"
-    fused_weight_decay = True
-    bias_corrected = {"beta1": "bias_correction", "beta2": "bias_correction"}
-
-    def __init__(self, eta=1e-3, beta1=0.9, beta2=0.999, gamma_l=0.0, gamma_u=10.0, eps=1e-6,
-                 bias_correction=False):
-        self.bias_correction = bool(bias_correction)
-        super().__init__(eta=eta, beta1=beta1, beta2=beta2, gamma_l=gamma_l, gamma_u=gamma_u,
-                         eps=eps)
-        if self._hyper["gamma_l"] > self._hyper["gamma_u"]:
-            raise ValueError(f"Lamb: gamma_l={gamma_l!r} is above gamma_u={gamma_u!r}: they "
-                             "are the lower and upper bounds of the weight norm")
-
-    def options(self):
-        return {"bias_correction": self.bias_correction}
-
-
-class Lars(Solver):
-    """LARS: momentum SGD with a per-layer trust ratio."""
-
-    rule = "lars"
-    fused_weight_decay = True
-
-    def __init__(self, lr=1e-3, momentum=0.9, coefficient=0.001, eps=1e-6):
-        super().__init__(lr=lr, momentum=momentum, coefficient=coefficient, eps=eps)
-
-
-class Lion(Solver):
-    """Lion: signed momentum updates with decoupled weight decay."""
-
-    rule = "lion"
-    fused_weight_decay = True
-
-    def __init__(self, lr=1e-4, beta1=0.9, beta2=0.99):
-        super().__init__(lr=lr, beta1=beta1, beta2=beta2)
-
-
-SOLVERS = {cls.__name__: cls for cls in (
-    Sgd, Momentum, Nesterov, Adagrad, Adadelta, RMSprop, RMSpropGraves, Adam, AdamW, SgdW,
-    Adamax, AMSGRAD, AdaBound, AMSBound, AdaBelief, Lamb, Lars, Lion)}
+def _switch(solver: str, name: str, value) -> bool:
+    """An option as a bool: True/False, or 0/1 as nnabla's C++ bool takes them (a string
+    such as "False" would otherwise switch the option on)."""
+    if isinstance(value, (bool, numpy.bool_)) or (isinstance(value, numbers.Integral)
+                                                  and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{solver}: {name} is a switch and must be True or False, got "
+                    f"{value!r} ({type(value).__name__})")
+
+
+# --- the solvers: one class per update rule -----------------------------------------------
+
+_LEARNING_RATE_NAMES = {"lr", "alpha", "eta", "learning_rate"}
+
+
+def _solver_class(rule: UpdateRule) -> type[Solver]:
+    """The nnabla solver class of `rule`: nnabla's name, and a constructor with nnabla's
+    argument names, order and defaults (as inspect.signature and help() show it)."""
+    solver = rule.solver
+    parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    default=default) for name, default in rule.constructor]
+    signature = inspect.Signature(parameters)
+
+    def __init__(self, *args, **kwargs):
+        unknown = [name for name in kwargs if name not in signature.parameters]
+        if unknown:
+            hint = (f"; the learning rate of {solver} is {rule.lr_name}"
+                    if unknown[0] in _LEARNING_RATE_NAMES else "")
+            raise TypeError(f"{solver}: unknown argument {unknown[0]!r}{hint}; nnabla's "
+                            f"{solver} takes {signature}")
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:  # too many positional arguments
+            raise TypeError(f"{solver}: {error}; nnabla's {solver} takes {signature}") from None
+        bound.apply_defaults()
+        self._configure(bound.arguments)
+
+    self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    __init__.__signature__ = signature.replace(parameters=[self_parameter, *parameters])
+    __init__.__qualname__ = f"{solver}.__init__"
+    __init__.__doc__ = f"nnabla's {solver}{signature}, checked (update_rules.RANGES)."
+    doc = f"{rule.summary}\n\n{rule.doc}."
+    if rule.decay != COUPLED:
+        doc += ("\n\nWeight decay is decoupled: weight_decay(r) sets the rate of the next "
+                "update" + ("" if rule.decay == FUSED else f" (with {rule.decay}=True)")
+                + ".")
+    return type(solver, (Solver,), {"__init__": __init__, "__doc__": doc, "rule": rule.name,
+                                    "lr_name": rule.lr_name, "__module__": __name__,
+                                    "__qualname__": solver})
+
+
+SOLVERS: dict[str, type[Solver]] = {rule.solver: _solver_class(rule) for rule in RULES.values()}
+globals().update(SOLVERS)  # S.Sgd, S.Adam, ...: nnabla's names
