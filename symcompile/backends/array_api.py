@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from symcompile.backends import entry_checks
 from symcompile.backends.base import Kernels
-from symcompile.backends.code_lines import LINE_WIDTH, Line
+from symcompile.backends.code_lines import Line
 from symcompile.backends.entry_checks import Argument
 from symcompile.backends.kernels import array_api_kernels, portable_kernels
 from symcompile.backends.numpy_backend import NumPyBackend
@@ -174,26 +175,21 @@ class ArrayAPIBackend(NumPyBackend):
                     f"the sample)"))
                 kernels = ("class_labels",)
                 continue
-            test = f"{arg.name}.shape == {literal(arg.shape)}"
+            test = f"isinstance({arg.name}, kind) and {arg.name}.shape == {literal(arg.shape)}"
             if not arg.classes:  # labels may be integers
                 test += f" and {arg.name}.dtype == dtype"
-            lines.append(Line(f"if not ({test}):", body=(
+            lines.append(Line(entry_checks.condition(test.split(" and ")), body=(
                 f"refuse_argument({literal(function)}, {literal(arg.name)}, {arg.name}, "
-                f"{literal(arg.shape)})")))
+                f"{literal(arg.shape)}, kind)")))
         return tuple(lines), kernels
 
-    def prologue(self, arguments: Iterable[str], dtype: str) -> tuple[Line, ...]:
-        names = list(arguments)
-        rows, row = [], "xp = namespace("
-        for name in names:  # the call wrapped at the printer's width, between arguments
-            piece = f"{name}, "
-            if len(row) + len(piece) > LINE_WIDTH - 8 and row.strip() != "xp = namespace(":
-                rows.append(row.rstrip())
-                row = "        "
-            row += piece
-        rows.append(row.removesuffix(", ") + ")")
-        return (Line("\n".join(rows), "the arguments' library, by its array API namespace"),
-                Line(f"dtype, device = xp.{dtype}, device_of({names[0]})"))
+    def prologue(self, function: str, arguments: Iterable[str], dtype: str
+                 ) -> tuple[Line, ...]:
+        first = next(iter(arguments))
+        return (Line(f"xp, kind = namespace({literal(function)}, {literal(first)}, {first})",
+                     "the arguments' library (its array API namespace and array type), "
+                     "from the first"),
+                Line(f"dtype, device = xp.{dtype}, device_of({first})"))
 
     def update_statement(self, update: Update, text: str) -> str:
         """``w -= ...`` (in place, or a new array where arrays are immutable); a state the

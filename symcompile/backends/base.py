@@ -105,7 +105,8 @@ class Backend:
     def step_check(self, function: str, step: str) -> tuple[Line, tuple[str, ...]]:
         raise NotImplementedError
 
-    def prologue(self, arguments: Iterable[str], dtype: str) -> tuple[Line, ...]:
+    def prologue(self, function: str, arguments: Iterable[str], dtype: str
+                 ) -> tuple[Line, ...]:
         """Lines every compiled function starts with (after its docstring)."""
         return ()
 

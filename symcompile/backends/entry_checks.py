@@ -50,11 +50,11 @@ def argument_checks(function: str, arguments: list[Argument]) -> tuple[Line, ...
             test.append(f"{arg.name}.flags.writeable")
         call = (f"refuse_argument({literal(function)}, {literal(arg.name)}, {arg.name}, "
                 f"{literal(arg.shape)}{', True' if arg.writable else ''})")
-        lines.append(Line(_condition(test), body=call))
+        lines.append(Line(condition(test), body=call))
     return tuple(lines)
 
 
-def _condition(test: list[str], width: int = LINE_WIDTH - 4) -> str:
+def condition(test: list[str], width: int = LINE_WIDTH - 4) -> str:
     """``if not (a and b ...):``, continued on lines of its own past `width` columns
     (the text is indented by the template; continuation lines hang 8 deeper)."""
     rows = [f"if not ({test[0]}"]

@@ -69,7 +69,8 @@ class NumPyBackend(Backend):
     def step_check(self, function: str, step: str) -> tuple[Line, tuple[str, ...]]:
         return entry_checks.step_check(function, step), ("refuse_step",)
 
-    def prologue(self, arguments: Iterable[str], dtype: str) -> tuple[Line, ...]:
+    def prologue(self, function: str, arguments: Iterable[str], dtype: str
+                 ) -> tuple[Line, ...]:
         return ()
 
     def update_statement(self, update: Update, text: str) -> str:

@@ -7,21 +7,27 @@ whose arrays do not carry their namespace (PyTorch), imported on first need.
 """
 
 
-def namespace(*arrays):
-    """The array API namespace of the arguments' library: the arrays' own
-    (``__array_namespace__``: NumPy >= 2, CuPy, array-api-strict, JAX), else
-    array-api-compat's wrapper (PyTorch), imported only then."""
+def namespace(function, argument, array):
+    """(the array API namespace, the array type) of `array`'s library, which the other
+    arguments must share: the array's own namespace (``__array_namespace__``: NumPy >= 2,
+    CuPy, array-api-strict, JAX), else array-api-compat's wrapper (PyTorch), imported
+    only then. ValueError, naming `argument` of `function`, when it is not an array."""
     try:
-        return arrays[0].__array_namespace__()
+        return array.__array_namespace__(), type(array)
     except AttributeError:
         pass
     try:
         import array_api_compat
     except ImportError:
-        raise TypeError(f"arguments of type {type(arrays[0]).__name__} have no array API "
-                        f"namespace of their own: install array-api-compat (pip install "
-                        f"array-api-compat) to run this module on them") from None
-    return array_api_compat.array_namespace(*arrays)
+        raise ValueError(f"{function}(): argument {argument!r} is a {type(array).__name__}, "
+                         f"which has no array API namespace of its own: pass an array of an "
+                         f"array API library, or install array-api-compat (pip install "
+                         f"array-api-compat) for libraries such as PyTorch") from None
+    try:
+        return array_api_compat.array_namespace(array), type(array)
+    except TypeError:
+        raise ValueError(f"{function}(): argument {argument!r} must be an array, got "
+                         f"{type(array).__name__}") from None
 
 
 def device_of(array):
@@ -51,9 +57,9 @@ def class_labels(function, argument, value, shape, classes):
     class 1): each must name one of `classes` classes, or be -1 (the sample is ignored).
     Raises ValueError otherwise (NaN and infinities included)."""
     try:
-        xp, found = namespace(value), tuple(value.shape)
+        (xp, _), found = namespace(function, argument, value), tuple(value.shape)
         numeric = xp.isdtype(value.dtype, ("real floating", "integral"))
-    except (AttributeError, TypeError):
+    except (AttributeError, TypeError, ValueError):
         found, numeric = type(value).__name__, False
     if not numeric or found != shape:
         got = found
@@ -79,7 +85,7 @@ def class_labels(function, argument, value, shape, classes):
 
 def require_finite(parameter, gradient):
     """Raise FloatingPointError naming `parameter` if its gradient holds NaN or Inf."""
-    xp = namespace(gradient)
+    xp, _ = namespace("require_finite", parameter, gradient)
     if not bool(xp.all(xp.isfinite(gradient))):
         raise FloatingPointError(
             f"the gradient of {parameter!r} holds NaN or Inf; no parameter was updated. "
