@@ -131,8 +131,12 @@ class ArrayAPIPrinter(NumPyPrinter):
         return f"xp.reshape({arange}, {shape_text(shape)})"
 
     def _print_Full(self, expr):
-        return (f"xp.full({shape_text(expr.args[1])}, {self._print(expr.args[0])}, "
-                f"dtype=dtype, device=device)")
+        value, shape = expr.args[0], shape_text(expr.args[1])
+        if value.is_Number:
+            return f"xp.full({shape}, {self._print(value)}, dtype=dtype, device=device)"
+        # the standard fills with Python scalars only: a 0-d array times ones
+        ones = f"xp.ones({shape}, dtype=dtype, device=device)"
+        return f"{ones}*{self.parenthesize(value, 50)}"
 
 
 class ArrayAPIBackend(NumPyBackend):
@@ -170,7 +174,8 @@ class ArrayAPIBackend(NumPyBackend):
             if arg.labels_name:
                 lines.append(Line(
                     f"{arg.labels_name} = class_labels({literal(function)}, "
-                    f"{literal(arg.name)}, {arg.name}, {literal(arg.shape)}, {arg.classes})",
+                    f"{literal(arg.name)}, {arg.name}, {literal(arg.shape)}, {arg.classes}, "
+                    f"kind)",
                     f"{arg.name} as integer class labels (as nnabla reads them; -1 ignores "
                     f"the sample)"))
                 kernels = ("class_labels",)

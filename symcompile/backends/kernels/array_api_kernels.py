@@ -19,10 +19,10 @@ def namespace(function, argument, array):
     try:
         import array_api_compat
     except ImportError:
-        raise ValueError(f"{function}(): argument {argument!r} is a {type(array).__name__}, "
-                         f"which has no array API namespace of its own: pass an array of an "
-                         f"array API library, or install array-api-compat (pip install "
-                         f"array-api-compat) for libraries such as PyTorch") from None
+        raise ValueError(f"{function}(): argument {argument!r} must be an array of an array "
+                         f"API library, got {type(array).__name__} (for libraries such as "
+                         f"PyTorch, install array-api-compat: pip install array-api-compat)"
+                         ) from None
     try:
         return array_api_compat.array_namespace(array), type(array)
     except TypeError:
@@ -52,10 +52,15 @@ def assign(target, value):
     return target
 
 
-def class_labels(function, argument, value, shape, classes):
+def class_labels(function, argument, value, shape, classes, kind):
     """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
-    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored).
-    Raises ValueError otherwise (NaN and infinities included)."""
+    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored),
+    in an array of the other arguments' type `kind`. Raises ValueError otherwise (NaN and
+    infinities included)."""
+    if not isinstance(value, kind):
+        raise ValueError(f"{function}(): argument {argument!r} must be an array of class "
+                         f"labels of shape {shape} of the first argument's library "
+                         f"({kind.__name__}), got {type(value).__name__}")
     try:
         (xp, _), found = namespace(function, argument, value), tuple(value.shape)
         numeric = xp.isdtype(value.dtype, ("real floating", "integral"))
