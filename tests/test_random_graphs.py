@@ -49,7 +49,7 @@ from gradcheck import arguments, numeric_gradient
 from hypothesis import HealthCheck, Phase, find, given, note, seed, settings
 from random_graphs import REFERENCE, evaluate, graphs, without_loss_term
 from random_graphs import build as build_graph
-from test_array_api_backend import known_bug
+from test_array_api_backend import PROLOGUE, known_bug  # PROLOGUE: the programs' leaf()
 
 import symcompile as nn
 from symcompile.ir import primitives
@@ -467,21 +467,6 @@ def test_an_injected_derivative_bug_is_found(bug, monkeypatch):
 # --- bugs the properties found -----------------------------------------------------------
 # Each program is the smallest graph hypothesis reduced a failure to, with what went wrong
 # before the fix; they run on every test run, whatever the random budget.
-
-PROLOGUE = """
-import numpy as np
-import symcompile as nn
-import symcompile.functions as F
-
-nn.clear_parameters()
-
-
-def leaf(name, shape, values, need_grad=True):
-    variable = nn.Variable(shape, need_grad=need_grad)
-    variable.name = name
-    variable.d = values
-    return variable
-"""
 
 FOUND = {
     # a softmax over an axis of length 1 is the constant 1: expanding the sum after it

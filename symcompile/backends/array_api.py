@@ -23,7 +23,7 @@ from symcompile.backends.kernels import array_api_kernels, portable_kernels
 from symcompile.backends.numpy_backend import NumPyBackend
 from symcompile.backends.printer import NumPyPrinter, shape_text
 from symcompile.backends.source_literals import literal
-from symcompile.ir.primitives import BroadcastTo, as_ints, shape_tuple
+from symcompile.ir.primitives import as_ints
 from symcompile.ops.update_rules import Update
 
 # NumPy's names for functions the standard spells otherwise.
@@ -91,13 +91,7 @@ class ArrayAPIPrinter(NumPyPrinter):
         return self._as_number(f"{index} == {find}({self._print(x)}, axis={axis}, keepdims=True)")
 
     # Array methods are NumPy's: the standard has namespace functions.
-    def _print_ReduceSum(self, expr):
-        axes = as_ints(expr.args[1])
-        axis = str(axes[0]) if len(axes) == 1 else shape_text(axes)
-        keep = ", keepdims=True" if bool(expr.args[2]) else ""
-        x, x_shape = expr.args[0], as_ints(expr.args[3])
-        if self._shapes is not None and self._shapes.of(x) != x_shape:
-            x = BroadcastTo(x, shape_tuple(x_shape))  # see NumPyPrinter._print_ReduceSum
+    def _sum(self, x, axis: str, keep: str) -> str:
         return f"xp.sum({self._print(x)}, axis={axis}{keep})"
 
     def _print_ReduceMax(self, expr):
@@ -122,13 +116,11 @@ class ArrayAPIPrinter(NumPyPrinter):
     def _print_Copy(self, expr):
         return f"xp.asarray({self._print(expr.args[0])}, copy=True)"
 
-    def _index_along(self, length: int, axis: int, rank: int) -> str:
-        arange = f"xp.arange({length}, device=device)"
-        if axis == rank - 1:
-            return arange
-        shape = [1] * rank
-        shape[axis] = length
-        return f"xp.reshape({arange}, {shape_text(shape)})"
+    def _arange(self, length: int) -> str:
+        return f"xp.arange({length}, device=device)"
+
+    def _reshaped(self, text: str, shape) -> str:
+        return f"xp.reshape({text}, {shape_text(shape)})"
 
     def _print_Full(self, expr):
         value, shape = expr.args[0], shape_text(expr.args[1])

@@ -233,6 +233,10 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         if self._shapes is not None and self._shapes.of(x) != x_shape:
             # x folded into something smaller after the sum was built: count its elements
             x = BroadcastTo(x, shape_tuple(x_shape))
+        return self._sum(x, axis, keep)
+
+    def _sum(self, x, axis: str, keep: str) -> str:
+        """The sum of `x` over `axis` (printed), `keep` being its extra keyword text."""
         return f"{self._receiver(x)}.sum(axis={axis}{keep})"
 
     def _print_Dot(self, expr):
@@ -286,12 +290,19 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _index_along(self, length: int, axis: int, rank: int) -> str:
         """``numpy.arange(n)`` shaped to broadcast along `axis` of a rank-`rank` array."""
-        arange = f"{self._module_format('numpy.arange')}({length})"
+        arange = self._arange(length)
         if axis == rank - 1:
             return arange
         shape = [1] * rank
         shape[axis] = length
-        return f"{arange}.reshape({shape_text(shape)})"
+        return self._reshaped(arange, shape)
+
+    def _arange(self, length: int) -> str:
+        return f"{self._module_format('numpy.arange')}({length})"
+
+    def _reshaped(self, text: str, shape) -> str:
+        """`text` (a call) reshaped to `shape`."""
+        return f"{text}.reshape({shape_text(shape)})"
 
     def _print_FirstExtremum(self, expr):
         """A one-hot mask of the first argmax/argmin: where nnabla sends max's gradient."""
