@@ -30,7 +30,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,22 +106,9 @@ def assert_same(got, expected, what, library=STRICT_ARRAY, dtype="float32",
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL, err_msg=f"{what} [{i}]")
 
 
-# --- bugs found, not fixed yet ------------------------------------------------------------
-# Each is the smallest program found, with how its array API module fails on
-# array-api-strict (the NumPy module runs it). Its test below is a strict xfail: once the
-# bug is fixed it passes, pytest reports XPASS as a failure, and the entry is deleted. The
-# random-graph properties (test_random_graphs.py) count a graph whose module fails exactly
-# so (that error, from that generated line) instead of failing on it, so that they keep
-# checking every other graph meanwhile; deleting the entry ends that too.
-
-@dataclass(frozen=True)
-class KnownBug:
-    program: str  # after PROLOGUE: builds `loss`
-    error: type
-    message: str  # regular expression of the error's message
-    line: str  # regular expression of the generated line that raises it
-    reason: str
-
+# --- bugs found and fixed ------------------------------------------------------------------
+# Each is the smallest program found whose array API module failed on array-api-strict while
+# the NumPy module ran it; each must now give the NumPy module's numbers.
 
 PROLOGUE = """
 import numpy as np
@@ -139,59 +125,36 @@ def leaf(name, shape, values, need_grad=True):
     return variable
 """
 
-KNOWN_BUGS = {
-    "a function of a Python number": KnownBug(
-        """
+FOUND = {
+    # the functions of symcompile.ops.sympy_functions now evaluate on numbers
+    "a function of a Python number (loss = x + xp.abs(0))": """
 x = leaf("x", (), 0.7)
 loss = F.absolute_error(x, x) + x
-""", TypeError, r"^Only Array objects are allowed; got <class '(int|float|bool)'>", r"xp\.",
-        "a value that folds to a number is printed as a call on a Python number "
-        "(loss = x + xp.abs(0)); the standard's functions take arrays"),
-    "a function of two Python numbers": KnownBug(
-        """
+""",
+    "a function of two Python numbers (xp.logaddexp(0, 2), xp.maximum(1, -88.72))": """
 x = leaf("x", (), 0.7)
-loss = F.softplus(x / x, beta=2.0) + x
-""", TypeError, r"^Two scalars not allowed", r"xp\.",
-        "a value that folds to numbers is printed as a call on Python numbers "
-        "(loss = x + xp.logaddexp(0, 2)/2, also xp.maximum(1, -88.72) of a sigmoid, "
-        "xp.where(-1 >= 0, ...) of an elu); the standard's functions take arrays"),
-    "broadcast_to of a Python number": KnownBug(
-        """
+loss = F.softplus(x / x, beta=2.0) + F.sigmoid(x / x) + F.elu(x - x - 1.0) + x
+""",
+    # SymPy's functions of numbers that do not fold (acosh(0) is complex to SymPy, NaN
+    # to NumPy) are called on 0-d arrays
+    "a NumPy function of a number that SymPy does not evaluate (xp.acosh(0))": """
+x = leaf("x", (2,), [0.7, 1.5])
+loss = F.sum(F.acosh(x - x) * 0.0 + F.atan2(x - x, x - x) + x)
+""",
+    # a number summed over an array's shape fills an array of the module's dtype
+    "broadcast_to of a Python number (xp.broadcast_to(3.0, (3, 2)))": """
 w = leaf("w", (3, 2), [[0.5, -1.2], [0.3, 0.8], [-0.4, 1.1]])
 h = F.softplus(w) + 1.0
 ratio = F.pow_scalar(F.mul_scalar(h ** 2, 1.5), 0.5) / h  # sqrt(1.5), once SymPy sees it
 loss = F.sum(ratio ** 2 + 1.5) + F.sum(w * w)
-""", AttributeError, r"^'(float|int)' object has no attribute '_array'", r"xp\.broadcast_to\(",
-        "a summand that folds to a number is broadcast as a Python number "
-        "(xp.sum(xp.broadcast_to(3.0, (3, 2)), axis=(0, 1))); the standard's broadcast_to "
-        "takes an array"),
-    "constant class labels": KnownBug(
-        """
+""",
+    # labels computed in the module are floats: compared as integers with the arange
+    "constant class labels (float labels == integer arange)": """
 x = leaf("x", (3, 4), np.linspace(-1, 1, 12).reshape(3, 4))
 t = leaf("t", (3, 1), [[3], [2], [1]], need_grad=False)
-loss = F.sum(F.softmax_cross_entropy(x, t * 0))
-""", TypeError, r"^array_api_strict\.float64 and array_api_strict\.int64 cannot be type "
-        r"promoted together", r"== xp\.arange\(",
-        "labels that fold to a constant stay floats (xp.trunc(xp.full((3, 1), 0, ...))) and "
-        "are compared with an integer arange (_t4 = xp.astype(_t3 == xp.arange(4, ...), "
-        "dtype)); the standard does not compare float with int arrays"),
+loss = F.sum(F.softmax_cross_entropy(x, t * 0)) + F.sum(F.softmax_cross_entropy(x, t + 0.5))
+""",
 }
-
-
-def known_bug(error: BaseException) -> str | None:
-    """The entry of KNOWN_BUGS that `error` is (its type and message, raised from a line of
-    a generated array API module that matches; the tests name those *_array_api.py), or
-    None."""
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if frame.filename.endswith("_array_api.py")]
-    if not frames:
-        return None
-    line = frames[-1].line or ""
-    for name, bug in KNOWN_BUGS.items():
-        if type(error) is bug.error and re.search(bug.message, str(error)) \
-                and re.search(bug.line, line):
-            return name
-    return None
 
 
 def run_program(code: str, tmp_path, dtype="float64"):
@@ -207,15 +170,9 @@ def run_program(code: str, tmp_path, dtype="float64"):
     compare_runs(results, dtype=dtype, device=device)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=bug.error, reason=bug.reason))
-    for name, bug in KNOWN_BUGS.items()])
-def test_known_bug(name, tmp_path):
-    try:
-        run_program(PROLOGUE + KNOWN_BUGS[name].program, tmp_path)
-    except Exception as error:
-        assert known_bug(error) == name, error  # fails as recorded, not otherwise
-        raise
+@pytest.mark.parametrize("name", list(FOUND))
+def test_found_bug_stays_fixed(name, tmp_path):
+    run_program(PROLOGUE + FOUND[name], tmp_path)
 
 
 # --- every function: forward and gradient equal to the NumPy backend's -------------------
@@ -450,23 +407,7 @@ def compare_runs(results, library=STRICT_ARRAY, dtype="float32", device=None) ->
         assert_same(got, as_tuple(expected), what, library, dtype, device)
 
 
-def failing_cases() -> dict[str, str]:
-    """The cases whose array API module fails with a bug of KNOWN_BUGS: {case: bug}."""
-    return {}
-
-
-FAILING_CASES = failing_cases()
-
-
-def _case_params():
-    for name in CASES:
-        bug = FAILING_CASES.get(name)
-        marks = [pytest.mark.xfail(strict=True, raises=KNOWN_BUGS[bug].error,
-                                   reason=f"known bug: {bug}")] if bug else []
-        yield pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", list(_case_params()))
+@pytest.mark.parametrize("name", list(CASES))
 def test_function_matches_the_numpy_backend(name, tmp_path):
     """forward(), gradient() and backward() of the case's graph, compiled for both
     backends in float32, give the same numbers; the array API module run on
@@ -475,13 +416,7 @@ def test_function_matches_the_numpy_backend(name, tmp_path):
     modules = compile_both(loss, tmp_path, "case")
     assert argument_names(modules["array_api"]) == argument_names(modules["numpy"])
     assert modules["array_api"].GRADIENTS == modules["numpy"].GRADIENTS
-    try:
-        results = run_all(modules, values, on_device(DEVICE))
-    except Exception as error:
-        if name in FAILING_CASES:
-            assert known_bug(error) == FAILING_CASES[name], error
-        raise
-    compare_runs(results, device=DEVICE)
+    compare_runs(run_all(modules, values, on_device(DEVICE)), device=DEVICE)
 
 
 def test_labels_may_be_integers(tmp_path, rng):

@@ -6,10 +6,7 @@ Both backends: each property runs for the NumPy backend (modules on NumPy arrays
 the array API backend, whose modules run here on array-api-strict arrays (which refuse
 anything outside the standard) on a device that is not the default, and must give the NumPy
 module's numbers (to float64 rounding) as well as pass the same checks; so do the FOUND
-programs. While a bug of the array API backend is known and not fixed
-(test_array_api_backend.KNOWN_BUGS, each with its own strict-xfail test there), a graph
-whose module fails with exactly that error, from the generated line it names, is counted
-and printed instead of failing the property, which goes on checking the other graphs.
+programs.
 
 Budget: each property checks EXAMPLES random graphs, 200 by default, so CI compiles and
 checks 400 graphs (about 350 distinct; hypothesis repeats a few small ones), plus, for
@@ -32,8 +29,7 @@ reported as the graph's nnabla-API program (the spec's repr, also given to
 ``hypothesis.note``), ready to paste into a file.
 
 The bugs these properties found are kept at the end of this file as the short programs
-hypothesis reduced them to (FOUND), each checked like a random graph; OPEN holds those not
-fixed yet (strict xfails).
+hypothesis reduced them to (FOUND), each checked like a random graph for both backends.
 """
 
 from __future__ import annotations
@@ -49,7 +45,7 @@ from gradcheck import arguments, numeric_gradient
 from hypothesis import HealthCheck, Phase, find, given, note, seed, settings
 from random_graphs import REFERENCE, evaluate, graphs, without_loss_term
 from random_graphs import build as build_graph
-from test_array_api_backend import PROLOGUE, known_bug  # PROLOGUE: the programs' leaf()
+from test_array_api_backend import PROLOGUE  # the programs' leaf()
 
 import symcompile as nn
 from symcompile.ir import primitives
@@ -228,29 +224,17 @@ def assert_strict_gradients(module, reference, args) -> None:
                                        err_msg=f"d loss / d {name} (finite differences)")
 
 
-def checked(check, spec, options, counts) -> bool:
-    """Run `check` on `spec`: True if it passed. On the array API backend, a module that
-    fails with a bug of test_array_api_backend.KNOWN_BUGS (not fixed yet, and tested there)
-    is counted and the graph is left unchecked (False); anything else fails the property."""
-    try:
-        check(spec, **options)
-    except Exception as error:
-        bug = known_bug(error) if options["backend"] != "numpy" else None
-        if bug is None:
-            raise
-        counts["known bugs"][bug] = counts["known bugs"].get(bug, 0) + 1
-        counts["unchecked ops"].update(spec.ops())
-        return False
+def checked(check, spec, options, counts) -> None:
+    """Run `check` on `spec` (an error fails the property) and count its functions."""
+    check(spec, **options)
     counts["ops"].update(spec.ops())
-    return True
 
 
 def run_property(check, random_seed: int, examples=EXAMPLES, backend="numpy") -> dict:
     """Run `check` for `backend` on `examples` random graphs drawn from `random_seed` (one
     per property, so that they test different graphs); return the graphs run, the distinct
-    ones, the functions of those checked, and the known bugs met (see `checked`)."""
-    counts = {"graphs": 0, "distinct": set(), "ops": set(), "known bugs": {},
-              "unchecked ops": set()}
+    ones, and the functions of those checked."""
+    counts = {"graphs": 0, "distinct": set(), "ops": set()}
     # The NumPy run remembers its modules for the array API run (same seed, same graphs).
     options = {"backend": backend, "remember": backend == "numpy"}
 
@@ -260,7 +244,8 @@ def run_property(check, random_seed: int, examples=EXAMPLES, backend="numpy") ->
     def random_graph(spec):
         note(repr(spec))  # the failing graph as code, also printed by the spec's repr
         nn.clear_parameters()  # pytest fixtures are not reset between examples
-        if checked(check, spec, options, counts) and backend == "numpy":
+        checked(check, spec, options, counts)
+        if backend == "numpy":
             remember_smallest(check, spec)
         counts["graphs"] += 1
         counts["distinct"].add(repr(spec))
@@ -273,39 +258,35 @@ def run_property(check, random_seed: int, examples=EXAMPLES, backend="numpy") ->
     for op in missing:
         if op in counts["ops"]:
             continue  # in the graph of a function before it
-        candidates = SMALLEST.get(check.__name__, {}).get(op) if backend != "numpy" else None
-        if not candidates:  # (the array API run alone takes the first graph, not shrunk)
+        smallest = SMALLEST.get(check.__name__, {}).get(op) if backend != "numpy" else None
+        if smallest:
+            spec = smallest[0]
+        else:  # (the array API run alone takes the first graph, not shrunk)
             phases = list(Phase) if backend == "numpy" else [Phase.generate]
-            candidates = [find(graphs(MAX_STEPS), lambda s, op=op: op in s.ops(),
-                               settings=settings(SETTINGS, max_examples=5000, phases=phases))]
-        for spec in candidates:  # the next one if a known bug stops the first
-            nn.clear_parameters()
-            try:
-                passed = checked(check, spec, options, counts)
-            except Exception as exc:
-                exc.add_note(f"graph:\n{spec!r}")
-                raise
-            if backend == "numpy":
-                remember_smallest(check, spec)
-            if passed:
-                break
+            spec = find(graphs(MAX_STEPS), lambda s, op=op: op in s.ops(),
+                        settings=settings(SETTINGS, max_examples=5000, phases=phases))
+        nn.clear_parameters()
+        try:
+            checked(check, spec, options, counts)
+        except Exception as exc:
+            exc.add_note(f"graph:\n{spec!r}")
+            raise
+        if backend == "numpy":
+            remember_smallest(check, spec)
     print(f"\n{check.__name__} ({backend}): {counts['graphs']} random graphs "
           f"({len(counts['distinct'])} distinct), plus one each for {missing or 'no function'}")
-    if counts["known bugs"]:
-        unchecked = sorted(set(REFERENCE) - counts["ops"])
-        print(f"left unchecked, failing with a known bug: {counts['known bugs']}; functions "
-              f"in no graph checked: {unchecked or 'none'}")
     GRAPHS_RUN.update(counts["distinct"])
     return counts
 
 
 GRAPHS_RUN: set[str] = set()  # every distinct graph the properties checked, for the budget
 # The smallest graphs that use each function, of those the NumPy run of each property
-# checked: {check's name: {function: [spec, ...]}}, smallest first.
+# checked: {check's name: {function: [spec, ...]}}, smallest first (the array API run
+# checks the first).
 SMALLEST: dict[str, dict] = {}
 
 
-def remember_smallest(check, spec, keep=3) -> None:
+def remember_smallest(check, spec, keep=1) -> None:
     smallest = SMALLEST.setdefault(check.__name__, {})
     for op in spec.ops():
         kept = smallest.setdefault(op, [])
@@ -318,8 +299,7 @@ def remember_smallest(check, spec, keep=3) -> None:
 def assert_budget_spent(counts, examples=EXAMPLES) -> None:
     assert counts["graphs"] >= examples
     assert len(counts["distinct"]) >= 0.8 * examples  # hypothesis repeats a few small graphs
-    # every function checked (or, on the array API backend, in a graph a known bug stopped)
-    assert set(REFERENCE) - counts["ops"] - counts["unchecked ops"] == set()
+    assert set(REFERENCE) - counts["ops"] == set()  # every function checked
 
 
 def examples_for(backend: str) -> int:
@@ -469,6 +449,14 @@ def test_an_injected_derivative_bug_is_found(bug, monkeypatch):
 # before the fix; they run on every test run, whatever the random budget.
 
 FOUND = {
+    # found while testing the array API backend: the sum of a sum that keeps its axes
+    # (the cross-entropy's, over the class axis) merged into one sum that dropped the
+    # kept axis too, a rank short of the outer sum's shape (IndexError)
+    "softmax cross-entropy over a last axis of length 1, summed over another axis": """
+x = leaf("x", (2, 2, 1), np.ones((2, 2, 1)))
+t = leaf("t", (2, 2, 1), np.zeros((2, 2, 1)), need_grad=False)
+loss = F.sum(F.sum(F.softmax_cross_entropy(x, t), axis=1))
+""",
     # a softmax over an axis of length 1 is the constant 1: expanding the sum after it
     # lost its shape (IndexError)
     "softmax over an axis of length 1": """
@@ -669,51 +657,7 @@ def check_program(code: str, out, backend="numpy") -> None:
     assert_strict_gradients(module, reference, args)
 
 
-# FOUND programs whose array API module fails with a bug of
-# test_array_api_backend.KNOWN_BUGS (not fixed yet): strict xfails, until it is fixed.
-FOUND_FAILING_ON_ARRAY_API = {
-    "softmax cross-entropy over an axis of length 1, nested": "constant class labels",
-    "huber loss of a difference that cancels": "a function of a Python number",
-    "a summand that folds to a constant in CSE": "broadcast_to of a Python number",
-}
-
-
-def _found_cases():
-    for backend in BACKENDS:
-        for bug in FOUND:
-            known = FOUND_FAILING_ON_ARRAY_API.get(bug) if backend != "numpy" else None
-            marks = [pytest.mark.xfail(strict=True, reason=f"array API backend: {known}")
-                     ] if known else []
-            yield pytest.param(backend, bug, marks=marks, id=f"{backend}-{bug}")
-
-
-@pytest.mark.parametrize("backend,bug", list(_found_cases()))
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bug", list(FOUND))
 def test_found_bug_stays_fixed(backend, bug, tmp_path):
-    try:
-        check_program(PROLOGUE + FOUND[bug], tmp_path, backend)
-    except Exception as error:
-        if backend != "numpy" and bug in FOUND_FAILING_ON_ARRAY_API:
-            assert known_bug(error) == FOUND_FAILING_ON_ARRAY_API[bug], error
-        raise
-
-
-# Found while testing the array API backend, not fixed yet (both backends fail to compile
-# it): a strict xfail, until the compiler is fixed; then the program moves to FOUND.
-OPEN = {
-    # expand_composites of the softmax cross-entropy (ops/softmax.py), then
-    # primitives.reduce_sum: IndexError: tuple index out of range (actual[a] in the count
-    # of broadcast axes)
-    "softmax cross-entropy over a last axis of length 1, summed over another axis": """
-x = leaf("x", (2, 2, 1), np.ones((2, 2, 1)))
-t = leaf("t", (2, 2, 1), np.zeros((2, 2, 1)), need_grad=False)
-loss = F.sum(F.sum(F.softmax_cross_entropy(x, t), axis=1))
-""",
-}
-
-
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason="compiler: reduce_sum after expand_composites of a softmax "
-                          "cross-entropy over an axis of length 1")
-@pytest.mark.parametrize("bug", list(OPEN))
-def test_open_bug(bug, tmp_path):
-    check_program(PROLOGUE + OPEN[bug], tmp_path)
+    check_program(PROLOGUE + FOUND[bug], tmp_path, backend)

@@ -109,3 +109,52 @@ def test_a_deep_mixed_chain_compiles_and_is_right(tmp_path, rng):
     check_gradients(result.module, {"x": rng.uniform(-1, 1, size=(3, 2))})
     assert result.function_source("forward").count("numpy.arctan(") == 6
     assert np.isfinite(result.module.forward(np.zeros((3, 2))))
+
+
+# symcompile's own functions of numbers: their value (so that no module calls a function on
+# Python numbers), equal to what the printed NumPy code computes.
+def _own_functions():
+    from symcompile.ops import sympy_functions as E
+
+    def where(c, a, b):
+        return np.where(c, a, b)
+
+    return {
+        "Absolute": (E.Absolute, lambda v: np.abs(v), (1,)),
+        "Sign+": (E.Sign, lambda v: where(v < 0, -1.0, 1.0), (1,)),
+        "Sign-": (E.Sign, lambda v: where(v > 0, 1.0, -1.0), (-1,)),
+        "Sigmoid": (E.Sigmoid, lambda v: 1 / (1 + np.exp(-v)), ()),
+        "Softplus": (E.Softplus, lambda v: np.logaddexp(0, v), ()),
+        "LeakyRelu": (E.LeakyRelu, lambda v: where(v > 0, v, 0.1 * v), (sympy.Rational(1, 10),)),
+        "LeakyReluGrad": (E.LeakyReluGrad, lambda v: where(v > 0, 1.0, 0.1),
+                          (sympy.Rational(1, 10),)),
+        "Elu": (E.Elu, lambda v: where(v >= 0, v, 2 * np.expm1(min(v, 0))), (2,)),
+        "EluGrad": (E.EluGrad, lambda v: where(v >= 0, 1.0, 2 * np.exp(min(v, 0))), (2,)),
+        "Huber": (E.Huber, lambda v: where(abs(v) < 1.5, v * v, 1.5 * (2 * abs(v) - 1.5)),
+                  (sympy.Rational(3, 2),)),
+        "Clip": (E.Clip, lambda v: np.clip(v, -1, 2), (-1, 2)),
+        "Truncate": (E.Truncate, lambda v: np.trunc(v), ()),
+        "IsGreater": (E.IsGreater, lambda v: float(v > 0.5), (sympy.Rational(1, 2),)),
+        "IsLessEqual": (E.IsLessEqual, lambda v: float(v <= 0.5), (sympy.Rational(1, 2),)),
+        "Maximum": (E.Maximum, lambda v: max(v, 0.5), (sympy.Rational(1, 2),)),
+        "Minimum": (E.Minimum, lambda v: min(v, 0.5), (sympy.Rational(1, 2),)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_own_functions()))
+@pytest.mark.parametrize("value", [-2.5, -1, 0, sympy.Rational(1, 2), 0.7, 3])
+def test_own_functions_of_numbers_are_numbers(name, value):
+    function, reference, rest = _own_functions()[name]
+    number = sympy.sympify(value)
+    result = function(number, *map(sympy.sympify, rest))
+    assert result.is_number and not result.has(function), result
+    assert float(result) == pytest.approx(float(reference(float(number))), rel=1e-12, abs=1e-15)
+    assert function(x, *map(sympy.sympify, rest)).has(function)  # of a symbol it stays
+
+
+def test_own_functions_of_nan_stay_calls():
+    """NaN has no order: the call stays, and NumPy computes it as nnabla does."""
+    from symcompile.ops.sympy_functions import LeakyRelu, Sigmoid
+
+    assert isinstance(Sigmoid(sympy.nan), Sigmoid)
+    assert isinstance(LeakyRelu(sympy.nan, sympy.Rational(1, 10)), LeakyRelu)

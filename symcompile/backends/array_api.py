@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import sympy
+
 from symcompile.backends import entry_checks
 from symcompile.backends.base import Kernels
 from symcompile.backends.code_lines import Line
@@ -38,6 +40,19 @@ _STANDARD_NAMES = {
 class ArrayAPIPrinter(NumPyPrinter):
     """The NumPy printer, calling the standard's functions on the local namespace ``xp``;
     ``dtype`` and ``device`` are locals of every generated function too."""
+
+    def _print(self, expr, **kwargs):
+        """A NumPy function of numbers that does not fold into a float (acosh(0) is complex
+        to SymPy, NaN to NumPy) is called on 0-d arrays: the standard's functions take
+        arrays."""
+        if isinstance(expr, sympy.Function) and type(expr).__name__ in self.known_functions \
+                and expr.args and all(arg.is_number for arg in expr.args):
+            folded = self._folded(expr)
+            if folded is not None:
+                return folded
+            function = self._module_format(self.known_functions[type(expr).__name__])
+            return f"{function}({', '.join(self._typed(arg) for arg in expr.args)})"
+        return super()._print(expr, **kwargs)
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
@@ -73,10 +88,15 @@ class ArrayAPIPrinter(NumPyPrinter):
         return self._as_number(f"{self._print(a)} <= {self._print(b)}")
 
     def _print_OneHot(self, expr):
+        """Labels computed in the module are floats (truncated): they are compared as
+        integers with the arange (the standard compares no float with an integer array).
+        int32 holds every class index and is every library's (JAX's default is int32);
+        an input's labels are int32 already (class_labels), and are not copied."""
         t, classes, axis = expr.args
         rank = len(self._shapes.of(t))
         index = self._index_along(int(classes), int(axis), rank)
-        return self._as_number(f"{self._print(t)} == {index}")
+        labels = f"xp.astype({self._print(t)}, xp.int32, copy=False)"
+        return self._as_number(f"{labels} == {index}")
 
     def _print_ValidLabel(self, expr):
         t = self._print(expr.args[0])

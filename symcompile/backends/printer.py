@@ -15,7 +15,7 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
-from symcompile.ir.primitives import BroadcastTo, Primitive, Shapes, as_ints, shape_tuple
+from symcompile.ir.primitives import BroadcastTo, Full, Primitive, Shapes, as_ints, shape_tuple
 
 
 def shape_text(shape) -> str:
@@ -52,13 +52,19 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         """Constant subexpressions (``log(2)``, ``sqrt(2)/2``) print as one Python float: a
         NumPy function of a constant would be a float64 scalar, which turns float32 arrays
         into float64."""
+        folded = self._folded(expr)
+        return super()._print(expr, **kwargs) if folded is None else folded
+
+    def _folded(self, expr) -> str | None:
+        """A constant subexpression's value as a Python float literal; None for anything
+        else (a name, an array, an exact rational, a complex number)."""
         if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Rational \
                 and not expr.is_Float and not expr.has(Primitive):
             try:
                 return self._print_Float(sympy.Float(float(expr)))
             except TypeError:  # complex: leave it to SymPy
                 pass
-        return super()._print(expr, **kwargs)
+        return None
 
     def _print_Float(self, expr):
         value = float(expr)
@@ -232,7 +238,9 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         x, x_shape = expr.args[0], as_ints(expr.args[3])
         if self._shapes is not None and self._shapes.of(x) != x_shape:
             # x folded into something smaller after the sum was built: count its elements
-            x = BroadcastTo(x, shape_tuple(x_shape))
+            # (a number fills an array of the module's dtype; a broadcast Python float
+            # would be float64)
+            x = (Full if x.is_number else BroadcastTo)(x, shape_tuple(x_shape))
         return self._sum(x, axis, keep)
 
     def _sum(self, x, axis: str, keep: str) -> str:

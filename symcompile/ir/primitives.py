@@ -410,10 +410,15 @@ def reduce_sum(expr: sympy.Expr, axes, keepdims: bool, in_shape: tuple[int, ...]
         invariant = f_shape == () or (keepdims and all(f_shape[a] == 1 for a in summed))
         (outside if invariant else inside).append(factor)
     if len(inside) == 1 and isinstance(inside[0], ReduceSum) and bool(inside[0].args[2]):
-        # sum(sum(e, a1, keepdims), a2) == sum(e, a1 + a2)
+        # sum(sum(e, a1, keepdims), a2) == sum(e, a1 + a2), but the axes of a1 that are
+        # not in a2 stay (of length 1) when the outer sum drops its axes
         inner, inner_axes = inside[0].args[0], as_ints(inside[0].args[1])
-        merged = reduce_sum(inner, tuple(set(axes) | set(inner_axes)), keepdims,
+        kept = set(inner_axes) - set(axes)
+        merged = reduce_sum(inner, tuple(set(axes) | set(inner_axes)), keepdims or bool(kept),
                             shapes.of(inner), shapes)
+        if kept and not keepdims:
+            merged = Reshape(merged, shape_tuple(
+                tuple(d for i, d in enumerate(actual) if i not in axes)))
         return sympy.Mul(*outside, merged) * count
     inner = sympy.Mul(*inside)
     full_reduction = math.prod(d for i, d in enumerate(actual) if i not in summed) == 1

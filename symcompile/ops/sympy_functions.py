@@ -159,6 +159,13 @@ def _when_arguments_are_real(value: bool):
 
 # --- functions SymPy lacks -----------------------------------------------------------------
 
+def _numbers(*args: sympy.Expr) -> bool:
+    """Whether every argument is a real number SymPy can order (not NaN): then a function
+    of this module evaluates to its value, so no generated code calls it on Python
+    numbers (which the array API standard's functions do not take)."""
+    return all(arg.is_comparable for arg in args)
+
+
 class _Elementwise(sympy.Function):
     def _eval_is_real(self):
         return True
@@ -182,11 +189,19 @@ class IsGreater(_Mask):
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, a, b):
+        return sympy.Integer(bool(a > b)) if _numbers(a, b) else None
+
 
 class IsLessEqual(_Mask):
     """a <= b."""
 
     nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        return sympy.Integer(bool(a <= b)) if _numbers(a, b) else None
 
 
 class Maximum(_Elementwise):
@@ -197,7 +212,7 @@ class Maximum(_Elementwise):
 
     @classmethod
     def eval(cls, a, b):
-        return sympy.Max(a, b) if a.is_Number and b.is_Number else None
+        return sympy.Max(a, b) if _numbers(a, b) else None
 
     def fdiff(self, argindex=1):
         a, b = self.args
@@ -211,7 +226,7 @@ class Minimum(_Elementwise):
 
     @classmethod
     def eval(cls, a, b):
-        return sympy.Min(a, b) if a.is_Number and b.is_Number else None
+        return sympy.Min(a, b) if _numbers(a, b) else None
 
     def fdiff(self, argindex=1):
         a, b = self.args
@@ -224,6 +239,10 @@ class Absolute(_Elementwise):
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, x, at_zero):
+        return sympy.Abs(x) if _numbers(x) else None
+
     def fdiff(self, argindex=1):
         return Sign(*self.args)
 
@@ -233,11 +252,23 @@ class Sign(_Derivative):
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, x, at_zero):
+        if not _numbers(x):
+            return None
+        if x == 0:
+            return sympy.Integer(1 if int(at_zero) > 0 else -1)
+        return sympy.Integer(1 if x > 0 else -1)
+
 
 class Sigmoid(_Elementwise):
     """1 / (1 + exp(-x))."""
 
     nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        return 1 / (1 + sympy.exp(-x)) if _numbers(x) else None
 
     def fdiff(self, argindex=1):
         return self * (1 - self)
@@ -247,6 +278,10 @@ class Softplus(_Elementwise):
     """log(1 + exp(x)), computed without overflow."""
 
     nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        return sympy.log(1 + sympy.exp(x)) if _numbers(x) else None
 
     def fdiff(self, argindex=1):
         return Sigmoid(self.args[0])
@@ -284,6 +319,10 @@ class LeakyRelu(_Elementwise):
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, x, alpha):
+        return (x if x > 0 else alpha * x) if _numbers(x, alpha) else None
+
     def fdiff(self, argindex=1):
         x, alpha = self.args
         if argindex != 1:
@@ -296,11 +335,21 @@ class LeakyReluGrad(_Derivative):
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, x, alpha):
+        return (sympy.Integer(1) if x > 0 else alpha) if _numbers(x, alpha) else None
+
 
 class Elu(_Elementwise):
     """x where x >= 0, else alpha*(exp(x) - 1). Args: (x, alpha)."""
 
     nargs = 2
+
+    @classmethod
+    def eval(cls, x, alpha):
+        if not _numbers(x, alpha):
+            return None
+        return x if x >= 0 else alpha * (sympy.exp(x) - 1)
 
     def fdiff(self, argindex=1):
         x, alpha = self.args
@@ -314,12 +363,24 @@ class EluGrad(_Derivative):
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, x, alpha):
+        if not _numbers(x, alpha):
+            return None
+        return sympy.Integer(1) if x >= 0 else alpha * sympy.exp(x)
+
 
 class Huber(_Elementwise):
     """nnabla's huber loss of a difference d: d**2 where |d| < delta, else
     delta*(2*|d| - delta). Args: (d, delta)."""
 
     nargs = 2
+
+    @classmethod
+    def eval(cls, d, delta):
+        if not _numbers(d, delta):
+            return None
+        return d**2 if abs(d) < delta else delta * (2 * abs(d) - delta)
 
     def fdiff(self, argindex=1):
         d, delta = self.args
@@ -333,8 +394,18 @@ class Clip(_Derivative):
 
     nargs = 3
 
+    @classmethod
+    def eval(cls, x, low, high):
+        return sympy.Min(sympy.Max(x, low), high) if _numbers(x, low, high) else None
+
 
 class Truncate(_Derivative):
     """x rounded towards zero (nnabla reads some targets as integers)."""
 
     nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if not _numbers(x):
+            return None
+        return sympy.floor(x) if x >= 0 else sympy.ceiling(x)

@@ -85,7 +85,7 @@ def class_labels(function, argument, value, shape, classes, kind):
         raise ValueError(f"{function}(): argument {argument!r} holds {found!r} at index "
                          f"{tuple(where)}; class labels must be integers from 0 to "
                          f"{classes - 1}, or -1 to ignore a sample")
-    return xp.astype(value, xp.int64)
+    return xp.astype(value, xp.int32)  # every library has it (JAX without x64: no int64)
 
 
 def require_finite(parameter, gradient):
