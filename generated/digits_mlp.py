@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = 'e9e666444d107e9b'
+SOURCE_HASH = 'aca92b0ef753bb1f'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -124,24 +124,19 @@ def forward(
     # --- forward ---
     # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
     h = numpy.tanh(x @ mlp_affine1_affine_W + mlp_affine1_affine_b)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
+    # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
     h_2 = numpy.tanh(h @ mlp_affine2_affine_W + mlp_affine2_affine_b)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42  -> (64, 10)
+    # affine (y) @ examples/digits_mlp.py:42  -> (64, 10)
     y = h_2 @ mlp_classifier_affine_W + mlp_classifier_affine_b
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t0 = y - y.max(axis=1, keepdims=True)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t1 = numpy.exp(_t0)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 1)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 1)
     _t2 = _t1.sum(axis=1, keepdims=True)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t3 = (t_labels == numpy.arange(10))
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> ()
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> ()
     loss = -numpy.vdot(_t0 - numpy.log(_t2), _t3)/64
     return loss
 
@@ -178,40 +173,32 @@ def gradient(
     # --- forward ---
     # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
     h = numpy.tanh(x @ mlp_affine1_affine_W + mlp_affine1_affine_b)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
+    # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
     h_2 = numpy.tanh(h @ mlp_affine2_affine_W + mlp_affine2_affine_b)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42  -> (64, 10)
+    # affine (y) @ examples/digits_mlp.py:42  -> (64, 10)
     y = h_2 @ mlp_classifier_affine_W + mlp_classifier_affine_b
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t0 = y - y.max(axis=1, keepdims=True)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t1 = numpy.exp(_t0)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 1)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 1)
     _t2 = _t1.sum(axis=1, keepdims=True)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t3 = (t_labels == numpy.arange(10))
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> ()
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> ()
     loss = -numpy.vdot(_t0 - numpy.log(_t2), _t3)/64
     # --- backward ---
     # d loss / d loss = 1
     g_loss = numpy.float32(1)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t4 = _t1*((t_labels >= 0) & (t_labels < 10))/_t2 - _t3
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> ()
+    # -> ()
     _t5 = g_loss/64
     # d loss / d (h_2 @ mlp_classifier_affine_W)  -> (64, 10)
     g_mlp_classifier_affine = _t5*_t4
     # d loss / d (h @ mlp_affine2_affine_W)  -> (64, 32)
     g_mlp_affine2_affine = (1 - h_2**2)*(g_mlp_classifier_affine @ mlp_classifier_affine_W.T)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 64)
+    # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
     _t6 = (1 - h**2)*(g_mlp_affine2_affine @ mlp_affine2_affine_W.T)
     # d loss / d mlp/affine1/affine/W = x.T @ ((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) +
     #   softmax(y, axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T)),
@@ -237,7 +224,7 @@ def gradient(
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
     return (
         loss, g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W,
-        g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b,
+        g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b
     )
 
 
@@ -272,7 +259,9 @@ def sgd_step(
     if not (isinstance(mlp_classifier_affine_W, numpy.ndarray)
             and mlp_classifier_affine_W.shape == (32, 10)
             and mlp_classifier_affine_W.dtype == DTYPE and mlp_classifier_affine_W.flags.writeable):
-        refuse_argument('sgd_step', 'mlp_classifier_affine_W', mlp_classifier_affine_W, (32, 10), True)
+        refuse_argument(
+            'sgd_step', 'mlp_classifier_affine_W', mlp_classifier_affine_W, (32, 10), True
+        )
     if not (isinstance(mlp_classifier_affine_b, numpy.ndarray)
             and mlp_classifier_affine_b.shape == (10,) and mlp_classifier_affine_b.dtype == DTYPE
             and mlp_classifier_affine_b.flags.writeable):
@@ -280,40 +269,32 @@ def sgd_step(
     # --- forward ---
     # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
     h = numpy.tanh(x @ mlp_affine1_affine_W + mlp_affine1_affine_b)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
+    # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
     h_2 = numpy.tanh(h @ mlp_affine2_affine_W + mlp_affine2_affine_b)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42  -> (64, 10)
+    # affine (y) @ examples/digits_mlp.py:42  -> (64, 10)
     y = h_2 @ mlp_classifier_affine_W + mlp_classifier_affine_b
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t0 = y - y.max(axis=1, keepdims=True)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t1 = numpy.exp(_t0)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 1)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 1)
     _t2 = _t1.sum(axis=1, keepdims=True)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t3 = (t_labels == numpy.arange(10))
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> ()
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> ()
     loss = -numpy.vdot(_t0 - numpy.log(_t2), _t3)/64
     # --- backward ---
     # d loss / d loss = 1
     g_loss = numpy.float32(1)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t4 = _t1*((t_labels >= 0) & (t_labels < 10))/_t2 - _t3
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> ()
+    # -> ()
     _t5 = g_loss/64
     # d loss / d (h_2 @ mlp_classifier_affine_W)  -> (64, 10)
     g_mlp_classifier_affine = _t5*_t4
     # d loss / d (h @ mlp_affine2_affine_W)  -> (64, 32)
     g_mlp_affine2_affine = (1 - h_2**2)*(g_mlp_classifier_affine @ mlp_classifier_affine_W.T)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 64)
+    # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
     _t6 = (1 - h**2)*(g_mlp_affine2_affine @ mlp_affine2_affine_W.T)
     # d loss / d mlp/affine1/affine/b = sum((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) + softmax(y,
     #   axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T), axis=0),
@@ -372,31 +353,28 @@ def forward_saving(
     if not (isinstance(mlp_classifier_affine_W, numpy.ndarray)
             and mlp_classifier_affine_W.shape == (32, 10)
             and mlp_classifier_affine_W.dtype == DTYPE):
-        refuse_argument('forward_saving', 'mlp_classifier_affine_W', mlp_classifier_affine_W, (32, 10))
+        refuse_argument(
+            'forward_saving', 'mlp_classifier_affine_W', mlp_classifier_affine_W, (32, 10)
+        )
     if not (isinstance(mlp_classifier_affine_b, numpy.ndarray)
             and mlp_classifier_affine_b.shape == (10,) and mlp_classifier_affine_b.dtype == DTYPE):
         refuse_argument('forward_saving', 'mlp_classifier_affine_b', mlp_classifier_affine_b, (10,))
     # --- forward ---
     # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
     h = numpy.tanh(x @ mlp_affine1_affine_W + mlp_affine1_affine_b)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
+    # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 32)
     h_2 = numpy.tanh(h @ mlp_affine2_affine_W + mlp_affine2_affine_b)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42  -> (64, 10)
+    # affine (y) @ examples/digits_mlp.py:42  -> (64, 10)
     y = h_2 @ mlp_classifier_affine_W + mlp_classifier_affine_b
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t0 = y - y.max(axis=1, keepdims=True)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t1 = numpy.exp(_t0)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 1)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 1)
     _t2 = _t1.sum(axis=1, keepdims=True)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t3 = (t_labels == numpy.arange(10))
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> ()
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> ()
     loss = -numpy.vdot(_t0 - numpy.log(_t2), _t3)/64
     return loss, (h, h_2, _t1, _t2, _t3)
 
@@ -437,18 +415,15 @@ def backward(
             and g_loss.dtype == DTYPE):
         refuse_argument('backward', 'g_loss', g_loss, ())
     # --- backward ---
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 10)
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t4 = _t1*((t_labels >= 0) & (t_labels < 10))/_t2 - _t3
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> ()
+    # -> ()
     _t5 = g_loss/64
     # d loss / d (h_2 @ mlp_classifier_affine_W)  -> (64, 10)
     g_mlp_classifier_affine = _t5*_t4
     # d loss / d (h @ mlp_affine2_affine_W)  -> (64, 32)
     g_mlp_affine2_affine = (1 - h_2**2)*(g_mlp_classifier_affine @ mlp_classifier_affine_W.T)
-    # affine, tanh (h), affine, tanh (h) @ examples/digits_mlp.py:40; affine (y) @ :42;
-    #   softmax_cross_entropy, mean (loss) @ :51  -> (64, 64)
+    # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
     _t6 = (1 - h**2)*(g_mlp_affine2_affine @ mlp_affine2_affine_W.T)
     # d loss / d mlp/affine1/affine/W = x.T @ ((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) +
     #   softmax(y, axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T)),
@@ -474,7 +449,7 @@ def backward(
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
     return (
         g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W,
-        g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b,
+        g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b
     )
 
 
@@ -537,7 +512,9 @@ def init_parameters(seed=None):
     rng = numpy.random.RandomState(seed)
     return {
         # mlp/affine1/affine/W: UniformInitializer((-0.21650635094610965, 0.21650635094610965))
-        'mlp_affine1_affine_W': rng.uniform(-0.21650635094610965, 0.21650635094610965, size=(64, 64)).astype(numpy.float32),
+        'mlp_affine1_affine_W': rng.uniform(
+            -0.21650635094610965, 0.21650635094610965, size=(64, 64)
+        ).astype(numpy.float32),
         # mlp/affine1/affine/b: constant 0.0
         'mlp_affine1_affine_b': numpy.full((64,), 0.0, dtype=numpy.float32),
         # mlp/affine2/affine/W: UniformInitializer((-0.25, 0.25))
@@ -545,7 +522,9 @@ def init_parameters(seed=None):
         # mlp/affine2/affine/b: constant 0.0
         'mlp_affine2_affine_b': numpy.full((32,), 0.0, dtype=numpy.float32),
         # mlp/classifier/affine/W: UniformInitializer((-0.3779644730092272, 0.3779644730092272))
-        'mlp_classifier_affine_W': rng.uniform(-0.3779644730092272, 0.3779644730092272, size=(32, 10)).astype(numpy.float32),
+        'mlp_classifier_affine_W': rng.uniform(
+            -0.3779644730092272, 0.3779644730092272, size=(32, 10)
+        ).astype(numpy.float32),
         # mlp/classifier/affine/b: constant 0.0
         'mlp_classifier_affine_b': numpy.full((10,), 0.0, dtype=numpy.float32),
     }

@@ -20,7 +20,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'b2e761a1204b4d52'
-SOURCE_HASH = '6a636ebb31de562a'
+SOURCE_HASH = '738dec4a7c1becfe'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -56,7 +56,7 @@ def forward(y_true, x, a, b):
     # --- forward ---
     # mul2, add2 (y) @ examples/linear_regression.py:36; sub2 @ :37  -> (32, 1)
     _t0 = y_true - (a*x + b)
-    # mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean (loss) @ :37  -> ()
+    # pow_scalar, mean (loss) @ examples/linear_regression.py:37  -> ()
     loss = numpy.vdot(_t0, _t0)/32
     return loss
 
@@ -76,12 +76,12 @@ def gradient(y_true, x, a, b):
     # --- forward ---
     # mul2, add2 (y) @ examples/linear_regression.py:36; sub2 @ :37  -> (32, 1)
     _t0 = y_true - (a*x + b)
-    # mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean (loss) @ :37  -> ()
+    # pow_scalar, mean (loss) @ examples/linear_regression.py:37  -> ()
     loss = numpy.vdot(_t0, _t0)/32
     # --- backward ---
     # d loss / d loss = 1
     g_loss = numpy.float32(1)
-    # mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean (loss) @ :37  -> ()
+    # -> ()
     _t1 = g_loss/16
     # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
     #   examples/linear_regression.py:36  -> (1, 1)
@@ -111,12 +111,12 @@ def sgd_step(y_true, x, a, b, lr=0.001):
     # --- forward ---
     # mul2, add2 (y) @ examples/linear_regression.py:36; sub2 @ :37  -> (32, 1)
     _t0 = y_true - (a*x + b)
-    # mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean (loss) @ :37  -> ()
+    # pow_scalar, mean (loss) @ examples/linear_regression.py:37  -> ()
     loss = numpy.vdot(_t0, _t0)/32
     # --- backward ---
     # d loss / d loss = 1
     g_loss = numpy.float32(1)
-    # mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean (loss) @ :37  -> ()
+    # -> ()
     _t1 = g_loss/16
     # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
     #   examples/linear_regression.py:36  -> ()
@@ -149,7 +149,7 @@ def forward_saving(y_true, x, a, b):
     # --- forward ---
     # mul2, add2 (y) @ examples/linear_regression.py:36; sub2 @ :37  -> (32, 1)
     _t0 = y_true - (a*x + b)
-    # mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean (loss) @ :37  -> ()
+    # pow_scalar, mean (loss) @ examples/linear_regression.py:37  -> ()
     loss = numpy.vdot(_t0, _t0)/32
     return loss, (_t0,)
 
@@ -173,7 +173,7 @@ def backward(saved, y_true, x, a, b, g_loss):
             and g_loss.dtype == DTYPE):
         refuse_argument('backward', 'g_loss', g_loss, ())
     # --- backward ---
-    # mul2, add2 (y) @ examples/linear_regression.py:36; sub2, pow_scalar, mean (loss) @ :37  -> ()
+    # -> ()
     _t1 = g_loss/16
     # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
     #   examples/linear_regression.py:36  -> (1, 1)

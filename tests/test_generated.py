@@ -13,26 +13,35 @@ import pytest
 from conftest import ROOT
 from numpy_only import BLOCKER
 
+from symcompile.backends.code_lines import LINE_WIDTH
 from symcompile.tools import cli
 from symcompile.tools import compile as compiler
 from symcompile.tools.model_file import load_loss
 
 EXAMPLES = ["linear_regression", "digits_mlp"]
+# The checked-in array API modules: {module name: example}.
+ARRAY_API_EXAMPLES = {"digits_mlp_array_api": "digits_mlp"}
 
 
-def regenerate(name: str, output_dir) -> str:
-    """What `symcompile compile examples/NAME.py -o generated/` writes, run from ROOT."""
-    model = f"examples/{name}.py"
+def regenerate(name: str, output_dir, backend: str = "numpy", example: str | None = None) -> str:
+    """What `symcompile compile examples/EXAMPLE.py -o generated/ [--name NAME --backend
+    array-api]` writes, run from ROOT."""
+    model = f"examples/{example or name}.py"
     loss = load_loss(ROOT / model)
-    result = compiler.compile(loss, name=name, output_dir=output_dir,
-                              regenerate=cli.regenerate_command(model, "generated/"))
+    module_name = None if example is None else name
+    command = cli.regenerate_command(model, "generated/", module_name, backend=backend)
+    result = compiler.compile(loss, name=name, output_dir=output_dir, backend=backend,
+                              regenerate=command)
     return result.source
 
 
-@pytest.mark.parametrize("name", EXAMPLES)
+@pytest.mark.parametrize("name", EXAMPLES + list(ARRAY_API_EXAMPLES))
 def test_checked_in_module_is_up_to_date(name, tmp_path, monkeypatch, request):
     monkeypatch.chdir(ROOT)
-    source = regenerate(name, tmp_path)
+    if name in ARRAY_API_EXAMPLES:
+        source = regenerate(name, tmp_path, "array_api", ARRAY_API_EXAMPLES[name])
+    else:
+        source = regenerate(name, tmp_path)
     golden = ROOT / "generated" / f"{name}.py"
     if request.config.getoption("--update-golden"):
         golden.write_text(source, encoding="utf-8")
@@ -54,6 +63,24 @@ def test_generated_module_is_valid_numpy_only_python(name):
         assert header in source
 
 
+
+
+@pytest.mark.parametrize("name", EXAMPLES + list(ARRAY_API_EXAMPLES))
+def test_generated_lines_fit_the_line_width(name):
+    """Statements, comments and the header all wrap at code_lines.LINE_WIDTH."""
+    source = (ROOT / "generated" / f"{name}.py").read_text(encoding="utf-8")
+    long = [line for line in source.splitlines() if len(line) > LINE_WIDTH]
+    assert long == []
+
+
+@pytest.mark.parametrize("name", list(ARRAY_API_EXAMPLES))
+def test_array_api_module_imports_nothing_at_the_top(name):
+    """Each function asks its arrays for their namespace: the module imports no library
+    at the top (array-api-compat and NumPy only inside the functions that need them)."""
+    source = (ROOT / "generated" / f"{name}.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    assert [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))] == []
+    assert "--backend array-api" in source  # the regenerate command in its header
 
 
 def test_generated_trainer_runs_with_numpy_only():
@@ -86,7 +113,8 @@ def test_generated_trainer_runs_with_numpy_only():
 
 COMPILE = textwrap.dedent("""
     import sys
-    from symcompile.tools import cli
+    from symcompile.backends.code_lines import LINE_WIDTH
+from symcompile.tools import cli
     from symcompile.tools import compile as compiler
     from symcompile.tools.model_file import load_loss
     loss = load_loss("examples/linear_regression.py")

@@ -7,7 +7,9 @@ here is already text: the templates only lay it out.
 
 from __future__ import annotations
 
+import io
 import textwrap
+import tokenize
 from dataclasses import dataclass
 
 # The generated code's line width: every wrap of generated text is derived from it.
@@ -22,6 +24,13 @@ class Line:
     comment: str = ""  # provenance, comment-safe, without the leading "#"
     body: str = ""  # the one statement under `text` when it is ``if ...:``
 
+    def wrapped_text(self, column: int) -> str:
+        """`text` fitted to the line width when it starts at `column` (see `fit`)."""
+        return fit(self.text, column)
+
+    def wrapped_body(self, column: int) -> str:
+        return fit(self.body, column)
+
     @property
     def comment_lines(self) -> tuple[str, ...]:
         """The comment wrapped to fit the line after a 4-space indent and "# "."""
@@ -34,3 +43,80 @@ class Block:
     title: str  # "forward", "backward" or "update"
     lines: tuple[Line, ...]
     note: str = ""  # shown after the title: "# --- update: w -= lr * g ---"
+
+
+_OPENING, _CLOSING = "([{", ")]}"
+
+
+def fit(text: str, column: int, width: int = LINE_WIDTH) -> str:
+    """One statement's `text`, first printed at `column`, continued inside its brackets
+    where it is wider than `width`: the longest bracketed group at the outermost level is
+    opened, its items (split at its own commas) packed on lines indented 4 deeper, each
+    fitted in turn, and its closing bracket starts the last line. Strings are never
+    split; text already on several lines, or with no bracket to break in, is left as it
+    is. Continuation lines are indented relative to the first line."""
+    if column + len(text) <= width or "\n" in text:
+        return text
+    group = _widest_group(text)
+    if group is None:
+        return text
+    start, end, commas = group
+    cuts = [start + 1, *(c + 1 for c in commas), end]
+    items = [text[a:b].strip().removesuffix(",") for a, b in zip(cuts, cuts[1:], strict=False)]
+    items = [item for item in items if item]
+    inner, rows, row = column + 4, [], ""
+    for index, item in enumerate(items):
+        piece = item + ("," if index < len(items) - 1 else "")
+        if row and inner + len(row) + 1 + len(piece) <= width:
+            row += " " + piece
+            continue
+        if row:
+            rows.append(row)
+        row = piece
+    rows.append(row)
+    rows = [fit(r, inner, width) for r in rows]
+    body = "".join("\n    " + r.replace("\n", "\n    ") for r in rows)
+    return text[:start + 1] + body + "\n" + text[end:]
+
+
+def _widest_group(text: str) -> tuple[int, int, list[int]] | None:
+    """(offset of the opening bracket, offset of its closing bracket, offsets of its own
+    commas) of the widest bracketed group not inside another, or None."""
+    offsets = _token_offsets(text)
+    if offsets is None:
+        return None
+    groups, depth, start, commas = [], 0, 0, []
+    for offset, kind, token in offsets:
+        if kind != tokenize.OP:
+            continue
+        if token in _OPENING:
+            if depth == 0:
+                start, commas = offset, []
+            depth += 1
+        elif token in _CLOSING:
+            depth -= 1
+            if depth == 0:
+                groups.append((start, offset, commas))
+        elif token == "," and depth == 1:
+            commas.append(offset)
+    groups = [g for g in groups if g[1] - g[0] > 1]
+    return max(groups, key=lambda g: g[1] - g[0]) if groups else None
+
+
+def _token_offsets(text: str) -> list[tuple[int, int, str]] | None:
+    """(offset, token type, string) of each token of one line of Python; None if it does
+    not tokenize. An f-string's tokens (Python >= 3.12) count as one string."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    result, inside = [], 0
+    for token in tokens:
+        name = tokenize.tok_name[token.type]
+        if name == "FSTRING_START":
+            inside += 1
+        elif name == "FSTRING_END":
+            inside -= 1
+        elif not inside and token.start[0] == 1:
+            result.append((token.start[1], token.type, token.string))
+    return result

@@ -18,7 +18,7 @@ import sympy
 
 from symcompile._version import __version__
 from symcompile.backends.base import Backend
-from symcompile.backends.code_lines import LINE_WIDTH, Block, Line
+from symcompile.backends.code_lines import LINE_WIDTH, Block, Line, fit
 from symcompile.backends.entry_checks import Argument
 from symcompile.backends.printer import shape_text
 from symcompile.backends.source_literals import block, literal
@@ -57,6 +57,18 @@ def wrap_doc(text: str, width: int = LINE_WIDTH - 16) -> tuple[str, ...]:
     return tuple(textwrap.wrap(docstring_text(text), width)) or ("",)
 
 
+def _command_lines(label: str, command: str) -> list[str]:
+    """A shell command after `label` in the header ("# " + line), continued with
+    backslashes past the line width, broken only between words."""
+    rows = textwrap.wrap(command, LINE_WIDTH - 4 - len(label), break_long_words=False,
+                         break_on_hyphens=False)
+    if not rows:
+        return [label.rstrip()]
+    heads = [label] + [" " * len(label)] * (len(rows) - 1)
+    ends = [" \\"] * (len(rows) - 1) + [""]
+    return [head + row + end for head, row, end in zip(heads, rows, ends, strict=True)]
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str
@@ -69,25 +81,12 @@ class FunctionSpec:
 
     @property
     def return_text(self) -> str:
-        """``return a, b``; past the line width, the values in parentheses, as many per
-        line as fit (a tuple written in parentheses keeps them)."""
-        line = f"    return {self.returns}"
-        if len(line) <= LINE_WIDTH:
-            return self.returns
-        text, tuple_ = self.returns, self.returns.startswith("(") and self.returns.endswith(")")
-        items = _top_level_items(text[1:-1] if tuple_ else text)
-        if len(items) < 2:
-            return self.returns
-        rows, row = [], ""
-        for item in items:
-            piece = f"{item},"
-            if row and len(row) + 1 + len(piece) > LINE_WIDTH - 8:
-                rows.append(row)
-                row = piece
-            else:
-                row = f"{row} {piece}" if row else piece
-        rows.append(row)
-        return "(\n" + "".join(f"        {r}\n" for r in rows) + "    )"
+        """``return a, b``'s values; past the line width, continued inside their brackets
+        (see code_lines.fit), indented for the function body."""
+        text = fit(f"return {self.returns}", 4)
+        if "\n" not in text and len(text) > LINE_WIDTH - 4:  # a bare tuple: parenthesised
+            text = fit(f"return ({self.returns})", 4)
+        return text.removeprefix("return ").replace("\n", "\n    ")
 
     @property
     def def_lines(self) -> tuple[str, ...]:
@@ -106,25 +105,6 @@ class FunctionSpec:
                 row = f"{row} {piece}" if row else piece
         rows.append(row)
         return (f"def {self.name}(", *(f"        {r}" for r in rows), "):")
-
-
-def _top_level_items(text: str) -> list[str]:
-    """`text` split at the commas outside brackets and string literals."""
-    items, depth, quote, start = [], 0, "", 0
-    for i, char in enumerate(text):
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            items.append(text[start:i].strip())
-            start = i + 1
-    items.append(text[start:].strip())
-    return [item for item in items if item]
 
 
 @dataclass(frozen=True)
@@ -430,7 +410,7 @@ class _ModuleBuilder:
             f"Graph:      {comment_text(self.options.name)} ({comment_text(self.options.source)}), "
             f"{len(graph.nodes)} nodes, {len(graph.parameters)} parameters",
             f"Graph hash: {self.hash}",
-            f"Regenerate: {comment_text(self.options.regenerate)}",
+            *_command_lines("Regenerate: ", comment_text(self.options.regenerate)),
             "Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); "
             "_tN = a shared value",
         ]

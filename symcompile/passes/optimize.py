@@ -236,15 +236,68 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
     # A returned gradient may be widened to its leaf's shape where it is returned, so no
     # other statement may read it in place of the shared subexpression it equals.
     _merge_aliases(equations, temps, protected=set(program.returned_gradients()))
+    _attribute_origins(temps, program.forward, equations)
+    program.temps = temps
+
+
+def _attribute_origins(temps: list[Equation], forward: list[Equation],
+                       equations: list[Equation]) -> None:
+    """Each statement's origin, for its comment: the graph nodes it computes itself.
+
+    A value fused at lowering came from every node upstream of it; once CSE gives its
+    fused inputs statements of their own, it computes only the nodes after them (h_2 =
+    tanh(h @ W2 + b2) is the second layer's affine and tanh, not the first's too). A
+    shared value that is no graph value takes the nodes of the first forward statement
+    that reads it; one of the backward pass, those of the forward values it reads (the
+    nodes it differentiates), else those of the first temporary that reads it, else none.
+    """
+    definitions = {eq.target: eq for eq in [*temps, *forward]}
+    reach: dict[sympy.Symbol, frozenset] = {}
+
+    def upstream(sym) -> frozenset:
+        """The nodes that the forward value `sym` depends on, itself included."""
+        if sym not in reach:
+            eq = definitions[sym]
+            reach[sym] = frozenset(eq.origin).union(
+                *(upstream(s) for s in eq.expr.free_symbols if s in definitions))
+        return reach[sym]
+
+    def read(eq) -> frozenset:
+        return frozenset().union(*(upstream(s) for s in eq.expr.free_symbols
+                                   if s in definitions and s != eq.target))
+
+    for eq in [*temps, *forward]:
+        if eq.origin:
+            own = tuple(index for index in eq.origin if index not in read(eq))
+            eq.origin = own or eq.origin  # all upstream: keep them
+    forward_reads: set[sympy.Symbol] = set()
+    pending = [s for eq in forward for s in eq.expr.free_symbols]
+    while pending:  # the temporaries the forward statements read, directly or not
+        sym = pending.pop()
+        if sym in definitions and sym not in forward_reads:
+            forward_reads.add(sym)
+            pending.extend(definitions[sym].expr.free_symbols)
     first_reader: dict[sympy.Symbol, Equation] = {}
     for eq in itertools.chain(temps, equations):
         for sym in eq.expr.free_symbols:
-            first_reader.setdefault(sym, eq)
-    for temp in reversed(temps):  # a temporary read only by later ones takes theirs
-        if not temp.origin:
-            first = first_reader.get(temp.target)
-            temp.origin = first.origin if first is not None else ()
-    program.temps = temps
+            if sym not in forward_reads or eq.target in forward_reads or eq in forward:
+                first_reader.setdefault(sym, eq)  # a forward value: by a forward statement
+    forward_values = forward_reads | {eq.target for eq in forward}
+    # forward temporaries first: the backward ones read their nodes
+    for temp in sorted(reversed(temps), key=lambda t: t.target not in forward_reads):
+        if temp.origin:
+            continue
+        if temp.target not in forward_reads:
+            temp.origin = tuple(sorted({index for s in temp.expr.free_symbols
+                                        if s in forward_values
+                                        for index in definitions[s].origin}))
+            if temp.origin:
+                continue
+        # read only by later ones: theirs (not a backward statement's, whose origin is
+        # every node of the forward statement it differentiates: the comment says nothing)
+        first = first_reader.get(temp.target)
+        if first is not None and (temp.target in forward_reads or first.target in definitions):
+            temp.origin = first.origin
 
 
 def _renumber_temporaries(program: Program) -> None:
