@@ -67,9 +67,11 @@ def test_generated_module_is_valid_numpy_only_python(name):
 
 @pytest.mark.parametrize("name", EXAMPLES + list(ARRAY_API_EXAMPLES))
 def test_generated_lines_fit_the_line_width(name):
-    """Statements, comments and the header all wrap at code_lines.LINE_WIDTH."""
+    """Statements, comments and the header all wrap at code_lines.LINE_WIDTH, except the
+    Regenerate command, kept whole to be copied."""
     source = (ROOT / "generated" / f"{name}.py").read_text(encoding="utf-8")
-    long = [line for line in source.splitlines() if len(line) > LINE_WIDTH]
+    long = [line for line in source.splitlines()
+            if len(line) > LINE_WIDTH and not line.startswith("# Regenerate: ")]
     assert long == []
 
 
@@ -113,8 +115,7 @@ def test_generated_trainer_runs_with_numpy_only():
 
 COMPILE = textwrap.dedent("""
     import sys
-    from symcompile.backends.code_lines import LINE_WIDTH
-from symcompile.tools import cli
+    from symcompile.tools import cli
     from symcompile.tools import compile as compiler
     from symcompile.tools.model_file import load_loss
     loss = load_loss("examples/linear_regression.py")

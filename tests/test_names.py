@@ -523,14 +523,20 @@ def test_verify_passes_every_module_symcompile_generates(tmp_path):
         result = small_module(tmp_path / str(solver), solver)
         verify_module(result.source, constants_of(result.module, result.source),
                       functions_of(result.source), imports=("os", "numpy"))
+    from symcompile.backends import registry
+
     for path in sorted((Path(__file__).parent.parent / "generated").glob("*.py")):
         source = path.read_text(encoding="utf-8")
         namespace = {}
         exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - our own files
         module = type(sys)("golden")
         module.__dict__.update(namespace)
-        verify_module(source, constants_of(module, source), functions_of(source),
-                      imports=("os", "numpy"))
+        backend = registry.get("array_api" if "template array_api/" in source else "numpy")
+        constants = constants_of(module, source)
+        if backend.name == "array_api":  # the dtype's name: the namespace has the dtype
+            constants["DTYPE"] = module.DTYPE
+        verify_module(source, constants, functions_of(source), imports=backend.imports,
+                      lazy_imports=backend.lazy_imports)
 
 
 def test_verify_refuses_a_constant_that_differs(generated):

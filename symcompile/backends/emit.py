@@ -57,18 +57,6 @@ def wrap_doc(text: str, width: int = LINE_WIDTH - 16) -> tuple[str, ...]:
     return tuple(textwrap.wrap(docstring_text(text), width)) or ("",)
 
 
-def _command_lines(label: str, command: str) -> list[str]:
-    """A shell command after `label` in the header ("# " + line), continued with
-    backslashes past the line width, broken only between words."""
-    rows = textwrap.wrap(command, LINE_WIDTH - 4 - len(label), break_long_words=False,
-                         break_on_hyphens=False)
-    if not rows:
-        return [label.rstrip()]
-    heads = [label] + [" " * len(label)] * (len(rows) - 1)
-    ends = [" \\"] * (len(rows) - 1) + [""]
-    return [head + row + end for head, row, end in zip(heads, rows, ends, strict=True)]
-
-
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str
@@ -410,7 +398,8 @@ class _ModuleBuilder:
             f"Graph:      {comment_text(self.options.name)} ({comment_text(self.options.source)}), "
             f"{len(graph.nodes)} nodes, {len(graph.parameters)} parameters",
             f"Graph hash: {self.hash}",
-            *_command_lines("Regenerate: ", comment_text(self.options.regenerate)),
+            # whole, however long: a command to copy
+            f"Regenerate: {comment_text(self.options.regenerate)}",
             "Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); "
             "_tN = a shared value",
         ]
