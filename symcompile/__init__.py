@@ -12,6 +12,7 @@ top-level names. The compiler (and with it SymPy and jinja2) loads on first use.
 """
 
 from symcompile import (
+    ext_utils,
     functions,
     initializer,
     parameter,
@@ -23,6 +24,12 @@ from symcompile import (
 from symcompile._version import __version__
 from symcompile.common.errors import ExpressionTooLarge
 from symcompile.frontend import arithmetic, executor
+from symcompile.frontend.context import (
+    Context,
+    context_scope,
+    get_current_context,
+    set_default_context,
+)
 from symcompile.frontend.parameter import (
     clear_parameters,
     get_parameters,
@@ -54,9 +61,11 @@ def __getattr__(name: str):
 _COMPILER = ("CompileResult", "check_gradient", "compile")
 
 __all__ = [
-    "CompileResult", "ExpressionTooLarge", "GraphMismatchError", "ModuleEditedError",
+    "CompileResult", "Context", "ExpressionTooLarge", "GraphMismatchError", "ModuleEditedError",
     "NdArray", "UnsafeCacheError", "UntrustedCacheWarning", "Variable", "__version__",
-    "check_gradient", "clear_parameters", "compile", "functions", "get_parameters",
+    "check_gradient", "clear_parameters", "compile", "context_scope", "ext_utils", "functions",
+    "get_current_context", "get_parameters",
     "initializer", "load", "load_parameters", "save_parameters", "utils",
-    "parameter", "parameter_scope", "parametric_functions", "random", "seed", "solvers",
+    "parameter", "parameter_scope", "parametric_functions", "random", "seed",
+    "set_default_context", "solvers",
 ]

@@ -20,13 +20,16 @@ from symcompile import compiler
 from symcompile.common import memory
 from symcompile.common.progress import ProgressLine
 from symcompile.compiler import Options, compiler_fingerprint
+from symcompile.frontend import context
 from symcompile.frontend.capture import capture, user_name
 from symcompile.frontend.variable import Storage, Variable, graph_epoch
 from symcompile.ir.naming import identifier
 from symcompile.runtime import cache
 
 _modules: dict[str, types.ModuleType] = {}  # compile key -> loaded module
-_backend = "numpy"  # what graphs compiled from now on compute with (see set_backend)
+# what graphs compiled from now on compute with: set_backend's choice, else the current
+# context's (nn.set_default_context)
+_backend: str | None = None
 _updates: dict[str, object] = {}  # update rule name -> generated update function
 
 
@@ -216,7 +219,7 @@ def _module_for(graph, root: Variable) -> types.ModuleType:
     options = Options(
         graph.name, "sgd", graph.root.dtype,
         "compiled on first use by symcompile's runtime; delete this file to recompile",
-        f"graph built at {site}", backend=_backend,
+        f"graph built at {site}", backend=current_backend(),
     )
     key = hashlib.sha256(
         f"{fingerprint}|{options.key()}|{compiler_fingerprint()}".encode()
@@ -234,17 +237,24 @@ def _module_for(graph, root: Variable) -> types.ModuleType:
     return module
 
 
-def set_backend(name: str) -> str:
-    """Compile the graphs run from now on for backend `name` ("numpy" or "array_api");
-    returns the previous one. (nnabla's contexts, `nn.set_default_context`, will select
-    it; the runtime's arrays stay NumPy arrays either way.)"""
+def set_backend(name: str | None) -> str | None:
+    """Compile the graphs run from now on for backend `name` ("numpy" or "array_api"),
+    whatever the context; None gives the choice back to the context (nnabla's
+    `nn.set_default_context`). Returns the previous setting. The runtime's arrays stay
+    NumPy arrays either way."""
     global _backend
-    name = str(name).replace("-", "_")
-    if name not in compiler.BACKEND_NAMES:
-        raise ValueError(f"set_backend: unknown backend {name!r}; known: "
-                         f"{', '.join(compiler.BACKEND_NAMES)}")
+    if name is not None:
+        name = str(name).replace("-", "_")
+        if name not in compiler.BACKEND_NAMES:
+            raise ValueError(f"set_backend: unknown backend {name!r}; known: "
+                             f"{', '.join(compiler.BACKEND_NAMES)}")
     previous, _backend = _backend, name
     return previous
+
+
+def current_backend() -> str:
+    """The backend graphs compile for now: set_backend's, else the current context's."""
+    return _backend or context.backend_of(context.get_current_context())
 
 
 def update_function(rule_name: str, options: tuple = ()):
