@@ -298,6 +298,14 @@ def _structural_cases() -> dict[str, Case]:
                              ((4,), (2, 4, 5)), ((4,), (3, 2, 4, 5))]:
         cases[f"matmul {a_shape} @ {b_shape}"] = Case(lambda a, b: a @ b,
                                                       normal(a_shape, b_shape))
+    # more configurations (3-D, base_axis, against nnabla) in test_convolution.py
+    for x_shape, w_shape, bias, kwargs in [
+            ((2, 3, 5, 5), (4, 3, 3, 3), True, {"pad": (1, 1), "stride": (2, 2)}),
+            ((2, 4, 5, 6), (4, 2, 2, 3), False, {"dilation": (2, 1), "group": 2}),
+            ((2, 2, 7), (3, 2, 3), True, {"pad": (2,), "stride": (3,)})]:
+        shapes = (x_shape, w_shape) + (((w_shape[0],),) if bias else ())
+        cases[f"convolution {x_shape} {w_shape} {kwargs}"] = Case(
+            lambda *v, kwargs=kwargs: F.convolution(*v, **kwargs), normal(*shapes))
     cases["reshape"] = Case(lambda x: F.reshape(x, (4, -1)), normal((2, 3, 4)))
     cases["reshape to 0-d"] = Case(lambda x: F.reshape(x, ()), normal((1, 1)))
     cases["transpose"] = Case(lambda x: F.transpose(x, (2, 0, 1)), normal((2, 3, 4)))

@@ -142,6 +142,10 @@ class ArrayAPIPrinter(NumPyPrinter):
     def _reshaped(self, text: str, shape) -> str:
         return f"xp.reshape({text}, {shape_text(shape)})"
 
+    def _kernel_call(self, name: str, arguments: list[str]) -> str:
+        """Kernels compute with the arrays' namespace: ``xp`` comes first."""
+        return super()._kernel_call(name, ["xp", *arguments])
+
     def _print_Full(self, expr):
         value, shape = expr.args[0], shape_text(expr.args[1])
         if value.is_Number:

@@ -14,6 +14,7 @@ SymPy's CuPy printer is a few lines over its NumPy printer.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import types
 from collections.abc import Iterable
@@ -29,13 +30,15 @@ class Kernels:
     (so they are linted, tested and read like any code) and inlined by source.
 
     A kernel is looked up in `modules` in order (a backend's own, then the portable
-    ones); `requires` names, for each kernel, the kernels it calls.
+    ones). The kernels a kernel calls are found in its code (the names it reads that are
+    kernels'); `requires` may name more.
     """
 
     def __init__(self, *modules: types.ModuleType,
                  requires: dict[str, tuple[str, ...]] | None = None) -> None:
         self._modules = modules
         self._requires = dict(requires or {})
+        self._calls: dict[str, tuple[str, ...]] = {}
 
     def _functions(self) -> dict[str, types.FunctionType]:
         found: dict[str, types.FunctionType] = {}
@@ -59,8 +62,17 @@ class Kernels:
                     where = ", ".join(m.__name__ for m in self._modules)
                     raise KeyError(f"no kernel named {name!r} in {where}")
                 wanted.add(name)
-                stack.extend(self._requires.get(name, ()))
+                stack.extend(self.calls(name))
         return tuple(name for name in self.names() if name in wanted)
+
+    def calls(self, name: str) -> tuple[str, ...]:
+        """The kernels `name` calls: those its code reads, and those `requires` names."""
+        if name not in self._calls:
+            tree = ast.parse(self.source(name))
+            read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+            found = sorted((read & set(self.names())) - {name})
+            self._calls[name] = (*found, *self._requires.get(name, ()))
+        return self._calls[name]
 
     def source(self, name: str) -> str:
         return inspect.getsource(self._functions()[name]).rstrip() + "\n"

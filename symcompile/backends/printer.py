@@ -36,6 +36,9 @@ class NumPyPrinter(_SymPyNumPyPrinter):
                           "allow_unknown_functions": False})
         self._shapes = shapes
         self._dtype = dtype
+        # The kernels the printed code calls (`_kernel_call`), for the emitter: a module
+        # inlines exactly those.
+        self.kernels: set[str] = set()
 
     def _is_scalar(self, expr) -> bool:
         if expr.is_Number:
@@ -346,6 +349,20 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _print_Copy(self, expr):
         return f"{self._receiver(expr.args[0])}.copy()"
 
+    # --- kernels ------------------------------------------------------------------------
+    def _print_KernelBase(self, expr):
+        """A primitive computed by a kernel (`primitives.KernelBase`): a call of the kernel with
+        its arrays, then its options by keyword,
+        ``conv_forward(x, conv_W, pad=(1, 1), stride=(1, 1), dilation=(1, 1), group=1)``."""
+        arrays = [self._print(expr.args[i]) for i in expr.tensor_args]
+        options = [f"{name}={_option_text(value)}" for name, value in expr.keywords()]
+        return self._kernel_call(expr.kernel, arrays + options)
+
+    def _kernel_call(self, name: str, arguments: list[str]) -> str:
+        """``name(arguments)``, recording that the printed code calls the kernel `name`."""
+        self.kernels.add(name)
+        return f"{name}({', '.join(arguments)})"
+
     def _print_StopGradient(self, expr):
         return self._print(expr.args[0])
 
@@ -456,6 +473,11 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         dtype = self._module_format("numpy." + self._dtype)
         return (f"{self._module_format('numpy.full')}({shape_text(expr.args[1])}, "
                 f"{self._print(expr.args[0])}, dtype={dtype})")
+
+
+def _option_text(value) -> str:
+    """A kernel's option as a literal: a tuple of ints or an int."""
+    return shape_text(value) if isinstance(value, sympy.Tuple) else str(int(value))
 
 
 def _unwrapped(text: str) -> str:

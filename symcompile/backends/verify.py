@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 # The builtins generated code may call or read (the templates' helper functions use them).
 BUILTINS = frozenset({
-    "abs", "bool", "dict", "enumerate", "float", "int", "isinstance", "len", "list", "max",
+    "abs", "any", "bool", "dict", "enumerate", "float", "int", "isinstance", "len", "list", "max",
     "reversed",
-    "min", "open", "range", "repr", "sorted", "str", "sum", "tuple", "type", "zip",
+    "min", "open", "range", "repr", "slice", "sorted", "str", "sum", "tuple", "type", "zip",
     "AttributeError", "Exception", "FloatingPointError", "ImportError", "KeyError", "OSError",
     "TypeError", "ValueError",
     "BaseException", "None", "True", "False",

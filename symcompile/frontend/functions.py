@@ -24,7 +24,7 @@ from symcompile.ops.registry import OPS, OpDef, normalize_axes, number
 __all__ = [
     "sum", "mean", "max", "min", "reduce_sum", "reduce_mean", "clip_by_value",
     "affine", "batch_matmul", "reshape", "transpose", "broadcast", "softmax", "log_softmax",
-    "softmax_cross_entropy",
+    "softmax_cross_entropy", "convolution",
 ]
 
 
@@ -150,6 +150,65 @@ def affine(x, weight, bias=None, base_axis=1, n_outputs=-1, outputs=None):
     """y = x W + b, with x flattened to a matrix from `base_axis` on."""
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return _record("affine", inputs, base_axis=int(base_axis))
+
+
+def convolution(x, weight, bias=None, base_axis=1, pad=None, stride=None, dilation=None,
+                group=1, channel_last=False, n_outputs=-1, outputs=None):
+    """N-D convolution (a cross-correlation, as nnabla's): x (*batch, C, *L) with weight
+    (C', C/group, *K) and bias (C',) gives (*batch, C', *L'), L' = (L + 2*pad -
+    dilation*(K - 1) - 1) // stride + 1 per spatial axis; `pad` zeros on both sides.
+
+    `pad`, `stride` and `dilation` have one entry per spatial axis (None: 0, 1 and 1);
+    the axes before `base_axis` are batch axes. ``channel_last=True`` is refused, as by
+    nnabla's CPU implementation.
+    """
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    if not all(isinstance(v, Variable) for v in inputs):
+        return _record("convolution", inputs)  # raises the TypeError
+    attrs = _convolution_attributes(x.shape, weight.shape, None if bias is None else bias.shape,
+                                   base_axis, pad, stride, dilation, group, channel_last)
+    return _record("convolution", inputs, **attrs)
+
+
+def _convolution_attributes(x_shape, w_shape, b_shape, base_axis, pad, stride, dilation, group,
+                           channel_last) -> dict:
+    """F.convolution's node attributes for inputs of these shapes, checked (the shape rule
+    included: ValueError naming the shapes and the fix); PF.convolution asks before it
+    creates its parameters."""
+    if channel_last:
+        raise ValueError(
+            f"F.convolution: channel_last=True (input of shape {tuple(x_shape)}, weight of "
+            f"shape {tuple(w_shape)}) is not implemented, as in nnabla's CPU implementation: "
+            "give the input channels first (transpose it with F.transpose) and "
+            "channel_last=False")
+    if isinstance(base_axis, bool) or not isinstance(base_axis, numbers.Integral):
+        raise TypeError(f"F.convolution: base_axis must be an int, got {base_axis!r}")
+    if isinstance(group, bool) or not isinstance(group, numbers.Integral):
+        raise TypeError(f"F.convolution: group must be an int, got {group!r}")
+    spatial = len(x_shape) - int(base_axis) - 1  # (F.max shadows max here)
+    spatial = spatial if spatial > 0 else 0
+    attrs = {"base_axis": int(base_axis),
+             "pad": _per_axis("convolution", "pad", pad, 0, spatial),
+             "stride": _per_axis("convolution", "stride", stride, 1, spatial),
+             "dilation": _per_axis("convolution", "dilation", dilation, 1, spatial),
+             "group": int(group)}
+    shapes = (tuple(x_shape), tuple(w_shape)) + (() if b_shape is None else (tuple(b_shape),))
+    OPS["convolution"].infer_shape(shapes, attrs)
+    return attrs
+
+
+def _per_axis(op: str, name: str, values, default: int, count: int) -> tuple[int, ...]:
+    """An argument with one int per spatial axis (nnabla's Shape): None is `default` on
+    each of the `count` axes."""
+    if values is None:
+        return (default,) * count
+    if isinstance(values, numbers.Integral) or not hasattr(values, "__iter__"):
+        raise TypeError(f"F.{op}: {name} must be a tuple of ints, one per spatial axis, got "
+                        f"{values!r}")
+    values = tuple(values)
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"F.{op}: {name} must be a tuple of ints, got {values!r}")
+    return tuple(int(v) for v in values)
 
 
 def batch_matmul(a, b, transpose_a=False, transpose_b=False, n_outputs=-1, outputs=None):

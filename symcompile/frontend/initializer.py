@@ -85,13 +85,15 @@ def calc_normal_std_he_backward(inmaps, outmaps, kernel=(1, 1)):
 
 
 def calc_normal_std_glorot(inmaps, outmaps, kernel=(1, 1)):
-    """Glorot et al.'s standard deviation, sqrt(2 / (N K + M))."""
-    return np.sqrt(2.0 / (np.prod(kernel) * inmaps + outmaps))
+    """Glorot et al.'s standard deviation, sqrt(2 / (K (N + M))), K the kernel's size (as
+    nnabla computes it since v1.3)."""
+    return np.sqrt(2.0 / (np.prod(kernel) * (inmaps + outmaps)))
 
 
 def calc_uniform_lim_glorot(inmaps, outmaps, kernel=(1, 1)):
-    """Glorot et al.'s uniform bounds, -/+ sqrt(6 / (N K + M))."""
-    d = np.sqrt(6.0 / (np.prod(kernel) * inmaps + outmaps))
+    """Glorot et al.'s uniform bounds, -/+ sqrt(6 / (K (N + M))), K the kernel's size (as
+    nnabla computes it since v1.3)."""
+    d = np.sqrt(6.0 / (np.prod(kernel) * (inmaps + outmaps)))
     return -d, d
 
 

@@ -1,7 +1,7 @@
 """`symcompile.parametric_functions` (PF): layers that create their own parameters.
 
 As in nnabla, each parametric function runs inside a parameter scope named after it
-(``affine``), nested under ``name`` when one is given, so its parameters are
+(``affine``, ``conv``), nested under ``name`` when one is given, so its parameters are
 ``affine/W`` and ``affine/b`` (or ``NAME/affine/W``) and a second call in the same
 scope reuses them.
 """
@@ -20,7 +20,7 @@ from symcompile.frontend.initializer import (
 )
 from symcompile.frontend.parameter import get_parameter_or_create, parameter_scope
 
-__all__ = ["affine", "parametric_function_api"]
+__all__ = ["affine", "convolution", "parametric_function_api"]
 
 
 def parametric_function_api(scope_name: str):
@@ -75,3 +75,58 @@ def affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None, fix_parameters
         if apply_b is not None:
             b = apply_b(b)
     return F.affine(inp, w, b, base_axis)
+
+
+@parametric_function_api("conv")
+def convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, group=1,
+                channel_last=False, w_init=None, b_init=None, base_axis=1,
+                fix_parameters=False, rng=None, with_bias=True, apply_w=None, apply_b=None):
+    """N-D convolution layer, creating ``conv/W`` of shape (outmaps, C/group, *kernel) and
+    ``conv/b`` of shape (outmaps,), C being the input's channels (axis `base_axis`).
+
+    Args:
+        inp: Input Variable (*batch, C, *L).
+        outmaps: Number of output channels (convolution kernels).
+        kernel: Kernel size, one int per spatial axis, e.g. (3, 3).
+        pad, stride, dilation, group, base_axis: as for `F.convolution`.
+        channel_last: Refused (True), as by `F.convolution`.
+        w_init: Weight initializer (default: Glorot uniform, ``UniformInitializer(
+            calc_uniform_lim_glorot(C, outmaps, tuple(kernel)), rng)``, C the full channel
+            count).
+        b_init: Bias initializer (default: zeros).
+        fix_parameters: Return parameters that receive no gradient.
+        rng: NumPy RandomState for the default weight initializer.
+        with_bias: Whether to add the bias ``b``.
+        apply_w, apply_b: Functions applied to W and b before use (e.g. a constraint).
+
+    Returns:
+        The output Variable; see `F.convolution` for its shape.
+    """
+    if channel_last:  # before creating a W laid out (outmaps, *kernel, C/group)
+        raise ValueError(
+            f"PF.convolution: channel_last=True (input of shape {inp.shape}) is not "
+            "implemented, as in nnabla's CPU implementation (F.convolution refuses it): give "
+            "the input channels first (transpose it with F.transpose) and channel_last=False")
+    kernel = tuple(int(k) for k in kernel)
+    valid_axis = isinstance(base_axis, int) and 0 <= base_axis < len(inp.shape)
+    channels = inp.shape[base_axis] if valid_axis else 0  # (0: refused below)
+    per_group = channels // group if isinstance(group, int) and group > 0 else channels
+    w_shape = (int(outmaps), per_group) + kernel
+    if apply_w is None and apply_b is None:  # (which might give W and b other shapes)
+        # refuse a bad configuration before creating parameters for it
+        F._convolution_attributes(inp.shape, w_shape, (int(outmaps),) if with_bias else None,
+                                  base_axis, pad, stride, dilation, group, channel_last)
+    if w_init is None:
+        w_init = UniformInitializer(calc_uniform_lim_glorot(channels, outmaps, kernel),
+                                    rng=rng)
+    w = get_parameter_or_create("W", w_shape, w_init, True, not fix_parameters)
+    if apply_w is not None:
+        w = apply_w(w)
+    b = None
+    if with_bias:
+        if b_init is None:
+            b_init = ConstantInitializer()
+        b = get_parameter_or_create("b", (int(outmaps),), b_init, True, not fix_parameters)
+        if apply_b is not None:
+            b = apply_b(b)
+    return F.convolution(inp, w, b, base_axis, pad, stride, dilation, group, channel_last)

@@ -26,6 +26,7 @@ from symcompile.ir.primitives import (
     Dot,
     ExpandDims,
     Full,
+    KernelBase,
     ReduceSum,
     Reshape,
     Shapes,
@@ -177,6 +178,29 @@ class FormulaPrinter(StrPrinter):
     def _print_MeanOf(self, expr):
         return _reduction_text("mean", self._print(expr.args[0]), expr.args[1])
 
+    def _print_KernelBase(self, expr):
+        """The kernel's call as the module writes it, without shapes and default options:
+        ``conv_grad_w(x, g, pad=(1, 1))``."""
+        arrays = [self._print(expr.args[i]) for i in expr.tensor_args]
+        return f"{expr.kernel}({', '.join(arrays + _kernel_options(expr))})"
+
+
+def _kernel_options(expr: KernelBase) -> list[str]:
+    """``pad=(1, 1)``, ... : the options of a kernel's call a formula shows."""
+    return [f"{name}={_option_text(value)}" for name, value in expr.shown_keywords()]
+
+
+def _option_text(value) -> str:
+    if isinstance(value, sympy.Tuple):
+        return str(tuple(as_ints(value)))
+    return str(int(value))
+
+
+def _kernel_arguments(expr: KernelBase) -> list:
+    """A kernel's arrays, then its shown options as symbols named ``pad=(1, 1)``."""
+    return [expr.args[i] for i in expr.tensor_args] + [
+        sympy.Symbol(option) for option in _kernel_options(expr)]
+
 
 class FormulaLatexPrinter(LatexPrinter):
     """LaTeX formulas with the sums written as operators."""
@@ -215,6 +239,13 @@ class FormulaLatexPrinter(LatexPrinter):
     def _reduction(self, name, inner, axes):
         sub = f"_{{{','.join(str(a) for a in axes)}}}" if axes else ""
         return rf"\operatorname{{{name}}}{sub}\left({self._print(inner)}\right)"
+
+    def _print_KernelBase(self, expr):
+        arrays = [self._print(expr.args[i]) for i in expr.tensor_args]
+        options = [rf"\text{{{name}}}={_option_text(value)}"
+                   for name, value in expr.shown_keywords()]
+        name = expr.kernel.replace("_", r"\_")
+        return rf"\operatorname{{{name}}}\left({', '.join(arrays + options)}\right)"
 
 
 def _reduction_text(name: str, inner: str, axes) -> str:
@@ -266,6 +297,9 @@ class FormulaPrettyPrinter(PrettyPrinter):
 
     def _print_OneHot(self, expr):
         return self._function("onehot", expr.args[0])
+
+    def _print_KernelBase(self, expr):
+        return self._function(expr.kernel, *_kernel_arguments(expr))
 
     def _print_ValidLabel(self, expr):
         return self._print(sympy.Ne(expr.args[0], -1))
@@ -404,6 +438,9 @@ class FormulaMathMLPrinter(MathMLPresentationPrinter):
 
     def _print_SoftmaxCrossEntropy(self, expr):
         return self._named("softmax_cross_entropy", expr.args[0], expr.args[1])
+
+    def _print_KernelBase(self, expr):
+        return self._named(expr.kernel, *_kernel_arguments(expr))
 
     def _print_ReduceMax(self, expr):
         return self._reduction(expr.method, expr.args[0], expr.args[1])

@@ -25,6 +25,9 @@ RESERVED = frozenset(
         "OUTPUT_GRADIENTS", "refuse_argument", "refuse_step", "class_labels", "os",
         # the array API backend's locals and kernels
         "xp", "dtype", "device", "namespace", "device_of", "assign", "array_api_compat",
+        # the kernels of tensor primitives (backends/kernels), in both backends
+        "conv_forward", "conv_grad_x", "conv_grad_w", "conv_padded", "conv_windows",
+        "conv_zeros", "conv_positions", "conv_window", "conv_columns", "conv_spread",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

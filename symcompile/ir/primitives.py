@@ -278,6 +278,111 @@ class MatMul(Primitive):
         return unbroadcast(matmul(swap_last(a, shapes), g, shapes), shapes.of(b), shapes)
 
 
+class KernelBase(Primitive):
+    """A primitive the backends compute with a *kernel*: a helper function the module
+    inlines (`backends.kernels`), named `kernel`, called with the array arguments and
+    then the `options` (the remaining arguments, by keyword). Printers print every
+    subclass with one ``_print_KernelBase`` (SymPy dispatches on a base class of a
+    Function only when its name ends in "Base")."""
+
+    kernel: str = ""
+    options: tuple[str, ...] = ()
+    # Options a formula leaves out: always (shapes), or at these values (every entry of
+    # a tuple option equal to it)
+    unshown: tuple[str, ...] = ()
+    defaults: tuple[tuple[str, int], ...] = ()
+
+    def keywords(self) -> tuple[tuple[str, sympy.Basic], ...]:
+        """(name, value) of each option, in order."""
+        first = len(self.tensor_args)
+        return tuple(zip(self.options, self.args[first:], strict=True))
+
+    def shown_keywords(self) -> tuple[tuple[str, sympy.Basic], ...]:
+        """The options a formula shows: those that are not shapes or default values."""
+        defaults = dict(self.defaults)
+
+        def default(name, value) -> bool:
+            values = value.args if isinstance(value, sympy.Tuple) else (value,)
+            return name in defaults and all(int(v) == defaults[name] for v in values)
+
+        return tuple((name, value) for name, value in self.keywords()
+                     if name not in self.unshown and not default(name, value))
+
+
+class Convolution(KernelBase):
+    """nnabla's convolution (a cross-correlation, zero-padded) of x (N, C, *L) with the
+    weights w (C', C/group, *K): y (N, C', *L') with
+    ``y[n, o, l] = sum over c, k of w[o, c, k] * xpad[n, G(o)*C/group + c, l*stride + k*dilation]``,
+    G(o) the group of output channel o. Args: (x, w, pad, stride, dilation, group)."""
+
+    nargs = 6
+    linear = True  # in each of x and w (the bias is added outside)
+    tensor_args = (0, 1)
+    kernel = "conv_forward"
+    options = ("pad", "stride", "dilation", "group")
+    defaults = (("pad", 0), ("stride", 1), ("dilation", 1), ("group", 1))
+
+    def shape(self, shapes):
+        x, w = shapes.of(self.args[0]), shapes.of(self.args[1])
+        if len(x) < 3 or len(w) != len(x):
+            raise _folded_operand("convolution", self.args[0] if len(x) < 3 else self.args[1])
+        return (x[0], w[0]) + conv_output_size(x[2:], w[2:], *self.args[2:5])
+
+    def vjp(self, index, g, shapes):
+        x, w, *geometry = self.args
+        g = exact(g, self.shape(shapes), shapes)
+        if index == 0:
+            return ConvolutionGradX(g, w, shape_tuple(shapes.of(x)), *geometry)
+        return ConvolutionGradW(x, g, shape_tuple(shapes.of(w)), *geometry)
+
+
+class ConvolutionGradX(KernelBase):
+    """d loss / d x of `Convolution`, given g = d loss / d y (col2im): the transpose of the
+    convolution, ``dx[n, G(o)*C/group + c, l*stride + k*dilation - pad] += g[n, o, l] *
+    w[o, c, k]``. Args: (g, w, x_shape, pad, stride, dilation, group)."""
+
+    nargs = 7
+    linear = True
+    tensor_args = (0, 1)
+    kernel = "conv_grad_x"
+    options = ("x_shape", "pad", "stride", "dilation", "group")
+    unshown = ("x_shape",)
+    defaults = Convolution.defaults
+
+    def shape(self, shapes):
+        return as_ints(self.args[2])
+
+
+class ConvolutionGradW(KernelBase):
+    """d loss / d w of `Convolution`, given g = d loss / d y: ``dw[o, c, k] = sum over n, l
+    of g[n, o, l] * xpad[n, G(o)*C/group + c, l*stride + k*dilation]``.
+    Args: (x, g, w_shape, pad, stride, dilation, group)."""
+
+    nargs = 7
+    linear = True
+    tensor_args = (0, 1)
+    kernel = "conv_grad_w"
+    options = ("w_shape", "pad", "stride", "dilation", "group")
+    unshown = ("w_shape",)
+    defaults = Convolution.defaults
+
+    def shape(self, shapes):
+        return as_ints(self.args[2])
+
+
+def conv_output_size(size, kernel, pad, stride, dilation) -> tuple[int, ...]:
+    """The spatial size of a convolution's output: (L + 2p - d(k - 1) - 1) // s + 1 per axis
+    (any of the arguments may be a SymPy Tuple)."""
+    return tuple((int(n) + 2 * int(p) - int(d) * (int(k) - 1) - 1) // int(s) + 1
+                 for n, k, p, s, d in zip(size, kernel, pad, stride, dilation, strict=True))
+
+
+def convolution(x: sympy.Expr, w: sympy.Expr, pad, stride, dilation, group: int) -> sympy.Expr:
+    """`Convolution` of x (N, C, *L) and w (C', C/group, *K)."""
+    return Convolution(x, w, shape_tuple(pad), shape_tuple(stride), shape_tuple(dilation),
+                       sympy.Integer(group))
+
+
 class Transpose(Primitive):
     """``numpy.transpose(x, perm)`` (``x.T`` for a matrix)."""
 

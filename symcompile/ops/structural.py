@@ -137,6 +137,72 @@ def _batch_matmul(args, attrs, ctx):
     return P.matmul(a, b, ctx.shapes)
 
 
+# --- convolution --------------------------------------------------------------------------
+
+def _convolution_shape(shapes, attrs):
+    """nnabla's rules for x (*batch, C, *L), weight (C', C/group, *K), bias (C',)."""
+    x, w = shapes[0], shapes[1]
+    base, group = attrs["base_axis"], attrs["group"]
+    pad, stride, dilation = attrs["pad"], attrs["stride"], attrs["dilation"]
+    where = f"F.convolution: input of shape {x}, weight of shape {w}"
+    if not 0 <= base < len(x) - 1:
+        raise ValueError(f"{where}: base_axis {base} must leave a channel axis and at least "
+                         f"one spatial axis after it (valid: 0..{len(x) - 2})")
+    channels, spatial = x[base], x[base + 1:]
+    if len(w) != 2 + len(spatial):
+        raise ValueError(
+            f"{where}: the weight must have {2 + len(spatial)} axes (output channels, input "
+            f"channels / group, then one kernel size per spatial axis of the input: "
+            f"{len(spatial)} after base_axis {base} and the channel axis)")
+    for name, values in (("pad", pad), ("stride", stride), ("dilation", dilation)):
+        if len(values) != len(spatial):
+            raise ValueError(f"{where}: {name}={values} must have one entry per spatial axis "
+                             f"({len(spatial)})")
+        least = 0 if name == "pad" else 1
+        if any(v < least for v in values):
+            raise ValueError(f"{where}: {name}={values} must hold integers of at least {least}")
+    if group < 1 or channels % group or w[0] % group:
+        raise ValueError(
+            f"{where}: group={group} must divide both the input channels ({channels}, axis "
+            f"{base} of the input) and the output channels ({w[0]}, axis 0 of the weight)")
+    if w[1] != channels // group:
+        raise ValueError(
+            f"{where}: the input has {channels} channels (axis {base}) and group={group}, so "
+            f"the weight's axis 1 must be {channels // group}, not {w[1]}; the weight's shape "
+            f"is (output channels, input channels / group, *kernel)")
+    out = []
+    for axis, (n, k, p, s, d) in enumerate(zip(spatial, w[2:], pad, stride, dilation,
+                                               strict=True)):
+        size = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if size < 1:
+            raise ValueError(
+                f"{where}: spatial axis {axis} (length {n}, kernel {k}, pad {p}, stride {s}, "
+                f"dilation {d}) gives an output of length {size} = (L + 2*pad - dilation*"
+                f"(kernel - 1) - 1) // stride + 1; it must be at least 1: pad the input, or "
+                f"use a smaller kernel or dilation")
+        out.append(size)
+    if len(shapes) > 2 and shapes[2] != (w[0],):
+        raise ValueError(f"{where}: bias of shape {shapes[2]} must have shape ({w[0]},), one "
+                         "value per output channel")
+    return x[:base] + (w[0],) + tuple(out)
+
+
+@structural("convolution", "Convolution", 3, _convolution_shape)
+def _convolution(args, attrs, ctx):
+    """The batch axes flattened into one, the kernel's convolution, the bias added per
+    output channel (an elementwise sum: its gradient is the sum over the other axes)."""
+    x_shape, out = ctx.in_shapes[0], ctx.out_shape
+    base = attrs["base_axis"]
+    x = P.reshape(args[0], (math.prod(x_shape[:base]),) + x_shape[base:], ctx.shapes)
+    y = P.convolution(x, args[1], attrs["pad"], attrs["stride"], attrs["dilation"],
+                      attrs["group"])
+    y = P.reshape(y, out, ctx.shapes)
+    if len(args) > 2:
+        y = y + P.reshape(args[2], (1,) * base + (out[base],) + (1,) * (len(out) - base - 1),
+                          ctx.shapes)
+    return y
+
+
 # --- shapes -------------------------------------------------------------------------------
 
 @structural("reshape", "Reshape", 1, lambda shapes, attrs: attrs["shape"])

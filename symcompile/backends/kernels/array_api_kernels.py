@@ -96,3 +96,130 @@ def require_finite(parameter, gradient):
             f"the gradient of {parameter!r} holds NaN or Inf; no parameter was updated. "
             f"Look for NaN or Inf in the inputs, a learning rate that is too large, or "
             f"log/division of zero")
+
+
+# --- convolution (nnabla's: a cross-correlation of zero-padded inputs) --------------------
+# x (N, C, *L), w (O, C/group, *K), y (N, O, *M) with M = (L + 2*pad - dilation*(K - 1) -
+# 1) // stride + 1 per spatial axis; output channel o reads the input channels of its group
+# (o // (O/group)). Per group:
+#     y[n, o, m] = sum over c, k of w[o, c, k] * xpad[n, c, m*stride + k*dilation]
+# Only the standard's functions: strided slices, stack, concat and tensordot; no item
+# assignment (JAX's arrays are immutable), so padding and scattering concatenate zeros.
+
+
+def conv_zeros(xp, like, axis, size):
+    """Zeros of `like`'s dtype, device and shape, but `size` long along `axis`."""
+    shape = tuple(size if i == axis else n for i, n in enumerate(like.shape))
+    return xp.zeros(shape, dtype=like.dtype, device=device_of(like))
+
+
+def conv_padded(xp, x, pad):
+    """x (N, C, *L) with pad[i] zeros before and after spatial axis i."""
+    for axis, p in enumerate(pad, start=2):
+        if p:
+            zeros = conv_zeros(xp, x, axis, p)
+            x = xp.concat([zeros, x, zeros], axis=axis)
+    return x
+
+
+def conv_positions(kernel):
+    """Every position in a kernel of shape `kernel`, in C order: (0, 0), (0, 1), ..."""
+    positions = [()]
+    for size in kernel:
+        positions = [p + (i,) for p in positions for i in range(size)]
+    return positions
+
+
+def conv_window(x, position, out, stride, dilation):
+    """What kernel position k reads of x (N, C, *L): the strided slice (N, C, *M) with
+    window[n, c, m] = x[n, c, m*stride + k*dilation] (per spatial axis)."""
+    return x[(slice(None), slice(None)) + tuple(
+        slice(k * d, k * d + s * (m - 1) + 1, s)
+        for k, m, s, d in zip(position, out, stride, dilation, strict=True))]
+
+
+def conv_columns(xp, x, kernel, out, stride, dilation):
+    """im2col: the windows of every kernel position of x (N, C, *L), stacked as (N, C,
+    prod(K), *M)."""
+    return xp.stack([conv_window(x, k, out, stride, dilation) for k in conv_positions(kernel)],
+                    axis=2)
+
+
+def conv_spread(xp, values, position, size, stride, dilation):
+    """The transpose of conv_window: values (N, C, *M) where kernel position k reads them,
+    at m*stride + k*dilation along each spatial axis, zeros elsewhere: (N, C, *size)."""
+    steps = zip(position, size, stride, dilation, strict=True)
+    for axis, (k, n, s, d) in enumerate(steps, start=2):
+        m = values.shape[axis]
+        if s > 1:  # s - 1 zeros after each value (a new axis after `axis`, merged), trimmed
+            spread = xp.stack([values] + [xp.zeros_like(values)] * (s - 1), axis=axis + 1)
+            spread = xp.reshape(spread, tuple(values.shape[:axis]) + (m * s,)
+                                + tuple(values.shape[axis + 1:]))
+            values = spread[(slice(None),) * axis + (slice(0, s * (m - 1) + 1), ...)]
+        before, after = k * d, n - k * d - s * (m - 1) - 1
+        parts = [conv_zeros(xp, values, axis, before)] if before else []
+        parts += [values] + ([conv_zeros(xp, values, axis, after)] if after else [])
+        values = xp.concat(parts, axis=axis) if len(parts) > 1 else values
+    return values
+
+
+def conv_forward(xp, x, w, pad, stride, dilation, group):
+    """nnabla's convolution of x (N, C, *L) with w (O, C/group, *K), per group:
+    y[n, o, m] = sum over c, k of w[o, c, k] * xpad[n, c, m*stride + k*dilation], one
+    tensordot of w with the stacked windows (im2col) per group."""
+    rank, outs, ins, kernel = len(pad), w.shape[0] // group, w.shape[1], tuple(w.shape[2:])
+    padded = conv_padded(xp, x, pad)
+    out = tuple((n - d * (k - 1) - 1) // s + 1
+                for n, k, s, d in zip(padded.shape[2:], kernel, stride, dilation, strict=True))
+    parts = []
+    for j in range(group):
+        columns = conv_columns(xp, padded[:, j * ins:(j + 1) * ins, ...], kernel, out, stride,
+                               dilation)
+        # (outs, ins, prod(K)) . (N, ins, prod(K), *M) over ins and K -> (outs, N, *M)
+        part = xp.tensordot(xp.reshape(w[j * outs:(j + 1) * outs, ...], (outs, ins, -1)), columns,
+                            axes=((1, 2), (1, 2)))
+        parts.append(xp.permute_dims(part, (1, 0, *range(2, rank + 2))))
+    return parts[0] if group == 1 else xp.concat(parts, axis=1)
+
+
+def conv_grad_x(xp, dy, w, x_shape, pad, stride, dilation, group):
+    """d loss / d x of conv_forward, dy being d loss / d y (col2im), per group:
+    dxpad[n, c, m*stride + k*dilation] += sum over o of dy[n, o, m] * w[o, c, k].
+    One tensordot per group gives the columns w.T dy; each kernel position's column is
+    spread to where it was read and the spreads summed; dx is dxpad without the padding."""
+    rank, outs, ins, kernel = len(pad), w.shape[0] // group, w.shape[1], tuple(w.shape[2:])
+    size = tuple(n + 2 * p for n, p in zip(x_shape[2:], pad, strict=True))
+    parts = []
+    for j in range(group):
+        # (outs, ins, prod(K)) . (N, outs, *M) over outs -> (ins, prod(K), N, *M)
+        columns = xp.tensordot(xp.reshape(w[j * outs:(j + 1) * outs, ...], (outs, ins, -1)),
+                               dy[:, j * outs:(j + 1) * outs, ...], axes=((0,), (1,)))
+        total = None
+        for i, position in enumerate(conv_positions(kernel)):
+            column = xp.permute_dims(columns[:, i, ...], (1, 0, *range(2, rank + 2)))
+            spread = conv_spread(xp, column, position, size, stride, dilation)
+            total = spread if total is None else total + spread
+        parts.append(total)
+    padded = parts[0] if group == 1 else xp.concat(parts, axis=1)
+    if not any(pad):
+        return padded
+    return padded[(slice(None), slice(None))
+                  + tuple(slice(p, p + n) for n, p in zip(x_shape[2:], pad, strict=True))]
+
+
+def conv_grad_w(xp, x, dy, w_shape, pad, stride, dilation, group):
+    """d loss / d w of conv_forward, dy being d loss / d y, per group:
+    dw[o, c, k] = sum over n, m of dy[n, o, m] * xpad[n, c, m*stride + k*dilation], one
+    tensordot of dy with the stacked windows (im2col) per group."""
+    rank, outs, ins, kernel = len(pad), w_shape[0] // group, w_shape[1], tuple(w_shape[2:])
+    padded = conv_padded(xp, x, pad)
+    out = tuple(dy.shape[2:])
+    parts = []
+    for j in range(group):
+        columns = conv_columns(xp, padded[:, j * ins:(j + 1) * ins, ...], kernel, out, stride,
+                               dilation)
+        # (N, outs, *M) . (N, ins, prod(K), *M) over N and M -> (outs, ins, prod(K))
+        part = xp.tensordot(dy[:, j * outs:(j + 1) * outs, ...], columns,
+                            axes=((0, *range(2, rank + 2)), (0, *range(3, rank + 3))))
+        parts.append(xp.reshape(part, (outs, ins, *kernel)))
+    return parts[0] if group == 1 else xp.concat(parts, axis=0)
