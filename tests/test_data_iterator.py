@@ -2,8 +2,8 @@
 
 The order tests pin nnabla 1.39's rules (wrap-around batches finish in the old order;
 a memory cache repeats epoch 1's order in epoch 2); the differential test runs one
-scenario script under symcompile and under real nnabla (SYMCOMPILE_NNABLA_PYTHON or
-/work/nnabla-venv/bin/python) and compares every batch; it skips without nnabla.
+scenario script under symcompile and under real nnabla (the Python that
+SYMCOMPILE_NNABLA_PYTHON names) and compares every batch; it skips without nnabla.
 """
 
 from __future__ import annotations
@@ -226,10 +226,8 @@ SCENARIOS = textwrap.dedent('''
 
 
 def _nnabla_python():
-    for candidate in (os.environ.get("SYMCOMPILE_NNABLA_PYTHON"), "/work/nnabla-venv/bin/python"):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
+    candidate = os.environ.get("SYMCOMPILE_NNABLA_PYTHON")
+    return candidate if candidate and os.path.exists(candidate) else None
 
 
 def _scenario_results(python, lib, root):

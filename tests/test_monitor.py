@@ -2,7 +2,7 @@
 
 Series files are checked line for line, timer files structurally (their numbers are
 wall-clock times), images by name and pixel. With nnabla 1.39 available
-(SYMCOMPILE_NNABLA_PYTHON, or /work/nnabla-venv/bin/python) one script runs on both
+(the Python that SYMCOMPILE_NNABLA_PYTHON names) one script runs on both
 libraries and their output directories are compared; the other tests hold without it,
 against a NumPy statement of nnabla's scaling. Image tests skip without Pillow.
 """
@@ -23,8 +23,7 @@ import pytest
 import symcompile as nn
 import symcompile.monitor as M
 
-NNABLA = os.environ.get("SYMCOMPILE_NNABLA_PYTHON") or next(
-    (p for p in ["/work/nnabla-venv/bin/python"] if os.path.exists(p)), None)
+NNABLA = os.environ.get("SYMCOMPILE_NNABLA_PYTHON")
 needs_nnabla = pytest.mark.skipif(not NNABLA, reason="no nnabla: set SYMCOMPILE_NNABLA_PYTHON "
                                   "(a Python 3.10 with `pip install nnabla`)")
 
