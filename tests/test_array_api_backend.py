@@ -306,6 +306,17 @@ def _structural_cases() -> dict[str, Case]:
         shapes = (x_shape, w_shape) + (((w_shape[0],),) if bias else ())
         cases[f"convolution {x_shape} {w_shape} {kwargs}"] = Case(
             lambda *v, kwargs=kwargs: F.convolution(*v, **kwargs), normal(*shapes))
+    # more configurations (3-D, ignore_border, ties, against nnabla) in test_pooling.py
+    for op, kwargs in [
+            ("max_pooling", {"kernel": (2, 2)}),
+            ("max_pooling", {"kernel": (3, 3), "stride": (2, 1), "pad": (1, 1)}),
+            ("average_pooling", {"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1)}),
+            ("average_pooling", {"kernel": (2, 3), "pad": (1, 1), "including_pad": False,
+                                 "ignore_border": False}),
+            ("sum_pooling", {"kernel": (2, 2), "stride": (1, 2), "ignore_border": False})]:
+        cases[f"{op} {kwargs}"] = Case(
+            lambda x, op=op, kwargs=kwargs: getattr(F, op)(x, **kwargs), normal((2, 3, 5, 6)))
+    cases["global_average_pooling"] = Case(F.global_average_pooling, normal((2, 3, 4, 5)))
     cases["reshape"] = Case(lambda x: F.reshape(x, (4, -1)), normal((2, 3, 4)))
     cases["reshape to 0-d"] = Case(lambda x: F.reshape(x, ()), normal((1, 1)))
     cases["transpose"] = Case(lambda x: F.transpose(x, (2, 0, 1)), normal((2, 3, 4)))

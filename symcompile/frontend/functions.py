@@ -24,7 +24,8 @@ from symcompile.ops.registry import OPS, OpDef, normalize_axes, number
 __all__ = [
     "sum", "mean", "max", "min", "reduce_sum", "reduce_mean", "clip_by_value",
     "affine", "batch_matmul", "reshape", "transpose", "broadcast", "softmax", "log_softmax",
-    "softmax_cross_entropy", "convolution",
+    "softmax_cross_entropy", "convolution", "max_pooling", "average_pooling", "sum_pooling",
+    "global_average_pooling",
 ]
 
 
@@ -209,6 +210,54 @@ def _per_axis(op: str, name: str, values, default: int, count: int) -> tuple[int
     if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
         raise TypeError(f"F.{op}: {name} must be a tuple of ints, got {values!r}")
     return tuple(int(v) for v in values)
+
+
+def max_pooling(x, kernel, stride=None, ignore_border=True, pad=None, channel_last=False,
+                n_outputs=-1, outputs=None):
+    """Max pooling over the last len(kernel) axes (2 or 3, as nnabla): the maximum of each
+    window ``[m*stride - pad, m*stride - pad + kernel)``, padding ignored. The gradient
+    goes to the first maximum of each window in C order. `stride` None: `kernel`; `pad`
+    None: zeros. Output length per axis: (L + 2*pad - kernel) // stride + 1, or
+    (L + pad - 1) // stride + 1 with ``ignore_border=False``. ``channel_last=True`` is
+    refused, as by nnabla's CPU implementation."""
+    return _pooling("max_pooling", x, kernel, stride, ignore_border, pad, channel_last)
+
+
+def average_pooling(x, kernel, stride=None, ignore_border=True, pad=None, channel_last=False,
+                    including_pad=True, n_outputs=-1, outputs=None):
+    """Average pooling over the last len(kernel) axes, windows as `max_pooling`'s, padding
+    zeros: each window's sum divided by its size clipped to the padded input
+    (``including_pad=True``) or by its count of input elements (False)."""
+    return _pooling("average_pooling", x, kernel, stride, ignore_border, pad, channel_last,
+                    including_pad=bool(including_pad))
+
+
+def sum_pooling(x, kernel, stride=None, ignore_border=True, pad=None, channel_last=False,
+                n_outputs=-1, outputs=None):
+    """Sum pooling over the last len(kernel) axes, windows as `max_pooling`'s, padding
+    zeros."""
+    return _pooling("sum_pooling", x, kernel, stride, ignore_border, pad, channel_last)
+
+
+def global_average_pooling(x, n_outputs=-1, outputs=None):
+    """The mean over every axis after axis 1, as (N, C, 1, 1) whatever x's rank."""
+    return _record("global_average_pooling", (x,))
+
+
+def _pooling(op: str, x, kernel, stride, ignore_border, pad, channel_last, **more) -> Variable:
+    if not isinstance(x, Variable):
+        return _record(op, (x,))  # raises the TypeError
+    if channel_last:
+        raise ValueError(
+            f"F.{op}: channel_last=True (input of shape {x.shape}) is not implemented, as in "
+            "nnabla's CPU implementation: give the input channels first (transpose it with "
+            "F.transpose) and channel_last=False")
+    kernel = _per_axis(op, "kernel", kernel, 0, 0)
+    attrs = {"kernel": kernel,
+             "stride": kernel if stride is None else _per_axis(op, "stride", stride, 1, 0),
+             "pad": _per_axis(op, "pad", pad, 0, len(kernel)),
+             "ignore_border": bool(ignore_border), **more}
+    return _record(op, (x,), **attrs)
 
 
 def batch_matmul(a, b, transpose_a=False, transpose_b=False, n_outputs=-1, outputs=None):

@@ -28,6 +28,8 @@ RESERVED = frozenset(
         # the kernels of tensor primitives (backends/kernels), in both backends
         "conv_forward", "conv_grad_x", "conv_grad_w", "conv_padded", "conv_windows",
         "conv_zeros", "conv_positions", "conv_window", "conv_columns", "conv_spread",
+        "pool_geometry", "pool_padded", "pool_cropped", "pool_max", "pool_max_grad",
+        "pool_sum", "pool_sum_grad", "pool_divisor", "pool_average", "pool_average_grad",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

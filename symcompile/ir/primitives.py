@@ -383,6 +383,136 @@ def convolution(x: sympy.Expr, w: sympy.Expr, pad, stride, dilation, group: int)
                        sympy.Integer(group))
 
 
+class Pooling(KernelBase):
+    """The pooling kernels' common part: x (*maps, *L) pooled over its last len(kernel)
+    axes in windows ``[m*stride - pad, m*stride - pad + kernel)`` per axis. Args: (x,
+    kernel, stride, pad, ignore_border, *more options)."""
+
+    nargs = 5
+    tensor_args = (0,)
+    options = ("kernel", "stride", "pad", "ignore_border")
+    defaults = (("pad", 0),)
+
+    def shape(self, shapes):
+        x = shapes.of(self.args[0])
+        kernel = as_ints(self.args[1])
+        if len(x) < len(kernel):
+            raise _folded_operand("pooling", self.args[0])
+        rank = len(kernel)
+        return x[:len(x) - rank] + pool_output_size(x[len(x) - rank:], *self.args[1:5])
+
+
+class MaxPooling(Pooling):
+    """nnabla's max pooling: the maximum over each window, padding ignored (-inf)."""
+
+    kernel = "pool_max"
+
+    def vjp(self, index, g, shapes):
+        g = exact(g, self.shape(shapes), shapes)
+        return MaxPoolingGrad(self.args[0], g, *self.args[1:])
+
+
+class MaxPoolingGrad(KernelBase):
+    """d loss / d x of `MaxPooling`, given g = d loss / d y: each window's g goes to the
+    first maximum of the window in C order, accumulated over overlapping windows.
+    Args: (x, g, kernel, stride, pad, ignore_border)."""
+
+    nargs = 6
+    tensor_args = (0, 1)
+    kernel = "pool_max_grad"
+    options = Pooling.options
+    defaults = Pooling.defaults
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[1] == 0 else None  # linear in g (not in x)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+
+class SumPooling(Pooling):
+    """nnabla's sum pooling: the sum over each window, padding zeros."""
+
+    linear = True
+    kernel = "pool_sum"
+
+    def vjp(self, index, g, shapes):
+        x, *geometry = self.args
+        g = exact(g, self.shape(shapes), shapes)
+        return SumPoolingGrad(g, shape_tuple(shapes.of(x)), *geometry)
+
+
+class SumPoolingGrad(KernelBase):
+    """d loss / d x of `SumPooling`: each window's g added to the window's elements.
+    Args: (g, x_shape, kernel, stride, pad, ignore_border)."""
+
+    nargs = 6
+    linear = True
+    tensor_args = (0,)
+    kernel = "pool_sum_grad"
+    options = ("x_shape",) + Pooling.options
+    unshown = ("x_shape",)
+    defaults = Pooling.defaults
+
+    def shape(self, shapes):
+        return as_ints(self.args[1])
+
+
+class AveragePooling(Pooling):
+    """nnabla's average pooling: the window's sum divided by the window's size clipped to
+    the padded input (including_pad=1) or its count of input elements (0)."""
+
+    nargs = 6
+    linear = True
+    kernel = "pool_average"
+    options = Pooling.options + ("including_pad",)
+
+    def vjp(self, index, g, shapes):
+        x, *geometry = self.args
+        g = exact(g, self.shape(shapes), shapes)
+        return AveragePoolingGrad(g, shape_tuple(shapes.of(x)), *geometry)
+
+
+class AveragePoolingGrad(KernelBase):
+    """d loss / d x of `AveragePooling`: each window's g, divided as in the forward, added
+    to the window's elements. Args: (g, x_shape, kernel, stride, pad, ignore_border,
+    including_pad)."""
+
+    nargs = 7
+    linear = True
+    tensor_args = (0,)
+    kernel = "pool_average_grad"
+    options = SumPoolingGrad.options + ("including_pad",)
+    unshown = ("x_shape",)
+    defaults = Pooling.defaults
+
+    def shape(self, shapes):
+        return as_ints(self.args[1])
+
+
+def pool_output_size(size, kernel, stride, pad, ignore_border) -> tuple[int, ...]:
+    """The pooled axes' output size (nnabla's): (L + 2p - k) // s + 1 with ignore_border,
+    else (L + p - 1) // s + 1 (one p: the last window may run past the padding)."""
+    if bool(ignore_border):
+        return tuple((int(n) + 2 * int(p) - int(k)) // int(s) + 1
+                     for n, k, s, p in zip(size, kernel, stride, pad, strict=True))
+    return tuple((int(n) + int(p) - 1) // int(s) + 1
+                 for n, k, s, p in zip(size, kernel, stride, pad, strict=True))
+
+
+def pooling(kind: str, x: sympy.Expr, kernel, stride, pad, ignore_border: bool,
+            including_pad: bool = True) -> sympy.Expr:
+    """Pooling of `kind` ("max", "sum" or "average") of x over its last len(kernel) axes."""
+    args = (x, shape_tuple(kernel), shape_tuple(stride), shape_tuple(pad),
+            sympy.Integer(int(bool(ignore_border))))
+    if kind == "max":
+        return MaxPooling(*args)
+    if kind == "sum":
+        return SumPooling(*args)
+    return AveragePooling(*args, sympy.Integer(int(bool(including_pad))))
+
+
 class Transpose(Primitive):
     """``numpy.transpose(x, perm)`` (``x.T`` for a matrix)."""
 

@@ -203,6 +203,83 @@ def _convolution(args, attrs, ctx):
     return y
 
 
+# --- pooling ------------------------------------------------------------------------------
+
+def _pooling_shape(function: str):
+    """nnabla's rules for pooling x (*maps, *L) over its last len(kernel) axes."""
+
+    def infer(shapes, attrs):
+        x = shapes[0]
+        kernel, stride, pad = attrs["kernel"], attrs["stride"], attrs["pad"]
+        where = f"F.{function}: input of shape {x}, kernel {kernel}"
+        if len(kernel) not in (2, 3):
+            raise ValueError(f"{where}: the kernel must have 2 or 3 entries (nnabla 1.39 "
+                             f"supports 2-D and 3-D pooling only)")
+        if len(x) < len(kernel):
+            raise ValueError(f"{where}: the input must have at least {len(kernel)} axes, one "
+                             "per kernel entry (pooling acts on the last len(kernel) axes)")
+        for name, values, least in (("kernel", kernel, 1), ("stride", stride, 1),
+                                    ("pad", pad, 0)):
+            if len(values) != len(kernel):
+                raise ValueError(f"{where}: {name}={values} must have one entry per kernel "
+                                 f"entry ({len(kernel)})")
+            if any(v < least for v in values):
+                raise ValueError(f"{where}: {name}={values} must hold integers of at least "
+                                 f"{least}")
+        if any(p >= k for p, k in zip(pad, kernel, strict=True)):
+            raise ValueError(f"{where}: pad={pad} must be smaller than the kernel on every "
+                             "axis (a window of padding alone has no defined value)")
+        size = x[len(x) - len(kernel):]
+        out = []
+        for axis, (n, k, s, p) in enumerate(zip(size, kernel, stride, pad, strict=True)):
+            length = ((n + 2 * p - k) // s + 1 if attrs["ignore_border"]
+                      else (n + p - 1) // s + 1)
+            if length < 1:
+                raise ValueError(
+                    f"{where}: pooled axis {axis} (length {n}, kernel {k}, stride {s}, pad "
+                    f"{p}) gives an output of length {length} = (L + 2*pad - kernel) // "
+                    f"stride + 1; it must be at least 1: pad the input, use a smaller kernel, "
+                    f"or ignore_border=False")
+            out.append(length)
+        return x[:len(x) - len(kernel)] + tuple(out)
+
+    return infer
+
+
+def _pooling(kind: str):
+    def lower(args, attrs, ctx):
+        return P.pooling(kind, args[0], attrs["kernel"], attrs["stride"], attrs["pad"],
+                         attrs["ignore_border"], attrs.get("including_pad", True))
+
+    return lower
+
+
+structural("max_pooling", "MaxPooling", 1, _pooling_shape("max_pooling"))(_pooling("max"))
+structural("sum_pooling", "SumPooling", 1, _pooling_shape("sum_pooling"))(_pooling("sum"))
+structural("average_pooling", "AveragePooling", 1,
+           _pooling_shape("average_pooling"))(_pooling("average"))
+
+
+def _global_average_pooling_shape(shapes, attrs):
+    x = shapes[0]
+    if len(x) < 2:
+        raise ValueError(f"F.global_average_pooling: input of shape {x} must have at least 2 "
+                         "axes (samples, channels, then the axes averaged)")
+    return x[:2] + (1, 1)
+
+
+@structural("global_average_pooling", "GlobalAveragePooling", 1, _global_average_pooling_shape)
+def _global_average_pooling(args, attrs, ctx):
+    """The mean over the axes after the channels, as (N, C, 1, 1)."""
+    x_shape = ctx.in_shapes[0]
+    axes = tuple(range(2, len(x_shape)))
+    count = math.prod(x_shape[2:])
+    if not count:
+        return sympy.nan
+    y = P.reduce_sum(args[0], axes, False, x_shape, ctx.shapes) / count if axes else args[0]
+    return P.reshape(y, ctx.out_shape, ctx.shapes)
+
+
 # --- shapes -------------------------------------------------------------------------------
 
 @structural("reshape", "Reshape", 1, lambda shapes, attrs: attrs["shape"])

@@ -223,3 +223,147 @@ def conv_grad_w(xp, x, dy, w_shape, pad, stride, dilation, group):
                             axes=((0, *range(2, rank + 2)), (0, *range(3, rank + 3))))
         parts.append(xp.reshape(part, (outs, ins, *kernel)))
     return parts[0] if group == 1 else xp.concat(parts, axis=0)
+
+
+# --- pooling (nnabla's max, sum and average pooling) ---------------------------------------
+# x (*maps, *L) pooled over its last len(kernel) axes; output m reads the window
+# [m*stride - pad, m*stride - pad + kernel) per axis, clipped to the input. The maps are
+# flattened into one axis (N = 1, C = maps), the input padded (-inf for max, zeros
+# otherwise) so that each window is whole, and each kernel position read as conv_window
+# reads it (dilation 1); gradients spread back with conv_spread.
+
+
+def pool_geometry(size, kernel, stride, pad, ignore_border):
+    """(the output size, the padding after each axis) of pooling an input of `size` (see
+    the NumPy kernel of the same name)."""
+    if ignore_border:
+        out = tuple((n + 2 * p - k) // s + 1
+                    for n, k, s, p in zip(size, kernel, stride, pad, strict=True))
+    else:
+        out = tuple((n + p - 1) // s + 1 for n, s, p in zip(size, stride, pad, strict=True))
+    after = tuple((m - 1) * s + k - n - p if (m - 1) * s + k > n + p else 0
+                  for m, n, k, s, p in zip(out, size, kernel, stride, pad, strict=True))
+    return out, after
+
+
+def pool_padded(xp, x, rank, before, after, fill):
+    """x (*maps, *L) as (1, maps, *L), with before[i] and after[i] `fill` values around
+    pooled axis i."""
+    size = tuple(x.shape[x.ndim - rank:])
+    x = xp.reshape(x, (1, -1) + size)
+    for axis, (b, a) in enumerate(zip(before, after, strict=True), start=2):
+        parts = []
+        for count in (b, a):
+            shape = tuple(count if i == axis else n for i, n in enumerate(x.shape))
+            parts.append(xp.full(shape, fill, dtype=x.dtype, device=device_of(x))
+                         if count else None)
+        pieces = [p for p in (parts[0], x, parts[1]) if p is not None]
+        x = xp.concat(pieces, axis=axis) if len(pieces) > 1 else x
+    return x
+
+
+def pool_cropped(xp, padded, x_shape, pad):
+    """The inverse of pool_padded: the input's part of `padded`, shaped as x_shape."""
+    rank = len(pad)
+    inside = tuple(slice(p, p + n)
+                   for n, p in zip(tuple(x_shape)[len(x_shape) - rank:], pad, strict=True))
+    return xp.reshape(padded[(slice(None), slice(None)) + inside], tuple(x_shape))
+
+
+def pool_max(xp, x, kernel, stride, pad, ignore_border):
+    """The maximum of each window, padding ignored: the maximum over the stacked kernel
+    positions."""
+    rank = len(kernel)
+    out, after = pool_geometry(tuple(x.shape[x.ndim - rank:]), kernel, stride, pad,
+                               ignore_border)
+    padded = pool_padded(xp, x, rank, pad, after, -float("inf"))
+    windows = xp.stack([conv_window(padded, k, out, stride, (1,) * rank)
+                        for k in conv_positions(kernel)], axis=0)
+    return xp.reshape(xp.max(windows, axis=0), tuple(x.shape[:x.ndim - rank]) + out)
+
+
+def pool_max_grad(xp, x, dy, kernel, stride, pad, ignore_border):
+    """d loss / d x of pool_max: each window's dy goes to its first maximum in C order
+    (found by comparisons: a position takes it where it equals the maximum and no earlier
+    position did), spread back per kernel position and summed."""
+    rank = len(kernel)
+    out, after = pool_geometry(tuple(x.shape[x.ndim - rank:]), kernel, stride, pad,
+                               ignore_border)
+    padded = pool_padded(xp, x, rank, pad, after, -float("inf"))
+    size = tuple(padded.shape[2:])
+    windows = [conv_window(padded, k, out, stride, (1,) * rank) for k in conv_positions(kernel)]
+    y = xp.max(xp.stack(windows, axis=0), axis=0)
+    dy = xp.reshape(dy, tuple(y.shape))
+    zeros = xp.zeros_like(dy)
+    taken = None
+    total = None
+    for position, window in zip(conv_positions(kernel), windows, strict=True):
+        hit = window == y
+        if taken is not None:
+            hit = xp.logical_and(hit, xp.logical_not(taken))
+        taken = hit if taken is None else xp.logical_or(taken, hit)
+        spread = conv_spread(xp, xp.where(hit, dy, zeros), position, size, stride, (1,) * rank)
+        total = spread if total is None else total + spread
+    return pool_cropped(xp, total, tuple(x.shape), pad)
+
+
+def pool_sum(xp, x, kernel, stride, pad, ignore_border):
+    """The sum of each window, padding zeros."""
+    rank = len(kernel)
+    out, after = pool_geometry(tuple(x.shape[x.ndim - rank:]), kernel, stride, pad,
+                               ignore_border)
+    padded = pool_padded(xp, x, rank, pad, after, 0)
+    total = None
+    for k in conv_positions(kernel):
+        window = conv_window(padded, k, out, stride, (1,) * rank)
+        total = window if total is None else total + window
+    return xp.reshape(total, tuple(x.shape[:x.ndim - rank]) + out)
+
+
+def pool_sum_grad(xp, dy, x_shape, kernel, stride, pad, ignore_border):
+    """d loss / d x of pool_sum: each window's dy spread to the window's elements, per
+    kernel position, summed."""
+    rank = len(kernel)
+    x_shape = tuple(x_shape)
+    size = x_shape[len(x_shape) - rank:]
+    out, after = pool_geometry(size, kernel, stride, pad, ignore_border)
+    padded_size = tuple(p + n + a for n, p, a in zip(size, pad, after, strict=True))
+    dy = xp.reshape(dy, (1, -1) + out)
+    total = None
+    for k in conv_positions(kernel):
+        spread = conv_spread(xp, dy, k, padded_size, stride, (1,) * rank)
+        total = spread if total is None else total + spread
+    return pool_cropped(xp, total, x_shape, pad)
+
+
+def pool_divisor(xp, like, size, kernel, stride, pad, ignore_border, including_pad):
+    """What average pooling divides each window's sum by, of shape out, in `like`'s dtype
+    and device: the window's size clipped to [-pad, L + pad) (including_pad) or to the
+    input [0, L), per axis, the product over the axes."""
+    out, _ = pool_geometry(size, kernel, stride, pad, ignore_border)
+    divisor = xp.ones((), dtype=like.dtype, device=device_of(like))
+    for m, n, k, s, p in zip(out, size, kernel, stride, pad, strict=True):
+        starts = [i * s - p for i in range(m)]
+        if including_pad:
+            lengths = [min(a + k, n + p) - a for a in starts]
+        else:
+            lengths = [min(a + k, n) - max(a, 0) for a in starts]
+        length = xp.asarray(lengths, dtype=like.dtype, device=device_of(like))
+        divisor = xp.reshape(divisor, tuple(divisor.shape) + (1,)) * length
+    return divisor
+
+
+def pool_average(xp, x, kernel, stride, pad, ignore_border, including_pad):
+    """The sum of each window divided by pool_divisor."""
+    rank = len(kernel)
+    divisor = pool_divisor(xp, x, tuple(x.shape[x.ndim - rank:]), kernel, stride, pad,
+                           ignore_border, including_pad)
+    return pool_sum(xp, x, kernel, stride, pad, ignore_border) / divisor
+
+
+def pool_average_grad(xp, dy, x_shape, kernel, stride, pad, ignore_border, including_pad):
+    """d loss / d x of pool_average: pool_sum_grad of dy / pool_divisor."""
+    rank = len(kernel)
+    divisor = pool_divisor(xp, dy, tuple(x_shape)[len(x_shape) - rank:], kernel, stride, pad,
+                           ignore_border, including_pad)
+    return pool_sum_grad(xp, dy / divisor, x_shape, kernel, stride, pad, ignore_border)

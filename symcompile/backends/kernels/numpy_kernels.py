@@ -130,3 +130,131 @@ def conv_grad_w(x, dy, w_shape, pad, stride, dilation, group):
         grads = numpy.reshape(numpy.moveaxis(dy[:, j * outs:(j + 1) * outs], 1, 0), (outs, -1))
         dw[j * outs:(j + 1) * outs] = numpy.reshape(grads @ columns.T, (outs, *w_shape[1:]))
     return dw
+
+
+# --- pooling (nnabla's max, sum and average pooling) ---------------------------------------
+# x (*maps, *L) pooled over its last len(kernel) axes; output m reads the window
+# [m*stride - pad, m*stride - pad + kernel) per axis, clipped to the input. The maps are
+# flattened into one axis, the input padded (-inf for max, zeros otherwise) so that each
+# window is whole, and the windows read through conv_windows (dilation 1).
+
+
+def pool_geometry(size, kernel, stride, pad, ignore_border):
+    """(the output size, the padding after each axis) of pooling an input of `size`: the
+    padding after is what the last window needs (at least 0; with ignore_border at most
+    pad, without it the last window may run past the padding, whose elements count as
+    padding)."""
+    if ignore_border:
+        out = tuple((n + 2 * p - k) // s + 1
+                    for n, k, s, p in zip(size, kernel, stride, pad, strict=True))
+    else:
+        out = tuple((n + p - 1) // s + 1 for n, s, p in zip(size, stride, pad, strict=True))
+    after = tuple((m - 1) * s + k - n - p if (m - 1) * s + k > n + p else 0
+                  for m, n, k, s, p in zip(out, size, kernel, stride, pad, strict=True))
+    return out, after
+
+
+def pool_padded(x, rank, before, after, fill):
+    """x (*maps, *L) as (1, maps, *L), with before[i] and after[i] `fill` values around
+    pooled axis i."""
+    size = x.shape[x.ndim - rank:]
+    x = numpy.reshape(x, (1, -1) + size)
+    if not any(before) and not any(after):
+        return x
+    padded_size = tuple(b + n + a for n, b, a in zip(size, before, after, strict=True))
+    padded = numpy.full(x.shape[:2] + padded_size, fill, dtype=x.dtype)
+    inside = tuple(slice(b, b + n) for n, b in zip(size, before, strict=True))
+    padded[(slice(None), slice(None)) + inside] = x
+    return padded
+
+
+def pool_cropped(padded, x_shape, pad):
+    """The inverse of pool_padded: the input's part of `padded`, shaped as x_shape."""
+    rank = len(pad)
+    inside = tuple(slice(p, p + n) for n, p in zip(x_shape[len(x_shape) - rank:], pad, strict=True))
+    return numpy.reshape(padded[(slice(None), slice(None)) + inside], x_shape)
+
+
+def pool_max(x, kernel, stride, pad, ignore_border):
+    """The maximum of each window, padding ignored."""
+    rank = len(kernel)
+    out, after = pool_geometry(x.shape[x.ndim - rank:], kernel, stride, pad, ignore_border)
+    padded = pool_padded(x, rank, pad, after, -numpy.inf)
+    windows = conv_windows(padded, kernel, stride, (1,) * rank)
+    y = numpy.max(windows, axis=tuple(range(rank)))
+    return numpy.reshape(y, x.shape[:x.ndim - rank] + out)
+
+
+def pool_max_grad(x, dy, kernel, stride, pad, ignore_border):
+    """d loss / d x of pool_max: each window's dy added at its first maximum in C order
+    (argmax over the flattened window), one kernel position at a time through the
+    writable windows view of the padded gradient (within one position the windows do not
+    overlap)."""
+    rank = len(kernel)
+    out, after = pool_geometry(x.shape[x.ndim - rank:], kernel, stride, pad, ignore_border)
+    padded = pool_padded(x, rank, pad, after, -numpy.inf)
+    windows = conv_windows(padded, kernel, stride, (1,) * rank)
+    first = numpy.argmax(numpy.reshape(windows, (-1,) + windows.shape[rank:]), axis=0)
+    dy = numpy.reshape(dy, windows.shape[rank:])
+    grad = numpy.zeros(padded.shape, dtype=numpy.result_type(x, dy))
+    spread = conv_windows(grad, kernel, stride, (1,) * rank, writeable=True)
+    for i, k in enumerate(numpy.ndindex(*kernel)):
+        spread[k] += numpy.where(first == i, dy, 0)
+    return pool_cropped(grad, x.shape, pad)
+
+
+def pool_sum(x, kernel, stride, pad, ignore_border):
+    """The sum of each window, padding zeros."""
+    rank = len(kernel)
+    out, after = pool_geometry(x.shape[x.ndim - rank:], kernel, stride, pad, ignore_border)
+    windows = conv_windows(pool_padded(x, rank, pad, after, 0), kernel, stride, (1,) * rank)
+    y = numpy.sum(windows, axis=tuple(range(rank)))
+    return numpy.reshape(y, x.shape[:x.ndim - rank] + out)
+
+
+def pool_sum_grad(dy, x_shape, kernel, stride, pad, ignore_border):
+    """d loss / d x of pool_sum: each window's dy added to the window's elements, one
+    kernel position at a time through the writable windows view."""
+    rank = len(kernel)
+    size = tuple(x_shape[len(x_shape) - rank:])
+    out, after = pool_geometry(size, kernel, stride, pad, ignore_border)
+    maps = int(numpy.prod(x_shape[:len(x_shape) - rank], dtype=numpy.int64))
+    padded_size = tuple(p + n + a for n, p, a in zip(size, pad, after, strict=True))
+    grad = numpy.zeros((1, maps) + padded_size, dtype=dy.dtype)
+    spread = conv_windows(grad, kernel, stride, (1,) * rank, writeable=True)
+    dy = numpy.reshape(dy, spread.shape[rank:])
+    for k in numpy.ndindex(*kernel):
+        spread[k] += dy
+    return pool_cropped(grad, tuple(x_shape), pad)
+
+
+def pool_divisor(size, kernel, stride, pad, ignore_border, including_pad, dtype):
+    """What average pooling divides each window's sum by, of shape out: the window's size
+    clipped to [-pad, L + pad) (including_pad) or to the input [0, L), per axis, the
+    product over the axes."""
+    out, _ = pool_geometry(size, kernel, stride, pad, ignore_border)
+    divisor = numpy.ones((), dtype=dtype)
+    for m, n, k, s, p in zip(out, size, kernel, stride, pad, strict=True):
+        start = numpy.arange(m) * s - p
+        if including_pad:
+            length = numpy.minimum(start + k, n + p) - start
+        else:
+            length = numpy.minimum(start + k, n) - numpy.maximum(start, 0)
+        divisor = numpy.multiply.outer(divisor, length.astype(dtype))
+    return divisor
+
+
+def pool_average(x, kernel, stride, pad, ignore_border, including_pad):
+    """The sum of each window divided by pool_divisor."""
+    rank = len(kernel)
+    divisor = pool_divisor(x.shape[x.ndim - rank:], kernel, stride, pad, ignore_border,
+                           including_pad, x.dtype)
+    return pool_sum(x, kernel, stride, pad, ignore_border) / divisor
+
+
+def pool_average_grad(dy, x_shape, kernel, stride, pad, ignore_border, including_pad):
+    """d loss / d x of pool_average: pool_sum_grad of dy / pool_divisor."""
+    rank = len(kernel)
+    divisor = pool_divisor(tuple(x_shape[len(x_shape) - rank:]), kernel, stride, pad,
+                           ignore_border, including_pad, dy.dtype)
+    return pool_sum_grad(dy / divisor, x_shape, kernel, stride, pad, ignore_border)
