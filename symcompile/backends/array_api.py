@@ -162,8 +162,7 @@ class ArrayAPIBackend(NumPyBackend):
     imports = ()  # each function asks its arrays for their namespace
     update_imports = ()
     lazy_imports = ("array_api_compat", "numpy")  # compat for torch; NumPy to draw inits
-    kernels = Kernels(array_api_kernels, portable_kernels, requires={
-        "class_labels": ("namespace",), "require_finite": ("namespace",)})
+    kernels = Kernels(array_api_kernels, portable_kernels)
     always_kernels = ("namespace", "device_of", "assign")
     template_helpers = ("refuse_argument", "init_parameters", "check_gradient")
     in_place = ("The training step updates parameters and solver state in place where "

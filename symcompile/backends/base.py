@@ -31,13 +31,11 @@ class Kernels:
 
     A kernel is looked up in `modules` in order (a backend's own, then the portable
     ones). The kernels a kernel calls are found in its code (the names it reads that are
-    kernels'); `requires` may name more.
+    kernels').
     """
 
-    def __init__(self, *modules: types.ModuleType,
-                 requires: dict[str, tuple[str, ...]] | None = None) -> None:
+    def __init__(self, *modules: types.ModuleType) -> None:
         self._modules = modules
-        self._requires = dict(requires or {})
         self._calls: dict[str, tuple[str, ...]] = {}
 
     def _functions(self) -> dict[str, types.FunctionType]:
@@ -66,12 +64,12 @@ class Kernels:
         return tuple(name for name in self.names() if name in wanted)
 
     def calls(self, name: str) -> tuple[str, ...]:
-        """The kernels `name` calls: those its code reads, and those `requires` names."""
+        """The kernels `name` calls: those its code reads."""
         if name not in self._calls:
             tree = ast.parse(self.source(name))
             read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
             found = sorted((read & set(self.names())) - {name})
-            self._calls[name] = (*found, *self._requires.get(name, ()))
+            self._calls[name] = tuple(found)
         return self._calls[name]
 
     def source(self, name: str) -> str:

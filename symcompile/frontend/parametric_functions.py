@@ -38,6 +38,21 @@ def parametric_function_api(scope_name: str):
     return decorate
 
 
+def _weight_and_bias(w_shape, b_shape, w_init, b_init, fix_parameters, with_bias, apply_w,
+                     apply_b):
+    """A layer's ``W`` and (with_bias) ``b`` in the current scope, created on first use
+    (``b`` with zeros by default), each passed through its `apply_*` function if given."""
+    w = get_parameter_or_create("W", w_shape, w_init, True, not fix_parameters)
+    if apply_w is not None:
+        w = apply_w(w)
+    if not with_bias:
+        return w, None
+    if b_init is None:  # not `b_init or ...`: an array initializer has no truth value
+        b_init = ConstantInitializer()
+    b = get_parameter_or_create("b", b_shape, b_init, True, not fix_parameters)
+    return w, (apply_b(b) if apply_b is not None else b)
+
+
 @parametric_function_api("affine")
 def affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None, fix_parameters=False,
            rng=None, with_bias=True, apply_w=None, apply_b=None):
@@ -64,16 +79,8 @@ def affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None, fix_parameters
     if w_init is None:
         w_init = UniformInitializer(calc_uniform_lim_glorot(inmaps, math.prod(outmaps)),
                                     rng=rng)
-    w = get_parameter_or_create("W", [inmaps] + outmaps, w_init, True, not fix_parameters)
-    if apply_w is not None:
-        w = apply_w(w)
-    b = None
-    if with_bias:
-        if b_init is None:  # not `b_init or ...`: an array initializer has no truth value
-            b_init = ConstantInitializer()
-        b = get_parameter_or_create("b", outmaps, b_init, True, not fix_parameters)
-        if apply_b is not None:
-            b = apply_b(b)
+    w, b = _weight_and_bias([inmaps] + outmaps, outmaps, w_init, b_init, fix_parameters,
+                            with_bias, apply_w, apply_b)
     return F.affine(inp, w, b, base_axis)
 
 
@@ -119,14 +126,6 @@ def convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, grou
     if w_init is None:
         w_init = UniformInitializer(calc_uniform_lim_glorot(channels, outmaps, kernel),
                                     rng=rng)
-    w = get_parameter_or_create("W", w_shape, w_init, True, not fix_parameters)
-    if apply_w is not None:
-        w = apply_w(w)
-    b = None
-    if with_bias:
-        if b_init is None:
-            b_init = ConstantInitializer()
-        b = get_parameter_or_create("b", (int(outmaps),), b_init, True, not fix_parameters)
-        if apply_b is not None:
-            b = apply_b(b)
+    w, b = _weight_and_bias(w_shape, (int(outmaps),), w_init, b_init, fix_parameters,
+                            with_bias, apply_w, apply_b)
     return F.convolution(inp, w, b, base_axis, pad, stride, dilation, group, channel_last)

@@ -336,38 +336,37 @@ class Convolution(KernelBase):
         return ConvolutionGradW(x, g, shape_tuple(shapes.of(w)), *geometry)
 
 
-class ConvolutionGradX(KernelBase):
+class _ConvolutionGrad(KernelBase):
+    """A gradient of `Convolution`: two arrays, the shape it makes (its third argument),
+    then the convolution's geometry."""
+
+    nargs = 7
+    linear = True
+    tensor_args = (0, 1)
+    defaults = Convolution.defaults
+
+    def shape(self, shapes):
+        return as_ints(self.args[2])
+
+
+class ConvolutionGradX(_ConvolutionGrad):
     """d loss / d x of `Convolution`, given g = d loss / d y (col2im): the transpose of the
     convolution, ``dx[n, G(o)*C/group + c, l*stride + k*dilation - pad] += g[n, o, l] *
     w[o, c, k]``. Args: (g, w, x_shape, pad, stride, dilation, group)."""
 
-    nargs = 7
-    linear = True
-    tensor_args = (0, 1)
     kernel = "conv_grad_x"
     options = ("x_shape", "pad", "stride", "dilation", "group")
     unshown = ("x_shape",)
-    defaults = Convolution.defaults
-
-    def shape(self, shapes):
-        return as_ints(self.args[2])
 
 
-class ConvolutionGradW(KernelBase):
+class ConvolutionGradW(_ConvolutionGrad):
     """d loss / d w of `Convolution`, given g = d loss / d y: ``dw[o, c, k] = sum over n, l
     of g[n, o, l] * xpad[n, G(o)*C/group + c, l*stride + k*dilation]``.
     Args: (x, g, w_shape, pad, stride, dilation, group)."""
 
-    nargs = 7
-    linear = True
-    tensor_args = (0, 1)
     kernel = "conv_grad_w"
     options = ("w_shape", "pad", "stride", "dilation", "group")
     unshown = ("w_shape",)
-    defaults = Convolution.defaults
-
-    def shape(self, shapes):
-        return as_ints(self.args[2])
 
 
 def conv_output_size(size, kernel, pad, stride, dilation) -> tuple[int, ...]:

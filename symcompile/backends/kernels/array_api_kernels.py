@@ -6,6 +6,9 @@ given (the Python array API standard), builtins, and `array_api_compat` for libr
 whose arrays do not carry their namespace (PyTorch), imported on first need.
 """
 
+# shared with every backend; inlined from there where a module calls it
+from symcompile.backends.kernels.portable_kernels import pool_geometry
+
 
 def namespace(function, argument, array):
     """(the array API namespace, the array type) of `array`'s library, which the other
@@ -232,18 +235,6 @@ def conv_grad_w(xp, x, dy, w_shape, pad, stride, dilation, group):
 # otherwise) so that each window is whole, and each kernel position read as conv_window
 # reads it (dilation 1); gradients spread back with conv_spread.
 
-
-def pool_geometry(size, kernel, stride, pad, ignore_border):
-    """(the output size, the padding after each axis) of pooling an input of `size` (see
-    the NumPy kernel of the same name)."""
-    if ignore_border:
-        out = tuple((n + 2 * p - k) // s + 1
-                    for n, k, s, p in zip(size, kernel, stride, pad, strict=True))
-    else:
-        out = tuple((n + p - 1) // s + 1 for n, s, p in zip(size, stride, pad, strict=True))
-    after = tuple((m - 1) * s + k - n - p if (m - 1) * s + k > n + p else 0
-                  for m, n, k, s, p in zip(out, size, kernel, stride, pad, strict=True))
-    return out, after
 
 
 def pool_padded(xp, x, rank, before, after, fill):

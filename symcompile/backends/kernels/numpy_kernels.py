@@ -7,6 +7,9 @@ arguments.
 
 import numpy
 
+# shared with every backend; inlined from there where a module calls it
+from symcompile.backends.kernels.portable_kernels import pool_geometry
+
 
 def class_labels(function, argument, value, shape, classes):
     """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
@@ -138,20 +141,6 @@ def conv_grad_w(x, dy, w_shape, pad, stride, dilation, group):
 # flattened into one axis, the input padded (-inf for max, zeros otherwise) so that each
 # window is whole, and the windows read through conv_windows (dilation 1).
 
-
-def pool_geometry(size, kernel, stride, pad, ignore_border):
-    """(the output size, the padding after each axis) of pooling an input of `size`: the
-    padding after is what the last window needs (at least 0; with ignore_border at most
-    pad, without it the last window may run past the padding, whose elements count as
-    padding)."""
-    if ignore_border:
-        out = tuple((n + 2 * p - k) // s + 1
-                    for n, k, s, p in zip(size, kernel, stride, pad, strict=True))
-    else:
-        out = tuple((n + p - 1) // s + 1 for n, s, p in zip(size, stride, pad, strict=True))
-    after = tuple((m - 1) * s + k - n - p if (m - 1) * s + k > n + p else 0
-                  for m, n, k, s, p in zip(out, size, kernel, stride, pad, strict=True))
-    return out, after
 
 
 def pool_padded(x, rank, before, after, fill):

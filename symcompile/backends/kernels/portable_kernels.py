@@ -5,3 +5,18 @@ def refuse_step(function, step):
     """Raise ValueError: update counts start at 1 (bias corrections divide by 1 - beta**step)."""
     raise ValueError(f"{function}(): step is the number of this update, counting from 1 for "
                      f"the first (as nnabla's solvers count), got {step!r}")
+
+
+def pool_geometry(size, kernel, stride, pad, ignore_border):
+    """(the output size, the padding after each axis) of pooling an input of `size`: the
+    padding after is what the last window needs (at least 0; with ignore_border at most
+    pad, without it the last window may run past the padding, whose elements count as
+    padding)."""
+    if ignore_border:
+        out = tuple((n + 2 * p - k) // s + 1
+                    for n, k, s, p in zip(size, kernel, stride, pad, strict=True))
+    else:
+        out = tuple((n + p - 1) // s + 1 for n, s, p in zip(size, stride, pad, strict=True))
+    after = tuple((m - 1) * s + k - n - p if (m - 1) * s + k > n + p else 0
+                  for m, n, k, s, p in zip(out, size, kernel, stride, pad, strict=True))
+    return out, after
