@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = 'aca92b0ef753bb1f'
+SOURCE_HASH = '3c495f020c946c35'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -90,6 +90,7 @@ UNREACHED = ()
 OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
+RUNNING = ()
 
 
 def forward(

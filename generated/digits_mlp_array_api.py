@@ -28,7 +28,7 @@ those are the new arrays.
 
 GRAPH_NAME = 'digits_mlp_array_api'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = 'd4ecd078fbfbb7a3'
+SOURCE_HASH = '62e1eb261b0855ce'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = 'float32'
 INPUTS = {
@@ -88,6 +88,7 @@ UNREACHED = ()
 OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
+RUNNING = ()
 
 
 def forward(

@@ -20,7 +20,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'b2e761a1204b4d52'
-SOURCE_HASH = '738dec4a7c1becfe'
+SOURCE_HASH = '78e0c1693dacf414'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -39,6 +39,7 @@ UNREACHED = ()
 OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
+RUNNING = ()
 
 
 def forward(y_true, x, a, b):

@@ -317,6 +317,14 @@ def _structural_cases() -> dict[str, Case]:
         cases[f"{op} {kwargs}"] = Case(
             lambda x, op=op, kwargs=kwargs: getattr(F, op)(x, **kwargs), normal((2, 3, 5, 6)))
     cases["global_average_pooling"] = Case(F.global_average_pooling, normal((2, 3, 4, 5)))
+    # more configurations (axes, no beta or gamma, against nnabla) in test_normalization.py
+    for batch_stat in (True, False):
+        cases[f"batch_normalization batch_stat={batch_stat}"] = Case(
+            lambda x, b, g, m, v, batch_stat=batch_stat: F.batch_normalization(
+                x, b, g, m, v, batch_stat=batch_stat),
+            lambda rng: [rng.normal(size=(4, 3, 2, 2)), rng.normal(size=(1, 3, 1, 1)),
+                         rng.normal(size=(1, 3, 1, 1)), rng.normal(size=(1, 3, 1, 1)),
+                         rng.uniform(0.5, 2, size=(1, 3, 1, 1))], labels=(3, 4))
     cases["reshape"] = Case(lambda x: F.reshape(x, (4, -1)), normal((2, 3, 4)))
     cases["reshape to 0-d"] = Case(lambda x: F.reshape(x, ()), normal((1, 1)))
     cases["transpose"] = Case(lambda x: F.transpose(x, (2, 0, 1)), normal((2, 3, 4)))

@@ -18,7 +18,7 @@ from symcompile.tools import cli
 from symcompile.tools import compile as compiler
 from symcompile.tools.model_file import load_loss
 
-EXAMPLES = ["linear_regression", "digits_mlp"]
+EXAMPLES = ["linear_regression", "digits_mlp", "digits_cnn"]
 # The checked-in array API modules: {module name: example}.
 ARRAY_API_EXAMPLES = {"digits_mlp_array_api": "digits_mlp"}
 

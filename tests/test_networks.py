@@ -121,3 +121,19 @@ def test_digits_mlp_reaches_95_percent(capsys):
     out = capsys.readouterr().out
     assert accuracy >= 0.95, out
     assert "epoch  30/30" in out and "held-out accuracy" in out
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("sklearn") is None,
+                    reason="scikit-learn is not installed")
+def test_digits_cnn_reaches_97_percent(capsys):
+    """nnabla's tutorial CNN (convolution, batch normalization, pooling, tanh, affine)
+    trained with nnabla's loop; held-out accuracy through the batch_stat=False graph."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import digits_cnn
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    accuracy = digits_cnn.main([])
+    out = capsys.readouterr().out
+    assert accuracy >= 0.97, out
+    assert "step  1500/1500" in out and "held-out accuracy" in out

@@ -31,7 +31,7 @@ from symcompile.ir.naming import comment_text, docstring_text
 from symcompile.ir.primitives import Shapes, materialize
 from symcompile.ir.program import Equation, Program
 from symcompile.ops.registry import OPS
-from symcompile.ops.update_rules import UpdateRule, instantiate, state_names
+from symcompile.ops.update_rules import Update, UpdateRule, instantiate, state_names
 from symcompile.passes.schedule import Schedule, schedule
 from symcompile.passes.training_step import TrainingStep
 
@@ -256,6 +256,33 @@ class _ModuleBuilder:
     def lines(self, equations, exact=frozenset()) -> tuple[Line, ...]:
         return tuple(self.statement(eq, eq.target in exact) for eq in equations)
 
+    def forward_block(self, equations) -> Block:
+        """The forward statements, but for the running statistics' new values, which
+        `running_block` writes at the end."""
+        running = set(self.program.running.values())
+        return Block("forward", self.lines([eq for eq in equations if eq.target not in running]))
+
+    def running_block(self, equations) -> tuple[Block, ...]:
+        """The running statistics the forward in `equations` updates, written into their
+        arguments last (nothing the function computes reads their old values after)."""
+        new_values = {eq.target: eq for eq in equations}
+        lines = []
+        for leaf, new in self.program.running.items():
+            if new in new_values:
+                eq = new_values[new]
+                text = self.printer.doprint(eq.expr)
+                lines.append(Line(self.backend.update_statement(Update(leaf, "=", eq.expr),
+                                                                text),
+                                  comment_text(f"{self._places(eq.origin)}: {eq.note}")))
+        if not lines:
+            return ()
+        return (Block("running statistics", tuple(lines),
+                      "written into their arguments, as nnabla's forward() does"),)
+
+    def running_note(self) -> str:
+        return (" Updates the running statistics (RUNNING) in place, as nnabla's forward "
+                "does." if self.program.running else "")
+
     def seed_line(self) -> Line:
         shape = self.graph.root.shape
         value = self.backend.seed_value(shape, self.program.dtype)
@@ -290,15 +317,17 @@ class _ModuleBuilder:
         """The leaves as a function takes them; with `writable`, the trainable parameters
         must be writable; class labels get their integer form where `equations` read it."""
         read = set().union(*(eq.expr.free_symbols for eq in equations))
+        defined = {eq.target for eq in equations}
         labels_of = {source: (name, classes)
                      for name, (source, classes) in self.program.labels.items()}
         result = []
         for value, sym in zip([*self.graph.inputs, *self.graph.parameters],
                               self.program.leaves, strict=True):
             name, classes = labels_of.get(sym, (None, 0))
+            runs = self.program.running.get(sym) in defined
             result.append(Argument(
                 sym.name, value.shape,
-                writable=writable and value.kind == "parameter" and value.need_grad,
+                writable=runs or (writable and value.kind == "parameter" and value.need_grad),
                 labels_name=name.name if name is not None and name in read else "",
                 classes=classes))
         return result
@@ -321,16 +350,19 @@ class _ModuleBuilder:
         program, plan = self.program, self.plan
         grads = self.gradients()
         outputs = self.outputs_text()
-        forward = Block("forward", self.lines(plan.forward))
+        forward = self.forward_block(plan.forward)
+        running = self.running_block(plan.forward)
+        note = self.running_note()
         grad_text = ", ".join(g.name for g in grads)
         root = self.root.name
         backward_all = self.backward_block(plan, exact=True)
         functions = [
             self.checked("forward", self.arguments(equations=plan.forward),
-                         (forward,), outputs, "The graph's outputs."),
+                         (forward, *running), outputs, "The graph's outputs." + note),
             self.checked("gradient", self.arguments(equations=(*plan.forward, *plan.backward)),
-                         (forward, backward_all), ", ".join(filter(None, [outputs, grad_text])),
-                         f"{outputs} and d {root} / d (each of GRADIENTS)."),
+                         (forward, backward_all, *running),
+                         ", ".join(filter(None, [outputs, grad_text])),
+                         f"{outputs} and d {root} / d (each of GRADIENTS)." + note),
         ]
         if self.step is not None and self.step.plan is not None:
             rule, train = self.step.rule, self.step.plan
@@ -346,20 +378,22 @@ class _ModuleBuilder:
                 check, kernels = self.backend.step_check(name, self.solver.step.name)
                 step = (check,)
                 self.kernels.update(kernels)
-            updated = [s.name for s in self.step.updated]
+            updated = [s.name for s in (*self.step.updated, *program.running)]
             functions.append(self.checked(
                 name, self.arguments(writable=True,
                                      equations=(*train.forward, *train.backward)) + states,
-                (Block("forward", self.lines(train.forward)), backward,
+                (self.forward_block(train.forward), backward,
                  Block("check", self.finite_checks(),
                        "no update unless every gradient is finite"),
-                 Block("update", updates, comment_text(rule.doc))),
+                 Block("update", updates, comment_text(rule.doc)),
+                 *self.running_block(train.forward)),
                 self.backend.step_returns(outputs, updated),
                 f"One fused training step: forward, backward and the {rule.name} "
                 f"update ({rule.doc}) of every trainable parameter, in place"
                 + (" with its state arrays (see init_state())" if rule.states else "")
                 + (", step being the number of this update (1 for the first)"
-                   if rule.uses_t else "") + f". Returns {self.backend.step_returns_doc(outputs)}.",
+                   if rule.uses_t else "") + f". Returns {self.backend.step_returns_doc(outputs)}."
+                + note,
                 extra_arguments=self.step_arguments(), extra_checks=step))
         # forward_saving and backward also return the gradients of the intermediates the
         # user reads (OUTPUT_GRADIENTS), so they may save more than gradient() computes.
@@ -370,9 +404,10 @@ class _ModuleBuilder:
         saved_tuple = f"({saved},)" if len(split.saved) == 1 else f"({saved})"
         functions.append(self.checked(
             "forward_saving", self.arguments(equations=split.forward),
-            (forward,), f"{outputs}, {saved_tuple}",
+            (self.forward_block(split.forward), *self.running_block(split.forward)),
+            f"{outputs}, {saved_tuple}",
             "forward(), plus the values backward() reuses (for a split forward and "
-            "backward, as the runtime does)."))
+            "backward, as the runtime does)." + note))
         unpack = ()
         if split.saved:
             unpack = (Line(f"{saved}{',' if len(split.saved) == 1 else ''} = saved"),)
@@ -452,6 +487,9 @@ class _ModuleBuilder:
                                        for i in program.output_gradients)),
             ("SOLVER", self.step.rule.name if self.step else None),
             ("STATE", self.state_table()),
+            # Leaves every forward pass overwrites: batch normalization's running
+            # statistics in training mode (the step returns them too).
+            ("RUNNING", tuple(leaf.name for leaf in program.running)),
         )
 
     def label_classes(self) -> dict[int, int]:

@@ -12,8 +12,9 @@ from typing import Protocol
 
 
 class Executor(Protocol):
-    def forward(self, root) -> None:
-        """Compute `root` and the intermediates the user reads."""
+    def forward(self, root, side_effects: bool = True) -> None:
+        """Compute `root` and the intermediates the user reads; without `side_effects`,
+        leave the leaves a forward pass updates (running statistics) as they are."""
 
     def backward(self, root, grad) -> None:
         """Accumulate d root / d leaf, seeded with `grad`, into the leaves' `.g`."""

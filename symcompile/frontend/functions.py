@@ -25,7 +25,7 @@ __all__ = [
     "sum", "mean", "max", "min", "reduce_sum", "reduce_mean", "clip_by_value",
     "affine", "batch_matmul", "reshape", "transpose", "broadcast", "softmax", "log_softmax",
     "softmax_cross_entropy", "convolution", "max_pooling", "average_pooling", "sum_pooling",
-    "global_average_pooling",
+    "global_average_pooling", "batch_normalization",
 ]
 
 
@@ -258,6 +258,50 @@ def _pooling(op: str, x, kernel, stride, ignore_border, pad, channel_last, **mor
              "pad": _per_axis(op, "pad", pad, 0, len(kernel)),
              "ignore_border": bool(ignore_border), **more}
     return _record(op, (x,), **attrs)
+
+
+def batch_normalization(x, beta, gamma, mean, variance, axes=[1],  # noqa: B006 (nnabla's)
+                        decay_rate=0.9, eps=1e-05, batch_stat=True, output_stat=False,
+                        n_outputs=None):
+    """Batch normalization: y = (x - mu) / sqrt(sigma^2 + eps) * gamma + beta, mu and
+    sigma^2 the mean and variance over every axis but `axes`.
+
+    With `batch_stat` (training) they are the batch's, and every forward pass updates the
+    running `mean` and `variance` in place: ``mean = decay_rate * mean + (1 - decay_rate)
+    * mu`` and likewise for the variance, with the batch's unbiased variance. Without it
+    (inference) the running statistics are used and get no gradient. `beta` or `gamma`
+    None omits the term; `mean` and `variance` None (batch_stat only) updates nothing.
+    ``output_stat=True`` (the batch statistics as outputs) is not implemented. Over
+    several `axes` the running statistics are updated too (nnabla 1.39 updates transposed
+    copies of them instead, so its parameters keep their initial values).
+    """
+    if output_stat:
+        raise ValueError(
+            "F.batch_normalization: output_stat=True (returning the batch mean and variance "
+            "as Variables) is not implemented; compute them with F.mean over the reduced "
+            "axes if you need them")
+    if not batch_stat and (mean is None or variance is None):
+        raise ValueError("F.batch_normalization: batch_stat=False normalizes with the running "
+                         "statistics, so mean and variance must be Variables, not None")
+    if (mean is None) != (variance is None):
+        raise ValueError("F.batch_normalization: give both mean and variance, or neither")
+    inputs = tuple(v for v in (x, beta, gamma, mean, variance) if v is not None)
+    if not all(isinstance(v, Variable) for v in inputs):
+        return _record("batch_normalization", inputs)  # raises the TypeError
+    if batch_stat and mean is not None:
+        for name, var in (("mean", mean), ("variance", variance)):
+            if var.parent is not None:
+                raise ValueError(
+                    f"F.batch_normalization: with batch_stat=True the forward pass updates "
+                    f"{name} in place, so it must be a leaf Variable (a parameter), not the "
+                    f"output of {var.parent.name}")
+    items = [axes] if isinstance(axes, numbers.Integral) else list(axes)
+    attrs = {"axes": normalize_axes("batch_normalization", items, x.shape),
+             "decay_rate": number(decay_rate, "batch_normalization", "decay_rate"),
+             "eps": number(eps, "batch_normalization", "eps"),
+             "batch_stat": bool(batch_stat), "no_bias": beta is None,
+             "no_scale": gamma is None, "running": mean is not None}
+    return _record("batch_normalization", inputs, **attrs)
 
 
 def batch_matmul(a, b, transpose_a=False, transpose_b=False, n_outputs=-1, outputs=None):

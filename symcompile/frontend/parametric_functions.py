@@ -19,8 +19,10 @@ from symcompile.frontend.initializer import (
     calc_uniform_lim_glorot,
 )
 from symcompile.frontend.parameter import get_parameter_or_create, parameter_scope
+from symcompile.ops.normalization import statistics_shape
+from symcompile.ops.opdef import normalize_axes
 
-__all__ = ["affine", "convolution", "parametric_function_api"]
+__all__ = ["affine", "batch_normalization", "convolution", "parametric_function_api"]
 
 
 def parametric_function_api(scope_name: str):
@@ -129,3 +131,46 @@ def convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, grou
     w, b = _weight_and_bias(w_shape, (int(outmaps),), w_init, b_init, fix_parameters,
                             with_bias, apply_w, apply_b)
     return F.convolution(inp, w, b, base_axis, pad, stride, dilation, group, channel_last)
+
+
+@parametric_function_api("bn")
+def batch_normalization(inp, axes=[1], decay_rate=0.9, eps=1e-05, batch_stat=True,  # noqa: B006
+                        output_stat=False, fix_parameters=False, param_init=None,
+                        no_scale=False, no_bias=False):
+    """Batch normalization layer (see `F.batch_normalization`), creating ``bn/beta``
+    (zeros), ``bn/gamma`` (ones) and the running statistics ``bn/mean`` (zeros) and
+    ``bn/var`` (ones), each of shape `inp`'s along `axes` and 1 elsewhere. The running
+    statistics are parameters without gradient (``nn.get_parameters(grad_only=False)``
+    lists them, solvers leave them alone); every training forward pass updates them.
+
+    Args:
+        inp: Input Variable.
+        axes: The axes kept (the channels); statistics are over all the others.
+        decay_rate, eps, batch_stat, output_stat: as for `F.batch_normalization`.
+        fix_parameters: beta and gamma receive no gradient.
+        param_init: Initializers by name ("beta", "gamma", "mean", "var"), overriding the
+            defaults above.
+        no_scale, no_bias: Leave out gamma or beta (and do not create it).
+
+    Returns:
+        The normalized Variable, of `inp`'s shape. A graph built with batch_stat=False and
+        the same scope shares these parameters (the inference graph).
+    """
+    items = [axes] if isinstance(axes, int) else list(axes)
+    shape = statistics_shape(inp.shape, normalize_axes("batch_normalization", items,
+                                                       inp.shape))
+    init = {"beta": ConstantInitializer(0), "gamma": ConstantInitializer(1),
+            "mean": ConstantInitializer(0), "var": ConstantInitializer(1)}
+    unknown = sorted(set(param_init or {}) - set(init))
+    if unknown:
+        raise ValueError(f"PF.batch_normalization: param_init has unknown keys {unknown}; "
+                         f"known: {sorted(init)}")
+    init.update(param_init or {})
+    beta = None if no_bias else get_parameter_or_create(
+        "beta", shape, init["beta"], True, not fix_parameters)
+    gamma = None if no_scale else get_parameter_or_create(
+        "gamma", shape, init["gamma"], True, not fix_parameters)
+    mean = get_parameter_or_create("mean", shape, init["mean"], False)
+    var = get_parameter_or_create("var", shape, init["var"], False)
+    return F.batch_normalization(inp, beta, gamma, mean, var, axes, decay_rate, eps,
+                                 batch_stat, output_stat)

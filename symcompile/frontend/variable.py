@@ -428,7 +428,9 @@ class Variable:
         if self._parent is not None:
             self._observe()
             if not storage.computed:
-                self.forward()
+                # computed for this read only: the forward() that should have computed it
+                # already updated the running statistics
+                executor.current().forward(self, side_effects=False)
         return storage.data_view
 
     @d.setter

@@ -54,6 +54,9 @@ class Program:
     # Integer class labels of an input: their symbol -> (the input's symbol, classes).
     # Each generated function that reads one computes it from the input on entry.
     labels: dict[sympy.Symbol, tuple[sympy.Symbol, int]] = field(default_factory=dict)
+    # Leaves the forward pass overwrites (running statistics): leaf symbol -> the symbol
+    # of its new value, a forward equation every function with a forward computes.
+    running: dict[sympy.Symbol, sympy.Symbol] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)  # sizes, for `symcompile show`
 
     def symbol(self, name: str, shape: tuple[int, ...]) -> sympy.Symbol:
@@ -61,6 +64,10 @@ class Program:
         sym = sympy.Symbol(self.namer.claim(name))
         self.shapes.declare(sym, shape)
         return sym
+
+    def forward_targets(self) -> list[sympy.Symbol]:
+        """What a forward pass computes: the outputs, then the running statistics."""
+        return [*self.outputs, *self.running.values()]
 
     def returned_gradients(self) -> list[sympy.Expr]:
         """Every gradient a generated function returns: the leaves', then the outputs'."""

@@ -63,6 +63,15 @@ class OpDef:
     # The inputs that hold class labels: (input shapes, attrs) -> {position: classes},
     # so that a module's check_gradient() draws valid labels for them.
     labels: Callable[[tuple, dict], dict[int, int]] | None = None
+    # The inputs a forward pass overwrites (batch normalization's running statistics):
+    # (input exprs, attrs, LowerContext) -> {position: (the input's new value, what that
+    # is, for the comment)}; the input is a leaf, and every generated function that runs
+    # the forward writes it in place.
+    running: Callable[..., dict[int, tuple[sympy.Expr, str]]] | None = None
+    # Its lowering reads its inputs several times (x - mean(x)): fused inputs get arrays
+    # of their own first, so that the gradients of all those reads are summed before they
+    # flow back into the input's own expression (one convolution gradient, not three).
+    array_inputs: bool = False
 
 
 def number(value, op: str, arg: str = "val") -> Scalar:

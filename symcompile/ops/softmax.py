@@ -19,6 +19,7 @@ from symcompile.ir.primitives import (
     ReduceMax,
     ReduceSum,
     Shapes,
+    StopGradient,
     as_ints,
     keep_argument_shapes,
     reduce_sum,
@@ -121,9 +122,13 @@ class SoftmaxCrossEntropy(Composite):
 
 
 def expand_composites(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
-    """`expr` with every Composite replaced by its expanded form (recursively)."""
+    """`expr` with every Composite replaced by its expanded form (recursively), and every
+    StopGradient by its argument: after differentiation it only hides equal values from
+    the common-subexpression pass."""
     if isinstance(expr, Composite):
         return expand_composites(expr.expansion(shapes), shapes)
+    if isinstance(expr, StopGradient):
+        return expand_composites(expr.args[0], shapes)
     if not expr.args or isinstance(expr, sympy.Symbol):
         return expr
     args = [expand_composites(a, shapes) for a in expr.args]

@@ -128,10 +128,32 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
             own_array(graph.values[i], exprs[i], origins[i])
         return bool(fused)
 
+    def record_running(node) -> None:
+        """The new values of the leaves `node`'s forward overwrites (OpDef.running), as
+        forward equations; a leaf two nodes update gets the second update of the first."""
+        ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs),
+                           graph.values[node.output].shape, program.shapes, class_labels)
+        attrs = {key: sympy_number(value) if isinstance(value, Scalar) else value
+                 for key, value in node.attrs}
+        updates = OPS[node.op].running([exprs[i] for i in node.inputs], attrs, ctx)
+        for position, (expr, note) in updates.items():
+            value = graph.values[node.inputs[position]]
+            leaf = program.symbols[value.index]
+            previous = program.running.get(leaf)
+            if previous is not None:
+                expr = expr.xreplace({leaf: previous})
+            target = program.symbol(f"{leaf.name}_new", value.shape)
+            program.forward.append(Equation(
+                target, materialize(expr, value.shape, program.shapes), FORWARD,
+                (node.index,), note=f"{value.name or leaf.name}: {note}"))
+            program.running[leaf] = target
+
     costs = CostModel()
     for node in graph.nodes:
         out = graph.values[node.output]
         depth = 1 + max((depths[i] for i in node.inputs), default=0)
+        if OPS[node.op].array_inputs and split_inputs(node):
+            depth = 1
         if depth > EXPRESSION_DEPTH_LIMIT:
             # SymPy recurses once per nested function. Only fused inputs are nested (an
             # array's depth is 0), so once they are arrays this node is one level deep.
@@ -155,6 +177,8 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
         else:
             exprs[out.index] = expr
             origins[out.index] = origin
+        if OPS[node.op].running is not None:
+            record_running(node)
         if progress is not None:
             progress(node.index + 1)
     program.outputs = [program.symbols[i] for i in graph.outputs]

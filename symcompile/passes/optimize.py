@@ -303,7 +303,7 @@ def _attribute_origins(temps: list[Equation], forward: list[Equation],
 def _renumber_temporaries(program: Program) -> None:
     """_t0, _t1, ... in the order the statements compute them (CSE numbers them in the
     order it finds them, which is not the order they are printed in)."""
-    sequence = order(program, [*program.outputs, *program.returned_gradients()],
+    sequence = order(program, [*program.forward_targets(), *program.returned_gradients()],
                      set(program.leaves) | {program.seed})
     temps = [eq.target for eq in sequence if _TEMP.match(eq.target.name)]
     ordered = set(temps)

@@ -58,7 +58,7 @@ def schedule(program: Program, gradients=None) -> Schedule:
     only for the parameters' gradients, so it computes nothing it does not use).
     """
     leaves = set(program.leaves)
-    forward = order(program, program.outputs, leaves)
+    forward = order(program, program.forward_targets(), leaves)
     computed = {eq.target for eq in forward}
     if gradients is None:
         gradients = list(program.gradients.values())

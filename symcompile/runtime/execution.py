@@ -48,12 +48,18 @@ class Binding:
         self.output_grads = list(output_grads)  # storages of OUTPUT_GRADIENTS
         self.intermediates = intermediates  # id() of every intermediate Variable bound
         self.root_shape = root_shape
+        names = [*module.INPUTS, *(p["argument"] for p in module.PARAMETERS.values())]
+        running = set(getattr(module, "RUNNING", ()))
+        self.running = {i for i, name in enumerate(names) if name in running}
         self.saved = None
         self.fingerprint = ""
         self._ones = numpy.ones(root_shape, numpy.float32)
 
-    def forward(self, root: Variable) -> None:
-        *outputs, self.saved = self._run(root, "forward", self.module.forward_saving, *self.args)
+    def forward(self, root: Variable, side_effects: bool = True) -> None:
+        """Run forward_saving; without `side_effects`, on copies of the leaves it updates
+        (RUNNING: running statistics), so they keep their values."""
+        args = self.args if side_effects else self._without_side_effects()
+        *outputs, self.saved = self._run(root, "forward", self.module.forward_saving, *args)
         for storage, value in zip(self.outputs, outputs, strict=True):
             storage.data[...] = value
             storage.computed = True
@@ -61,8 +67,9 @@ class Binding:
     def backward(self, grad, root: Variable) -> None:
         """Accumulate into the leaves' `.g`; overwrite the `.g` of the intermediates whose
         gradient the user reads (nnabla's semantics for both)."""
-        if self.saved is None:
-            *_, self.saved = self._run(root, "backward", self.module.forward_saving, *self.args)
+        if self.saved is None:  # (a recompute: nnabla's backward() updates no statistics)
+            *_, self.saved = self._run(root, "backward", self.module.forward_saving,
+                                       *self._without_side_effects())
         seed = self._seed(grad, root)
         gradients = self._run(root, "backward", self.module.backward, self.saved, *self.args,
                               seed)
@@ -71,6 +78,12 @@ class Binding:
                 storage.accumulate_grad(value)
         self._write_output_gradients(gradients)
         _remember_backward(root, seed, copy=grad is None)
+
+    def _without_side_effects(self) -> list:
+        """The arguments, with copies of those forward_saving updates in place."""
+        if not self.running:
+            return self.args
+        return [a.copy() if i in self.running else a for i, a in enumerate(self.args)]
 
     @staticmethod
     def _run(root: Variable, method: str, function, *args):
@@ -85,7 +98,7 @@ class Binding:
 
     def recompute_output_gradients(self, seed) -> None:
         """The intermediates' gradients for cotangent `seed` (leaves are left alone)."""
-        *_, self.saved = self.module.forward_saving(*self.args)
+        *_, self.saved = self.module.forward_saving(*self._without_side_effects())
         self._write_output_gradients(self.module.backward(self.saved, *self.args, seed))
 
     def _write_output_gradients(self, gradients) -> None:
@@ -134,8 +147,8 @@ def recompute_gradient(var: Variable) -> None:
             return
 
 
-def forward(root: Variable) -> None:
-    binding(root).forward(root)
+def forward(root: Variable, side_effects: bool = True) -> None:
+    binding(root).forward(root, side_effects)
 
 
 def backward(root: Variable, grad) -> None:
