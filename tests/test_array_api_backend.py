@@ -317,6 +317,17 @@ def _structural_cases() -> dict[str, Case]:
         cases[f"{op} {kwargs}"] = Case(
             lambda x, op=op, kwargs=kwargs: getattr(F, op)(x, **kwargs), normal((2, 3, 5, 6)))
     cases["global_average_pooling"] = Case(F.global_average_pooling, normal((2, 3, 4, 5)))
+    # more configurations (indexing, negative steps, against nnabla) in
+    # test_array_functions.py
+    cases["slice"] = Case(lambda x: F.slice(x, (0, 1, -1), (2, 3, 0), (1, 1, -2)),
+                          normal((2, 3, 5)))
+    cases["indexing"] = Case(lambda x: x[1, ::2, None, 1:], normal((2, 3, 4)))
+    cases["flip"] = Case(lambda x: F.flip(x, axes=(0, 2)), normal((2, 3, 4)))
+    cases["pad"] = Case(lambda x: F.pad(x, (1, 2, 0, 1), constant_value=0.5), normal((2, 3, 4)))
+    cases["concatenate"] = Case(lambda a, b: F.concatenate(a, b, axis=1),
+                                normal((2, 3, 4), (2, 1, 4)))
+    cases["stack"] = Case(lambda a, b: F.stack(a, b, axis=2), normal((2, 3), (2, 3)))
+    cases["split"] = Case(lambda x: F.split(x, axis=1), normal((2, 3, 2)))
     # more configurations (axes, no beta or gamma, against nnabla) in test_normalization.py
     for batch_stat in (True, False):
         cases[f"batch_normalization batch_stat={batch_stat}"] = Case(

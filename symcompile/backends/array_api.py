@@ -25,6 +25,7 @@ from symcompile.backends.kernels import array_api_kernels, portable_kernels
 from symcompile.backends.numpy_backend import NumPyBackend
 from symcompile.backends.printer import NumPyPrinter, shape_text
 from symcompile.backends.source_literals import literal
+from symcompile.ir.indexing import slice_text
 from symcompile.ir.primitives import as_ints
 from symcompile.ops.update_rules import Update
 
@@ -145,6 +146,10 @@ class ArrayAPIPrinter(NumPyPrinter):
     def _kernel_call(self, name: str, arguments: list[str]) -> str:
         """Kernels compute with the arrays' namespace: ``xp`` comes first."""
         return super()._kernel_call(name, ["xp", *arguments])
+
+    def _print_Slice(self, expr):
+        # the standard needs an index for every axis: trailing whole axes as "..."
+        return f"{self._receiver(expr.args[0])}{slice_text(expr, self._shapes, ellipsis=True)}"
 
     def _print_Full(self, expr):
         value, shape = expr.args[0], shape_text(expr.args[1])

@@ -15,6 +15,7 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
+from symcompile.ir.indexing import slice_text
 from symcompile.ir.primitives import BroadcastTo, Full, Primitive, Shapes, as_ints, shape_tuple
 
 
@@ -283,6 +284,17 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             right = f"({right})"
         return f"{left} @ {right}"
 
+    def _print_Slice(self, expr):
+        return f"{self._receiver(expr.args[0])}{slice_text(expr, self._shapes)}"
+
+    def _print_Flip(self, expr):
+        return (f"{self._module_format('numpy.flip')}({self._print(expr.args[0])}, "
+                f"axis={shape_text(expr.args[1])})")
+
+    def _print_Concatenate(self, expr):
+        parts = ", ".join(self._print(a) for a in expr.args[:-1])
+        return f"{self._module_format('numpy.concatenate')}(({parts}), axis={expr.axis})"
+
     def _print_Transpose(self, expr):
         perm = as_ints(expr.args[1])
         if perm == (1, 0):
@@ -476,8 +488,10 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
 
 def _option_text(value) -> str:
-    """A kernel's option as a literal: a tuple of ints or an int."""
-    return shape_text(value) if isinstance(value, sympy.Tuple) else str(int(value))
+    """A kernel's option as a literal: a tuple of ints, an int or a float."""
+    if isinstance(value, sympy.Tuple):
+        return shape_text(value)
+    return str(int(value)) if value.is_Integer else repr(float(value))
 
 
 def _unwrapped(text: str) -> str:

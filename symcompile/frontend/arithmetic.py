@@ -6,6 +6,8 @@ the functions, and this module, which needs both, attaches the operators to it.
 
 from __future__ import annotations
 
+import numbers
+
 from symcompile.frontend import functions as F
 from symcompile.frontend.variable import Variable
 
@@ -102,6 +104,47 @@ def matmul(self, other):
     return F.reshape(out, out.shape[:-1]) if other.ndim == 1 else out
 
 
+def getitem(self, key):
+    """Basic indexing as in NumPy (ints, slices, ``...``, ``None``), as nnabla does it: a
+    slice of the selected region (F.slice), reshaped to drop the int-indexed axes and
+    insert the new ones. Arrays as indices (advanced indexing) are refused."""
+    items = list(key) if isinstance(key, tuple) else [key]
+    if sum(item is Ellipsis for item in items) > 1:
+        raise IndexError(f"x[{key!r}]: an index can only have a single ellipsis ('...')")
+    for item in items:
+        if not (item is None or item is Ellipsis or isinstance(item, slice)
+                or (isinstance(item, numbers.Integral) and not isinstance(item, bool))):
+            raise IndexError(
+                f"x[...] on a Variable of shape {self.shape}: only ints, slices, ... and None "
+                f"index a Variable (got {item!r}); gather with F.gather or F.one_hot instead")
+    used = sum(1 for item in items if item is not None and item is not Ellipsis)
+    if used > self.ndim:
+        raise IndexError(f"x[{key!r}]: too many indices for a Variable of shape {self.shape} "
+                         f"({used} for {self.ndim} axes)")
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at:at + 1] = [slice(None)] * (self.ndim - used)
+    else:
+        items += [slice(None)] * (self.ndim - used)
+    slices, shape, axis = [], [], 0
+    for item in items:
+        if item is None:
+            shape.append(1)
+            continue
+        n = self.shape[axis]
+        if isinstance(item, slice):
+            slices.append(item)
+            shape.append(len(range(*item.indices(n))))
+        else:
+            if not -n <= item < n:
+                raise IndexError(f"x[...]: index {item} is out of range for axis {axis} of "
+                                 f"length {n} (shape {self.shape})")
+            slices.append(slice(item % n, item % n + 1))
+        axis += 1
+    out = F._sliced(self, slices)
+    return F.reshape(out, tuple(shape)) if tuple(shape) != out.shape else out
+
+
 OPERATORS = {
     "__pos__": positive,
     "__neg__": negative,
@@ -116,6 +159,7 @@ OPERATORS = {
     "__pow__": power,
     "__rpow__": reflected_power,
     "__matmul__": matmul,
+    "__getitem__": getitem,
 }
 for _name, _method in OPERATORS.items():
     setattr(Variable, _name, _method)

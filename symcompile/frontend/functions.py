@@ -12,6 +12,7 @@ below are those with logic of their own (axes, shapes, optional inputs).
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import math
 import numbers
@@ -25,7 +26,8 @@ __all__ = [
     "sum", "mean", "max", "min", "reduce_sum", "reduce_mean", "clip_by_value",
     "affine", "batch_matmul", "reshape", "transpose", "broadcast", "softmax", "log_softmax",
     "softmax_cross_entropy", "convolution", "max_pooling", "average_pooling", "sum_pooling",
-    "global_average_pooling", "batch_normalization",
+    "global_average_pooling", "batch_normalization", "slice", "flip", "pad", "concatenate",
+    "stack", "split",
 ]
 
 
@@ -302,6 +304,136 @@ def batch_normalization(x, beta, gamma, mean, variance, axes=[1],  # noqa: B006 
              "batch_stat": bool(batch_stat), "no_bias": beta is None,
              "no_scale": gamma is None, "running": mean is not None}
     return _record("batch_normalization", inputs, **attrs)
+
+
+def slice(x, start=None, stop=None, step=None, n_outputs=-1, outputs=None):  # noqa: A001
+    """x[start[0]:stop[0]:step[0], start[1]:...], one entry per axis of x (None: the whole
+    axis); negative bounds count from the end and out-of-range ones are clipped, as in
+    Python; a negative step reads backwards."""
+    if not isinstance(x, Variable):
+        return _record("slice", (x,))  # raises the TypeError
+    ndim = len(x.shape)
+    given = {}
+    for name, values in (("start", start), ("stop", stop), ("step", step)):
+        if values is None:
+            given[name] = [None] * ndim
+            continue
+        values = list(values) if hasattr(values, "__iter__") else [values]
+        if len(values) != ndim:
+            raise ValueError(f"F.slice: {name}={values} must have one entry per axis of the "
+                             f"input of shape {x.shape} ({ndim})")
+        given[name] = values
+    slices = []
+    for axis, (b, e, s) in enumerate(zip(given["start"], given["stop"], given["step"],
+                                         strict=True)):
+        for name, v in (("start", b), ("stop", e), ("step", s)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
+                raise TypeError(f"F.slice: {name} must hold ints (or None), got {v!r} for "
+                                f"axis {axis}")
+        if s == 0:
+            raise ValueError(f"F.slice: step 0 on axis {axis}; a step must not be zero")
+        slices.append(builtins.slice(b, e, s))  # (F.slice shadows the builtin here)
+    return _sliced(x, slices)
+
+
+def _sliced(x: Variable, slices) -> Variable:
+    """x[slices] (one Python slice per axis) as a slice node with positive steps, after a
+    flip of the axes read backwards; no node for what would be no-ops."""
+    flipped, starts, stops, steps = [], [], [], []
+    for axis, (piece, n) in enumerate(zip(slices, x.shape, strict=True)):
+        b, e, s = piece.indices(n)
+        if s < 0:  # read backwards: the same elements, in order, of the flipped axis
+            count = len(range(b, e, s))
+            flipped.append(axis)
+            b = n - 1 - b
+            e, s = b + (count - 1) * -s + 1 if count else b, -s
+        starts.append(b)
+        stops.append(builtins.max(b, e))
+        steps.append(s)
+    if flipped:
+        x = _record("flip", (x,), axes=tuple(flipped))
+    if all(b == 0 and e == n and s == 1 for b, e, s, n in zip(starts, stops, steps, x.shape,
+                                                              strict=True)):
+        return x if flipped else _record("reshape", (x,), shape=x.shape)
+    return _record("slice", (x,), start=tuple(starts), stop=tuple(stops), step=tuple(steps))
+
+
+def flip(x, axes=None, n_outputs=-1, outputs=None):
+    """x reversed along `axes` (default: the last axis)."""
+    if not isinstance(x, Variable):
+        return _record("flip", (x,))  # raises the TypeError
+    if axes is None:
+        axes = [len(x.shape) - 1]
+    return _record("flip", (x,), axes=normalize_axes("flip", axes, x.shape))
+
+
+def pad(x, pad_width, mode="constant", constant_value=0, n_outputs=-1, outputs=None):
+    """x padded with `constant_value`: pad_width = (before, after) for the last axis, or
+    (before0, after0, before1, after1, ...) for the last len(pad_width) // 2 axes.
+    Modes "reflect" and "repeat" are not implemented."""
+    if not isinstance(x, Variable):
+        return _record("pad", (x,))  # raises the TypeError
+    if mode != "constant":
+        raise ValueError(f"F.pad: mode={mode!r} is not implemented (input of shape "
+                         f"{x.shape}); only mode='constant' is")
+    widths = list(pad_width)
+    if len(widths) % 2 or len(widths) // 2 > len(x.shape) or not all(
+            isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 0
+            for w in widths):
+        raise ValueError(
+            f"F.pad: pad_width={tuple(widths)} must hold pairs (before, after) of non-negative "
+            f"ints, one pair per padded axis, at most one per axis of the input of shape "
+            f"{x.shape}")
+    lead = len(x.shape) - len(widths) // 2
+    before = (0,) * lead + tuple(int(w) for w in widths[0::2])
+    after = (0,) * lead + tuple(int(w) for w in widths[1::2])
+    return _record("pad", (x,), before=before, after=after,
+                   constant_value=number(constant_value, "pad", "constant_value"))
+
+
+def _joined(op: str, xs, axis, default) -> Variable:
+    if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
+        xs = tuple(xs[0])
+    if not xs:
+        raise ValueError(f"F.{op}: give at least one Variable")
+    if not all(isinstance(v, Variable) for v in xs):
+        return _record(op, tuple(xs))  # raises the TypeError
+    rank = len(xs[0].shape) + (op == "stack")
+    axis = default(rank) if axis is None else axis
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) \
+            or not -rank <= axis < rank:
+        raise ValueError(f"F.{op}: axis {axis!r} is out of range for inputs of shape "
+                         f"{xs[0].shape} (valid: {-rank}..{rank - 1})")
+    return _record(op, tuple(xs), axis=int(axis) % rank)
+
+
+def concatenate(*x, **kw):
+    """The inputs joined along `axis` (keyword; default: the last axis); every other axis
+    must be equal."""
+    return _joined("concatenate", x, kw.pop("axis", None), lambda rank: rank - 1)
+
+
+def stack(*x, **kw):
+    """The inputs, all of one shape, stacked along a new axis `axis` (keyword; default 0)."""
+    return _joined("stack", x, kw.pop("axis", None), lambda rank: 0)
+
+
+def split(x, axis=0):
+    """The slices of x along `axis`, each without that axis: a tuple of x.shape[axis]
+    Variables."""
+    if not isinstance(x, Variable):
+        return _record("slice", (x,))  # raises the TypeError
+    (axis,) = normalize_axes("split", axis, x.shape)
+    rest = x.shape[:axis] + x.shape[axis + 1:]
+    parts = []
+    for i in range(x.shape[axis]):
+        start = [0] * len(x.shape)
+        stop = list(x.shape)
+        start[axis], stop[axis] = i, i + 1
+        piece = _record("slice", (x,), start=tuple(start), stop=tuple(stop),
+                        step=(1,) * len(x.shape))
+        parts.append(_record("reshape", (piece,), shape=rest))
+    return tuple(parts)
 
 
 def batch_matmul(a, b, transpose_a=False, transpose_b=False, n_outputs=-1, outputs=None):

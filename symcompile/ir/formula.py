@@ -20,6 +20,7 @@ from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
+from symcompile.ir.indexing import Concatenate, Flip, Slice, slice_text
 from symcompile.ir.primitives import (
     BroadcastTo,
     Copy,
@@ -48,6 +49,13 @@ class SumOf(sympy.Function):
         return True
 
 
+class SliceOf(sympy.Function):
+    """Display form of a slice: args (x, the index as a Symbol named ``[1:3, ::2]``); the
+    text form prints ``x[1:3, ::2]``, the others ``slice(x, [1:3, ::2])``."""
+
+    nargs = 2
+
+
 class MeanOf(sympy.Function):
     """Display form of a mean: MeanOf(expr, axes); axes () means all axes."""
 
@@ -73,6 +81,14 @@ def readable(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
         # Summing over every axis longer than 1 reads as a plain sum.
         full = all(d == 1 for i, d in enumerate(shape) if i not in axes)
         return _sum(inner, math.prod(shape[a] for a in axes), () if full else axes)
+    if isinstance(expr, Slice):
+        return SliceOf(readable(expr.args[0], shapes), sympy.Symbol(slice_text(expr, shapes)))
+    if isinstance(expr, Flip):
+        return sympy.Function("flip")(readable(expr.args[0], shapes),
+                                      sympy.Symbol(f"axis={_axes_text(expr.args[1])}"))
+    if isinstance(expr, Concatenate):
+        return sympy.Function("concatenate")(*(readable(a, shapes) for a in expr.args[:-1]),
+                                             sympy.Symbol(f"axis={expr.axis}"))
     if not expr.args or isinstance(expr, sympy.Symbol):
         return expr
     rebuilt = expr.func(*(readable(a, shapes) for a in expr.args))
@@ -122,6 +138,12 @@ class FormulaPrinter(StrPrinter):
 
     def _print_Heaviside(self, expr):
         return f"({self._print(expr.args[0])} > 0)"
+
+    def _print_SliceOf(self, expr):
+        inner = self._print(expr.args[0])
+        if not isinstance(expr.args[0], (sympy.Symbol, sympy.Function)):
+            inner = f"({inner})"
+        return f"{inner}{expr.args[1].name}"
 
     def _print_Softmax(self, expr):
         return f"softmax({self._print(expr.args[0])}, axis={expr.args[1]})"
@@ -193,7 +215,7 @@ def _kernel_options(expr: KernelBase) -> list[str]:
 def _option_text(value) -> str:
     if isinstance(value, sympy.Tuple):
         return str(tuple(as_ints(value)))
-    return str(int(value))
+    return str(int(value)) if value.is_Integer else repr(float(value))
 
 
 def _kernel_arguments(expr: KernelBase) -> list:

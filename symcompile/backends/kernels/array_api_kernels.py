@@ -151,19 +151,42 @@ def conv_columns(xp, x, kernel, out, stride, dilation):
 def conv_spread(xp, values, position, size, stride, dilation):
     """The transpose of conv_window: values (N, C, *M) where kernel position k reads them,
     at m*stride + k*dilation along each spatial axis, zeros elsewhere: (N, C, *size)."""
-    steps = zip(position, size, stride, dilation, strict=True)
-    for axis, (k, n, s, d) in enumerate(steps, start=2):
+    start = (0, 0) + tuple(k * d for k, d in zip(position, dilation, strict=True))
+    x_shape = tuple(values.shape[:2]) + tuple(size)
+    return slice_grad(xp, values, x_shape, start, (1, 1) + tuple(stride))
+
+
+def slice_grad(xp, dy, x_shape, start, step):
+    """The transpose of the slice x[start::step] (per axis; its stop follows from dy's
+    shape): dy at start + m*step along each axis, zeros elsewhere (built by stacking and
+    concatenating, as immutable arrays allow)."""
+    values = dy
+    for axis, (b, s, n) in enumerate(zip(start, step, x_shape, strict=True)):
         m = values.shape[axis]
         if s > 1:  # s - 1 zeros after each value (a new axis after `axis`, merged), trimmed
             spread = xp.stack([values] + [xp.zeros_like(values)] * (s - 1), axis=axis + 1)
             spread = xp.reshape(spread, tuple(values.shape[:axis]) + (m * s,)
                                 + tuple(values.shape[axis + 1:]))
             values = spread[(slice(None),) * axis + (slice(0, s * (m - 1) + 1), ...)]
-        before, after = k * d, n - k * d - s * (m - 1) - 1
-        parts = [conv_zeros(xp, values, axis, before)] if before else []
+        after = n - b - s * (m - 1) - 1
+        parts = [conv_zeros(xp, values, axis, b)] if b else []
         parts += [values] + ([conv_zeros(xp, values, axis, after)] if after else [])
         values = xp.concat(parts, axis=axis) if len(parts) > 1 else values
     return values
+
+
+def pad_constant(xp, x, before, after, value):
+    """x with before[i] and after[i] elements equal to `value` around axis i (the
+    standard has no pad: arrays of the value concatenated on each side)."""
+    for axis, (b, a) in enumerate(zip(before, after, strict=True)):
+        parts = []
+        for count in (b, a):
+            shape = tuple(count if i == axis else n for i, n in enumerate(x.shape))
+            parts.append(xp.full(shape, value, dtype=x.dtype, device=device_of(x))
+                         if count else None)
+        pieces = [p for p in (parts[0], x, parts[1]) if p is not None]
+        x = xp.concat(pieces, axis=axis) if len(pieces) > 1 else x
+    return x
 
 
 def conv_forward(xp, x, w, pad, stride, dilation, group):

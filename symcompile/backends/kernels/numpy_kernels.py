@@ -247,3 +247,17 @@ def pool_average_grad(dy, x_shape, kernel, stride, pad, ignore_border, including
     divisor = pool_divisor(tuple(x_shape[len(x_shape) - rank:]), kernel, stride, pad,
                            ignore_border, including_pad, dy.dtype)
     return pool_sum_grad(dy / divisor, x_shape, kernel, stride, pad, ignore_border)
+
+
+def slice_grad(dy, x_shape, start, step):
+    """The transpose of the slice x[start::step] (per axis; its stop follows from dy's
+    shape): dy where the slice read x, zeros elsewhere."""
+    dx = numpy.zeros(x_shape, dtype=dy.dtype)
+    dx[tuple(slice(b, b + s * (m - 1) + 1, s)
+             for b, s, m in zip(start, step, dy.shape, strict=True))] = dy
+    return dx
+
+
+def pad_constant(x, before, after, value):
+    """x with before[i] and after[i] elements equal to `value` around axis i."""
+    return numpy.pad(x, tuple(zip(before, after, strict=True)), constant_values=value)
