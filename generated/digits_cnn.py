@@ -91,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = '17f0b927cce9031a'
+SOURCE_HASH = '13cc5b9f0eabea36'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -218,6 +218,7 @@ OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
 RUNNING = ('cnn_conv1_bn_mean', 'cnn_conv1_bn_var', 'cnn_conv2_bn_mean', 'cnn_conv2_bn_var')
+RANDOM_MASKS = ()
 
 
 def forward(
@@ -1586,10 +1587,11 @@ def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, toler
     arguments = [values[name] for name in order]
     if not GRADIENTS:
         return {}
-    gradients = gradient(*arguments)[len(OUTPUTS):]
+    draws = {"rng": seed} if RANDOM_MASKS else {}  # the same dropout masks every call
+    gradients = gradient(*arguments, **draws)[len(OUTPUTS):]
 
     def loss():
-        out = forward(*arguments)
+        out = forward(*arguments, **draws)
         return float(numpy.sum(out[0] if len(OUTPUTS) > 1 else out))
 
     report = {}

@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '3c495f020c946c35'
+SOURCE_HASH = 'e17589e85f522fd7'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -91,6 +91,7 @@ OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
 RUNNING = ()
+RANDOM_MASKS = ()
 
 
 def forward(
@@ -647,10 +648,11 @@ def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, toler
     arguments = [values[name] for name in order]
     if not GRADIENTS:
         return {}
-    gradients = gradient(*arguments)[len(OUTPUTS):]
+    draws = {"rng": seed} if RANDOM_MASKS else {}  # the same dropout masks every call
+    gradients = gradient(*arguments, **draws)[len(OUTPUTS):]
 
     def loss():
-        out = forward(*arguments)
+        out = forward(*arguments, **draws)
         return float(numpy.sum(out[0] if len(OUTPUTS) > 1 else out))
 
     report = {}

@@ -20,7 +20,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'b2e761a1204b4d52'
-SOURCE_HASH = '78e0c1693dacf414'
+SOURCE_HASH = '702319b5bdb901c2'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -40,6 +40,7 @@ OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
 RUNNING = ()
+RANDOM_MASKS = ()
 
 
 def forward(y_true, x, a, b):
@@ -345,10 +346,11 @@ def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, toler
     arguments = [values[name] for name in order]
     if not GRADIENTS:
         return {}
-    gradients = gradient(*arguments)[len(OUTPUTS):]
+    draws = {"rng": seed} if RANDOM_MASKS else {}  # the same dropout masks every call
+    gradients = gradient(*arguments, **draws)[len(OUTPUTS):]
 
     def loss():
-        out = forward(*arguments)
+        out = forward(*arguments, **draws)
         return float(numpy.sum(out[0] if len(OUTPUTS) > 1 else out))
 
     report = {}

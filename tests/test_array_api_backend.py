@@ -328,6 +328,8 @@ def _structural_cases() -> dict[str, Case]:
                                 normal((2, 3, 4), (2, 1, 4)))
     cases["stack"] = Case(lambda a, b: F.stack(a, b, axis=2), normal((2, 3), (2, 3)))
     cases["split"] = Case(lambda x: F.split(x, axis=1), normal((2, 3, 2)))
+    # the masks of both modules come from one seed (see run_all); more in test_dropout.py
+    cases["dropout"] = Case(lambda x: F.dropout(F.tanh(x), p=0.4), normal((4, 5)))
     # more configurations (axes, no beta or gamma, against nnabla) in test_normalization.py
     for batch_stat in (True, False):
         cases[f"batch_normalization batch_stat={batch_stat}"] = Case(
@@ -430,8 +432,9 @@ def run_all(modules, values, library_args, dtype="float32") -> dict:
         seed = np.full((), 0.5, dtype=dtype)
         if backend != "numpy":
             args, seed = library_args(args), library_args([seed])[0]
-        forward, gradient = module.forward(*args), module.gradient(*args)
-        *outputs, saved = module.forward_saving(*args)
+        draws = {"rng": 0} if getattr(module, "RANDOM_MASKS", ()) else {}  # same masks
+        forward, gradient = module.forward(*args, **draws), module.gradient(*args, **draws)
+        *outputs, saved = module.forward_saving(*args, **draws)
         results[backend] = (forward, gradient, tuple(outputs),
                             module.backward(saved, *args, seed))
     return results

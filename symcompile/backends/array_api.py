@@ -147,6 +147,9 @@ class ArrayAPIPrinter(NumPyPrinter):
         """Kernels compute with the arrays' namespace: ``xp`` comes first."""
         return super()._kernel_call(name, ["xp", *arguments])
 
+    def _mask_dtype(self) -> list[str]:
+        return ["dtype", "device"]
+
     def _print_Slice(self, expr):
         # the standard needs an index for every axis: trailing whole axes as "..."
         return f"{self._receiver(expr.args[0])}{slice_text(expr, self._shapes, ellipsis=True)}"

@@ -279,6 +279,18 @@ class _ModuleBuilder:
         return (Block("running statistics", tuple(lines),
                       "written into their arguments, as nnabla's forward() does"),)
 
+    def random_parts(self, equations) -> tuple[tuple[str, ...], tuple[Line, ...], str]:
+        """For a function whose `equations` draw at random (dropout): its `rng` argument,
+        the line making it a generator, and the docstring's sentence; else nothing."""
+        draws = set(self.program.draws)
+        if not any(eq.target in draws for eq in equations):
+            return (), (), ""
+        self.kernels.add("random_generator")
+        line = Line("rng = random_generator(rng)", "the generator dropout's masks come from")
+        return (("rng=None",), (line,),
+                " rng: a numpy.random.Generator, an int seed or None (fresh entropy), which "
+                "dropout's masks (RANDOM_MASKS) are drawn from; one seed gives the same masks.")
+
     def running_note(self) -> str:
         return (" Updates the running statistics (RUNNING) in place, as nnabla's forward "
                 "does." if self.program.running else "")
@@ -356,13 +368,16 @@ class _ModuleBuilder:
         grad_text = ", ".join(g.name for g in grads)
         root = self.root.name
         backward_all = self.backward_block(plan, exact=True)
+        rng, rng_line, rng_doc = self.random_parts(plan.forward)
         functions = [
             self.checked("forward", self.arguments(equations=plan.forward),
-                         (forward, *running), outputs, "The graph's outputs." + note),
+                         (forward, *running), outputs, "The graph's outputs." + note + rng_doc,
+                         extra_arguments=rng, prologue=rng_line),
             self.checked("gradient", self.arguments(equations=(*plan.forward, *plan.backward)),
                          (forward, backward_all, *running),
                          ", ".join(filter(None, [outputs, grad_text])),
-                         f"{outputs} and d {root} / d (each of GRADIENTS)." + note),
+                         f"{outputs} and d {root} / d (each of GRADIENTS)." + note + rng_doc,
+                         extra_arguments=rng, prologue=rng_line),
         ]
         if self.step is not None and self.step.plan is not None:
             rule, train = self.step.rule, self.step.plan
@@ -379,6 +394,7 @@ class _ModuleBuilder:
                 step = (check,)
                 self.kernels.update(kernels)
             updated = [s.name for s in (*self.step.updated, *program.running)]
+            rng, rng_line, rng_doc = self.random_parts(train.forward)
             functions.append(self.checked(
                 name, self.arguments(writable=True,
                                      equations=(*train.forward, *train.backward)) + states,
@@ -393,8 +409,9 @@ class _ModuleBuilder:
                 + (" with its state arrays (see init_state())" if rule.states else "")
                 + (", step being the number of this update (1 for the first)"
                    if rule.uses_t else "") + f". Returns {self.backend.step_returns_doc(outputs)}."
-                + note,
-                extra_arguments=self.step_arguments(), extra_checks=step))
+                + note + rng_doc,
+                extra_arguments=(*self.step_arguments(), *rng), extra_checks=step,
+                prologue=rng_line))
         # forward_saving and backward also return the gradients of the intermediates the
         # user reads (OUTPUT_GRADIENTS), so they may save more than gradient() computes.
         split = schedule(program, program.returned_gradients()) \
@@ -402,12 +419,14 @@ class _ModuleBuilder:
         returned = program.returned_gradients()
         saved = ", ".join(s.name for s in split.saved)
         saved_tuple = f"({saved},)" if len(split.saved) == 1 else f"({saved})"
+        rng, rng_line, rng_doc = self.random_parts(split.forward)
         functions.append(self.checked(
             "forward_saving", self.arguments(equations=split.forward),
             (self.forward_block(split.forward), *self.running_block(split.forward)),
             f"{outputs}, {saved_tuple}",
             "forward(), plus the values backward() reuses (for a split forward and "
-            "backward, as the runtime does)." + note))
+            "backward, as the runtime does)." + note + rng_doc, extra_arguments=rng,
+            prologue=rng_line))
         unpack = ()
         if split.saved:
             unpack = (Line(f"{saved}{',' if len(split.saved) == 1 else ''} = saved"),)
@@ -490,6 +509,9 @@ class _ModuleBuilder:
             # Leaves every forward pass overwrites: batch normalization's running
             # statistics in training mode (the step returns them too).
             ("RUNNING", tuple(leaf.name for leaf in program.running)),
+            # Arrays drawn at random by every forward pass (dropout's masks), from the
+            # functions' `rng` argument.
+            ("RANDOM_MASKS", tuple(sym.name for sym in program.draws)),
         )
 
     def label_classes(self) -> dict[int, int]:

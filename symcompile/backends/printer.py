@@ -378,6 +378,15 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _print_StopGradient(self, expr):
         return self._print(expr.args[0])
 
+    def _print_Bernoulli(self, expr):
+        """``random_mask(rng, shape, keep, dtype)``: the function's generator draws it."""
+        return self._kernel_call("random_mask", ["rng", shape_text(expr.args[0]),
+                                                 repr(float(expr.args[1])),
+                                                 *self._mask_dtype()])
+
+    def _mask_dtype(self) -> list[str]:
+        return [f"numpy.{self._dtype}"]
+
     def _print_OneHot(self, expr):
         t, classes, axis = expr.args
         rank = len(self._shapes.of(t))

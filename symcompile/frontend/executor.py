@@ -19,6 +19,10 @@ class Executor(Protocol):
     def backward(self, root, grad) -> None:
         """Accumulate d root / d leaf, seeded with `grad`, into the leaves' `.g`."""
 
+    def recompute_value(self, var) -> None:
+        """Fill `.d` of intermediate `var`, read for the first time, with what the latest
+        forward() through it computed (the same random masks), changing no leaf."""
+
     def recompute_gradient(self, var) -> None:
         """Bring the `.g` of intermediate `var`, read for the first time, up to date."""
 

@@ -27,7 +27,7 @@ __all__ = [
     "affine", "batch_matmul", "reshape", "transpose", "broadcast", "softmax", "log_softmax",
     "softmax_cross_entropy", "convolution", "max_pooling", "average_pooling", "sum_pooling",
     "global_average_pooling", "batch_normalization", "slice", "flip", "pad", "concatenate",
-    "stack", "split",
+    "stack", "split", "dropout",
 ]
 
 
@@ -434,6 +434,27 @@ def split(x, axis=0):
                         step=(1,) * len(x.shape))
         parts.append(_record("reshape", (piece,), shape=rest))
     return tuple(parts)
+
+
+def dropout(x, p=0.5, seed=-1, n_outputs=-1, outputs=None):
+    """Dropout: y = x * mask / (1 - p), each element of the mask 1 with probability 1 - p
+    and 0 otherwise, drawn anew by every forward pass (and the same in its backward).
+
+    Generated modules draw the masks from their functions' `rng` argument (a Generator,
+    an int seed, or None); the runtime passes its own generator, seeded with `seed` when
+    one is given (not -1), else from `nn.seed`'s sequence, so runs are reproducible. The
+    draws are NumPy's, so masks differ from nnabla's for the same seed.
+    """
+    if not isinstance(x, Variable):
+        return _record("dropout", (x,))  # raises the TypeError
+    rate = number(p, "dropout", "p")
+    if not 0 <= float(rate) < 1:
+        raise ValueError(f"F.dropout: p={p!r} must be in [0, 1) (the probability of dropping "
+                         f"an element of the input of shape {x.shape})")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"F.dropout: seed must be an int (-1: the runtime's generator), got "
+                        f"{seed!r}")
+    return _record("dropout", (x,), p=rate, seed=int(seed))
 
 
 def batch_matmul(a, b, transpose_a=False, transpose_b=False, n_outputs=-1, outputs=None):

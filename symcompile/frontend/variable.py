@@ -428,9 +428,9 @@ class Variable:
         if self._parent is not None:
             self._observe()
             if not storage.computed:
-                # computed for this read only: the forward() that should have computed it
-                # already updated the running statistics
-                executor.current().forward(self, side_effects=False)
+                # computed for this read only, as the forward() that should have computed
+                # it did: its masks, and no second update of running statistics
+                executor.current().recompute_value(self)
         return storage.data_view
 
     @d.setter

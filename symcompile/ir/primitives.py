@@ -588,6 +588,18 @@ class StopGradient(Primitive):
         return shapes.of(self.args[0])
 
 
+class Bernoulli(Primitive):
+    """An array of 1s (probability `keep`) and 0s drawn at random: dropout's mask; args
+    (shape, keep). Lowering gives every draw an array of its own, computed once per
+    forward pass (from the function's `rng`) and saved for the backward pass."""
+
+    nargs = 2
+    tensor_args = ()  # a constant: no gradient flows into a draw
+
+    def shape(self, shapes):
+        return as_ints(self.args[0])
+
+
 class Composite(Primitive):
     """A primitive with a closed-form VJP that is printed through its `expansion`.
 

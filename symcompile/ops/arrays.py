@@ -1,4 +1,5 @@
-"""Array manipulation: slices, flips, constant padding, concatenation and stacking.
+"""Array manipulation (slices, flips, constant padding, concatenation and stacking) and
+dropout.
 
 Each lowers to `indexing` primitives, whose gradients are slices and placements of the
 cotangent, so the backward section reads like the forward one reversed. The front end
@@ -83,3 +84,14 @@ def _stack(args, attrs, ctx):
     axis, shape = attrs["axis"], ctx.in_shapes[0]
     grown = shape[:axis] + (1,) + shape[axis:]
     return I.concatenate([P.reshape(a, grown, ctx.shapes) for a in args], axis, ctx.shapes)
+
+
+@_register("dropout", "Dropout", 1, lambda shapes, attrs: shapes[0])
+def _dropout(args, attrs, ctx):
+    """nnabla's dropout: x * mask / (1 - p), the mask 1 with probability 1 - p (a draw
+    the lowering pass gives an array of its own); p = 0 is x itself."""
+    if attrs["p"] == 0:
+        return args[0]
+    # p as the decimal it was written as (0.3 = 3/10), so the scale stays exact: 10/7
+    keep = 1 - sympy.Rational(repr(float(attrs["p"])))
+    return args[0] * P.Bernoulli(P.shape_tuple(ctx.out_shape), keep) / keep

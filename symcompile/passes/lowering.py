@@ -27,7 +27,15 @@ from sympy.core.parameters import distribute
 from symcompile.common.errors import ExpressionTooLarge
 from symcompile.ir.graph import Graph, Value
 from symcompile.ir.naming import RESERVED, Namer
-from symcompile.ir.primitives import Composite, Full, Shapes, exact, materialize, shape_tuple
+from symcompile.ir.primitives import (
+    Bernoulli,
+    Composite,
+    Full,
+    Shapes,
+    exact,
+    materialize,
+    shape_tuple,
+)
 from symcompile.ir.program import FORWARD, Equation, Program
 from symcompile.ops.opdef import Scalar, sympy_number
 from symcompile.ops.registry import OPS, LowerContext
@@ -148,6 +156,22 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
                 (node.index,), note=f"{value.name or leaf.name}: {note}"))
             program.running[leaf] = target
 
+    def own_draws(node, expr: sympy.Expr) -> sympy.Expr:
+        """`expr` with each random draw (Bernoulli) replaced by an array of its own, so
+        that it is drawn once and the backward pass reads the same values."""
+        draws = sorted(expr.atoms(Bernoulli), key=sympy.default_sort_key)
+        if not draws:
+            return expr
+        label = graph.values[node.output].name or node.op
+        replaced = {}
+        for draw in draws:
+            sym = program.symbol(f"{label}_mask", program.shapes.of(draw))
+            program.forward.append(Equation(sym, draw, FORWARD, (node.index,),
+                                            note=f"{node.op}'s random mask"))
+            program.draws.append(sym)
+            replaced[draw] = sym
+        return expr.xreplace(replaced)
+
     costs = CostModel()
     for node in graph.nodes:
         out = graph.values[node.output]
@@ -168,6 +192,7 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
             cost = costs.cost(expr)
         if not _within_hard_limits(cost):
             raise ExpressionTooLarge(_too_large(graph, node, cost))
+        expr = own_draws(node, expr)
         origin = tuple(sorted({node.index, *(o for i in node.inputs for o in origins[i])}))
         program.value_exprs[out.index] = expr
         program.value_origins[out.index] = origin

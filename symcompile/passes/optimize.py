@@ -48,6 +48,7 @@ def optimize(program: Program, fusion_limit: int,
     program.fused_names = {program.value_exprs[i]: sym for i, sym in names.items()}
     _record_derivatives(program, program.fused_names)
     _expand_composites(program)
+    _idempotent_masks(program)
     _fold_constant_gradients(program)
     _reuse_forward_values(program)
     program.stats["operations before CSE"] = _operations(program)
@@ -108,6 +109,25 @@ def _expand_composites(program: Program) -> None:
         eq.expr = expand_composites(eq.expr, shapes)
     for index, expr in program.value_exprs.items():
         program.value_exprs[index] = expand_composites(expr, shapes)
+
+
+def _idempotent_masks(program: Program) -> None:
+    """mask**k -> mask for the random masks (0 or 1): the derivative of (x*mask)**2 has
+    mask**2, which SymPy cannot know is the mask."""
+    draws = set(program.draws)
+    if not draws:
+        return
+
+    def powers(expr):
+        return (isinstance(expr, sympy.Pow) and expr.base in draws and expr.exp.is_Integer
+                and expr.exp > 0)
+
+    for eq in program.equations():
+        if eq.expr.has(*draws):
+            eq.expr = eq.expr.replace(powers, lambda expr: expr.base)
+    for index, expr in program.derivatives.items():
+        if expr.has(*draws):
+            program.derivatives[index] = expr.replace(powers, lambda expr: expr.base)
 
 
 def _fold_constant_gradients(program: Program) -> None:

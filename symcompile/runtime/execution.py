@@ -20,7 +20,7 @@ from symcompile import compiler
 from symcompile.common import memory
 from symcompile.common.progress import ProgressLine
 from symcompile.compiler import Options, compiler_fingerprint
-from symcompile.frontend import context
+from symcompile.frontend import context, random
 from symcompile.frontend.capture import capture, user_name
 from symcompile.frontend.variable import Storage, Variable, graph_epoch
 from symcompile.ir.naming import identifier
@@ -51,15 +51,28 @@ class Binding:
         names = [*module.INPUTS, *(p["argument"] for p in module.PARAMETERS.values())]
         running = set(getattr(module, "RUNNING", ()))
         self.running = {i for i, name in enumerate(names) if name in running}
+        # dropout's masks: drawn from the binding's generator (see `draws`)
+        self.draws = {"rng": None} if getattr(module, "RANDOM_MASKS", ()) else {}
+        self.draw_state = None  # the generator's state before the latest forward()
         self.saved = None
         self.fingerprint = ""
         self._ones = numpy.ones(root_shape, numpy.float32)
 
-    def forward(self, root: Variable, side_effects: bool = True) -> None:
+    def forward(self, root: Variable, side_effects: bool = True, replay=None) -> None:
         """Run forward_saving; without `side_effects`, on copies of the leaves it updates
-        (RUNNING: running statistics), so they keep their values."""
+        (RUNNING: running statistics), so they keep their values; with `replay` (a state
+        of the generator, see `draw_state`), drawing the masks that state draws."""
         args = self.args if side_effects else self._without_side_effects()
-        *outputs, self.saved = self._run(root, "forward", self.module.forward_saving, *args)
+        draws = self.draws
+        if draws:
+            if replay is not None:
+                generator = numpy.random.default_rng()
+                generator.bit_generator.state = replay
+                draws = {"rng": generator}
+            else:
+                self.draw_state = draws["rng"].bit_generator.state
+        *outputs, self.saved = self._run(root, "forward", self.module.forward_saving, *args,
+                                         **draws)
         for storage, value in zip(self.outputs, outputs, strict=True):
             storage.data[...] = value
             storage.computed = True
@@ -69,7 +82,7 @@ class Binding:
         gradient the user reads (nnabla's semantics for both)."""
         if self.saved is None:  # (a recompute: nnabla's backward() updates no statistics)
             *_, self.saved = self._run(root, "backward", self.module.forward_saving,
-                                       *self._without_side_effects())
+                                       *self._without_side_effects(), **self.draws)
         seed = self._seed(grad, root)
         gradients = self._run(root, "backward", self.module.backward, self.saved, *self.args,
                               seed)
@@ -85,12 +98,22 @@ class Binding:
             return self.args
         return [a.copy() if i in self.running else a for i, a in enumerate(self.args)]
 
+    def seed_draws(self, graph) -> None:
+        """The generator dropout's masks come from: seeded with the first dropout's `seed`
+        if it gave one, else from nn.seed's sequence (reproducible either way)."""
+        if not self.draws:
+            return
+        seeds = [dict(n.attrs).get("seed", -1) for n in graph.nodes if n.op == "dropout"]
+        given = [s for s in seeds if s != -1]
+        seed = given[0] if given else random.prng.randint(2**31 - 1)
+        self.draws["rng"] = numpy.random.default_rng(seed)
+
     @staticmethod
-    def _run(root: Variable, method: str, function, *args):
+    def _run(root: Variable, method: str, function, *args, **keywords):
         """Call generated code; a value it refuses (a label out of range) is reported as
         the error of the user's call."""
         try:
-            return function(*args)
+            return function(*args, **keywords)
         except ValueError as error:
             name = root.name or "the variable"
             raise ValueError(f"{name}.{method}(): the graph's inputs were refused by the "
@@ -98,7 +121,8 @@ class Binding:
 
     def recompute_output_gradients(self, seed) -> None:
         """The intermediates' gradients for cotangent `seed` (leaves are left alone)."""
-        *_, self.saved = self.module.forward_saving(*self._without_side_effects())
+        *_, self.saved = self.module.forward_saving(*self._without_side_effects(),
+                                                    **self.draws)
         self._write_output_gradients(self.module.backward(self.saved, *self.args, seed))
 
     def _write_output_gradients(self, gradients) -> None:
@@ -149,6 +173,33 @@ def recompute_gradient(var: Variable) -> None:
 
 def forward(root: Variable, side_effects: bool = True) -> None:
     binding(root).forward(root, side_effects)
+    if side_effects:
+        _remember(_recent_forward, root)
+
+
+# The latest forward() calls' roots (weakly), newest last: the first read of an
+# intermediate's .d recomputes what the latest forward() through it computed.
+_recent_forward: collections.deque = collections.deque(maxlen=8)
+
+
+def _remember(recent: collections.deque, root: Variable) -> None:
+    if recent and recent[-1]() is root:
+        return
+    recent.append(weakref.ref(root))
+
+
+def recompute_value(var: Variable) -> None:
+    """Fill `.d` of the intermediate `var` with what the latest forward() through it
+    computed: that root's graph, now with `var` among its outputs, run again with the
+    generator state that forward() started from, changing no running statistics."""
+    for ref in reversed(_recent_forward):
+        root = ref()
+        if root is not None and root._compiled is not None \
+                and id(var) in root._compiled.intermediates:
+            replay = root._compiled.draw_state
+            binding(root).forward(root, side_effects=False, replay=replay)
+            return
+    binding(var).forward(var, side_effects=False)
 
 
 def backward(root: Variable, grad) -> None:
@@ -204,6 +255,13 @@ def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
                     [v._storage for v in captured.output_vars], grads, graph.root.shape,
                     output_grads, captured.intermediates)
     bound.fingerprint = graph.fingerprint()
+    previous = root._compiled
+    if previous is not None and previous.draws and bound.draws:
+        # the same root recompiled (an intermediate read): its masks go on from where
+        # they were
+        bound.draws, bound.draw_state = previous.draws, previous.draw_state
+    else:
+        bound.seed_draws(graph)
     root._compiled = bound
     return bound
 

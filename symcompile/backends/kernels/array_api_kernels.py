@@ -381,3 +381,18 @@ def pool_average_grad(xp, dy, x_shape, kernel, stride, pad, ignore_border, inclu
     divisor = pool_divisor(xp, dy, tuple(x_shape)[len(x_shape) - rank:], kernel, stride, pad,
                            ignore_border, including_pad)
     return pool_sum_grad(xp, dy / divisor, x_shape, kernel, stride, pad, ignore_border)
+
+
+def random_generator(rng):
+    """The generator a function draws dropout's masks from: `rng` itself if it is a
+    numpy.random.Generator, else one seeded with it (an int, or None for fresh entropy).
+    The standard has no random numbers: masks are drawn with NumPy, then moved."""
+    import numpy
+
+    return numpy.random.default_rng(rng)
+
+
+def random_mask(xp, rng, shape, keep, dtype, device):
+    """1 with probability `keep`, else 0 (dropout's mask), drawn from `rng` (NumPy) and
+    made an array of `xp` on `device`."""
+    return xp.astype(xp.asarray(rng.random(shape) < keep, device=device), dtype)

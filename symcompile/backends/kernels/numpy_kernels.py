@@ -261,3 +261,15 @@ def slice_grad(dy, x_shape, start, step):
 def pad_constant(x, before, after, value):
     """x with before[i] and after[i] elements equal to `value` around axis i."""
     return numpy.pad(x, tuple(zip(before, after, strict=True)), constant_values=value)
+
+
+def random_generator(rng):
+    """The generator a function draws dropout's masks from: `rng` itself if it is a
+    numpy.random.Generator, else one seeded with it (an int, or None for fresh entropy)."""
+    return numpy.random.default_rng(rng)
+
+
+def random_mask(rng, shape, keep, dtype):
+    """1 with probability `keep`, else 0 (dropout's mask), drawn from `rng` (as doubles,
+    so that both backends draw the same masks from one seed)."""
+    return (rng.random(shape) < keep).astype(dtype)
