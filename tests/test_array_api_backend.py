@@ -306,6 +306,18 @@ def _structural_cases() -> dict[str, Case]:
         shapes = (x_shape, w_shape) + (((w_shape[0],),) if bias else ())
         cases[f"convolution {x_shape} {w_shape} {kwargs}"] = Case(
             lambda *v, kwargs=kwargs: F.convolution(*v, **kwargs), normal(*shapes))
+    # more configurations (1-D to 3-D, groups, against nnabla) in test_deconvolution.py
+    cases["deconvolution"] = Case(
+        lambda x, w, b: F.deconvolution(x, w, b, stride=(2, 2), pad=(1, 0),
+                                        output_padding=(1, 0)),
+        normal((2, 3, 3, 4), (3, 2, 3, 2), (2,)))
+    cases["depthwise_convolution"] = Case(
+        lambda x, w: F.depthwise_convolution(x, w, pad=(1, 1), multiplier=2),
+        normal((2, 2, 4, 4), (4, 3, 3)))
+    cases["unpooling"] = Case(lambda x: F.unpooling(x, (2, 3)), normal((2, 3, 2, 2)))
+    cases["embed"] = Case(
+        F.embed, lambda rng: [rng.integers(0, 5, size=(2, 3)).astype(np.float64),
+                              rng.normal(size=(5, 4))], labels=(0,))
     # more configurations (3-D, ignore_border, ties, against nnabla) in test_pooling.py
     for op, kwargs in [
             ("max_pooling", {"kernel": (2, 2)}),

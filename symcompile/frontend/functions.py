@@ -27,7 +27,7 @@ __all__ = [
     "affine", "batch_matmul", "reshape", "transpose", "broadcast", "softmax", "log_softmax",
     "softmax_cross_entropy", "convolution", "max_pooling", "average_pooling", "sum_pooling",
     "global_average_pooling", "batch_normalization", "slice", "flip", "pad", "concatenate",
-    "stack", "split", "dropout",
+    "stack", "split", "dropout", "deconvolution", "depthwise_convolution", "unpooling", "embed",
 ]
 
 
@@ -150,8 +150,11 @@ def _one_axis(op, x, axis) -> int:
 # --- matrix products and shapes ------------------------------------------------------------
 
 def affine(x, weight, bias=None, base_axis=1, n_outputs=-1, outputs=None):
-    """y = x W + b, with x flattened to a matrix from `base_axis` on."""
+    """y = x W + b, with x flattened to a matrix from `base_axis` on (negative: counted
+    from the end, as in nnabla)."""
     inputs = (x, weight) if bias is None else (x, weight, bias)
+    if isinstance(x, Variable) and isinstance(base_axis, numbers.Integral) and base_axis < 0:
+        base_axis += len(x.shape)
     return _record("affine", inputs, base_axis=int(base_axis))
 
 
@@ -198,6 +201,79 @@ def _convolution_attributes(x_shape, w_shape, b_shape, base_axis, pad, stride, d
     shapes = (tuple(x_shape), tuple(w_shape)) + (() if b_shape is None else (tuple(b_shape),))
     OPS["convolution"].infer_shape(shapes, attrs)
     return attrs
+
+
+def deconvolution(x, weight, bias=None, base_axis=1, pad=None, stride=None, dilation=None,
+                  group=1, channel_last=False, output_padding=None, n_outputs=-1,
+                  outputs=None):
+    """N-D deconvolution (the transpose of F.convolution): x (*batch, C, *L) with weight
+    (C, C'/group, *K) and bias (C',) gives (*batch, C', *L'), L' = stride*(L - 1) +
+    dilation*(K - 1) + 1 - 2*pad + output_padding per spatial axis (output_padding <
+    stride). ``channel_last=True`` is refused, as by nnabla's CPU implementation."""
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    if not all(isinstance(v, Variable) for v in inputs):
+        return _record("deconvolution", inputs)  # raises the TypeError
+    if channel_last:
+        raise ValueError(
+            f"F.deconvolution: channel_last=True (input of shape {x.shape}) is not "
+            "implemented, as in nnabla's CPU implementation: give the input channels first "
+            "(transpose it with F.transpose) and channel_last=False")
+    attrs = _geometry("deconvolution", x.shape, base_axis, pad, stride, dilation, group)
+    attrs["output_padding"] = _per_axis("deconvolution", "output_padding", output_padding, 0,
+                                        len(attrs["pad"]))
+    return _record("deconvolution", inputs, **attrs)
+
+
+def depthwise_convolution(x, weight, bias=None, base_axis=1, pad=None, stride=None,
+                          dilation=None, multiplier=1, n_outputs=-1, outputs=None):
+    """Depthwise convolution: each input channel convolved with its own `multiplier`
+    kernels; x (*batch, C, *L), weight (C*multiplier, *K), bias (C*multiplier,). Output
+    channel c*multiplier + m is input channel c's m-th kernel."""
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    if not all(isinstance(v, Variable) for v in inputs):
+        return _record("depthwise_convolution", inputs)  # raises the TypeError
+    attrs = _geometry("depthwise_convolution", x.shape, base_axis, pad, stride, dilation, 1)
+    attrs.pop("group")
+    if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Integral):
+        raise TypeError(f"F.depthwise_convolution: multiplier must be an int, got "
+                        f"{multiplier!r}")
+    attrs["multiplier"] = int(multiplier)
+    return _record("depthwise_convolution", inputs, **attrs)
+
+
+def _geometry(op: str, x_shape, base_axis, pad, stride, dilation, group) -> dict:
+    """A convolution-like function's base_axis, group and per-axis pad, stride and
+    dilation (None: 0, 1 and 1 on every spatial axis), type-checked."""
+    if isinstance(base_axis, bool) or not isinstance(base_axis, numbers.Integral):
+        raise TypeError(f"F.{op}: base_axis must be an int, got {base_axis!r}")
+    if isinstance(group, bool) or not isinstance(group, numbers.Integral):
+        raise TypeError(f"F.{op}: group must be an int, got {group!r}")
+    spatial = len(x_shape) - int(base_axis) - 1
+    spatial = spatial if spatial > 0 else 0
+    return {"base_axis": int(base_axis),
+            "pad": _per_axis(op, "pad", pad, 0, spatial),
+            "stride": _per_axis(op, "stride", stride, 1, spatial),
+            "dilation": _per_axis(op, "dilation", dilation, 1, spatial),
+            "group": int(group)}
+
+
+def unpooling(x, kernel, channel_last=False, n_outputs=-1, outputs=None):
+    """Each element of x repeated kernel[i] times along the i-th of its last len(kernel)
+    axes (nearest-neighbour upsampling); its gradient sums each block."""
+    if not isinstance(x, Variable):
+        return _record("unpooling", (x,))  # raises the TypeError
+    if channel_last:
+        raise ValueError(f"F.unpooling: channel_last=True (input of shape {x.shape}) is not "
+                         "implemented, as in nnabla's CPU implementation")
+    kernel = _per_axis("unpooling", "kernel", kernel, 1, 0)
+    return _record("unpooling", (x,), kernel=kernel)
+
+
+def embed(x0, w, n_outputs=-1, outputs=None):
+    """w[x0]: the rows of w (N, *F) at the integer indices x0 (any shape), of shape
+    x0.shape + F; an index of -1 gives zeros, as in nnabla, and one past the end is
+    refused when the module is called (nnabla gives zeros). x0 gets no gradient."""
+    return _record("embed", (x0, w))
 
 
 def _per_axis(op: str, name: str, values, default: int, count: int) -> tuple[int, ...]:

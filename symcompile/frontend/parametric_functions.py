@@ -22,7 +22,8 @@ from symcompile.frontend.parameter import get_parameter_or_create, parameter_sco
 from symcompile.ops.normalization import statistics_shape
 from symcompile.ops.opdef import normalize_axes
 
-__all__ = ["affine", "batch_normalization", "convolution", "parametric_function_api"]
+__all__ = ["affine", "batch_normalization", "convolution", "deconvolution", "depthwise_convolution",
+           "embed", "parametric_function_api"]
 
 
 def parametric_function_api(scope_name: str):
@@ -77,6 +78,8 @@ def affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None, fix_parameters
     """
     outmaps = list(n_outmaps) if hasattr(n_outmaps, "__iter__") else [n_outmaps]
     outmaps = [int(d) for d in outmaps]
+    if isinstance(base_axis, int) and base_axis < 0:  # counted from the end, as in nnabla
+        base_axis += len(inp.shape)
     inmaps = math.prod(inp.shape[base_axis:])
     if w_init is None:
         w_init = UniformInitializer(calc_uniform_lim_glorot(inmaps, math.prod(outmaps)),
@@ -174,3 +177,61 @@ def batch_normalization(inp, axes=[1], decay_rate=0.9, eps=1e-05, batch_stat=Tru
     var = get_parameter_or_create("var", shape, init["var"], False)
     return F.batch_normalization(inp, beta, gamma, mean, var, axes, decay_rate, eps,
                                  batch_stat, output_stat)
+
+
+@parametric_function_api("deconv")
+def deconvolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, group=1,
+                  channel_last=False, output_padding=None, w_init=None, b_init=None,
+                  base_axis=1, fix_parameters=False, rng=None, with_bias=True, apply_w=None,
+                  apply_b=None):
+    """N-D deconvolution layer (see `F.deconvolution`), creating ``deconv/W`` of shape
+    (C, outmaps/group, *kernel), C the input's channels (axis `base_axis`), and
+    ``deconv/b`` of shape (outmaps,). The weight's default initializer is nnabla's:
+    ``UniformInitializer(calc_uniform_lim_glorot(outmaps, C, tuple(kernel)), rng)``."""
+    if channel_last:
+        raise ValueError(
+            f"PF.deconvolution: channel_last=True (input of shape {inp.shape}) is not "
+            "implemented, as in nnabla's CPU implementation (F.deconvolution refuses it)")
+    kernel = tuple(int(k) for k in kernel)
+    valid_axis = isinstance(base_axis, int) and 0 <= base_axis < len(inp.shape)
+    channels = inp.shape[base_axis] if valid_axis else 0
+    per_group = int(outmaps) // group if isinstance(group, int) and group > 0 else int(outmaps)
+    if w_init is None:
+        w_init = UniformInitializer(calc_uniform_lim_glorot(outmaps, channels, kernel),
+                                    rng=rng)
+    w, b = _weight_and_bias((channels, per_group) + kernel, (int(outmaps),), w_init, b_init,
+                            fix_parameters, with_bias, apply_w, apply_b)
+    return F.deconvolution(inp, w, b, base_axis, pad, stride, dilation, group, channel_last,
+                           output_padding)
+
+
+@parametric_function_api("depthwise_conv")
+def depthwise_convolution(inp, kernel, pad=None, stride=None, dilation=None, multiplier=1,
+                          w_init=None, b_init=None, base_axis=1, fix_parameters=False,
+                          rng=None, with_bias=True):
+    """Depthwise convolution layer (see `F.depthwise_convolution`), creating
+    ``depthwise_conv/W`` of shape (C * multiplier, *kernel) and ``depthwise_conv/b`` of
+    shape (C * multiplier,); nnabla's default initializer, ``UniformInitializer(
+    calc_uniform_lim_glorot(C * multiplier, C, tuple(kernel)), rng)``."""
+    kernel = tuple(int(k) for k in kernel)
+    valid_axis = isinstance(base_axis, int) and 0 <= base_axis < len(inp.shape)
+    channels = inp.shape[base_axis] if valid_axis else 0
+    maps = channels * int(multiplier)
+    if w_init is None:
+        w_init = UniformInitializer(calc_uniform_lim_glorot(maps, channels, kernel), rng=rng)
+    w, b = _weight_and_bias((maps,) + kernel, (maps,), w_init, b_init, fix_parameters,
+                            with_bias, None, None)
+    return F.depthwise_convolution(inp, w, b, base_axis, pad, stride, dilation, multiplier)
+
+
+@parametric_function_api("embed")
+def embed(inp, n_inputs, n_features, initializer=None, fix_parameters=False, apply_w=None):
+    """Embedding layer: ``F.embed(inp, W)`` with ``embed/W`` of shape (n_inputs,
+    n_features), uniform in [-sqrt(3), sqrt(3)] by default (nnabla's)."""
+    if initializer is None:
+        initializer = UniformInitializer((-math.sqrt(3.0), math.sqrt(3.0)))
+    w = get_parameter_or_create("W", [int(n_inputs), int(n_features)], initializer, True,
+                                not fix_parameters)
+    if apply_w is not None:
+        w = apply_w(w)
+    return F.embed(inp, w)

@@ -358,6 +358,16 @@ class ConvolutionGradX(_ConvolutionGrad):
     options = ("x_shape", "pad", "stride", "dilation", "group")
     unshown = ("x_shape",)
 
+    def vjp(self, index, g, shapes):
+        """It is linear in g and in w, and the transpose of the convolution: <G, dx> =
+        <conv(G, w), g>, so d/dg is the convolution of G and d/dw its weight gradient
+        with the roles of x and g swapped (deconvolution's gradients)."""
+        dy, w, _, *geometry = self.args
+        g = exact(g, self.shape(shapes), shapes)
+        if index == 0:
+            return Convolution(g, w, *geometry)
+        return ConvolutionGradW(g, dy, shape_tuple(shapes.of(w)), *geometry)
+
 
 class ConvolutionGradW(_ConvolutionGrad):
     """d loss / d w of `Convolution`, given g = d loss / d y: ``dw[o, c, k] = sum over n, l
@@ -367,6 +377,15 @@ class ConvolutionGradW(_ConvolutionGrad):
     kernel = "conv_grad_w"
     options = ("w_shape", "pad", "stride", "dilation", "group")
     unshown = ("w_shape",)
+
+    def vjp(self, index, g, shapes):
+        """Linear in x and in g: <G, dw> = <g, conv(x, G)>, so d/dx is the convolution's
+        x-gradient of g with the weights G, and d/dg the convolution of x with G."""
+        x, dy, _, *geometry = self.args
+        g = exact(g, self.shape(shapes), shapes)
+        if index == 0:
+            return ConvolutionGradX(dy, g, shape_tuple(shapes.of(x)), *geometry)
+        return Convolution(x, g, *geometry)
 
 
 def conv_output_size(size, kernel, pad, stride, dilation) -> tuple[int, ...]:

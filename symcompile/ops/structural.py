@@ -108,6 +108,31 @@ def _affine(args, attrs, ctx):
     return y + args[2] if len(args) > 2 else y
 
 
+def _embed_shape(shapes, attrs):
+    x, w = shapes
+    if len(w) < 1:
+        raise ValueError(f"F.embed: weight of shape {w} must have at least one axis (one row "
+                         "per index)")
+    return x + w[1:]
+
+
+def _embed_labels(shapes, attrs) -> dict[int, int]:
+    return {0: shapes[1][0]}  # the indices name rows of the weight
+
+
+@structural("embed", "Embed", 2, _embed_shape, labels=_embed_labels)
+def _embed(args, attrs, ctx):
+    """w[x]: each index's row, as onehot(x) @ w (an index outside [0, rows) gives zeros,
+    as in nnabla), so the weight's gradient is onehot(x).T @ g, one matrix product."""
+    x_shape, w_shape = ctx.in_shapes
+    rows, count = w_shape[0], math.prod(x_shape)
+    labels = ctx.class_labels(args[0], rows) if ctx.class_labels else args[0]
+    flat = P.reshape(labels, (count, 1), ctx.shapes)
+    onehot = softmax.OneHot(flat, sympy.Integer(rows), sympy.Integer(1))
+    w = P.reshape(args[1], (rows, math.prod(w_shape[1:])), ctx.shapes)
+    return P.reshape(P.matmul(onehot, w, ctx.shapes), ctx.out_shape, ctx.shapes)
+
+
 def _batch_matmul_shape(shapes, attrs):
     a, b = shapes
     if len(a) < 2 or len(b) < 2 or len(a) != len(b):
@@ -203,6 +228,112 @@ def _convolution(args, attrs, ctx):
     return y
 
 
+def _deconvolution_shape(shapes, attrs):
+    """nnabla's rules for x (*batch, C, *L), weight (C, C'/group, *K), bias (C',): the
+    transpose of the convolution of weight (C, C'/group, *K) that maps C' channels to C."""
+    x, w = shapes[0], shapes[1]
+    base, group = attrs["base_axis"], attrs["group"]
+    pad, stride, dilation = attrs["pad"], attrs["stride"], attrs["dilation"]
+    output_padding = attrs["output_padding"]
+    where = f"F.deconvolution: input of shape {x}, weight of shape {w}"
+    if not 0 <= base < len(x) - 1:
+        raise ValueError(f"{where}: base_axis {base} must leave a channel axis and at least "
+                         f"one spatial axis after it (valid: 0..{len(x) - 2})")
+    channels, spatial = x[base], x[base + 1:]
+    if len(w) != 2 + len(spatial):
+        raise ValueError(f"{where}: the weight must have {2 + len(spatial)} axes (input "
+                         f"channels, output channels / group, then one kernel size per "
+                         f"spatial axis)")
+    for name, values, least in (("pad", pad, 0), ("stride", stride, 1),
+                                ("dilation", dilation, 1), ("output_padding", output_padding,
+                                                            0)):
+        if len(values) != len(spatial):
+            raise ValueError(f"{where}: {name}={values} must have one entry per spatial axis "
+                             f"({len(spatial)})")
+        if any(v < least for v in values):
+            raise ValueError(f"{where}: {name}={values} must hold integers of at least {least}")
+    if any(o >= s for o, s in zip(output_padding, stride, strict=True)):
+        raise ValueError(f"{where}: output_padding={output_padding} must be smaller than the "
+                         f"stride {stride} on every axis (as nnabla requires)")
+    if group < 1 or channels % group:
+        raise ValueError(f"{where}: group={group} must divide the input channels ({channels}, "
+                         f"axis {base} of the input)")
+    if w[0] != channels:
+        raise ValueError(f"{where}: the weight's axis 0 must be the input's {channels} channels "
+                         f"(axis {base}); the weight's shape is (input channels, output "
+                         f"channels / group, *kernel)")
+    out = []
+    for axis, (n, k, p, s, d, o) in enumerate(zip(spatial, w[2:], pad, stride, dilation,
+                                                  output_padding, strict=True)):
+        size = s * (n - 1) + d * (k - 1) + 1 - 2 * p + o
+        if size < 1:
+            raise ValueError(
+                f"{where}: spatial axis {axis} (length {n}, kernel {k}, pad {p}, stride {s}, "
+                f"dilation {d}) gives an output of length {size} = stride*(L - 1) + dilation*"
+                f"(kernel - 1) + 1 - 2*pad + output_padding; it must be at least 1: use less "
+                f"padding")
+        out.append(size)
+    outmaps = w[1] * group
+    if len(shapes) > 2 and shapes[2] != (outmaps,):
+        raise ValueError(f"{where}: bias of shape {shapes[2]} must have shape ({outmaps},), "
+                         "one value per output channel")
+    return x[:base] + (outmaps,) + tuple(out)
+
+
+@structural("deconvolution", "Deconvolution", 3, _deconvolution_shape)
+def _deconvolution(args, attrs, ctx):
+    """The convolution's x-gradient kernel (col2im) applied to x: deconvolution is the
+    transpose of a convolution; the bias is added per output channel."""
+    x_shape, out = ctx.in_shapes[0], ctx.out_shape
+    base = attrs["base_axis"]
+    batch = math.prod(x_shape[:base])
+    x = P.reshape(args[0], (batch,) + x_shape[base:], ctx.shapes)
+    y = P.ConvolutionGradX(x, args[1], P.shape_tuple((batch,) + out[base:]),
+                           P.shape_tuple(attrs["pad"]), P.shape_tuple(attrs["stride"]),
+                           P.shape_tuple(attrs["dilation"]), sympy.Integer(attrs["group"]))
+    y = P.reshape(y, out, ctx.shapes)
+    if len(args) > 2:
+        y = y + P.reshape(args[2], (1,) * base + (out[base],) + (1,) * (len(out) - base - 1),
+                          ctx.shapes)
+    return y
+
+
+def _depthwise_weight_shape(x_shape, w_shape, base):
+    """The depthwise weight (C*multiplier, *K) as a grouped convolution's (C*m, 1, *K)."""
+    return (w_shape[0], 1) + tuple(w_shape[1:])
+
+
+def _depthwise_convolution_shape(shapes, attrs):
+    x, w = shapes[0], shapes[1]
+    base, multiplier = attrs["base_axis"], attrs["multiplier"]
+    where = f"F.depthwise_convolution: input of shape {x}, weight of shape {w}"
+    if not 0 <= base < len(x) - 1:
+        raise ValueError(f"{where}: base_axis {base} must leave a channel axis and at least "
+                         f"one spatial axis after it (valid: 0..{len(x) - 2})")
+    if multiplier < 1:
+        raise ValueError(f"{where}: multiplier={multiplier} must be at least 1")
+    channels = x[base]
+    if len(w) != len(x) - base or w[0] != channels * multiplier:
+        raise ValueError(f"{where}: the weight must have shape (channels * multiplier, "
+                         f"*kernel) = ({channels * multiplier}, ...) with one kernel size per "
+                         f"spatial axis ({len(x) - base - 1})")
+    conv = dict(attrs, group=channels)
+    conv.pop("multiplier")
+    weight = _depthwise_weight_shape(x, w, base)
+    return _convolution_shape((x, weight) + tuple(shapes[2:]), conv)
+
+
+@structural("depthwise_convolution", "DepthwiseConvolution", 3, _depthwise_convolution_shape)
+def _depthwise_convolution(args, attrs, ctx):
+    """A convolution with one group per input channel, each giving `multiplier` outputs."""
+    x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
+    base = attrs["base_axis"]
+    weight = P.reshape(args[1], _depthwise_weight_shape(x_shape, w_shape, base), ctx.shapes)
+    conv = dict(attrs, group=x_shape[base])
+    conv.pop("multiplier")
+    return _convolution([args[0], weight, *args[2:]], conv, ctx)
+
+
 # --- pooling ------------------------------------------------------------------------------
 
 def _pooling_shape(function: str):
@@ -258,6 +389,28 @@ structural("max_pooling", "MaxPooling", 1, _pooling_shape("max_pooling"))(_pooli
 structural("sum_pooling", "SumPooling", 1, _pooling_shape("sum_pooling"))(_pooling("sum"))
 structural("average_pooling", "AveragePooling", 1,
            _pooling_shape("average_pooling"))(_pooling("average"))
+
+
+def _unpooling_shape(shapes, attrs):
+    x, kernel = shapes[0], attrs["kernel"]
+    if len(kernel) > len(x) or any(k < 1 for k in kernel):
+        raise ValueError(f"F.unpooling: kernel {kernel} must hold positive ints, at most one "
+                         f"per axis of the input of shape {x}")
+    lead = len(x) - len(kernel)
+    return x[:lead] + tuple(n * k for n, k in zip(x[lead:], kernel, strict=True))
+
+
+@structural("unpooling", "Unpooling", 1, _unpooling_shape)
+def _unpooling(args, attrs, ctx):
+    """Each element repeated kernel[i] times along the i-th of the last len(kernel) axes:
+    a broadcast along new axes after each, merged (its gradient sums each block)."""
+    x_shape, kernel = ctx.in_shapes[0], attrs["kernel"]
+    lead = len(x_shape) - len(kernel)
+    spread = x_shape[:lead] + tuple(d for n in x_shape[lead:] for d in (n, 1))
+    tiled = x_shape[:lead] + tuple(d for n, k in zip(x_shape[lead:], kernel, strict=True)
+                                   for d in (n, k))
+    y = P.BroadcastTo(P.reshape(args[0], spread, ctx.shapes), P.shape_tuple(tiled))
+    return P.reshape(y, ctx.out_shape, ctx.shapes)
 
 
 def _global_average_pooling_shape(shapes, attrs):
