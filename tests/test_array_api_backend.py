@@ -343,6 +343,12 @@ def _structural_cases() -> dict[str, Case]:
     # the masks of both modules come from one seed (see run_all); more in test_dropout.py
     cases["dropout"] = Case(lambda x: F.dropout(F.tanh(x), p=0.4), normal((4, 5)))
     # more configurations (axes, no beta or gamma, against nnabla) in test_normalization.py
+    scales = lambda rng: [rng.normal(size=(2, 4, 3)), rng.normal(size=(1, 4, 1)),  # noqa: E731
+                          rng.uniform(0.5, 1.5, size=(1, 4, 1))]
+    cases["layer_normalization"] = Case(F.layer_normalization, scales)
+    cases["instance_normalization"] = Case(F.instance_normalization, scales)
+    cases["group_normalization"] = Case(
+        lambda x, b, g: F.group_normalization(x, b, g, 2), scales)
     for batch_stat in (True, False):
         cases[f"batch_normalization batch_stat={batch_stat}"] = Case(
             lambda x, b, g, m, v, batch_stat=batch_stat: F.batch_normalization(

@@ -383,3 +383,133 @@ def test_batch_normalization_against_nnabla(tmp_path):
         for key, value in row["after"].items():
             np.testing.assert_allclose(params[key].d, value, rtol=1e-5, atol=1e-6,
                                        err_msg=f"{what} {key}")
+
+
+# --- layer, instance and group normalization ------------------------------------------------
+
+def standardized(x, reduced, eps=EPS):
+    return (x - x.mean(axis=reduced, keepdims=True)) / np.sqrt(
+        x.var(axis=reduced, keepdims=True) + eps)
+
+
+def group_reference(x, groups, eps=EPS):
+    n, c = x.shape[:2]
+    split = x.reshape((n, groups, c // groups) + x.shape[2:])
+    return standardized(split, tuple(range(2, split.ndim)), eps).reshape(x.shape)
+
+
+# (name, F call on (x, beta, gamma), reference on (x, beta, gamma), x shape, scale shape)
+PER_SAMPLE = [
+    ("layer", lambda x, b, g: F.layer_normalization(x, b, g),
+     lambda x, b, g: standardized(x, (1, 2, 3)) * g + b, (2, 3, 2, 2), (1, 3, 2, 2)),
+    ("layer, scale per channel", lambda x, b, g: F.layer_normalization(x, b, g),
+     lambda x, b, g: standardized(x, (1, 2)) * g + b, (3, 4, 2), (1, 4, 1)),
+    ("layer, two batch axes", lambda x, b, g: F.layer_normalization(x, b, g, batch_axis=[0, 1]),
+     lambda x, b, g: standardized(x, (2,)) * g + b, (2, 3, 4), (1, 1, 4)),
+    ("instance", lambda x, b, g: F.instance_normalization(x, b, g),
+     lambda x, b, g: standardized(x, (2, 3)) * g + b, (2, 3, 2, 3), (1, 3, 1, 1)),
+    ("instance, channel last", lambda x, b, g: F.instance_normalization(x, b, g,
+                                                                        channel_axis=2),
+     lambda x, b, g: standardized(x, (1,)) * g + b, (2, 4, 3), (1, 1, 3)),
+    ("group", lambda x, b, g: F.group_normalization(x, b, g, 2),
+     lambda x, b, g: group_reference(x, 2) * g + b, (2, 4, 2, 3), (1, 4, 1, 1)),
+    ("group of one channel", lambda x, b, g: F.group_normalization(x, b, g, 3),
+     lambda x, b, g: group_reference(x, 3) * g + b, (2, 3, 4), (1, 3, 1)),
+]
+
+
+@pytest.mark.parametrize("name,build,expected,shape,scale", PER_SAMPLE,
+                         ids=[c[0] for c in PER_SAMPLE])
+def test_per_sample_normalizations(name, build, expected, shape, scale, tmp_path, rng):
+    draw = np.random.default_rng(0)
+    arrays = [draw.normal(1.0, 2.0, size=shape), draw.normal(size=scale),
+              draw.uniform(0.5, 1.5, size=scale)]
+    check_function(build, expected, arrays, tmp_path, rng, rtol=1e-5, atol=1e-7)
+
+
+def test_per_sample_normalizations_without_beta_or_gamma(tmp_path, rng):
+    x = np.random.default_rng(0).normal(size=(2, 4, 3))
+    check_function(lambda v: F.group_normalization(v, None, None, 2),
+                   lambda a: group_reference(a, 2), [x], tmp_path, rng, rtol=1e-5, atol=1e-7)
+
+
+def test_per_sample_layers_create_nnablas_parameters():
+    x = nn.Variable((2, 6, 3, 3))
+    PF.layer_normalization(x)
+    PF.instance_normalization(x)
+    PF.group_normalization(x, 3, no_bias=True)
+    assert {k: v.shape for k, v in nn.get_parameters().items()} == {
+        "layer_normalization/beta": (1, 6, 3, 3), "layer_normalization/gamma": (1, 6, 3, 3),
+        "instance_normalization/beta": (1, 6, 1, 1),
+        "instance_normalization/gamma": (1, 6, 1, 1),
+        "group_normalization/gamma": (1, 6, 1, 1)}
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: F.group_normalization(nn.Variable((2, 6, 3)), None, None, 4),
+     r"F.group_normalization: num_groups=4 must divide the 6 channels"),
+    (lambda: F.layer_normalization(nn.Variable((2, 6)), nn.Variable((6,)), None),
+     r"F.layer_normalization: beta of shape \(6,\) does not broadcast to the input of shape "
+     r"\(2, 6\)"),
+    (lambda: F.instance_normalization(nn.Variable((2, 6, 3)), None, None, channel_axis=0),
+     r"channel_axis 0 is also a batch axis"),
+    (lambda: F.layer_normalization(nn.Variable((2, 6)), None, None, output_stat=True),
+     r"output_stat=True .* not implemented"),
+])
+def test_per_sample_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+NNABLA_PER_SAMPLE = r"""
+import json, sys
+import numpy as np
+import nnabla as nn, nnabla.functions as F, nnabla.parametric_functions as PF
+for i, text in enumerate(json.loads(sys.argv[1])):
+    nn.clear_parameters()
+    rng = np.random.RandomState(i)
+    x = nn.Variable.from_numpy_array(rng.randn(2, 6, 3, 2).astype(np.float32) * 2 + 1,
+                                     need_grad=True)
+    y = eval(text)
+    params = nn.get_parameters()
+    for p in params.values():
+        p.d = rng.uniform(0.5, 1.5, size=p.shape)
+    g = rng.randn(*y.shape).astype(np.float32)
+    y.forward()
+    x.grad.zero()
+    for p in params.values():
+        p.grad.zero()
+    y.backward(g)
+    print(json.dumps({"x": x.d.tolist(), "g": g.tolist(), "y": y.d.tolist(),
+                      "dx": x.g.tolist(), "params": {k: p.d.tolist() for k, p in params.items()},
+                      "grads": {k: p.g.tolist() for k, p in params.items()}}))
+"""
+PER_SAMPLE_LAYERS = ["PF.layer_normalization(x)", "PF.instance_normalization(x)",
+                     "PF.group_normalization(x, 3)", "PF.group_normalization(x, 2, eps=1e-3)"]
+
+
+@pytest.mark.skipif(not NNABLA, reason="SYMCOMPILE_NNABLA_PYTHON is not set "
+                    "(a Python 3.10 with `pip install nnabla`)")
+def test_per_sample_layers_against_nnabla(tmp_path):
+    done = subprocess.run([NNABLA, "-c", NNABLA_PER_SAMPLE, json.dumps(PER_SAMPLE_LAYERS)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == len(PER_SAMPLE_LAYERS)
+    for text, row in zip(PER_SAMPLE_LAYERS, rows, strict=True):
+        nn.clear_parameters()
+        x = nn.Variable.from_numpy_array(np.array(row["x"], np.float32), need_grad=True)
+        y = eval(text, {"PF": PF, "x": x})
+        params = nn.get_parameters()
+        assert sorted(params) == sorted(row["params"]), text
+        for key, p in params.items():
+            p.d = np.array(row["params"][key], np.float32)
+        loss = F.sum(y * nn.Variable.from_numpy_array(np.array(row["g"], np.float32)))
+        loss.forward()
+        loss.backward()
+        np.testing.assert_allclose(y.d, row["y"], rtol=1e-4, atol=2e-5, err_msg=text)
+        np.testing.assert_allclose(x.g, row["dx"], rtol=1e-4, atol=2e-5, err_msg=text)
+        for key, p in params.items():
+            np.testing.assert_allclose(p.g, row["grads"][key], rtol=1e-4, atol=2e-5,
+                                       err_msg=f"{text} d {key}")

@@ -28,6 +28,7 @@ __all__ = [
     "softmax_cross_entropy", "convolution", "max_pooling", "average_pooling", "sum_pooling",
     "global_average_pooling", "batch_normalization", "slice", "flip", "pad", "concatenate",
     "stack", "split", "dropout", "deconvolution", "depthwise_convolution", "unpooling", "embed",
+    "layer_normalization", "instance_normalization", "group_normalization",
 ]
 
 
@@ -380,6 +381,52 @@ def batch_normalization(x, beta, gamma, mean, variance, axes=[1],  # noqa: B006 
              "batch_stat": bool(batch_stat), "no_bias": beta is None,
              "no_scale": gamma is None, "running": mean is not None}
     return _record("batch_normalization", inputs, **attrs)
+
+
+def layer_normalization(x, beta, gamma, batch_axis=0, eps=1e-05, output_stat=False):
+    """Layer normalization: each sample standardized over every axis but `batch_axis`
+    (an int or a list), then y = x_hat * gamma + beta (either may be None)."""
+    return _per_sample("layer_normalization", x, beta, gamma, output_stat, eps=eps,
+                       batch_axis=batch_axis)
+
+
+def instance_normalization(x, beta, gamma, channel_axis=1, batch_axis=0, eps=1e-05,
+                           output_stat=False):
+    """Instance normalization: each sample's each channel standardized over the other axes,
+    then y = x_hat * gamma + beta (either may be None)."""
+    return _per_sample("instance_normalization", x, beta, gamma, output_stat, eps=eps,
+                       batch_axis=batch_axis, channel_axis=channel_axis)
+
+
+def group_normalization(x, beta, gamma, num_groups, channel_axis=1, batch_axis=0, eps=1e-05,
+                        output_stat=False):
+    """Group normalization: the channels split into `num_groups` groups, each sample's each
+    group standardized over its channels and the other axes, then y = x_hat * gamma + beta
+    (either may be None)."""
+    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral):
+        raise TypeError(f"F.group_normalization: num_groups must be an int, got {num_groups!r}")
+    return _per_sample("group_normalization", x, beta, gamma, output_stat, eps=eps,
+                       batch_axis=batch_axis, channel_axis=channel_axis,
+                       num_groups=int(num_groups))
+
+
+def _per_sample(op: str, x, beta, gamma, output_stat, eps, batch_axis, **more) -> Variable:
+    if output_stat:
+        raise ValueError(f"F.{op}: output_stat=True (returning the mean and variance as "
+                         "Variables) is not implemented; compute them with F.mean if needed")
+    inputs = tuple(v for v in (x, beta, gamma) if v is not None)
+    if not all(isinstance(v, Variable) for v in inputs):
+        return _record(op, inputs)  # raises the TypeError
+    items = [batch_axis] if isinstance(batch_axis, numbers.Integral) else list(batch_axis)
+    attrs = {"batch_axis": normalize_axes(op, items, x.shape),
+             "eps": number(eps, op, "eps"), "no_bias": beta is None, "no_scale": gamma is None}
+    if "channel_axis" in more:
+        (channel,) = normalize_axes(op, more.pop("channel_axis"), x.shape)
+        if channel in attrs["batch_axis"]:
+            raise ValueError(f"F.{op}: channel_axis {channel} is also a batch axis "
+                             f"{list(attrs['batch_axis'])} (input of shape {x.shape})")
+        attrs["channel_axis"] = channel
+    return _record(op, inputs, **attrs, **more)
 
 
 def slice(x, start=None, stop=None, step=None, n_outputs=-1, outputs=None):  # noqa: A001

@@ -23,7 +23,8 @@ from symcompile.ops.normalization import statistics_shape
 from symcompile.ops.opdef import normalize_axes
 
 __all__ = ["affine", "batch_normalization", "convolution", "deconvolution", "depthwise_convolution",
-           "embed", "parametric_function_api"]
+           "embed", "group_normalization", "instance_normalization", "layer_normalization",
+           "parametric_function_api"]
 
 
 def parametric_function_api(scope_name: str):
@@ -235,3 +236,65 @@ def embed(inp, n_inputs, n_features, initializer=None, fix_parameters=False, app
     if apply_w is not None:
         w = apply_w(w)
     return F.embed(inp, w)
+
+
+def _beta_and_gamma(function: str, shape, param_init, fix_parameters, no_scale, no_bias):
+    """A normalization layer's beta (zeros) and gamma (ones) in the current scope, with
+    `param_init`'s initializers by name; None for the one left out."""
+    init = {"beta": ConstantInitializer(0), "gamma": ConstantInitializer(1)}
+    unknown = sorted(set(param_init or {}) - set(init))
+    if unknown:
+        raise ValueError(f"PF.{function}: param_init has unknown keys {unknown}; known: "
+                         f"{sorted(init)}")
+    init.update(param_init or {})
+    beta = None if no_bias else get_parameter_or_create(
+        "beta", shape, init["beta"], True, not fix_parameters)
+    gamma = None if no_scale else get_parameter_or_create(
+        "gamma", shape, init["gamma"], True, not fix_parameters)
+    return beta, gamma
+
+
+def _axes(function: str, axes, shape) -> tuple[int, ...]:
+    items = [axes] if isinstance(axes, int) else list(axes)
+    return normalize_axes(function, items, shape)
+
+
+@parametric_function_api("layer_normalization")
+def layer_normalization(inp, batch_axis=0, eps=1e-05, output_stat=False, fix_parameters=False,
+                        param_init=None, no_scale=False, no_bias=False):
+    """Layer normalization layer (see `F.layer_normalization`), creating
+    ``layer_normalization/beta`` (zeros) and ``/gamma`` (ones) of the input's shape with
+    its batch axes 1."""
+    batch = _axes("layer_normalization", batch_axis, inp.shape)
+    shape = tuple(1 if i in batch else d for i, d in enumerate(inp.shape))
+    beta, gamma = _beta_and_gamma("layer_normalization", shape, param_init, fix_parameters,
+                                  no_scale, no_bias)
+    return F.layer_normalization(inp, beta, gamma, batch_axis, eps, output_stat)
+
+
+@parametric_function_api("instance_normalization")
+def instance_normalization(inp, channel_axis=1, batch_axis=0, eps=1e-05, output_stat=False,
+                           fix_parameters=False, param_init=None, no_scale=False,
+                           no_bias=False):
+    """Instance normalization layer (see `F.instance_normalization`), creating
+    ``instance_normalization/beta`` and ``/gamma`` of shape 1 but along the channels."""
+    (channel,) = _axes("instance_normalization", channel_axis, inp.shape)
+    shape = tuple(d if i == channel else 1 for i, d in enumerate(inp.shape))
+    beta, gamma = _beta_and_gamma("instance_normalization", shape, param_init, fix_parameters,
+                                  no_scale, no_bias)
+    return F.instance_normalization(inp, beta, gamma, channel_axis, batch_axis, eps,
+                                    output_stat)
+
+
+@parametric_function_api("group_normalization")
+def group_normalization(inp, num_groups, channel_axis=1, batch_axis=0, eps=1e-05,
+                        output_stat=False, fix_parameters=False, param_init=None,
+                        no_scale=False, no_bias=False):
+    """Group normalization layer (see `F.group_normalization`), creating
+    ``group_normalization/beta`` and ``/gamma`` of shape 1 but along the channels."""
+    (channel,) = _axes("group_normalization", channel_axis, inp.shape)
+    shape = tuple(d if i == channel else 1 for i, d in enumerate(inp.shape))
+    beta, gamma = _beta_and_gamma("group_normalization", shape, param_init, fix_parameters,
+                                  no_scale, no_bias)
+    return F.group_normalization(inp, beta, gamma, num_groups, channel_axis, batch_axis, eps,
+                                 output_stat)

@@ -64,8 +64,14 @@ def _batch_normalization_shape(shapes, attrs):
 def _batch_statistics(x, x_shape, axes, shapes):
     """The batch mean and (biased) variance of `x` over the axes not in `axes`, shaped
     like the statistics, and the number of elements each one is over."""
-    reduced = tuple(i for i in range(len(x_shape)) if i not in axes)
-    count = _reduced_count(x_shape, axes)
+    return _statistics(x, x_shape, tuple(i for i in range(len(x_shape)) if i not in axes),
+                       shapes)
+
+
+def _statistics(x, x_shape, reduced, shapes):
+    """The mean and (biased) variance of `x` over the axes `reduced`, kept as axes of
+    length 1, and the number of elements each one is over."""
+    count = math.prod(x_shape[i] for i in reduced)
     mean = P.reduce_sum(x, reduced, True, x_shape, shapes) / count
     # d variance / d mean = -2 mean(x - mean) = 0: the mean is a constant here, so that
     # the gradient has no term SymPy cannot see is zero
@@ -119,3 +125,94 @@ def _batch_normalization_running(args, attrs, ctx):
 OPS["batch_normalization"] = OpDef(
     "batch_normalization", "BatchNormalization", 5, False, _batch_normalization_shape,
     _batch_normalization, running=_batch_normalization_running, array_inputs=True)
+
+
+
+# --- layer, instance and group normalization ------------------------------------------------
+# Statistics of each sample (never of the batch), so nothing runs between calls; beta and
+# gamma (either may be absent) broadcast over x at equal rank.
+
+def scale_inputs(attrs) -> dict[str, int]:
+    """The positions of x, beta (unless no_bias) and gamma (unless no_scale)."""
+    names = ["x"] + ([] if attrs["no_bias"] else ["beta"]) + ([] if attrs["no_scale"]
+                                                              else ["gamma"])
+    return {name: position for position, name in enumerate(names)}
+
+
+def _kept_axes(function: str, attrs) -> tuple[int, ...]:
+    if function == "layer_normalization":
+        return attrs["batch_axis"]
+    return tuple(sorted({*attrs["batch_axis"], attrs["channel_axis"]}))
+
+
+def _scaled_shape(function: str):
+    def infer(shapes, attrs):
+        x = shapes[0]
+        positions = scale_inputs(attrs)
+        for name, position in positions.items():
+            shape = shapes[position]
+            if name != "x" and (len(shape) != len(x) or any(
+                    d not in (1, n) for d, n in zip(shape, x, strict=True))):
+                raise ValueError(
+                    f"F.{function}: {name} of shape {shape} does not broadcast to the input "
+                    f"of shape {x}: give it the input's rank, each axis 1 or the input's")
+        if function == "group_normalization":
+            channels, groups = x[attrs["channel_axis"]], attrs["num_groups"]
+            if groups < 1 or channels % groups:
+                raise ValueError(
+                    f"F.group_normalization: num_groups={groups} must divide the "
+                    f"{channels} channels (axis {attrs['channel_axis']} of the input of "
+                    f"shape {x})")
+        return x
+
+    return infer
+
+
+def _scaled(y, args, attrs):
+    positions = scale_inputs(attrs)
+    if "gamma" in positions:
+        y = y * args[positions["gamma"]]
+    if "beta" in positions:
+        y = y + args[positions["beta"]]
+    return y
+
+
+def _standardized(x, x_shape, reduced, eps, shapes):
+    """(x - mean) / sqrt(variance + eps) over the axes `reduced`."""
+    mean, variance, _ = _statistics(x, x_shape, reduced, shapes)
+    return (x - mean) / sympy.sqrt(variance + eps)
+
+
+def _layer_or_instance(function: str):
+    def lower(args, attrs, ctx):
+        x_shape = ctx.in_shapes[0]
+        kept = _kept_axes(function, attrs)
+        reduced = tuple(i for i in range(len(x_shape)) if i not in kept)
+        y = _standardized(args[0], x_shape, reduced, attrs["eps"], ctx.shapes) \
+            if reduced else args[0] * 0
+        return _scaled(y, args, attrs)
+
+    return lower
+
+
+def _group_normalization(args, attrs, ctx):
+    """The channel axis split into (num_groups, channels per group); each sample's
+    statistics over each group's channels and every axis but the batch axes."""
+    x_shape = ctx.in_shapes[0]
+    axis, groups = attrs["channel_axis"], attrs["num_groups"]
+    split = x_shape[:axis] + (groups, x_shape[axis] // groups) + x_shape[axis + 1:]
+    batch = {b if b < axis else b + 1 for b in attrs["batch_axis"]}
+    reduced = tuple(i for i in range(len(split)) if i not in batch and i != axis)
+    grouped = P.reshape(args[0], split, ctx.shapes)
+    y = P.reshape(_standardized(grouped, split, reduced, attrs["eps"], ctx.shapes), x_shape,
+                  ctx.shapes)
+    return _scaled(y, args, attrs)
+
+
+for _name, _type, _lower in (
+        ("layer_normalization", "LayerNormalization", _layer_or_instance("layer_normalization")),
+        ("instance_normalization", "InstanceNormalization",
+         _layer_or_instance("instance_normalization")),
+        ("group_normalization", "GroupNormalization", _group_normalization)):
+    OPS[_name] = OpDef(_name, _type, 3, False, _scaled_shape(_name), _lower,
+                       array_inputs=True)
