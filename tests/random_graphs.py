@@ -44,7 +44,8 @@ RETRIES = 8  # fresh values tried for a new leaf before a step is given up
 
 OPERATORS = {"neg", "+", "-", "*", "/", "**", "@"}
 STRUCTURAL = {"sum", "mean", "max", "min", "reduce_sum", "reduce_mean", "reshape", "transpose",
-              "broadcast", "affine", "pf_affine", "batch_matmul", "@", "softmax",
+              "broadcast", "slice", "flip", "pad", "concatenate", "affine", "pf_affine",
+              "batch_matmul", "@", "softmax",
               "log_softmax", "softmax_cross_entropy", "loss"}
 
 
@@ -176,6 +177,14 @@ REFERENCE: dict[str, Callable] = {
     "reshape": lambda x, shape: np.reshape(x, shape),
     "transpose": lambda x, axes: np.transpose(x, axes),
     "broadcast": lambda x, shape: np.broadcast_to(x, shape),
+    "slice": lambda x, start, stop, step: x[tuple(
+        slice(b, e, s) for b, e, s in zip(start, stop, step, strict=True))],
+    "flip": lambda x, axes: np.flip(x, axes),
+    "pad": lambda x, pad_width, constant_value: np.pad(
+        x, [(0, 0)] * (x.ndim - len(pad_width) // 2)
+        + list(zip(pad_width[0::2], pad_width[1::2], strict=True)),
+        constant_values=constant_value),
+    "concatenate": lambda *xs, axis: np.concatenate(xs, axis=axis),
     "affine": _np_affine,
     "pf_affine": lambda x, w, b=None, n_outmaps=None, base_axis=1, name=None: _np_affine(
         x, w, b, base_axis),
@@ -706,11 +715,14 @@ def _factor(g: _Draft, size: int) -> tuple[int, ...]:
 
 
 def _draw_shape_op(g: _Draft) -> None:
-    op = g.choose(["reshape", "transpose", "broadcast"])
+    op = g.choose(["reshape", "transpose", "broadcast", "slice", "flip", "pad", "concatenate"])
     x = g.operand(lambda v: True, g.shape)
     if x is None:
         return
     shape = g.value(x).shape
+    if op in ("slice", "flip", "pad", "concatenate") and shape:
+        _draw_indexing_op(g, op, x, shape)
+        return
     if op == "reshape":
         target = list(_factor(g, math.prod(shape)))
         if target and g.draw(st.booleans()):
@@ -725,6 +737,37 @@ def _draw_shape_op(g: _Draft) -> None:
         if len(shape) < 3 and g.draw(st.integers(0, 3)) == 0:
             target = (g.draw(SIZES),) + target  # symcompile adds missing leading axes
         g.commit("broadcast", [x], {"shape": target})
+
+
+def _draw_indexing_op(g: _Draft, op: str, x: str, shape: tuple[int, ...]) -> None:
+    """F.slice (negative bounds and steps), F.flip, F.pad (constant) or F.concatenate (of
+    x with itself along one axis) on the operand x of `shape`."""
+    rank = len(shape)
+    if op == "slice":
+        start, stop, step = [], [], []
+        for n in shape:
+            s = g.draw(st.sampled_from([1, 2, -1, -2]))
+            b = g.draw(st.integers(-n, n - 1))
+            e = g.draw(st.sampled_from([None, -n - 1, n, b + s * g.draw(st.integers(1, n))]))
+            start.append(b)
+            stop.append(e)
+            step.append(s)
+        indices = [range(*slice(b, e, s).indices(n))
+                   for b, e, s, n in zip(start, stop, step, shape, strict=True)]
+        if any(len(r) == 0 for r in indices):
+            return
+        g.commit("slice", [x], {"start": tuple(start), "stop": tuple(stop),
+                                "step": tuple(step)})
+    elif op == "flip":
+        axes = sorted(g.draw(st.sets(st.integers(0, rank - 1), min_size=1)))
+        g.commit("flip", [x], {"axes": tuple(axes)})
+    elif op == "pad":
+        count = g.draw(st.integers(1, rank))
+        widths = tuple(g.draw(st.integers(0, 2)) for _ in range(2 * count))
+        g.commit("pad", [x], {"pad_width": widths,
+                              "constant_value": g.draw(st.sampled_from([0.0, 0.5, -1.0]))})
+    else:
+        g.commit("concatenate", [x, x], {"axis": g.draw(st.integers(-rank, rank - 1))})
 
 
 def _draw_affine(g: _Draft) -> None:
