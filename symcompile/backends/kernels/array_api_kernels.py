@@ -285,15 +285,17 @@ def pool_cropped(xp, padded, x_shape, pad):
 
 
 def pool_max(xp, x, kernel, stride, pad, ignore_border):
-    """The maximum of each window, padding ignored: the maximum over the stacked kernel
-    positions."""
+    """The maximum of each window, padding ignored: the elementwise maximum of what each
+    kernel position reads."""
     rank = len(kernel)
     out, after = pool_geometry(tuple(x.shape[x.ndim - rank:]), kernel, stride, pad,
                                ignore_border)
     padded = pool_padded(xp, x, rank, pad, after, -float("inf"))
-    windows = xp.stack([conv_window(padded, k, out, stride, (1,) * rank)
-                        for k in conv_positions(kernel)], axis=0)
-    return xp.reshape(xp.max(windows, axis=0), tuple(x.shape[:x.ndim - rank]) + out)
+    y = None
+    for k in conv_positions(kernel):
+        window = conv_window(padded, k, out, stride, (1,) * rank)
+        y = window if y is None else xp.maximum(y, window)
+    return xp.reshape(y, tuple(x.shape[:x.ndim - rank]) + out)
 
 
 def pool_max_grad(xp, x, dy, kernel, stride, pad, ignore_border):
@@ -306,7 +308,9 @@ def pool_max_grad(xp, x, dy, kernel, stride, pad, ignore_border):
     padded = pool_padded(xp, x, rank, pad, after, -float("inf"))
     size = tuple(padded.shape[2:])
     windows = [conv_window(padded, k, out, stride, (1,) * rank) for k in conv_positions(kernel)]
-    y = xp.max(xp.stack(windows, axis=0), axis=0)
+    y = windows[0]
+    for window in windows[1:]:
+        y = xp.maximum(y, window)
     dy = xp.reshape(dy, tuple(y.shape))
     zeros = xp.zeros_like(dy)
     taken = None

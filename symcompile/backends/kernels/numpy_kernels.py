@@ -165,39 +165,51 @@ def pool_cropped(padded, x_shape, pad):
 
 
 def pool_max(x, kernel, stride, pad, ignore_border):
-    """The maximum of each window, padding ignored."""
+    """The maximum of each window, padding ignored: the elementwise maximum of what each
+    kernel position reads (prod(kernel) passes over the output, each reading a strided
+    view, where a reduction over the window axes of the view would be far slower)."""
     rank = len(kernel)
     out, after = pool_geometry(x.shape[x.ndim - rank:], kernel, stride, pad, ignore_border)
-    padded = pool_padded(x, rank, pad, after, -numpy.inf)
-    windows = conv_windows(padded, kernel, stride, (1,) * rank)
-    y = numpy.max(windows, axis=tuple(range(rank)))
+    windows = conv_windows(pool_padded(x, rank, pad, after, -numpy.inf), kernel, stride,
+                           (1,) * rank)
+    y = None
+    for k in numpy.ndindex(*kernel):
+        y = windows[k].copy() if y is None else numpy.maximum(y, windows[k], out=y)
     return numpy.reshape(y, x.shape[:x.ndim - rank] + out)
 
 
 def pool_max_grad(x, dy, kernel, stride, pad, ignore_border):
-    """d loss / d x of pool_max: each window's dy added at its first maximum in C order
-    (argmax over the flattened window), one kernel position at a time through the
-    writable windows view of the padded gradient (within one position the windows do not
-    overlap)."""
+    """d loss / d x of pool_max: each window's dy added at its first maximum in C order,
+    found one kernel position at a time (a later position takes over only where it is
+    strictly larger), and added one position at a time through the writable windows
+    view of the padded gradient (within one position the windows do not overlap)."""
     rank = len(kernel)
     out, after = pool_geometry(x.shape[x.ndim - rank:], kernel, stride, pad, ignore_border)
     padded = pool_padded(x, rank, pad, after, -numpy.inf)
     windows = conv_windows(padded, kernel, stride, (1,) * rank)
-    first = numpy.argmax(numpy.reshape(windows, (-1,) + windows.shape[rank:]), axis=0)
-    dy = numpy.reshape(dy, windows.shape[rank:])
+    positions = list(numpy.ndindex(*kernel))
+    best = windows[positions[0]].copy()
+    first = numpy.zeros(best.shape, dtype=numpy.int32)
+    for i, k in enumerate(positions[1:], start=1):
+        numpy.copyto(first, i, where=windows[k] > best)
+        numpy.maximum(best, windows[k], out=best)
+    dy = numpy.reshape(dy, best.shape)
     grad = numpy.zeros(padded.shape, dtype=numpy.result_type(x, dy))
     spread = conv_windows(grad, kernel, stride, (1,) * rank, writeable=True)
-    for i, k in enumerate(numpy.ndindex(*kernel)):
+    for i, k in enumerate(positions):
         spread[k] += numpy.where(first == i, dy, 0)
     return pool_cropped(grad, x.shape, pad)
 
 
 def pool_sum(x, kernel, stride, pad, ignore_border):
-    """The sum of each window, padding zeros."""
+    """The sum of each window, padding zeros: the elementwise sum of what each kernel
+    position reads (see pool_max)."""
     rank = len(kernel)
     out, after = pool_geometry(x.shape[x.ndim - rank:], kernel, stride, pad, ignore_border)
     windows = conv_windows(pool_padded(x, rank, pad, after, 0), kernel, stride, (1,) * rank)
-    y = numpy.sum(windows, axis=tuple(range(rank)))
+    y = None
+    for k in numpy.ndindex(*kernel):
+        y = windows[k].copy() if y is None else numpy.add(y, windows[k], out=y)
     return numpy.reshape(y, x.shape[:x.ndim - rank] + out)
 
 
