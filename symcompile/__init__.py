@@ -30,6 +30,7 @@ from symcompile.frontend.context import (
     get_current_context,
     set_default_context,
 )
+from symcompile.frontend.dynamic import auto_forward, get_auto_forward, set_auto_forward
 from symcompile.frontend.parameter import (
     clear_parameters,
     get_parameters,
@@ -63,9 +64,10 @@ _COMPILER = ("CompileResult", "check_gradient", "compile")
 __all__ = [
     "CompileResult", "Context", "ExpressionTooLarge", "GraphMismatchError", "ModuleEditedError",
     "NdArray", "UnsafeCacheError", "UntrustedCacheWarning", "Variable", "__version__",
-    "check_gradient", "clear_parameters", "compile", "context_scope", "ext_utils", "functions",
-    "get_current_context", "get_parameters",
+    "auto_forward", "check_gradient", "clear_parameters", "compile", "context_scope",
+    "ext_utils", "functions",
+    "get_auto_forward", "get_current_context", "get_parameters",
     "initializer", "load", "load_parameters", "save_parameters", "utils",
     "parameter", "parameter_scope", "parametric_functions", "random", "seed",
-    "set_default_context", "solvers",
+    "set_auto_forward", "set_default_context", "solvers",
 ]

@@ -17,6 +17,7 @@ import inspect
 import math
 import numbers
 
+from symcompile.frontend import dynamic
 from symcompile.frontend.variable import Function, Variable, normalize_shape
 from symcompile.ir import callsite
 from symcompile.ops.registry import OPS, OpDef, normalize_axes, number
@@ -48,6 +49,8 @@ def _record(op_name: str, inputs: tuple, **attrs) -> Variable:
     out._parent = func
     out._callsite = site
     func.outputs.append(out)
+    if dynamic.get_auto_forward():
+        dynamic.compute(out)
     return out
 
 
