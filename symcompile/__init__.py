@@ -31,6 +31,7 @@ from symcompile.frontend.context import (
     set_default_context,
 )
 from symcompile.frontend.dynamic import auto_forward, get_auto_forward, set_auto_forward
+from symcompile.frontend.grad import grad
 from symcompile.frontend.parameter import (
     clear_parameters,
     get_parameters,
@@ -66,7 +67,7 @@ __all__ = [
     "NdArray", "UnsafeCacheError", "UntrustedCacheWarning", "Variable", "__version__",
     "auto_forward", "check_gradient", "clear_parameters", "compile", "context_scope",
     "ext_utils", "functions",
-    "get_auto_forward", "get_current_context", "get_parameters",
+    "get_auto_forward", "get_current_context", "get_parameters", "grad",
     "initializer", "load", "load_parameters", "save_parameters", "utils",
     "parameter", "parameter_scope", "parametric_functions", "random", "seed",
     "set_auto_forward", "set_default_context", "solvers",

@@ -329,6 +329,15 @@ def _structural_cases() -> dict[str, Case]:
         cases[f"{op} {kwargs}"] = Case(
             lambda x, op=op, kwargs=kwargs: getattr(F, op)(x, **kwargs), normal((2, 3, 5, 6)))
     cases["global_average_pooling"] = Case(F.global_average_pooling, normal((2, 3, 4, 5)))
+    # more in test_metrics_and_tiles.py and test_grad.py
+    cases["top_n_error, binary_error, one_hot"] = Case(
+        lambda x, t, i: (F.top_n_error(x, t, n=2), F.binary_error(F.sigmoid(x), x * 0 + 0.7),
+                         F.one_hot(i, (3,)), x),
+        lambda rng: [rng.normal(size=(4, 3)), rng.integers(-1, 3, size=(4, 1)).astype(float),
+                     rng.integers(0, 3, size=(4, 1)).astype(float)], labels=(1, 2))
+    cases["tile"] = Case(lambda x: F.tile(x, (2, 1, 3)), normal((2, 3)))
+    cases["grad, then differentiated again"] = Case(
+        lambda x: nn.grad([F.sum(F.tanh(x) ** 3)], [x])[0], normal((2, 3)))
     # more configurations (indexing, negative steps, against nnabla) in
     # test_array_functions.py
     cases["slice"] = Case(lambda x: F.slice(x, (0, 1, -1), (2, 3, 0), (1, 1, -2)),

@@ -145,6 +145,16 @@ def getitem(self, key):
     return F.reshape(out, tuple(shape)) if tuple(shape) != out.shape else out
 
 
+def reshape(self, shape, unlink=False):
+    """nnabla's ``Variable.reshape``: this variable reshaped (F.reshape, so gradients flow
+    through it); ``unlink=True`` (a copy cut from the graph) is not implemented."""
+    if unlink:
+        raise NotImplementedError(
+            f"Variable.reshape(unlink=True) on a Variable of shape {self.shape} is not "
+            "implemented: use F.reshape(x, shape).get_unlinked_variable()")
+    return F.reshape(self, shape)
+
+
 OPERATORS = {
     "__pos__": positive,
     "__neg__": negative,
@@ -160,6 +170,7 @@ OPERATORS = {
     "__rpow__": reflected_power,
     "__matmul__": matmul,
     "__getitem__": getitem,
+    "reshape": reshape,
 }
 for _name, _method in OPERATORS.items():
     setattr(Variable, _name, _method)

@@ -29,7 +29,8 @@ __all__ = [
     "softmax_cross_entropy", "convolution", "max_pooling", "average_pooling", "sum_pooling",
     "global_average_pooling", "batch_normalization", "slice", "flip", "pad", "concatenate",
     "stack", "split", "dropout", "deconvolution", "depthwise_convolution", "unpooling", "embed",
-    "layer_normalization", "instance_normalization", "group_normalization",
+    "layer_normalization", "instance_normalization", "group_normalization", "top_n_error",
+    "binary_error", "tile", "one_hot", "sink",
 ]
 
 
@@ -129,6 +130,61 @@ def softmax_cross_entropy(x, target, axis=None, n_outputs=-1, outputs=None):
     """
     axis = _one_axis("softmax_cross_entropy", x, axis)
     return _record("softmax_cross_entropy", (x, target), axis=axis)
+
+
+def top_n_error(x, target, axis=None, n=1, n_outputs=-1, outputs=None):
+    """1 where the label's score is not among the n highest along `axis` (default: the
+    last), ties counting against it; 0 for label -1 (nnabla 1.39 reads the element before
+    the row for it). The output has the target's shape (length 1 along `axis`); no
+    gradient."""
+    axis = _one_axis("top_n_error", x, axis)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"F.top_n_error: n must be a positive int, got {n!r}")
+    return _record("top_n_error", (x, target), axis=axis, n=int(n))
+
+
+def binary_error(x, target, n_outputs=-1, outputs=None):
+    """1 where x and the target fall on different sides of 0.5, else 0; no gradient."""
+    return _record("binary_error", (x, target))
+
+
+def tile(x, reps):
+    """x repeated reps[i] times along axis i, as numpy.tile (an int or a shorter tuple
+    applies to the last axes; more entries than axes add leading axes)."""
+    if not isinstance(x, Variable):
+        return _record("tile", (x,))  # raises the TypeError
+    reps = [reps] if isinstance(reps, numbers.Integral) else list(reps)
+    if not all(isinstance(r, numbers.Integral) and not isinstance(r, bool) and r >= 1
+               for r in reps):
+        raise ValueError(f"F.tile: reps={reps} must hold positive ints")
+    if len(reps) > len(x.shape):
+        x = _record("reshape", (x,), shape=(1,) * (len(reps) - len(x.shape)) + x.shape)
+    reps = (1,) * (len(x.shape) - len(reps)) + tuple(int(r) for r in reps)
+    return _record("tile", (x,), reps=reps)
+
+
+def one_hot(x, shape, n_outputs=-1, outputs=None):
+    """1 at each row's integer index (x's last axis, of length 1) along a new last axis
+    of length shape[0], 0 elsewhere; no gradient."""
+    return _record("one_hot", (x,), shape=tuple(int(d) for d in shape))
+
+
+def sink(*x, **kw):
+    """One output that depends on every input, so that one forward() or backward()
+    computes them all; backward() seeds each input with ones (nnabla's one_input_grad=True;
+    False is refused)."""
+    if not kw.pop("one_input_grad", True):
+        raise ValueError("F.sink: one_input_grad=False (backward from the inputs' own .g) is "
+                         "not implemented")
+    if kw:
+        raise TypeError(f"F.sink: unexpected arguments {sorted(kw)}")
+    if not x:
+        raise ValueError("F.sink: give at least one Variable")
+    total = None
+    for var in x:
+        term = _reduction("sum", var, None, False)
+        total = term if total is None else _record("add2", (total, term))
+    return total
 
 
 def softmax(x, axis=None, n_outputs=-1, outputs=None):

@@ -16,6 +16,7 @@ from symcompile.ops.opdef import OpDef, reduced_shape
 sympy = Deferred("sympy")
 P = Deferred("symcompile.ir.primitives")
 softmax = Deferred("symcompile.ops.softmax")
+E = Deferred("symcompile.ops.sympy_functions")
 
 OPS: dict[str, OpDef] = {}
 
@@ -488,3 +489,90 @@ def _softmax_cross_entropy(args, attrs, ctx):
     classes = ctx.in_shapes[0][attrs["axis"]]
     labels = ctx.class_labels(args[1], classes) if ctx.class_labels else args[1]
     return softmax.SoftmaxCrossEntropy(args[0], labels, sympy.Integer(attrs["axis"]))
+
+
+
+# --- metrics: no gradient ------------------------------------------------------------------
+
+def _top_n_error_labels(shapes, attrs) -> dict[int, int]:
+    return {1: shapes[0][attrs["axis"]]}
+
+
+@structural("top_n_error", "TopNError", 2, _softmax_cross_entropy_shape,
+            labels=_top_n_error_labels)
+def _top_n_error(args, attrs, ctx):
+    """1 where more than n scores along `axis` are at least the label's (ties count
+    against it, as in nnabla), else 0; 0 for label -1. A metric: no gradient."""
+    x, axis = args[0], attrs["axis"]
+    classes = ctx.in_shapes[0][axis]
+    labels = ctx.class_labels(args[1], classes) if ctx.class_labels else args[1]
+    keep = (sympy.Tuple(sympy.Integer(axis)), sympy.Integer(1),
+            P.shape_tuple(ctx.in_shapes[0]))
+    onehot = softmax.OneHot(labels, sympy.Integer(classes), sympy.Integer(axis))
+    picked = P.ReduceSum(x * onehot, *keep)
+    count = P.ReduceSum(E.IsLessEqual(picked, x) * 1, *keep)
+    error = E.IsGreater(count, sympy.Integer(attrs["n"])) * softmax.ValidLabel(
+        labels, sympy.Integer(classes))
+    return P.StopGradient(error)
+
+
+def _binary_error_shape(shapes, attrs):
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"F.binary_error: input of shape {shapes[0]} and target of shape "
+                         f"{shapes[1]} must have the same shape")
+    return shapes[0]
+
+
+@structural("binary_error", "BinaryError", 2, _binary_error_shape)
+def _binary_error(args, attrs, ctx):
+    """1 where x and the target fall on different sides of 0.5, else 0. No gradient."""
+    half = sympy.Rational(1, 2)
+    above = [E.IsLessEqual(half, a) * 1 for a in args]
+    return P.StopGradient((above[0] - above[1]) ** 2)
+
+
+@structural("tile", "Tile", 1, lambda shapes, attrs: tuple(
+    n * r for n, r in zip(shapes[0], attrs["reps"], strict=True)))
+def _tile(args, attrs, ctx):
+    """x repeated reps[i] times along axis i: a broadcast along new axes before each,
+    merged (its gradient sums the copies)."""
+    x_shape, reps = ctx.in_shapes[0], attrs["reps"]
+    spread = tuple(d for n in x_shape for d in (1, n))
+    tiled = tuple(d for n, r in zip(x_shape, reps, strict=True) for d in (r, n))
+    y = P.BroadcastTo(P.reshape(args[0], spread, ctx.shapes), P.shape_tuple(tiled))
+    return P.reshape(y, ctx.out_shape, ctx.shapes)
+
+
+def _one_hot_shape(shapes, attrs):
+    x, shape = shapes[0], attrs["shape"]
+    if not x or x[-1] != 1 or len(shape) != 1:
+        raise ValueError(f"F.one_hot: indices of shape {x} with shape={shape}: only one index "
+                         f"per row is implemented (the indices' last axis of length 1, "
+                         f"shape=(classes,))")
+    return x[:-1] + tuple(shape)
+
+
+@structural("one_hot", "OneHot", 1, _one_hot_shape,
+            labels=lambda shapes, attrs: {0: attrs["shape"][0]})
+def _one_hot(args, attrs, ctx):
+    """1 at each row's index along the last axis, 0 elsewhere. No gradient."""
+    classes = attrs["shape"][0]
+    labels = ctx.class_labels(args[0], classes) if ctx.class_labels else args[0]
+    axis = len(ctx.in_shapes[0]) - 1
+    return P.StopGradient(softmax.OneHot(labels, sympy.Integer(classes), sympy.Integer(axis))
+                          * 1)
+
+
+
+# --- nn.grad -------------------------------------------------------------------------------
+
+def _grad_shape(shapes, attrs):
+    return shapes[-1]  # the gradient has the shape of the input it is taken with respect to
+
+
+def _grad_is_lowered_by_the_pass(args, attrs, ctx):
+    raise RuntimeError("nn.grad's node is lowered by passes.lowering (it reads the program)")
+
+
+OPS["grad"] = OpDef("grad", "Grad", 2, False, _grad_shape, _grad_is_lowered_by_the_pass,
+                    array_inputs=True)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import sympy
 
 from symcompile.ir.primitives import Full, Primitive, shape_tuple, unbroadcast
-from symcompile.ir.program import BACKWARD, Equation, Program
+from symcompile.ir.program import BACKWARD, FORWARD, Equation, Program
 from symcompile.passes.partials import partial as partial_derivative
 
 
@@ -67,10 +67,39 @@ def differentiate(program: Program, progress: Callable[[int], None] | None = Non
         program.output_gradients[index] = grad
 
 
-class _Backprop:
-    """Accumulates gradient contributions and emits backward equations."""
+def gradient_value(program: Program, outputs, seeds, wrt: sympy.Symbol,
+                   origin: tuple[int, ...]) -> sympy.Expr:
+    """d (sum over k of seeds[k] * outputs[k]) / d `wrt` as a value of the graph (nn.grad):
+    the reverse pass over the forward equations so far, emitted as forward equations, so
+    that whatever reads the gradient, and the final backward pass through it (a second
+    derivative), treat it as any other value."""
+    contributions: dict[sympy.Symbol, list[tuple[sympy.Expr, tuple]]] = {}
+    for out, seed in zip(outputs, seeds, strict=True):
+        contributions.setdefault(out, []).append((seed, origin))
+    first_new = len(program.forward)
+    walker = _Backprop(program, contributions, section=FORWARD)
+    for eq in reversed(program.forward[:first_new]):
+        if eq.target not in contributions or eq.target not in program.needs_grad:
+            continue
+        g = walker.adjoint(eq.target, origin)
+        walker.origin = origin
+        walker.backprop(eq.expr, g)
+    if wrt in contributions:
+        grad = walker.adjoint(wrt, origin)
+    else:  # the outputs do not depend on it
+        grad = Full(sympy.Integer(0), shape_tuple(program.shapes.of(wrt)))
+    for eq in program.forward[first_new:]:  # values a later gradient flows through
+        if not program.needs_grad.isdisjoint(eq.expr.free_symbols):
+            program.needs_grad.add(eq.target)
+    return grad
 
-    def __init__(self, program: Program, contributions) -> None:
+
+class _Backprop:
+    """Accumulates gradient contributions and emits backward equations (or, for nn.grad,
+    forward ones)."""
+
+    def __init__(self, program: Program, contributions, section: str = BACKWARD) -> None:
+        self.section = section
         self.program = program
         self.shapes = program.shapes
         self.contributions = contributions
@@ -85,7 +114,10 @@ class _Backprop:
         if sym in self.adjoints:
             return self.adjoints[sym]
         parts = [expr for expr, _ in self.contributions[sym]]
-        if len(parts) == 1 and isinstance(parts[0], sympy.Symbol):
+        # (nn.grad's seed of ones is a number: as a forward value `g = 1`, later passes
+        # would read every 1 of the program as that value)
+        plain = (sympy.Symbol, sympy.Number) if self.section == FORWARD else sympy.Symbol
+        if len(parts) == 1 and isinstance(parts[0], plain):
             result = parts[0]
         else:
             origin = sorted({*origin, *(o for _, part in self.contributions[sym] for o in part)})
@@ -97,7 +129,8 @@ class _Backprop:
     def emit(self, name: str, expr: sympy.Expr, origin, note: str = "",
              wrt: sympy.Expr | None = None) -> sympy.Symbol:
         target = self.program.symbol(name, self.shapes.of(expr))
-        self.program.backward.append(Equation(target, expr, BACKWARD, tuple(origin), note, wrt))
+        equations = self.program.forward if self.section == FORWARD else self.program.backward
+        equations.append(Equation(target, expr, self.section, tuple(origin), note, wrt))
         return target
 
     def requires_grad(self, expr: sympy.Basic) -> bool:

@@ -41,6 +41,7 @@ from symcompile.ops.opdef import Scalar, sympy_number
 from symcompile.ops.registry import OPS, LowerContext
 from symcompile.ops.sympy_functions import Truncate
 from symcompile.ops.update_rules import RULE_ARGUMENTS
+from symcompile.passes.autodiff import gradient_value
 from symcompile.passes.fusion_cost import DERIVATIVE_PER_OPERATION, CostModel, RegionCost
 
 # Past this many operations, differentiating and simplifying one expression takes SymPy
@@ -100,6 +101,8 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
 
     def lowered(node) -> sympy.Expr:
         """The node's value as one expression over its inputs' expressions."""
+        if node.op == "grad":
+            return gradient_of(node)
         op = OPS[node.op]
         out = graph.values[node.output]
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs), out.shape,
@@ -128,6 +131,15 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
         elif program.shapes.of(expr) != out.shape:
             expr = exact(expr, out.shape, program.shapes)
         return expr
+
+    def gradient_of(node) -> sympy.Expr:
+        """nn.grad's node (inputs: the outputs, their seeds if given, the input): the
+        gradient as forward equations over the arrays computed so far."""
+        count, seeded = node.attr_dict["n_outputs"], node.attr_dict["seeded"]
+        outputs = [exprs[i] for i in node.inputs[:count]]
+        given = iter(exprs[i] for i in node.inputs[count:-1])
+        seeds = [next(given) if flag else sympy.Integer(1) for flag in seeded]
+        return gradient_value(program, outputs, seeds, exprs[node.inputs[-1]], (node.index,))
 
     def split_inputs(node) -> bool:
         """Give each input fused into `node` an array of its own; whether there was one."""
