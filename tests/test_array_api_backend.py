@@ -38,6 +38,7 @@ import array_api_strict as xps
 import numpy as np
 import pytest
 import solver_reference as R
+import test_elementwise_catalogue as catalogue
 import test_functions as function_tables
 import test_network_functions as network_tables
 from conftest import ROOT
@@ -388,13 +389,37 @@ KINKS = {
 }
 
 
+def _catalogue_cases() -> dict[str, Case]:
+    """nnabla's activations, rounding, comparisons and selections
+    (test_elementwise_catalogue.py), on values with kinks, ties, halves and zeros."""
+    def draw(count):
+        def sample(rng):
+            arrays = []
+            for _ in range(count):
+                x = 3 * rng.normal(size=(2, 3, 4))
+                x.flat[::3] = np.round(x.flat[::3] * 2) / 2
+                x.flat[::7] = 0
+                arrays.append(x)
+            return arrays
+        return sample
+
+    cases = {}
+    for name, build, _, draws in catalogue.SMOOTH:
+        cases[f"catalogue {name}"] = Case(build, draw(len(draws)))
+    for name, build, _ in catalogue.CONSTANT:
+        cases[f"catalogue {name}"] = Case(build, draw(1))
+    for name, build, _ in catalogue.BINARY_CONSTANT:
+        cases[f"catalogue {name}"] = Case(build, draw(2))
+    return cases
+
+
 def _kink_cases() -> dict[str, Case]:
     values = [np.array([0.0, 1.0, 2.0, -1.0]), np.array([0.0, 1.0, 1.0, 0.0])]
     return {f"kink {name}": Case(build, lambda rng: [v.copy() for v in values])
             for name, build in KINKS.items()}
 
 
-CASES = _table_cases() | _structural_cases() | _kink_cases()
+CASES = _table_cases() | _structural_cases() | _catalogue_cases() | _kink_cases()
 
 
 def _draw(name: str, case: Case) -> list[np.ndarray]:

@@ -490,6 +490,104 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         x, low, high = (self._print(a) for a in expr.args)
         return f"{self._module_format('numpy.clip')}({x}, {low}, {high})"
 
+    # --- nnabla's rounding, signs, comparisons and selections ----------------------------
+    def _where(self, condition: str, if_true, if_false) -> str:
+        """``numpy.where(condition, a, b)``, numbers in the module's dtype; a string is
+        printed code already."""
+        a, b = (v if isinstance(v, str) else self._typed(v) if v.is_Number else self._print(v)
+                for v in (if_true, if_false))
+        return f"{self._module_format('numpy.where')}({condition}, {a}, {b})"
+
+    def _compared(self, a, symbol: str, b) -> str:
+        level = PRECEDENCE["Relational"]
+        return f"{self.parenthesize(a, level)} {symbol} {self.parenthesize(b, level)}"
+
+    def _print_Floor(self, expr):
+        return f"{self._module_format('numpy.floor')}({self._print(expr.args[0])})"
+
+    def _print_Ceil(self, expr):
+        return f"{self._module_format('numpy.ceil')}({self._print(expr.args[0])})"
+
+    def _print_Round(self, expr):
+        """Halves away from zero: trunc(x), plus sign(x) where |x - trunc(x)| >= 1/2 (exact
+        in floats; floor(|x| + 1/2) rounds 0.49999997 up in float32)."""
+        x = self._print(expr.args[0])
+        trunc, sign = self._module_format("numpy.trunc"), self._module_format("numpy.sign")
+        absolute = self._module_format("numpy.abs")
+        where = self._module_format("numpy.where")
+        return (f"{where}({absolute}({x} - {trunc}({x})) >= 0.5, {trunc}({x}) + {sign}({x}), "
+                f"{trunc}({x}))")
+
+    def _print_Signum(self, expr):
+        x, alpha = expr.args
+        text = self._print(x)
+        inner = self._where(f"{text} < 0", sympy.Integer(-1), alpha)
+        return self._where(f"{text} > 0", sympy.Integer(1), inner)
+
+    def _print_Binary(self, expr):
+        x, low, high = expr.args
+        return self._where(f"{self._print(x)} > 0", high, low)
+
+    def _print_InRange(self, expr):
+        x, low, high, closed = expr.args
+        less = "<=" if bool(closed) else "<"
+        condition = f"({self._compared(low, less, x)}) & ({self._compared(x, less, high)})"
+        return self._where(condition, sympy.Integer(1), sympy.Integer(0))
+
+    def _print_HardClip(self, expr):
+        x, low, high = (self._print(a) for a in expr.args)
+        return f"{self._module_format('numpy.clip')}({x}, {low}, {high})"
+
+    def _print_Selu(self, expr):
+        x, scale, alpha = expr.args
+        expm1 = self._module_format("numpy.expm1")
+        minimum = self._module_format("numpy.minimum")
+        text, coeff = self._print(x), self._print(scale * alpha)
+        return (f"{self._module_format('numpy.where')}({text} > 0, "
+                f"{self.parenthesize(scale, 50)}*{self._receiver(x)}, "
+                f"{coeff}*{expm1}({minimum}({text}, 0)))")
+
+    def _print_SeluGrad(self, expr):
+        x, scale, alpha = expr.args
+        exp, minimum = self._module_format("numpy.exp"), self._module_format("numpy.minimum")
+        text, coeff = self._print(x), self._print(scale * alpha)
+        return (f"{self._module_format('numpy.where')}({text} > 0, {self._typed(scale)}, "
+                f"{coeff}*{exp}({minimum}({text}, 0)))")
+
+    def _nonzero(self, text: str) -> str:
+        """`text` where it is not 0, else 1: a divisor that spares NumPy's warning."""
+        return self._where(f"{text} == 0", sympy.Integer(1), text)
+
+    def _print_Sinc(self, expr):
+        text = self._print(expr.args[0])
+        sin = self._module_format("numpy.sin")
+        ratio = f"{sin}({text})/{self._nonzero(text)}"
+        return self._where(f"{text} == 0", sympy.Integer(1), ratio)
+
+    def _print_SincGrad(self, expr):
+        text = self._print(expr.args[0])
+        sin, cos = self._module_format("numpy.sin"), self._module_format("numpy.cos")
+        x = self._receiver(expr.args[0])
+        ratio = f"({x}*{cos}({text}) - {sin}({text}))/{self._nonzero(text)}**2"
+        return self._where(f"{text} == 0", sympy.Integer(0), ratio)
+
+    def _print_Compare(self, expr):
+        a, b, _ = expr.args
+        return self._number(self._compared(a, expr.symbol, b))
+
+    def _print_Classify(self, expr):
+        test = self._module_format(f"numpy.{expr.test}")
+        return self._number(f"{test}({self._print(expr.args[0])})")
+
+    def _print_Reset(self, expr):
+        x, val, kind = expr.args
+        test = self._module_format("numpy." + ("isnan" if int(kind) == 0 else "isinf"))
+        return self._where(f"{test}({self._print(x)})", val, x)
+
+    def _print_Select(self, expr):
+        condition, x_true, x_false = expr.args
+        return self._where(self._compared(condition, "!=", sympy.Integer(0)), x_true, x_false)
+
     def _print_Full(self, expr):
         dtype = self._module_format("numpy." + self._dtype)
         return (f"{self._module_format('numpy.full')}({shape_text(expr.args[1])}, "

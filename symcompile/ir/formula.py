@@ -194,6 +194,50 @@ class FormulaPrinter(StrPrinter):
     def _print_Truncate(self, expr):
         return f"trunc({self._print(expr.args[0])})"
 
+    # nnabla's rounding, signs, comparisons and selections, by their nnabla names
+    def _print_Signum(self, expr):
+        return f"sign({self._print(expr.args[0])})"
+
+    def _print_Floor(self, expr):
+        return f"floor({self._print(expr.args[0])})"
+
+    def _print_Ceil(self, expr):
+        return f"ceil({self._print(expr.args[0])})"
+
+    def _print_Round(self, expr):
+        return f"round({self._print(expr.args[0])})"
+
+    def _print_Sinc(self, expr):
+        return f"sinc({self._print(expr.args[0])})"
+
+    def _print_SincGrad(self, expr):
+        return f"sinc_grad({self._print(expr.args[0])})"
+
+    def _print_HardClip(self, expr):
+        return f"clip({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_InRange(self, expr):
+        x, low, high, closed = (self._print(a) for a in expr.args)
+        less = "<=" if bool(expr.args[3]) else "<"
+        return f"({low} {less} {x} {less} {high})"
+
+    def _print_Binary(self, expr):
+        name = "binary_tanh" if expr.args[1] == -1 else "binary_sigmoid"
+        return f"{name}({self._print(expr.args[0])})"
+
+    def _print_Compare(self, expr):
+        return f"({self._print(expr.args[0])} {expr.symbol} {self._print(expr.args[1])})"
+
+    def _print_Classify(self, expr):
+        return f"{expr.test}({self._print(expr.args[0])})"
+
+    def _print_Reset(self, expr):
+        name = "reset_nan" if int(expr.args[2]) == 0 else "reset_inf"
+        return f"{name}({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_Select(self, expr):
+        return f"where({', '.join(self._print(a) for a in expr.args)})"
+
     def _print_SumOf(self, expr):
         return _reduction_text("sum", self._print(expr.args[0]), expr.args[2])
 

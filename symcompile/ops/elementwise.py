@@ -25,13 +25,24 @@ _INPLACE = (("inplace", False),)
 _OUTPUTS = (("n_outputs", -1), ("outputs", None))
 
 
+class _Required:
+    """The default of a formula's scalar that nnabla's function requires (it has no
+    default there: ``F.epsilon_insensitive_loss(x0, x1, epsilon)``)."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+
 def elementwise(name: str, type_name: str, *, inplace: bool = False, labels=None):
     """Register the elementwise function `name` (nnabla's class `type_name`) given its
     scalar SymPy formula, which also specifies `F.<name>`:
 
     * its parameters without a default are the Variable inputs, those with one nnabla's
       scalar arguments, with nnabla's names and defaults (the lowering passes them as
-      SymPy numbers);
+      SymPy numbers); a scalar nnabla requires has the default `REQUIRED`;
     * its docstring is F.<name>'s;
     * `inplace` gives F.<name> nnabla's ``inplace=False`` argument (before
       ``n_outputs=-1, outputs=None``, which every function accepts);
@@ -69,6 +80,8 @@ def _api(name: str, formula, inplace: bool) -> FunctionApi:
                             "scalar with its default)")
         if parameter.default is parameter.empty:
             inputs.append(parameter.name)  # Python puts them before those with defaults
+        elif parameter.default is REQUIRED:
+            scalars.append((parameter.name, inspect.Parameter.empty))  # no default in F
         else:
             scalars.append((parameter.name, parameter.default))
     return FunctionApi(tuple(inputs), tuple(scalars),
@@ -345,3 +358,283 @@ def _binary_cross_entropy(x, target):
     # E.log: of x = sigmoid(u), t*softplus(-u) + (1 - t)*softplus(u), finite for every u
     # (each term negated on its own, so that the softpluses' signs cancel)
     return -(target * E.log(x)) - (1 - target) * E.log(1 - x)
+
+
+# --- more activations --------------------------------------------------------------------
+
+@elementwise("swish", "Swish")
+def _swish(x):
+    """x * sigmoid(x)."""
+    return x * E.Sigmoid(x)
+
+
+@elementwise("mish", "Mish")
+def _mish(x):
+    """x * tanh(softplus(x))."""
+    return x * E.sympy_function("tanh")(E.Softplus(x))
+
+
+@elementwise("gelu", "GELU")
+def _gelu(x):
+    """x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3))): nnabla's GELU is this tanh
+    approximation, not the form with erf."""
+    inner = sympy.sqrt(2 / sympy.pi) * (x + sympy.Float(0.044715) * x**3)
+    return x / 2 * (1 + E.sympy_function("tanh")(inner))
+
+
+@elementwise("selu", "SELU")
+def _selu(x, scale=1.05070098735548, alpha=1.673263242354377):
+    """scale * x where x > 0, else scale * alpha * (exp(x) - 1); at 0 the derivative is
+    scale * alpha, as in nnabla."""
+    return E.Selu(x, scale, alpha)
+
+
+@elementwise("relu6", "ReLU6")
+def _relu6(x):
+    """min(max(x, 0), 6); its derivative is 0 at 0 and at 6, as in nnabla."""
+    return E.Minimum(E.Maximum(x, sympy.Integer(0)), sympy.Integer(6))
+
+
+@elementwise("hard_sigmoid", "HardSigmoid")
+def _hard_sigmoid(x):
+    """0.2 x + 0.5 limited to [0, 1]; its derivative is 0.2 on -2.5 <= x <= 2.5 (both
+    ends included, as in nnabla), else 0."""
+    return E.HardClip(x / 5 + sympy.Rational(1, 2), sympy.Integer(0), sympy.Integer(1))
+
+
+@elementwise("hard_tanh", "HardTanh")
+def _hard_tanh(x):
+    """x limited to [-1, 1]; its derivative is 1 on -1 <= x <= 1 (both ends included, as
+    in nnabla), else 0."""
+    return E.HardClip(x, sympy.Integer(-1), sympy.Integer(1))
+
+
+@elementwise("log_sigmoid", "LogSigmoid")
+def _log_sigmoid(x):
+    """log(sigmoid(x)), computed as -softplus(-x)."""
+    return -E.Softplus(-x)
+
+
+@elementwise("softsign", "SoftSign")
+def _softsign(x):
+    """x / (1 + |x|)."""
+    return x / (1 + E.Absolute(x, sympy.Integer(1)))
+
+
+@elementwise("tanh_shrink", "TanhShrink")
+def _tanh_shrink(x):
+    """x - tanh(x)."""
+    return x - E.sympy_function("tanh")(x)
+
+
+@elementwise("sinc", "Sinc")
+def _sinc(x):
+    """sin(x) / x, 1 at x = 0 (nnabla's: of x, not of pi x as NumPy's sinc)."""
+    return E.Sinc(x)
+
+
+# --- signs and rounding (nnabla's gradients pass straight through) -----------------------
+
+@elementwise("sign", "Sign")
+def _sign(x, alpha=1.0):
+    """-1 where x < 0, +1 where x > 0, alpha at 0; the gradient passes straight through
+    (it is 1), as in nnabla."""
+    return E.Signum(x, alpha)
+
+
+@elementwise("binary_tanh", "BinaryTanh")
+def _binary_tanh(x):
+    """+1 where x > 0, else -1; the gradient passes straight through where |x| < 1 and
+    is 0 elsewhere, as in nnabla."""
+    return E.Binary(x, sympy.Integer(-1), sympy.Integer(1))
+
+
+@elementwise("binary_sigmoid", "BinarySigmoid")
+def _binary_sigmoid(x):
+    """1 where x > 0, else 0; the gradient is 1/2 where |x| < 1 and 0 elsewhere, as in
+    nnabla."""
+    return E.Binary(x, sympy.Integer(0), sympy.Integer(1))
+
+
+@elementwise("ceil", "Ceil")
+def _ceil(x):
+    """The smallest integer >= x; the gradient passes straight through (1), as in nnabla."""
+    return E.Ceil(x)
+
+
+@elementwise("floor", "Floor")
+def _floor(x):
+    """The largest integer <= x; the gradient passes straight through (1), as in nnabla."""
+    return E.Floor(x)
+
+
+@elementwise("round", "Round")
+def _round(x):
+    """x rounded to the nearest integer, halves away from zero (as C's round and nnabla;
+    NumPy's round rounds them to even); the gradient passes straight through (1)."""
+    return E.Round(x)
+
+
+# --- comparisons and logic: 1.0 or 0.0, and no gradient (nnabla's backward raises) --------
+
+def _compare(a, b, symbol: str):
+    code = next(k for k, v in E.RELATIONS.items() if v == symbol)
+    return E.Compare(a, b, sympy.Integer(code))
+
+
+def _true(a):
+    """1.0 where `a` is not 0 (nnabla's truth of a float), else 0.0."""
+    return _compare(a, sympy.Integer(0), "!=")
+
+
+@elementwise("greater", "Greater")
+def _greater(x0, x1):
+    """1.0 where x0 > x1, else 0.0 (size-1 axes broadcast); no gradient."""
+    return _compare(x0, x1, ">")
+
+
+@elementwise("greater_equal", "GreaterEqual")
+def _greater_equal(x0, x1):
+    """1.0 where x0 >= x1, else 0.0 (size-1 axes broadcast); no gradient."""
+    return _compare(x0, x1, ">=")
+
+
+@elementwise("less", "Less")
+def _less(x0, x1):
+    """1.0 where x0 < x1, else 0.0 (size-1 axes broadcast); no gradient."""
+    return _compare(x0, x1, "<")
+
+
+@elementwise("less_equal", "LessEqual")
+def _less_equal(x0, x1):
+    """1.0 where x0 <= x1, else 0.0 (size-1 axes broadcast); no gradient."""
+    return _compare(x0, x1, "<=")
+
+
+@elementwise("equal", "Equal")
+def _equal(x0, x1):
+    """1.0 where x0 == x1, else 0.0 (size-1 axes broadcast); no gradient."""
+    return _compare(x0, x1, "==")
+
+
+@elementwise("not_equal", "NotEqual")
+def _not_equal(x0, x1):
+    """1.0 where x0 != x1, else 0.0 (size-1 axes broadcast); no gradient."""
+    return _compare(x0, x1, "!=")
+
+
+@elementwise("greater_scalar", "GreaterScalar")
+def _greater_scalar(x0, val=1):
+    """1.0 where x0 > val, else 0.0; no gradient."""
+    return _compare(x0, val, ">")
+
+
+@elementwise("greater_equal_scalar", "GreaterEqualScalar")
+def _greater_equal_scalar(x0, val=1):
+    """1.0 where x0 >= val, else 0.0; no gradient."""
+    return _compare(x0, val, ">=")
+
+
+@elementwise("less_scalar", "LessScalar")
+def _less_scalar(x0, val=1):
+    """1.0 where x0 < val, else 0.0; no gradient."""
+    return _compare(x0, val, "<")
+
+
+@elementwise("less_equal_scalar", "LessEqualScalar")
+def _less_equal_scalar(x0, val=1):
+    """1.0 where x0 <= val, else 0.0; no gradient."""
+    return _compare(x0, val, "<=")
+
+
+@elementwise("equal_scalar", "EqualScalar")
+def _equal_scalar(x0, val=1):
+    """1.0 where x0 == val, else 0.0; no gradient."""
+    return _compare(x0, val, "==")
+
+
+@elementwise("not_equal_scalar", "NotEqualScalar")
+def _not_equal_scalar(x0, val=1):
+    """1.0 where x0 != val, else 0.0; no gradient."""
+    return _compare(x0, val, "!=")
+
+
+@elementwise("logical_and", "LogicalAnd")
+def _logical_and(x0, x1):
+    """1.0 where x0 and x1 are both not 0, else 0.0 (size-1 axes broadcast); no gradient."""
+    return _true(x0) * _true(x1)
+
+
+@elementwise("logical_or", "LogicalOr")
+def _logical_or(x0, x1):
+    """1.0 where x0 or x1 is not 0, else 0.0 (size-1 axes broadcast); no gradient."""
+    return _true(_true(x0) + _true(x1))
+
+
+@elementwise("logical_xor", "LogicalXor")
+def _logical_xor(x0, x1):
+    """1.0 where exactly one of x0 and x1 is not 0, else 0.0 (size-1 axes broadcast); no
+    gradient."""
+    return _compare(_true(x0), _true(x1), "!=")
+
+
+@elementwise("logical_not", "LogicalNot")
+def _logical_not(x0):
+    """1.0 where x0 is 0, else 0.0; no gradient."""
+    return _compare(x0, sympy.Integer(0), "==")
+
+
+@elementwise("logical_and_scalar", "LogicalAndScalar")
+def _logical_and_scalar(x0, val=REQUIRED):
+    """1.0 where x0 is not 0 and val is true, else 0.0; no gradient."""
+    return _true(x0) * _true(val)
+
+
+@elementwise("logical_or_scalar", "LogicalOrScalar")
+def _logical_or_scalar(x0, val=REQUIRED):
+    """1.0 where x0 is not 0 or val is true, else 0.0; no gradient."""
+    return _true(_true(x0) + _true(val))
+
+
+@elementwise("logical_xor_scalar", "LogicalXorScalar")
+def _logical_xor_scalar(x0, val=REQUIRED):
+    """1.0 where exactly one of x0 (not 0) and val is true, else 0.0; no gradient."""
+    return _compare(_true(x0), _true(val), "!=")
+
+
+@elementwise("isnan", "IsNaN")
+def _isnan(x0):
+    """1.0 where x0 is NaN, else 0.0; no gradient."""
+    return E.Classify(x0, sympy.Integer(0))
+
+
+@elementwise("isinf", "IsInf")
+def _isinf(x0):
+    """1.0 where x0 is +-inf, else 0.0; no gradient."""
+    return E.Classify(x0, sympy.Integer(1))
+
+
+@elementwise("reset_nan", "ResetNaN")
+def _reset_nan(x0, val=0):
+    """x0 with NaNs replaced by val; the gradient is 0 at NaNs, 1 elsewhere."""
+    return E.Reset(x0, val, sympy.Integer(0))
+
+
+@elementwise("reset_inf", "ResetInf")
+def _reset_inf(x0, val=0):
+    """x0 with +-inf replaced by val; the gradient is 0 at infinities, 1 elsewhere."""
+    return E.Reset(x0, val, sympy.Integer(1))
+
+
+@elementwise("where", "Where")
+def _where(condition, x_true, x_false):
+    """x_true where condition is not 0, else x_false (size-1 axes broadcast); the
+    condition gets no gradient."""
+    return E.Select(condition, x_true, x_false)
+
+
+@elementwise("epsilon_insensitive_loss", "EpsilonInsensitiveLoss")
+def _epsilon_insensitive_loss(x0, x1, epsilon=REQUIRED):
+    """Elementwise max(|x0 - x1| - epsilon, 0), not reduced; its derivative is 0 where
+    |x0 - x1| <= epsilon, as in nnabla."""
+    return E.Maximum(E.Absolute(x0 - x1, sympy.Integer(1)) - epsilon, sympy.Integer(0))

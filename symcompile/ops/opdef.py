@@ -9,6 +9,7 @@ only checks its arguments also says how that function is called (`FunctionApi`),
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable
@@ -76,6 +77,8 @@ class OpDef:
 
 def number(value, op: str, arg: str = "val") -> Scalar:
     """A Python or NumPy scalar (or 0-d array, or bool) as a `Scalar`."""
+    if value is inspect.Parameter.empty:  # a scalar nnabla requires, not given
+        raise TypeError(f"F.{op}: missing a required argument: {arg!r}")
     if hasattr(value, "ndim") and getattr(value, "ndim", None) == 0:
         value = value.item()
     if isinstance(value, bool):

@@ -409,3 +409,249 @@ class Truncate(_Derivative):
         if not _numbers(x):
             return None
         return sympy.floor(x) if x >= 0 else sympy.ceiling(x)
+
+
+# --- nnabla's activations, rounding, comparisons and selections ---------------------------
+
+class _StraightThrough(_Elementwise):
+    """A piecewise-constant function whose gradient nnabla passes straight through (1)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(1)
+
+
+class Floor(_StraightThrough):
+    """The largest integer <= x; nnabla's gradient is 1 (straight through)."""
+
+    @classmethod
+    def eval(cls, x):
+        return sympy.floor(x) if _numbers(x) else None
+
+
+class Ceil(_StraightThrough):
+    """The smallest integer >= x; nnabla's gradient is 1 (straight through)."""
+
+    @classmethod
+    def eval(cls, x):
+        return sympy.ceiling(x) if _numbers(x) else None
+
+
+class Round(_StraightThrough):
+    """x rounded to the nearest integer, halves away from zero (C's round, as nnabla; not
+    NumPy's round, which rounds halves to even); nnabla's gradient is 1."""
+
+    @classmethod
+    def eval(cls, x):
+        if not _numbers(x):
+            return None
+        whole = sympy.floor(abs(x) + sympy.Rational(1, 2))
+        return whole if x >= 0 else -whole
+
+
+class Signum(_Elementwise):
+    """nnabla's sign: -1 for x < 0, +1 for x > 0, `alpha` at 0; its gradient is 1
+    (straight through). Args: (x, alpha)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, alpha):
+        if not _numbers(x):
+            return None
+        return alpha if x == 0 else sympy.Integer(1 if x > 0 else -1)
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(1 if argindex == 1 else 0)
+
+
+class Binary(_Elementwise):
+    """nnabla's binary_tanh (low = -1) and binary_sigmoid (low = 0): `high` (1) where
+    x > 0, else `low`; the gradient is (high - low)/2 where |x| < 1, else 0 (straight
+    through in the window). Args: (x, low, high)."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, x, low, high):
+        return (high if x > 0 else low) if _numbers(x) else None
+
+    def fdiff(self, argindex=1):
+        x, low, high = self.args
+        if argindex != 1:
+            return sympy.Integer(0)
+        return (high - low) / 2 * InRange(x, sympy.Integer(-1), sympy.Integer(1),
+                                          sympy.Integer(0))
+
+
+class InRange(_Derivative):
+    """1 where low < x < high (or low <= x <= high if `closed`), else 0, as a number.
+    Args: (x, low, high, closed)."""
+
+    nargs = 4
+
+    @classmethod
+    def eval(cls, x, low, high, closed):
+        if not _numbers(x, low, high):
+            return None
+        inside = low <= x <= high if bool(closed) else low < x < high
+        return sympy.Integer(1 if inside else 0)
+
+
+class HardClip(_Elementwise):
+    """x limited to [low, high], whose gradient is 1 on the closed interval (nnabla's
+    hard_tanh and hard_sigmoid pass the gradient at the boundaries). Args: (x, low, high)."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, x, low, high):
+        return sympy.Min(sympy.Max(x, low), high) if _numbers(x, low, high) else None
+
+    def fdiff(self, argindex=1):
+        x, low, high = self.args
+        if argindex != 1:
+            return sympy.Integer(0)
+        return InRange(x, low, high, sympy.Integer(1))
+
+
+class Selu(_Elementwise):
+    """scale*x where x > 0, else scale*alpha*(exp(x) - 1). Args: (x, scale, alpha)."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, x, scale, alpha):
+        if not _numbers(x, scale, alpha):
+            return None
+        return scale * x if x > 0 else scale * alpha * (sympy.exp(x) - 1)
+
+    def fdiff(self, argindex=1):
+        if argindex != 1:
+            return sympy.Integer(0)
+        return SeluGrad(*self.args)
+
+
+class SeluGrad(_Derivative):
+    """scale where x > 0, else scale*alpha*exp(x)."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, x, scale, alpha):
+        if not _numbers(x, scale, alpha):
+            return None
+        return scale if x > 0 else scale * alpha * sympy.exp(x)
+
+
+class Sinc(_Elementwise):
+    """sin(x)/x, 1 at 0 (nnabla's sinc: not NumPy's, which is of pi*x)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if not _numbers(x):
+            return None
+        return sympy.Integer(1) if x == 0 else sympy.sin(x) / x
+
+    def fdiff(self, argindex=1):
+        return SincGrad(self.args[0])
+
+
+class SincGrad(_Derivative):
+    """(x cos(x) - sin(x))/x**2, 0 at 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if not _numbers(x):
+            return None
+        return sympy.Integer(0) if x == 0 else (x * sympy.cos(x) - sympy.sin(x)) / x**2
+
+
+# The comparisons of nnabla's greater, equal, ... as (symbol, Python operator).
+RELATIONS = {0: ">", 1: ">=", 2: "<", 3: "<=", 4: "==", 5: "!="}
+_COMPARE = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
+class Compare(_Elementwise):
+    """1.0 where `a op b` holds, else 0.0, a number (not a boolean mask), with no gradient
+    (nnabla's comparisons have none: their backward raises). Args: (a, b, op), op a key
+    of RELATIONS."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, a, b, op):
+        if not _numbers(a, b):
+            return None
+        return sympy.Integer(1 if _COMPARE[RELATIONS[int(op)]](a, b) else 0)
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+    @property
+    def symbol(self) -> str:
+        return RELATIONS[int(self.args[2])]
+
+
+class Classify(_Elementwise):
+    """1.0 where x is NaN (kind 0) or infinite (kind 1), else 0.0, with no gradient.
+    Args: (x, kind)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, kind):
+        if x.is_Number:
+            test = x is sympy.nan if int(kind) == 0 else x in (sympy.oo, -sympy.oo)
+            return sympy.Integer(1 if test else 0)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+    @property
+    def test(self) -> str:
+        return "isnan" if int(self.args[1]) == 0 else "isinf"
+
+
+class Reset(_Elementwise):
+    """x with its NaNs (kind 0) or infinities (kind 1) replaced by val; the gradient is 1
+    elsewhere and 0 there, as in nnabla. Args: (x, val, kind)."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, x, val, kind):
+        if not x.is_Number:
+            return None
+        return val if Classify(x, kind) == 1 else x
+
+    def fdiff(self, argindex=1):
+        x, val, kind = self.args
+        return 1 - Classify(x, kind) if argindex == 1 else sympy.Integer(0)
+
+
+class Select(_Elementwise):
+    """nnabla's where: x_true where the condition is not 0, else x_false; no gradient to
+    the condition. Args: (condition, x_true, x_false)."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, condition, x_true, x_false):
+        if not _numbers(condition):
+            return None
+        return x_true if condition != 0 else x_false
+
+    def fdiff(self, argindex=1):
+        condition = self.args[0]
+        if argindex == 1:
+            return sympy.Integer(0)
+        code = 5 if argindex == 2 else 4  # != 0 for x_true, == 0 for x_false
+        return Compare(condition, sympy.Integer(0), sympy.Integer(code))
