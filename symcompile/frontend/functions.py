@@ -13,12 +13,15 @@ below are those with logic of their own (axes, shapes, optional inputs).
 from __future__ import annotations
 
 import builtins
+import functools
 import inspect
 import math
 import numbers
 
+import numpy
+
 from symcompile.frontend import dynamic
-from symcompile.frontend.variable import Function, Variable, normalize_shape
+from symcompile.frontend.variable import Function, NdArray, Variable, normalize_shape
 from symcompile.ir import callsite
 from symcompile.ops.registry import OPS, OpDef, normalize_axes, number
 
@@ -753,3 +756,37 @@ def _add_elementwise_functions() -> list[str]:
 
 
 __all__ += _add_elementwise_functions()
+
+
+def _imperatively(function):
+    """`function` on NdArrays (nnabla's imperative mode): computed at once, under
+    auto-forward, on Variables holding the NdArrays' values (float32 arrays shared,
+    others copied as float32), its result(s) returned as NdArrays."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        if not any(isinstance(a, NdArray) for a in (*args, *kwargs.values())):
+            return function(*args, **kwargs)
+        if any(isinstance(a, Variable) for a in (*args, *kwargs.values())):
+            raise TypeError(f"F.{function.__name__}: arguments mix NdArrays and Variables; "
+                            "give NdArrays only (imperative) or Variables only (a graph)")
+
+        def leaf(value):
+            if not isinstance(value, NdArray):
+                return value
+            if value.dtype == numpy.float32:
+                return Variable.of_array(value)
+            return Variable.from_numpy_array(value.data)
+
+        with dynamic.auto_forward():
+            result = function(*(leaf(a) for a in args),
+                              **{key: leaf(v) for key, v in kwargs.items()})
+        if isinstance(result, (tuple, list)):
+            return type(result)(NdArray.view(v._storage, "data") for v in result)
+        return NdArray.view(result._storage, "data")
+
+    return call
+
+
+for _name in __all__:
+    globals()[_name] = _imperatively(globals()[_name])

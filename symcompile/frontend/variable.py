@@ -200,13 +200,102 @@ def _assign(array: numpy.ndarray, value, what: str = "Variable") -> None:
 
 
 class NdArray:
-    """The `.data` / `.grad` handle of a Variable: `zero()`, `fill()`, `.data`, `zeroing`."""
+    """nnabla's NdArray: an array on its own (``nn.NdArray(shape)``,
+    ``NdArray.from_numpy_array``), or the `.data` / `.grad` of a Variable.
+
+    `.data` is the live NumPy array; `zero()`, `fill()`, `copy_from()`, `cast()`; the
+    arithmetic operators give new NdArrays and the in-place ones (``param.data -=
+    param.grad * lr``) write into the array. F functions called on NdArrays compute at
+    once and return NdArrays (imperative mode; see `functions`)."""
 
     __slots__ = ("_storage", "_field")
 
-    def __init__(self, storage: Storage, field: str) -> None:
-        self._storage = storage
-        self._field = field
+    def __init__(self, shape=(), dtype=None) -> None:
+        self._storage = Storage(normalize_shape(shape), DTYPE if dtype is None else dtype)
+        self._field = "data"
+
+    @classmethod
+    def view(cls, storage: Storage, field: str) -> NdArray:
+        """The `field` ("data" or "grad") of `storage`, shared."""
+        array = cls.__new__(cls)
+        array._storage = storage
+        array._field = field
+        return array
+
+    @staticmethod
+    def from_numpy_array(nparr) -> NdArray:
+        """A new NdArray holding a copy of `nparr`, keeping its dtype (as nnabla)."""
+        value = numpy.asarray(nparr)
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"NdArray.from_numpy_array: expected real numbers, got an array "
+                            f"of dtype {value.dtype}")
+        array = NdArray(value.shape, value.dtype)
+        array.data = value
+        return array
+
+    def _array(self) -> numpy.ndarray:
+        return getattr(self._storage, self._field)
+
+    def copy_from(self, other) -> None:
+        """Copy `other`'s values (an NdArray or an array) into this one."""
+        _assign(self._array(), other._array() if isinstance(other, NdArray) else other,
+                "NdArray.copy_from")
+
+    def cast(self, dtype, ctx=None) -> numpy.ndarray:
+        """The values as a NumPy array of `dtype` (a copy when the dtype differs)."""
+        return self._array().astype(dtype, copy=False)
+
+    def _operand(self, other):
+        return other._array() if isinstance(other, NdArray) else other
+
+    def _result(self, value) -> NdArray:
+        return NdArray.from_numpy_array(value)
+
+    def __add__(self, other):
+        return self._result(self._array() + self._operand(other))
+
+    def __radd__(self, other):
+        return self._result(self._operand(other) + self._array())
+
+    def __sub__(self, other):
+        return self._result(self._array() - self._operand(other))
+
+    def __rsub__(self, other):
+        return self._result(self._operand(other) - self._array())
+
+    def __mul__(self, other):
+        return self._result(self._array() * self._operand(other))
+
+    def __rmul__(self, other):
+        return self._result(self._operand(other) * self._array())
+
+    def __truediv__(self, other):
+        return self._result(self._array() / self._operand(other))
+
+    def __rtruediv__(self, other):
+        return self._result(self._operand(other) / self._array())
+
+    def __pow__(self, other):
+        return self._result(self._array() ** self._operand(other))
+
+    def __neg__(self):
+        return self._result(-self._array())
+
+    def __iadd__(self, other):
+        self._array()[...] += self._operand(other)
+        return self
+
+    def __isub__(self, other):
+        self._array()[...] -= self._operand(other)
+        return self
+
+    def __imul__(self, other):
+        self._array()[...] *= self._operand(other)
+        return self
+
+    def __itruediv__(self, other):
+        self._array()[...] /= self._operand(other)
+        return self
 
     @property
     def data(self) -> ArrayData:
@@ -217,6 +306,10 @@ class NdArray:
         if self._field == "grad" and numpy.isscalar(value) and value == 0:
             self.zero()
             return
+        if isinstance(value, NdArray):
+            if value._storage is self._storage and value._field == self._field:
+                return  # `x.data -= ...` assigns the updated array back to itself
+            value = value._array()
         _assign(getattr(self._storage, self._field), value, f"NdArray.{self._field}")
 
     def zero(self) -> None:
@@ -435,6 +528,8 @@ class Variable:
 
     @d.setter
     def d(self, value) -> None:
+        if isinstance(value, NdArray):
+            value = value._array()
         _assign(self._storage.data, value, f"{self._label}.d")
         self._storage.computed = True
 
@@ -461,13 +556,25 @@ class Variable:
 
     @property
     def data(self) -> NdArray:
-        return NdArray(self._storage, "data")
+        return NdArray.view(self._storage, "data")
+
+    @data.setter
+    def data(self, value) -> None:
+        """``x.data = ndarray`` (and ``x.data -= ...``): the values copied in."""
+        self.data.data = value
+
+    @classmethod
+    def of_array(cls, array: NdArray) -> Variable:
+        """A leaf Variable whose values are `array`'s (shared), for F on NdArrays."""
+        var = cls(array.shape)
+        var._storage = array._storage
+        return var
 
     @property
     def grad(self) -> NdArray:
         if self._parent is not None:
             self._observe(gradient=True)
-        return NdArray(self._storage, "grad")
+        return NdArray.view(self._storage, "grad")
 
     # --- execution ------------------------------------------------------------------------
     def forward(self, clear_buffer=False, clear_no_need_grad=False,
