@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from conftest import ROOT
 
 import symcompile as nn
+import symcompile.parametric_functions as PF
 import symcompile.solvers as S
 import symcompile.utils.learning_rate_scheduler as lrs
 from symcompile.common.checkpoint import CheckpointError
@@ -165,3 +167,76 @@ def test_learning_rate_schedulers():
     warm = lrs.LinearWarmupScheduler(lrs.StepScheduler(0.1, 0.1, [100]), 10)
     assert warm.get_learning_rate(4) == pytest.approx(0.05)
     assert warm.get_learning_rate(50) == pytest.approx(0.1)
+
+
+# --- nnabla's .protobuf parameter files ---------------------------------------------------
+
+def test_protobuf_parameters_round_trip(tmp_path):
+    pytest.importorskip("google.protobuf")
+    x = nn.Variable((2, 3))
+    PF.batch_normalization(PF.affine(x, 4))
+    before = {k: (v.d.copy(), v.need_grad) for k, v in nn.get_parameters(grad_only=False).items()}
+    path = tmp_path / "params.protobuf"
+    nn.save_parameters(path)
+    nn.clear_parameters()
+    nn.load_parameters(path)
+    after = nn.get_parameters(grad_only=False)
+    assert list(after) == list(before)
+    for key, (value, need_grad) in before.items():
+        np.testing.assert_array_equal(after[key].d, value)
+        assert after[key].need_grad == need_grad
+
+
+def test_protobuf_with_a_bad_shape_is_refused(tmp_path):
+    pytest.importorskip("google.protobuf")
+    from symcompile.common.nnabla_proto import messages
+
+    document, _ = messages()
+    message = document()
+    entry = message.parameter.add(variable_name="w")
+    entry.shape.dim.extend([2, 3])
+    entry.data.extend([1.0, 2.0])
+    path = tmp_path / "bad.protobuf"
+    path.write_bytes(message.SerializeToString())
+    with pytest.raises(CheckpointError, match=r"parameter 'w' has shape \(2, 3\) but 2 values"):
+        nn.load_parameters(path)
+    assert nn.get_parameters(grad_only=False) == {}
+
+
+NNABLA = os.environ.get("SYMCOMPILE_NNABLA_PYTHON")
+
+
+@pytest.mark.skipif(not NNABLA, reason="SYMCOMPILE_NNABLA_PYTHON is not set")
+@pytest.mark.parametrize("suffix", [".h5", ".protobuf"])
+def test_parameter_files_are_nnablas(suffix, tmp_path):
+    """A file nnabla 1.39 writes loads here with the same values and need_grad flags, and
+    the file written back from here loads in nnabla with the same values."""
+    pytest.importorskip("google.protobuf" if suffix == ".protobuf" else "h5py")
+    script = (
+        "import sys, json, numpy as np, nnabla as nn, nnabla.parametric_functions as PF\n"
+        "mode, path = sys.argv[1], sys.argv[2]\n"
+        "if mode == 'write':\n"
+        "    PF.batch_normalization(PF.affine(nn.Variable((2, 3)), 4))\n"
+        "    nn.save_parameters(path)\n"
+        "else:\n"
+        "    nn.load_parameters(path)\n"
+        "params = nn.get_parameters(grad_only=False)\n"
+        "print(json.dumps({k: [v.d.tolist(), bool(v.need_grad)] for k, v in params.items()}))\n")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    theirs = tmp_path / f"nnabla{suffix}"
+    done = subprocess.run([NNABLA, "-c", script, "write", str(theirs)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = json.loads(done.stdout.splitlines()[-1])
+    nn.load_parameters(theirs)
+    params = nn.get_parameters(grad_only=False)
+    assert list(params) == list(written)
+    for key, (value, need_grad) in written.items():
+        np.testing.assert_array_equal(params[key].d, np.array(value, np.float32))
+        assert params[key].need_grad == need_grad
+    ours = tmp_path / f"ours{suffix}"
+    nn.save_parameters(ours)
+    done = subprocess.run([NNABLA, "-c", script, "read", str(ours)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == written

@@ -1,4 +1,5 @@
-"""Files of named arrays for parameters and solver states: .npz always, .h5 with h5py.
+"""Files of named arrays for parameters and solver states: .npz always, .h5 with h5py,
+nnabla's .protobuf parameter files with protobuf (see `nnabla_proto`).
 
 Writes are atomic (a temporary file renamed into place). Reads change nothing and cost
 no more memory than the arrays the caller expects, however the file was made:
@@ -32,7 +33,7 @@ from numpy.lib import format as npy
 from symcompile.common import memory
 from symcompile.common.files import atomic_write_bytes
 
-FORMATS = (".npz", ".h5")
+FORMATS = (".npz", ".h5", ".protobuf")
 
 FLOAT = "float32"  # parameter or state values, stored as float32
 COUNT = "count"  # a solver's update count t: an integer scalar within uint32
@@ -65,7 +66,8 @@ def _extension(path, extension) -> str:
     if not ext.startswith("."):
         ext = "." + ext
     if ext not in FORMATS:
-        raise CheckpointError(f"{path}: unsupported format {ext!r}; use .npz (or .h5 with h5py)")
+        raise CheckpointError(f"{path}: unsupported format {ext!r}; use .npz (or .h5 with "
+                              "h5py, or nnabla's .protobuf with protobuf)")
     return ext
 
 
@@ -86,7 +88,11 @@ def save_arrays(path, arrays: dict[str, numpy.ndarray], attributes: dict[str, di
     named ``<key>:<name>`` in .npz files.
     """
     attributes = attributes or {}
-    if _extension(path, extension) == ".npz":
+    ext = _extension(path, extension)
+    if ext == ".protobuf":
+        atomic_write_bytes(path, _protobuf_bytes(path, arrays, attributes))
+        return
+    if ext == ".npz":
         stored = dict(arrays)
         for name, attrs in attributes.items():
             for key, value in attrs.items():
@@ -122,8 +128,11 @@ def load_arrays(path, plan: Plan, extension: str | None = None) -> tuple[dict, d
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        if _extension(path, extension) == ".npz":
+        ext = _extension(path, extension)
+        if ext == ".npz":
             return _load_npz(path, plan)
+        if ext == ".protobuf":
+            return _load_protobuf(path, plan)
         return _load_h5(path, plan)
     except CheckpointError:
         raise
@@ -331,3 +340,55 @@ def _h5_attributes(path, name: str, dataset) -> dict:
         _check_attribute(path, name, key, stored.shape, stored.dtype)
         attributes[key] = numpy.asarray(dataset.attrs[key]).item()
     return attributes
+
+
+# --- .protobuf (nnabla's parameter files) ----------------------------------------------------
+
+def _protobuf_messages(path):
+    try:
+        from symcompile.common.nnabla_proto import messages
+        return messages()
+    except ImportError:
+        raise CheckpointError(f"{path}: .protobuf files need protobuf (pip install protobuf); "
+                              "or use .npz") from None
+
+
+def _protobuf_bytes(path, arrays: dict, attributes: dict) -> bytes:
+    """nnabla's NNablaProtoBuf message holding `arrays` (float32) and their need_grad."""
+    document, _ = _protobuf_messages(path)
+    message = document()
+    for name, value in arrays.items():
+        entry = message.parameter.add(variable_name=name)
+        value = numpy.asarray(value, dtype=numpy.float32)
+        entry.shape.dim.extend(int(d) for d in value.shape)
+        entry.data.extend(value.ravel().tolist())
+        entry.need_grad = bool(attributes.get(name, {}).get("need_grad", True))
+    return message.SerializeToString()
+
+
+def _load_protobuf(path, plan: Plan) -> tuple[dict, dict]:
+    """The parameters of an nnabla .protobuf file, in the file's order; the file's size is
+    checked against memory before it is parsed, each shape against its data after."""
+    _check_size(path, "the file", Path(path).stat().st_size * 4)  # parsed, then copied
+    document, _ = _protobuf_messages(path)
+    message = document()
+    message.ParseFromString(Path(path).read_bytes())
+    entries, attributes = {}, {}
+    for entry in message.parameter:
+        name, shape = entry.variable_name, tuple(int(d) for d in entry.shape.dim)
+        if name in entries:
+            raise CheckpointError(f"{path}: parameter {name!r} appears twice; nothing was "
+                                  "loaded")
+        if any(d < 0 for d in shape) or math.prod(shape) != len(entry.data):
+            raise CheckpointError(f"{path}: parameter {name!r} has shape {shape} but "
+                                  f"{len(entry.data)} values; nothing was loaded")
+        entries[name] = entry
+        attributes[name] = {"need_grad": bool(entry.need_grad)}
+    headers = {name: (tuple(int(d) for d in entry.shape.dim), numpy.dtype(numpy.float32))
+               for name, entry in entries.items()}
+
+    def read(name):
+        entry = entries[name]
+        return numpy.asarray(entry.data, dtype=numpy.float32).reshape(headers[name][0])
+
+    return _checked(path, headers, plan, read), attributes

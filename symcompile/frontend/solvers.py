@@ -292,6 +292,9 @@ class Solver:
     def save_states(self, path) -> None:
         """Write every parameter's state arrays and t (as nnabla: ``{param}/{state}``,
         ``{param}/t``) to a .npz or .h5 file, atomically."""
+        if str(path).lower().endswith(".protobuf"):
+            raise ValueError(f"save_states({str(path)!r}): solver states are written as .h5 "
+                             "(nnabla's layout) or .npz; .protobuf holds parameters only here")
         arrays = {}
         for key, state in self._states.items():
             for name, value in state.pstate.items():
