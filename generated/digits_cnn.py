@@ -91,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = '13cc5b9f0eabea36'
+SOURCE_HASH = '80ae956ba2608ec5'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -218,7 +218,7 @@ OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
 RUNNING = ('cnn_conv1_bn_mean', 'cnn_conv1_bn_var', 'cnn_conv2_bn_mean', 'cnn_conv2_bn_var')
-RANDOM_MASKS = ()
+RANDOM_DRAWS = ()
 
 
 def forward(
@@ -1352,11 +1352,14 @@ def pool_cropped(padded, x_shape, pad):
 
 
 def pool_sum(x, kernel, stride, pad, ignore_border):
-    """The sum of each window, padding zeros."""
+    """The sum of each window, padding zeros: the elementwise sum of what each kernel
+    position reads (see pool_max)."""
     rank = len(kernel)
     out, after = pool_geometry(x.shape[x.ndim - rank:], kernel, stride, pad, ignore_border)
     windows = conv_windows(pool_padded(x, rank, pad, after, 0), kernel, stride, (1,) * rank)
-    y = numpy.sum(windows, axis=tuple(range(rank)))
+    y = None
+    for k in numpy.ndindex(*kernel):
+        y = windows[k].copy() if y is None else numpy.add(y, windows[k], out=y)
     return numpy.reshape(y, x.shape[:x.ndim - rank] + out)
 
 
@@ -1587,7 +1590,7 @@ def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, toler
     arguments = [values[name] for name in order]
     if not GRADIENTS:
         return {}
-    draws = {"rng": seed} if RANDOM_MASKS else {}  # the same dropout masks every call
+    draws = {"rng": seed} if RANDOM_DRAWS else {}  # the same random draws every call
     gradients = gradient(*arguments, **draws)[len(OUTPUTS):]
 
     def loss():

@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = 'e17589e85f522fd7'
+SOURCE_HASH = 'de7eb61e0359b55a'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -91,7 +91,7 @@ OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
 RUNNING = ()
-RANDOM_MASKS = ()
+RANDOM_DRAWS = ()
 
 
 def forward(
@@ -648,7 +648,7 @@ def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, toler
     arguments = [values[name] for name in order]
     if not GRADIENTS:
         return {}
-    draws = {"rng": seed} if RANDOM_MASKS else {}  # the same dropout masks every call
+    draws = {"rng": seed} if RANDOM_DRAWS else {}  # the same random draws every call
     gradients = gradient(*arguments, **draws)[len(OUTPUTS):]
 
     def loss():

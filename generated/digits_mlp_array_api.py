@@ -28,7 +28,7 @@ those are the new arrays.
 
 GRAPH_NAME = 'digits_mlp_array_api'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '34930096acefb21d'
+SOURCE_HASH = '48bd927abda557fc'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = 'float32'
 INPUTS = {
@@ -89,7 +89,7 @@ OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
 RUNNING = ()
-RANDOM_MASKS = ()
+RANDOM_DRAWS = ()
 
 
 def forward(
@@ -665,7 +665,7 @@ def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, toler
 
     def run(function):
         converted = arguments if xp is None else [xp.asarray(a) for a in arguments]
-        draws = {"rng": seed} if RANDOM_MASKS else {}  # the same dropout masks every call
+        draws = {"rng": seed} if RANDOM_DRAWS else {}  # the same random draws every call
         return function(*converted, **draws)
 
     def host(array):

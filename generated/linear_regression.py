@@ -20,7 +20,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'b2e761a1204b4d52'
-SOURCE_HASH = '702319b5bdb901c2'
+SOURCE_HASH = '7ea516a0610e3ce4'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -40,7 +40,7 @@ OUTPUT_GRADIENTS = ()
 SOLVER = 'sgd'
 STATE = {}
 RUNNING = ()
-RANDOM_MASKS = ()
+RANDOM_DRAWS = ()
 
 
 def forward(y_true, x, a, b):
@@ -346,7 +346,7 @@ def check_gradient(inputs=None, params=None, seed=0, samples=20, eps=None, toler
     arguments = [values[name] for name in order]
     if not GRADIENTS:
         return {}
-    draws = {"rng": seed} if RANDOM_MASKS else {}  # the same dropout masks every call
+    draws = {"rng": seed} if RANDOM_DRAWS else {}  # the same random draws every call
     gradients = gradient(*arguments, **draws)[len(OUTPUTS):]
 
     def loss():

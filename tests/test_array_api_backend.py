@@ -352,6 +352,9 @@ def _structural_cases() -> dict[str, Case]:
     cases["split"] = Case(lambda x: F.split(x, axis=1), normal((2, 3, 2)))
     # the masks of both modules come from one seed (see run_all); more in test_dropout.py
     cases["dropout"] = Case(lambda x: F.dropout(F.tanh(x), p=0.4), normal((4, 5)))
+    cases["rand, randn, randint"] = Case(
+        lambda: (F.rand(-1, 2, shape=(3, 2)), F.randn(0.5, 2, shape=(4,)),
+                 F.randint(0, 4, shape=(2, 2))), lambda rng: [])
     # more configurations (axes, no beta or gamma, against nnabla) in test_normalization.py
     scales = lambda rng: [rng.normal(size=(2, 4, 3)), rng.normal(size=(1, 4, 1)),  # noqa: E731
                           rng.uniform(0.5, 1.5, size=(1, 4, 1))]
@@ -484,7 +487,7 @@ def run_all(modules, values, library_args, dtype="float32") -> dict:
         seed = np.full((), 0.5, dtype=dtype)
         if backend != "numpy":
             args, seed = library_args(args), library_args([seed])[0]
-        draws = {"rng": 0} if getattr(module, "RANDOM_MASKS", ()) else {}  # same masks
+        draws = {"rng": 0} if getattr(module, "RANDOM_DRAWS", ()) else {}  # same masks
         forward, gradient = module.forward(*args, **draws), module.gradient(*args, **draws)
         *outputs, saved = module.forward_saving(*args, **draws)
         results[backend] = (forward, gradient, tuple(outputs),

@@ -1,4 +1,5 @@
-"""F.dropout: y = x * mask / (1 - p) with a fresh mask per forward pass.
+"""F.dropout (y = x * mask / (1 - p), a fresh mask per forward pass) and the random
+draws F.rand, F.randn and F.randint.
 
 - the runtime: the backward pass uses the mask of its forward pass; each forward draws a
   new one; nn.seed and dropout's `seed` make runs reproducible; about 1 - p of the
@@ -88,7 +89,7 @@ def test_module_masks_come_from_rng(tmp_path):
     h = F.dropout(F.tanh(PF.affine(x, 5)), p=0.4)
     loss = F.sum(F.dropout(h, p=0.2) ** 2)
     module = compile_f64(loss, tmp_path).module
-    assert len(module.RANDOM_MASKS) == 2
+    assert len(module.RANDOM_DRAWS) == 2
     values = {"x": np.random.default_rng(0).normal(size=(6, 4)),
               **{k: v.d for k, v in nn.get_parameters().items()}}
     args = arguments(module, values)
@@ -140,3 +141,54 @@ def test_fused_step_and_split_backward_use_the_forward_masks(tmp_path):
 def test_bad_arguments_are_refused(call, error, message):
     with pytest.raises(error, match=message):
         call(nn.Variable((2, 3)))
+
+
+def test_two_dropouts_of_one_shape_draw_two_masks(tmp_path):
+    """Each draw is its own array: two dropouts of the same input and rate are not one."""
+    x = nn.Variable.from_numpy_array(np.ones((50, 40), np.float32))
+    a, b = F.dropout(x, 0.5), F.dropout(x, 0.5)
+    loss = F.sum(F.squared_error(a, b))
+    module = nn.compile(loss, name="two_masks", output_dir=tmp_path).module
+    assert len(module.RANDOM_DRAWS) == 2
+    assert module.forward(x.d, rng=0) > 0
+    loss.forward()
+    assert float(loss.d) > 0
+
+
+def test_random_draws():
+    nn.seed(3)
+    u = F.rand(-1, 2, shape=(4000,))
+    n = F.randn(0.5, 2.0, shape=(4000,))
+    i = F.randint(1, 5, shape=(4000,))
+    F.sink(u, n, i).forward()
+    assert u.d.min() >= -1 and u.d.max() < 2 and abs(u.d.mean() - 0.5) < 0.05
+    assert abs(n.d.mean() - 0.5) < 0.1 and abs(n.d.std() - 2.0) < 0.1
+    assert set(np.unique(i.d)) == {1, 2, 3, 4}
+    first = u.d.copy()
+    F.sink(u, n, i).forward()
+    assert not np.array_equal(first, u.d)  # drawn anew by every forward pass
+
+
+def test_random_draws_are_seeded_and_the_same_on_both_backends(tmp_path):
+    x = nn.Variable((3,), need_grad=True)
+    x.name = "x"
+    loss = F.sum(x * F.rand(shape=(3,)) + F.randn(shape=(3,)))
+    args = [np.ones(3, np.float32)]
+    numpy_module = nn.compile(loss, name="r_np", output_dir=tmp_path).module
+    api_module = nn.compile(loss, name="r_api", output_dir=tmp_path, backend="array_api").module
+    assert numpy_module.forward(*args, rng=5) == numpy_module.forward(*args, rng=5)
+    assert float(api_module.forward(*args, rng=5)) == pytest.approx(
+        float(numpy_module.forward(*args, rng=5)), rel=1e-6)
+    _, g = numpy_module.gradient(*args, rng=5)
+    u = np.random.default_rng(5).uniform(0, 1, 3).astype(np.float32)
+    np.testing.assert_allclose(g, u, rtol=1e-6)  # d/dx of x * u is the same draw u
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: F.rand(1, 1), r"F.rand: low=1 must be less than high=1"),
+    (lambda: F.randn(0, 0), r"F.randn: sigma=0 must be positive"),
+    (lambda: F.randint(0, 2.5), r"F.randint: low=0 and high=2.5 must be integers"),
+])
+def test_bad_random_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -280,16 +280,17 @@ class _ModuleBuilder:
                       "written into their arguments, as nnabla's forward() does"),)
 
     def random_parts(self, equations) -> tuple[tuple[str, ...], tuple[Line, ...], str]:
-        """For a function whose `equations` draw at random (dropout): its `rng` argument,
+        """For a function whose `equations` draw at random (dropout, rand): its `rng` argument,
         the line making it a generator, and the docstring's sentence; else nothing."""
         draws = set(self.program.draws)
         if not any(eq.target in draws for eq in equations):
             return (), (), ""
         self.kernels.add("random_generator")
-        line = Line("rng = random_generator(rng)", "the generator dropout's masks come from")
+        line = Line("rng = random_generator(rng)", "the generator random draws come from")
         return (("rng=None",), (line,),
                 " rng: a numpy.random.Generator, an int seed or None (fresh entropy), which "
-                "dropout's masks (RANDOM_MASKS) are drawn from; one seed gives the same masks.")
+                "the random draws (RANDOM_DRAWS: dropout's masks, rand's values) come from; "
+                "one seed gives the same draws.")
 
     def running_note(self) -> str:
         return (" Updates the running statistics (RUNNING) in place, as nnabla's forward "
@@ -509,9 +510,9 @@ class _ModuleBuilder:
             # Leaves every forward pass overwrites: batch normalization's running
             # statistics in training mode (the step returns them too).
             ("RUNNING", tuple(leaf.name for leaf in program.running)),
-            # Arrays drawn at random by every forward pass (dropout's masks), from the
-            # functions' `rng` argument.
-            ("RANDOM_MASKS", tuple(sym.name for sym in program.draws)),
+            # Arrays drawn at random by every forward pass (dropout's masks, F.rand's
+            # values), from the functions' `rng` argument.
+            ("RANDOM_DRAWS", tuple(sym.name for sym in program.draws)),
         )
 
     def label_classes(self) -> dict[int, int]:

@@ -378,11 +378,12 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _print_StopGradient(self, expr):
         return self._print(expr.args[0])
 
-    def _print_Bernoulli(self, expr):
-        """``random_mask(rng, shape, keep, dtype)``: the function's generator draws it."""
-        return self._kernel_call("random_mask", ["rng", shape_text(expr.args[0]),
-                                                 repr(float(expr.args[1])),
-                                                 *self._mask_dtype()])
+    def _print_DrawBase(self, expr):
+        """``random_<kind>(rng, shape, *numbers, dtype)``: the function's generator draws
+        it (see primitives.DrawBase)."""
+        numbers = [repr(float(a)) for a in expr.numbers]
+        return self._kernel_call(f"random_{expr.kind}", ["rng", shape_text(expr.args[0]),
+                                                         *numbers, *self._mask_dtype()])
 
     def _mask_dtype(self) -> list[str]:
         return [f"numpy.{self._dtype}"]

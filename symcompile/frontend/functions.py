@@ -33,7 +33,7 @@ __all__ = [
     "global_average_pooling", "batch_normalization", "slice", "flip", "pad", "concatenate",
     "stack", "split", "dropout", "deconvolution", "depthwise_convolution", "unpooling", "embed",
     "layer_normalization", "instance_normalization", "group_normalization", "top_n_error",
-    "binary_error", "tile", "one_hot", "sink",
+    "binary_error", "tile", "one_hot", "sink", "rand", "randn", "randint",
 ]
 
 
@@ -133,6 +133,39 @@ def softmax_cross_entropy(x, target, axis=None, n_outputs=-1, outputs=None):
     """
     axis = _one_axis("softmax_cross_entropy", x, axis)
     return _record("softmax_cross_entropy", (x, target), axis=axis)
+
+
+def rand(low=0, high=1, shape=[], seed=-1, n_outputs=-1, outputs=None):  # noqa: B006
+    """Uniform random numbers in [low, high) of `shape`, drawn anew by every forward pass
+    (from the generated functions' `rng`; see `dropout` for seeding)."""
+    return _random("rand", shape, low, high, seed, ("low", "high"))
+
+
+def randn(mu=0, sigma=1, shape=[], seed=-1, n_outputs=-1, outputs=None):  # noqa: B006
+    """Normal random numbers (mean mu, standard deviation sigma) of `shape`, drawn anew by
+    every forward pass."""
+    return _random("randn", shape, mu, sigma, seed, ("mu", "sigma"))
+
+
+def randint(low=0, high=1, shape=[], seed=-1, n_outputs=-1, outputs=None):  # noqa: B006
+    """Random integers in [low, high) of `shape`, drawn anew by every forward pass; held
+    as float32 (symcompile's Variables), where nnabla's are int32."""
+    return _random("randint", shape, low, high, seed, ("low", "high"))
+
+
+def _random(op: str, shape, a, b, seed, names) -> Variable:
+    shape = normalize_shape(shape, f"F.{op}")
+    first, second = number(a, op, names[0]), number(b, op, names[1])
+    if op == "randint" and not (float(first).is_integer() and float(second).is_integer()):
+        raise ValueError(f"F.randint: low={a!r} and high={b!r} must be integers")
+    if op != "randn" and not float(first) < float(second):
+        raise ValueError(f"F.{op}: {names[0]}={a!r} must be less than {names[1]}={b!r}")
+    if op == "randn" and not float(second) > 0:
+        raise ValueError(f"F.randn: sigma={b!r} must be positive")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"F.{op}: seed must be an int (-1: the runtime's generator), got "
+                        f"{seed!r}")
+    return _record(op, (), shape=shape, a=first, b=second, seed=int(seed))
 
 
 def top_n_error(x, target, axis=None, n=1, n_outputs=-1, outputs=None):

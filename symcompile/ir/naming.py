@@ -30,7 +30,8 @@ RESERVED = frozenset(
         "conv_zeros", "conv_positions", "conv_window", "conv_columns", "conv_spread",
         "pool_geometry", "pool_padded", "pool_cropped", "pool_max", "pool_max_grad",
         "pool_sum", "pool_sum_grad", "pool_divisor", "pool_average", "pool_average_grad",
-        "slice_grad", "pad_constant", "random_generator", "random_mask",
+        "slice_grad", "pad_constant", "random_generator", "random_mask", "random_uniform",
+        "random_normal", "random_integers", "random_moved",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

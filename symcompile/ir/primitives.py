@@ -607,16 +607,58 @@ class StopGradient(Primitive):
         return shapes.of(self.args[0])
 
 
-class Bernoulli(Primitive):
-    """An array of 1s (probability `keep`) and 0s drawn at random: dropout's mask; args
-    (shape, keep). Lowering gives every draw an array of its own, computed once per
-    forward pass (from the function's `rng`) and saved for the backward pass."""
+class DrawBase(Primitive):
+    """An array drawn at random; args (shape, *its distribution's numbers, tag). The tag
+    (see `tagged`) makes each draw of a graph a different expression, so that no pass
+    takes two draws of one shape for one value. Lowering
+    gives every draw an array of its own, computed once per forward pass (from the
+    function's `rng`) and saved for the backward pass. The printers print each as a call
+    of its kernel ``random_<kind>(rng, shape, *numbers, dtype)`` (one method for all:
+    SymPy dispatches on a base class only when its name ends in "Base")."""
 
-    nargs = 2
     tensor_args = ()  # a constant: no gradient flows into a draw
+    kind = ""
 
     def shape(self, shapes):
         return as_ints(self.args[0])
+
+    @property
+    def numbers(self) -> tuple:
+        """The distribution's numbers (after the shape, before the tag)."""
+        return self.args[1:-1]
+
+    def tagged(self, tag: int) -> DrawBase:
+        return type(self)(*self.args[:-1], sympy.Integer(tag))
+
+
+class Bernoulli(DrawBase):
+    """1 with probability `keep`, else 0 (dropout's mask); args (shape, keep, tag)."""
+
+    nargs = 3
+    kind = "mask"
+
+
+class UniformDraw(DrawBase):
+    """Uniform in [low, high) (F.rand); args (shape, low, high, tag)."""
+
+    nargs = 4
+    kind = "uniform"
+
+
+class NormalDraw(DrawBase):
+    """Normal with mean mu and standard deviation sigma (F.randn); args (shape, mu, sigma,
+    tag)."""
+
+    nargs = 4
+    kind = "normal"
+
+
+class IntegerDraw(DrawBase):
+    """Integers uniform in [low, high) (F.randint), as numbers; args (shape, low, high,
+    tag)."""
+
+    nargs = 4
+    kind = "integers"
 
 
 class Composite(Primitive):

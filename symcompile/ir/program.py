@@ -57,7 +57,7 @@ class Program:
     # Leaves the forward pass overwrites (running statistics): leaf symbol -> the symbol
     # of its new value, a forward equation every function with a forward computes.
     running: dict[sympy.Symbol, sympy.Symbol] = field(default_factory=dict)
-    # Arrays drawn at random (dropout's masks): forward equations of a Bernoulli each;
+    # Arrays drawn at random (dropout's masks, F.rand): forward equations of a draw each;
     # the functions that compute one take an `rng` argument.
     draws: list[sympy.Symbol] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)  # sizes, for `symcompile show`

@@ -94,4 +94,17 @@ def _dropout(args, attrs, ctx):
         return args[0]
     # p as the decimal it was written as (0.3 = 3/10), so the scale stays exact: 10/7
     keep = 1 - sympy.Rational(repr(float(attrs["p"])))
-    return args[0] * P.Bernoulli(P.shape_tuple(ctx.out_shape), keep) / keep
+    return args[0] * P.Bernoulli(P.shape_tuple(ctx.out_shape), keep, sympy.Integer(0)) / keep
+
+
+def _draw(kind: str):
+    def lower(args, attrs, ctx):
+        shape = P.shape_tuple(ctx.out_shape)
+        draw = {"rand": P.UniformDraw, "randn": P.NormalDraw, "randint": P.IntegerDraw}[kind]
+        return draw(shape, attrs["a"], attrs["b"], sympy.Integer(0))
+
+    return lower
+
+
+for _name, _type in (("rand", "Rand"), ("randn", "Randn"), ("randint", "Randint")):
+    _register(_name, _type, 0, lambda shapes, attrs: attrs["shape"])(_draw(_name))

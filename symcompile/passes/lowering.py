@@ -30,6 +30,7 @@ from symcompile.ir.naming import RESERVED, Namer
 from symcompile.ir.primitives import (
     Bernoulli,
     Composite,
+    DrawBase,
     Full,
     Shapes,
     exact,
@@ -169,17 +170,19 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
             program.running[leaf] = target
 
     def own_draws(node, expr: sympy.Expr) -> sympy.Expr:
-        """`expr` with each random draw (Bernoulli) replaced by an array of its own, so
+        """`expr` with each random draw (DrawBase) replaced by an array of its own, so
         that it is drawn once and the backward pass reads the same values."""
-        draws = sorted(expr.atoms(Bernoulli), key=sympy.default_sort_key)
+        draws = sorted(expr.atoms(DrawBase), key=sympy.default_sort_key)
         if not draws:
             return expr
         label = graph.values[node.output].name or node.op
         replaced = {}
         for draw in draws:
-            sym = program.symbol(f"{label}_mask", program.shapes.of(draw))
-            program.forward.append(Equation(sym, draw, FORWARD, (node.index,),
-                                            note=f"{node.op}'s random mask"))
+            name = f"{label}_mask" if isinstance(draw, Bernoulli) else label
+            sym = program.symbol(name, program.shapes.of(draw))
+            program.forward.append(Equation(sym, draw.tagged(len(program.draws)), FORWARD,
+                                            (node.index,),
+                                            note=f"{node.op}'s random {draw.kind}"))
             program.draws.append(sym)
             replaced[draw] = sym
         return expr.xreplace(replaced)

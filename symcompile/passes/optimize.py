@@ -24,7 +24,7 @@ from collections.abc import Callable
 import sympy
 
 from symcompile.ir.formula import as_text
-from symcompile.ir.primitives import Full, exact, shape_tuple, substitute
+from symcompile.ir.primitives import Bernoulli, Full, exact, shape_tuple, substitute
 from symcompile.ir.program import Equation, Program
 from symcompile.ops.softmax import expand_composites
 from symcompile.passes.fusion_cost import CostModel, operation_count
@@ -114,7 +114,7 @@ def _expand_composites(program: Program) -> None:
 def _idempotent_masks(program: Program) -> None:
     """mask**k -> mask for the random masks (0 or 1): the derivative of (x*mask)**2 has
     mask**2, which SymPy cannot know is the mask."""
-    draws = set(program.draws)
+    draws = {eq.target for eq in program.forward if isinstance(eq.expr, Bernoulli)}
     if not draws:
         return
 

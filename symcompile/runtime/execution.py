@@ -52,7 +52,7 @@ class Binding:
         running = set(getattr(module, "RUNNING", ()))
         self.running = {i for i, name in enumerate(names) if name in running}
         # dropout's masks: drawn from the binding's generator (see `draws`)
-        self.draws = {"rng": None} if getattr(module, "RANDOM_MASKS", ()) else {}
+        self.draws = {"rng": None} if getattr(module, "RANDOM_DRAWS", ()) else {}
         self.draw_state = None  # the generator's state before the latest forward()
         self.saved = None
         self.fingerprint = ""
@@ -103,7 +103,8 @@ class Binding:
         if it gave one, else from nn.seed's sequence (reproducible either way)."""
         if not self.draws:
             return
-        seeds = [dict(n.attrs).get("seed", -1) for n in graph.nodes if n.op == "dropout"]
+        seeds = [dict(n.attrs).get("seed", -1) for n in graph.nodes
+                 if n.op in ("dropout", "rand", "randn", "randint")]
         given = [s for s in seeds if s != -1]
         seed = given[0] if given else random.prng.randint(2**31 - 1)
         self.draws["rng"] = numpy.random.default_rng(seed)

@@ -400,3 +400,27 @@ def random_mask(xp, rng, shape, keep, dtype, device):
     """1 with probability `keep`, else 0 (dropout's mask), drawn from `rng` (NumPy) and
     made an array of `xp` on `device`."""
     return xp.astype(xp.asarray(rng.random(shape) < keep, device=device), dtype)
+
+
+def random_moved(xp, values, dtype, device):
+    """NumPy `values` as an array of `xp` of `dtype` on `device`, cast on the host first
+    (a device may have no float64)."""
+    import numpy
+
+    host = values.astype(numpy.float32 if xp.finfo(dtype).bits == 32 else numpy.float64)
+    return xp.asarray(host, device=device)
+
+
+def random_uniform(xp, rng, shape, low, high, dtype, device):
+    """Uniform in [low, high), drawn from `rng` (NumPy), moved to `device` (F.rand)."""
+    return random_moved(xp, rng.uniform(low, high, shape), dtype, device)
+
+
+def random_normal(xp, rng, shape, mu, sigma, dtype, device):
+    """Normal (mean mu, standard deviation sigma), drawn from `rng` (NumPy) (F.randn)."""
+    return random_moved(xp, rng.normal(mu, sigma, shape), dtype, device)
+
+
+def random_integers(xp, rng, shape, low, high, dtype, device):
+    """Integers in [low, high), drawn from `rng` (NumPy), as numbers (F.randint)."""
+    return random_moved(xp, rng.integers(int(low), int(high), shape), dtype, device)

@@ -285,3 +285,18 @@ def random_mask(rng, shape, keep, dtype):
     """1 with probability `keep`, else 0 (dropout's mask), drawn from `rng` (as doubles,
     so that both backends draw the same masks from one seed)."""
     return (rng.random(shape) < keep).astype(dtype)
+
+
+def random_uniform(rng, shape, low, high, dtype):
+    """Uniform in [low, high), drawn from `rng` (F.rand)."""
+    return rng.uniform(low, high, shape).astype(dtype)
+
+
+def random_normal(rng, shape, mu, sigma, dtype):
+    """Normal with mean mu and standard deviation sigma, drawn from `rng` (F.randn)."""
+    return rng.normal(mu, sigma, shape).astype(dtype)
+
+
+def random_integers(rng, shape, low, high, dtype):
+    """Integers in [low, high), drawn from `rng`, as numbers of `dtype` (F.randint)."""
+    return rng.integers(int(low), int(high), shape).astype(dtype)
