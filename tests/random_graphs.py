@@ -714,15 +714,21 @@ def _factor(g: _Draft, size: int) -> tuple[int, ...]:
     return tuple(dims + [rest]) if rank else ()
 
 
+def _draw_indexing(g: _Draft) -> None:
+    """F.slice, F.flip, F.pad or F.concatenate (a family of its own, so that the shape
+    functions keep their share of the draws)."""
+    op = g.choose(["slice", "flip", "pad", "concatenate"])
+    x = g.operand(lambda v: v.ndim >= 1, lambda: g.shape(1, 3))
+    if x is not None:
+        _draw_indexing_op(g, op, x, g.value(x).shape)
+
+
 def _draw_shape_op(g: _Draft) -> None:
-    op = g.choose(["reshape", "transpose", "broadcast", "slice", "flip", "pad", "concatenate"])
+    op = g.choose(["reshape", "transpose", "broadcast"])
     x = g.operand(lambda v: True, g.shape)
     if x is None:
         return
     shape = g.value(x).shape
-    if op in ("slice", "flip", "pad", "concatenate") and shape:
-        _draw_indexing_op(g, op, x, shape)
-        return
     if op == "reshape":
         target = list(_factor(g, math.prod(shape)))
         if target and g.draw(st.booleans()):
@@ -886,7 +892,7 @@ def _draw_cross_entropy(g: _Draft) -> None:
 # Weighted by how many functions each family draws from: UNARY holds a third of them.
 FAMILIES = [_draw_unary, _draw_binary, _draw_unary, _draw_reduction, _draw_binary,
             _draw_unary, _draw_shape_op, _draw_affine, _draw_unary, _draw_matmul,
-            _draw_softmax, _draw_unary, _draw_cross_entropy, _draw_clip]
+            _draw_softmax, _draw_unary, _draw_cross_entropy, _draw_clip, _draw_indexing]
 
 
 @st.composite

@@ -17,7 +17,8 @@ per element), each justified where it is declared: a derivative computed as 1 - 
 nnabla; cross entropies whose formulas subtract nearly equal terms, as nnabla's do;
 softplus with beta not a power of 2, whose rounded beta*x its condition number
 amplifies; pow2's derivatives, which reuse the forward value x0**x1 where it has
-overflowed or underflowed.
+overflowed or underflowed; gelu's 1 + tanh(u), sinc's derivative (x cos(x) - sin(x))/x**2
+and epsilon_insensitive_loss's |x0 - x1| - epsilon, which cancel, as nnabla's do.
 """
 
 from __future__ import annotations
@@ -177,6 +178,22 @@ def tanh_grad_atol(x):
     return 2 * EPS * np.tanh(x) ** 2
 
 
+def sigmoid_tail_atol(x):
+    # swish and mish multiply x by the sigmoid (or by what the sigmoid bounds), which
+    # symcompile keeps at or above 3e-39 below x = -87.3 (see elementwise.log: below it
+    # float32 is subnormal); times x that is a normal number, -2.9e-37 at x = -100 where
+    # the true value is -3.7e-42. Both are far below anything a network computes with.
+    return np.where(x < -87, 4e-39 * np.abs(x), 0.0)
+
+
+def swish_grad_atol(x):
+    # The derivative adds the sigmoid (or tanh(softplus)) and x * sigmoid(x) * (...), each
+    # with a relative error of a few EPS: near x = -1.3 they cancel (the sum is 0.004),
+    # and for large x, 1 - sigmoid(x) keeps only its absolute precision, times x. Both
+    # leave an absolute error within 2 EPS * |x| * sigmoid(x); plus the tail above.
+    return sigmoid_tail_atol(x) + 2 * EPS * np.abs(x) * sigmoid64(x)
+
+
 def sigmoid_grad_atol(x):
     # y*(1 - y) reuses the forward value y (by design: no second exp): for x > 0, y is
     # near 1 and 1 - y keeps only its absolute precision, about EPS/2 (from x = 16.6 on y
@@ -265,12 +282,108 @@ def sigmoid_bce_grad_atol(x, t):
     return ULPS * EPS * (t * sigmoid64(-x) + (1 - t) * sigmoid64(x))
 
 
+SELU_SCALE, SELU_ALPHA = 1.05070098735548, 1.673263242354377  # nnabla's defaults
+
+
+def gelu_inner(x):
+    return np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)
+
+
+def gelu64(x):
+    # x/2*(1 + tanh(u)) = x*sigmoid(2u): no cancellation in the float64 reference
+    return x * sigmoid64(2 * gelu_inner(x))
+
+
+def gelu_grad64(x):
+    u = gelu_inner(x)
+    du = np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x**2)
+    return sigmoid64(2 * u) + x * 2 * sigmoid64(2 * u) * sigmoid64(-2 * u) * du
+
+
+def sinc_grad64(x):
+    # (x cos(x) - sin(x))/x**2, by its series near 0, where it cancels
+    small = np.abs(x) < 0.1
+    xs, safe = np.where(small, x, 0.0), np.where(small, 1.0, x)
+    series = -xs / 3 + xs**3 / 30 - xs**5 / 840 + xs**7 / 45360
+    return np.where(small, series, (safe * np.cos(safe) - np.sin(safe)) / safe**2)
+
+
+def sinc64(x):
+    safe = np.where(x == 0, 1.0, x)
+    return np.where(x == 0, 1.0, np.sin(safe) / safe)
+
+
+def round64(x):
+    """Halves away from zero (exact in float64 for float32 x)."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def truth(x):
+    return mask(x != 0)
+
+
+def away_from(x, jumps, gap=1e-4):
+    """`x` without the values within a relative `gap` of a jump point (of 0: 0 itself),
+    far more than a float32 rounding (6e-8) could move them."""
+    jumps = np.asarray(jumps, dtype=np.float64)[:, None]
+    near = np.abs(x.astype(np.float64) - jumps) <= gap * np.abs(jumps)
+    return x[~near.any(axis=0)]
+
+
+def with_specials(x, *specials):
+    return np.concatenate([x, np.float32(specials)])
+
+
+def gelu_atol(x):
+    # x/2*(1 + tanh(u)), nnabla's formula (its GELU is this tanh form): for x < 0, tanh(u)
+    # is near -1 and 1 + tanh(u) keeps only its absolute precision, about an ulp of 1
+    # (EPS/2 ... EPS), which x/2 scales; from x = -5.42 on it is 0 (the true value is
+    # 1.1e-8 there). x*sigmoid(2u) would be accurate (see the printer's sigmoid).
+    return np.where(x < 0, EPS * np.abs(x), 0.0)
+
+
+def gelu_grad_atol(x):
+    # (1 + tanh(u))/2 + x/2*(1 - tanh(u)**2)*u', as SymPy differentiates nnabla's formula
+    # (nnabla's backward computes the same two terms): the first cancels for x < 0 as
+    # above, the second's 1 - tanh(u)**2 is only absolutely accurate (tanh_grad_atol),
+    # which x/2*u' scales.
+    u = gelu_inner(x)
+    du = np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x**2)
+    return np.where(x < 0, EPS / 2, 0.0) + tanh_grad_atol(u) * np.abs(x) / 2 * du
+
+
+def sinc_grad_atol(x):
+    # (x cos(x) - sin(x))/x**2, as nnabla computes it: the two terms, each accurate to a
+    # few ulps of itself, cancel towards x = 0 (where the difference is -x**3/3) and near
+    # the zeros of the slope; the division by x**2 scales their error up, to 4.5 times
+    # the true slope at x = 2.5e-4 (below 2.44e-4 float32's cos(x) is 1 and sin(x) is x,
+    # and the slope 0).
+    safe = np.where(x == 0, 1.0, x)
+    return np.where(x == 0, 0.0,
+                    ULPS * EPS * (np.abs(safe * np.cos(safe)) + np.abs(np.sin(safe))) / safe**2)
+
+
+def eil_atol(a, b):
+    # |x0 - x1| - epsilon, as nnabla computes it: x0 - x1 is rounded (by up to EPS/2 of
+    # itself), and subtracting epsilon leaves that in absolute terms where |x0 - x1| is
+    # near epsilon.
+    return EPS / 2 * np.abs(a - b)
+
+
 P, Q = pairs(positive(41), signed(41))  # pow2: a positive base, any exponent
 LABELS = (np.repeat(signed(), 2), np.tile(np.float32([0, 1]), signed().size))
 TARGETS = pairs(probabilities(), np.float32([0, 0.25, 0.5, 1]))
 SIGMOID_TARGETS = pairs(signed(), np.float32([0, 0.25, 1]))
 # atan2 everywhere but at (0, 0), where its slope is 0/0
 ATAN2_POINTS = tuple(x[(P0 != 0) | (P1 != 0)] for P0, P1 in [binary_signed()] for x in (P0, P1))
+
+# where: a condition of zeros and non-zeros (of either sign) along the pairs
+WHERE_POINTS = (np.resize(np.float32([0, 1, -2.5, 0, 1e-6]), binary_signed()[0].size),
+                *binary_signed())
+# epsilon_insensitive_loss, epsilon 0.5: pairs whose |x0 - x1| is not near 0.5, where the
+# rounding of x0 - x1 could move it across the kink
+EIL_POINTS = tuple(x[np.abs(np.abs(B0.astype(np.float64) - B1) - 0.5) > 1e-3]
+                   for B0, B1 in [binary_signed()] for x in (B0, B1))
 
 CASES = [
     # --- activations and maths
@@ -405,6 +518,112 @@ CASES = [
          lambda x, t: t * softplus64(-x) + (1 - t) * softplus64(x),
          (lambda x, t: -t * sigmoid64(-x) + (1 - t) * sigmoid64(x), None),
          grad_atol=(sigmoid_bce_grad_atol, None)),
+    # --- more activations
+    unary("swish", F.swish, lambda x: x * sigmoid64(x),
+          lambda x: sigmoid64(x) * (1 + x * sigmoid64(-x)), atol=sigmoid_tail_atol,
+          grad_atol=(swish_grad_atol,)),
+    unary("mish", F.mish, lambda x: x * np.tanh(softplus64(x)),
+          lambda x: np.tanh(softplus64(x)) + x * sigmoid64(x) / np.cosh(softplus64(x)) ** 2,
+          atol=sigmoid_tail_atol, grad_atol=(swish_grad_atol,)),
+    unary("softsign", F.softsign, lambda x: x / (1 + np.abs(x)),
+          lambda x: 1 / (1 + np.abs(x)) ** 2),
+    unary("tanh_shrink", F.tanh_shrink, lambda x: x - np.tanh(x), lambda x: np.tanh(x) ** 2,
+          atol=lambda x: 2 * EPS * np.abs(x)),
+    unary("gelu", F.gelu, gelu64, gelu_grad64, atol=gelu_atol, grad_atol=(gelu_grad_atol,)),
+    unary("selu", F.selu,
+          lambda x: np.where(x > 0, SELU_SCALE * x, SELU_SCALE * SELU_ALPHA * np.expm1(x)),
+          lambda x: np.where(x > 0, SELU_SCALE, SELU_SCALE * SELU_ALPHA * np.exp(x))),
+    unary("relu6", F.relu6, lambda x: np.clip(x, 0, 6), lambda x: mask((x > 0) & (x < 6)),
+          rtol=0, grad_rtol=0),
+    unary("hard_sigmoid", F.hard_sigmoid, lambda x: np.clip(0.2 * x + 0.5, 0, 1),
+          lambda x: np.where(np.abs(x) <= 2.5, 0.2, 0.0)),
+    unary("hard_tanh", F.hard_tanh, lambda x: np.clip(x, -1, 1),
+          lambda x: mask(np.abs(x) <= 1), rtol=0, grad_rtol=0),
+    unary("log_sigmoid", F.log_sigmoid, lambda x: -softplus64(-x), lambda x: sigmoid64(-x)),
+    unary("sinc", F.sinc, sinc64, sinc_grad64, grad_atol=(sinc_grad_atol,)),
+    # --- signs and rounding: exact, the gradient straight through (binary_*: in |x| < 1)
+    unary("sign", F.sign, lambda x: np.where(x > 0, 1.0, np.where(x < 0, -1.0, 1.0)), ones,
+          rtol=0, grad_rtol=0),
+    unary("sign 0.3", lambda x: F.sign(x, 0.3),
+          lambda x: np.where(x > 0, 1.0, np.where(x < 0, -1.0, f32(0.3))), ones, rtol=0,
+          grad_rtol=0),
+    unary("binary_tanh", F.binary_tanh, lambda x: np.where(x > 0, 1.0, -1.0),
+          lambda x: mask(np.abs(x) < 1), rtol=0, grad_rtol=0),
+    unary("binary_sigmoid", F.binary_sigmoid, lambda x: mask(x > 0),
+          lambda x: 0.5 * mask(np.abs(x) < 1), rtol=0, grad_rtol=0),
+    # away from the integers, where ceil and floor jump, and the halves, where round does
+    # (the catalogue checks the jump points themselves)
+    unary("ceil", F.ceil, np.ceil, ones, rtol=0, grad_rtol=0,
+          inputs=away_from(signed(), np.arange(-100, 101))),
+    unary("floor", F.floor, np.floor, ones, rtol=0, grad_rtol=0,
+          inputs=away_from(signed(), np.arange(-100, 101))),
+    unary("round", F.round, round64, ones, rtol=0, grad_rtol=0,
+          inputs=away_from(signed(), np.arange(-100, 100) + 0.5)),
+    # --- comparisons and logic: 1 or 0 exactly, gradient 0. The inputs are exact float32
+    # numbers compared as they are (no arithmetic before the comparison, and 0.5 is exact),
+    # so a tie is a tie in float32 as in float64 and nothing can round across it: the
+    # pairs include a == b, the scalar forms x = 0.5, the logic and sign above x = 0;
+    # distinct inputs differ by 3e-4 relative at least, far more than a rounding.
+    binary("greater", F.greater, lambda a, b: mask(a > b), zeros, zeros, rtol=0, grad_rtol=0),
+    binary("greater_equal", F.greater_equal, lambda a, b: mask(a >= b), zeros, zeros, rtol=0,
+           grad_rtol=0),
+    binary("less", F.less, lambda a, b: mask(a < b), zeros, zeros, rtol=0, grad_rtol=0),
+    binary("less_equal", F.less_equal, lambda a, b: mask(a <= b), zeros, zeros, rtol=0,
+           grad_rtol=0),
+    binary("equal", F.equal, lambda a, b: mask(a == b), zeros, zeros, rtol=0, grad_rtol=0),
+    binary("not_equal", F.not_equal, lambda a, b: mask(a != b), zeros, zeros, rtol=0,
+           grad_rtol=0),
+    unary("greater_scalar", lambda x: F.greater_scalar(x, 0.5), lambda x: mask(x > 0.5),
+          zeros, rtol=0, grad_rtol=0),
+    unary("greater_equal_scalar", lambda x: F.greater_equal_scalar(x, 0.5),
+          lambda x: mask(x >= 0.5), zeros, rtol=0, grad_rtol=0),
+    unary("less_scalar", lambda x: F.less_scalar(x, 0.5), lambda x: mask(x < 0.5), zeros,
+          rtol=0, grad_rtol=0),
+    unary("less_equal_scalar", lambda x: F.less_equal_scalar(x, 0.5),
+          lambda x: mask(x <= 0.5), zeros, rtol=0, grad_rtol=0),
+    unary("equal_scalar", lambda x: F.equal_scalar(x, 0.5), lambda x: mask(x == 0.5), zeros,
+          rtol=0, grad_rtol=0),
+    unary("not_equal_scalar", lambda x: F.not_equal_scalar(x, 0.5),
+          lambda x: mask(x != 0.5), zeros, rtol=0, grad_rtol=0),
+    binary("logical_and", F.logical_and, lambda a, b: truth(a) * truth(b), zeros, zeros,
+           rtol=0, grad_rtol=0),
+    binary("logical_or", F.logical_or, lambda a, b: np.maximum(truth(a), truth(b)), zeros,
+           zeros, rtol=0, grad_rtol=0),
+    binary("logical_xor", F.logical_xor, lambda a, b: mask(truth(a) != truth(b)), zeros,
+           zeros, rtol=0, grad_rtol=0),
+    unary("logical_not", F.logical_not, lambda x: mask(x == 0), zeros, rtol=0, grad_rtol=0),
+    unary("logical_and_scalar True", lambda x: F.logical_and_scalar(x, True), truth, zeros,
+          rtol=0, grad_rtol=0),
+    unary("logical_and_scalar False", lambda x: F.logical_and_scalar(x, False), zeros,
+          zeros, rtol=0, grad_rtol=0),
+    unary("logical_or_scalar True", lambda x: F.logical_or_scalar(x, True), ones, zeros,
+          rtol=0, grad_rtol=0),
+    unary("logical_or_scalar False", lambda x: F.logical_or_scalar(x, False), truth, zeros,
+          rtol=0, grad_rtol=0),
+    unary("logical_xor_scalar True", lambda x: F.logical_xor_scalar(x, True),
+          lambda x: mask(x == 0), zeros, rtol=0, grad_rtol=0),
+    unary("logical_xor_scalar False", lambda x: F.logical_xor_scalar(x, False), truth,
+          zeros, rtol=0, grad_rtol=0),
+    # --- NaN and infinities: classified and reset (the gradient is 0 where reset)
+    unary("isnan", F.isnan, lambda x: mask(np.isnan(x)), zeros, rtol=0, grad_rtol=0,
+          inputs=with_specials(signed(), np.nan, np.inf, -np.inf)),
+    unary("isinf", F.isinf, lambda x: mask(np.isinf(x)), zeros, rtol=0, grad_rtol=0,
+          inputs=with_specials(signed(), np.nan, np.inf, -np.inf)),
+    unary("reset_nan", lambda x: F.reset_nan(x, 2.0), lambda x: np.where(np.isnan(x), 2, x),
+          lambda x: mask(~np.isnan(x)), rtol=0, grad_rtol=0,
+          inputs=with_specials(signed(), np.nan, np.nan)),
+    unary("reset_inf", lambda x: F.reset_inf(x, -3.0), lambda x: np.where(np.isinf(x), -3, x),
+          lambda x: mask(~np.isinf(x)), rtol=0, grad_rtol=0,
+          inputs=with_specials(signed(), np.inf, -np.inf)),
+    # --- selection and the epsilon-insensitive loss
+    Case("where", F.where, WHERE_POINTS, lambda c, a, b: np.where(c != 0, a, b),
+         (None, lambda c, a, b: truth(c), lambda c, a, b: mask(c == 0)), rtol=0,
+         grad_rtol=0),
+    binary("epsilon_insensitive_loss", lambda a, b: F.epsilon_insensitive_loss(a, b, 0.5),
+           lambda a, b: np.maximum(np.abs(a - b) - 0.5, 0),
+           lambda a, b: np.sign(a - b) * mask(np.abs(a - b) > 0.5),
+           lambda a, b: -np.sign(a - b) * mask(np.abs(a - b) > 0.5), inputs=EIL_POINTS,
+           atol=eil_atol),
 ]
 
 

@@ -535,6 +535,12 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         condition = f"({self._compared(low, less, x)}) & ({self._compared(x, less, high)})"
         return self._where(condition, sympy.Integer(1), sympy.Integer(0))
 
+    def _print_SoftSign(self, expr):
+        # in parentheses: it stands where a function call would (``(...).sum()``)
+        return f"({self._print(expr.formula())})"
+
+    _print_TanhShrink = _print_SoftSign
+
     def _print_HardClip(self, expr):
         x, low, high = (self._print(a) for a in expr.args)
         return f"{self._module_format('numpy.clip')}({x}, {low}, {high})"

@@ -216,6 +216,12 @@ class FormulaPrinter(StrPrinter):
     def _print_HardClip(self, expr):
         return f"clip({', '.join(self._print(a) for a in expr.args)})"
 
+    def _print_SoftSign(self, expr):
+        return f"softsign({self._print(expr.args[0])})"
+
+    def _print_TanhShrink(self, expr):
+        return f"tanh_shrink({self._print(expr.args[0])})"
+
     def _print_InRange(self, expr):
         x, low, high, closed = (self._print(a) for a in expr.args)
         less = "<=" if bool(expr.args[3]) else "<"

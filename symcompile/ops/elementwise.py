@@ -417,14 +417,14 @@ def _log_sigmoid(x):
 
 @elementwise("softsign", "SoftSign")
 def _softsign(x):
-    """x / (1 + |x|)."""
-    return x / (1 + E.Absolute(x, sympy.Integer(1)))
+    """x / (1 + |x|), with nnabla's derivative 1 / (1 + |x|)**2."""
+    return E.SoftSign(x)
 
 
 @elementwise("tanh_shrink", "TanhShrink")
 def _tanh_shrink(x):
-    """x - tanh(x)."""
-    return x - E.sympy_function("tanh")(x)
+    """x - tanh(x), with nnabla's derivative tanh(x)**2."""
+    return E.TanhShrink(x)
 
 
 @elementwise("sinc", "Sinc")

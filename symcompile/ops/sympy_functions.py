@@ -499,6 +499,41 @@ class InRange(_Derivative):
         return sympy.Integer(1 if inside else 0)
 
 
+class SoftSign(_Elementwise):
+    """x / (1 + |x|), whose derivative is written 1 / (1 + |x|)**2 (as nnabla computes
+    it): SymPy's 1/(1 + |x|) - |x|/(1 + |x|)**2 cancels for large |x|."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        return x / (1 + sympy.Abs(x)) if _numbers(x) else None
+
+    def fdiff(self, argindex=1):
+        return 1 / (1 + Absolute(self.args[0], sympy.Integer(1))) ** 2
+
+    def formula(self):
+        """The value as an expression of SymPy's and ours, for the printers."""
+        return self.args[0] / (1 + Absolute(self.args[0], sympy.Integer(1)))
+
+
+class TanhShrink(_Elementwise):
+    """x - tanh(x), whose derivative is written tanh(x)**2 (as nnabla computes it):
+    SymPy's 1 - (1 - tanh(x)**2) is exactly 0 for |x| < 1.7e-4 in float32."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        return x - sympy.tanh(x) if _numbers(x) else None
+
+    def fdiff(self, argindex=1):
+        return sympy.tanh(self.args[0]) ** 2
+
+    def formula(self):
+        return self.args[0] - sympy.tanh(self.args[0])
+
+
 class HardClip(_Elementwise):
     """x limited to [low, high], whose gradient is 1 on the closed interval (nnabla's
     hard_tanh and hard_sigmoid pass the gradient at the boundaries). Args: (x, low, high)."""
