@@ -283,17 +283,7 @@ def _convolution_attributes(x_shape, w_shape, b_shape, base_axis, pad, stride, d
             f"shape {tuple(w_shape)}) is not implemented, as in nnabla's CPU implementation: "
             "give the input channels first (transpose it with F.transpose) and "
             "channel_last=False")
-    if isinstance(base_axis, bool) or not isinstance(base_axis, numbers.Integral):
-        raise TypeError(f"F.convolution: base_axis must be an int, got {base_axis!r}")
-    if isinstance(group, bool) or not isinstance(group, numbers.Integral):
-        raise TypeError(f"F.convolution: group must be an int, got {group!r}")
-    spatial = len(x_shape) - int(base_axis) - 1  # (F.max shadows max here)
-    spatial = spatial if spatial > 0 else 0
-    attrs = {"base_axis": int(base_axis),
-             "pad": _per_axis("convolution", "pad", pad, 0, spatial),
-             "stride": _per_axis("convolution", "stride", stride, 1, spatial),
-             "dilation": _per_axis("convolution", "dilation", dilation, 1, spatial),
-             "group": int(group)}
+    attrs = _geometry("convolution", x_shape, base_axis, pad, stride, dilation, group)
     shapes = (tuple(x_shape), tuple(w_shape)) + (() if b_shape is None else (tuple(b_shape),))
     OPS["convolution"].infer_shape(shapes, attrs)
     return attrs
@@ -344,7 +334,7 @@ def _geometry(op: str, x_shape, base_axis, pad, stride, dilation, group) -> dict
         raise TypeError(f"F.{op}: base_axis must be an int, got {base_axis!r}")
     if isinstance(group, bool) or not isinstance(group, numbers.Integral):
         raise TypeError(f"F.{op}: group must be an int, got {group!r}")
-    spatial = len(x_shape) - int(base_axis) - 1
+    spatial = len(x_shape) - int(base_axis) - 1  # (F.max shadows max here)
     spatial = spatial if spatial > 0 else 0
     return {"base_axis": int(base_axis),
             "pad": _per_axis(op, "pad", pad, 0, spatial),
