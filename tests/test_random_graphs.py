@@ -10,7 +10,7 @@ programs.
 
 Budget: each property checks EXAMPLES random graphs, 200 by default, so CI compiles and
 checks 400 graphs (about 350 distinct; hypothesis repeats a few small ones), plus, for
-each function the random draws missed, the smallest graph that uses it, plus the
+each function the random draws missed, a graph of at most two functions that uses it, plus the
 injected-bug searches; the whole file takes about a minute and a half on 2 cores. On the
 array API backend each property checks ARRAY_API_EXAMPLES graphs (EXAMPLES // 4), each
 compiled for both backends (the NumPy modules of graphs the NumPy run compiled are
@@ -34,6 +34,7 @@ hypothesis reduced them to (FOUND), each checked like a random graph for both ba
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 
@@ -43,6 +44,7 @@ import pytest
 import sympy
 from gradcheck import arguments, numeric_gradient
 from hypothesis import HealthCheck, Phase, find, given, note, seed, settings
+from hypothesis.errors import Unsatisfiable
 from random_graphs import REFERENCE, evaluate, graphs, without_loss_term
 from random_graphs import build as build_graph
 from test_array_api_backend import PROLOGUE  # the programs' leaf()
@@ -61,6 +63,7 @@ SEED = int(os.environ.get("SYMCOMPILE_RANDOM_GRAPHS_SEED", "0"))
 MAX_STEPS = 12  # functions per graph, before the loss
 INJECTED_STEPS = 6  # smaller graphs for the injected-bug searches: quicker to shrink
 SHRINK_COMPILES = 20  # graphs compiled while shrinking an injected bug's example (each about 2 s)
+SMALL_STEPS = 2  # functions (before the loss) of the graph given to a function the draws missed
 SHORT = 3  # steps (the loss included) of a failing example short enough to stop there
 
 SETTINGS = settings(
@@ -72,6 +75,7 @@ SETTINGS = settings(
                            HealthCheck.data_too_large],
     print_blob=False,
 )
+FIND_SETTINGS = settings(SETTINGS, max_examples=5000, phases=[Phase.generate])
 
 # Every graph is compiled to the same file, so that a failure inside generated code has the
 # same location each time hypothesis replays it (a fresh path per run reads as flaky).
@@ -251,20 +255,15 @@ def run_property(check, random_seed: int, examples=EXAMPLES, backend="numpy") ->
         counts["distinct"].add(repr(spec))
 
     random_graph()
-    # Every function is checked by every property: one the random graphs missed gets the
-    # smallest graph that uses it (found by drawing graphs, without compiling them; on the
-    # array API backend, the smallest the NumPy run checked, when it ran).
+    # Every function is checked by every property: one the random graphs missed gets a
+    # small graph that uses it (on the array API backend, the smallest the NumPy run
+    # checked, when it ran).
     missing = sorted(set(REFERENCE) - counts["ops"])
     for op in missing:
         if op in counts["ops"]:
             continue  # in the graph of a function before it
         smallest = SMALLEST.get(check.__name__, {}).get(op) if backend != "numpy" else None
-        if smallest:
-            spec = smallest[0]
-        else:  # (the array API run alone takes the first graph, not shrunk)
-            phases = list(Phase) if backend == "numpy" else [Phase.generate]
-            spec = find(graphs(MAX_STEPS), lambda s, op=op: op in s.ops(),
-                        settings=settings(SETTINGS, max_examples=5000, phases=phases))
+        spec = smallest[0] if smallest else small_graph_using(op)
         nn.clear_parameters()
         try:
             checked(check, spec, options, counts)
@@ -277,6 +276,23 @@ def run_property(check, random_seed: int, examples=EXAMPLES, backend="numpy") ->
           f"({len(counts['distinct'])} distinct), plus one each for {missing or 'no function'}")
     GRAPHS_RUN.update(counts["distinct"])
     return counts
+
+
+@functools.cache
+def small_graph_using(op: str):
+    """The first graph of at most SMALL_STEPS functions that uses `op` (hypothesis draws,
+    without compiling, until one does; derandomized, so always the same graph). Not shrunk:
+    shrinking took 10 to 30 s per function, most of the file's time, and a graph this short
+    is already about as small as shrinking makes it."""
+    is_using = functools.partial(_uses, op)
+    try:
+        return find(graphs(SMALL_STEPS), is_using, settings=FIND_SETTINGS)
+    except Unsatisfiable:  # (no function needs more steps than that today)
+        return find(graphs(MAX_STEPS), is_using, settings=FIND_SETTINGS)
+
+
+def _uses(op: str, spec) -> bool:
+    return op in spec.ops()
 
 
 GRAPHS_RUN: set[str] = set()  # every distinct graph the properties checked, for the budget
