@@ -227,3 +227,20 @@ def test_integer_labels_out_of_range_are_refused_too(classifier):
     args = classifier_arguments(classifier, [0, 5, 1, 2], np.int64)
     with pytest.raises(ValueError, match=r"forward\(\).*'t'.*5.*\(1, 0\)"):
         classifier.forward(**args)
+
+
+def test_one_input_read_as_labels_of_several_class_counts(tmp_path):
+    """Labels read by two functions with 3 and 5 classes are checked once, against 3 (the
+    module used to read a labels array it never defined)."""
+    nn.clear_parameters()
+    idx = nn.Variable((4,))
+    w1 = nn.parameter.get_parameter_or_create("w1", (3, 2), np.ones((3, 2)))
+    w2 = nn.parameter.get_parameter_or_create("w2", (5, 2), np.arange(10.0).reshape(5, 2))
+    loss = F.sum(F.embed(idx, w1)) + F.sum(F.embed(idx, w2))
+    module = nn.compile(loss, name="two_counts", output_dir=tmp_path).module
+    assert module.INPUTS["idx"]["labels"] == 3
+    w1_value, w2_value = np.ones((3, 2), np.float32), np.arange(10, dtype=np.float32).reshape(5, 2)
+    got = module.forward(np.array([0, 1, 2, 1], np.float32), w1_value, w2_value)
+    np.testing.assert_allclose(got, 8 + w2_value[[0, 1, 2, 1]].sum())
+    with pytest.raises(ValueError, match=r"holds 4.0 at index \(2,\).*0 to 2"):
+        module.forward(np.array([0, 1, 4, 1], np.float32), w1_value, w2_value)

@@ -517,14 +517,15 @@ class _ModuleBuilder:
 
     def label_classes(self) -> dict[int, int]:
         """Inputs used as class labels (how many classes), so that check_gradient()
-        draws valid labels for them."""
-        found = {}
+        draws valid labels for them (the fewest classes of the functions reading one)."""
+        found: dict[int, int] = {}
         for node in self.graph.nodes:
             labels = OPS[node.op].labels
             if labels is not None:
                 shapes = tuple(self.graph.values[i].shape for i in node.inputs)
                 for position, classes in labels(shapes, node.attr_dict).items():
-                    found[node.inputs[position]] = classes
+                    index = node.inputs[position]
+                    found[index] = min(classes, found.get(index, classes))
         return found
 
     def state_table(self) -> dict:

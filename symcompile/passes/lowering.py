@@ -76,11 +76,14 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
 
     def class_labels(expr: sympy.Expr, classes: int) -> sympy.Expr:
         """An input's labels are checked and cast to integers where they enter each
-        function (see entry_checks); computed labels are truncated as nnabla casts them."""
+        function (see entry_checks); computed labels are truncated as nnabla casts them.
+        An input read as labels by several functions is checked once, against the fewest
+        classes any of them has (a label past that would be out of range for one)."""
         if expr not in inputs:
             return Truncate(expr)
         for labels, (source, count) in program.labels.items():
-            if source == expr and count == classes:
+            if source == expr:
+                program.labels[labels] = (source, min(count, classes))
                 return labels
         labels = program.symbol(f"{expr.name}_labels", program.shapes.of(expr))
         program.labels[labels] = (expr, classes)
