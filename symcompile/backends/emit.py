@@ -458,6 +458,8 @@ class _ModuleBuilder:
             "Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); "
             "_tN = a shared value",
         ]
+        if any(node.op == "grad" for node in graph.nodes):
+            lines.append("            grad_<v> = a gradient nn.grad made a value of the graph")
         if program.derivatives:
             lines.append("")
             lines.append("Derivatives (what the backward section computes):")

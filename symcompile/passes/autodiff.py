@@ -100,6 +100,9 @@ class _Backprop:
 
     def __init__(self, program: Program, contributions, section: str = BACKWARD) -> None:
         self.section = section
+        # d loss / d v is g_v; a gradient nn.grad made a value of the graph is grad_v, so
+        # that the second derivative's g_v does not read as the first one
+        self.prefix = "grad_" if section == FORWARD else "g_"
         self.program = program
         self.shapes = program.shapes
         self.contributions = contributions
@@ -121,7 +124,7 @@ class _Backprop:
             result = parts[0]
         else:
             origin = sorted({*origin, *(o for _, part in self.contributions[sym] for o in part)})
-            result = self.emit(f"g_{sym.name}", sympy.Add(*parts), origin, note)
+            result = self.emit(f"{self.prefix}{sym.name}", sympy.Add(*parts), origin, note)
             self.created.add(sym)
         self.adjoints[sym] = result
         return result
@@ -192,8 +195,8 @@ class _Backprop:
         layers = [a.name.rpartition("_")[0] for a in operands
                   if a in self._parameters and "_" in a.name]
         if layers:
-            return f"g_{layers[0]}"
-        return "g_" + "_".join(names) if names else "g_product"
+            return f"{self.prefix}{layers[0]}"
+        return self.prefix + ("_".join(names) if names else "product")
 
     def _hide_primitives(self, expr: sympy.Expr, hidden: dict) -> sympy.Expr:
         if isinstance(expr, Primitive):
