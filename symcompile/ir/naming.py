@@ -28,6 +28,7 @@ RESERVED = frozenset(
         # the kernels of tensor primitives (backends/kernels), in both backends
         "conv_forward", "conv_grad_x", "conv_grad_w", "conv_padded", "conv_windows",
         "conv_zeros", "conv_positions", "conv_window", "conv_columns", "conv_spread",
+        "conv_wide_rows", "conv_wide_windows", "conv_output_size", "conv_widened",
         "pool_geometry", "pool_padded", "pool_cropped", "pool_max", "pool_max_grad",
         "pool_sum", "pool_sum_grad", "pool_divisor", "pool_average", "pool_average_grad",
         "slice_grad", "pad_constant", "random_generator", "random_mask", "random_uniform",

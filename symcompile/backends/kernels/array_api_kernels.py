@@ -7,7 +7,7 @@ whose arrays do not carry their namespace (PyTorch), imported on first need.
 """
 
 # shared with every backend; inlined from there where a module calls it
-from symcompile.backends.kernels.portable_kernels import pool_geometry
+from symcompile.backends.kernels.portable_kernels import conv_output_size, pool_geometry
 
 
 def namespace(function, argument, array):
@@ -195,8 +195,7 @@ def conv_forward(xp, x, w, pad, stride, dilation, group):
     tensordot of w with the stacked windows (im2col) per group."""
     rank, outs, ins, kernel = len(pad), w.shape[0] // group, w.shape[1], tuple(w.shape[2:])
     padded = conv_padded(xp, x, pad)
-    out = tuple((n - d * (k - 1) - 1) // s + 1
-                for n, k, s, d in zip(padded.shape[2:], kernel, stride, dilation, strict=True))
+    out = conv_output_size(x.shape[2:], kernel, pad, stride, dilation)
     parts = []
     for j in range(group):
         columns = conv_columns(xp, padded[:, j * ins:(j + 1) * ins, ...], kernel, out, stride,

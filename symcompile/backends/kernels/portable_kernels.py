@@ -7,6 +7,13 @@ def refuse_step(function, step):
                      f"the first (as nnabla's solvers count), got {step!r}")
 
 
+def conv_output_size(size, kernel, pad, stride, dilation):
+    """A convolution's output size M = (L + 2*pad - dilation*(K - 1) - 1) // stride + 1,
+    per spatial axis (L = size)."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, p, s, d in zip(size, kernel, pad, stride, dilation, strict=True))
+
+
 def pool_geometry(size, kernel, stride, pad, ignore_border):
     """(the output size, the padding after each axis) of pooling an input of `size`: the
     padding after is what the last window needs (at least 0; with ignore_border at most
