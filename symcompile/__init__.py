@@ -13,6 +13,7 @@ top-level names. The compiler (and with it SymPy and jinja2) loads on first use.
 
 from symcompile import (
     ext_utils,
+    function,
     functions,
     initializer,
     parameter,
@@ -30,7 +31,7 @@ from symcompile.frontend.context import (
     get_current_context,
     set_default_context,
 )
-from symcompile.frontend.dynamic import auto_forward, get_auto_forward, set_auto_forward
+from symcompile.frontend.dynamic import auto_forward, get_auto_forward, no_grad, set_auto_forward
 from symcompile.frontend.grad import grad
 from symcompile.frontend.parameter import (
     clear_parameters,
@@ -66,9 +67,9 @@ __all__ = [
     "CompileResult", "Context", "ExpressionTooLarge", "GraphMismatchError", "ModuleEditedError",
     "NdArray", "UnsafeCacheError", "UntrustedCacheWarning", "Variable", "__version__",
     "auto_forward", "check_gradient", "clear_parameters", "compile", "context_scope",
-    "ext_utils", "functions",
+    "ext_utils", "function", "functions",
     "get_auto_forward", "get_current_context", "get_parameters", "grad",
-    "initializer", "load", "load_parameters", "save_parameters", "utils",
+    "initializer", "load", "load_parameters", "no_grad", "save_parameters", "utils",
     "parameter", "parameter_scope", "parametric_functions", "random", "seed",
     "set_auto_forward", "set_default_context", "solvers",
 ]

@@ -69,7 +69,7 @@ def test_arguments_by_position_and_by_keyword_record_the_same_node():
     assert default.parent.args == {"alpha": 0.1}
     assert type(default.parent.args["alpha"]).__name__ == "Scalar"
     assert default.parent.info.type_name == "LeakyReLU"
-    assert F.atan2(x0=x, x1=x).parent.inputs == (x, x)
+    assert F.atan2(x0=x, x1=x).parent.inputs == [x, x]  # a list, as nnabla's
 
 
 def test_wrong_arguments_name_the_function_and_its_signature():

@@ -83,5 +83,9 @@ def test_functions_on_ndarrays_compute_at_once():
     z = F.add2(F.tanh(y), F.sum(y, axis=1, keepdims=True))
     np.testing.assert_allclose(z.data, np.tanh(y.data) + y.data.sum(axis=1, keepdims=True),
                                rtol=1e-6)
-    with pytest.raises(TypeError, match="F.add2: arguments mix NdArrays and Variables"):
-        F.add2(y, nn.Variable((2, 2)))
+    # A Variable with an NdArray takes part with its values, as in nnabla (a PF layer's
+    # parameters on an NdArray input); the result is an NdArray.
+    v = nn.Variable.from_numpy_array(np.full((2, 2), 3.0))
+    for mixed in (F.add2(y, v), F.add2(v, y)):
+        assert isinstance(mixed, nn.NdArray)
+        np.testing.assert_allclose(mixed.data, y.data + 3)

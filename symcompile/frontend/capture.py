@@ -57,7 +57,7 @@ def capture(root: Variable, name: str = "graph", dtype: str | None = None,
             order.append(var)
             continue
         stack.append((var, True))
-        for inp in reversed(var._parent.inputs):
+        for inp in reversed(var._parent._inputs):
             if identity(inp) not in index_of:
                 stack.append((inp, False))
 
@@ -75,7 +75,7 @@ def capture(root: Variable, name: str = "graph", dtype: str | None = None,
             storages[i] = var._storage
         else:
             func = var._parent
-            inputs = tuple(index_of[identity(v)] for v in func.inputs)
+            inputs = tuple(index_of[identity(v)] for v in func._inputs)
             needs = var._need_grad is not False and any(need[j] for j in inputs)
             kind, label = INTERMEDIATE, user_name(var)
             nodes.append(Node(len(nodes), func.op.name, inputs, i,

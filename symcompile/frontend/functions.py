@@ -52,7 +52,7 @@ def _record(op_name: str, inputs: tuple, **attrs) -> Variable:
     out = Variable(shape)
     out._parent = func
     out._callsite = site
-    func.outputs.append(out)
+    func.add_output(out)
     if dynamic.get_auto_forward():
         dynamic.compute(out)
     return out
@@ -76,12 +76,12 @@ def mean(x, axis=None, keepdims=False):
 
 def reduce_sum(x, n_outputs=-1, outputs=None):
     """Sum over all axes (deprecated in nnabla in favour of `sum`, kept for tutorials)."""
-    return _reduction("sum", x, None, False)
+    return _reduction("reduce_sum", x, None, False)
 
 
 def reduce_mean(x, n_outputs=-1, outputs=None):
     """Mean over all axes (deprecated in nnabla in favour of `mean`, kept for tutorials)."""
-    return _reduction("mean", x, None, False)
+    return _reduction("reduce_mean", x, None, False)
 
 
 def max(x, axis=None, keepdims=False, with_index=False, only_index=False):  # noqa: A001
@@ -784,17 +784,19 @@ __all__ += _add_elementwise_functions()
 def _imperatively(function):
     """`function` on NdArrays (nnabla's imperative mode): computed at once, under
     auto-forward, on Variables holding the NdArrays' values (float32 arrays shared,
-    others copied as float32), its result(s) returned as NdArrays."""
+    others copied as float32), its result(s) returned as NdArrays. Variables among the
+    arguments (a PF layer's parameters, with an NdArray input) take part with their
+    current values, as in nnabla; no graph is recorded on them."""
 
     @functools.wraps(function)
     def call(*args, **kwargs):
         if not any(isinstance(a, NdArray) for a in (*args, *kwargs.values())):
             return function(*args, **kwargs)
-        if any(isinstance(a, Variable) for a in (*args, *kwargs.values())):
-            raise TypeError(f"F.{function.__name__}: arguments mix NdArrays and Variables; "
-                            "give NdArrays only (imperative) or Variables only (a graph)")
 
         def leaf(value):
+            if isinstance(value, Variable):
+                _ = value.d  # (an intermediate's values computed, if they are not)
+                return value.get_unlinked_variable(need_grad=False)
             if not isinstance(value, NdArray):
                 return value
             if value.dtype == numpy.float32:

@@ -8,6 +8,7 @@ first time `forward()` or `backward()` is called on a variable.
 from __future__ import annotations
 
 import numbers
+import weakref
 from types import SimpleNamespace
 
 import numpy
@@ -21,6 +22,7 @@ DTYPE = numpy.float32
 MAX_ELEMENTS = 2**40
 
 _epoch = [0]
+_reshapes = [0]  # how many times a leaf's reset_shape changed a shape
 
 
 def graph_epoch() -> int:
@@ -169,6 +171,17 @@ class Storage:
 
     def zero_grad(self) -> None:
         self.grad_zeroing = True
+
+    def reset_shape(self, shape: tuple[int, ...]) -> None:
+        """A new shape: of the same size the arrays are reshaped in place (every view of
+        them sees it), else dropped (zeros when next read)."""
+        size = int(numpy.prod(shape, dtype=numpy.int64))
+        for name in ("_data", "_grad"):
+            array = getattr(self, name)
+            if array is not None:
+                setattr(self, name, array.reshape(shape) if array.size == size else None)
+        self.shape = shape
+        self._data_view = self._grad_view = None
 
 
 def _assign(array: numpy.ndarray, value, what: str = "Variable") -> None:
@@ -349,14 +362,30 @@ class NdArray:
 class Function:
     """The record of one `F.*` call: the `parent` of the Variable it returned."""
 
-    __slots__ = ("op", "inputs", "outputs", "args", "callsite")
+    __slots__ = ("op", "_inputs", "_outputs", "args", "callsite", "__weakref__")
 
     def __init__(self, op, inputs: tuple, args: dict, site) -> None:
         self.op = op
-        self.inputs = inputs
-        self.outputs: list[Variable] = []
+        self._inputs = tuple(inputs)
+        # Weak both ways: a function lives as long as one of its outputs (which holds it
+        # as `parent`), and goes as soon as they do, as in nnabla (no reference cycle).
+        self._outputs: list[weakref.ref] = []
         self.args = args
         self.callsite = site
+        for var in inputs:
+            var._references.append(weakref.ref(self))
+
+    @property
+    def inputs(self) -> list[Variable]:
+        """The input Variables, as a new list (nnabla's)."""
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[Variable]:
+        return [var for var in (ref() for ref in self._outputs) if var is not None]
+
+    def add_output(self, var: Variable) -> None:
+        self._outputs.append(weakref.ref(var))
 
     @property
     def name(self) -> str:
@@ -382,8 +411,8 @@ class Variable:
     """
 
     def __init__(self, shape=(), need_grad=None) -> None:
-        self._shape = normalize_shape(shape)
-        self._storage = Storage(self._shape)
+        shape = normalize_shape(shape)
+        self._storage = Storage(shape)
         self._need_grad = None if need_grad is None else bool(need_grad)
         self._name = ""
         self._parent: Function | None = None
@@ -392,6 +421,8 @@ class Variable:
         self._grad_observed = False  # an intermediate whose .g the user reads
         self._compiled = None  # runtime's per-root cache
         self._persistent = False
+        self._references: list[weakref.ref] = []  # the Functions that read this variable
+        self._shapes_checked = _reshapes[0]
 
     # --- construction -----------------------------------------------------------------
     @staticmethod
@@ -408,7 +439,6 @@ class Variable:
     def get_unlinked_variable(self, need_grad=None) -> Variable:
         """A new leaf Variable sharing this one's arrays, cut from the graph."""
         var = Variable.__new__(Variable)
-        var._shape = self._shape
         var._storage = self._storage
         var._need_grad = self.need_grad if need_grad is None else bool(need_grad)
         var._name = self._name
@@ -418,11 +448,85 @@ class Variable:
         var._grad_observed = False
         var._compiled = None
         var._persistent = self._persistent
+        var._references = []
+        var._shapes_checked = _reshapes[0]
         return var
 
     def unlinked(self, need_grad=None) -> Variable:
         """Deprecated alias of `get_unlinked_variable` (kept as nnabla keeps it)."""
         return self.get_unlinked_variable(need_grad)
+
+    def __eq__(self, other) -> bool:
+        """nnabla's equality: the same arrays (a variable equals its unlinked copies)."""
+        if not isinstance(other, Variable):
+            return NotImplemented
+        return self._storage is other._storage
+
+    def __hash__(self) -> int:
+        return id(self._storage)
+
+    @property
+    def function_references(self) -> list[Function]:
+        """The functions that take this variable as an input and whose outputs are still
+        alive, the latest first (nnabla's order)."""
+        functions = [ref() for ref in self._references]
+        self._references = [ref for ref, f in zip(self._references, functions, strict=True)
+                            if f is not None]
+        return [f for f in reversed(functions) if f is not None]
+
+    def reset_shape(self, shape, force=False) -> None:
+        """Give this leaf a new shape, as nnabla's `reset_shape`: of the same size, the
+        values are kept (read in C order); of another size (with `force=True`) the arrays
+        are cleared. Graphs built on it take the new shape at their next forward() or
+        backward(), when the shapes of their intermediates are inferred again."""
+        shape = normalize_shape(shape)
+        if self._parent is not None:
+            raise ValueError(
+                f"reset_shape: {self._label} is the output of {self._parent.name}, whose "
+                "shape follows from its inputs; reset the shape of the inputs, or use "
+                "F.reshape for another view of it")
+        size = int(numpy.prod(shape, dtype=numpy.int64))
+        if size != self.size and not force:
+            raise ValueError(
+                f"reset_shape: {self._label} has {self.size} elements {self.shape}, the new "
+                f"shape {shape} has {size}; pass force=True to resize it (its values and "
+                "gradient are then cleared)")
+        self._storage.reset_shape(shape)
+        _reshapes[0] += 1
+        bump_epoch()
+
+    def rewire_on(self, var: Variable) -> None:
+        """nnabla's `rewire_on`: the graph that reads this variable is put on top of `var`.
+        This variable becomes `var`'s output (the same function, sharing its arrays) and
+        `var` is left without a parent."""
+        if not isinstance(var, Variable):
+            raise TypeError(f"rewire_on: expected a Variable, got {type(var).__name__}")
+        if var.shape != self.shape:
+            raise ValueError(
+                f"rewire_on: {self._label} has shape {self.shape} but {var._label} has shape "
+                f"{var.shape}; a variable can only be rewired on one of its own shape")
+        parent = var._parent
+        self._storage = var._storage
+        self._parent = parent
+        if parent is not None:
+            parent._outputs = [weakref.ref(self) if ref() is var else ref
+                               for ref in parent._outputs]
+        var._parent = None
+        bump_epoch()
+
+    def _refresh_shapes(self) -> None:
+        """Infer the shapes of this graph's intermediates again after a leaf's
+        `reset_shape` (once per reset: a counter says whether one happened since)."""
+        if self._shapes_checked == _reshapes[0]:
+            return
+        order: list[Function] = []
+        self.visit(order.append)
+        for func in order:
+            shape = func.op.infer_shape(tuple(v.shape for v in func._inputs), func.args)
+            for out in func.outputs:
+                if out.shape != shape:
+                    out._storage = Storage(shape, out._storage.dtype)
+        self._shapes_checked = _reshapes[0]
 
     def apply(self, **kwargs) -> Variable:
         """Set attributes (e.g. ``need_grad=True``) and return self, as nnabla's `apply`."""
@@ -433,16 +537,16 @@ class Variable:
     # --- properties ---------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._shape
+        return self._storage.shape
 
     @property
     def ndim(self) -> int:
-        return len(self._shape)
+        return len(self.shape)
 
     @property
     def size(self) -> int:
         size = 1
-        for d in self._shape:
+        for d in self.shape:
             size *= d
         return size
 
@@ -453,7 +557,7 @@ class Variable:
         elif axis < 0:
             axis += self.ndim
         size = 1
-        for d in self._shape[axis:]:
+        for d in self.shape[axis:]:
             size *= d
         return size
 
@@ -470,7 +574,7 @@ class Variable:
                 return self._need_grad
         if self._parent is None:
             return False
-        return any(v.need_grad for v in self._parent.inputs)
+        return any(v.need_grad for v in self._parent._inputs)
 
     @need_grad.setter
     def need_grad(self, value) -> None:
@@ -587,6 +691,7 @@ class Variable:
         _refuse_hooks("forward", function_pre_hook, function_post_hook)
         if self._parent is None:
             return
+        self._refresh_shapes()
         executor.current().forward(self)
 
     def backward(self, grad=1, clear_buffer=False, communicator_callbacks=None,
@@ -600,6 +705,7 @@ class Variable:
             raise NotImplementedError("backward(communicator_callbacks=...) is not supported")
         if self._parent is None:
             return
+        self._refresh_shapes()
         executor.current().backward(self, grad)
 
     def visit(self, f) -> None:
@@ -616,14 +722,14 @@ class Variable:
                 order.append(func)
                 continue
             stack.append((func, True))
-            for var in reversed(func.inputs):
+            for var in reversed(func._inputs):
                 if var._parent is not None and id(var._parent) not in seen:
                     stack.append((var._parent, False))
         for func in order:
             f(func)
 
     def __repr__(self) -> str:
-        return f"<Variable({self._shape}, need_grad={self.need_grad}) at {hex(id(self))}>"
+        return f"<Variable({self.shape}, need_grad={self.need_grad}) at {hex(id(self))}>"
 
 
 def _refuse_hooks(method: str, pre, post) -> None:

@@ -7,6 +7,7 @@ hand, so a matrix product's gradient is a matrix product and softmax cross-entro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from symcompile.common.deferred import Deferred
@@ -47,6 +48,13 @@ def _sum(args, attrs, ctx):
 def _mean(args, attrs, ctx):
     count = math.prod(ctx.in_shapes[0][a] for a in attrs["axes"])
     return _sum(args, attrs, ctx) / count if count else sympy.nan
+
+
+# nnabla's reduce_sum and reduce_mean (over every axis) are functions of their own, whose
+# records users print (`y.parent.name` is "ReduceSum"): sum and mean under those names.
+OPS["reduce_sum"] = dataclasses.replace(OPS["sum"], name="reduce_sum", type_name="ReduceSum")
+OPS["reduce_mean"] = dataclasses.replace(OPS["mean"], name="reduce_mean",
+                                         type_name="ReduceMean")
 
 
 def _extremum(primitive_name: str):

@@ -51,6 +51,9 @@ class Binding:
         names = [*module.INPUTS, *(p["argument"] for p in module.PARAMETERS.values())]
         running = set(getattr(module, "RUNNING", ()))
         self.running = {i for i, name in enumerate(names) if name in running}
+        self.names = names
+        # the running statistics as the latest forward() found them (a replay reads these)
+        self.running_before: dict[str, numpy.ndarray] = {}
         # dropout's masks: drawn from the binding's generator (see `draws`)
         self.draws = {"rng": None} if getattr(module, "RANDOM_DRAWS", ()) else {}
         self.draw_state = None  # the generator's state before the latest forward()
@@ -58,11 +61,20 @@ class Binding:
         self.fingerprint = ""
         self._ones = numpy.ones(root_shape, numpy.float32)
 
-    def forward(self, root: Variable, side_effects: bool = True, replay=None) -> None:
+    def forward(self, root: Variable, side_effects: bool = True, replay=None,
+                running_before=None) -> None:
         """Run forward_saving; without `side_effects`, on copies of the leaves it updates
         (RUNNING: running statistics), so they keep their values; with `replay` (a state
-        of the generator, see `draw_state`), drawing the masks that state draws."""
-        args = self.args if side_effects else self._without_side_effects()
+        of the generator, see `draw_state`), drawing the masks that state draws, and with
+        `running_before` (see `running_before`) from the statistics that forward read."""
+        if side_effects:
+            args = self.args
+            self.running_before = {self.names[i]: self.args[i].copy() for i in self.running}
+        elif running_before:
+            args = [running_before[name].copy() if name in running_before else a
+                    for name, a in zip(self.names, self.args, strict=True)]
+        else:
+            args = self._without_side_effects()
         draws = self.draws
         if draws:
             if replay is not None:
@@ -192,13 +204,15 @@ def _remember(recent: collections.deque, root: Variable) -> None:
 def recompute_value(var: Variable) -> None:
     """Fill `.d` of the intermediate `var` with what the latest forward() through it
     computed: that root's graph, now with `var` among its outputs, run again with the
-    generator state that forward() started from, changing no running statistics."""
+    generator state and the running statistics that forward() started from (it updated
+    them since), changing none."""
     for ref in reversed(_recent_forward):
         root = ref()
         if root is not None and root._compiled is not None \
                 and id(var) in root._compiled.intermediates:
-            replay = root._compiled.draw_state
-            binding(root).forward(root, side_effects=False, replay=replay)
+            bound = root._compiled
+            binding(root).forward(root, side_effects=False, replay=bound.draw_state,
+                                  running_before=bound.running_before)
             return
     binding(var).forward(var, side_effects=False)
 
