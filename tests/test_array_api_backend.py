@@ -369,6 +369,31 @@ def _structural_cases() -> dict[str, Case]:
             lambda rng: [rng.normal(size=(4, 3, 2, 2)), rng.normal(size=(1, 3, 1, 1)),
                          rng.normal(size=(1, 3, 1, 1)), rng.normal(size=(1, 3, 1, 1)),
                          rng.uniform(0.5, 2, size=(1, 3, 1, 1))], labels=(3, 4))
+    # more configurations (against NumPy references and nnabla) in test_normalization_more.py
+    cases["fused_batch_normalization"] = Case(
+        lambda x, b, g, m, v, z: F.fused_batch_normalization(x, b, g, m, v, z),
+        lambda rng: [rng.normal(size=(4, 3, 2)), rng.normal(size=(1, 3, 1)),
+                     rng.normal(size=(1, 3, 1)), rng.normal(size=(1, 3, 1)),
+                     rng.uniform(0.5, 2, size=(1, 3, 1)), rng.normal(size=(4, 3, 2))],
+        labels=(3, 4))
+    cases["mean_subtraction"] = Case(
+        lambda x, m, t: F.mean_subtraction(x, m, t),
+        lambda rng: [rng.normal(size=(4, 3)), rng.normal(size=(3,)), np.array([2.0])],
+        labels=(1, 2))
+    cases["clip_grad_by_value, clip_grad_by_norm"] = Case(
+        lambda x, lo, hi: (F.clip_grad_by_value(F.tanh(x), lo, hi),
+                           F.clip_grad_by_norm(x * 2, 0.5, axes=[1])),
+        lambda rng: [rng.normal(size=(3, 4)), -rng.uniform(0, 0.5, size=(3, 4)),
+                     rng.uniform(0, 0.5, size=(3, 4))], labels=(1, 2))
+    cases["clip_by_norm, norm_normalization"] = Case(
+        lambda x: (F.clip_by_norm(x, 1.5, axis=1), F.norm_normalization(x, p=3, axes=[0])),
+        normal((3, 4)))
+    cases["spectral_norm"] = Case(
+        lambda w, u: F.spectral_norm(w, u, dim=1, itr=2), normal((3, 4, 2), (4,)),
+        labels=(1,))
+    cases["weight_standardization, weight_normalization"] = Case(
+        lambda w, g: (F.weight_standardization(w), F.weight_normalization(w, g, dim=1)),
+        lambda rng: [rng.normal(size=(4, 3, 2)), rng.uniform(0.5, 2, size=(3,))])
     cases["reshape"] = Case(lambda x: F.reshape(x, (4, -1)), normal((2, 3, 4)))
     cases["reshape to 0-d"] = Case(lambda x: F.reshape(x, ()), normal((1, 1)))
     cases["transpose"] = Case(lambda x: F.transpose(x, (2, 0, 1)), normal((2, 3, 4)))
@@ -376,6 +401,61 @@ def _structural_cases() -> dict[str, Case]:
     cases["broadcast of a 0-d array"] = Case(lambda x: F.broadcast(x, (2, 3)), normal(()))
     cases["reshape of a transpose"] = Case(
         lambda x: F.tanh(F.reshape(F.transpose(x, (1, 0)), (6,))), normal((2, 3)))
+    # more configurations (against nnabla) in test_array_functions_more.py
+    cases["broadcast_to"] = Case(lambda x, y: F.broadcast_to(x, y, axis=1),
+                                 normal((2, 3, 4), (3,)))
+    cases["pad reflect, repeat"] = Case(
+        lambda x: (F.pad(x, (2, 5, 1, 0), mode="reflect"), F.pad(x, (1, 2), mode="repeat")),
+        normal((2, 3, 4)))
+    cases["cumsum, cumprod"] = Case(
+        lambda x: (F.cumsum(x, axis=1), F.cumsum(x, axis=2, exclusive=True, reverse=True),
+                   F.cumprod(x, axis=2), F.cumprod(x, axis=1, exclusive=True)),
+        normal((2, 3, 4)))
+    cases["prod"] = Case(lambda x: (F.prod(x, axis=1), F.prod(x, axis=(0, 2), keepdims=True)),
+                         normal((2, 3, 4)))
+    cases["max, min with_index, only_index"] = Case(
+        lambda x: (*F.max(x, axis=1, with_index=True), F.min(x, axis=(0, 2), only_index=True),
+                   *F.min(x, keepdims=True, with_index=True)), normal((2, 3, 4)))
+    cases["sort"] = Case(
+        lambda x: (F.sort(x), *F.sort(x, axis=1, reverse=True, with_index=True),
+                   F.sort(x, axis=0, only_index=True)), normal((2, 3, 4)))
+    cases["shift"] = Case(lambda x: (F.shift(x, (1, -2)), F.shift(x, (-4,), "reflect")),
+                          normal((2, 3, 4)))
+    cases["matrix_diag, matrix_diag_part"] = Case(
+        lambda x, m: (F.matrix_diag(x), F.matrix_diag_part(m)), normal((2, 3), (2, 3, 3)))
+    cases["meshgrid"] = Case(lambda a, b, c: F.meshgrid(a, b, c), normal((3,), (2,), (4,)))
+    cases["top_k_data"] = Case(
+        lambda x: (*F.top_k_data(x, 3, with_index=True),
+                   F.top_k_data(x, 2, abs=True, reduce=False, base_axis=2, largest=False)),
+        normal((2, 3, 4)))
+    cases["gather, scatter_add"] = Case(
+        lambda x, i, x0, j, x1: (F.gather(x, i, axis=1), F.gather(x, j, axis=2, batch_dims=1),
+                                 F.scatter_add(x0, j, x1, axis=1)),
+        lambda rng: [rng.normal(size=(2, 3, 4)), np.array([[2.0, 0], [1, 1]]),
+                     rng.normal(size=(2, 4)), np.array([[1.0, 1, 3], [0, 2, 0]]),
+                     rng.normal(size=(2, 3))], labels=(1, 3))
+    # more configurations (against NumPy references and nnabla) in test_functions_extra.py
+    cases["erf, mod2"] = Case(
+        lambda x, y: (F.erf(x * 2), F.erf(x * 0), F.mod2(x * 5, y)),
+        lambda rng: [rng.normal(size=(2, 3, 4)), rng.uniform(0.5, 2, size=(2, 3, 1))])
+    cases["celu, prelu"] = Case(
+        lambda x, w: (F.celu(x, alpha=2.0), F.celu(x, axis=-1), F.prelu(x, w),
+                      F.prelu(x, w[:1], base_axis=2)), normal((2, 3, 4), (3,)))
+    cases["kl_multinomial"] = Case(
+        lambda p, q: (F.kl_multinomial(p, q), F.kl_multinomial(p, q, base_axis=2)),
+        lambda rng: [rng.uniform(0.1, 1, size=(2, 3, 4)), rng.uniform(0.1, 1, size=(2, 3, 4))])
+    cases["interpolate"] = Case(
+        lambda x: (F.interpolate(x, output_size=(5, 3), align_corners=True),
+                   F.interpolate(x, scale=(1.5,), half_pixel=True),
+                   F.interpolate(x, output_size=(2, 7), mode="nearest")),
+        normal((2, 3, 4)))
+    # the choices of both modules come from one seed (see run_all)
+    cases["random_flip, random_shift, random_crop"] = Case(
+        lambda x: (F.random_flip(x, axes=(1, 2)),
+                   F.random_shift(x, (1, 2), border_mode="reflect"),
+                   F.random_shift(x, (2,), border_mode="constant", constant_value=0.5),
+                   F.random_crop(x, (2, 3))),
+        normal((3, 3, 4)))
     return cases
 
 

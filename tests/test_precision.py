@@ -23,6 +23,7 @@ and epsilon_insensitive_loss's |x0 - x1| - epsilon, which cancel, as nnabla's do
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -363,6 +364,17 @@ def sinc_grad_atol(x):
                     ULPS * EPS * (np.abs(safe * np.cos(safe)) + np.abs(np.sin(safe))) / safe**2)
 
 
+def erf64(x):
+    return np.vectorize(math.erf)(x)
+
+
+def erf_grad_atol(x):
+    # 2/sqrt(pi) exp(-x**2), as nnabla computes it: x**2 is rounded (by up to EPS/2 of
+    # itself), which exp turns into a relative error of x**2 * EPS/2 (40 ulps at x = 9,
+    # where the slope is 1e-35)
+    return EPS / 2 * x**2 * 2 / np.sqrt(np.pi) * np.exp(-(x**2))
+
+
 def eil_atol(a, b):
     # |x0 - x1| - epsilon, as nnabla computes it: x0 - x1 is rounded (by up to EPS/2 of
     # itself), and subtracting epsilon leaves that in absolute terms where |x0 - x1| is
@@ -541,6 +553,12 @@ CASES = [
           lambda x: mask(np.abs(x) <= 1), rtol=0, grad_rtol=0),
     unary("log_sigmoid", F.log_sigmoid, lambda x: -softplus64(-x), lambda x: sigmoid64(-x)),
     unary("sinc", F.sinc, sinc64, sinc_grad64, grad_atol=(sinc_grad_atol,)),
+    unary("erf", F.erf, erf64, lambda x: 2 / np.sqrt(np.pi) * np.exp(-(x**2)),
+          grad_atol=(erf_grad_atol,)),
+    # C's fmod is exact (its result is representable); its derivative (nnabla's mod2 has
+    # none, its backward raises) is 1 and -trunc(x0/x1), the quotient rounded once
+    binary("mod2", F.mod2, np.fmod, ones, lambda a, b: -np.trunc(a / b),
+           inputs=pairs(signed(41), nonzero(41)), rtol=0, grad_rtol=1),
     # --- signs and rounding: exact, the gradient straight through (binary_*: in |x| < 1)
     unary("sign", F.sign, lambda x: np.where(x > 0, 1.0, np.where(x < 0, -1.0, 1.0)), ones,
           rtol=0, grad_rtol=0),

@@ -77,6 +77,12 @@ class ArrayAPIPrinter(NumPyPrinter):
     def _typed(self, value) -> str:
         return f"xp.asarray({self._print(value)}, dtype=dtype, device=device)"
 
+    def _print_Fmod(self, expr):
+        """The standard has no fmod: |x0| mod |x1| (exact for positive operands) with the
+        sign of x0."""
+        x0, x1 = (self._print(a) for a in expr.args)
+        return f"xp.copysign(xp.remainder(xp.abs({x0}), xp.abs({x1})), {x0})"
+
     def _print_Heaviside(self, expr):
         return self._as_number(f"{self._print(expr.args[0])} > 0")
 

@@ -487,6 +487,28 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _print_Truncate(self, expr):
         return f"{self._module_format('numpy.trunc')}({self._print(expr.args[0])})"
 
+    def _print_erf(self, expr):
+        """NumPy and the array API standard have no erf: the `erf_values` kernel, or the
+        value of a number (the standard's functions take arrays only)."""
+        if expr.args[0].is_number:
+            return self._print(sympy.Float(math.erf(float(expr.args[0]))))
+        return self._kernel_call("erf_values", [self._print(expr.args[0])])
+
+    def _print_Fmod(self, expr):
+        x0, x1 = (self._print(a) for a in expr.args)
+        return f"{self._module_format('numpy.fmod')}({x0}, {x1})"
+
+    def _print_PRelu(self, expr):
+        x, w = expr.args
+        return self._where(f"{self._print(x)} >= 0", x, w * x)
+
+    def _print_PReluGrad(self, expr):
+        x, w = expr.args
+        return self._where(f"{self._print(x)} >= 0", sympy.Integer(1), w)
+
+    def _print_KLTerm(self, expr):
+        return f"({self._print(expr.formula())})"
+
     def _print_Clip(self, expr):
         x, low, high = (self._print(a) for a in expr.args)
         return f"{self._module_format('numpy.clip')}({x}, {low}, {high})"

@@ -23,6 +23,7 @@ import numpy
 from symcompile.frontend import dynamic
 from symcompile.frontend.variable import Function, NdArray, Variable, normalize_shape
 from symcompile.ir import callsite
+from symcompile.ops.normalization import spectral_norm_matrix
 from symcompile.ops.registry import OPS, OpDef, normalize_axes, number
 
 # The hand-written functions; those of the elementwise ops are added at the end.
@@ -85,21 +86,16 @@ def reduce_mean(x, n_outputs=-1, outputs=None):
 
 
 def max(x, axis=None, keepdims=False, with_index=False, only_index=False):  # noqa: A001
-    """Maximum over `axis`; the gradient goes to the first maximal element, as in nnabla."""
-    _no_index("max", with_index, only_index)
-    return _reduction("max", x, axis, keepdims)
+    """Maximum over `axis`; the gradient goes to the first maximal element, as in nnabla.
+    `with_index` also returns the index of that element (see `_with_index`), `only_index`
+    only the index."""
+    return _with_index("max", x, axis, keepdims, with_index, only_index)
 
 
 def min(x, axis=None, keepdims=False, with_index=False, only_index=False):  # noqa: A001
-    """Minimum over `axis`; the gradient goes to the first minimal element."""
-    _no_index("min", with_index, only_index)
-    return _reduction("min", x, axis, keepdims)
-
-
-def _no_index(op, with_index, only_index):
-    if with_index or only_index:
-        raise NotImplementedError(f"F.{op}(with_index/only_index=True) is not supported: "
-                                  "indices are not differentiable graph values")
+    """Minimum over `axis`; the gradient goes to the first minimal element. `with_index`
+    also returns its index, `only_index` only the index."""
+    return _with_index("min", x, axis, keepdims, with_index, only_index)
 
 
 # --- clipping ---------------------------------------------------------------------------
@@ -439,33 +435,8 @@ def batch_normalization(x, beta, gamma, mean, variance, axes=[1],  # noqa: B006 
     several `axes` the running statistics are updated too (nnabla 1.39 updates transposed
     copies of them instead, so its parameters keep their initial values).
     """
-    if output_stat:
-        raise ValueError(
-            "F.batch_normalization: output_stat=True (returning the batch mean and variance "
-            "as Variables) is not implemented; compute them with F.mean over the reduced "
-            "axes if you need them")
-    if not batch_stat and (mean is None or variance is None):
-        raise ValueError("F.batch_normalization: batch_stat=False normalizes with the running "
-                         "statistics, so mean and variance must be Variables, not None")
-    if (mean is None) != (variance is None):
-        raise ValueError("F.batch_normalization: give both mean and variance, or neither")
-    inputs = tuple(v for v in (x, beta, gamma, mean, variance) if v is not None)
-    if not all(isinstance(v, Variable) for v in inputs):
-        return _record("batch_normalization", inputs)  # raises the TypeError
-    if batch_stat and mean is not None:
-        for name, var in (("mean", mean), ("variance", variance)):
-            if var.parent is not None:
-                raise ValueError(
-                    f"F.batch_normalization: with batch_stat=True the forward pass updates "
-                    f"{name} in place, so it must be a leaf Variable (a parameter), not the "
-                    f"output of {var.parent.name}")
-    items = [axes] if isinstance(axes, numbers.Integral) else list(axes)
-    attrs = {"axes": normalize_axes("batch_normalization", items, x.shape),
-             "decay_rate": number(decay_rate, "batch_normalization", "decay_rate"),
-             "eps": number(eps, "batch_normalization", "eps"),
-             "batch_stat": bool(batch_stat), "no_bias": beta is None,
-             "no_scale": gamma is None, "running": mean is not None}
-    return _record("batch_normalization", inputs, **attrs)
+    return _batch_normalization("batch_normalization", x, beta, gamma, mean, variance, None,
+                                axes, decay_rate, eps, batch_stat, output_stat)
 
 
 def layer_normalization(x, beta, gamma, batch_axis=0, eps=1e-05, output_stat=False):
@@ -512,6 +483,236 @@ def _per_sample(op: str, x, beta, gamma, output_stat, eps, batch_axis, **more) -
                              f"{list(attrs['batch_axis'])} (input of shape {x.shape})")
         attrs["channel_axis"] = channel
     return _record(op, inputs, **attrs, **more)
+
+
+# --- batch normalization's checks, gradient clipping, norms, weight reparametrisations ----
+# (F.batch_normalization and F.fused_batch_normalization share `_batch_normalization`.)
+
+__all__ += ["fused_batch_normalization", "clip_grad_by_value", "clip_grad_by_norm",
+            "clip_by_norm", "norm_normalization", "weight_standardization",
+            "weight_normalization", "mean_subtraction", "spectral_norm"]
+
+
+def _batch_normalization(op, x, beta, gamma, mean, variance, z, axes, decay_rate, eps,
+                         batch_stat, output_stat) -> Variable:
+    """The `op` node (batch_normalization, or fused_batch_normalization with residual
+    `z`) after nnabla's checks of its arguments."""
+    if output_stat:
+        raise ValueError(
+            f"F.{op}: output_stat=True (returning the batch mean and variance as Variables) "
+            "is not implemented; compute them with F.mean over the reduced axes if you "
+            "need them")
+    if not batch_stat and (mean is None or variance is None):
+        raise ValueError(f"F.{op}: batch_stat=False normalizes with the running statistics, "
+                         "so mean and variance must be Variables, not None")
+    if (mean is None) != (variance is None):
+        raise ValueError(f"F.{op}: give both mean and variance, or neither")
+    inputs = tuple(v for v in (x, beta, gamma, mean, variance, z) if v is not None)
+    if not all(isinstance(v, Variable) for v in inputs):
+        return _record(op, inputs)  # raises the TypeError
+    if batch_stat and mean is not None:
+        for name, var in (("mean", mean), ("variance", variance)):
+            if var.parent is not None:
+                raise ValueError(
+                    f"F.{op}: with batch_stat=True the forward pass updates {name} in place, "
+                    f"so it must be a leaf Variable (a parameter), not the output of "
+                    f"{var.parent.name}")
+    items = [axes] if isinstance(axes, numbers.Integral) else list(axes)
+    attrs = {"axes": normalize_axes(op, items, x.shape),
+             "decay_rate": number(decay_rate, op, "decay_rate"), "eps": number(eps, op, "eps"),
+             "batch_stat": bool(batch_stat), "no_bias": beta is None,
+             "no_scale": gamma is None, "running": mean is not None}
+    if op == "fused_batch_normalization":
+        attrs["residual"] = z is not None
+    return _record(op, inputs, **attrs)
+
+
+def fused_batch_normalization(x, beta, gamma, mean, variance, z=None, axes=[1],  # noqa: B006
+                              decay_rate=0.9, eps=1e-05, batch_stat=True, nonlinearity="relu",
+                              output_stat=False, n_outputs=None):
+    """relu(F.batch_normalization(x, ...) + z): nnabla's batch normalization fused with the
+    residual `z` (None: none; it broadcasts to x as in F.add2) and a relu, the only
+    `nonlinearity` nnabla has. Arguments, running statistics and gradients are
+    F.batch_normalization's (relu'(0) = 0); unlike nnabla 1.39, which fails on them,
+    several `axes` work."""
+    if nonlinearity != "relu":
+        raise ValueError(f"F.fused_batch_normalization: nonlinearity={nonlinearity!r} is not "
+                         "supported; nnabla has only 'relu' (apply another activation to "
+                         "F.batch_normalization's output instead)")
+    return _batch_normalization("fused_batch_normalization", x, beta, gamma, mean, variance,
+                                z, axes, decay_rate, eps, batch_stat, output_stat)
+
+
+def _reduced_axes(op: str, axes, x) -> tuple[int, ...]:
+    """nnabla's `axes` of a reduction: None all, an int one, a list those (an empty list
+    none, whatever nnabla's docs say: its kernels then reduce nothing)."""
+    if axes is None:
+        return tuple(range(x.ndim))
+    return normalize_axes(op, [axes] if isinstance(axes, numbers.Integral) else list(axes),
+                          x.shape)
+
+
+def clip_grad_by_value(x, min, max, n_outputs=-1, outputs=None):  # noqa: A002 (nnabla's)
+    """Identity forward; backward the gradient is limited to [min, max] elementwise.
+
+    `min` and `max` are Variables of x's shape (as nnabla requires), given no gradient.
+    No derivative gives this backward pass; the op's VJP does it (`gradient_clipping`).
+    """
+    for name, bound in (("min", min), ("max", max)):
+        if not isinstance(bound, Variable):
+            raise TypeError(
+                f"F.clip_grad_by_value: {name} must be a Variable of the input's shape, as "
+                f"in nnabla, got {type(bound).__name__}; for a number c use F.broadcast("
+                f"nn.Variable.from_numpy_array(numpy.full((1,) * x.ndim, c)), x.shape)")
+    return _record("clip_grad_by_value", (x, min, max))
+
+
+def clip_grad_by_norm(x, clip_norm=None, axes=None, n_outputs=-1, outputs=None):
+    """Identity forward; backward the gradient dy becomes ``clip_norm * dy /
+    ||dy||_2`` over `axes` (default all) -- rescaled always, as nnabla does, not only
+    when its norm is larger (and NaN where dy is all 0). `clip_norm` defaults to 1."""
+    if not isinstance(x, Variable):
+        return _record("clip_grad_by_norm", (x,))
+    clip_norm = 1.0 if clip_norm is None else clip_norm
+    return _record("clip_grad_by_norm", (x,),
+                   clip_norm=number(clip_norm, "clip_grad_by_norm", "clip_norm"),
+                   axes=_reduced_axes("clip_grad_by_norm", axes, x))
+
+
+def clip_by_norm(x, clip_norm, axis=None):
+    """x * clip_norm / max(||x||_2, clip_norm), the norm over `axis` (default all): x
+    scaled down to L2 norm `clip_norm` where its norm is larger. As in nnabla, built
+    from sum, pow_scalar and maximum_scalar (maximum2 for a Variable `clip_norm`), whose
+    gradients it has."""
+    if not isinstance(x, Variable):
+        return _record("pow_scalar", (x,))  # raises the TypeError
+    axes = _reduced_axes("clip_by_norm", axis, x)
+    squares = _record("sum", (_record("pow_scalar", (x,), val=number(2.0, "pow_scalar")),),
+                      axes=axes, keepdims=True)
+    norm = _record("pow_scalar", (squares,), val=number(0.5, "pow_scalar"))
+    if isinstance(clip_norm, Variable):
+        if clip_norm.ndim != x.ndim:
+            raise ValueError(
+                f"F.clip_by_norm: clip_norm of shape {clip_norm.shape} must have the input's "
+                f"rank {x.ndim} (nnabla's binary functions broadcast only at equal ranks): "
+                f"reshape it to {(1,) * (x.ndim - clip_norm.ndim) + clip_norm.shape}")
+        return _record("div2", (_record("mul2", (x, clip_norm)),
+                                _record("maximum2", (norm, clip_norm))))
+    value = number(clip_norm, "clip_by_norm", "clip_norm")
+    if not value > 0:
+        raise ValueError(f"F.clip_by_norm: clip_norm must be positive, got {clip_norm!r}")
+    return _record("div2", (_record("mul_scalar", (x,), val=value),
+                            _record("maximum_scalar", (norm,), val=value)))
+
+
+def norm_normalization(x, p=None, axes=None, eps=1e-12):
+    """x / ||x||_p, the p-norm (p >= 1, default 2) over `axes` (default all). `eps` is
+    accepted and, as by nnabla 1.39, not used (a zero norm gives NaN)."""
+    if not isinstance(x, Variable):
+        return _record("norm_normalization", (x,))
+    p = number(2.0 if p is None else p, "norm_normalization", "p")
+    if not p >= 1:
+        raise ValueError(f"F.norm_normalization: p must be >= 1 (nnabla's), got {float(p)}")
+    number(eps, "norm_normalization", "eps")
+    return _record("norm_normalization", (x,), p=p,
+                   axes=_reduced_axes("norm_normalization", axes, x))
+
+
+def weight_standardization(w, channel_axis=0, eps=1e-05, output_stat=False):
+    """Each output channel of the weight (along `channel_axis`) standardized over the
+    other axes: (w - mean) / sqrt(variance + eps), the biased variance."""
+    if output_stat:
+        raise ValueError("F.weight_standardization: output_stat=True (returning the mean and "
+                         "standard deviation as Variables) is not implemented; compute them "
+                         "with F.mean if needed")
+    if not isinstance(w, Variable):
+        return _record("weight_standardization", (w,))
+    (channel,) = normalize_axes("weight_standardization", channel_axis, w.shape)
+    return _record("weight_standardization", (w,), channel_axis=channel,
+                   eps=number(eps, "weight_standardization", "eps"))
+
+
+def weight_normalization(w, g, dim=0, eps=1e-12, n_outputs=-1, outputs=None):
+    """g * w / sqrt(sum(w**2) + eps): each slice of `w` along `dim` scaled to L2 norm g
+    (1-D, of length w.shape[dim]), the sum over the other axes."""
+    if not isinstance(w, Variable) or not isinstance(g, Variable):
+        return _record("weight_normalization", (w, g))
+    (axis,) = normalize_axes("weight_normalization", dim, w.shape)
+    return _record("weight_normalization", (w, g), dim=axis,
+                   eps=number(eps, "weight_normalization", "eps"))
+
+
+def mean_subtraction(x, mean, t, base_axis=1, update_running_mean=True):
+    """x minus the running `mean` over the batch axes (those before `base_axis`).
+
+    With `update_running_mean` (training) each forward pass first updates `mean` (shape
+    x.shape[base_axis:]) to the average of all batches so far, ``mean += (batch mean -
+    mean) / (t + 1)``, and `t` (shape (1,), the batch count; a float here, nnabla's is an
+    int) by 1, in place, and subtracts the updated mean. Its gradient is nnabla's
+    approximation dy * (1 - 1 / (t * batch size)); in inference it is dy.
+    """
+    inputs = (x, mean, t)
+    if isinstance(x, Variable) and (isinstance(base_axis, bool) or not isinstance(
+            base_axis, numbers.Integral) or not 0 <= base_axis < x.ndim):
+        raise ValueError(f"F.mean_subtraction: base_axis must be an int in [0, {x.ndim}) for "
+                         f"an input of shape {x.shape}, got {base_axis!r}")
+    if not all(isinstance(v, Variable) for v in inputs):
+        return _record("mean_subtraction", inputs)  # raises the TypeError
+    if update_running_mean:
+        for name, var in (("mean", mean), ("t", t)):
+            if var.parent is not None:
+                raise ValueError(
+                    f"F.mean_subtraction: with update_running_mean=True the forward pass "
+                    f"updates {name} in place, so it must be a leaf Variable (a parameter), "
+                    f"not the output of {var.parent.name}")
+    return _record("mean_subtraction", inputs, base_axis=int(base_axis),
+                   update_running_mean=bool(update_running_mean))
+
+
+def spectral_norm(w, u, dim=0, itr=1, eps=1e-12, test=False, output_u=False):
+    """w / sigma, sigma w's largest singular value (w a matrix with axis `dim` on one
+    side), estimated by `itr` steps of the power iteration from `u` (shape
+    (w.shape[dim],)); unless `test`, each forward pass overwrites `u` in place with the
+    last step's vector, as nnabla's does. u and v are constants to the gradient."""
+    if output_u:
+        raise ValueError("F.spectral_norm: output_u=True (returning u before the update as a "
+                         "second output) is not implemented; copy u.d before forward()")
+    if not isinstance(w, Variable) or not isinstance(u, Variable):
+        return _record("spectral_norm", (w, u))
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or not 0 <= dim < w.ndim:
+        raise ValueError(f"F.spectral_norm: dim must be an int in [0, {w.ndim}) for a weight "
+                         f"of shape {w.shape}, got {dim!r}")
+    if isinstance(itr, bool) or not isinstance(itr, numbers.Integral) or itr < 1:
+        raise ValueError(f"F.spectral_norm: itr (power iteration steps) must be an int >= 1, "
+                         f"got {itr!r}")
+    if not number(eps, "spectral_norm", "eps") > 0:
+        raise ValueError(f"F.spectral_norm: eps must be positive, got {eps!r}")
+    if u.shape != (w.shape[dim],):  # (before the power iteration is built from it)
+        OPS["spectral_norm"].infer_shape((w.shape, u.shape), {"dim": int(dim)})
+    if not test and u.parent is not None:
+        raise ValueError("F.spectral_norm: with test=False the forward pass updates u in "
+                         "place, so it must be a leaf Variable (a parameter), not the output "
+                         f"of {u.parent.name}")
+    eps = number(eps, "spectral_norm", "eps")
+    last, perm, (rows, columns) = spectral_norm_matrix(w.shape, int(dim))
+    matrix = reshape(w if last else transpose(w, perm), (rows, columns))
+    vector = reshape(u, (columns, 1) if last else (1, rows))
+    for _ in range(int(itr)):  # nnabla's steps: v from u, then u from v, each normalized
+        if last:
+            v = reshape(_unit(affine(matrix, vector), eps), (1, rows))
+            vector = reshape(_unit(affine(v, matrix), eps), (columns, 1))
+        else:
+            v = reshape(_unit(affine(vector, matrix), eps), (columns, 1))
+            vector = reshape(_unit(affine(matrix, v), eps), (1, rows))
+    return _record("spectral_norm", (w, u, vector, v), dim=int(dim), test=bool(test))
+
+
+def _unit(v, eps):
+    """v / sqrt(sum(v**2) + eps), the power iteration's normalization in nnabla."""
+    squares = sum(_record("pow_scalar", (v,), val=number(2, "pow_scalar")), keepdims=True)
+    norm = _record("pow_scalar", (_record("add_scalar", (squares,), val=eps),),
+                   val=number(0.5, "pow_scalar"))
+    return _record("div2", (v, norm))
 
 
 def slice(x, start=None, stop=None, step=None, n_outputs=-1, outputs=None):  # noqa: A001
@@ -576,14 +777,16 @@ def flip(x, axes=None, n_outputs=-1, outputs=None):
 
 
 def pad(x, pad_width, mode="constant", constant_value=0, n_outputs=-1, outputs=None):
-    """x padded with `constant_value`: pad_width = (before, after) for the last axis, or
-    (before0, after0, before1, after1, ...) for the last len(pad_width) // 2 axes.
-    Modes "reflect" and "repeat" are not implemented."""
+    """x padded: pad_width = (before, after) for the last axis, or (before0, after0,
+    before1, after1, ...) for the last len(pad_width) // 2 axes. `mode` "constant" pads
+    with `constant_value`, "reflect" with the mirror image about the edges (NumPy's
+    "reflect", repeated for widths past the length), "repeat" with the edge values
+    (NumPy's "edge"); their gradients add each copy's into the element it copies."""
     if not isinstance(x, Variable):
         return _record("pad", (x,))  # raises the TypeError
-    if mode != "constant":
-        raise ValueError(f"F.pad: mode={mode!r} is not implemented (input of shape "
-                         f"{x.shape}); only mode='constant' is")
+    if mode not in ("constant", "reflect", "repeat"):
+        raise ValueError(f"F.pad: mode={mode!r} is not one of nnabla's 'constant', "
+                         f"'reflect' and 'repeat' (input of shape {x.shape})")
     widths = list(pad_width)
     if len(widths) % 2 or len(widths) // 2 > len(x.shape) or not all(
             isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 0
@@ -595,8 +798,9 @@ def pad(x, pad_width, mode="constant", constant_value=0, n_outputs=-1, outputs=N
     lead = len(x.shape) - len(widths) // 2
     before = (0,) * lead + tuple(int(w) for w in widths[0::2])
     after = (0,) * lead + tuple(int(w) for w in widths[1::2])
+    modes = {} if mode == "constant" else {"mode": mode}  # constant pads' graphs unchanged
     return _record("pad", (x,), before=before, after=after,
-                   constant_value=number(constant_value, "pad", "constant_value"))
+                   constant_value=number(constant_value, "pad", "constant_value"), **modes)
 
 
 def _joined(op: str, xs, axis, default) -> Variable:
@@ -665,6 +869,197 @@ def dropout(x, p=0.5, seed=-1, n_outputs=-1, outputs=None):
     return _record("dropout", (x,), p=rate, seed=int(seed))
 
 
+# --- broadcast_to, cumulative sums and products, prod, sort, indices of extrema -----------
+# (one block: symcompile.ops.arrays lowers them; tests/test_array_functions_more.py)
+
+__all__ += ["broadcast_to", "cumsum", "cumprod", "prod", "sort"]
+
+
+def _int_argument(op: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"F.{op}: {name} must be an int, got {value!r}")
+    return int(value)
+
+
+def broadcast_to(x, y, axis=None, n_outputs=-1, outputs=None):
+    """y repeated to x's shape: nnabla's order, x gives only the shape and y the values;
+    y's axes are those of x from `axis` on (None or -1: x's last axes). y's gradient sums
+    the copies; x gets none (nnabla 1.39 has no backward for this function)."""
+    if not (isinstance(x, Variable) and isinstance(y, Variable)):
+        return _record("broadcast_to", (x, y))  # raises the TypeError
+    axis = -1 if axis is None else _int_argument("broadcast_to", "axis", axis)
+    if not -1 <= axis < builtins.max(len(x.shape), 1):
+        raise ValueError(f"F.broadcast_to: axis {axis} is out of range for x of shape "
+                         f"{x.shape} (valid: 0..{len(x.shape) - 1}, or -1 for the last axes)")
+    return _record("broadcast_to", (x, y), axis=axis)
+
+
+def _cumulative(op: str, x, axis, exclusive, reverse) -> Variable:
+    if not isinstance(x, Variable):
+        return _record(op, (x,))  # raises the TypeError
+    if not x.shape:
+        raise ValueError(f"F.{op}: the input of shape () has no axis to accumulate along; "
+                         "reshape it to (1,)")
+    axis = 0 if axis is None else _int_argument(op, "axis", axis)  # nnabla: None is 0
+    (axis,) = normalize_axes(op, axis, x.shape)
+    return _record(op, (x,), axis=axis, exclusive=bool(exclusive), reverse=bool(reverse))
+
+
+def cumsum(x, axis=None, exclusive=False, reverse=False, n_outputs=-1, outputs=None):
+    """y[i] = x[0] + ... + x[i] along `axis` (None: axis 0, as nnabla); `exclusive` leaves
+    x[i] out (y[0] = 0), `reverse` sums from the end."""
+    return _cumulative("cumsum", x, axis, exclusive, reverse)
+
+
+def cumprod(x, axis=None, exclusive=False, reverse=False, n_outputs=-1, outputs=None):
+    """y[i] = x[0] * ... * x[i] along `axis` (None: axis 0, as nnabla); `exclusive` leaves
+    x[i] out (y[0] = 1), `reverse` multiplies from the end. The gradient is exact where x
+    holds zeros, as nnabla's."""
+    return _cumulative("cumprod", x, axis, exclusive, reverse)
+
+
+def prod(x, axis=None, keepdims=False):
+    """The product over `axis` (None: all axes; an int or a tuple of ints). As nnabla's,
+    the gradient is dy * y / x, and 0 where x is 0 (not the product of the others)."""
+    return _reduction("prod", x, axis, keepdims)
+
+
+def _with_index(op: str, x, axis, keepdims, with_index, only_index):
+    """F.max / F.min: the extremum, its index (the first extremal element's, counted in C
+    order over the reduced axes; a number of the module's dtype, where nnabla's is an
+    integer, with no gradient) or both, as nnabla's (y, index)."""
+    if not (with_index or only_index) or not isinstance(x, Variable):
+        return _reduction(op, x, axis, keepdims)
+    index = _record(f"{op}_index", (x,), axes=normalize_axes(op, axis, x.shape),
+                    keepdims=bool(keepdims))
+    return index if only_index else (_reduction(op, x, axis, keepdims), index)
+
+
+def sort(x, axis=-1, reverse=False, with_index=False, only_index=False):
+    """x sorted along `axis`, ascending (descending if `reverse`), ties in their order in
+    x; `with_index` also returns the indices into x (numbers, no gradient), `only_index`
+    only them. The gradient sends each dy back to where its element came from (nnabla
+    1.39's backward reads dy through the indices instead, dx[i] = dy[index[i]], which is
+    not the derivative unless the order is its own inverse)."""
+    if not isinstance(x, Variable):
+        return _record("sort", (x,))  # raises the TypeError
+    if not x.shape:
+        raise ValueError("F.sort: the input of shape () has no axis to sort along; reshape "
+                         "it to (1,)")
+    (axis,) = normalize_axes("sort", _int_argument("sort", "axis", axis), x.shape)
+    attrs = {"axis": axis, "reverse": bool(reverse)}
+    if not (with_index or only_index):
+        return _record("sort", (x,), **attrs)
+    index = _record("sort_index", (x,), **attrs)
+    return index if only_index else (_record("sort", (x,), **attrs), index)
+
+
+__all__ += ["shift", "matrix_diag", "matrix_diag_part", "meshgrid", "top_k_data"]
+
+
+def shift(x, shifts=None, border_mode="nearest", n_outputs=-1, outputs=None):
+    """x shifted by shifts[i] elements along each of its last len(shifts) axes, y[i] =
+    x[i - shift]; the positions read from outside are those of `border_mode`: "nearest"
+    (the edge element) or "reflect" (mirrored about the edge, the edge repeated). The
+    gradient adds each dy into the element it read."""
+    if not isinstance(x, Variable):
+        return _record("shift", (x,))  # raises the TypeError
+    if border_mode not in ("nearest", "reflect"):
+        raise ValueError(f"F.shift: border_mode={border_mode!r} is not one of nnabla's "
+                         f"'nearest' and 'reflect' (input of shape {x.shape})")
+    shifts = () if shifts is None else (
+        (shifts,) if isinstance(shifts, numbers.Integral) else tuple(shifts))
+    values = [_int_argument("shift", "shifts", s) for s in shifts]
+    if len(values) > len(x.shape):
+        raise ValueError(f"F.shift: shifts={tuple(values)} has more entries than the input of "
+                         f"shape {x.shape} has axes (nnabla ignores the first ones); give one "
+                         f"per shifted axis, for the last axes")
+    full = (0,) * (len(x.shape) - len(values)) + tuple(values)
+    return _record("shift", (x,), shifts=full, border_mode=border_mode)
+
+
+def matrix_diag(x, n_outputs=-1, outputs=None):
+    """Square matrices (..., n, n) with x (..., n) on their diagonals, zeros elsewhere."""
+    return _record("matrix_diag", (x,))
+
+
+def matrix_diag_part(x, n_outputs=-1, outputs=None):
+    """The diagonals (..., n) of square matrices x (..., n, n)."""
+    return _record("matrix_diag_part", (x,))
+
+
+def meshgrid(*x, ij_indexing=False):
+    """Grids of the 1-D inputs, as numpy.meshgrid's: output i holds input i along one axis
+    and repeats it along the others, of shape (len(x1), len(x0), len(x2), ...) ("xy"
+    indexing, the default) or (len(x0), len(x1), ...) with ``ij_indexing=True``; a
+    tuple of Variables."""
+    if len(x) == 1 and isinstance(x[0], (list, tuple)):
+        x = tuple(x[0])
+    if not x:
+        raise ValueError("F.meshgrid: give at least one Variable")
+    return tuple(_record("meshgrid", tuple(x), output=i, ij_indexing=bool(ij_indexing))
+                 for i in range(len(x)))
+
+
+def top_k_data(x, k, abs=False, reduce=True, base_axis=1, largest=True,  # noqa: A002
+               with_index=False, n_outputs=-1, outputs=None):
+    """The k largest (smallest if not `largest`) values of each sample, by |x| if `abs`;
+    a sample is the axes from `base_axis` on, flattened. ``reduce=True`` gives (*batch,
+    k) in decreasing key order, ties first in x's order; ``reduce=False`` x's shape, 0
+    where not chosen. `with_index` also returns the indices into the sample (numbers,
+    no gradient; reduce only, as nnabla). The gradient goes to the chosen elements only
+    (nnabla 1.39's with reduce=False passes every dy through)."""
+    if not isinstance(x, Variable):
+        return _record("top_k_data", (x,))  # raises the TypeError
+    base = _int_argument("top_k_data", "base_axis", base_axis)
+    if with_index and not reduce:
+        raise ValueError(f"F.top_k_data: with_index=True needs reduce=True, as nnabla's "
+                         f"(input of shape {x.shape})")
+    attrs = {"k": _int_argument("top_k_data", "k", k), "abs": bool(abs),
+             "reduce": bool(reduce), "base_axis": base + len(x.shape) if base < 0 else base,
+             "largest": bool(largest)}
+    y = _record("top_k_data", (x,), **attrs)
+    return (y, _record("top_k_data_index", (x,), **attrs, index=True)) if with_index else y
+
+
+__all__ += ["gather", "scatter_add"]
+
+
+def _index_axis(op: str, x, axis) -> int:
+    axis = 0 if axis is None else _int_argument(op, "axis", axis)  # nnabla: None is 0
+    return normalize_axes(op, axis, x.shape)[0]
+
+
+def gather(x, Indices, axis=None, batch_dims=None, n_outputs=-1, outputs=None):  # noqa: N803
+    """x's elements along `axis` (None: 0) at the integer `Indices` (nnabla's name), as
+    numpy.take with tf.gather's batch_dims (None: 0): the first batch_dims axes of x and
+    Indices are paired. Shape x.shape[:axis] + Indices.shape[batch_dims:] +
+    x.shape[axis + 1:]. Indices given as inputs outside [0, x.shape[axis]) are refused
+    when the module is called, but -1, which gives zeros (nnabla refuses it); computed
+    ones are truncated, zeros out of range (as F.embed's). Indices get no gradient."""
+    if not (isinstance(x, Variable) and isinstance(Indices, Variable)):
+        return _record("gather", (x, Indices))  # raises the TypeError
+    if not x.shape:
+        raise ValueError("F.gather: x of shape () has no axis to gather along")
+    batch = 0 if batch_dims is None else _int_argument("gather", "batch_dims", batch_dims)
+    return _record("gather", (x, Indices), axis=_index_axis("gather", x, axis),
+                   batch_dims=batch)
+
+
+def scatter_add(x0, indices, x1, axis=None):
+    """x0 plus each x1[p] (p a position of `indices`) added at p with its `axis`
+    coordinate (None: 0) replaced by indices[p], as torch's scatter_add; x0, indices and
+    x1 have one rank, indices no longer than x1, nor than x0 but along `axis`. Indices
+    given as inputs outside [0, x0.shape[axis]) are refused when the module is called,
+    but -1, which adds nothing (nnabla refuses it); computed ones are truncated, adding
+    nothing out of range. Indices get no gradient."""
+    if not all(isinstance(v, Variable) for v in (x0, indices, x1)):
+        return _record("scatter_add", (x0, indices, x1))  # raises the TypeError
+    if not x0.shape:
+        raise ValueError("F.scatter_add: x0 of shape () has no axis to scatter along")
+    return _record("scatter_add", (x0, indices, x1), axis=_index_axis("scatter_add", x0, axis))
+
+
 def batch_matmul(a, b, transpose_a=False, transpose_b=False, n_outputs=-1, outputs=None):
     """Matrix products over the last two axes; the batch axes broadcast where 1."""
     return _record("batch_matmul", (a, b), transpose_a=bool(transpose_a),
@@ -721,6 +1116,209 @@ def broadcast(x, shape, n_outputs=-1, outputs=None):
                          "axis of the input must equal the target's or be 1 (missing "
                          "leading axes count as 1)")
     return _record("broadcast", (x,), shape=shape)
+
+
+# --- celu, prelu, kl_multinomial, interpolate, random flips, shifts and crops --------------
+# (symcompile.ops.activations and ops.resampling lower them; tests/test_functions_extra.py)
+
+__all__ += ["celu", "prelu", "kl_multinomial"]
+
+
+def _base_axis(op: str, x, base_axis) -> int:
+    """nnabla's base_axis of `x`, negative counted from the end, checked."""
+    base = _int_argument(op, "base_axis", base_axis)
+    if not -len(x.shape) <= base < len(x.shape):
+        raise ValueError(f"F.{op}: base_axis {base} is out of range for an input of shape "
+                         f"{x.shape} (valid: {-len(x.shape)}..{len(x.shape) - 1})")
+    return base % len(x.shape)
+
+
+def celu(x, alpha=1.0, axis=1, n_outputs=-1, outputs=None):
+    """nnabla's CELU: elu(x, alpha) and elu(-x, alpha) concatenated along `axis` (which
+    doubles in length), elu'(0) = 1 as in F.elu."""
+    if not isinstance(x, Variable):
+        return _record("celu", (x,))  # raises the TypeError
+    if not x.shape:
+        raise ValueError("F.celu: the input of shape () has no axis to concatenate along; "
+                         "reshape it to (1,)")
+    (axis,) = normalize_axes("celu", _int_argument("celu", "axis", axis), x.shape)
+    return _record("celu", (x,), alpha=number(alpha, "celu", "alpha"), axis=axis)
+
+
+def prelu(x0, x1, base_axis=1, n_outputs=-1, outputs=None):
+    """x0 where x0 >= 0, else x1 * x0: one slope x1 (of size 1) or one per channel, x1 of
+    shape (x0.shape[base_axis],). d/dx0 is 1 at 0, as nnabla's."""
+    if not (isinstance(x0, Variable) and isinstance(x1, Variable)):
+        return _record("prelu", (x0, x1))  # raises the TypeError
+    if not x0.shape:
+        raise ValueError("F.prelu: x0 of shape () has no channel axis; reshape it to (1,)")
+    return _record("prelu", (x0, x1), base_axis=_base_axis("prelu", x0, base_axis))
+
+
+def kl_multinomial(p, q, base_axis=1, n_outputs=-1, outputs=None):
+    """The KL divergence of the multinomials p and q (probabilities over the axes from
+    `base_axis` on), sum of p*(log(p + 1e-8) - log(q + 1e-8)), of shape
+    p.shape[:base_axis] + (1,); its gradients are nnabla's (see ops.sympy_functions.KLTerm).
+    base_axis 0 is refused (nnabla 1.39 reads outside the arrays)."""
+    if not (isinstance(p, Variable) and isinstance(q, Variable)):
+        return _record("kl_multinomial", (p, q))  # raises the TypeError
+    if not p.shape:
+        raise ValueError("F.kl_multinomial: p of shape () has no axis to sum over; reshape "
+                         "it to (1,)")
+    base = _base_axis("kl_multinomial", p, base_axis)
+    if base == 0:
+        raise ValueError(f"F.kl_multinomial: base_axis {base_axis} sums over every axis of p "
+                         f"of shape {p.shape}, which nnabla 1.39 computes wrongly; add a "
+                         f"batch axis of 1 (F.reshape(p, (1,) + p.shape)) and use base_axis=1")
+    return _record("kl_multinomial", (p, q), base_axis=base)
+
+
+__all__ += ["interpolate"]
+
+
+def interpolate(x, scale=None, output_size=None, mode="linear", align_corners=False,
+                half_pixel=False, half_pixel_for_nn=False, channel_last=False):
+    """x resized along its last len(output_size) axes, 1 to 3 of them, by "linear" or
+    "nearest" interpolation, as nnabla 1.39's: output_size[i] = floor(scale[i] * size)
+    when `scale` is given; the source coordinate of output o is o*(n - 1)/(m - 1)
+    (align_corners), (o + 1/2)*n/m - 1/2 (half_pixel, at least 0) or o*n/m; nearest reads
+    its floor ((o + 1/2)*n/m with half_pixel_for_nn). The gradient adds each dy back into
+    what it read, weighted. ``channel_last=True`` is refused, as by nnabla's CPU
+    implementation."""
+    if not isinstance(x, Variable):
+        return _record("interpolate", (x,))  # raises the TypeError
+    where = f"F.interpolate: input of shape {x.shape}"
+    if channel_last:
+        raise ValueError(f"{where}: channel_last=True is not implemented, as in nnabla's CPU "
+                         f"implementation: give the channels first (transpose the input with "
+                         f"F.transpose) and channel_last=False")
+    if mode not in ("linear", "nearest"):
+        raise ValueError(f"{where}: mode={mode!r} is not one of nnabla's 'linear' and "
+                         f"'nearest'")
+    if align_corners and half_pixel:
+        raise ValueError(f"{where}: align_corners=True and half_pixel=True together are "
+                         f"not supported (nnabla's rule); choose one")
+    given = output_size if output_size is not None else scale
+    if given is None:
+        raise ValueError(f"{where}: give scale or output_size (one entry per resized "
+                         f"axis)")
+    given = (given,) if isinstance(given, numbers.Real) else tuple(given)
+    rank = len(given)
+    if not 1 <= rank <= 3 or rank > len(x.shape):
+        raise ValueError(f"{where}: {rank} resized axes; nnabla interpolates 1 to 3 axes, "
+                         f"and the input must have them")
+    axes = tuple(range(len(x.shape) - rank, len(x.shape)))
+    if output_size is None:
+        for s in given:
+            if isinstance(s, bool) or not isinstance(s, numbers.Real) or not s > 0:
+                raise ValueError(f"{where}: scale={tuple(given)} must hold positive numbers")
+        sizes = tuple(int(math.floor(s * x.shape[a])) for s, a in zip(given, axes,
+                                                                        strict=True))
+    else:
+        sizes = tuple(_int_argument("interpolate", "output_size", s) for s in given)
+    if any(s < 1 for s in sizes):
+        raise ValueError(f"{where}: the output size {sizes} along axes {axes} must be at "
+                         f"least 1 (give a larger scale or output_size)")
+    return _record("interpolate", (x,), axes=axes, output_size=sizes, mode=mode,
+                   align_corners=bool(align_corners), half_pixel=bool(half_pixel),
+                   half_pixel_for_nn=bool(half_pixel_for_nn))
+
+
+__all__ += ["random_flip", "random_shift", "random_crop"]
+_BORDER_MODES = ("nearest", "reflect", "constant")  # ops.resampling.BORDER_MODES
+
+
+def _random_arguments(op: str, x, base_axis, seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"F.{op}: seed must be an int (-1: the runtime's generator), got "
+                        f"{seed!r}")
+    base = _int_argument(op, "base_axis", base_axis)
+    if not 0 <= base < len(x.shape):
+        raise ValueError(f"F.{op}: base_axis {base} is out of range for an input of shape "
+                         f"{x.shape} (valid: 0..{len(x.shape) - 1}; the axes before it are "
+                         f"the samples, each drawn on its own)")
+    return base
+
+
+def _last_axes(op: str, what: str, values, x, base: int) -> tuple[int, ...]:
+    """`values`, one per last axis of x, as a full tuple for the axes from base_axis on
+    (0 before them); refused where they would act on a sample axis."""
+    values = tuple(_int_argument(op, what, v) for v in values)
+    if len(values) > len(x.shape):
+        raise ValueError(f"F.{op}: {what}={values} has more entries than the input of shape "
+                         f"{x.shape} has axes")
+    full = (0,) * (len(x.shape) - len(values)) + values
+    if any(full[:base]):
+        raise ValueError(f"F.{op}: {what}={values} acts on the sample axes of the input of "
+                         f"shape {x.shape} (before base_axis {base}); give entries for the "
+                         f"axes from base_axis on only")
+    return full[base:]
+
+
+def random_flip(x, axes=None, base_axis=1, seed=-1, n_outputs=-1, outputs=None):
+    """Each sample (the axes before base_axis) reversed along each of `axes` (None: the
+    last) with probability 1/2, drawn anew by every forward pass from the generated
+    functions' `rng` (seeded as for `dropout`); the gradient goes back through the same
+    flips."""
+    if not isinstance(x, Variable):
+        return _record("random_flip", (x,))  # raises the TypeError
+    base = _random_arguments("random_flip", x, base_axis, seed)
+    chosen = normalize_axes("random_flip", [x.ndim - 1] if axes is None else axes, x.shape)
+    if any(a < base for a in chosen):
+        raise ValueError(f"F.random_flip: axes {tuple(chosen)} include sample axes of the "
+                         f"input of shape {x.shape} (before base_axis {base}); flip axes "
+                         f"from base_axis on")
+    mask = tuple(int(a in chosen) for a in range(base, x.ndim))
+    return _record("random_flip", (x,), base_axis=base, sizes=x.shape[base:], shifts=mask,
+                   seed=int(seed))
+
+
+def random_shift(x, shifts=None, border_mode="nearest", constant_value=0, base_axis=1,
+                 seed=-1, n_outputs=-1, outputs=None):
+    """Each sample shifted along its last len(shifts) axes by a number drawn uniformly from
+    -shifts[i]..shifts[i], y[j] = x[j - t], anew by every forward pass (see
+    `random_flip`); outside the input, `border_mode` "nearest" (the edge), "reflect" (F.shift's
+    mirror) or "constant" (`constant_value`). The gradient adds dy back where it was read."""
+    if not isinstance(x, Variable):
+        return _record("random_shift", (x,))  # raises the TypeError
+    if border_mode not in _BORDER_MODES:
+        raise ValueError(f"F.random_shift: border_mode={border_mode!r} is not one of "
+                         f"nnabla's 'nearest', 'reflect' and 'constant' (input of shape "
+                         f"{x.shape})")
+    base = _random_arguments("random_shift", x, base_axis, seed)
+    shifts = () if shifts is None else (
+        (shifts,) if isinstance(shifts, numbers.Integral) else tuple(shifts))
+    full = _last_axes("random_shift", "shifts", shifts, x, base)
+    if any(s < 0 for s in full):
+        raise ValueError(f"F.random_shift: shifts={shifts} must be non-negative (the largest "
+                         f"shift each way)")
+    return _record("random_shift", (x,), base_axis=base, sizes=x.shape[base:], shifts=full,
+                   border_mode=border_mode,
+                   constant_value=number(constant_value, "random_shift", "constant_value"),
+                   seed=int(seed))
+
+
+def random_crop(x, shape=None, base_axis=1, seed=-1, n_outputs=-1, outputs=None):
+    """Each sample cropped to `shape` (its last len(shape) axes; None: x's shape, no crop)
+    at offsets drawn uniformly anew by every forward pass (see `random_flip`); the gradient
+    places dy back where the crop was taken, zeros elsewhere."""
+    if not isinstance(x, Variable):
+        return _record("random_crop", (x,))  # raises the TypeError
+    base = _random_arguments("random_crop", x, base_axis, seed)
+    shape = x.shape if shape is None else normalize_shape(shape, "F.random_crop")
+    if len(shape) > len(x.shape) or any(
+            not 1 <= s <= n for s, n in zip(shape, x.shape[len(x.shape) - len(shape):],
+                                            strict=True)):
+        raise ValueError(f"F.random_crop: shape {tuple(shape)} does not fit the input of "
+                         f"shape {x.shape}: give at most one size per axis, for the last "
+                         f"axes, each from 1 to the input's size")
+    full = x.shape[:len(x.shape) - len(shape)] + tuple(shape)
+    if full[:base] != x.shape[:base]:
+        raise ValueError(f"F.random_crop: shape {tuple(shape)} crops sample axes of the input "
+                         f"of shape {x.shape} (before base_axis {base}); crop axes from "
+                         f"base_axis on only")
+    return _record("random_crop", (x,), base_axis=base, sizes=full[base:],
+                   shifts=(0,) * (len(x.shape) - base), seed=int(seed))
 
 
 # --- the functions of elementwise ops, from the registry ----------------------------------

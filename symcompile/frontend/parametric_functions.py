@@ -12,9 +12,12 @@ import functools
 import math
 from contextlib import nullcontext
 
+import numpy
+
 from symcompile.frontend import functions as F
 from symcompile.frontend.initializer import (
     ConstantInitializer,
+    NormalInitializer,
     UniformInitializer,
     calc_uniform_lim_glorot,
 )
@@ -160,22 +163,8 @@ def batch_normalization(inp, axes=[1], decay_rate=0.9, eps=1e-05, batch_stat=Tru
         The normalized Variable, of `inp`'s shape. A graph built with batch_stat=False and
         the same scope shares these parameters (the inference graph).
     """
-    items = [axes] if isinstance(axes, int) else list(axes)
-    shape = statistics_shape(inp.shape, normalize_axes("batch_normalization", items,
-                                                       inp.shape))
-    init = {"beta": ConstantInitializer(0), "gamma": ConstantInitializer(1),
-            "mean": ConstantInitializer(0), "var": ConstantInitializer(1)}
-    unknown = sorted(set(param_init or {}) - set(init))
-    if unknown:
-        raise ValueError(f"PF.batch_normalization: param_init has unknown keys {unknown}; "
-                         f"known: {sorted(init)}")
-    init.update(param_init or {})
-    beta = None if no_bias else get_parameter_or_create(
-        "beta", shape, init["beta"], True, not fix_parameters)
-    gamma = None if no_scale else get_parameter_or_create(
-        "gamma", shape, init["gamma"], True, not fix_parameters)
-    mean = get_parameter_or_create("mean", shape, init["mean"], False)
-    var = get_parameter_or_create("var", shape, init["var"], False)
+    beta, gamma, mean, var = _batch_normalization_parameters(
+        "batch_normalization", inp, axes, fix_parameters, param_init, no_scale, no_bias)
     return F.batch_normalization(inp, beta, gamma, mean, var, axes, decay_rate, eps,
                                  batch_stat, output_stat)
 
@@ -298,3 +287,109 @@ def group_normalization(inp, num_groups, channel_axis=1, batch_axis=0, eps=1e-05
                                   no_scale, no_bias)
     return F.group_normalization(inp, beta, gamma, num_groups, channel_axis, batch_axis, eps,
                                  output_stat)
+
+
+# --- fused batch normalization, mean subtraction, weight normalization -----------------------
+
+__all__ += ["fused_batch_normalization", "mean_subtraction", "spectral_norm",
+            "weight_normalization"]
+
+
+def _batch_normalization_parameters(function: str, inp, axes, fix_parameters, param_init,
+                                    no_scale, no_bias):
+    """nnabla's bn/beta (zeros), bn/gamma (ones), bn/mean (zeros) and bn/var (ones) in the
+    current scope, of `inp`'s shape along `axes` and 1 elsewhere (beta or gamma None when
+    left out); `param_init` overrides initializers by name."""
+    items = [axes] if isinstance(axes, int) else list(axes)
+    shape = statistics_shape(inp.shape, normalize_axes(function, items, inp.shape))
+    init = {"beta": ConstantInitializer(0), "gamma": ConstantInitializer(1),
+            "mean": ConstantInitializer(0), "var": ConstantInitializer(1)}
+    unknown = sorted(set(param_init or {}) - set(init))
+    if unknown:
+        raise ValueError(f"PF.{function}: param_init has unknown keys {unknown}; "
+                         f"known: {sorted(init)}")
+    init.update(param_init or {})
+    beta = None if no_bias else get_parameter_or_create(
+        "beta", shape, init["beta"], True, not fix_parameters)
+    gamma = None if no_scale else get_parameter_or_create(
+        "gamma", shape, init["gamma"], True, not fix_parameters)
+    mean = get_parameter_or_create("mean", shape, init["mean"], False)
+    var = get_parameter_or_create("var", shape, init["var"], False)
+    return beta, gamma, mean, var
+
+
+@parametric_function_api("bn")
+def fused_batch_normalization(inp, z=None, axes=[1], decay_rate=0.9, eps=1e-05,  # noqa: B006
+                              batch_stat=True, nonlinearity="relu", output_stat=False,
+                              fix_parameters=False, param_init=None, no_scale=False,
+                              no_bias=False):
+    """relu(batch normalization of `inp` + z) (see `F.fused_batch_normalization`), with
+    PF.batch_normalization's parameters: ``bn/beta``, ``bn/gamma``, ``bn/mean``, ``bn/var``."""
+    if nonlinearity != "relu":  # before creating parameters for it
+        raise ValueError(f"PF.fused_batch_normalization: nonlinearity={nonlinearity!r} is not "
+                         "supported; nnabla has only 'relu'")
+    beta, gamma, mean, var = _batch_normalization_parameters(
+        "fused_batch_normalization", inp, axes, fix_parameters, param_init, no_scale, no_bias)
+    return F.fused_batch_normalization(inp, beta, gamma, mean, var, z, axes, decay_rate, eps,
+                                       batch_stat, nonlinearity, output_stat)
+
+
+@parametric_function_api("mean_subtraction")
+def mean_subtraction(inp, base_axis=1, update_running_mean=True, fix_parameters=False):
+    """Mean subtraction layer (see `F.mean_subtraction`), creating the running mean
+    ``mean_subtraction/mean`` (zeros, shape inp.shape[base_axis:]) and the batch count
+    ``mean_subtraction/t`` (0, shape (1,)), neither with a gradient. `fix_parameters`
+    does nothing, as in nnabla."""
+    if isinstance(base_axis, bool) or not isinstance(base_axis, int) \
+            or not 0 <= base_axis < len(inp.shape):
+        return F.mean_subtraction(inp, None, None, base_axis)  # raises the error
+    mean = get_parameter_or_create("mean", inp.shape[base_axis:], ConstantInitializer(0),
+                                   False)
+    t = get_parameter_or_create("t", (1,), ConstantInitializer(0), False)
+    return F.mean_subtraction(inp, mean, t, base_axis, update_running_mean)
+
+
+@parametric_function_api("wn")
+def weight_normalization(w, dim=0, eps=1e-12, g_init=None, fix_parameters=False):
+    """Weight normalization of `w` (see `F.weight_normalization`), creating the scale
+    ``wn/g`` of shape (w.shape[dim],), by default initialised as nnabla does to the
+    L2 norms of `w`'s current values, sqrt(sum(w**2) + eps) over the axes but `dim`, so
+    that the normalized weight starts equal to `w`."""
+    (axis,) = normalize_axes("weight_normalization", dim, w.shape)
+    if g_init is None:
+        others = tuple(i for i in range(len(w.shape)) if i != axis)
+        g_init = numpy.sqrt(numpy.sum(numpy.asarray(w.d, numpy.float64) ** 2, axis=others)
+                            + eps)
+    g = get_parameter_or_create("g", (w.shape[axis],), g_init, True, not fix_parameters)
+    return F.weight_normalization(w, g, dim, eps)
+
+
+@parametric_function_api("spectral-norm")
+def spectral_norm(w, dim=0, itr=1, eps=1e-12, test=False, u_init=None, fix_parameters=True):
+    """Spectral normalization of `w` (see `F.spectral_norm`), creating nnabla's
+    ``spectral-norm/u`` of shape (w.shape[dim],), normal N(0, 1) by default, without
+    gradient (`fix_parameters` does nothing, as in nnabla)."""
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim < len(w.shape):
+        return F.spectral_norm(w, w, dim)  # raises the error
+    if u_init is None:
+        u_init = NormalInitializer()
+    u = get_parameter_or_create("u", (w.shape[dim],), u_init, False, False)
+    return F.spectral_norm(w, u, dim, itr, eps, test)
+
+
+__all__ += ["prelu"]
+
+
+@parametric_function_api("prelu")
+def prelu(inp, base_axis=1, shared=True, fix_parameters=False, slope_init=None):
+    """PReLU layer: F.prelu of `inp` with its negative slopes ``prelu/slope``, one (shape
+    ()) if `shared`, else one per channel (shape (inp.shape[base_axis],)), initialised to
+    0.25 by default (nnabla 1.39's code; its docstring says -1)."""
+    if not isinstance(inp, F.Variable):
+        return F.prelu(inp, inp)  # raises the TypeError
+    base = F._base_axis("prelu", inp, base_axis) if inp.shape else 0
+    shape = () if shared else (inp.shape[base],)
+    if slope_init is None:
+        slope_init = ConstantInitializer(0.25)
+    w = get_parameter_or_create("slope", shape, slope_init, True, not fix_parameters)
+    return F.prelu(inp, w, base_axis)

@@ -222,6 +222,18 @@ class FormulaPrinter(StrPrinter):
     def _print_TanhShrink(self, expr):
         return f"tanh_shrink({self._print(expr.args[0])})"
 
+    def _print_PRelu(self, expr):
+        return f"prelu({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_PReluGrad(self, expr):
+        return f"prelu_grad({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_KLTerm(self, expr):
+        return self._print(expr.formula())
+
+    def _print_Fmod(self, expr):
+        return f"fmod({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_InRange(self, expr):
         x, low, high, closed = (self._print(a) for a in expr.args)
         less = "<=" if bool(expr.args[3]) else "<"
@@ -302,22 +314,25 @@ class FormulaLatexPrinter(LatexPrinter):
     def _print_OneHot(self, expr):
         return rf"\operatorname{{onehot}}\left({self._print(expr.args[0])}\right)"
 
-    def _print_SumOf(self, expr):
-        return self._reduction("sum", expr.args[0], expr.args[2])
+    # (`exp`: LatexPrinter prints a function to a power, sum(x)**(-3/2), as f^{exp}(x))
+    def _print_SumOf(self, expr, exp=None):
+        return self._reduction("sum", expr.args[0], expr.args[2], exp)
 
-    def _print_MeanOf(self, expr):
-        return self._reduction("mean", expr.args[0], expr.args[1])
+    def _print_MeanOf(self, expr, exp=None):
+        return self._reduction("mean", expr.args[0], expr.args[1], exp)
 
-    def _reduction(self, name, inner, axes):
+    def _reduction(self, name, inner, axes, exp=None):
         sub = f"_{{{','.join(str(a) for a in axes)}}}" if axes else ""
-        return rf"\operatorname{{{name}}}{sub}\left({self._print(inner)}\right)"
+        power = f"^{{{exp}}}" if exp is not None else ""
+        return rf"\operatorname{{{name}}}{sub}{power}\left({self._print(inner)}\right)"
 
-    def _print_KernelBase(self, expr):
+    def _print_KernelBase(self, expr, exp=None):
         arrays = [self._print(expr.args[i]) for i in expr.tensor_args]
         options = [rf"\text{{{name}}}={_option_text(value)}"
                    for name, value in expr.shown_keywords()]
         name = expr.kernel.replace("_", r"\_")
-        return rf"\operatorname{{{name}}}\left({', '.join(arrays + options)}\right)"
+        power = f"^{{{exp}}}" if exp is not None else ""  # a kernel's value to a power
+        return rf"\operatorname{{{name}}}{power}\left({', '.join(arrays + options)}\right)"
 
 
 def _reduction_text(name: str, inner: str, axes) -> str:

@@ -1,18 +1,28 @@
 """Primitives that select, place or join parts of arrays: slices, flips, constant
-padding and concatenation.
+padding, concatenation, fixed gathers (`Take`), cumulative sums and products, sorting
+and top-k selection.
 
 Each one's gradient is another of them: a slice's is its values placed back where the
 slice read them (`SliceGrad`, zeros elsewhere), padding's is the slice of the original
-region, a concatenation's is one slice per input, a flip's is the same flip. Slices
-have positive steps and bounds inside the array; the front end normalises Python's
-slices (negative steps become a flip and a slice).
+region, a concatenation's is one slice per input, a flip's is the same flip, a `Take`'s
+is its values added back where it read them (`TakeGrad`), a sort's or top-k's is dy
+placed where each element came from. Slices have positive steps and bounds inside the
+array; the front end normalises Python's slices (negative steps become a flip and a
+slice).
 """
 
 from __future__ import annotations
 
 import sympy
 
-from symcompile.ir.primitives import KernelBase, Primitive, as_ints, exact, shape_tuple
+from symcompile.ir.primitives import (
+    KernelBase,
+    Primitive,
+    StopGradient,
+    as_ints,
+    exact,
+    shape_tuple,
+)
 
 
 def slice_length(start: int, stop: int, step: int) -> int:
@@ -145,3 +155,292 @@ def slice_text(expr: Slice, shapes, ellipsis: bool = False) -> str:
     if ellipsis and len(parts) < whole:
         parts.append("...")
     return "[" + ", ".join(parts or [":"]) + "]"
+
+
+# --- fixed gathers, cumulative sums and products, sorting --------------------------------
+# Reflect and repeat padding, shifts and matrix diagonals read each output element from
+# an input position known when the graph is built: a `Take` along one axis, whose
+# gradient is `TakeGrad`, the cotangent added back into those positions (and back).
+
+
+def _with_length(shape, axis: int, length: int) -> tuple[int, ...]:
+    return tuple(length if i == axis else n for i, n in enumerate(shape))
+
+
+class Take(KernelBase):
+    """``numpy.take(x, indices, axis)`` with `indices` fixed when compiled:
+    y[..., j, ...] = x[..., indices[j], ...]; args (x, indices, axis)."""
+
+    nargs = 3
+    linear = True
+    kernel = "gather_axis"
+    options = ("indices", "axis")
+
+    def shape(self, shapes):
+        return _with_length(shapes.of(self.args[0]), int(self.args[2]), len(self.args[1]))
+
+    def vjp(self, index, g, shapes):
+        length = shapes.of(self.args[0])[int(self.args[2])]
+        return TakeGrad(exact(g, self.shape(shapes), shapes), self.args[1], self.args[2],
+                        sympy.Integer(length))
+
+
+class TakeGrad(KernelBase):
+    """The transpose of `Take`: dx[..., i, ...] = sum over j with indices[j] == i of
+    dy[..., j, ...], of length `length` along `axis`; args (dy, indices, axis, length)."""
+
+    nargs = 4
+    linear = True
+    kernel = "gather_axis_grad"
+    options = ("indices", "axis", "length")
+    unshown = ("length",)
+
+    def shape(self, shapes):
+        return _with_length(shapes.of(self.args[0]), int(self.args[2]), int(self.args[3]))
+
+    def vjp(self, index, g, shapes):
+        return Take(exact(g, self.shape(shapes), shapes), self.args[1], self.args[2])
+
+
+def take(x: sympy.Expr, indices, axis: int, shapes) -> sympy.Expr:
+    """`Take` of `x` along `axis`, nothing when it reads every element in order."""
+    if tuple(indices) == tuple(range(shapes.of(x)[axis])):
+        return x
+    return Take(x, shape_tuple(indices), sympy.Integer(axis))
+
+
+class CumSum(KernelBase):
+    """The inclusive cumulative sum along `axis`: y[i] = x[0] + ... + x[i]; args (x,
+    axis). Its transpose is the cumulative sum from the end (a flip, a sum, a flip)."""
+
+    nargs = 2
+    linear = True
+    kernel = "cumulative_sum"
+    options = ("axis",)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        axes = sympy.Tuple(self.args[1])
+        g = exact(g, self.shape(shapes), shapes)
+        return Flip(CumSum(Flip(g, axes), self.args[1]), axes)
+
+
+class CumProd(KernelBase):
+    """The inclusive cumulative product along `axis`: y[i] = x[0] * ... * x[i]; args (x,
+    axis)."""
+
+    nargs = 2
+    kernel = "cumulative_prod"
+    options = ("axis",)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        return CumProdGrad(self.args[0], exact(g, self.shape(shapes), shapes), self.args[1])
+
+
+class CumProdGrad(KernelBase):
+    """d loss / d x of `CumProd` given dy, exact where x holds zeros (no division):
+    dx[i] = sum over j >= i of dy[j] * prod over k <= j, k != i of x[k]; args (x, dy,
+    axis)."""
+
+    nargs = 3
+    tensor_args = (0, 1)
+    kernel = "cumulative_prod_grad"
+    options = ("axis",)
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[1] == 0 else None  # linear in dy (not in x)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+
+def _order_only(x: sympy.Expr) -> sympy.Expr:
+    """x where a gradient primitive reads only the order of its elements (piecewise
+    constant): no gradient flows into it, even when the gradient is differentiated
+    again."""
+    return x if isinstance(x, StopGradient) else StopGradient(x)
+
+
+class Sort(KernelBase):
+    """x sorted along `axis`, ascending (descending if `reverse`), ties in their order
+    in x (a stable sort); args (x, axis, reverse)."""
+
+    nargs = 3
+    kernel = "sort_values"
+    options = ("axis", "reverse")
+    defaults = (("reverse", 0),)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        return SortGrad(_order_only(self.args[0]), exact(g, self.shape(shapes), shapes),
+                        *self.args[1:])
+
+
+class SortGrad(KernelBase):
+    """d loss / d x of `Sort`: each dy placed where its sorted element came from,
+    dx[order[j]] = dy[j] along `axis` (order: the stable sort's indices); args (x, dy,
+    axis, reverse)."""
+
+    nargs = 4
+    tensor_args = (0, 1)
+    kernel = "sort_grad"
+    options = ("axis", "reverse")
+    defaults = Sort.defaults
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[1] == 0 else None  # linear in dy (not in x)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        """The order is piecewise constant in x (no gradient); in dy this is the
+        transpose of reading dy in x's sorted order, `SortTake`."""
+        if index == 0:
+            return sympy.Integer(0)
+        return SortTake(_order_only(self.args[0]), exact(g, self.shape(shapes), shapes),
+                        *self.args[2:])
+
+
+class SortTake(KernelBase):
+    """v read in the order that sorts x along `axis`: y[j] = v[order[j]] (`Sort` is
+    SortTake(x, x)); the transpose of `SortGrad` in v, for second derivatives. Args (x,
+    v, axis, reverse)."""
+
+    nargs = 4
+    tensor_args = (0, 1)
+    kernel = "sort_take"
+    options = ("axis", "reverse")
+    defaults = Sort.defaults
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[1] == 0 else None  # linear in v (not in x)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        if index == 0:
+            return sympy.Integer(0)
+        return SortGrad(_order_only(self.args[0]), exact(g, self.shape(shapes), shapes),
+                        *self.args[2:])
+
+
+class SortIndex(KernelBase):
+    """The indices that sort x along `axis` (those of `Sort`), as numbers of x's dtype;
+    args (x, axis, reverse). Piecewise constant: lowering wraps it in StopGradient."""
+
+    nargs = 3
+    kernel = "sort_index"
+    options = ("axis", "reverse")
+    defaults = Sort.defaults
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+
+class ArgExtremum(KernelBase):
+    """The index of the first maximum (is_max 1) or minimum (0) along `axis`, as a number
+    of x's dtype; args (x, axis, keepdims, is_max). Piecewise constant: lowering wraps it
+    in StopGradient."""
+
+    nargs = 4
+    kernel = "arg_extremum"
+    options = ("axis", "keepdims", "is_max")
+
+    def shape(self, shapes):
+        x_shape, axis = shapes.of(self.args[0]), int(self.args[1])
+        if bool(self.args[2]):
+            return _with_length(x_shape, axis, 1)
+        return tuple(n for i, n in enumerate(x_shape) if i != axis)
+
+
+class TopK(KernelBase):
+    """The k elements of each row of x (N, S) whose key is largest (smallest if not
+    `largest`), the key being x or |x| (`absolute`), in the key's order, ties first in
+    x's order: y[n, j] = x[n, order[n, j]] for j < k; args (x, k, absolute, largest)."""
+
+    nargs = 4
+    kernel = "top_k_values"
+    options = ("k", "absolute", "largest")
+
+    def shape(self, shapes):
+        return (shapes.of(self.args[0])[0], int(self.args[1]))
+
+    def vjp(self, index, g, shapes):
+        return TopKGrad(_order_only(self.args[0]), exact(g, self.shape(shapes), shapes),
+                        *self.args[1:])
+
+
+class TopKGrad(KernelBase):
+    """d loss / d x of `TopK`: dy placed where each chosen element came from,
+    dx[n, order[n, j]] = dy[n, j], zeros elsewhere; args (x, dy, k, absolute, largest)."""
+
+    nargs = 5
+    tensor_args = (0, 1)
+    kernel = "top_k_grad"
+    options = ("k", "absolute", "largest")
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[1] == 0 else None  # linear in dy (not in x)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        """The choice is piecewise constant in x (no gradient); in dy this is the
+        transpose of reading dy at x's chosen positions, `TopKTake`."""
+        if index == 0:
+            return sympy.Integer(0)
+        return TopKTake(_order_only(self.args[0]), exact(g, self.shape(shapes), shapes),
+                        *self.args[2:])
+
+
+class TopKTake(KernelBase):
+    """v (N, S) read at the positions `TopK` chooses in x: y[n, j] = v[n, order[n, j]]
+    (`TopK` is TopKTake(x, x)); the transpose of `TopKGrad` in v, for second
+    derivatives. Args (x, v, k, absolute, largest)."""
+
+    nargs = 5
+    tensor_args = (0, 1)
+    kernel = "top_k_take"
+    options = ("k", "absolute", "largest")
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[1] == 0 else None  # linear in v (not in x)
+
+    def shape(self, shapes):
+        return (shapes.of(self.args[0])[0], int(self.args[2]))
+
+    def vjp(self, index, g, shapes):
+        if index == 0:
+            return sympy.Integer(0)
+        return TopKGrad(_order_only(self.args[0]), exact(g, self.shape(shapes), shapes),
+                        *self.args[2:])
+
+
+class TopKIndex(KernelBase):
+    """The indices into each row of `TopK`'s choice (its `order[:, :k]`) as numbers of
+    x's dtype (`kind` 0), or the mask of the chosen elements, 1 there and 0 elsewhere, of
+    x's shape (`kind` 1); args (x, k, absolute, largest, kind). Piecewise constant:
+    lowering wraps it in StopGradient."""
+
+    nargs = 5
+    kernel = "top_k_index"
+    options = ("k", "absolute", "largest", "kind")
+
+    def shape(self, shapes):
+        x_shape = shapes.of(self.args[0])
+        return x_shape if int(self.args[4]) else (x_shape[0], int(self.args[1]))

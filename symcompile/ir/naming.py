@@ -32,7 +32,13 @@ RESERVED = frozenset(
         "pool_geometry", "pool_padded", "pool_cropped", "pool_max", "pool_max_grad",
         "pool_sum", "pool_sum_grad", "pool_divisor", "pool_average", "pool_average_grad",
         "slice_grad", "pad_constant", "random_generator", "random_mask", "random_uniform",
-        "random_normal", "random_integers", "random_moved",
+        "random_normal", "random_integers", "random_moved", "gather_axis", "gather_axis_grad",
+        "cumulative_sum", "cumulative_prod", "cumulative_prod_grad", "reduce_prod",
+        "sort_order", "sort_values", "sort_grad", "sort_index", "arg_extremum",
+        "top_k_order", "top_k_values", "top_k_grad", "top_k_index", "top_k_onehot",
+        "sort_take", "top_k_take",
+        "erf_values", "interpolate_axis", "interpolate_axis_grad", "chosen_sources",
+        "chosen_index", "chosen_take", "chosen_take_grad",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

@@ -1,5 +1,5 @@
-"""Array manipulation (slices, flips, constant padding, concatenation and stacking) and
-dropout.
+"""Array manipulation (slices, flips, padding, concatenation and stacking, broadcast_to),
+cumulative sums and products, prod, sorting, the indices of extrema, and dropout.
 
 Each lowers to `indexing` primitives, whose gradients are slices and placements of the
 cotangent, so the backward section reads like the forward one reversed. The front end
@@ -8,6 +8,8 @@ hold positive steps and bounds inside the array.
 """
 
 from __future__ import annotations
+
+import math
 
 from symcompile.common.deferred import Deferred
 from symcompile.ops.opdef import OpDef
@@ -52,8 +54,31 @@ def _pad_shape(shapes, attrs):
 
 @_register("pad", "Pad", 1, _pad_shape)
 def _pad(args, attrs, ctx):
-    return I.Pad(args[0], P.shape_tuple(attrs["before"]), P.shape_tuple(attrs["after"]),
-                 attrs["constant_value"])
+    """Constant padding is one `Pad`; "reflect" and "repeat" read every padded axis
+    through a `Take` from the positions `pad_source` gives (so each padded element's
+    gradient is added into the element it copies)."""
+    mode = attrs.get("mode", "constant")
+    if mode == "constant":
+        return I.Pad(args[0], P.shape_tuple(attrs["before"]), P.shape_tuple(attrs["after"]),
+                     attrs["constant_value"])
+    x = args[0]
+    for axis, (n, b, a) in enumerate(zip(ctx.in_shapes[0], attrs["before"], attrs["after"],
+                                         strict=True)):
+        if b or a:
+            x = I.take(x, [pad_source(i, n, mode) for i in range(-b, n + a)], axis, ctx.shapes)
+    return x
+
+
+def pad_source(i: int, n: int, mode: str) -> int:
+    """The element of an axis of length n that position i (-before <= i < n + after) of
+    its padding copies: "repeat" the nearest edge (NumPy's "edge"), "reflect" the mirror
+    image about the edges, repeated as often as needed (NumPy's "reflect", period
+    2*(n - 1); nnabla 1.39's too)."""
+    if mode == "repeat" or n == 1:
+        return min(max(i, 0), n - 1)
+    period = 2 * (n - 1)
+    i %= period
+    return i if i < n else period - i
 
 
 def _concatenate_shape(function: str):
@@ -108,3 +133,337 @@ def _draw(kind: str):
 
 for _name, _type in (("rand", "Rand"), ("randn", "Randn"), ("randint", "Randint")):
     _register(_name, _type, 0, lambda shapes, attrs: attrs["shape"])(_draw(_name))
+
+
+# --- broadcast_to, cumulative sums and products, prod, indices of extrema, sort ----------
+
+products = Deferred("symcompile.ops.products")
+
+
+def _broadcast_to_shape(shapes, attrs):
+    x, y = shapes
+    axis = attrs["axis"]
+    start = len(x) - len(y) if axis < 0 else axis
+    if len(y) > len(x) or start + len(y) > len(x) or tuple(x[start:start + len(y)]) != y:
+        where = "the last axes" if axis < 0 else f"the axes from axis {axis} on"
+        raise ValueError(
+            f"F.broadcast_to: y of shape {y} does not fit x of shape {x}: y's shape must "
+            f"equal x's along {where} (nnabla's broadcast_to(x, y) repeats y to x's shape; "
+            f"x only gives the shape). Fix: pass axis= where y's axes start in x, or "
+            f"reshape y")
+    return x
+
+
+@_register("broadcast_to", "BroadcastTo", 2, _broadcast_to_shape)
+def _broadcast_to(args, attrs, ctx):
+    """y repeated to x's shape, its axes at `axis` of x (default: x's last); x only gives
+    the shape, so it gets no gradient (nnabla 1.39 has no backward at all)."""
+    x_shape, y_shape = ctx.in_shapes
+    start = len(x_shape) - len(y_shape) if attrs["axis"] < 0 else attrs["axis"]
+    grown = (1,) * start + y_shape + (1,) * (len(x_shape) - start - len(y_shape))
+    y = P.reshape(args[1], grown, ctx.shapes)
+    return y if grown == x_shape else P.BroadcastTo(y, P.shape_tuple(x_shape))
+
+
+def _cumulative(kind: str):
+    """nnabla's cumsum / cumprod along `axis`: the inclusive one of x (flipped first and
+    after with `reverse`), shifted by one with the identity (0 or 1) in front if
+    `exclusive`."""
+
+    def lower(args, attrs, ctx):
+        axis, shape = attrs["axis"], ctx.in_shapes[0]
+        n, identity = shape[axis], (0 if kind == "cumsum" else 1)
+        if attrs["exclusive"] and n == 1:
+            return sympy.Integer(identity)
+        flip = P.shape_tuple((axis,))
+        x = I.Flip(args[0], flip) if attrs["reverse"] else args[0]
+        primitive = I.CumSum if kind == "cumsum" else I.CumProd
+        y = primitive(x, sympy.Integer(axis))
+        if attrs["exclusive"]:
+            stop = tuple(n - 1 if i == axis else d for i, d in enumerate(shape))
+            before = tuple(int(i == axis) for i in range(len(shape)))
+            y = I.Slice(y, P.shape_tuple((0,) * len(shape)), P.shape_tuple(stop),
+                        P.shape_tuple((1,) * len(shape)))
+            y = I.Pad(y, P.shape_tuple(before), P.shape_tuple((0,) * len(shape)),
+                      sympy.Integer(identity))
+        return I.Flip(y, flip) if attrs["reverse"] else y
+
+    return lower
+
+
+for _name, _type in (("cumsum", "CumSum"), ("cumprod", "CumProd")):
+    _register(_name, _type, 1, lambda shapes, attrs: shapes[0])(_cumulative(_name))
+
+
+def _reduced(shapes, attrs):
+    shape, axes = shapes[0], attrs["axes"]
+    if attrs["keepdims"]:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+@_register("prod", "Prod", 1, _reduced)
+def _prod(args, attrs, ctx):
+    if not attrs["axes"]:
+        return args[0]
+    return products.ReduceProd(args[0], P.shape_tuple(attrs["axes"]),
+                               sympy.Integer(int(attrs["keepdims"])))
+
+
+def _extremum_index(is_max: bool):
+    """The index of the first maximum (minimum) over `axes`, counted in C order over the
+    reduced axes (nnabla's with_index/only_index): one axis directly, several moved last
+    and flattened into one. A number of the module's dtype, with no gradient."""
+
+    def lower(args, attrs, ctx):
+        x, axes, keep = args[0], attrs["axes"], attrs["keepdims"]
+        shape = ctx.in_shapes[0]
+        if not axes:
+            return sympy.Integer(0)
+        flag = sympy.Integer(int(is_max))
+        if len(axes) == 1:
+            index = I.ArgExtremum(x, sympy.Integer(axes[0]), sympy.Integer(int(keep)), flag)
+        else:
+            rest = [i for i in range(len(shape)) if i not in axes]
+            flat = P.reshape(P.transpose(x, rest + list(axes), ctx.shapes),
+                             [shape[i] for i in rest] + [math.prod(shape[a] for a in axes)],
+                             ctx.shapes)
+            index = I.ArgExtremum(flat, sympy.Integer(len(rest)), sympy.Integer(0), flag)
+            index = P.reshape(index, ctx.out_shape, ctx.shapes)
+        return P.StopGradient(index)
+
+    return lower
+
+
+_register("max_index", "Max", 1, _reduced)(_extremum_index(True))
+_register("min_index", "Min", 1, _reduced)(_extremum_index(False))
+
+
+@_register("sort", "Sort", 1, lambda shapes, attrs: shapes[0])
+def _sort(args, attrs, ctx):
+    return I.Sort(args[0], sympy.Integer(attrs["axis"]), sympy.Integer(int(attrs["reverse"])))
+
+
+@_register("sort_index", "Sort", 1, lambda shapes, attrs: shapes[0])
+def _sort_index(args, attrs, ctx):
+    """The stable sort's indices (nnabla's with_index/only_index), with no gradient."""
+    return P.StopGradient(I.SortIndex(args[0], sympy.Integer(attrs["axis"]),
+                                      sympy.Integer(int(attrs["reverse"]))))
+
+
+# --- shift, matrix diagonals, top_k_data --------------------------------------------------
+
+def shift_source(i: int, n: int, shift: int, border_mode: str) -> int:
+    """The element of an axis of length n that position i of nnabla's shift by `shift`
+    reads: i - shift clamped to the axis ("nearest"), or mirrored about the edges with the
+    edge repeated ("reflect": a = |i - shift + 2n| mod 2n, then 2n - 1 - a past the end;
+    nnabla 1.39's formula, which is NumPy's "symmetric" while the shift is within 2n)."""
+    if border_mode == "nearest":
+        return min(max(i - shift, 0), n - 1)
+    if n == 1:
+        return 0
+    a = abs(i - shift + 2 * n) % (2 * n)
+    return 2 * n - 1 - a if a >= n else a
+
+
+@_register("shift", "Shift", 1, lambda shapes, attrs: shapes[0])
+def _shift(args, attrs, ctx):
+    """One `Take` per shifted axis; each gradient adds dy back where it was read."""
+    x = args[0]
+    for axis, (n, s) in enumerate(zip(ctx.in_shapes[0], attrs["shifts"], strict=True)):
+        if s:
+            x = I.take(x, [shift_source(i, n, s, attrs["border_mode"]) for i in range(n)],
+                       axis, ctx.shapes)
+    return x
+
+
+def _matrix_diag_shape(shapes, attrs):
+    x = shapes[0]
+    if not x:
+        raise ValueError("F.matrix_diag: the input of shape () has no last axis to put on a "
+                         "diagonal; reshape it to (1,)")
+    return x + x[-1:]
+
+
+@_register("matrix_diag", "MatrixDiag", 1, _matrix_diag_shape)
+def _matrix_diag(args, attrs, ctx):
+    """x (..., n) on the diagonals of (..., n, n): placed at positions i*(n + 1) of the
+    flattened matrices (a `TakeGrad`; its gradient takes the diagonal back)."""
+    shape, n = ctx.in_shapes[0], ctx.in_shapes[0][-1]
+    flat = I.TakeGrad(args[0], P.shape_tuple([i * (n + 1) for i in range(n)]),
+                      sympy.Integer(len(shape) - 1), sympy.Integer(n * n))
+    return P.reshape(flat, ctx.out_shape, ctx.shapes)
+
+
+def _matrix_diag_part_shape(shapes, attrs):
+    x = shapes[0]
+    if len(x) < 2 or x[-1] != x[-2]:
+        raise ValueError(f"F.matrix_diag_part: input of shape {x} must end in square matrices "
+                         f"(..., n, n) (nnabla 1.39 reads past the end of others); slice it "
+                         f"square first")
+    return x[:-1]
+
+
+@_register("matrix_diag_part", "MatrixDiagPart", 1, _matrix_diag_part_shape)
+def _matrix_diag_part(args, attrs, ctx):
+    """The diagonals of x (..., n, n): positions i*(n + 1) of the flattened matrices (a
+    `Take`, whose gradient places dy back on the diagonals)."""
+    shape, n = ctx.in_shapes[0], ctx.in_shapes[0][-1]
+    flat = P.reshape(args[0], shape[:-2] + (n * n,), ctx.shapes)
+    return I.Take(flat, P.shape_tuple([i * (n + 1) for i in range(n)]),
+                  sympy.Integer(len(shape) - 2))
+
+
+def _top_k_shape(shapes, attrs):
+    x, k, base = shapes[0], attrs["k"], attrs["base_axis"]
+    size = math.prod(x[base:])
+    if not 0 <= base < len(x):
+        raise ValueError(f"F.top_k_data: base_axis {attrs['base_axis']} is out of range for "
+                         f"an input of shape {x} (valid: {-len(x)}..{len(x) - 1})")
+    if not 1 <= k <= size:
+        raise ValueError(f"F.top_k_data: k={k} must be from 1 to the sample size {size} (the "
+                         f"axes of the input of shape {x} from base_axis {base} on)")
+    if attrs["reduce"] or attrs.get("index"):
+        return x[:base] + (k,)
+    return x
+
+
+def _top_k(args, attrs, ctx):
+    """Each sample (the axes from base_axis on, flattened) as a row: the k chosen values
+    (`TopK`, reduce) or x times the mask of the chosen elements (not reduce), or their
+    indices into the row (with no gradient)."""
+    shape, base = ctx.in_shapes[0], attrs["base_axis"]
+    rows = P.reshape(args[0], (math.prod(shape[:base]), math.prod(shape[base:])), ctx.shapes)
+    choice = (sympy.Integer(attrs["k"]), sympy.Integer(int(attrs["abs"])),
+              sympy.Integer(int(attrs["largest"])))
+    if attrs.get("index"):
+        y = P.StopGradient(I.TopKIndex(rows, *choice, sympy.Integer(0)))
+    elif attrs["reduce"]:
+        y = I.TopK(rows, *choice)
+    else:
+        y = rows * P.StopGradient(I.TopKIndex(rows, *choice, sympy.Integer(1)))
+    return P.reshape(y, ctx.out_shape, ctx.shapes)
+
+
+_register("top_k_data", "TopKData", 1, _top_k_shape)(_top_k)
+_register("top_k_data_index", "TopKData", 1, _top_k_shape)(_top_k)
+
+
+def _meshgrid_shape(shapes, attrs):
+    for position, shape in enumerate(shapes):
+        if len(shape) != 1:
+            raise ValueError(f"F.meshgrid: input {position} of shape {shape} must be 1-D, as "
+                             f"every input (nnabla's rule); reshape it to (-1,)")
+    sizes = [s[0] for s in shapes]
+    if not attrs["ij_indexing"] and len(sizes) > 1:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    return tuple(sizes)
+
+
+@_register("meshgrid", "Meshgrid", 1, _meshgrid_shape)
+def _meshgrid(args, attrs, ctx):
+    """Output `output`: input `output` along its axis of the grid (axis i for input i,
+    the first two swapped without ij_indexing, as NumPy's "xy"), repeated along the
+    others; its gradient sums the copies. The other inputs only give the shape."""
+    i, rank = attrs["output"], len(ctx.in_shapes)
+    axis = i if attrs["ij_indexing"] or rank < 2 or i > 1 else 1 - i
+    grown = tuple(ctx.in_shapes[i][0] if a == axis else 1 for a in range(rank))
+    y = P.reshape(args[i], grown, ctx.shapes)
+    return y if grown == ctx.out_shape else P.BroadcastTo(y, P.shape_tuple(ctx.out_shape))
+
+
+# --- gather and scatter_add: integer indices given at run time -----------------------------
+# The indices enter as class labels (checked and cast to integers where the module is
+# called, as F.embed's; -1 gives zeros there, where nnabla 1.39 refuses it), and each
+# lowers to a one-hot comparison with them, so the gradients are matrix products and sums
+# that SymPy's rules and the primitives' VJPs give.
+
+softmax = Deferred("symcompile.ops.softmax")
+
+
+def _gather_shape(shapes, attrs):
+    x, indices = shapes
+    axis, batch = attrs["axis"], attrs["batch_dims"]
+    where = f"F.gather: x of shape {x}, indices of shape {indices}"
+    if not 0 <= batch <= min(len(indices), axis):
+        raise ValueError(f"{where}: batch_dims={batch} must be from 0 to min(indices' rank, "
+                         f"axis={axis}) = {min(len(indices), axis)}")
+    if tuple(indices[:batch]) != tuple(x[:batch]):
+        raise ValueError(f"{where}: the first batch_dims={batch} axes of x and indices must "
+                         f"be equal ({x[:batch]} vs {indices[:batch]})")
+    return x[:axis] + indices[batch:] + x[axis + 1:]
+
+
+def _gather_labels(shapes, attrs) -> dict[int, int]:
+    return {1: shapes[0][attrs["axis"]]}  # each index names an element along `axis`
+
+
+def _gather(args, attrs, ctx):
+    """y = x[(batch...), pre..., indices[batch..., r...], post...] as a (batched) matrix
+    product onehot(indices) @ x, with x's `axis` moved first after the batch axes."""
+    (x_shape, i_shape), axis, batch = ctx.in_shapes, attrs["axis"], attrs["batch_dims"]
+    n = x_shape[axis]
+    b, p, q = (math.prod(x_shape[:batch]), math.prod(x_shape[batch:axis]),
+               math.prod(x_shape[axis + 1:]))
+    r = math.prod(i_shape[batch:])
+    x = P.reshape(args[0], (b, p, n, q), ctx.shapes)
+    x = P.reshape(P.transpose(x, (0, 2, 1, 3), ctx.shapes), (b, n, p * q), ctx.shapes)
+    labels = ctx.class_labels(args[1], n) if ctx.class_labels else args[1]
+    onehot = softmax.OneHot(P.reshape(labels, (b, r, 1), ctx.shapes), sympy.Integer(n),
+                            sympy.Integer(2))
+    y = P.reshape(P.matmul(onehot, x, ctx.shapes), (b, r, p, q), ctx.shapes)
+    y = P.transpose(y, (0, 2, 1, 3), ctx.shapes)
+    return P.reshape(y, ctx.out_shape, ctx.shapes)
+
+
+OPS["gather"] = OpDef("gather", "Gather", 2, False, _gather_shape, _gather,
+                      labels=_gather_labels)
+
+
+def _scatter_add_shape(shapes, attrs):
+    x0, indices, x1 = shapes
+    axis = attrs["axis"]
+    where = f"F.scatter_add: x0 of shape {x0}, indices of shape {indices}, x1 of shape {x1}"
+    if not (len(x0) == len(indices) == len(x1)):
+        raise ValueError(f"{where}: the three must have the same rank")
+    if any(i > s for i, s in zip(indices, x1, strict=True)) or any(
+            i > s for k, (i, s) in enumerate(zip(indices, x0, strict=True)) if k != axis):
+        raise ValueError(f"{where}: indices must be no longer than x1 along every axis, nor "
+                         f"than x0 along every axis but axis={axis}")
+    return x0
+
+
+def _scatter_add_labels(shapes, attrs) -> dict[int, int]:
+    return {1: shapes[0][attrs["axis"]]}
+
+
+def _scatter_add(args, attrs, ctx):
+    """y = x0 plus, for every position p of indices, x1[p] added at p with its `axis`
+    coordinate replaced by indices[p]: the one-hot comparison onehot[p, k] = (indices[p]
+    == k) times x1's part, summed along `axis`, k moved to `axis`, zeros padded to x0's
+    shape."""
+    (x0_shape, i_shape, x1_shape), axis = ctx.in_shapes, attrs["axis"]
+    rank, n = len(x0_shape), x0_shape[axis]
+    x1 = args[2]
+    if i_shape != x1_shape:
+        x1 = I.Slice(x1, P.shape_tuple((0,) * rank), P.shape_tuple(i_shape),
+                     P.shape_tuple((1,) * rank))
+    labels = ctx.class_labels(args[1], n) if ctx.class_labels else args[1]
+    onehot = softmax.OneHot(P.reshape(labels, i_shape + (1,), ctx.shapes), sympy.Integer(n),
+                            sympy.Integer(rank))
+    summed = P.reduce_sum(onehot * P.reshape(x1, i_shape + (1,), ctx.shapes), (axis,), False,
+                          i_shape + (n,), ctx.shapes)
+    order = list(range(rank - 1))
+    order.insert(axis, rank - 1)
+    placed = P.transpose(summed, order, ctx.shapes)
+    placed_shape = tuple(n if k == axis else d for k, d in enumerate(i_shape))
+    if placed_shape != x0_shape:
+        placed = I.Pad(placed, P.shape_tuple((0,) * rank),
+                       P.shape_tuple(tuple(a - b for a, b in zip(x0_shape, placed_shape,
+                                                                 strict=True))),
+                       sympy.Integer(0))
+    return args[0] + placed
+
+
+OPS["scatter_add"] = OpDef("scatter_add", "ScatterAdd", 3, False, _scatter_add_shape,
+                           _scatter_add, labels=_scatter_add_labels)

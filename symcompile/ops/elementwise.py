@@ -638,3 +638,21 @@ def _epsilon_insensitive_loss(x0, x1, epsilon=REQUIRED):
     """Elementwise max(|x0 - x1| - epsilon, 0), not reduced; its derivative is 0 where
     |x0 - x1| <= epsilon, as in nnabla."""
     return E.Maximum(E.Absolute(x0 - x1, sympy.Integer(1)) - epsilon, sympy.Integer(0))
+
+
+# --- the error function and the remainder --------------------------------------------------
+
+@elementwise("erf", "Erf")
+def _erf(x):
+    """The error function, 2/sqrt(pi) times the integral of exp(-t**2) from 0 to x; its
+    derivative is 2/sqrt(pi) * exp(-x**2)."""
+    return E.sympy_function("erf")(x)
+
+
+@elementwise("mod2", "Mod2")
+def _mod2(x0, x1, fmod=False):
+    """The remainder of x0 / x1 with the sign of x0 (C's fmod), NaN where x1 is 0 (size-1
+    axes broadcast). nnabla 1.39 computes fmod for floats whatever `fmod` says (it reads
+    it for integer arrays only) and has no backward (it raises): here the gradient is
+    fmod's derivative, 1 for x0 and -trunc(x0/x1) for x1."""
+    return E.Fmod(x0, x1)

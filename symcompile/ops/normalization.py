@@ -5,6 +5,12 @@ elementwise expression of them, so its gradient is SymPy's derivative of that fo
 through the sums' VJPs (nnabla's hand-written backward is the same algebra), and the
 batch statistics are shared, by the common-subexpression pass, between the output and
 the running statistics the forward pass updates (`OpDef.running`).
+
+The other normalizations are formulas too (fused batch normalization; layer, instance
+and group normalization; weight standardization; norm and weight normalization); mean subtraction's
+running mean and spectral normalization's vector u are running statistics like batch
+normalization's; the gradient clipping functions, whose backward is no derivative, are
+primitives with their own VJPs (`gradient_clipping`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from symcompile.common.deferred import Deferred
 from symcompile.ops.opdef import OpDef
 
 sympy = Deferred("sympy")
+C = Deferred("symcompile.ops.gradient_clipping")
+E = Deferred("symcompile.ops.sympy_functions")
 P = Deferred("symcompile.ir.primitives")
 
 OPS: dict[str, OpDef] = {}
@@ -22,11 +30,13 @@ OPS: dict[str, OpDef] = {}
 
 def batch_normalization_inputs(attrs) -> dict[str, int]:
     """The position of each input the node has: x, then beta (unless no_bias), gamma
-    (unless no_scale), and the running mean and variance (if given)."""
+    (unless no_scale), the running mean and variance (if given) and fused batch
+    normalization's residual z (if given)."""
     names = ["x"]
     names += [] if attrs["no_bias"] else ["beta"]
     names += [] if attrs["no_scale"] else ["gamma"]
     names += ["mean", "variance"] if attrs["running"] else []
+    names += ["z"] if attrs.get("residual") else []  # (fused_batch_normalization's)
     return {name: position for position, name in enumerate(names)}
 
 
@@ -39,23 +49,23 @@ def _reduced_count(x_shape, axes) -> int:
     return math.prod(d for i, d in enumerate(x_shape) if i not in axes)
 
 
-def _batch_normalization_shape(shapes, attrs):
+def _batch_normalization_shape(shapes, attrs, function="batch_normalization"):
     x, axes = shapes[0], attrs["axes"]
     expected = statistics_shape(x, axes)
     positions = batch_normalization_inputs(attrs)
     if len(shapes) != len(positions):
-        raise ValueError(f"F.batch_normalization: {len(shapes)} inputs given, "
+        raise ValueError(f"F.{function}: {len(shapes)} inputs given, "
                          f"{len(positions)} expected ({', '.join(positions)})")
     for name, position in positions.items():
-        if name != "x" and shapes[position] != expected:
+        if name not in ("x", "z") and shapes[position] != expected:
             raise ValueError(
-                f"F.batch_normalization: {name} of shape {shapes[position]} does not fit the "
+                f"F.{function}: {name} of shape {shapes[position]} does not fit the "
                 f"input of shape {x} with axes={list(axes)}; it must have shape {expected} "
                 f"(the input's length along axes, 1 elsewhere)")
     count = _reduced_count(x, axes)
     if attrs["batch_stat"] and count < 2 and attrs["running"]:
         raise ValueError(
-            f"F.batch_normalization: the input of shape {x} has {count} element per "
+            f"F.{function}: the input of shape {x} has {count} element per "
             f"statistic (axes={list(axes)}), and the running variance's unbiased update "
             f"divides by (elements - 1): give a batch of at least 2, or batch_stat=False")
     return x
@@ -216,3 +226,232 @@ for _name, _type, _lower in (
         ("group_normalization", "GroupNormalization", _group_normalization)):
     OPS[_name] = OpDef(_name, _type, 3, False, _scaled_shape(_name), _lower,
                        array_inputs=True)
+
+
+# --- fused batch normalization --------------------------------------------------------------
+# relu(batch_normalization(x) + z): batch normalization's formula, shape rule and running
+# statistics, with the residual z (broadcast to x, as nnabla's add2) and the relu after it.
+
+def _fused_batch_normalization_shape(shapes, attrs):
+    x = _batch_normalization_shape(shapes, attrs, "fused_batch_normalization")
+    if attrs["residual"]:
+        z = shapes[batch_normalization_inputs(attrs)["z"]]
+        if len(z) != len(x) or any(d not in (1, n) for d, n in zip(z, x, strict=True)):
+            raise ValueError(
+                f"F.fused_batch_normalization: z of shape {z} does not broadcast to the input "
+                f"of shape {x}: give it the input's rank, each axis 1 or the input's")
+    return x
+
+
+def _fused_batch_normalization(args, attrs, ctx):
+    """relu(y + z), y batch normalization's; relu'(0) = 0, as nnabla's fused backward
+    (which passes the gradient where the output is > 0)."""
+    y = _batch_normalization(args, attrs, ctx)
+    if attrs["residual"]:
+        y = y + args[batch_normalization_inputs(attrs)["z"]]
+    return E.Maximum(y, sympy.Integer(0))
+
+
+OPS["fused_batch_normalization"] = OpDef(
+    "fused_batch_normalization", "FusedBatchNormalization", 6, False,
+    _fused_batch_normalization_shape, _fused_batch_normalization,
+    running=_batch_normalization_running, array_inputs=True)
+
+
+# --- norms and weight reparametrisations -----------------------------------------------------
+
+def _same_shape(function: str, names):
+    def infer(shapes, attrs):
+        for name, shape in zip(names[1:], shapes[1:], strict=True):
+            if shape != shapes[0]:
+                raise ValueError(
+                    f"F.{function}: {name} of shape {shape} must have the input's shape "
+                    f"{shapes[0]} (nnabla reads it elementwise and does not broadcast it); "
+                    f"broadcast it first: F.broadcast({name}, {shapes[0]})")
+        return shapes[0]
+
+    return infer
+
+
+OPS["clip_grad_by_value"] = OpDef(
+    "clip_grad_by_value", "ClipGradByValue", 3, False,
+    _same_shape("clip_grad_by_value", ("x", "min", "max")),
+    lambda args, attrs, ctx: C.ClipGradByValue(*args))
+
+OPS["clip_grad_by_norm"] = OpDef(
+    "clip_grad_by_norm", "ClipGradByNorm", 1, False, lambda shapes, attrs: shapes[0],
+    lambda args, attrs, ctx: C.ClipGradByNorm(args[0], attrs["clip_norm"],
+                                              P.shape_tuple(attrs["axes"])))
+
+
+def _p_norm(x, p, axes, x_shape, shapes):
+    """nnabla's Norm, (sum |x|**p over axes) ** (1/p), kept as axes of length 1 (no eps:
+    NormNormalization creates its Norm without one)."""
+    powered = x ** p if p.is_Integer and p % 2 == 0 else E.Absolute(x, sympy.Integer(1)) ** p
+    return P.reduce_sum(powered, axes, True, x_shape, shapes) ** (1 / p)
+
+
+def _norm_normalization(args, attrs, ctx):
+    """x / ||x||_p over `axes`; `eps` is accepted and unused, as by nnabla 1.39 (whose
+    docs say it is added before the root)."""
+    x = args[0]
+    return x / _p_norm(x, attrs["p"], attrs["axes"], ctx.in_shapes[0], ctx.shapes)
+
+
+OPS["norm_normalization"] = OpDef(
+    "norm_normalization", "NormNormalization", 1, False, lambda shapes, attrs: shapes[0],
+    _norm_normalization, array_inputs=True)
+
+
+def _weight_standardization(args, attrs, ctx):
+    """Each output channel of the weight standardized over its other axes (nnabla's
+    TensorNormalization over `channel_axis`, biased variance)."""
+    w_shape = ctx.in_shapes[0]
+    reduced = tuple(i for i in range(len(w_shape)) if i != attrs["channel_axis"])
+    if not reduced:  # a 1-D weight: each element its own mean, variance 0
+        return args[0] * 0
+    return _standardized(args[0], w_shape, reduced, attrs["eps"], ctx.shapes)
+
+
+OPS["weight_standardization"] = OpDef(
+    "weight_standardization", "WeightStandardization", 1, False,
+    lambda shapes, attrs: shapes[0], _weight_standardization, array_inputs=True)
+
+
+def _weight_normalization_shape(shapes, attrs):
+    w, g, dim = shapes[0], shapes[1], attrs["dim"]
+    if g != (w[dim],):
+        raise ValueError(
+            f"F.weight_normalization: g of shape {g} does not fit the weight of shape {w} "
+            f"with dim={dim}: it must be 1-D of shape {(w[dim],)} (one scale per w.shape[dim])")
+    return w
+
+
+def _weight_normalization(args, attrs, ctx):
+    """g * w / sqrt(sum(w**2) + eps), the sum over every axis but `dim`, g along `dim`."""
+    w, g = args
+    w_shape, dim = ctx.in_shapes[0], attrs["dim"]
+    reduced = tuple(i for i in range(len(w_shape)) if i != dim)
+    squares = P.reduce_sum(w ** 2, reduced, True, w_shape, ctx.shapes) if reduced else w ** 2
+    scale = P.reshape(g, tuple(d if i == dim else 1 for i, d in enumerate(w_shape)),
+                      ctx.shapes)
+    return w * scale / sympy.sqrt(squares + attrs["eps"])
+
+
+OPS["weight_normalization"] = OpDef(
+    "weight_normalization", "WeightNormalization", 2, False, _weight_normalization_shape,
+    _weight_normalization, array_inputs=True)
+
+
+# --- mean subtraction --------------------------------------------------------------------------
+# y = x - running mean, the running mean the average of every batch so far (t of them),
+# updated by each training forward pass before it is subtracted.
+
+def _mean_subtraction_shape(shapes, attrs):
+    x, mean, t = shapes
+    expected = x[attrs["base_axis"]:]
+    if mean != expected:
+        raise ValueError(
+            f"F.mean_subtraction: mean of shape {mean} does not fit the input of shape {x} "
+            f"with base_axis={attrs['base_axis']}: it must have shape {expected} "
+            "(the input's axes from base_axis on)")
+    if math.prod(t) != 1:
+        raise ValueError(f"F.mean_subtraction: t (the number of batches averaged) must hold "
+                         f"one number, got shape {t}; give it shape (1,)")
+    return x
+
+
+def _running_mean(args, attrs, ctx):
+    """The running mean after this batch: mean + (batch mean - mean) / (t + 1)."""
+    x, mean, t = args
+    x_shape, base = ctx.in_shapes[0], attrs["base_axis"]
+    batch = tuple(range(base))
+    batch_mean = P.reduce_sum(x, batch, False, x_shape, ctx.shapes) / math.prod(
+        x_shape[:base]) if batch else x
+    return mean + (batch_mean - mean) / (t + 1)
+
+
+def _mean_subtraction(args, attrs, ctx):
+    """x minus the running mean (the updated one, when update_running_mean).
+
+    Training, nnabla's backward is dx = dy * (1 - 1/(t * M)) (t counting this batch, M its
+    samples): the Jacobian's diagonal only ("an approximated differentiation"), so the
+    formula is (x - running mean) without gradient + (x - x without gradient) * (1 - 1/(t M)).
+    """
+    x, mean, t = args
+    if not attrs["update_running_mean"]:
+        return x - P.StopGradient(mean)
+    samples = math.prod(ctx.in_shapes[0][:attrs["base_axis"]])
+    # (x - running mean as one expression: were the running mean's whole expression in
+    # it, the common-subexpression pass would read the running update's array here,
+    # before the update is computed)
+    value = P.StopGradient(x - _running_mean(args, attrs, ctx))
+    return value + (x - P.StopGradient(x)) * (1 - 1 / ((P.StopGradient(t) + 1) * samples))
+
+
+def _mean_subtraction_running(args, attrs, ctx):
+    if not attrs["update_running_mean"]:
+        return {}
+    return {1: (_running_mean(args, attrs, ctx),
+                "running mean = mean + (batch mean - mean) / (t + 1)"),
+            2: (args[2] + 1, "t = t + 1 (the batches averaged)")}
+
+
+OPS["mean_subtraction"] = OpDef(
+    "mean_subtraction", "MeanSubtraction", 3, False, _mean_subtraction_shape,
+    _mean_subtraction, running=_mean_subtraction_running, array_inputs=True)
+
+
+# --- spectral normalization ---------------------------------------------------------------------
+# w / sigma, sigma the largest singular value of w as a matrix (its axis `dim` one side,
+# the others the other), estimated by nnabla's power iteration. F.spectral_norm builds
+# the iteration from F.affine and friends (one array per step, so that `itr` steps cost
+# `itr` statements, not an expression doubling with each); this op takes its last u and
+# v, without gradient (sigma = u W v gets one through W), and each training forward pass
+# writes the last u into the vector `u` it started from.
+
+def spectral_norm_matrix(w_shape, dim):
+    """(whether `dim` is the last axis, the permutation that brings `dim` first (None if
+    it is the last), the matrix's shape): nnabla's layout of the weight as a matrix."""
+    if dim == len(w_shape) - 1:
+        return True, None, (math.prod(w_shape[:-1]), w_shape[-1])
+    perm = (dim,) + tuple(i for i in range(len(w_shape)) if i != dim)
+    return False, perm, (w_shape[dim], math.prod(w_shape) // w_shape[dim])
+
+
+def _spectral_norm_shape(shapes, attrs):
+    w, u, dim = shapes[0], shapes[1], attrs["dim"]
+    if u != (w[dim],):
+        raise ValueError(
+            f"F.spectral_norm: u of shape {u} does not fit the weight of shape {w} with "
+            f"dim={dim}: it must be 1-D of shape {(w[dim],)} (w.shape[dim])")
+    return w
+
+
+def _spectral_norm(args, attrs, ctx):
+    w, _, u, v = args
+    shapes, w_shape = ctx.shapes, ctx.in_shapes[0]
+    last, perm, matrix_shape = spectral_norm_matrix(w_shape, attrs["dim"])
+    moved = w if last else P.transpose(w, perm, shapes)
+    matrix = P.reshape(moved, matrix_shape, shapes)
+    u, v = P.StopGradient(u), P.StopGradient(v)
+    if last:  # v a row, u a column
+        sigma = P.matmul(P.matmul(v, matrix, shapes), u, shapes)
+    else:  # u a row, v a column
+        sigma = P.matmul(u, P.matmul(matrix, v, shapes), shapes)
+    normalized = P.reshape(matrix / sigma, shapes.of(moved), shapes)
+    if last:
+        return normalized
+    return P.transpose(normalized, tuple(perm.index(i) for i in range(len(w_shape))), shapes)
+
+
+def _spectral_norm_running(args, attrs, ctx):
+    if attrs["test"]:
+        return {}
+    return {1: (P.reshape(args[2], ctx.in_shapes[1], ctx.shapes),
+                "u = the power iteration's last vector")}
+
+
+OPS["spectral_norm"] = OpDef(
+    "spectral_norm", "SpectralNorm", 4, False, _spectral_norm_shape, _spectral_norm,
+    running=_spectral_norm_running, array_inputs=True)

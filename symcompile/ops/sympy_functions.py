@@ -16,6 +16,7 @@ sigmoid into a softplus, which stays finite where the sigmoid underflows.
 from __future__ import annotations
 
 import functools
+import math
 
 import sympy
 from sympy.core.parameters import distribute
@@ -690,3 +691,76 @@ class Select(_Elementwise):
             return sympy.Integer(0)
         code = 5 if argindex == 2 else 4  # != 0 for x_true, == 0 for x_false
         return Compare(condition, sympy.Integer(0), sympy.Integer(code))
+
+
+class Fmod(_Elementwise):
+    """nnabla's mod2 of floats: C's fmod(x0, x1), x0 - x1*trunc(x0/x1) with the sign of
+    x0 (whatever `fmod` says: nnabla 1.39 reads it for integer arrays only), NaN where
+    x1 is 0. nnabla's backward raises (not implemented); here it is the derivative of
+    x0 - x1*trunc(x0/x1) where trunc is constant: 1 for x0 and -trunc(x0/x1) for x1 (a
+    gradient of 0 would be silently wrong). Args: (x0, x1)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x0, x1):
+        if not _numbers(x0, x1):
+            return None
+        return sympy.nan if x1 == 0 else sympy.Float(math.fmod(float(x0), float(x1)))
+
+    def fdiff(self, argindex=1):
+        x0, x1 = self.args
+        return sympy.Integer(1) if argindex == 1 else -Truncate(x0 / x1)
+
+
+class PRelu(_Elementwise):
+    """nnabla's prelu: x where x >= 0, else w*x; d/dx is 1 where x >= 0, else w, and
+    d/dw is x where x < 0, else 0 (prelu.cpp). Args: (x, w)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, w):
+        return (x if x >= 0 else w * x) if _numbers(x, w) else None
+
+    def fdiff(self, argindex=1):
+        x, w = self.args
+        return PReluGrad(x, w) if argindex == 1 else Minimum(x, sympy.Integer(0))
+
+
+class PReluGrad(_Derivative):
+    """1 where x >= 0, else w."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, w):
+        return (sympy.Integer(1) if x >= 0 else w) if _numbers(x, w) else None
+
+
+KL_EPSILON = sympy.Float(1e-8)
+
+
+class KLTerm(_Elementwise):
+    """One term of nnabla's kl_multinomial, p*(log(p + 1e-8) - log(q + 1e-8)), with
+    nnabla's gradients (kl_multinomial.cpp): log(p + 1e-8) - log(q + 1e-8) + 1 for p and
+    -p/q for q (not quite the derivatives: they drop the 1e-8 there). Args: (p, q)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, p, q):
+        return cls.formula_of(p, q) if _numbers(p, q) else None
+
+    @staticmethod
+    def formula_of(p, q):
+        return p * (sympy.log(p + KL_EPSILON) - sympy.log(q + KL_EPSILON))
+
+    def formula(self):
+        return self.formula_of(*self.args)
+
+    def fdiff(self, argindex=1):
+        p, q = self.args
+        if argindex == 1:
+            return sympy.log(p + KL_EPSILON) - sympy.log(q + KL_EPSILON) + 1
+        return -p / q

@@ -162,7 +162,10 @@ def _values_keep_shapes(program: Program) -> None:
 
 
 def _reuse_forward_values(program: Program) -> None:
-    known = {eq.expr: eq.target for eq in program.forward if not isinstance(eq.expr, Full)}
+    # (not a running statistic's new value: it is written into its argument, not named)
+    updates = set(program.running.values())
+    known = {eq.expr: eq.target for eq in program.forward
+             if not isinstance(eq.expr, Full) and eq.target not in updates}
     if not known:
         return
     for eq in program.backward:
@@ -253,9 +256,11 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
         for eq in equations:
             if not eq.expr.free_symbols.isdisjoint(rename):
                 eq.expr = eq.expr.xreplace(rename)
-    # A returned gradient may be widened to its leaf's shape where it is returned, so no
-    # other statement may read it in place of the shared subexpression it equals.
-    _merge_aliases(equations, temps, protected=set(program.returned_gradients()))
+    # A returned gradient may be widened to its leaf's shape where it is returned, and a
+    # running statistic's new value is written into its argument after the outputs, so no
+    # other statement may read either in place of the shared subexpression it equals.
+    _merge_aliases(equations, temps,
+                   protected={*program.returned_gradients(), *program.running.values()})
     _attribute_origins(temps, program.forward, equations)
     program.temps = temps
 

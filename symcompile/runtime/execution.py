@@ -116,7 +116,8 @@ class Binding:
         if not self.draws:
             return
         seeds = [dict(n.attrs).get("seed", -1) for n in graph.nodes
-                 if n.op in ("dropout", "rand", "randn", "randint")]
+                 if n.op in ("dropout", "rand", "randn", "randint", "random_flip",
+                              "random_shift", "random_crop")]
         given = [s for s in seeds if s != -1]
         seed = given[0] if given else random.prng.randint(2**31 - 1)
         self.draws["rng"] = numpy.random.default_rng(seed)

@@ -423,3 +423,299 @@ def random_normal(xp, rng, shape, mu, sigma, dtype, device):
 def random_integers(xp, rng, shape, low, high, dtype, device):
     """Integers in [low, high), drawn from `rng` (NumPy), as numbers (F.randint)."""
     return random_moved(xp, rng.integers(int(low), int(high), shape), dtype, device)
+
+
+# --- fixed gathers, cumulative sums and products, prod, sorting, indices of extrema --------
+
+
+def gather_axis(xp, x, indices, axis):
+    """y[..., j, ...] = x[..., indices[j], ...] along `axis` (reflect/repeat padding,
+    shifts, diagonals: the indices are fixed when the graph is compiled)."""
+    return xp.take(x, xp.asarray(indices, device=device_of(x)), axis=axis)
+
+
+def gather_axis_grad(xp, dy, indices, axis, length):
+    """The transpose of gather_axis: dx[..., i, ...] = sum over j with indices[j] == i of
+    dy[..., j, ...], dx of `length` along `axis`. The standard has no scatter-add: a
+    tensordot of dy with the one-hot matrix onehot[j, i] = (indices[j] == i)."""
+    device = device_of(dy)
+    picked = xp.reshape(xp.asarray(indices, device=device), (-1, 1))
+    onehot = xp.astype(picked == xp.arange(length, device=device), dy.dtype)
+    moved = xp.tensordot(dy, onehot, axes=((axis,), (0,)))  # that axis moves last
+    return xp.moveaxis(moved, -1, axis)
+
+
+def cumulative_sum(xp, x, axis):
+    """y[i] = x[0] + x[1] + ... + x[i] along `axis`."""
+    return xp.cumulative_sum(x, axis=axis)
+
+
+def cumulative_prod(xp, x, axis):
+    """y[i] = x[0] * x[1] * ... * x[i] along `axis`."""
+    return xp.cumulative_prod(x, axis=axis)
+
+
+def cumulative_prod_grad(xp, x, dy, axis):
+    """d loss / d x of y = cumulative_prod(x), exact where x holds zeros (no division):
+    dx[i] = P[i] * S[i] along `axis`, with P[i] = x[0] * ... * x[i-1] (P[0] = 1) and
+    S[i] = sum over j >= i of dy[j] * x[i+1] * ... * x[j], computed from the end as
+    S[n-1] = dy[n-1], S[i] = dy[i] + x[i+1] * S[i+1] (a list of slices, stacked: arrays
+    may be immutable)."""
+    x, dy = xp.moveaxis(x, axis, 0), xp.moveaxis(dy, axis, 0)
+    n = x.shape[0]
+    suffix = [dy[n - 1, ...]]
+    for i in range(n - 2, -1, -1):
+        suffix.insert(0, dy[i, ...] + x[i + 1, ...] * suffix[0])
+    ones = xp.ones((1,) + tuple(x.shape[1:]), dtype=x.dtype, device=device_of(x))
+    prefix = xp.concat([ones, xp.cumulative_prod(x[:n - 1, ...], axis=0)], axis=0) \
+        if n > 1 else ones
+    return xp.moveaxis(prefix * xp.stack(suffix, axis=0), 0, axis)
+
+
+def reduce_prod(xp, x, axes, keepdims):
+    """The product of x over `axes`: y = prod over those axes of x."""
+    return xp.prod(x, axis=tuple(axes), keepdims=bool(keepdims))
+
+
+def sort_order(xp, x, axis, reverse):
+    """The indices that sort x along `axis`, ascending (descending if `reverse`), equal
+    elements in their order in x (a stable sort): y = take_along_axis(x, order)."""
+    return xp.argsort(x, axis=axis, descending=bool(reverse), stable=True)
+
+
+def sort_values(xp, x, axis, reverse):
+    """x sorted along `axis`: y[j] = x[order[j]] (see sort_order)."""
+    return xp.take_along_axis(x, sort_order(xp, x, axis, reverse), axis=axis)
+
+
+def sort_grad(xp, x, dy, axis, reverse):
+    """d loss / d x of sort_values: each dy goes back where its element came from,
+    dx[order[j]] = dy[j] along `axis`, i.e. dx = take_along_axis(dy, inverse) with the
+    inverse permutation inverse = argsort(order) (the standard has no scatter)."""
+    inverse = xp.argsort(sort_order(xp, x, axis, reverse), axis=axis, stable=True)
+    return xp.take_along_axis(dy, inverse, axis=axis)
+
+
+def sort_index(xp, x, axis, reverse):
+    """The order of sort_values (its indices into x) as numbers of x's dtype."""
+    return xp.astype(sort_order(xp, x, axis, reverse), x.dtype)
+
+
+def arg_extremum(xp, x, axis, keepdims, is_max):
+    """The index of the first maximum (is_max) or minimum along `axis`, as a number of x's
+    dtype: argmax/argmin of x."""
+    find = xp.argmax if is_max else xp.argmin
+    return xp.astype(find(x, axis=axis, keepdims=bool(keepdims)), x.dtype)
+
+
+def top_k_order(xp, x, k, absolute, largest):
+    """The indices of the k elements of each row of x (N, S) with the largest key (the
+    smallest if not `largest`), key = |x| if `absolute` else x, in the key's order, equal
+    keys first in x's order (a stable sort)."""
+    key = xp.abs(x) if absolute else x
+    return xp.argsort(key, axis=1, descending=bool(largest), stable=True)[:, :k]
+
+
+def top_k_values(xp, x, k, absolute, largest):
+    """y[n, j] = x[n, order[n, j]] for the top_k_order of x."""
+    return xp.take_along_axis(x, top_k_order(xp, x, k, absolute, largest), axis=1)
+
+
+def top_k_onehot(xp, x, order):
+    """onehot[n, j, i] = (order[n, j] == i), in x's dtype (the standard has no scatter)."""
+    positions = xp.arange(x.shape[1], device=device_of(x))
+    return xp.astype(xp.expand_dims(order, axis=2) == positions, x.dtype)
+
+
+def top_k_grad(xp, x, dy, k, absolute, largest):
+    """d loss / d x of top_k_values: dx[n, order[n, j]] = dy[n, j], zeros elsewhere, as
+    dx[n, i] = sum over j of dy[n, j] * onehot[n, j, i]."""
+    onehot = top_k_onehot(xp, x, top_k_order(xp, x, k, absolute, largest))
+    return xp.sum(xp.expand_dims(dy, axis=2) * onehot, axis=1)
+
+
+def top_k_index(xp, x, k, absolute, largest, kind):
+    """top_k_order of x as numbers of x's dtype (kind 0), or the mask (kind 1):
+    mask[n, i] = 1 where i is in order[n], else 0 (the one-hot rows summed)."""
+    order = top_k_order(xp, x, k, absolute, largest)
+    if not kind:
+        return xp.astype(order, x.dtype)
+    return xp.sum(top_k_onehot(xp, x, order), axis=1)
+
+
+def sort_take(xp, x, values, axis, reverse):
+    """`values` read in the order that sorts x along `axis`: y[j] = values[order[j]]
+    (the transpose of sort_grad in dy, for second derivatives)."""
+    return xp.take_along_axis(values, sort_order(xp, x, axis, reverse), axis=axis)
+
+
+def top_k_take(xp, x, values, k, absolute, largest):
+    """`values` (N, S) read where top_k_order chooses in x: y[n, j] = values[n,
+    order[n, j]] (the transpose of top_k_grad in dy, for second derivatives)."""
+    return xp.take_along_axis(values, top_k_order(xp, x, k, absolute, largest), axis=1)
+
+
+# --- the error function, interpolation, random flips, shifts and crops ---------------------
+
+
+def erf_values(xp, x):
+    """erf(x) = 2/sqrt(pi) * integral of exp(-t**2) from 0 to x (the standard has none),
+    by fdlibm's rational approximations (s_erf.c, within 1 ulp in double), in x's dtype:
+    |x| < 0.84375: x + x*P(x**2)/Q(x**2); < 1.25: erx + P(s)/Q(s), s = |x| - 1; < 6:
+    1 - exp(-z*z - 0.5625 + (z - |x|)*(z + |x|) + R(1/x**2)/S(1/x**2))/|x|, z = |x|
+    rounded to float32 (so z*z is exact); beyond: 1; the sign of x. Each branch reads |x|
+    clipped to its interval, so that none overflows; NaN stays NaN."""
+    a = xp.abs(x)
+    u = xp.minimum(a, 0.84375)
+    z = u * u
+    r = 1.28379167095512558561e-01 + z * (-3.25042107247001499370e-01 + z * (
+        -2.84817495755985104766e-02 + z * (-5.77027029648944159157e-03
+                                           + z * -2.37630166566501626084e-05)))
+    s = 1.0 + z * (3.97917223959155352819e-01 + z * (6.50222499887672944485e-02 + z * (
+        5.08130628187576562776e-03 + z * (1.32494738004321644526e-04
+                                          + z * -3.96022827877536812320e-06))))
+    small = u + u * (r / s)
+    m = xp.minimum(a, 1.25) - 1.0
+    p = -2.36211856075265944077e-03 + m * (4.14856118683748331666e-01 + m * (
+        -3.72207876035701323847e-01 + m * (3.18346619901161753674e-01 + m * (
+            -1.10894694282396677476e-01 + m * (3.54783043256182359371e-02
+                                               + m * -2.16637559486879084300e-03)))))
+    q = 1.0 + m * (1.06420880400844228286e-01 + m * (5.40397917702171048937e-01 + m * (
+        7.18286544141962662868e-02 + m * (1.26171219808761642112e-01 + m * (
+            1.36370839120290507362e-02 + m * 1.19844998467991074170e-02)))))
+    middle = 8.45062911510467529297e-01 + p / q
+    t = xp.minimum(xp.maximum(a, 1.25), 6.0)
+    w = 1.0 / (t * t)
+    ra = -9.86494403484714822705e-03 + w * (-6.93858572707181764372e-01 + w * (
+        -1.05586262253232909814e+01 + w * (-6.23753324503260060396e+01 + w * (
+            -1.62396669462573470355e+02 + w * (-1.84605092906711035994e+02 + w * (
+                -8.12874355063065934246e+01 + w * -9.81432934416914548592e+00))))))
+    sa = 1.0 + w * (1.96512716674392571292e+01 + w * (1.37657754143519042600e+02 + w * (
+        4.34565877475229228821e+02 + w * (6.45387271733267880336e+02 + w * (
+            4.29008140027567833386e+02 + w * (1.08635005541779435134e+02 + w * (
+                6.57024977031928170135e+00 + w * -6.04244152148580987438e-02)))))))
+    rb = -9.86494292470009928597e-03 + w * (-7.99283237680523006574e-01 + w * (
+        -1.77579549177547519889e+01 + w * (-1.60636384855821916062e+02 + w * (
+            -6.37566443368389627722e+02 + w * (-1.02509513161107724954e+03
+                                               + w * -4.83519191608651397019e+02)))))
+    sb = 1.0 + w * (3.03380607434824582924e+01 + w * (3.25792512996573918826e+02 + w * (
+        1.53672958608443695994e+03 + w * (3.19985821950859553908e+03 + w * (
+            2.55305040643316442583e+03 + w * (4.74528541206955367215e+02
+                                              + w * -2.24409524465858183362e+01))))))
+    near = t < 1 / 0.35
+    ratio = xp.where(near, ra, rb) / xp.where(near, sa, sb)
+    split = xp.astype(xp.astype(t, xp.float32), t.dtype)
+    tail = 1.0 - xp.exp(-split * split - 0.5625 + (split - t) * (split + t) + ratio) / t
+    one = xp.ones_like(x)
+    y = xp.where(a < 0.84375, small,
+                 xp.where(a < 1.25, middle, xp.where(a >= 6.0, one, tail)))
+    return xp.copysign(y, x)
+
+
+def interpolate_axis(xp, x, low, high, frac, scale, axis):
+    """Linear interpolation along `axis`: y[..., o, ...] = (1 - w[o]) * x[..., low[o], ...]
+    + w[o] * x[..., high[o], ...], w = frac / scale (nnabla's interpolate, one axis)."""
+    device = device_of(x)
+    shape = [1] * x.ndim
+    shape[axis] = len(low)
+    w = xp.reshape(xp.asarray([f / scale for f in frac], dtype=x.dtype, device=device),
+                   tuple(shape))
+    lows = xp.take(x, xp.asarray(low, device=device), axis=axis)
+    highs = xp.take(x, xp.asarray(high, device=device), axis=axis)
+    return (1 - w) * lows + w * highs
+
+
+def interpolate_axis_grad(xp, dy, low, high, frac, scale, axis, length):
+    """The transpose of interpolate_axis: dx[..., i, ...] = sum over o of dy[..., o, ...] *
+    ((1 - w[o]) * (low[o] == i) + w[o] * (high[o] == i)), a tensordot of dy with that
+    (out, length) matrix (the standard has no scatter-add)."""
+    device = device_of(dy)
+    positions = xp.arange(length, device=device)
+    w = xp.reshape(xp.asarray([f / scale for f in frac], dtype=dy.dtype, device=device),
+                   (-1, 1))
+    lows = xp.astype(xp.reshape(xp.asarray(low, device=device), (-1, 1)) == positions,
+                     dy.dtype)
+    highs = xp.astype(xp.reshape(xp.asarray(high, device=device), (-1, 1)) == positions,
+                      dy.dtype)
+    moved = xp.tensordot(dy, (1 - w) * lows + w * highs, axes=((axis,), (0,)))
+    return xp.moveaxis(moved, -1, axis)
+
+
+def chosen_sources(xp, choice, kind, x_sizes, sizes, shifts, mode):
+    """Per sample s and axis a of a random flip, shift or crop, the positions its output
+    reads, src[a] of shape (S, sizes[a]) (int64), and where they are inside (ok[a], or
+    None), from the draw choice (S, A) uniform in [0, 1): kind 0 (flip) j or n - 1 - j,
+    flipped where choice < 1/2 and shifts[a] is 1; kind 1 (shift) j - t, t =
+    floor(choice*(2k + 1)) - k with k = shifts[a], borders "nearest" (mode 0, clamped),
+    "reflect" (1: r = |j - t + 2n| mod 2n, 2n - 1 - r past the end) or "constant" (2:
+    ok[a] says which are inside); kind 2 (crop) o + j, o = floor(choice*(n - sizes[a] +
+    1))."""
+    device = device_of(choice)
+    sources, oks = [], []
+    for a, (n, m, k) in enumerate(zip(x_sizes, sizes, shifts, strict=True)):
+        j = xp.reshape(xp.arange(m, dtype=xp.int64, device=device), (1, -1))
+        u = choice[:, a:a + 1]
+        ok = None
+        if kind == 0:
+            flip = xp.logical_and(u < 0.5, xp.asarray(bool(k), device=device))
+            src = xp.where(flip, n - 1 - j, j)
+        elif kind == 1:
+            t = xp.astype(xp.minimum(xp.floor(u * (2 * k + 1)), 2.0 * k), xp.int64) - k
+            src = j - t
+            if mode == 1:
+                r = xp.abs(src + 2 * n) % (2 * n)
+                src = xp.where(r >= n, 2 * n - 1 - r, r) if n > 1 else 0 * src
+            elif mode == 2:
+                ok = xp.logical_and(src >= 0, src < n)
+            src = xp.clip(src, 0, n - 1)
+        else:
+            src = j + xp.astype(xp.minimum(xp.floor(u * (n - m + 1)), 1.0 * (n - m)), xp.int64)
+        sources.append(xp.broadcast_to(src, (choice.shape[0], m)))
+        oks.append(ok)
+    return sources, oks
+
+
+def chosen_take(xp, x, choice, kind, base_axis, sizes, shifts, mode, value):
+    """A random flip, shift or crop of x: y[s, j] = x[s, src(s, j)] (chosen_sources) for
+    each sample s (the axes before base_axis), `value` where a shift reads outside; one
+    take_along_axis per axis (the standard has no multi-axis indexing by arrays)."""
+    lead = tuple(x.shape[:base_axis])
+    samples = 1
+    for n in lead:
+        samples *= n
+    y = xp.reshape(x, (samples,) + tuple(x.shape[base_axis:]))
+    sources, oks = chosen_sources(xp, choice, kind, tuple(y.shape[1:]), sizes, shifts, mode)
+    rank = len(sizes)
+    for a, (src, ok) in enumerate(zip(sources, oks, strict=True)):
+        shape = (samples,) + tuple(-1 if b == a else 1 for b in range(rank))
+        target = tuple(m if b == a + 1 else d for b, (d, m) in
+                       enumerate(zip(y.shape, (samples,) + tuple(sizes), strict=True)))
+        y = xp.take_along_axis(y, xp.broadcast_to(xp.reshape(src, shape), target), axis=a + 1)
+        if ok is not None:
+            y = xp.where(xp.reshape(ok, shape), y, xp.asarray(value, dtype=x.dtype,
+                                                               device=device_of(x)))
+    return xp.reshape(y, lead + tuple(sizes))
+
+
+def chosen_take_grad(xp, dy, choice, kind, base_axis, sizes, shifts, mode, value, x_shape):
+    """The transpose of chosen_take: dx[s, i] = sum over j with src(s, j) == i (and
+    inside) of dy[s, j], one batched matrix product per axis with the one-hot matrices
+    onehot[s, j, i] = (src(s, j) == i) (the standard has no scatter-add)."""
+    lead = tuple(x_shape[:base_axis])
+    samples = 1
+    for n in lead:
+        samples *= n
+    x_sizes = tuple(x_shape[base_axis:])
+    g = xp.reshape(dy, (samples,) + tuple(sizes))
+    sources, oks = chosen_sources(xp, choice, kind, x_sizes, sizes, shifts, mode)
+    rank = len(sizes)
+    for a, (src, ok) in enumerate(zip(sources, oks, strict=True)):
+        positions = xp.arange(x_sizes[a], dtype=xp.int64, device=device_of(dy))
+        onehot = xp.astype(xp.expand_dims(src, axis=2) == positions, dy.dtype)
+        if ok is not None:
+            onehot = onehot * xp.astype(xp.expand_dims(ok, axis=2), dy.dtype)
+        moved = xp.moveaxis(g, a + 1, -1)  # (S, ..., m_a)
+        onehot = xp.reshape(onehot, (samples,) + (1,) * (rank - 1) + tuple(onehot.shape[1:]))
+        g = xp.moveaxis(xp.squeeze(xp.matmul(xp.expand_dims(moved, axis=-2), onehot),
+                                   axis=-2), -1, a + 1)
+    return xp.reshape(g, tuple(x_shape))

@@ -381,3 +381,280 @@ def random_normal(rng, shape, mu, sigma, dtype):
 def random_integers(rng, shape, low, high, dtype):
     """Integers in [low, high), drawn from `rng`, as numbers of `dtype` (F.randint)."""
     return rng.integers(int(low), int(high), shape).astype(dtype)
+
+
+# --- fixed gathers, cumulative sums and products, prod, sorting, indices of extrema --------
+
+
+def gather_axis(x, indices, axis):
+    """y[..., j, ...] = x[..., indices[j], ...] along `axis` (reflect/repeat padding,
+    shifts, diagonals: the indices are fixed when the graph is compiled)."""
+    return numpy.take(x, indices, axis=axis)
+
+
+def gather_axis_grad(dy, indices, axis, length):
+    """The transpose of gather_axis: dx[..., i, ...] = sum over j with indices[j] == i of
+    dy[..., j, ...], dx of `length` along `axis` (numpy.add.at adds repeated indices)."""
+    shape = list(dy.shape)
+    shape[axis] = length
+    dx = numpy.zeros(shape, dtype=dy.dtype)
+    numpy.add.at(numpy.moveaxis(dx, axis, 0), numpy.asarray(indices, dtype=numpy.intp),
+                 numpy.moveaxis(dy, axis, 0))
+    return dx
+
+
+def cumulative_sum(x, axis):
+    """y[i] = x[0] + x[1] + ... + x[i] along `axis`."""
+    return numpy.cumsum(x, axis=axis)
+
+
+def cumulative_prod(x, axis):
+    """y[i] = x[0] * x[1] * ... * x[i] along `axis`."""
+    return numpy.cumprod(x, axis=axis)
+
+
+def cumulative_prod_grad(x, dy, axis):
+    """d loss / d x of y = cumulative_prod(x), exact where x holds zeros (no division):
+    dx[i] = P[i] * S[i] along `axis`, with P[i] = x[0] * ... * x[i-1] (P[0] = 1) and
+    S[i] = sum over j >= i of dy[j] * x[i+1] * ... * x[j], computed from the end as
+    S[n-1] = dy[n-1], S[i] = dy[i] + x[i+1] * S[i+1]."""
+    x, dy = numpy.moveaxis(x, axis, 0), numpy.moveaxis(dy, axis, 0)
+    suffix = numpy.empty(dy.shape, dtype=numpy.result_type(x, dy))
+    suffix[-1] = dy[-1]
+    for i in range(x.shape[0] - 2, -1, -1):
+        suffix[i] = dy[i] + x[i + 1] * suffix[i + 1]
+    prefix = numpy.ones_like(suffix)
+    prefix[1:] = numpy.cumprod(x[:-1], axis=0)
+    return numpy.moveaxis(prefix * suffix, 0, axis)
+
+
+def reduce_prod(x, axes, keepdims):
+    """The product of x over `axes`: y = prod over those axes of x."""
+    return numpy.prod(x, axis=tuple(axes), keepdims=bool(keepdims))
+
+
+def sort_order(x, axis, reverse):
+    """The indices that sort x along `axis`, ascending (descending if `reverse`), equal
+    elements in their order in x (a stable sort): y = take_along_axis(x, order)."""
+    return numpy.argsort(-x if reverse else x, axis=axis, kind="stable")
+
+
+def sort_values(x, axis, reverse):
+    """x sorted along `axis`: y[j] = x[order[j]] (see sort_order)."""
+    return numpy.take_along_axis(x, sort_order(x, axis, reverse), axis=axis)
+
+
+def sort_grad(x, dy, axis, reverse):
+    """d loss / d x of sort_values: each dy goes back where its element came from,
+    dx[order[j]] = dy[j] along `axis`."""
+    dx = numpy.empty(dy.shape, dtype=dy.dtype)
+    numpy.put_along_axis(dx, sort_order(x, axis, reverse), dy, axis=axis)
+    return dx
+
+
+def sort_index(x, axis, reverse):
+    """The order of sort_values (its indices into x) as numbers of x's dtype."""
+    return sort_order(x, axis, reverse).astype(x.dtype)
+
+
+def arg_extremum(x, axis, keepdims, is_max):
+    """The index of the first maximum (is_max) or minimum along `axis`, as a number of x's
+    dtype: argmax/argmin of x."""
+    find = numpy.argmax if is_max else numpy.argmin
+    return find(x, axis=axis, keepdims=bool(keepdims)).astype(x.dtype)
+
+
+def top_k_order(x, k, absolute, largest):
+    """The indices of the k elements of each row of x (N, S) with the largest key (the
+    smallest if not `largest`), key = |x| if `absolute` else x, in the key's order, equal
+    keys first in x's order (a stable sort)."""
+    key = numpy.abs(x) if absolute else x
+    return numpy.argsort(-key if largest else key, axis=1, kind="stable")[:, :k]
+
+
+def top_k_values(x, k, absolute, largest):
+    """y[n, j] = x[n, order[n, j]] for the top_k_order of x."""
+    return numpy.take_along_axis(x, top_k_order(x, k, absolute, largest), axis=1)
+
+
+def top_k_grad(x, dy, k, absolute, largest):
+    """d loss / d x of top_k_values: dx[n, order[n, j]] = dy[n, j], zeros elsewhere."""
+    dx = numpy.zeros(x.shape, dtype=dy.dtype)
+    numpy.put_along_axis(dx, top_k_order(x, k, absolute, largest), dy, axis=1)
+    return dx
+
+
+def top_k_index(x, k, absolute, largest, kind):
+    """top_k_order of x as numbers of x's dtype (kind 0), or the mask (kind 1):
+    mask[n, i] = 1 where i is in order[n], else 0."""
+    order = top_k_order(x, k, absolute, largest)
+    if not kind:
+        return order.astype(x.dtype)
+    mask = numpy.zeros(x.shape, dtype=x.dtype)
+    numpy.put_along_axis(mask, order, 1, axis=1)
+    return mask
+
+
+def sort_take(x, values, axis, reverse):
+    """`values` read in the order that sorts x along `axis`: y[j] = values[order[j]]
+    (the transpose of sort_grad in dy, for second derivatives)."""
+    return numpy.take_along_axis(values, sort_order(x, axis, reverse), axis=axis)
+
+
+def top_k_take(x, values, k, absolute, largest):
+    """`values` (N, S) read where top_k_order chooses in x: y[n, j] = values[n,
+    order[n, j]] (the transpose of top_k_grad in dy, for second derivatives)."""
+    return numpy.take_along_axis(values, top_k_order(x, k, absolute, largest), axis=1)
+
+
+# --- the error function, interpolation, random flips, shifts and crops ---------------------
+
+
+def erf_values(x):
+    """erf(x) = 2/sqrt(pi) * integral of exp(-t**2) from 0 to x (NumPy has none), by
+    fdlibm's rational approximations (s_erf.c, within 1 ulp in double), in float64 and
+    rounded to x's dtype: |x| < 0.84375: x + x*P(x**2)/Q(x**2); < 1.25: erx + P(s)/Q(s),
+    s = |x| - 1; < 6: 1 - exp(-z*z - 0.5625 + (z - |x|)*(z + |x|) + R(1/x**2)/S(1/x**2))/|x|,
+    z = |x| rounded to float32 (so z*z is exact); beyond: 1; the sign of x. Each branch
+    reads |x| clipped to its interval, so that none overflows; NaN stays NaN."""
+    v = numpy.asarray(x, dtype=numpy.float64)
+    a = numpy.abs(v)
+    u = numpy.minimum(a, 0.84375)
+    z = u * u
+    r = 1.28379167095512558561e-01 + z * (-3.25042107247001499370e-01 + z * (
+        -2.84817495755985104766e-02 + z * (-5.77027029648944159157e-03
+                                           + z * -2.37630166566501626084e-05)))
+    s = 1.0 + z * (3.97917223959155352819e-01 + z * (6.50222499887672944485e-02 + z * (
+        5.08130628187576562776e-03 + z * (1.32494738004321644526e-04
+                                          + z * -3.96022827877536812320e-06))))
+    small = u + u * (r / s)
+    m = numpy.minimum(a, 1.25) - 1.0
+    p = -2.36211856075265944077e-03 + m * (4.14856118683748331666e-01 + m * (
+        -3.72207876035701323847e-01 + m * (3.18346619901161753674e-01 + m * (
+            -1.10894694282396677476e-01 + m * (3.54783043256182359371e-02
+                                               + m * -2.16637559486879084300e-03)))))
+    q = 1.0 + m * (1.06420880400844228286e-01 + m * (5.40397917702171048937e-01 + m * (
+        7.18286544141962662868e-02 + m * (1.26171219808761642112e-01 + m * (
+            1.36370839120290507362e-02 + m * 1.19844998467991074170e-02)))))
+    middle = 8.45062911510467529297e-01 + p / q
+    t = numpy.minimum(numpy.maximum(a, 1.25), 6.0)
+    w = 1.0 / (t * t)
+    ra = -9.86494403484714822705e-03 + w * (-6.93858572707181764372e-01 + w * (
+        -1.05586262253232909814e+01 + w * (-6.23753324503260060396e+01 + w * (
+            -1.62396669462573470355e+02 + w * (-1.84605092906711035994e+02 + w * (
+                -8.12874355063065934246e+01 + w * -9.81432934416914548592e+00))))))
+    sa = 1.0 + w * (1.96512716674392571292e+01 + w * (1.37657754143519042600e+02 + w * (
+        4.34565877475229228821e+02 + w * (6.45387271733267880336e+02 + w * (
+            4.29008140027567833386e+02 + w * (1.08635005541779435134e+02 + w * (
+                6.57024977031928170135e+00 + w * -6.04244152148580987438e-02)))))))
+    rb = -9.86494292470009928597e-03 + w * (-7.99283237680523006574e-01 + w * (
+        -1.77579549177547519889e+01 + w * (-1.60636384855821916062e+02 + w * (
+            -6.37566443368389627722e+02 + w * (-1.02509513161107724954e+03
+                                               + w * -4.83519191608651397019e+02)))))
+    sb = 1.0 + w * (3.03380607434824582924e+01 + w * (3.25792512996573918826e+02 + w * (
+        1.53672958608443695994e+03 + w * (3.19985821950859553908e+03 + w * (
+            2.55305040643316442583e+03 + w * (4.74528541206955367215e+02
+                                              + w * -2.24409524465858183362e+01))))))
+    near = t < 1 / 0.35
+    ratio = numpy.where(near, ra, rb) / numpy.where(near, sa, sb)
+    split = t.astype(numpy.float32).astype(numpy.float64)
+    tail = 1.0 - numpy.exp(-split * split - 0.5625 + (split - t) * (split + t) + ratio) / t
+    y = numpy.where(a < 0.84375, small,
+                    numpy.where(a < 1.25, middle, numpy.where(a >= 6.0, 1.0, tail)))
+    return numpy.copysign(y, v).astype(numpy.result_type(x, numpy.float32))
+
+
+def interpolate_axis(x, low, high, frac, scale, axis):
+    """Linear interpolation along `axis`: y[..., o, ...] = (1 - w[o]) * x[..., low[o], ...]
+    + w[o] * x[..., high[o], ...], w = frac / scale (nnabla's interpolate, one axis)."""
+    shape = [1] * x.ndim
+    shape[axis] = len(low)
+    w = numpy.reshape((numpy.asarray(frac, dtype=numpy.float64) / scale).astype(x.dtype), shape)
+    return (1 - w) * numpy.take(x, low, axis=axis) + w * numpy.take(x, high, axis=axis)
+
+
+def interpolate_axis_grad(dy, low, high, frac, scale, axis, length):
+    """The transpose of interpolate_axis: dx[..., i, ...] = sum over o with low[o] == i of
+    (1 - w[o]) * dy[..., o, ...] + sum over o with high[o] == i of w[o] * dy[..., o, ...]
+    (numpy.add.at adds repeated indices)."""
+    shape = [1] * dy.ndim
+    shape[axis] = len(low)
+    w = numpy.reshape((numpy.asarray(frac, dtype=numpy.float64) / scale).astype(dy.dtype), shape)
+    dx_shape = list(dy.shape)
+    dx_shape[axis] = length
+    dx = numpy.zeros(dx_shape, dtype=dy.dtype)
+    moved = numpy.moveaxis(dx, axis, 0)
+    numpy.add.at(moved, numpy.asarray(low, dtype=numpy.intp), numpy.moveaxis((1 - w) * dy, axis, 0))
+    numpy.add.at(moved, numpy.asarray(high, dtype=numpy.intp), numpy.moveaxis(w * dy, axis, 0))
+    return dx
+
+
+def chosen_sources(choice, kind, x_sizes, sizes, shifts, mode):
+    """Per sample s and axis a of a random flip, shift or crop, the positions its output
+    reads, src[a] of shape (S, sizes[a]), and where they are inside (ok[a], or None),
+    from the draw choice (S, A) uniform in [0, 1): kind 0 (flip) j or n - 1 - j, flipped
+    where choice < 1/2 and shifts[a] is 1; kind 1 (shift) j - t, t = floor(choice*(2k +
+    1)) - k with k = shifts[a], borders "nearest" (mode 0, clamped), "reflect" (1: r =
+    |j - t + 2n| mod 2n, 2n - 1 - r past the end) or "constant" (2: ok[a] says which are
+    inside); kind 2 (crop) o + j, o = floor(choice*(n - sizes[a] + 1))."""
+    sources, oks = [], []
+    for a, (n, m, k) in enumerate(zip(x_sizes, sizes, shifts, strict=True)):
+        j = numpy.arange(m)
+        u = choice[:, a:a + 1].astype(numpy.float64)
+        ok = None
+        if kind == 0:
+            src = numpy.where((u < 0.5) & bool(k), n - 1 - j, j)
+        elif kind == 1:
+            src = j - (numpy.minimum(numpy.floor(u * (2 * k + 1)), 2 * k).astype(numpy.int64) - k)
+            if mode == 1:
+                r = numpy.abs(src + 2 * n) % (2 * n)
+                src = numpy.where(r >= n, 2 * n - 1 - r, r) if n > 1 else 0 * src
+            elif mode == 2:
+                ok = (src >= 0) & (src < n)
+            src = numpy.clip(src, 0, n - 1)
+        else:
+            src = j + numpy.minimum(numpy.floor(u * (n - m + 1)), n - m).astype(numpy.int64)
+        sources.append(numpy.broadcast_to(src, (choice.shape[0], m)))
+        oks.append(ok)
+    return sources, oks
+
+
+def chosen_index(sources, samples):
+    """The open mesh (sample, src[0], src[1], ...) that reads every output element."""
+    rank = len(sources)
+    index = [numpy.reshape(numpy.arange(samples), (samples,) + (1,) * rank)]
+    for a, src in enumerate(sources):
+        index.append(numpy.reshape(src, (samples,) + tuple(-1 if b == a else 1
+                                                           for b in range(rank))))
+    return tuple(index)
+
+
+def chosen_take(x, choice, kind, base_axis, sizes, shifts, mode, value):
+    """A random flip, shift or crop of x: y[s, j] = x[s, src(s, j)] (chosen_sources) for
+    each sample s (the axes before base_axis), `value` where a shift reads outside."""
+    lead = x.shape[:base_axis]
+    samples = int(numpy.prod(lead, dtype=numpy.int64))
+    xs = numpy.reshape(x, (samples,) + x.shape[base_axis:])
+    sources, oks = chosen_sources(choice, kind, xs.shape[1:], sizes, shifts, mode)
+    y = xs[chosen_index(sources, samples)]
+    for a, ok in enumerate(oks):
+        if ok is not None:
+            shape = (samples,) + tuple(-1 if b == a else 1 for b in range(len(sizes)))
+            y = numpy.where(numpy.reshape(ok, shape), y, x.dtype.type(value))
+    return numpy.reshape(y, lead + tuple(sizes))
+
+
+def chosen_take_grad(dy, choice, kind, base_axis, sizes, shifts, mode, value, x_shape):
+    """The transpose of chosen_take: dx[s, i] = sum over j with src(s, j) == i (and
+    inside) of dy[s, j] (numpy.add.at adds repeated positions)."""
+    lead = tuple(x_shape[:base_axis])
+    samples = int(numpy.prod(lead, dtype=numpy.int64))
+    dys = numpy.reshape(dy, (samples,) + tuple(sizes))
+    dx = numpy.zeros((samples,) + tuple(x_shape[base_axis:]), dtype=dy.dtype)
+    sources, oks = chosen_sources(choice, kind, dx.shape[1:], sizes, shifts, mode)
+    for a, ok in enumerate(oks):
+        if ok is not None:
+            shape = (samples,) + tuple(-1 if b == a else 1 for b in range(len(sizes)))
+            dys = numpy.where(numpy.reshape(ok, shape), dys, 0)
+    numpy.add.at(dx, chosen_index(sources, samples), dys)
+    return numpy.reshape(dx, tuple(x_shape))

@@ -1,0 +1,53 @@
+"""Identity functions whose gradient is clipped: nnabla's clip_grad_by_value and
+clip_grad_by_norm.
+
+Their forward pass is the identity and their backward pass is no derivative of it, so
+no formula gives them: each is a `Composite` primitive whose VJP clips the cotangent and
+whose expansion (after autodiff, see `softmax.expand_composites`) is the input itself.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from symcompile.ir.primitives import Composite, as_ints, exact, reduce_sum
+from symcompile.ops.sympy_functions import Maximum, Minimum
+
+
+class ClipGradByValue(Composite):
+    """x forward; backward, the cotangent limited to [low, high] elementwise (nnabla's
+    `min(max(dy, low), high)` wherever low <= high); args (x, low, high), one shape."""
+
+    nargs = 3
+    tensor_args = (0,)  # nnabla sends no gradient to the bounds
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        _, low, high = self.args
+        return Minimum(Maximum(g, low), high)
+
+    def expansion(self, shapes):
+        return self.args[0]
+
+
+class ClipGradByNorm(Composite):
+    """x forward; backward, the cotangent rescaled to L2 norm `clip_norm` over `axes`:
+    ``clip_norm * dy / sqrt(sum(dy**2, axes))``, as nnabla computes it (always rescaled,
+    also when the norm is smaller, and NaN where dy is 0); args (x, clip_norm, axes)."""
+
+    nargs = 3
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        _, clip_norm, axes = self.args
+        x_shape = self.shape(shapes)
+        dy = exact(g, x_shape, shapes)  # a scalar seed still has one element per x's
+        squares = reduce_sum(dy ** 2, as_ints(axes), True, x_shape, shapes)
+        return clip_norm * dy / sympy.sqrt(squares)
+
+    def expansion(self, shapes):
+        return self.args[0]
