@@ -91,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = 'b9a5ea13a3c5355c'
+SOURCE_HASH = '90fd702076c2f44f'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -1224,24 +1224,27 @@ def refuse_argument(function, argument, value, shape, writable=False):
                      f"writable array (for example a copy)")
 
 
-def class_labels(function, argument, value, shape, classes):
+def class_labels(function, argument, value, shape, classes, ignore=True):
     """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
-    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored).
-    Raises ValueError otherwise (NaN and infinities included)."""
+    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored)
+    where `ignore` (indices may not). Raises ValueError otherwise (NaN and infinities
+    included)."""
     if not isinstance(value, numpy.ndarray) or value.shape != shape \
             or value.dtype.kind not in "fiu":
         got = value.shape if isinstance(value, numpy.ndarray) else type(value).__name__
         raise ValueError(f"{function}(): argument {argument!r} must be a numpy.ndarray of class "
                          f"labels of shape {shape}, got {got}")
+    lowest = -1 if ignore else 0
     if value.dtype.kind == "f":
-        bad = ~((value > -2) & (value < classes))  # truncates into -1..classes-1; not NaN
+        bad = ~((value > lowest - 1) & (value < classes))  # truncates into the range; not NaN
     else:
-        bad = (value < -1) | (value >= classes)
+        bad = (value < lowest) | (value >= classes)
     if bad.any():
         where = tuple(int(i) for i in numpy.unravel_index(numpy.argmax(bad), bad.shape))
+        rule = (f"class labels must be integers from 0 to {classes - 1}, or -1 to ignore a "
+                f"sample" if ignore else f"indices must be integers from 0 to {classes - 1}")
         raise ValueError(f"{function}(): argument {argument!r} holds {value[where].item()!r} at "
-                         f"index {where}; class labels must be integers from 0 to {classes - 1}, "
-                         f"or -1 to ignore a sample")
+                         f"index {where}; {rule}")
     return value.astype(numpy.int64)
 
 

@@ -28,7 +28,7 @@ those are the new arrays.
 
 GRAPH_NAME = 'digits_mlp_array_api'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '48bd927abda557fc'
+SOURCE_HASH = '6a217a447d20c72a'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = 'float32'
 INPUTS = {
@@ -561,11 +561,11 @@ def assign(target, value):
     return target
 
 
-def class_labels(function, argument, value, shape, classes, kind):
+def class_labels(function, argument, value, shape, classes, kind, ignore=True):
     """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
-    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored),
-    in an array of the other arguments' type `kind`. Raises ValueError otherwise (NaN and
-    infinities included)."""
+    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored)
+    where `ignore` (indices may not), in an array of the other arguments' type `kind`.
+    Raises ValueError otherwise (NaN and infinities included)."""
     if not isinstance(value, kind):
         raise ValueError(f"{function}(): argument {argument!r} must be an array of class "
                          f"labels of shape {shape} of the first argument's library "
@@ -579,10 +579,11 @@ def class_labels(function, argument, value, shape, classes, kind):
         got = found
         raise ValueError(f"{function}(): argument {argument!r} must be an array of class "
                          f"labels of shape {shape}, got {got}")
+    lowest = -1 if ignore else 0
     if xp.isdtype(value.dtype, "real floating"):
-        bad = ~((value > -2) & (value < classes))  # truncates into -1..classes-1; not NaN
+        bad = ~((value > lowest - 1) & (value < classes))  # truncates into the range; not NaN
     else:
-        bad = (value < -1) | (value >= classes)
+        bad = (value < lowest) | (value >= classes)
     if bool(xp.any(bad)):
         flat = xp.reshape(bad, (-1,))
         first = int(xp.argmax(xp.astype(flat, xp.int8)))
@@ -591,9 +592,10 @@ def class_labels(function, argument, value, shape, classes, kind):
         for size in reversed(shape):
             where.insert(0, rest % size)
             rest //= size
+        rule = (f"class labels must be integers from 0 to {classes - 1}, or -1 to ignore a "
+                f"sample" if ignore else f"indices must be integers from 0 to {classes - 1}")
         raise ValueError(f"{function}(): argument {argument!r} holds {found!r} at index "
-                         f"{tuple(where)}; class labels must be integers from 0 to "
-                         f"{classes - 1}, or -1 to ignore a sample")
+                         f"{tuple(where)}; {rule}")
     return xp.astype(value, xp.int32)  # every library has it (JAX without x64: no int64)
 
 

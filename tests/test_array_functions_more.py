@@ -337,9 +337,23 @@ def test_out_of_range_indices_are_refused_when_the_module_is_called(tmp_path):
     x, i = nn.Variable(X, need_grad=True), nn.Variable((2,))
     x.name, i.name = "x", "i"
     module = nn.compile(F.sum(F.gather(x, i, axis=1)), name="g", output_dir=tmp_path).module
-    with pytest.raises(ValueError, match=r"argument 'i' holds 3\.0 at index \(1,\); class "
-                                         r"labels must be integers from 0 to 2"):
+    with pytest.raises(ValueError, match=r"argument 'i' holds 3\.0 at index \(1,\); "
+                                         r"indices must be integers from 0 to 2$"):
         module.forward(np.zeros(X, np.float32), np.array([0, 3], np.float32))
+    # -1 is refused too, as nnabla's gather refuses it (it ignores a sample only for the
+    # losses, which allow it: F.embed of the same input keeps the gather's rule)
+    for backend in ("numpy", "array_api"):
+        module = nn.compile(F.sum(F.gather(x, i, axis=1)) + F.sum(F.embed(i, x[0])),
+                            name=f"g_{backend}", output_dir=tmp_path, backend=backend).module
+        values = {"x": np.zeros(X, np.float32), "i": np.array([0, -1], np.float32)}
+        args = [values[name] for name in module.INPUTS]
+        if backend == "array_api":
+            args = [xps.asarray(a) for a in args]
+        with pytest.raises(ValueError, match=r"holds -1\.0 at index \(1,\); indices must"):
+            module.forward(*args)
+    module = nn.compile(F.sum(F.embed(i, x[0])), name="e", output_dir=tmp_path).module
+    values = {"x": np.ones(X, np.float32), "i": np.array([0, -1], np.float32)}
+    assert module.forward(*(values[name] for name in module.INPUTS)) == 4  # (row -1: zeros)
 
 
 # --- nnabla 1.39 ---------------------------------------------------------------------------

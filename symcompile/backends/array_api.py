@@ -201,12 +201,7 @@ class ArrayAPIBackend(NumPyBackend):
         lines, kernels = [], ()
         for arg in arguments:
             if arg.labels_name:
-                lines.append(Line(
-                    f"{arg.labels_name} = class_labels({literal(function)}, "
-                    f"{literal(arg.name)}, {arg.name}, {literal(arg.shape)}, {arg.classes}, "
-                    f"kind)",
-                    f"{arg.name} as integer class labels (as nnabla reads them; -1 ignores "
-                    f"the sample)"))
+                lines.append(arg.labels_call(function, "kind"))
                 kernels = ("class_labels",)
                 continue
             test = f"isinstance({arg.name}, kind) and {arg.name}.shape == {literal(arg.shape)}"

@@ -331,18 +331,18 @@ class _ModuleBuilder:
         must be writable; class labels get their integer form where `equations` read it."""
         read = set().union(*(eq.expr.free_symbols for eq in equations))
         defined = {eq.target for eq in equations}
-        labels_of = {source: (name, classes)
-                     for name, (source, classes) in self.program.labels.items()}
+        labels_of = {source: (name, classes, ignore)
+                     for name, (source, classes, ignore) in self.program.labels.items()}
         result = []
         for value, sym in zip([*self.graph.inputs, *self.graph.parameters],
                               self.program.leaves, strict=True):
-            name, classes = labels_of.get(sym, (None, 0))
+            name, classes, ignore = labels_of.get(sym, (None, 0, True))
             runs = self.program.running.get(sym) in defined
             result.append(Argument(
                 sym.name, value.shape,
                 writable=runs or (writable and value.kind == "parameter" and value.need_grad),
                 labels_name=name.name if name is not None and name in read else "",
-                classes=classes))
+                classes=classes, ignore=ignore))
         return result
 
     def checked(self, function: str, arguments: list[Argument], blocks, returns: str,

@@ -26,6 +26,17 @@ class Argument:
     writable: bool = False  # the function updates it in place
     labels_name: str = ""  # for class labels read by the body: the integer form's name
     classes: int = 0  # for class labels (integers or floats): how many classes there are
+    ignore: bool = True  # whether a label may be -1 (a sample ignored; indices may not)
+
+    def labels_call(self, function: str, *more: str) -> Line:
+        """``<labels_name> = class_labels(...)``: the checked integer form of this argument
+        (`more`: a backend's extra arguments)."""
+        flag = () if self.ignore else ("ignore=False",)
+        arguments = ", ".join((literal(function), literal(self.name), self.name,
+                               literal(self.shape), str(self.classes), *more, *flag))
+        what = ("as integer class labels (as nnabla reads them; -1 ignores the sample)"
+                if self.ignore else "as integer indices (as nnabla reads them)")
+        return Line(f"{self.labels_name} = class_labels({arguments})", f"{self.name} {what}")
 
 
 def argument_checks(function: str, arguments: list[Argument]) -> tuple[Line, ...]:
@@ -33,11 +44,7 @@ def argument_checks(function: str, arguments: list[Argument]) -> tuple[Line, ...
     lines = []
     for arg in arguments:
         if arg.labels_name:
-            lines.append(Line(
-                f"{arg.labels_name} = class_labels({literal(function)}, {literal(arg.name)}, "
-                f"{arg.name}, {literal(arg.shape)}, {arg.classes})",
-                f"{arg.name} as integer class labels (as nnabla reads them; -1 ignores the "
-                f"sample)"))
+            lines.append(arg.labels_call(function))
             continue
         # A 0-d argument may be a NumPy scalar (numpy.float32(1)); one updated in place
         # cannot (scalars are read-only, which the writeable test refuses).

@@ -51,9 +51,11 @@ class Program:
     unreached: set[int] = field(default_factory=set)  # need_grad leaves the root ignores
     derivatives: dict[int, sympy.Expr] = field(default_factory=dict)  # leaf -> formula
     fused_names: dict[sympy.Expr, sympy.Symbol] = field(default_factory=dict)  # for display
-    # Integer class labels of an input: their symbol -> (the input's symbol, classes).
+    # Integer class labels (or indices) of an input: their symbol -> (the input's symbol,
+    # classes, whether -1 is allowed: it ignores a sample for the losses, where an index
+    # of -1 is refused).
     # Each generated function that reads one computes it from the input on entry.
-    labels: dict[sympy.Symbol, tuple[sympy.Symbol, int]] = field(default_factory=dict)
+    labels: dict[sympy.Symbol, tuple[sympy.Symbol, int, bool]] = field(default_factory=dict)
     # Leaves the forward pass overwrites (running statistics): leaf symbol -> the symbol
     # of its new value, a forward equation every function with a forward computes.
     running: dict[sympy.Symbol, sympy.Symbol] = field(default_factory=dict)

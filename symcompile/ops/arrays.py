@@ -408,7 +408,7 @@ def _gather(args, attrs, ctx):
     r = math.prod(i_shape[batch:])
     x = P.reshape(args[0], (b, p, n, q), ctx.shapes)
     x = P.reshape(P.transpose(x, (0, 2, 1, 3), ctx.shapes), (b, n, p * q), ctx.shapes)
-    labels = ctx.class_labels(args[1], n) if ctx.class_labels else args[1]
+    labels = ctx.class_labels(args[1], n, ignore=False) if ctx.class_labels else args[1]
     onehot = softmax.OneHot(P.reshape(labels, (b, r, 1), ctx.shapes), sympy.Integer(n),
                             sympy.Integer(2))
     y = P.reshape(P.matmul(onehot, x, ctx.shapes), (b, r, p, q), ctx.shapes)
@@ -448,7 +448,7 @@ def _scatter_add(args, attrs, ctx):
     if i_shape != x1_shape:
         x1 = I.Slice(x1, P.shape_tuple((0,) * rank), P.shape_tuple(i_shape),
                      P.shape_tuple((1,) * rank))
-    labels = ctx.class_labels(args[1], n) if ctx.class_labels else args[1]
+    labels = ctx.class_labels(args[1], n, ignore=False) if ctx.class_labels else args[1]
     onehot = softmax.OneHot(P.reshape(labels, i_shape + (1,), ctx.shapes), sympy.Integer(n),
                             sympy.Integer(rank))
     summed = P.reduce_sum(onehot * P.reshape(x1, i_shape + (1,), ctx.shapes), (axis,), False,

@@ -32,8 +32,9 @@ class LowerContext:
     out_shape: tuple[int, ...]
     shapes: Shapes
     # The integer class labels an expression holds, for ops indexed by labels: a graph
-    # input's checked integer form, else the expression truncated as nnabla casts it.
-    class_labels: Callable[[sympy.Expr, int], sympy.Expr] | None = None
+    # input's checked integer form, else the expression truncated as nnabla casts it;
+    # (expr, classes, ignore=True), `ignore` whether -1 (a sample ignored) is allowed.
+    class_labels: Callable[..., sympy.Expr] | None = None
 
 
 @dataclass(frozen=True)

@@ -74,19 +74,20 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
     producers = {node.output: node for node in graph.nodes}
     inputs = {program.symbols[v.index] for v in graph.inputs}
 
-    def class_labels(expr: sympy.Expr, classes: int) -> sympy.Expr:
+    def class_labels(expr: sympy.Expr, classes: int, ignore: bool = True) -> sympy.Expr:
         """An input's labels are checked and cast to integers where they enter each
         function (see entry_checks); computed labels are truncated as nnabla casts them.
         An input read as labels by several functions is checked once, against the fewest
-        classes any of them has (a label past that would be out of range for one)."""
+        classes any of them has (a label past that would be out of range for one), and
+        allowed -1 only if all of them allow it."""
         if expr not in inputs:
             return Truncate(expr)
-        for labels, (source, count) in program.labels.items():
+        for labels, (source, count, ignored) in program.labels.items():
             if source == expr:
-                program.labels[labels] = (source, min(count, classes))
+                program.labels[labels] = (source, min(count, classes), ignored and ignore)
                 return labels
         labels = program.symbol(f"{expr.name}_labels", program.shapes.of(expr))
-        program.labels[labels] = (expr, classes)
+        program.labels[labels] = (expr, classes, ignore)
         return labels
     depths = dict.fromkeys(exprs, 0)  # how deeply functions nest in each value's expression
 

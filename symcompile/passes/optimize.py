@@ -200,7 +200,7 @@ def _record_derivatives(program: Program, named: dict) -> None:
     seed = ({program.seed: Full(sympy.Integer(1), shape_tuple(()))}
             if program.graph.root.shape == () else {})
     # Labels read as integers are the user's label input in the formula.
-    seed.update({labels: source for labels, (source, _) in program.labels.items()})
+    seed.update({labels: source for labels, (source, *_) in program.labels.items()})
     costs = CostModel()
     for index, grad in program.gradients.items():
         formula = grad

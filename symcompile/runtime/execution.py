@@ -111,13 +111,12 @@ class Binding:
         return [a.copy() if i in self.running else a for i, a in enumerate(self.args)]
 
     def seed_draws(self, graph) -> None:
-        """The generator dropout's masks come from: seeded with the first dropout's `seed`
-        if it gave one, else from nn.seed's sequence (reproducible either way)."""
+        """The generator random draws (dropout's masks, F.rand's values, the augmentations'
+        choices) come from: seeded with the `seed` of the first random function that gave
+        one, else from nn.seed's sequence (reproducible either way)."""
         if not self.draws:
             return
-        seeds = [dict(n.attrs).get("seed", -1) for n in graph.nodes
-                 if n.op in ("dropout", "rand", "randn", "randint", "random_flip",
-                              "random_shift", "random_crop")]
+        seeds = [dict(n.attrs).get("seed", -1) for n in graph.nodes]  # (random ones have it)
         given = [s for s in seeds if s != -1]
         seed = given[0] if given else random.prng.randint(2**31 - 1)
         self.draws["rng"] = numpy.random.default_rng(seed)
