@@ -21,7 +21,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from gradcheck import check_function
+from gradcheck import check_function, compile_f64
 from test_array_api_backend import DEVICE, compare_runs, compile_both, on_device, run_all
 
 import symcompile as nn
@@ -291,8 +291,9 @@ def _params(shape):
     (lambda: F.batch_normalization(nn.Variable((4, 3)), None, None, None, None,
                                    batch_stat=False),
      r"batch_stat=False .* mean and variance must be Variables"),
-    (lambda: F.batch_normalization(nn.Variable((4, 3)), *_params((1, 3)), output_stat=True),
-     r"output_stat=True .* not implemented"),
+    (lambda: F.batch_normalization(nn.Variable((4, 3)), *_params((1, 3)), batch_stat=False,
+                                   output_stat=True),
+     r"output_stat=True returns the batch's statistics, so it needs batch_stat=True"),
     (lambda: F.batch_normalization(nn.Variable((4, 3)), *_params((1, 3))[:3],
                                    F.exp(nn.Variable((1, 3)))),
      r"updates variance in place, so it must be a leaf Variable .* not the output of"),
@@ -302,6 +303,30 @@ def _params(shape):
 def test_bad_input_is_refused_when_the_graph_is_built(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_output_stat_returns_the_batch_statistics_with_their_gradients(tmp_path, rng):
+    """output_stat=True: (y, the batch mean, its biased variance), nnabla's shapes (those of
+    the running statistics); d/dx of 2 sum(mean) + 3 sum(var) + sum(y) is 2/n + 6 (x -
+    mean)/n (sum(y) is constant in x with gamma 1), as nnabla 1.39 gives."""
+    x = nn.Variable.from_numpy_array(rng.standard_normal((4, 3, 2, 2)), need_grad=True)
+    x.name = "x"
+    beta, gamma, mean, variance = _params((1, 3, 1, 1))
+    gamma.d, variance.d = 1, 1
+    y, batch_mean, batch_var = F.batch_normalization(x, beta, gamma, mean, variance,
+                                                     output_stat=True)
+    assert batch_mean.shape == batch_var.shape == (1, 3, 1, 1)
+    loss = F.sum(batch_mean * 2) + F.sum(batch_var * 3) + F.sum(y)
+    module = compile_f64(loss, tmp_path).module
+    values = x.d.astype(np.float64)
+    args = [values] + [np.asarray(p.d, np.float64) for p in (beta, gamma, mean, variance)]
+    names = list(module.INPUTS) + list(module.PARAMETERS)
+    assert names[0] == "x"
+    loss_value, grad_x, *_ = module.gradient(*args)
+    mu = values.mean(axis=(0, 2, 3), keepdims=True)
+    expected = 2 * mu.sum() + 3 * values.var(axis=(0, 2, 3)).sum()
+    np.testing.assert_allclose(loss_value, expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(grad_x, 2 / 16 + 6 * (values - mu) / 16, rtol=1e-9, atol=1e-10)
 
 
 # --- nnabla 1.39 ---------------------------------------------------------------------------

@@ -478,8 +478,9 @@ def _v(*shape):
     (lambda: F.fused_batch_normalization(_v(4, 3), None, None, None, None, _v(4, 1, 1)),
      ValueError, r"F.fused_batch_normalization: z of shape \(4, 1, 1\) does not broadcast to "
      r"the input of shape \(4, 3\)"),
-    (lambda: F.fused_batch_normalization(_v(4, 3), None, None, None, None, output_stat=True),
-     ValueError, r"F.fused_batch_normalization: output_stat=True .* not implemented"),
+    (lambda: F.fused_batch_normalization(_v(4, 3), None, None, None, None, batch_stat=False,
+                                         output_stat=True),
+     ValueError, r"F.fused_batch_normalization: output_stat=True .* needs batch_stat=True"),
     (lambda: F.fused_batch_normalization(_v(4, 3), None, None, None, None, batch_stat=False),
      ValueError, r"F.fused_batch_normalization: batch_stat=False .* must be Variables"),
     (lambda: F.spectral_norm(_v(4, 3), _v(3)), ValueError,

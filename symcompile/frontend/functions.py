@@ -496,12 +496,12 @@ __all__ += ["fused_batch_normalization", "clip_grad_by_value", "clip_grad_by_nor
 def _batch_normalization(op, x, beta, gamma, mean, variance, z, axes, decay_rate, eps,
                          batch_stat, output_stat) -> Variable:
     """The `op` node (batch_normalization, or fused_batch_normalization with residual
-    `z`) after nnabla's checks of its arguments."""
-    if output_stat:
-        raise ValueError(
-            f"F.{op}: output_stat=True (returning the batch mean and variance as Variables) "
-            "is not implemented; compute them with F.mean over the reduced axes if you "
-            "need them")
+    `z`) after nnabla's checks of its arguments; with `output_stat`, (y, the batch's mean,
+    its biased variance), the two statistics differentiable as nnabla's are."""
+    if output_stat and not batch_stat:
+        raise ValueError(f"F.{op}: output_stat=True returns the batch's statistics, so it "
+                         "needs batch_stat=True (nnabla refuses it too); read the running "
+                         "statistics from the mean and variance Variables instead")
     if not batch_stat and (mean is None or variance is None):
         raise ValueError(f"F.{op}: batch_stat=False normalizes with the running statistics, "
                          "so mean and variance must be Variables, not None")
@@ -524,7 +524,14 @@ def _batch_normalization(op, x, beta, gamma, mean, variance, z, axes, decay_rate
              "no_scale": gamma is None, "running": mean is not None}
     if op == "fused_batch_normalization":
         attrs["residual"] = z is not None
-    return _record(op, inputs, **attrs)
+    y = _record(op, inputs, **attrs)
+    if not output_stat:
+        return y
+    reduced = tuple(a for a in range(x.ndim) if a not in attrs["axes"])
+    batch_mean = _reduction("mean", x, reduced, True)
+    squares = _record("pow_scalar", (_record("sub2", (x, batch_mean)),),
+                      val=number(2, "pow_scalar", "val"))
+    return y, batch_mean, _reduction("mean", squares, reduced, True)
 
 
 def fused_batch_normalization(x, beta, gamma, mean, variance, z=None, axes=[1],  # noqa: B006
