@@ -62,7 +62,7 @@ BACKENDS = ("numpy", "array_api")
 SEED = int(os.environ.get("SYMCOMPILE_RANDOM_GRAPHS_SEED", "0"))
 MAX_STEPS = 12  # functions per graph, before the loss
 INJECTED_STEPS = 6  # smaller graphs for the injected-bug searches: quicker to shrink
-SHRINK_COMPILES = 20  # graphs compiled while shrinking an injected bug's example (each about 2 s)
+SHRINK_COMPILES = 10  # graphs compiled while shrinking an injected bug's example (each about 2 s)
 SMALL_STEPS = 2  # functions (before the loss) of the graph given to a function the draws missed
 SHORT = 3  # steps (the loss included) of a failing example short enough to stop there
 
