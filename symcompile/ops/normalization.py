@@ -71,22 +71,23 @@ def _batch_normalization_shape(shapes, attrs, function="batch_normalization"):
     return x
 
 
-def _batch_statistics(x, x_shape, axes, shapes):
+def _batch_statistics(x, x_shape, axes, ctx):
     """The batch mean and (biased) variance of `x` over the axes not in `axes`, shaped
     like the statistics, and the number of elements each one is over."""
-    return _statistics(x, x_shape, tuple(i for i in range(len(x_shape)) if i not in axes),
-                       shapes)
+    return _statistics(x, x_shape, tuple(i for i in range(len(x_shape)) if i not in axes), ctx)
 
 
-def _statistics(x, x_shape, reduced, shapes):
+def _statistics(x, x_shape, reduced, ctx):
     """The mean and (biased) variance of `x` over the axes `reduced`, kept as axes of
     length 1, and the number of elements each one is over."""
     count = math.prod(x_shape[i] for i in reduced)
-    mean = P.reduce_sum(x, reduced, True, x_shape, shapes) / count
+    mean = P.reduce_sum(x, reduced, True, x_shape, ctx.shapes) / count
     # d variance / d mean = -2 mean(x - mean) = 0: the mean is a constant here, so that
-    # the gradient has no term SymPy cannot see is zero
-    centered = x - P.StopGradient(mean)
-    variance = P.reduce_sum(centered ** 2, reduced, True, x_shape, shapes) / count
+    # the gradient has no term SymPy cannot see is zero. Not when the gradient is
+    # differentiated again: it would keep the mean constant, where the second derivative
+    # needs d mean / d x (the term's own derivative is 0 only where it is, to all orders)
+    centered = x - (mean if ctx.differentiated_twice else P.StopGradient(mean))
+    variance = P.reduce_sum(centered ** 2, reduced, True, x_shape, ctx.shapes) / count
     return mean, variance, count
 
 
@@ -96,7 +97,7 @@ def _batch_normalization(args, attrs, ctx):
     positions = batch_normalization_inputs(attrs)
     x, axes = args[0], attrs["axes"]
     if attrs["batch_stat"]:
-        mean, variance, _ = _batch_statistics(x, ctx.in_shapes[0], axes, ctx.shapes)
+        mean, variance, _ = _batch_statistics(x, ctx.in_shapes[0], axes, ctx)
     else:
         mean = P.StopGradient(args[positions["mean"]])
         variance = P.StopGradient(args[positions["variance"]])
@@ -114,8 +115,7 @@ def _batch_normalization_running(args, attrs, ctx):
     if not (attrs["batch_stat"] and attrs["running"]):
         return {}
     positions = batch_normalization_inputs(attrs)
-    mean, variance, count = _batch_statistics(args[0], ctx.in_shapes[0], attrs["axes"],
-                                              ctx.shapes)
+    mean, variance, count = _batch_statistics(args[0], ctx.in_shapes[0], attrs["axes"], ctx)
     # the decay as the decimal it was written as (0.9 = 9/10), so that its coefficients
     # stay exact: 0.1 * sum(x) / 16 prints as sum(x)/160, not as 0.006249999999999999
     decay = sympy.Rational(repr(float(attrs["decay_rate"])))
@@ -187,9 +187,9 @@ def _scaled(y, args, attrs):
     return y
 
 
-def _standardized(x, x_shape, reduced, eps, shapes):
+def _standardized(x, x_shape, reduced, eps, ctx):
     """(x - mean) / sqrt(variance + eps) over the axes `reduced`."""
-    mean, variance, _ = _statistics(x, x_shape, reduced, shapes)
+    mean, variance, _ = _statistics(x, x_shape, reduced, ctx)
     return (x - mean) / sympy.sqrt(variance + eps)
 
 
@@ -198,7 +198,7 @@ def _layer_or_instance(function: str):
         x_shape = ctx.in_shapes[0]
         kept = _kept_axes(function, attrs)
         reduced = tuple(i for i in range(len(x_shape)) if i not in kept)
-        y = _standardized(args[0], x_shape, reduced, attrs["eps"], ctx.shapes) \
+        y = _standardized(args[0], x_shape, reduced, attrs["eps"], ctx) \
             if reduced else args[0] * 0
         return _scaled(y, args, attrs)
 
@@ -214,7 +214,7 @@ def _group_normalization(args, attrs, ctx):
     batch = {b if b < axis else b + 1 for b in attrs["batch_axis"]}
     reduced = tuple(i for i in range(len(split)) if i not in batch and i != axis)
     grouped = P.reshape(args[0], split, ctx.shapes)
-    y = P.reshape(_standardized(grouped, split, reduced, attrs["eps"], ctx.shapes), x_shape,
+    y = P.reshape(_standardized(grouped, split, reduced, attrs["eps"], ctx), x_shape,
                   ctx.shapes)
     return _scaled(y, args, attrs)
 
@@ -310,7 +310,7 @@ def _weight_standardization(args, attrs, ctx):
     reduced = tuple(i for i in range(len(w_shape)) if i != attrs["channel_axis"])
     if not reduced:  # a 1-D weight: each element its own mean, variance 0
         return args[0] * 0
-    return _standardized(args[0], w_shape, reduced, attrs["eps"], ctx.shapes)
+    return _standardized(args[0], w_shape, reduced, attrs["eps"], ctx)
 
 
 OPS["weight_standardization"] = OpDef(

@@ -35,6 +35,9 @@ class LowerContext:
     # input's checked integer form, else the expression truncated as nnabla casts it;
     # (expr, classes, ignore=True), `ignore` whether -1 (a sample ignored) is allowed.
     class_labels: Callable[..., sympy.Expr] | None = None
+    # The graph differentiates a gradient again (nn.grad): a rule must not drop a term
+    # that only vanishes to first order (a constant's derivative is not the derivative).
+    differentiated_twice: bool = False
 
 
 @dataclass(frozen=True)

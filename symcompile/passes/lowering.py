@@ -104,6 +104,8 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
         if value.need_grad:
             program.needs_grad.add(sym)
 
+    twice = any(node.op == "grad" for node in graph.nodes)
+
     def lowered(node) -> sympy.Expr:
         """The node's value as one expression over its inputs' expressions."""
         if node.op == "grad":
@@ -111,7 +113,7 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
         op = OPS[node.op]
         out = graph.values[node.output]
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs), out.shape,
-                           program.shapes, class_labels)
+                           program.shapes, class_labels, twice)
         attrs = {key: sympy_number(value) if isinstance(value, Scalar) else value
                  for key, value in node.attrs}
         expr = op.lower([exprs[i] for i in node.inputs], attrs, ctx)
@@ -157,7 +159,8 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
         """The new values of the leaves `node`'s forward overwrites (OpDef.running), as
         forward equations; a leaf two nodes update gets the second update of the first."""
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs),
-                           graph.values[node.output].shape, program.shapes, class_labels)
+                           graph.values[node.output].shape, program.shapes, class_labels,
+                           twice)
         attrs = {key: sympy_number(value) if isinstance(value, Scalar) else value
                  for key, value in node.attrs}
         updates = OPS[node.op].running([exprs[i] for i in node.inputs], attrs, ctx)
