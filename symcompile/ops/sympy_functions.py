@@ -173,13 +173,22 @@ class _Elementwise(sympy.Function):
 
 
 class _Derivative(_Elementwise):
-    """A derivative function: symcompile never differentiates twice."""
+    """A derivative function; differentiated again (nn.grad) by its own `fdiff`, which a
+    subclass without one refuses."""
 
     def fdiff(self, argindex=1):
         raise NotImplementedError(f"second derivatives ({type(self).__name__}) are not supported")
 
 
-class _Mask(_Derivative):
+class _PiecewiseConstant(_Derivative):
+    """A derivative that is constant between its jumps (a mask, a sign): its own
+    derivative is 0 wherever it has one, as nnabla's double backward takes it."""
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class _Mask(_PiecewiseConstant):
     """A comparison: a boolean array (the printer multiplies it last, never negates it)."""
 
     boolean = True
@@ -248,7 +257,7 @@ class Absolute(_Elementwise):
         return Sign(*self.args)
 
 
-class Sign(_Derivative):
+class Sign(_PiecewiseConstant):
     """-1 for x < 0, +1 for x > 0, `at_zero` at 0. Args: (x, at_zero)."""
 
     nargs = 2
@@ -340,6 +349,10 @@ class LeakyReluGrad(_Derivative):
     def eval(cls, x, alpha):
         return (sympy.Integer(1) if x > 0 else alpha) if _numbers(x, alpha) else None
 
+    def fdiff(self, argindex=1):
+        x, _ = self.args
+        return sympy.Integer(0) if argindex == 1 else IsLessEqual(x, sympy.Integer(0))
+
 
 class Elu(_Elementwise):
     """x where x >= 0, else alpha*(exp(x) - 1). Args: (x, alpha)."""
@@ -370,6 +383,11 @@ class EluGrad(_Derivative):
             return None
         return sympy.Integer(1) if x >= 0 else alpha * sympy.exp(x)
 
+    def fdiff(self, argindex=1):
+        x, alpha = self.args
+        below = IsGreater(sympy.Integer(0), x)  # x < 0, where the value is alpha*exp(x)
+        return below * alpha * sympy.exp(x) if argindex == 1 else below * sympy.exp(x)
+
 
 class Huber(_Elementwise):
     """nnabla's huber loss of a difference d: d**2 where |d| < delta, else
@@ -399,8 +417,14 @@ class Clip(_Derivative):
     def eval(cls, x, low, high):
         return sympy.Min(sympy.Max(x, low), high) if _numbers(x, low, high) else None
 
+    def fdiff(self, argindex=1):
+        x, low, high = self.args
+        if argindex == 1:
+            return IsGreater(x, low) * IsGreater(high, x)
+        return IsLessEqual(x, low) if argindex == 2 else IsLessEqual(high, x)
 
-class Truncate(_Derivative):
+
+class Truncate(_PiecewiseConstant):
     """x rounded towards zero (nnabla reads some targets as integers)."""
 
     nargs = 1
@@ -486,7 +510,7 @@ class Binary(_Elementwise):
                                           sympy.Integer(0))
 
 
-class InRange(_Derivative):
+class InRange(_PiecewiseConstant):
     """1 where low < x < high (or low <= x <= high if `closed`), else 0, as a number.
     Args: (x, low, high, closed)."""
 
@@ -579,6 +603,14 @@ class SeluGrad(_Derivative):
         if not _numbers(x, scale, alpha):
             return None
         return scale if x > 0 else scale * alpha * sympy.exp(x)
+
+    def fdiff(self, argindex=1):
+        x, scale, alpha = self.args
+        below = IsLessEqual(x, sympy.Integer(0))  # where the value is scale*alpha*exp(x)
+        derivatives = {1: below * scale * alpha * sympy.exp(x),
+                       2: IsGreater(x, sympy.Integer(0)) + below * alpha * sympy.exp(x),
+                       3: below * scale * sympy.exp(x)}
+        return derivatives[argindex]
 
 
 class Sinc(_Elementwise):
@@ -736,6 +768,10 @@ class PReluGrad(_Derivative):
     @classmethod
     def eval(cls, x, w):
         return (sympy.Integer(1) if x >= 0 else w) if _numbers(x, w) else None
+
+    def fdiff(self, argindex=1):
+        x, _ = self.args
+        return sympy.Integer(0) if argindex == 1 else IsGreater(sympy.Integer(0), x)
 
 
 KL_EPSILON = sympy.Float(1e-8)
