@@ -1,7 +1,7 @@
 """Double backward through batch normalization and leaky_relu (nn.grad, then backward()):
 the gradient of a gradient penalty, as nnabla 1.39 computes it."""
 
-from _api import F, PF, nn, np, report
+from _api import PF, F, nn, np, report
 
 rng = np.random.default_rng(0)
 x = nn.Variable.from_numpy_array(rng.standard_normal((4, 3, 2)), need_grad=True)
