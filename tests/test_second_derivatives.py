@@ -24,7 +24,7 @@ import tempfile
 import numpy as np
 import pytest
 from gradcheck import numeric_gradient
-from test_array_api_backend import CASES, _draw, as_tuple
+from test_array_api_backend import CASES, DEVICE_64, _draw, as_tuple, compile_both, on_device
 
 import symcompile as nn
 import symcompile.functions as F
@@ -33,8 +33,6 @@ import symcompile.functions as F
 AT_KINKS = {name for name in CASES if name.startswith("kink ") or "with ties" in name}
 # No second derivative yet: compiling says which primitive lacks one.
 UNSUPPORTED = {
-    "max_pooling {'kernel': (2, 2)}": "MaxPoolingGrad has no VJP",
-    "max_pooling {'kernel': (3, 3), 'stride': (2, 1), 'pad': (1, 1)}": "MaxPoolingGrad has no VJP",
     "cumsum, cumprod": "CumProdGrad has no VJP",
     "catalogue sinc": r"second derivatives \(SincGrad\) are not supported",
 }
@@ -116,6 +114,20 @@ def test_second_derivative_matches_differences_of_the_first(name):
         expected = numeric_gradient(forward, args, names.index(gradient_name))
         np.testing.assert_allclose(second, expected, rtol=1e-5, atol=1e-6,
                                    err_msg=f"d loss / d {gradient_name}")
+
+
+@pytest.mark.parametrize("name", [name for name in CHECKED if name.startswith("max_pooling")])
+def test_array_api_second_derivative_of_max_pooling(name, tmp_path):
+    """The array API backend's kernel of max pooling's second derivative (pool_max_pick),
+    on array-api-strict arrays, gives the NumPy one's numbers."""
+    nn.clear_parameters()
+    loss, values = second_derivative_graph(name)
+    modules = compile_both(loss, tmp_path, "pick", dtype="float64")
+    args = arguments(modules["numpy"], values)
+    expected = modules["numpy"].gradient(*args)
+    got = modules["array_api"].gradient(*on_device(DEVICE_64)(args))
+    for mine, theirs in zip(got, expected, strict=True):
+        np.testing.assert_allclose(np.from_dlpack(mine), theirs, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(UNSUPPORTED))

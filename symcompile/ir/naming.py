@@ -31,6 +31,7 @@ RESERVED = frozenset(
         "conv_wide_rows", "conv_wide_windows", "conv_output_size", "conv_widened",
         "pool_geometry", "pool_padded", "pool_cropped", "pool_max", "pool_max_grad",
         "pool_sum", "pool_sum_grad", "pool_divisor", "pool_average", "pool_average_grad",
+        "pool_max_pick",
         "slice_grad", "pad_constant", "random_generator", "random_mask", "random_uniform",
         "random_normal", "random_integers", "random_moved", "gather_axis", "gather_axis_grad",
         "cumulative_sum", "cumulative_prod", "cumulative_prod_grad", "reduce_prod",

@@ -448,6 +448,42 @@ class MaxPoolingGrad(KernelBase):
     def shape(self, shapes):
         return shapes.of(self.args[0])
 
+    def vjp(self, index, g, shapes):
+        """Piecewise constant in x (its derivative is 0 wherever it has one, as where the
+        maxima change it jumps) and linear in g: d/dg is its transpose, MaxPoolingPick."""
+        if index == 0:
+            return sympy.Integer(0)
+        x, _, *geometry = self.args
+        return MaxPoolingPick(x, exact(g, self.shape(shapes), shapes), *geometry)
+
+
+class MaxPoolingPick(KernelBase):
+    """The transpose of `MaxPoolingGrad` in its g: each window of c (of x's shape) read at
+    the first maximum of x's window in C order, ``y[m] = c[argmax of window m of x]``
+    (the second derivative of max pooling). Args: (x, c, kernel, stride, pad,
+    ignore_border)."""
+
+    nargs = 6
+    tensor_args = (0, 1)
+    kernel = "pool_max_pick"
+    options = Pooling.options
+    defaults = Pooling.defaults
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[1] == 0 else None  # linear in c (not in x)
+
+    def shape(self, shapes):
+        x, kernel = shapes.of(self.args[0]), as_ints(self.args[2])
+        rank = len(kernel)
+        return x[:len(x) - rank] + pool_output_size(x[len(x) - rank:], *self.args[2:6])
+
+    def vjp(self, index, g, shapes):
+        if index == 0:
+            return sympy.Integer(0)
+        x, _, *geometry = self.args
+        return MaxPoolingGrad(x, exact(g, self.shape(shapes), shapes), *geometry)
+
 
 class SumPooling(Pooling):
     """nnabla's sum pooling: the sum over each window, padding zeros."""

@@ -326,6 +326,30 @@ def pool_max_grad(xp, x, dy, kernel, stride, pad, ignore_border):
     return pool_cropped(xp, total, tuple(x.shape), pad)
 
 
+def pool_max_pick(xp, x, c, kernel, stride, pad, ignore_border):
+    """The transpose of pool_max_grad in dy: each window of c (of x's shape) read at the
+    first maximum of x's window in C order (pool_max_grad's comparisons)."""
+    rank = len(kernel)
+    out, after = pool_geometry(tuple(x.shape[x.ndim - rank:]), kernel, stride, pad,
+                               ignore_border)
+    padded = pool_padded(xp, x, rank, pad, after, -float("inf"))
+    values = pool_padded(xp, c, rank, pad, after, 0)
+    windows = [conv_window(padded, k, out, stride, (1,) * rank) for k in conv_positions(kernel)]
+    y = windows[0]
+    for window in windows[1:]:
+        y = xp.maximum(y, window)
+    zeros = xp.zeros_like(y)
+    taken, total = None, None
+    for position, window in zip(conv_positions(kernel), windows, strict=True):
+        hit = window == y
+        if taken is not None:
+            hit = xp.logical_and(hit, xp.logical_not(taken))
+        taken = hit if taken is None else xp.logical_or(taken, hit)
+        value = xp.where(hit, conv_window(values, position, out, stride, (1,) * rank), zeros)
+        total = value if total is None else total + value
+    return xp.reshape(total, tuple(x.shape[:x.ndim - rank]) + out)
+
+
 def pool_sum(xp, x, kernel, stride, pad, ignore_border):
     """The sum of each window, padding zeros."""
     rank = len(kernel)

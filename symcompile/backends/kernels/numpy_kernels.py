@@ -285,6 +285,30 @@ def pool_max_grad(x, dy, kernel, stride, pad, ignore_border):
     return pool_cropped(grad, x.shape, pad)
 
 
+def pool_max_pick(x, c, kernel, stride, pad, ignore_border):
+    """The transpose of pool_max_grad in dy: each window of c (of x's shape) read at the
+    first maximum of x's window in C order (pool_max_grad's masks), the output of
+    pool_max's shape: y[m] = c[argmax of window m of x]."""
+    rank = len(kernel)
+    out, after = pool_geometry(x.shape[x.ndim - rank:], kernel, stride, pad, ignore_border)
+    windows = conv_windows(pool_padded(x, rank, pad, after, -numpy.inf), kernel, stride,
+                           (1,) * rank)
+    picked = conv_windows(pool_padded(c, rank, pad, after, 0), kernel, stride, (1,) * rank)
+    positions = list(numpy.ndindex(*kernel))
+    best = windows[positions[0]].copy()
+    for k in positions[1:]:
+        numpy.maximum(best, windows[k], out=best)
+    open_ = numpy.ones(best.shape, dtype=bool)  # windows whose maximum is not yet taken
+    hit = numpy.empty(best.shape, dtype=bool)
+    y = numpy.zeros(best.shape, dtype=numpy.result_type(x, c))
+    for k in positions:
+        numpy.equal(windows[k], best, out=hit)
+        numpy.logical_and(hit, open_, out=hit)
+        numpy.logical_xor(open_, hit, out=open_)
+        y += picked[k] * hit
+    return numpy.reshape(y, x.shape[:x.ndim - rank] + out)
+
+
 def pool_sum(x, kernel, stride, pad, ignore_border):
     """The sum of each window, padding zeros: the elementwise sum of what each kernel
     position reads (see pool_max)."""
