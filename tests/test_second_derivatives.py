@@ -34,7 +34,6 @@ AT_KINKS = {name for name in CASES if name.startswith("kink ") or "with ties" in
 # No second derivative yet: compiling says which primitive lacks one.
 UNSUPPORTED = {
     "cumsum, cumprod": "CumProdGrad has no VJP",
-    "catalogue sinc": r"second derivatives \(SincGrad\) are not supported",
 }
 # Nothing to differentiate: the random draws take no input.
 NO_INPUTS = {"rand, randn, randint"}

@@ -600,6 +600,14 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         ratio = f"({x}*{cos}({text}) - {sin}({text}))/{self._nonzero(text)}**2"
         return self._where(f"{text} == 0", sympy.Integer(0), ratio)
 
+    def _print_SincGrad2(self, expr):
+        text = self._print(expr.args[0])
+        sin, cos = self._module_format("numpy.sin"), self._module_format("numpy.cos")
+        x = self._receiver(expr.args[0])
+        ratio = (f"((2 - {x}**2)*{sin}({text}) - 2*{x}*{cos}({text}))"
+                 f"/{self._nonzero(text)}**3")
+        return self._where(f"{text} == 0", sympy.Rational(-1, 3), ratio)
+
     def _print_Compare(self, expr):
         a, b, _ = expr.args
         return self._number(self._compared(a, expr.symbol, b))

@@ -213,6 +213,9 @@ class FormulaPrinter(StrPrinter):
     def _print_SincGrad(self, expr):
         return f"sinc_grad({self._print(expr.args[0])})"
 
+    def _print_SincGrad2(self, expr):
+        return f"sinc_grad2({self._print(expr.args[0])})"
+
     def _print_HardClip(self, expr):
         return f"clip({', '.join(self._print(a) for a in expr.args)})"
 

@@ -639,6 +639,23 @@ class SincGrad(_Derivative):
             return None
         return sympy.Integer(0) if x == 0 else (x * sympy.cos(x) - sympy.sin(x)) / x**2
 
+    def fdiff(self, argindex=1):
+        return SincGrad2(self.args[0])
+
+
+class SincGrad2(_Derivative):
+    """sinc's second derivative, ((2 - x**2) sin(x) - 2x cos(x))/x**3, -1/3 at 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if not _numbers(x):
+            return None
+        if x == 0:
+            return sympy.Rational(-1, 3)
+        return ((2 - x**2) * sympy.sin(x) - 2 * x * sympy.cos(x)) / x**3
+
 
 # The comparisons of nnabla's greater, equal, ... as (symbol, Python operator).
 RELATIONS = {0: ">", 1: ">=", 2: "<", 3: "<=", 4: "==", 5: "!="}
