@@ -88,8 +88,20 @@ def test_variable_reshape():
     assert y.shape == (3, 2) and y.parent.name == "Reshape"
     y.forward()
     np.testing.assert_array_equal(y.d, np.arange(6.0).reshape(3, 2))
-    with pytest.raises(NotImplementedError, match="unlink=True"):
-        x.reshape((6,), unlink=True)
+    # unlink=True: a leaf sharing x's arrays in the new shape, as nnabla's
+    flat = x.reshape((-1,), unlink=True)
+    assert flat.parent is None and flat.need_grad and flat.shape == (6,)
+    flat.d[0] = 9
+    assert x.d[0, 0] == 9
+    loss = F.sum(flat * 2)
+    loss.forward()
+    x.grad.zero()
+    loss.backward()
+    np.testing.assert_array_equal(x.g, np.full((2, 3), 2.0))  # its gradient is x's too
+    intermediate = F.tanh(x).reshape((3, 2), unlink=True)  # computed when taken
+    np.testing.assert_allclose(intermediate.d, np.tanh(x.d).reshape(3, 2), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"cannot reshape \(2, 3\) \(6 elements\) to \(4,\)"):
+        x.reshape((4,), unlink=True)
 
 
 @pytest.mark.parametrize("call,message", [

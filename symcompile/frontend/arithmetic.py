@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 
 from symcompile.frontend import functions as F
-from symcompile.frontend.variable import Variable
+from symcompile.frontend.variable import ReshapedStorage, Variable
 
 
 def positive(self):
@@ -147,12 +147,16 @@ def getitem(self, key):
 
 def reshape(self, shape, unlink=False):
     """nnabla's ``Variable.reshape``: this variable reshaped (F.reshape, so gradients flow
-    through it); ``unlink=True`` (a copy cut from the graph) is not implemented."""
-    if unlink:
-        raise NotImplementedError(
-            f"Variable.reshape(unlink=True) on a Variable of shape {self.shape} is not "
-            "implemented: use F.reshape(x, shape).get_unlinked_variable()")
-    return F.reshape(self, shape)
+    through it); with ``unlink=True`` a new leaf whose arrays are views of this one's in
+    the new shape (writing one writes the other, as in nnabla), cut from the graph."""
+    if not unlink:
+        return F.reshape(self, shape)
+    target = F._reshape_target(self.shape, shape)
+    if self.parent is not None:
+        _ = self.d  # an intermediate's values, computed if they are not
+    view = Variable(target, need_grad=self.need_grad)
+    view._storage = ReshapedStorage(self._storage, target)
+    return view
 
 
 OPERATORS = {

@@ -184,6 +184,58 @@ class Storage:
         self._data_view = self._grad_view = None
 
 
+class ReshapedStorage(Storage):
+    """Another variable's arrays seen in another shape (``reshape(unlink=True)``): every
+    read and write goes to them, the lazy zeroing of the gradient included, so the two
+    variables cannot disagree."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: Storage, shape: tuple[int, ...]) -> None:
+        # (not Storage.__init__: it would clear the base's pending zeroing)
+        self.shape, self.dtype, self.base = shape, base.dtype, base
+        self.computed, self.init = True, None
+
+    @property
+    def grad_zeroing(self) -> bool:
+        return self.base.grad_zeroing
+
+    @grad_zeroing.setter
+    def grad_zeroing(self, value: bool) -> None:
+        self.base.grad_zeroing = value
+
+    @property
+    def data(self) -> numpy.ndarray:
+        return self.base.data.reshape(self.shape)
+
+    @property
+    def grad(self) -> numpy.ndarray:
+        return self.base.grad.reshape(self.shape)
+
+    @property
+    def data_view(self) -> ArrayData:
+        return self.data.view(ArrayData)
+
+    @property
+    def grad_view(self) -> ArrayData:
+        return self.grad.view(ArrayData)
+
+    def set_grad(self, value) -> None:
+        self.base.set_grad(numpy.reshape(numpy.broadcast_to(value, self.shape),
+                                         self.base.shape))
+
+    def accumulate_grad(self, value) -> None:
+        self.base.accumulate_grad(numpy.reshape(numpy.broadcast_to(value, self.shape),
+                                                self.base.shape))
+
+    def zero_grad(self) -> None:
+        self.base.zero_grad()
+
+    def reset_shape(self, shape: tuple[int, ...]) -> None:
+        raise ValueError("reset_shape: this variable is a reshaped view of another's arrays "
+                         "(reshape(unlink=True)); reset the shape of that variable instead")
+
+
 def _assign(array: numpy.ndarray, value, what: str = "Variable") -> None:
     """nnabla's `.d = value` / `.g = value`: fill with a scalar, else copy (broadcasting).
 
