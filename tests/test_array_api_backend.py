@@ -385,6 +385,9 @@ def _structural_cases() -> dict[str, Case]:
                            F.clip_grad_by_norm(x * 2, 0.5, axes=[1])),
         lambda rng: [rng.normal(size=(3, 4)), -rng.uniform(0, 0.5, size=(3, 4)),
                      rng.uniform(0, 0.5, size=(3, 4))], labels=(1, 2))
+    cases["top_k_grad"] = Case(
+        lambda x: (F.top_k_grad(F.tanh(x), 3, abs=True), F.top_k_grad(x * 2, 2, base_axis=2)),
+        normal((2, 3, 4)))
     cases["clip_by_norm, norm_normalization"] = Case(
         lambda x: (F.clip_by_norm(x, 1.5, axis=1), F.norm_normalization(x, p=3, axes=[0])),
         normal((3, 4)))

@@ -218,6 +218,26 @@ def test_clip_grad_by_norm_rescales_the_gradient(clip_norm, axes, reduced, tmp_p
     np.testing.assert_allclose(grads["in0"], expected, rtol=1e-12)
 
 
+def test_top_k_grad_passes_the_k_largest_gradients_of_each_sample():
+    """Identity forward; backward the k largest gradients of each sample pass (by
+    magnitude with abs), the others are 0: nnabla 1.39's numbers for these values."""
+    values = np.array([[1.0, 2, 3, 4], [5, 6, 7, 8]])
+    weights = nn.Variable.from_numpy_array(np.array([[0.1, -3, 2, 0.5], [4, -1, 0.2, -5]]))
+    for k, absolute, expected in [(2, True, [[0, -3, 2, 0], [4, 0, 0, -5]]),
+                                  (1, False, [[0, 0, 2, 0], [4, 0, 0, 0]])]:
+        x = nn.Variable.from_numpy_array(values, need_grad=True)
+        y = F.top_k_grad(x, k, abs=absolute)
+        loss = F.sum(y * weights)
+        loss.forward()
+        x.grad.zero()
+        loss.backward()
+        assert float(loss.d) == pytest.approx(-22.5)
+        np.testing.assert_array_equal(x.g, expected)
+    with pytest.raises(ValueError, match=r"F.top_k_grad: k=9 must be from 1 to the sample "
+                                         r"size 4"):
+        F.top_k_grad(nn.Variable((2, 4)), 9)
+
+
 def test_clip_grad_by_norm_of_a_scalar_seed(tmp_path):
     """sum(clip_grad_by_norm(x)): the cotangent is the scalar 1 for every element, so the
     norm counts them all: d/dx = 1 / sqrt(size)."""

@@ -489,6 +489,7 @@ def _per_sample(op: str, x, beta, gamma, output_stat, eps, batch_axis, **more) -
 # (F.batch_normalization and F.fused_batch_normalization share `_batch_normalization`.)
 
 __all__ += ["fused_batch_normalization", "clip_grad_by_value", "clip_grad_by_norm",
+            "top_k_grad",
             "clip_by_norm", "norm_normalization", "weight_standardization",
             "weight_normalization", "mean_subtraction", "spectral_norm"]
 
@@ -584,6 +585,16 @@ def clip_grad_by_norm(x, clip_norm=None, axes=None, n_outputs=-1, outputs=None):
     return _record("clip_grad_by_norm", (x,),
                    clip_norm=number(clip_norm, "clip_grad_by_norm", "clip_norm"),
                    axes=_reduced_axes("clip_grad_by_norm", axes, x))
+
+
+def top_k_grad(x, k, abs=False, base_axis=1, n_outputs=-1, outputs=None):  # noqa: A002
+    """Identity forward; backward only the `k` largest gradients of each sample (by
+    magnitude if `abs`; a sample is the axes from `base_axis` on) pass unchanged, the
+    others are 0, as nnabla's."""
+    if not isinstance(x, Variable):
+        return _record("top_k_grad", (x,))
+    base = base_axis + x.ndim if base_axis < 0 else base_axis
+    return _record("top_k_grad", (x,), k=int(k), abs=bool(abs), base_axis=int(base))
 
 
 def clip_by_norm(x, clip_norm, axis=None):

@@ -1,5 +1,5 @@
-"""Identity functions whose gradient is clipped: nnabla's clip_grad_by_value and
-clip_grad_by_norm.
+"""Identity functions whose gradient is clipped or selected: nnabla's clip_grad_by_value,
+clip_grad_by_norm and top_k_grad.
 
 Their forward pass is the identity and their backward pass is no derivative of it, so
 no formula gives them: each is a `Composite` primitive whose VJP clips the cotangent and
@@ -8,9 +8,12 @@ whose expansion (after autodiff, see `softmax.expand_composites`) is the input i
 
 from __future__ import annotations
 
+import math
+
 import sympy
 
-from symcompile.ir.primitives import Composite, as_ints, exact, reduce_sum
+from symcompile.ir.indexing import TopKIndex
+from symcompile.ir.primitives import Composite, StopGradient, as_ints, exact, reduce_sum, reshape
 from symcompile.ops.sympy_functions import Maximum, Minimum
 
 
@@ -27,6 +30,29 @@ class ClipGradByValue(Composite):
     def vjp(self, index, g, shapes):
         _, low, high = self.args
         return Minimum(Maximum(g, low), high)
+
+    def expansion(self, shapes):
+        return self.args[0]
+
+
+class TopKGrad(Composite):
+    """x forward; backward, only the k largest elements of each sample's cotangent (by
+    magnitude if `absolute`) pass, the others are 0 (nnabla's top_k_grad); a sample is the
+    axes from `base_axis` on. Args (x, k, absolute, base_axis)."""
+
+    nargs = 4
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        _, k, absolute, base_axis = self.args
+        x_shape = self.shape(shapes)
+        base = int(base_axis)
+        rows_shape = (math.prod(x_shape[:base]), math.prod(x_shape[base:]))
+        rows = reshape(exact(g, x_shape, shapes), rows_shape, shapes)
+        chosen = StopGradient(TopKIndex(rows, k, absolute, sympy.Integer(1), sympy.Integer(1)))
+        return reshape(rows * chosen, x_shape, shapes)
 
     def expansion(self, shapes):
         return self.args[0]

@@ -284,6 +284,25 @@ OPS["clip_grad_by_norm"] = OpDef(
                                               P.shape_tuple(attrs["axes"])))
 
 
+def _top_k_grad_shape(shapes, attrs):
+    x, k, base = shapes[0], attrs["k"], attrs["base_axis"]
+    if not 0 <= base < len(x):
+        raise ValueError(f"F.top_k_grad: base_axis {base} is out of range for an input of "
+                         f"shape {x} (valid: {-len(x)}..{len(x) - 1})")
+    size = math.prod(x[base:])
+    if not 1 <= k <= size:
+        raise ValueError(f"F.top_k_grad: k={k} must be from 1 to the sample size {size} (the "
+                         f"axes of the input of shape {x} from base_axis {base} on)")
+    return x
+
+
+OPS["top_k_grad"] = OpDef(
+    "top_k_grad", "TopKGrad", 1, False, _top_k_grad_shape,
+    lambda args, attrs, ctx: C.TopKGrad(args[0], sympy.Integer(attrs["k"]),
+                                        sympy.Integer(int(attrs["abs"])),
+                                        sympy.Integer(attrs["base_axis"])))
+
+
 def _p_norm(x, p, axes, x_shape, shapes):
     """nnabla's Norm, (sum |x|**p over axes) ** (1/p), kept as axes of length 1 (no eps:
     NormNormalization creates its Norm without one)."""
