@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from symcompile.common.deferred import Deferred
-from symcompile.ops.opdef import OpDef
+from symcompile.ops.opdef import OpDef, registrar
 
 sympy = Deferred("sympy")
 E = Deferred("symcompile.ops.sympy_functions")
@@ -19,12 +19,7 @@ I = Deferred("symcompile.ir.indexing")  # noqa: E741 - the module's short name, 
 OPS: dict[str, OpDef] = {}
 
 
-def _register(name: str, type_name: str, arity: int, infer):
-    def register(lower):
-        OPS[name] = OpDef(name, type_name, arity, False, infer, lower)
-        return lower
-
-    return register
+_register = registrar(OPS)
 
 
 def _celu_shape(shapes, attrs):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from symcompile.common.deferred import Deferred
-from symcompile.ops.opdef import OpDef
+from symcompile.ops.opdef import OpDef, registrar
 
 sympy = Deferred("sympy")
 P = Deferred("symcompile.ir.primitives")
@@ -21,12 +21,7 @@ I = Deferred("symcompile.ir.indexing")  # noqa: E741 - the module's short name, 
 OPS: dict[str, OpDef] = {}
 
 
-def _register(name: str, type_name: str, arity: int, infer):
-    def register(lower):
-        OPS[name] = OpDef(name, type_name, arity, False, infer, lower)
-        return lower
-
-    return register
+_register = registrar(OPS)
 
 
 def _slice_shape(shapes, attrs):
@@ -416,8 +411,7 @@ def _gather(args, attrs, ctx):
     return P.reshape(y, ctx.out_shape, ctx.shapes)
 
 
-OPS["gather"] = OpDef("gather", "Gather", 2, False, _gather_shape, _gather,
-                      labels=_gather_labels)
+_register("gather", "Gather", 2, _gather_shape, labels=_gather_labels)(_gather)
 
 
 def _scatter_add_shape(shapes, attrs):
@@ -465,5 +459,5 @@ def _scatter_add(args, attrs, ctx):
     return args[0] + placed
 
 
-OPS["scatter_add"] = OpDef("scatter_add", "ScatterAdd", 3, False, _scatter_add_shape,
-                           _scatter_add, labels=_scatter_add_labels)
+_register("scatter_add", "ScatterAdd", 3, _scatter_add_shape,
+          labels=_scatter_add_labels)(_scatter_add)

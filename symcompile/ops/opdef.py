@@ -79,6 +79,22 @@ class OpDef:
     array_inputs: bool = False
 
 
+def registrar(table: dict[str, OpDef]):
+    """The decorator a module of ops adds them to its `table` with:
+    ``@register(name, type_name, arity, infer, labels=None)`` over the op's lowering, given
+    its shape rule `infer(shapes, attrs)` (and which inputs hold class labels, see
+    `OpDef.labels`)."""
+
+    def register(name: str, type_name: str, arity: int, infer, labels=None):
+        def add(lower):
+            table[name] = OpDef(name, type_name, arity, False, infer, lower, labels=labels)
+            return lower
+
+        return add
+
+    return register
+
+
 def number(value, op: str, arg: str = "val") -> Scalar:
     """A Python or NumPy scalar (or 0-d array, or bool) as a `Scalar`."""
     if value is inspect.Parameter.empty:  # a scalar nnabla requires, not given

@@ -9,7 +9,7 @@ import math
 from fractions import Fraction
 
 from symcompile.common.deferred import Deferred
-from symcompile.ops.opdef import OpDef
+from symcompile.ops.opdef import OpDef, registrar
 
 sympy = Deferred("sympy")
 P = Deferred("symcompile.ir.primitives")
@@ -19,12 +19,7 @@ R = Deferred("symcompile.ir.resampling")
 OPS: dict[str, OpDef] = {}
 
 
-def _register(name: str, type_name: str, arity: int, infer):
-    def register(lower):
-        OPS[name] = OpDef(name, type_name, arity, False, infer, lower)
-        return lower
-
-    return register
+_register = registrar(OPS)
 
 
 def source_coordinate(o: int, n: int, m: int, align_corners: bool, half_pixel: bool) -> Fraction:

@@ -11,7 +11,7 @@ import dataclasses
 import math
 
 from symcompile.common.deferred import Deferred
-from symcompile.ops.opdef import OpDef, reduced_shape
+from symcompile.ops.opdef import OpDef, reduced_shape, registrar
 
 # SymPy and the primitives built on it load when the first graph is lowered.
 sympy = Deferred("sympy")
@@ -22,15 +22,7 @@ E = Deferred("symcompile.ops.sympy_functions")
 OPS: dict[str, OpDef] = {}
 
 
-def structural(name: str, type_name: str, arity: int, infer, labels=None):
-    """Register an op given its shape rule `infer(shapes, attrs)` and its lowering (and
-    which inputs hold class labels, see `OpDef.labels`)."""
-
-    def register(lower):
-        OPS[name] = OpDef(name, type_name, arity, False, infer, lower, labels=labels)
-        return lower
-
-    return register
+structural = registrar(OPS)
 
 
 def _reduction_shape(shapes, attrs):
