@@ -11,13 +11,12 @@ F.concatenate, F.stack and F.split.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
 from gradcheck import check_function
+from nnabla_run import nnabla_rows
 
 import symcompile as nn
 import symcompile.functions as F
@@ -154,11 +153,7 @@ for i, text in enumerate(json.loads(sys.argv[1])):
                     "(a Python 3.10 with `pip install nnabla`)")
 def test_array_functions_against_nnabla(tmp_path):
     """The output and the gradients of x and y of each expression equal nnabla 1.39's."""
-    done = subprocess.run([NNABLA, "-c", NNABLA_ARRAYS, json.dumps(EXPRESSIONS)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = nnabla_rows(NNABLA, NNABLA_ARRAYS, EXPRESSIONS, tmp_path)
     assert len(rows) == len(EXPRESSIONS)
     for text, row in zip(EXPRESSIONS, rows, strict=True):
         nn.clear_parameters()

@@ -21,6 +21,7 @@ import array_api_strict as xps
 import numpy as np
 import pytest
 from gradcheck import arguments, check_function
+from nnabla_run import nnabla_rows
 
 import symcompile as nn
 import symcompile.functions as F
@@ -432,11 +433,7 @@ for i, (text, _) in enumerate(json.loads(sys.argv[1])):
 def test_array_functions_against_nnabla(tmp_path):
     """The output (and where marked, the gradient of x) of each expression equals nnabla
     1.39's."""
-    done = subprocess.run([NNABLA, "-c", NNABLA_ARRAYS, json.dumps(EXPRESSIONS)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = nnabla_rows(NNABLA, NNABLA_ARRAYS, EXPRESSIONS, tmp_path)
     assert len(rows) == len(EXPRESSIONS)
 
     def index(values):

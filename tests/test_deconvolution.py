@@ -12,13 +12,12 @@ base_axis, and their PF layers.
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
 from gradcheck import check_function
+from nnabla_run import nnabla_rows
 
 import symcompile as nn
 import symcompile.functions as F
@@ -235,11 +234,7 @@ for i, (text, x_shape, w_shape) in enumerate(json.loads(sys.argv[1])):
                     "(a Python 3.10 with `pip install nnabla`)")
 def test_against_nnabla(tmp_path):
     """The output, dx and dw of each call equal nnabla 1.39's on the same float32 inputs."""
-    done = subprocess.run([NNABLA, "-c", NNABLA_CONV, json.dumps(CALLS)], capture_output=True,
-                          text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = nnabla_rows(NNABLA, NNABLA_CONV, CALLS, tmp_path)
     assert len(rows) == len(CALLS)
     for (text, x_shape, w_shape), row in zip(CALLS, rows, strict=True):
         nn.clear_parameters()

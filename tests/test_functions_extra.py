@@ -15,15 +15,14 @@ random augmentations F.random_flip, F.random_shift and F.random_crop.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import subprocess
 
 import array_api_strict as xps
 import numpy as np
 import pytest
 from gradcheck import arguments, check_function
+from nnabla_run import nnabla_rows
 
 import symcompile as nn
 import symcompile.functions as F
@@ -482,11 +481,7 @@ for i, (text, backward) in enumerate(json.loads(sys.argv[1])):
 def test_functions_against_nnabla(tmp_path):
     """The output (and where marked, the gradients of x, p and q) of each expression
     equals nnabla 1.39's."""
-    done = subprocess.run([NNABLA, "-c", NNABLA_EXTRA, json.dumps(EXPRESSIONS)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = nnabla_rows(NNABLA, NNABLA_EXTRA, EXPRESSIONS, tmp_path)
     assert len(rows) == len(EXPRESSIONS)
     for (text, backward), row in zip(EXPRESSIONS, rows, strict=True):
         nn.clear_parameters()
@@ -541,12 +536,8 @@ def test_nnabla_chooses_among_the_same_choices(tmp_path):
     flips/shifts/crops symcompile's can give (the streams differ, the choices do not):
     the shift's direction y[j] = x[j - t], its reflect and constant borders, the crop's
     offsets."""
-    done = subprocess.run([NNABLA, "-c", NNABLA_AUGMENTATIONS,
-                           json.dumps([text for text, _, _ in NNABLA_CHOICES])],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = nnabla_rows(NNABLA, NNABLA_AUGMENTATIONS,
+                       [text for text, _, _ in NNABLA_CHOICES], tmp_path)
     assert len(rows) == len(NNABLA_CHOICES)
     for (text, kind, kw), row in zip(NNABLA_CHOICES, rows, strict=True):
         x, out, dx, g = (np.array(row[k], np.float64) for k in ("x", "out", "dx", "g"))

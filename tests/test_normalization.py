@@ -15,13 +15,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
 from gradcheck import check_function, compile_f64
+from nnabla_run import nnabla_rows
 from test_array_api_backend import DEVICE, compare_runs, compile_both, on_device, run_all
 
 import symcompile as nn
@@ -371,11 +370,7 @@ def test_batch_normalization_against_nnabla(tmp_path):
              {"shape": [3, 4, 2, 3], "axes": [1, 3], "batch_stat": True},
              {"shape": [4, 3, 2, 2], "axes": [1], "batch_stat": False}]
     cases = [dict(case, seed=i) for i, case in enumerate(cases)]
-    done = subprocess.run([NNABLA, "-c", NNABLA_BN, json.dumps(cases)], capture_output=True,
-                          text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = nnabla_rows(NNABLA, NNABLA_BN, cases, tmp_path)
     assert len(rows) == len(cases)
     for case, row in zip(cases, rows, strict=True):
         nn.clear_parameters()
@@ -516,11 +511,7 @@ PER_SAMPLE_LAYERS = ["PF.layer_normalization(x)", "PF.instance_normalization(x)"
 @pytest.mark.skipif(not NNABLA, reason="SYMCOMPILE_NNABLA_PYTHON is not set "
                     "(a Python 3.10 with `pip install nnabla`)")
 def test_per_sample_layers_against_nnabla(tmp_path):
-    done = subprocess.run([NNABLA, "-c", NNABLA_PER_SAMPLE, json.dumps(PER_SAMPLE_LAYERS)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = nnabla_rows(NNABLA, NNABLA_PER_SAMPLE, PER_SAMPLE_LAYERS, tmp_path)
     assert len(rows) == len(PER_SAMPLE_LAYERS)
     for text, row in zip(PER_SAMPLE_LAYERS, rows, strict=True):
         nn.clear_parameters()

@@ -14,13 +14,12 @@ F.weight_standardization, F.weight_normalization, F.spectral_norm and their PF l
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
 from gradcheck import arguments, check_formulas, check_function, compile_f64
+from nnabla_run import nnabla_rows
 from test_normalization import reference as bn_reference
 from test_normalization import running_reference
 
@@ -615,11 +614,7 @@ CASES = [
 def test_against_nnabla(tmp_path):
     """y, the gradient to every input and parameter, and the parameters after one
     forward pass (running statistics) equal nnabla 1.39's on the same float32 numbers."""
-    done = subprocess.run([NNABLA, "-c", NNABLA_CASES, json.dumps(CASES)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = nnabla_rows(NNABLA, NNABLA_CASES, CASES, tmp_path)
     assert len(rows) == len(CASES)
     for case, row in zip(CASES, rows, strict=True):
         nn.clear_parameters()

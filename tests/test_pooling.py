@@ -14,13 +14,12 @@ by kernels in both backends.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
 from gradcheck import check_function
+from nnabla_run import nnabla_rows
 from test_array_api_backend import DEVICE, compare_runs, compile_both, on_device, run_all
 
 import symcompile as nn
@@ -316,11 +315,7 @@ def test_every_pooling_against_nnabla(tmp_path):
     nnabla 1.39's, computed in a subprocess on the same float32 inputs and cotangents,
     to float32 rounding."""
     cases = _nnabla_cases()
-    done = subprocess.run([NNABLA, "-c", NNABLA_POOLING, json.dumps(cases)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = nnabla_rows(NNABLA, NNABLA_POOLING, cases, tmp_path)
     assert len(rows) == len(cases)
     for case, row in zip(cases, rows, strict=True):
         nn.clear_parameters()
