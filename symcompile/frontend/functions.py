@@ -494,6 +494,16 @@ __all__ += ["fused_batch_normalization", "clip_grad_by_value", "clip_grad_by_nor
             "weight_normalization", "mean_subtraction", "spectral_norm"]
 
 
+def _updated_in_place(op: str, setting: str, **variables: Variable) -> None:
+    """Refuse an intermediate among `variables` (by name): with `setting` the forward pass
+    updates each in place, so each must be a leaf (a parameter)."""
+    for name, var in variables.items():
+        if var.parent is not None:
+            raise ValueError(f"F.{op}: with {setting} the forward pass updates {name} in place, "
+                             f"so it must be a leaf Variable (a parameter), not the output of "
+                             f"{var.parent.name}")
+
+
 def _batch_normalization(op, x, beta, gamma, mean, variance, z, axes, decay_rate, eps,
                          batch_stat, output_stat) -> Variable:
     """The `op` node (batch_normalization, or fused_batch_normalization with residual
@@ -512,12 +522,7 @@ def _batch_normalization(op, x, beta, gamma, mean, variance, z, axes, decay_rate
     if not all(isinstance(v, Variable) for v in inputs):
         return _record(op, inputs)  # raises the TypeError
     if batch_stat and mean is not None:
-        for name, var in (("mean", mean), ("variance", variance)):
-            if var.parent is not None:
-                raise ValueError(
-                    f"F.{op}: with batch_stat=True the forward pass updates {name} in place, "
-                    f"so it must be a leaf Variable (a parameter), not the output of "
-                    f"{var.parent.name}")
+        _updated_in_place(op, "batch_stat=True", mean=mean, variance=variance)
     items = [axes] if isinstance(axes, numbers.Integral) else list(axes)
     attrs = {"axes": normalize_axes(op, items, x.shape),
              "decay_rate": number(decay_rate, op, "decay_rate"), "eps": number(eps, op, "eps"),
@@ -677,12 +682,7 @@ def mean_subtraction(x, mean, t, base_axis=1, update_running_mean=True):
     if not all(isinstance(v, Variable) for v in inputs):
         return _record("mean_subtraction", inputs)  # raises the TypeError
     if update_running_mean:
-        for name, var in (("mean", mean), ("t", t)):
-            if var.parent is not None:
-                raise ValueError(
-                    f"F.mean_subtraction: with update_running_mean=True the forward pass "
-                    f"updates {name} in place, so it must be a leaf Variable (a parameter), "
-                    f"not the output of {var.parent.name}")
+        _updated_in_place("mean_subtraction", "update_running_mean=True", mean=mean, t=t)
     return _record("mean_subtraction", inputs, base_axis=int(base_axis),
                    update_running_mean=bool(update_running_mean))
 
@@ -707,10 +707,8 @@ def spectral_norm(w, u, dim=0, itr=1, eps=1e-12, test=False, output_u=False):
         raise ValueError(f"F.spectral_norm: eps must be positive, got {eps!r}")
     if u.shape != (w.shape[dim],):  # (before the power iteration is built from it)
         OPS["spectral_norm"].infer_shape((w.shape, u.shape), {"dim": int(dim)})
-    if not test and u.parent is not None:
-        raise ValueError("F.spectral_norm: with test=False the forward pass updates u in "
-                         "place, so it must be a leaf Variable (a parameter), not the output "
-                         f"of {u.parent.name}")
+    if not test:
+        _updated_in_place("spectral_norm", "test=False", u=u)
     eps = number(eps, "spectral_norm", "eps")
     last, perm, (rows, columns) = spectral_norm_matrix(w.shape, int(dim))
     matrix = reshape(w if last else transpose(w, perm), (rows, columns))
