@@ -458,7 +458,7 @@ class _ModuleBuilder:
             "Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); "
             "_tN = a shared value",
         ]
-        if any(node.op == "grad" for node in graph.nodes):
+        if graph.differentiates_gradients:
             lines.append("            grad_<v> = a gradient nn.grad made a value of the graph")
         if program.derivatives:
             lines.append("")

@@ -82,6 +82,12 @@ class Graph:
     def root(self) -> Value:
         return self.values[self.outputs[0]]
 
+    @property
+    def differentiates_gradients(self) -> bool:
+        """Whether a gradient is a value of the graph (nn.grad), which the backward pass
+        then differentiates again."""
+        return any(node.op == "grad" for node in self.nodes)
+
     def fingerprint(self) -> str:
         """A hash of the graph's structure, names, shapes and dtypes.
 

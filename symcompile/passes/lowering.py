@@ -104,7 +104,7 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
         if value.need_grad:
             program.needs_grad.add(sym)
 
-    twice = any(node.op == "grad" for node in graph.nodes)
+    twice = graph.differentiates_gradients
 
     def lowered(node) -> sympy.Expr:
         """The node's value as one expression over its inputs' expressions."""
