@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ from symcompile.common.progress import ProgressLine
 from symcompile.compiler.options import FUSION_OPS_LIMIT
 
 EXECUTES = ("MODEL.py is executed as Python (its if __name__ == '__main__' block is "
-            "skipped): only run model files you trust.")
+            "skipped): only run model files you trust. nnabla's files (.nnp, .nntxt, "
+            ".protobuf) are read, not run.")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("-o", "--output-dir", default="generated",
                           help="directory for the module (default: generated)")
     compile_.add_argument("--name", help="module name (default: the model file's name)")
+    compile_.add_argument("--network", help="nnabla files: the network to compile (default: "
+                          "the first executor's)")
+    compile_.add_argument("--output", help="nnabla files: the variable the module computes "
+                          "(default: the executor's output)")
     _common(compile_)
 
     show = commands.add_parser(
@@ -138,7 +144,7 @@ def _compile(args, output_dir: Path, regenerate: str):
     from symcompile.tools import compile as compiler
     from symcompile.tools.model_file import load_loss
 
-    loss = load_loss(args.model)
+    loss = load_loss(args.model, getattr(args, "network", None), getattr(args, "output", None))
     name = getattr(args, "name", None) or Path(args.model).stem
     solver = args.solver
     with ProgressLine(sys.stderr, Path(args.model).name) as progress:
@@ -153,7 +159,8 @@ def _compile(args, output_dir: Path, regenerate: str):
 def regenerate_command(model: str, output_dir: str, name: str | None = None, *,
                        solver: str = "sgd", dtype: str = "float32",
                        fusion_limit: int = FUSION_OPS_LIMIT, check_finite: bool = False,
-                       backend: str = "numpy") -> str:
+                       backend: str = "numpy", network: str | None = None,
+                       output: str | None = None) -> str:
     """The command line that regenerates a module, as written in its header: the
     options that differ from their defaults are part of it."""
     try:  # relative to the working directory when inside it: the same on every checkout
@@ -164,6 +171,9 @@ def regenerate_command(model: str, output_dir: str, name: str | None = None, *,
     parts = ["symcompile compile", model, "-o", out]
     if name:
         parts += ["--name", name]
+    for option, value in (("--network", network), ("--output", output)):
+        if value:
+            parts += [option, shlex.quote(value)]
     if solver != "sgd":
         parts += ["--solver", solver]
     if dtype != "float32":
@@ -184,7 +194,8 @@ def cmd_compile(args) -> int:
                                          solver=args.solver, dtype=args.dtype,
                                          fusion_limit=args.fusion_limit,
                                          check_finite=args.check_finite,
-                                         backend=args.backend))
+                                         backend=args.backend, network=args.network,
+                                         output=args.output))
     graph = result.graph
     print(f"compiled {graph.name}: {len(graph.nodes)} nodes, {len(graph.parameters)} "
           f"parameters -> {result.path}  ({time.perf_counter() - started:.2f} s)")

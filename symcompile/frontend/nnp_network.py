@@ -1,0 +1,477 @@
+"""Graphs as nnabla's `Network` messages and back: the network part of `.nnp` files.
+
+Writing walks the graph of the outputs and writes one nnabla function per recorded
+`F.*` node, with nnabla's type name and `<type>_param` arguments. Most of symcompile's
+node arguments are nnabla's by name; `_EXPORT` lists the ones that differ, and an
+argument nnabla has but the node does not is an error rather than a default, since a
+missing proto3 field reads as 0 (a `LeakyReLU` would lose its `alpha`). Names follow
+nnabla's writer: `@<network>/<Type>` for functions (`_1`, `_2`, ... when repeated),
+`<function>_out` for their outputs, scope paths for parameters.
+
+Reading calls the `F.*` function of each nnabla function, in the file's order, with the
+file's arguments, so the graph is built, and checked, as if written by hand. Only the
+arguments whose Python spelling differs from the function's are translated (`_IMPORT`).
+
+With a variable batch size (nnabla's default), the first dimension of the variables
+that depend on the network's inputs is written as -1 and filled with the batch size on
+reading, as nnabla does; unlike nnabla's writer, a function with `base_axis` other than
+1 is kept as it is (nnabla folds the leading axes into one).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from symcompile.common.nnabla_proto import is_repeated, message_class
+from symcompile.frontend import functions as F
+from symcompile.frontend.parameter import parameter_keys_by_storage
+from symcompile.frontend.variable import Variable
+from symcompile.ops.registry import OPS
+
+
+class NnpError(ValueError):
+    """A network cannot be written as, or read from, nnabla's format."""
+
+
+# --- writing --------------------------------------------------------------------------------
+
+# Arguments nnabla's function has and symcompile's node never varies: the value the node
+# implies.
+_IMPLIED = {"inplace": False, "channel_last": False, "with_index": False, "only_index": False}
+
+# Node arguments that are symcompile's own bookkeeping, by op: not written.
+_INTERNAL = {
+    "batch_normalization": {"running"},
+    "fused_batch_normalization": {"running", "residual", "no_bias", "no_scale"},
+    "interpolate": {"axes"},
+    "top_k_data_index": {"index"},
+    "reduce_sum": {"axes", "keepdims"},
+    "reduce_mean": {"axes", "keepdims"},
+}
+
+
+def _renamed(args: dict) -> dict:
+    return {"keep_dims" if key == "keepdims" else key: value for key, value in args.items()}
+
+
+def _pad(args: dict) -> dict:
+    pairs = [w for pair in zip(args["before"], args["after"], strict=True) for w in pair]
+    return {"pad_width": pairs, "mode": args.get("mode", "constant"),
+            "constant_value": args["constant_value"]}
+
+
+def _uniform(args: dict) -> dict:
+    return {"low": args["a"], "high": args["b"], "shape": args["shape"], "seed": args["seed"]}
+
+
+def _normal(args: dict) -> dict:
+    return {"mu": args["a"], "sigma": args["b"], "shape": args["shape"], "seed": args["seed"]}
+
+
+def _fused(args: dict) -> dict:
+    return {**args, "nonlinearity": "relu"}
+
+
+def _index_of(args: dict) -> dict:
+    return {**_renamed(args), "only_index": True}
+
+
+def _index_second(args: dict) -> dict:
+    return {**args, "with_index": True}
+
+
+@dataclass(frozen=True)
+class _Export:
+    """How one op's node becomes an nnabla function: the arguments, and which of the
+    function's outputs the node's output is (for ops that are one output of several)."""
+
+    arguments: object = _renamed
+    output: object = None  # args -> (position, count)
+
+
+_EXPORT = {
+    "pad": _Export(_pad),
+    "rand": _Export(_uniform), "randint": _Export(_uniform), "randn": _Export(_normal),
+    "fused_batch_normalization": _Export(_fused),
+    "max_index": _Export(_index_of), "min_index": _Export(_index_of),
+    "sort_index": _Export(_index_of),
+    "top_k_data_index": _Export(_index_second, lambda args: (1, 2)),
+    "norm_normalization": _Export(lambda args: {**args, "eps": 1e-12}),  # unused by nnabla
+    "meshgrid": _Export(lambda args: {"ij_indexing": args["ij_indexing"]},
+                        lambda args: (args["output"], None)),
+}
+
+# Ops whose nodes have no nnabla function of their own, with what to do instead.
+_NOT_WRITABLE = {
+    "grad": "a gradient made by nn.grad is not a function of nnabla's format; write the "
+            "network before differentiating it",
+    "random_flip": "its node holds the drawn flip, not nnabla's arguments",
+    "random_shift": "its node holds the drawn shifts, not nnabla's arguments",
+    "random_crop": "its node holds the drawn crop, not nnabla's arguments",
+    "spectral_norm": "symcompile builds it from its power iteration, which nnabla's "
+                     "SpectralNorm function does itself",
+}
+
+
+def _reject(func, why: str):
+    where = f" (at {func.callsite.display})" if func.callsite else ""
+    raise NnpError(f"F.{func.op.name}{where}: cannot be written to an nnabla network: {why}")
+
+
+def _parameter_field(type_name: str):
+    """(`<type>_param` field name, its message's field names) of nnabla's function, or
+    None for a function without arguments."""
+    function = message_class("Function").DESCRIPTOR
+    for candidate in function.fields:
+        if candidate.message_type is not None \
+                and candidate.message_type.name == f"{type_name}Parameter":
+            return candidate.name, [f.name for f in candidate.message_type.fields]
+    return None
+
+
+def _arguments(func) -> tuple[str, dict, tuple[int, int | None]]:
+    """nnabla's (type, arguments, (output position, output count)) of one node."""
+    op = func.op
+    if op.name in _NOT_WRITABLE:
+        _reject(func, _NOT_WRITABLE[op.name])
+    if op.name in ("batch_normalization", "fused_batch_normalization") \
+            and not func.args.get("running", True):
+        _reject(func, "nnabla's function needs the running mean and variance as inputs")
+    if op.name == "fused_batch_normalization" and (func.args.get("no_bias")
+                                                   or func.args.get("no_scale")):
+        _reject(func, "nnabla's FusedBatchNormalization needs both beta and gamma")
+    rule = _EXPORT.get(op.name, _Export())
+    internal = _INTERNAL.get(op.name, set())
+    args = rule.arguments({k: v for k, v in func.args.items() if k not in internal})
+    position = rule.output(func.args) if rule.output else (0, 1)
+    layout = _parameter_field(op.type_name)
+    names = layout[1] if layout else []
+    extra = sorted(set(args) - set(names))
+    if extra:
+        _reject(func, f"nnabla's {op.type_name} has no argument {', '.join(extra)}")
+    values = {}
+    for name in names:
+        if name in args:
+            values[name] = args[name]
+        elif name in _IMPLIED:
+            values[name] = _IMPLIED[name]
+        else:
+            _reject(func, f"no value for nnabla's argument {op.type_name}.{name}")
+    return op.type_name, values, position
+
+
+def _set_field(message, name: str, value) -> None:
+    target = getattr(message, name)
+    kind = message.DESCRIPTOR.fields_by_name[name]
+    if kind.message_type is not None:  # Shape
+        target.dim.extend(int(d) for d in value)
+    elif is_repeated(kind):
+        target.extend(_scalar(kind, v) for v in value)
+    else:
+        setattr(message, name, _scalar(kind, value))
+
+
+def _scalar(kind, value):
+    """A node's argument (a Python or SymPy number, a string) as the field's type."""
+    if kind.type == kind.TYPE_BOOL:
+        return bool(value)
+    if kind.type in (kind.TYPE_FLOAT, kind.TYPE_DOUBLE):
+        return float(value)
+    if kind.type == kind.TYPE_STRING:
+        return str(value)
+    return int(value)
+
+
+def _graph_order(outputs) -> list:
+    """The graph's nodes, each after the nodes of its inputs (iteratively: deep graphs)."""
+    order, seen = [], set()
+    stack = [(var, False) for var in reversed(outputs)]
+    while stack:
+        var, expanded = stack.pop()
+        func = var.parent
+        if func is None or (id(func) in seen and not expanded):
+            continue
+        if expanded:
+            if id(func) not in seen:
+                seen.add(id(func))
+                order.append(func)
+            continue
+        stack.append((var, True))
+        stack.extend((v, False) for v in reversed(func.inputs) if v.parent is not None
+                     and id(v.parent) not in seen)
+    return order
+
+
+@dataclass
+class _Names:
+    """Names of the network's variables: given, parameter keys, or nnabla's `_out`."""
+
+    network: str
+    given: dict[int, str]
+    parameters: dict[int, str] = field(default_factory=parameter_keys_by_storage)
+    names: dict[int, str] = field(default_factory=dict)
+    taken: set = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def function(self, type_name: str) -> str:
+        count = self.counts.get(type_name, 0)
+        self.counts[type_name] = count + 1
+        return f"@{self.network}/{type_name}" + (f"_{count}" if count else "")
+
+    def of(self, var: Variable, default: str) -> str:
+        key = id(var._storage)
+        if key not in self.names:
+            name = self.given.get(key) or self.parameters.get(key) or default
+            if name in self.taken:
+                raise NnpError(f"network {self.network!r}: two variables are named {name!r}; "
+                               "give them different names in 'names' and 'outputs'")
+            self.taken.add(name)
+            self.names[key] = name
+        return self.names[key]
+
+
+def network_message(name: str, batch_size: int, outputs: dict, names: dict,
+                    variable_batch_size: bool = True):
+    """nnabla's `Network` message of the graph computing `outputs` (name -> Variable),
+    its variables named by `names` (name -> Variable) where given; and the names of its
+    inputs and parameters."""
+    if not outputs:
+        raise NnpError(f"network {name!r}: 'outputs' is empty; give the Variables the "
+                       "network computes as {'name': variable}")
+    for what, table in (("outputs", outputs), ("names", names)):
+        for key, var in table.items():
+            if not isinstance(var, Variable):
+                raise NnpError(f"network {name!r}: {what}[{key!r}] must be a Variable, got "
+                               f"{type(var).__name__}")
+    given = {id(var._storage): key for key, var in {**names, **outputs}.items()}
+    naming = _Names(name, given)
+    proto = message_class("Network")(name=name, batch_size=int(batch_size))
+    variables, kinds, batched = [], {}, set()
+    inputs, parameters = [], []
+
+    def declare(var, default, kind):
+        var_name = naming.of(var, default)
+        if var_name not in kinds:
+            kinds[var_name] = kind
+            variables.append((var_name, var))
+        return var_name
+
+    for func in _graph_order(list(outputs.values())):
+        type_name, values, (position, count) = _arguments(func)
+        function_name = naming.function(type_name)
+        input_names = []
+        for var in func.inputs:
+            if var.parent is None:
+                is_parameter = id(var._storage) in naming.parameters \
+                    and id(var._storage) not in given
+                input_name = declare(var, f"{function_name}_input{len(input_names)}",
+                                     "Parameter" if is_parameter else "Buffer")
+                if not is_parameter:
+                    batched.add(input_name)
+                    if input_name not in inputs:
+                        inputs.append(input_name)
+                elif input_name not in parameters:
+                    parameters.append(input_name)
+            else:
+                input_name = naming.of(var, "")
+            input_names.append(input_name)
+        if count is None:  # one output per input (Meshgrid)
+            count = len(func.inputs)
+        output_names = [f"{function_name}_out_{i}" if count > 1 else f"{function_name}_out"
+                        for i in range(count)]
+        for out in func.outputs:
+            output_names[position] = declare(out, output_names[position], "Buffer")
+        for i, out_name in enumerate(output_names):
+            if i != position and out_name not in kinds:
+                kinds[out_name] = "Buffer"
+                variables.append((out_name, None))
+        if any(n in batched for n in input_names):
+            batched.update(output_names)
+        message = proto.function.add(name=function_name, type=type_name)
+        message.input.extend(input_names)
+        message.output.extend(output_names)
+        layout = _parameter_field(type_name)
+        if layout:
+            param = getattr(message, layout[0])
+            param.SetInParent()
+            for key, value in values.items():
+                _set_field(param, key, value)
+        if variable_batch_size and type_name in ("Reshape", "Broadcast") \
+                and any(n in batched for n in input_names):
+            _batch_placeholder(message, layout[0], batch_size)
+    shapes = _shapes(variables, proto.function)
+    for var_name, _ in variables:
+        shape = list(shapes[var_name])
+        if variable_batch_size and var_name in batched and shape and shape[0] == batch_size:
+            shape[0] = -1
+        entry = proto.variable.add(name=var_name, type=kinds[var_name])
+        entry.shape.dim.extend(shape)
+    return proto, inputs, parameters
+
+
+def _batch_placeholder(function, param_name: str, batch_size: int) -> None:
+    """-1 for the batch in the shape argument of a Reshape or Broadcast of batched data
+    (as nnabla's writer), so that the network runs at another batch size."""
+    shape = getattr(function, param_name).shape
+    if shape.dim and shape.dim[0] == batch_size:
+        shape.dim[0] = -1
+
+
+def _shapes(variables, functions) -> dict[str, tuple]:
+    """Shapes of the network's variables: the graph's, and for the outputs a node does not
+    compute (the other outputs of Meshgrid, or TopKData's values), nnabla's shape."""
+    shapes = {name: var.shape for name, var in variables if var is not None}
+    for function in functions:
+        known = [shapes[n] for n in function.output if n in shapes]
+        for name in function.output:
+            if name in shapes:
+                continue
+            if function.type == "TopKData" and not function.top_k_data_param.reduce:
+                shapes[name] = shapes[function.input[0]]  # the values, x's shape
+            else:  # Meshgrid's outputs share a shape; so do reduced TopKData's
+                shapes[name] = known[0]
+    return shapes
+
+
+# --- reading --------------------------------------------------------------------------------
+
+def _field_values(message) -> dict:
+    """A `<type>_param` message as a dict: Shape fields as lists, repeated as lists."""
+    values = {}
+    for descriptor in message.DESCRIPTOR.fields:
+        value = getattr(message, descriptor.name)
+        if descriptor.message_type is not None and descriptor.message_type.name == "Shape":
+            values[descriptor.name] = [int(d) for d in value.dim]
+        elif descriptor.message_type is not None:
+            values[descriptor.name] = value
+        elif is_repeated(descriptor):
+            values[descriptor.name] = list(value)
+        else:
+            values[descriptor.name] = value
+    return values
+
+
+def _reduction(values: dict) -> dict:
+    axes = values.pop("axes")
+    values["axis"] = axes if axes else None
+    values["keepdims"] = values.pop("keep_dims")
+    return values
+
+
+def _normalization_inputs(inputs: list, values: dict) -> list:
+    """x, beta, gamma, mean, variance with None where nnabla's flags say absent."""
+    x, rest = inputs[0], list(inputs[1:])
+    beta = None if values.pop("no_bias", False) else rest.pop(0)
+    gamma = None if values.pop("no_scale", False) else rest.pop(0)
+    return [x, beta, gamma, *rest]
+
+
+_IMPORT = {"Sum": _reduction, "Mean": _reduction, "Max": _reduction, "Min": _reduction,
+           "Prod": _reduction}
+
+
+def _function_of(type_name: str):
+    """symcompile's `F.*` function for nnabla's function type."""
+    for name in F.__all__:
+        op = OPS.get(name)
+        if op is not None and op.type_name == type_name:
+            return getattr(F, name)
+    return None
+
+
+def _batch_sized(shape: list, batch_size: int) -> tuple:
+    return tuple(batch_size if d < 0 else d for d in shape)
+
+
+def _call(function, values_of, batch_size):
+    """Outputs of one nnabla function message, built with symcompile's F."""
+    call = _function_of(function.type)
+    if call is None:
+        raise NnpError(f"function {function.name!r}: nnabla's {function.type} is not one of "
+                       "symcompile's functions yet (see the README's list)")
+    inputs = [values_of(name) for name in function.input]
+    which = function.WhichOneof("parameter")
+    values = _field_values(getattr(function, which)) if which else {}
+    values.pop("inplace", None)
+    for key in ("shape",):
+        if key in values and function.type in ("Reshape", "Broadcast"):
+            values[key] = list(_batch_sized(values[key][:1], batch_size)) + values[key][1:]
+    if "no_bias" in values:  # the Python function takes None for an absent beta or gamma
+        inputs = _normalization_inputs(inputs, values)
+    values = _IMPORT.get(function.type, lambda v: v)(values)
+    parameters = inspect.signature(call).parameters
+    keywords = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    unknown = [] if keywords else [k for k in values if k not in parameters]
+    if unknown:
+        raise NnpError(f"function {function.name!r} ({function.type}): symcompile's "
+                       f"F.{call.__name__} has no argument {', '.join(unknown)}")
+    try:
+        outputs = call(*inputs, **values)
+    except (TypeError, ValueError) as exc:
+        raise NnpError(f"function {function.name!r} ({function.type}) with arguments "
+                       f"{values}: {exc}") from exc
+    outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+    if len(outputs) != len(function.output):
+        raise NnpError(f"function {function.name!r} ({function.type}): the file names "
+                       f"{len(function.output)} outputs, F.{call.__name__} gave {len(outputs)}")
+    return outputs
+
+
+@dataclass
+class BuiltNetwork:
+    """A network read from a file: its variables by name, and which are its inputs and
+    outputs (variables no function computes, and variables no function reads)."""
+
+    name: str
+    batch_size: int
+    variables: dict
+    inputs: dict
+    outputs: dict
+
+
+def build_network(proto, parameters: dict, batch_size: int | None = None) -> BuiltNetwork:
+    """The graph of nnabla's `Network` message `proto`, its parameters taken from
+    `parameters` (name -> Variable) and its -1 dimensions set to `batch_size` (default:
+    the file's)."""
+    batch_size = int(batch_size or proto.batch_size or 1)
+    declared = {v.name: v for v in proto.variable}
+    computed = {name for function in proto.function for name in function.output}
+    read = {name for function in proto.function for name in function.input}
+    variables: dict[str, Variable] = {}
+
+    def values_of(name):
+        if name in variables:
+            return variables[name]
+        entry = declared.get(name)
+        if entry is None:
+            raise NnpError(f"network {proto.name!r}: variable {name!r} is read but not "
+                           "declared")
+        if entry.type == "Parameter":
+            if name not in parameters:
+                raise NnpError(f"network {proto.name!r}: parameter {name!r} is not in the "
+                               "file's parameters")
+            var = parameters[name]
+        else:
+            var = Variable(_batch_sized(list(entry.shape.dim), batch_size))
+            var.name = name
+        variables[name] = var
+        return var
+
+    for function in proto.function:
+        for name, out in zip(function.output, _call(function, values_of, batch_size),
+                             strict=True):
+            expected = _batch_sized(list(declared[name].shape.dim), batch_size) \
+                if name in declared else out.shape
+            if tuple(out.shape) != expected:
+                raise NnpError(f"network {proto.name!r}: {function.name} ({function.type}) "
+                               f"gives {name!r} the shape {out.shape}, the file says "
+                               f"{expected}")
+            out.name = name
+            variables[name] = out
+    inputs = {n: variables[n] for n in variables
+              if n not in computed and declared.get(n) is not None
+              and declared[n].type != "Parameter"}
+    outputs = {n: variables[n] for n in computed if n not in read and n in variables}
+    outputs = {n: outputs[n] for n in variables if n in outputs}  # the file's order
+    return BuiltNetwork(proto.name, batch_size, variables, inputs, outputs)
