@@ -259,6 +259,49 @@ class CumProdGrad(KernelBase):
     def shape(self, shapes):
         return shapes.of(self.args[0])
 
+    def vjp(self, index, g, shapes):
+        """dx = J(x)^T dy: in dy its transpose J g (the JVP of the cumulative product);
+        in x the Hessian of sum(dy * cumprod(x)), symmetric, times g."""
+        g = exact(g, self.shape(shapes), shapes)
+        x, dy, axis = self.args
+        if index == 1:
+            return CumProdJvp(x, g, axis)
+        return CumProdGradJvp(x, dy, g, axis)
+
+
+class CumProdJvp(KernelBase):
+    """The change of `CumProd` of x when x changes by t: u[0] = t[0], u[i] = u[i-1] *
+    x[i] + y[i-1] * t[i]; args (x, t, axis). (No VJP: a third derivative of cumprod.)"""
+
+    nargs = 3
+    tensor_args = (0, 1)
+    kernel = "cumulative_prod_jvp"
+    options = ("axis",)
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[1] == 0 else None  # linear in t
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+
+class CumProdGradJvp(KernelBase):
+    """The change of `CumProdGrad` of (x, dy) when x changes by t; args (x, dy, t, axis).
+    (No VJP: a third derivative of cumprod.)"""
+
+    nargs = 4
+    tensor_args = (0, 1, 2)
+    kernel = "cumulative_prod_grad_jvp"
+    options = ("axis",)
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[1] == 0 or args[2] == 0 else None  # bilinear
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
 
 def _order_only(x: sympy.Expr) -> sympy.Expr:
     """x where a gradient primitive reads only the order of its elements (piecewise

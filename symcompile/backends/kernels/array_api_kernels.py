@@ -498,6 +498,40 @@ def cumulative_prod_grad(xp, x, dy, axis):
     return xp.moveaxis(prefix * xp.stack(suffix, axis=0), 0, axis)
 
 
+def cumulative_prod_jvp(xp, x, t, axis):
+    """The change of y = cumulative_prod(x) when x changes by t (J t, the VJP of
+    cumulative_prod_grad in dy), without division: u[0] = t[0] and
+    u[i] = u[i-1] * x[i] + y[i-1] * t[i] along `axis` (slices, stacked)."""
+    x, t = xp.moveaxis(x, axis, 0), xp.moveaxis(t, axis, 0)
+    y = xp.cumulative_prod(x, axis=0)
+    u = [t[0, ...]]
+    for i in range(1, x.shape[0]):
+        u.append(u[-1] * x[i, ...] + y[i - 1, ...] * t[i, ...])
+    return xp.moveaxis(xp.stack(u, axis=0), 0, axis)
+
+
+def cumulative_prod_grad_jvp(xp, x, dy, t, axis):
+    """The change of dx = cumulative_prod_grad(x, dy) when x changes by t (the Hessian of
+    sum(dy * cumulative_prod(x)) times t, also the VJP of cumulative_prod_grad in x, the
+    Hessian being symmetric): dx = P * S differentiated through the recurrences of P and
+    S, dP[i] = dP[i-1] * x[i-1] + P[i-1] * t[i-1] (dP[0] = 0) and
+    dS[i] = t[i+1] * S[i+1] + x[i+1] * dS[i+1] (dS[n-1] = 0) (slices, stacked)."""
+    x, dy, t = (xp.moveaxis(a, axis, 0) for a in (x, dy, t))
+    n = x.shape[0]
+    prefix = [xp.ones_like(x[0, ...])]
+    d_prefix = [xp.zeros_like(x[0, ...])]
+    for i in range(1, n):
+        d_prefix.append(d_prefix[-1] * x[i - 1, ...] + prefix[-1] * t[i - 1, ...])
+        prefix.append(prefix[-1] * x[i - 1, ...])
+    suffix, d_suffix = [dy[n - 1, ...]], [xp.zeros_like(dy[n - 1, ...])]
+    for i in range(n - 2, -1, -1):
+        d_suffix.insert(0, t[i + 1, ...] * suffix[0] + x[i + 1, ...] * d_suffix[0])
+        suffix.insert(0, dy[i, ...] + x[i + 1, ...] * suffix[0])
+    result = [dp * s + p * ds for p, dp, s, ds in zip(prefix, d_prefix, suffix, d_suffix,
+                                                        strict=True)]
+    return xp.moveaxis(xp.stack(result, axis=0), 0, axis)
+
+
 def reduce_prod(xp, x, axes, keepdims):
     """The product of x over `axes`: y = prod over those axes of x."""
     return xp.prod(x, axis=tuple(axes), keepdims=bool(keepdims))

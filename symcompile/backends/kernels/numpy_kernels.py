@@ -455,6 +455,39 @@ def cumulative_prod_grad(x, dy, axis):
     return numpy.moveaxis(prefix * suffix, 0, axis)
 
 
+def cumulative_prod_jvp(x, t, axis):
+    """The change of y = cumulative_prod(x) when x changes by t (J t, the VJP of
+    cumulative_prod_grad in dy), without division: u[0] = t[0] and
+    u[i] = u[i-1] * x[i] + y[i-1] * t[i] along `axis`."""
+    x, t = numpy.moveaxis(x, axis, 0), numpy.moveaxis(t, axis, 0)
+    y = numpy.cumprod(x, axis=0)
+    u = numpy.empty(t.shape, dtype=numpy.result_type(x, t))
+    u[0] = t[0]
+    for i in range(1, x.shape[0]):
+        u[i] = u[i - 1] * x[i] + y[i - 1] * t[i]
+    return numpy.moveaxis(u, 0, axis)
+
+
+def cumulative_prod_grad_jvp(x, dy, t, axis):
+    """The change of dx = cumulative_prod_grad(x, dy) when x changes by t (the Hessian of
+    sum(dy * cumulative_prod(x)) times t, which is also the VJP of cumulative_prod_grad
+    in x, the Hessian being symmetric): dx = P * S differentiated through the recurrences
+    of P and S, dP[i] = dP[i-1] * x[i-1] + P[i-1] * t[i-1] (dP[0] = 0) and
+    dS[i] = t[i+1] * S[i+1] + x[i+1] * dS[i+1] (dS[n-1] = 0)."""
+    x, dy, t = (numpy.moveaxis(a, axis, 0) for a in (x, dy, t))
+    dtype = numpy.result_type(x, dy, t)
+    prefix, d_prefix = numpy.ones(x.shape, dtype), numpy.zeros(x.shape, dtype)
+    suffix, d_suffix = numpy.empty(x.shape, dtype), numpy.zeros(x.shape, dtype)
+    suffix[-1] = dy[-1]
+    for i in range(1, x.shape[0]):
+        prefix[i] = prefix[i - 1] * x[i - 1]
+        d_prefix[i] = d_prefix[i - 1] * x[i - 1] + prefix[i - 1] * t[i - 1]
+    for i in range(x.shape[0] - 2, -1, -1):
+        suffix[i] = dy[i] + x[i + 1] * suffix[i + 1]
+        d_suffix[i] = t[i + 1] * suffix[i + 1] + x[i + 1] * d_suffix[i + 1]
+    return numpy.moveaxis(d_prefix * suffix + prefix * d_suffix, 0, axis)
+
+
 def reduce_prod(x, axes, keepdims):
     """The product of x over `axes`: y = prod over those axes of x."""
     return numpy.prod(x, axis=tuple(axes), keepdims=bool(keepdims))
