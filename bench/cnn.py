@@ -13,8 +13,10 @@
 
 Prints milliseconds per step with ratios to torch eager (or to the generated step when
 torch is missing), the compile time of the graph (SymPy already imported), and each
-convolution's forward alone: the generated module's conv_forward kernel against the one
-matrix product of its im2col shapes (and torch's conv2d). No target yet: this measures
+convolution's forward alone: the generated module's kernels (im2col, then conv_matmul,
+the product with the weights) and the fused conv_forward kernel (used for convolutions
+whose im2col matrix exceeds IM2COL_LIMIT) against the one matrix product of its im2col
+shapes (and torch's conv2d). No target yet: this measures
 where the convolution kernels stand (issue 15 sets the targets).
 
 Usage: python bench/cnn.py [--steps N] [--repeats R]
@@ -208,17 +210,20 @@ def seconds_per_call(function, repeats: int, calls: int = 20) -> float:
 
 
 def convolutions_alone(module, repeats: int) -> None:
-    """Each convolution's forward: the generated kernel, one matrix product of its
-    im2col shapes (weights (O, C*K*K) times columns (C*K*K, N*M), contiguous), torch."""
+    """Each convolution's forward: the generated kernels (im2col then the product with the
+    weights), the fused kernel, one matrix product of its im2col shapes (weights
+    (O, C*K*K) times columns (C*K*K, N*M), contiguous), torch."""
+    from symcompile.backends.kernels.numpy_kernels import conv_forward
+
     layers = [("conv1", (BS, 1, SIDE, SIDE), W1_0, PAD1),
               ("conv2", (BS, C1, S1, S1), W2_0, 0)]
     torch = None
     if importlib.util.find_spec("torch"):
         import torch
-    print(f"\nconvolution forward alone, ms/call (median of {repeats}); ratio: conv_forward "
-          "over the matmul of its im2col shapes")
-    print(f"{'layer':<8}{'im2col matmul':>22}{'matmul':>9}{'conv_forward':>14}{'ratio':>8}"
-          f"{'torch conv2d':>14}")
+    print(f"\nconvolution forward alone, ms/call (median of {repeats}); ratios over the matmul "
+          "of its im2col shapes")
+    print(f"{'layer':<8}{'im2col matmul':>22}{'matmul':>9}{'generated':>11}{'ratio':>7}"
+          f"{'fused':>9}{'ratio':>7}{'torch conv2d':>14}")
     for name, shape, w, pad in layers:
         x = rng.standard_normal(shape).astype(np.float32)
         out = shape[2] + 2 * pad - K + 1
@@ -226,11 +231,15 @@ def convolutions_alone(module, repeats: int) -> None:
         a = w.reshape(rows, cols)
         b = rng.standard_normal((cols, BS * out * out)).astype(np.float32)
         matmul = seconds_per_call(lambda a=a, b=b: a @ b, repeats)
-        kernel = seconds_per_call(
-            lambda x=x, w=w, pad=pad: module.conv_forward(x, w, (pad, pad), (1, 1), (1, 1), 1),
-            repeats)
+        y_shape = (BS, w.shape[0], out, out)
+        generated = seconds_per_call(
+            lambda x=x, w=w, pad=pad, y_shape=y_shape: module.conv_matmul(
+                module.im2col(x, (K, K), (pad, pad), (1, 1), (1, 1)), w, y_shape, 1), repeats)
+        fused = seconds_per_call(
+            lambda x=x, w=w, pad=pad: conv_forward(x, w, (pad, pad), (1, 1), (1, 1), 1), repeats)
         line = (f"{name:<8}{f'({rows}x{cols})@({cols}x{BS * out * out})':>22}"
-                f"{matmul * 1e3:>9.3f}{kernel * 1e3:>14.3f}{kernel / matmul:>7.1f}x")
+                f"{matmul * 1e3:>9.3f}{generated * 1e3:>11.3f}{generated / matmul:>6.1f}x"
+                f"{fused * 1e3:>9.3f}{fused / matmul:>6.1f}x")
         if torch is not None:
             tx, tw = torch.from_numpy(x), torch.from_numpy(w)
             with torch.no_grad():

@@ -6,46 +6,48 @@
 # Names:      <v> = value of graph variable v; g_<v> = d(loss)/d(v); _tN = a shared value
 #
 # Derivatives (what the backward section computes):
-#   d loss / d cnn/conv1/conv/W = conv_grad_w(x, cnn_conv1_bn_gamma*(1 -
-#       c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution -
-#       mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +
-#       mean(-cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W,
-#       pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2,
-#       3)) + 1.0e-5), axis=(0, 2, 3)) + mean(-cnn_conv1_bn_gamma*(1 - c1**2)*(convolution +
-#       mean(-convolution, axis=(0, 2, 3)))*(convolution - mean(convolution, axis=(0, 2,
-#       3)))*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1, 1))/(mean((convolution -
-#       mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)**(3/2), axis=(0, 2, 3)),
-#       pad=(1, 1), stride=(2, 2))
-#   d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
-#       cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
+#   d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
+#       cnn_conv1_bn_gamma*(1 - c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2,
+#       cnn_conv2_conv_W), pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
 #       3)))**2, axis=(0, 2, 3)) + 1.0e-5) + mean(-cnn_conv1_bn_gamma*(1 -
-#       c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution -
-#       mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5), axis=(0, 2, 3)) +
-#       mean(-cnn_conv1_bn_gamma*(1 - c1**2)*(convolution + mean(-convolution, axis=(0, 2,
-#       3)))*(convolution - mean(convolution, axis=(0, 2, 3)))*conv_grad_x(g_convolution_2,
-#       cnn_conv2_conv_W, pad=(1, 1))/(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2,
-#       axis=(0, 2, 3)) + 1.0e-5)**(3/2), axis=(0, 2, 3)), axis=(0, 2, 3))
-#   d loss / d cnn/conv1/bn/beta = sum((1 -
-#       c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
-#       mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +
+#       c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+#       1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
+#       1.0e-5), axis=(0, 2, 3)) + mean(-cnn_conv1_bn_gamma*(1 - c1**2)*(convolution +
+#       mean(-convolution, axis=(0, 2, 3)))*(convolution - mean(convolution, axis=(0, 2,
+#       3)))*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+#       1))/(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
+#       1.0e-5)**(3/2), axis=(0, 2, 3)))
+#   d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 -
+#       c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+#       1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
+#       1.0e-5) + mean(-cnn_conv1_bn_gamma*(1 -
+#       c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+#       1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
+#       1.0e-5), axis=(0, 2, 3)) + mean(-cnn_conv1_bn_gamma*(1 - c1**2)*(convolution +
+#       mean(-convolution, axis=(0, 2, 3)))*(convolution - mean(convolution, axis=(0, 2,
+#       3)))*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+#       1))/(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
+#       1.0e-5)**(3/2), axis=(0, 2, 3)), axis=(0, 2, 3))
+#   d loss / d cnn/conv1/bn/beta = sum((1 - c1**2)*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma
+#       *g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2,
+#       3)))**2, axis=(0, 2, 3)) + 1.0e-5) +
 #       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
 #       mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5), axis=(0, 2, 3)) +
 #       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2*(convolution_2 + mean(-convolution_2,
 #       axis=(0, 2, 3)))*(convolution_2 - mean(convolution_2, axis=(0, 2,
 #       3)))/(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5)**(3/2), axis=(0, 2, 3)), cnn_conv2_conv_W, pad=(1, 1)), axis=(0, 2, 3))
+#       1.0e-5)**(3/2), axis=(0, 2, 3)), cnn_conv2_conv_W), pad=(1, 1)), axis=(0, 2, 3))
 #   d loss / d cnn/conv1/bn/gamma = mean(1024*(1 - c1**2)*(convolution + mean(-convolution,
-#       axis=(0, 2,
-#       3)))*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
-#       mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +
-#       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
+#       axis=(0, 2, 3)))*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma*g_batch_normalization_2/s
+#       qrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
+#       1.0e-5) + mean(-cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
 #       mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5), axis=(0, 2, 3)) +
 #       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2*(convolution_2 + mean(-convolution_2,
 #       axis=(0, 2, 3)))*(convolution_2 - mean(convolution_2, axis=(0, 2,
 #       3)))/(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5)**(3/2), axis=(0, 2, 3)), cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution -
+#       1.0e-5)**(3/2), axis=(0, 2, 3)), cnn_conv2_conv_W), pad=(1, 1))/sqrt(mean((convolution -
 #       mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5), axis=(0, 2, 3))
-#   d loss / d cnn/conv2/conv/W = conv_grad_w(c1,
+#   d loss / d cnn/conv2/conv/W = conv_matmul_grad_w(im2col(c1, pad=(1, 1)),
 #       cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2,
 #       axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +
 #       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
@@ -53,7 +55,7 @@
 #       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2*(convolution_2 + mean(-convolution_2,
 #       axis=(0, 2, 3)))*(convolution_2 - mean(convolution_2, axis=(0, 2,
 #       3)))/(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5)**(3/2), axis=(0, 2, 3)), pad=(1, 1))
+#       1.0e-5)**(3/2), axis=(0, 2, 3)))
 #   d loss / d cnn/conv2/conv/b =
 #       sum(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
 #       mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +
@@ -91,7 +93,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = '90fd702076c2f44f'
+SOURCE_HASH = '59fc04729781caad'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -289,80 +291,84 @@ def forward(
             and cnn_classifier_affine_b.shape == (10,) and cnn_classifier_affine_b.dtype == DTYPE):
         refuse_argument('forward', 'cnn_classifier_affine_b', cnn_classifier_affine_b, (10,))
     # --- forward ---
+    # convolution @ examples/digits_cnn.py:44  -> (9, 1024)
+    _t0 = im2col(x, kernel=(3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:44  -> (64, 16, 4, 4)
-    convolution = conv_forward(
-        x, cnn_conv1_conv_W, pad=(1, 1), stride=(2, 2), dilation=(1, 1), group=1
+    convolution = conv_matmul(
+        _t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1
     ) + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t0 = convolution.sum(axis=(0, 2, 3), keepdims=True)
+    _t1 = convolution.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    _t1 = convolution - _t0/1024
+    _t2 = convolution - _t1/1024
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t2 = (_t1**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t3 = (_t2**2).sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t3 = _t2/1024 + 1e-05
+    _t4 = _t3/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t4 = 1/numpy.sqrt(_t3)
+    _t5 = 1/numpy.sqrt(_t4)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t5 = _t4*cnn_conv1_bn_gamma
+    _t6 = _t5*cnn_conv1_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    batch_normalization = _t1*_t5 + cnn_conv1_bn_beta
+    batch_normalization = _t2*_t6 + cnn_conv1_bn_beta
     # tanh (c1) @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     c1 = numpy.tanh(batch_normalization)
+    # convolution @ examples/digits_cnn.py:47  -> (144, 1024)
+    _t7 = im2col(c1, kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:47  -> (64, 32, 4, 4)
-    convolution_2 = conv_forward(
-        c1, cnn_conv2_conv_W, pad=(1, 1), stride=(1, 1), dilation=(1, 1), group=1
+    convolution_2 = conv_matmul(
+        _t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1
     ) + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t6 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t8 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
-    _t7 = convolution_2 - _t6/1024
+    _t9 = convolution_2 - _t8/1024
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t8 = (_t7**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t10 = (_t9**2).sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t9 = _t8/1024 + 1e-05
+    _t11 = _t10/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t10 = 1/numpy.sqrt(_t9)
+    _t12 = 1/numpy.sqrt(_t11)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t11 = _t10*cnn_conv2_bn_gamma
+    _t13 = _t12*cnn_conv2_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
-    batch_normalization_2 = _t11*_t7 + cnn_conv2_bn_beta
+    batch_normalization_2 = _t13*_t9 + cnn_conv2_bn_beta
     # tanh (c2) @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
     c2 = numpy.tanh(batch_normalization_2)
     # average_pooling (c2) @ examples/digits_cnn.py:48; affine, tanh (fc3) @ :50  -> (64, 128)
-    _t12 = numpy.reshape(
+    _t14 = numpy.reshape(
         pool_average(
             c2, kernel=(2, 2), stride=(2, 2), pad=(0, 0), ignore_border=1, including_pad=1
         ),
         (64, 128)
     )
     # average_pooling (c2) @ examples/digits_cnn.py:48; affine, tanh (fc3) @ :50  -> (64, 32)
-    fc3 = numpy.tanh(_t12 @ cnn_fc3_affine_W + cnn_fc3_affine_b)
+    fc3 = numpy.tanh(_t14 @ cnn_fc3_affine_W + cnn_fc3_affine_b)
     # affine (y) @ examples/digits_cnn.py:52  -> (64, 10)
     y = fc3 @ cnn_classifier_affine_W + cnn_classifier_affine_b
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t13 = y - y.max(axis=1, keepdims=True)
+    _t15 = y - y.max(axis=1, keepdims=True)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t14 = numpy.exp(_t13)
+    _t16 = numpy.exp(_t15)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 1)
-    _t15 = _t14.sum(axis=1, keepdims=True)
+    _t17 = _t16.sum(axis=1, keepdims=True)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t16 = (t_labels == numpy.arange(10))
+    _t18 = (t_labels == numpy.arange(10))
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> ()
-    loss = -numpy.vdot(_t13 - numpy.log(_t15), _t16)/64
+    loss = -numpy.vdot(_t15 - numpy.log(_t17), _t18)/64
     # --- running statistics: written into their arguments, as nnabla's forward() does ---
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
-    cnn_conv1_bn_mean[...] = _t0/10240 + 9/10*cnn_conv1_bn_mean
+    cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/var: running variance = 0.9 *
     #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv1_bn_var[...] = _t2/10230 + 9/10*cnn_conv1_bn_var
+    cnn_conv1_bn_var[...] = _t3/10230 + 9/10*cnn_conv1_bn_var
     # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
-    cnn_conv2_bn_mean[...] = _t6/10240 + 9/10*cnn_conv2_bn_mean
+    cnn_conv2_bn_mean[...] = _t8/10240 + 9/10*cnn_conv2_bn_mean
     # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/var: running variance = 0.9 *
     #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv2_bn_var[...] = _t8/10230 + 9/10*cnn_conv2_bn_var
+    cnn_conv2_bn_var[...] = _t10/10230 + 9/10*cnn_conv2_bn_var
     return loss
 
 
@@ -434,76 +440,80 @@ def gradient(
             and cnn_classifier_affine_b.shape == (10,) and cnn_classifier_affine_b.dtype == DTYPE):
         refuse_argument('gradient', 'cnn_classifier_affine_b', cnn_classifier_affine_b, (10,))
     # --- forward ---
+    # convolution @ examples/digits_cnn.py:44  -> (9, 1024)
+    _t0 = im2col(x, kernel=(3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:44  -> (64, 16, 4, 4)
-    convolution = conv_forward(
-        x, cnn_conv1_conv_W, pad=(1, 1), stride=(2, 2), dilation=(1, 1), group=1
+    convolution = conv_matmul(
+        _t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1
     ) + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t0 = convolution.sum(axis=(0, 2, 3), keepdims=True)
+    _t1 = convolution.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    _t1 = convolution - _t0/1024
+    _t2 = convolution - _t1/1024
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t2 = (_t1**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t3 = (_t2**2).sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t3 = _t2/1024 + 1e-05
+    _t4 = _t3/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t4 = 1/numpy.sqrt(_t3)
+    _t5 = 1/numpy.sqrt(_t4)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t5 = _t4*cnn_conv1_bn_gamma
+    _t6 = _t5*cnn_conv1_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    batch_normalization = _t1*_t5 + cnn_conv1_bn_beta
+    batch_normalization = _t2*_t6 + cnn_conv1_bn_beta
     # tanh (c1) @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     c1 = numpy.tanh(batch_normalization)
+    # convolution @ examples/digits_cnn.py:47  -> (144, 1024)
+    _t7 = im2col(c1, kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:47  -> (64, 32, 4, 4)
-    convolution_2 = conv_forward(
-        c1, cnn_conv2_conv_W, pad=(1, 1), stride=(1, 1), dilation=(1, 1), group=1
+    convolution_2 = conv_matmul(
+        _t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1
     ) + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t6 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t8 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
-    _t7 = convolution_2 - _t6/1024
+    _t9 = convolution_2 - _t8/1024
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t8 = (_t7**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t10 = (_t9**2).sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t9 = _t8/1024 + 1e-05
+    _t11 = _t10/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t10 = 1/numpy.sqrt(_t9)
+    _t12 = 1/numpy.sqrt(_t11)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t11 = _t10*cnn_conv2_bn_gamma
+    _t13 = _t12*cnn_conv2_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
-    batch_normalization_2 = _t11*_t7 + cnn_conv2_bn_beta
+    batch_normalization_2 = _t13*_t9 + cnn_conv2_bn_beta
     # tanh (c2) @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
     c2 = numpy.tanh(batch_normalization_2)
     # average_pooling (c2) @ examples/digits_cnn.py:48; affine, tanh (fc3) @ :50  -> (64, 128)
-    _t12 = numpy.reshape(
+    _t14 = numpy.reshape(
         pool_average(
             c2, kernel=(2, 2), stride=(2, 2), pad=(0, 0), ignore_border=1, including_pad=1
         ),
         (64, 128)
     )
     # average_pooling (c2) @ examples/digits_cnn.py:48; affine, tanh (fc3) @ :50  -> (64, 32)
-    fc3 = numpy.tanh(_t12 @ cnn_fc3_affine_W + cnn_fc3_affine_b)
+    fc3 = numpy.tanh(_t14 @ cnn_fc3_affine_W + cnn_fc3_affine_b)
     # affine (y) @ examples/digits_cnn.py:52  -> (64, 10)
     y = fc3 @ cnn_classifier_affine_W + cnn_classifier_affine_b
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t13 = y - y.max(axis=1, keepdims=True)
+    _t15 = y - y.max(axis=1, keepdims=True)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t14 = numpy.exp(_t13)
+    _t16 = numpy.exp(_t15)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 1)
-    _t15 = _t14.sum(axis=1, keepdims=True)
+    _t17 = _t16.sum(axis=1, keepdims=True)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t16 = (t_labels == numpy.arange(10))
+    _t18 = (t_labels == numpy.arange(10))
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> ()
-    loss = -numpy.vdot(_t13 - numpy.log(_t15), _t16)/64
+    loss = -numpy.vdot(_t15 - numpy.log(_t17), _t18)/64
     # --- backward ---
     # d loss / d loss = 1
     g_loss = numpy.float32(1)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t17 = _t14*((t_labels >= 0) & (t_labels < 10))/_t15 - _t16
+    _t19 = _t16*((t_labels >= 0) & (t_labels < 10))/_t17 - _t18
     # -> ()
-    _t18 = g_loss/64
+    _t20 = g_loss/64
     # d loss / d (fc3 @ cnn_classifier_affine_W)  -> (64, 10)
-    g_cnn_classifier_affine = _t18*_t17
+    g_cnn_classifier_affine = _t20*_t19
     # d loss / d (c2_2 @ cnn_fc3_affine_W)  -> (64, 32)
     g_cnn_fc3_affine = (1 - fc3**2)*(g_cnn_classifier_affine @ cnn_classifier_affine_W.T)
     # d loss / d batch_normalization_2  -> (64, 32, 4, 4)
@@ -513,55 +523,50 @@ def gradient(
         including_pad=1
     )*(1 - c2**2)
     # -> (1, 32, 1, 1)
-    _t19 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t21 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t20 = (_t7*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
+    _t22 = (_t9*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
     # d loss / d convolution_2  -> (64, 32, 4, 4)
     g_convolution_2 = -(
-        _t20*_t7*cnn_conv2_bn_gamma/1024/_t9**(
+        _t22*_t9*cnn_conv2_bn_gamma/1024/_t11**(
             3/2
-        ) - _t10*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t11*_t19/1024
+        ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
-    g_batch_normalization = (1 - c1**2)*conv_grad_x(
-        g_convolution_2, cnn_conv2_conv_W, x_shape=(64, 16, 4, 4), pad=(1, 1), stride=(1, 1),
-        dilation=(1, 1), group=1
+    g_batch_normalization = (1 - c1**2)*col2im(
+        conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W, cols_shape=(144, 1024), group=1),
+        x_shape=(64, 16, 4, 4), kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1)
     )
     # -> (1, 16, 1, 1)
-    _t21 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
+    _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t22 = (_t1*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
+    _t24 = (_t2*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
     # d loss / d convolution  -> (64, 16, 4, 4)
     g_convolution = -(
-        _t1*_t22*cnn_conv1_bn_gamma/1024/_t3**(
+        _t2*_t24*cnn_conv1_bn_gamma/1024/_t4**(
             3/2
-        ) + _t21*_t5/1024 - _t4*cnn_conv1_bn_gamma*g_batch_normalization
+        ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
     )
-    # d loss / d cnn/conv1/conv/W = conv_grad_w(x, cnn_conv1_bn_gamma*(1 -
-    #   c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution -
-    #   mean(convolution, axis=(0, 2,...
-    g_cnn_conv1_conv_W = conv_grad_w(
-        x, g_convolution, w_shape=(16, 1, 3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1), group=1
-    )
-    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
-    #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
-    #   3)))**2, axis=(0,...
+    # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
+    #   cnn_conv1_bn_gamma*(1 - c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2,
+    #   cnn_conv2_conv_W), pad=(1,...
+    g_cnn_conv1_conv_W = conv_matmul_grad_w(_t0, g_convolution, w_shape=(16, 1, 3, 3), group=1)
+    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 -
+    #   c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+    #   1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,...
     g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
-    # d loss / d cnn/conv1/bn/beta = sum((1 -
-    #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
-    #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
-    g_cnn_conv1_bn_beta = _t21.copy()
+    # d loss / d cnn/conv1/bn/beta = sum((1 - c1**2)*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma
+    #   *g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2,
+    #   axis=(0,...
+    g_cnn_conv1_bn_beta = _t23.copy()
     # d loss / d cnn/conv1/bn/gamma = mean(1024*(1 - c1**2)*(convolution + mean(-convolution,
-    #   axis=(0, 2,
-    #   3)))*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -...
-    g_cnn_conv1_bn_gamma = _t22*_t4
-    # d loss / d cnn/conv2/conv/W = conv_grad_w(c1,
+    #   axis=(0, 2, 3)))*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma*g_batch_normalization_2/sqr
+    #   t(mean((convoluti...
+    g_cnn_conv1_bn_gamma = _t24*_t5
+    # d loss / d cnn/conv2/conv/W = conv_matmul_grad_w(im2col(c1, pad=(1, 1)),
     #   cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2,
-    #   axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
-    g_cnn_conv2_conv_W = conv_grad_w(
-        c1, g_convolution_2, w_shape=(32, 16, 3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1),
-        group=1
-    )
+    #   axis=(0, 2, 3)))**2, axis=(0, 2,...
+    g_cnn_conv2_conv_W = conv_matmul_grad_w(_t7, g_convolution_2, w_shape=(32, 16, 3, 3), group=1)
     # d loss / d cnn/conv2/conv/b =
     #   sum(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
@@ -569,15 +574,15 @@ def gradient(
     # d loss / d cnn/conv2/bn/beta = sum((1 - c2**2)*pool_average_grad((1 - fc3**2)*((-onehot(t, 10)
     #   + softmax(y, axis=1)*(t != -1))/64 @ cnn_classifier_affine_W.T) @ cnn_fc3_affine_W.T,
     #   kernel=(2, 2),...
-    g_cnn_conv2_bn_beta = _t19.copy()
+    g_cnn_conv2_bn_beta = _t21.copy()
     # d loss / d cnn/conv2/bn/gamma = mean(1024*(1 - c2**2)*(convolution_2 + mean(-convolution_2,
     #   axis=(0, 2, 3)))*pool_average_grad((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
     #   -1))/64 @...
-    g_cnn_conv2_bn_gamma = _t10*_t20
+    g_cnn_conv2_bn_gamma = _t12*_t22
     # d loss / d cnn/fc3/affine/W = c2_2.T @ ((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t
     #   != -1))/64 @ cnn_classifier_affine_W.T)), through affine @ examples/digits_cnn.py:50  ->
     #   (128, 32)
-    g_cnn_fc3_affine_W = _t12.T @ g_cnn_fc3_affine
+    g_cnn_fc3_affine_W = _t14.T @ g_cnn_fc3_affine
     # d loss / d cnn/fc3/affine/b = sum((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
     #   -1))/64 @ cnn_classifier_affine_W.T), axis=0), through affine @ examples/digits_cnn.py:50
     #   -> (32,)
@@ -587,20 +592,20 @@ def gradient(
     g_cnn_classifier_affine_W = fc3.T @ g_cnn_classifier_affine
     # d loss / d cnn/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_cnn.py:52  -> (10,)
-    g_cnn_classifier_affine_b = _t18*_t17.sum(axis=0)
+    g_cnn_classifier_affine_b = _t20*_t19.sum(axis=0)
     # --- running statistics: written into their arguments, as nnabla's forward() does ---
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
-    cnn_conv1_bn_mean[...] = _t0/10240 + 9/10*cnn_conv1_bn_mean
+    cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/var: running variance = 0.9 *
     #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv1_bn_var[...] = _t2/10230 + 9/10*cnn_conv1_bn_var
+    cnn_conv1_bn_var[...] = _t3/10230 + 9/10*cnn_conv1_bn_var
     # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
-    cnn_conv2_bn_mean[...] = _t6/10240 + 9/10*cnn_conv2_bn_mean
+    cnn_conv2_bn_mean[...] = _t8/10240 + 9/10*cnn_conv2_bn_mean
     # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/var: running variance = 0.9 *
     #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv2_bn_var[...] = _t8/10230 + 9/10*cnn_conv2_bn_var
+    cnn_conv2_bn_var[...] = _t10/10230 + 9/10*cnn_conv2_bn_var
     return (
         loss, g_cnn_conv1_conv_W, g_cnn_conv1_conv_b, g_cnn_conv1_bn_beta, g_cnn_conv1_bn_gamma,
         g_cnn_conv2_conv_W, g_cnn_conv2_conv_b, g_cnn_conv2_bn_beta, g_cnn_conv2_bn_gamma,
@@ -686,76 +691,80 @@ def sgd_step(
             and cnn_classifier_affine_b.flags.writeable):
         refuse_argument('sgd_step', 'cnn_classifier_affine_b', cnn_classifier_affine_b, (10,), True)
     # --- forward ---
+    # convolution @ examples/digits_cnn.py:44  -> (9, 1024)
+    _t0 = im2col(x, kernel=(3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:44  -> (64, 16, 4, 4)
-    convolution = conv_forward(
-        x, cnn_conv1_conv_W, pad=(1, 1), stride=(2, 2), dilation=(1, 1), group=1
+    convolution = conv_matmul(
+        _t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1
     ) + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t0 = convolution.sum(axis=(0, 2, 3), keepdims=True)
+    _t1 = convolution.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    _t1 = convolution - _t0/1024
+    _t2 = convolution - _t1/1024
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t2 = (_t1**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t3 = (_t2**2).sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t3 = _t2/1024 + 1e-05
+    _t4 = _t3/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t4 = 1/numpy.sqrt(_t3)
+    _t5 = 1/numpy.sqrt(_t4)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t5 = _t4*cnn_conv1_bn_gamma
+    _t6 = _t5*cnn_conv1_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    batch_normalization = _t1*_t5 + cnn_conv1_bn_beta
+    batch_normalization = _t2*_t6 + cnn_conv1_bn_beta
     # tanh (c1) @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     c1 = numpy.tanh(batch_normalization)
+    # convolution @ examples/digits_cnn.py:47  -> (144, 1024)
+    _t7 = im2col(c1, kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:47  -> (64, 32, 4, 4)
-    convolution_2 = conv_forward(
-        c1, cnn_conv2_conv_W, pad=(1, 1), stride=(1, 1), dilation=(1, 1), group=1
+    convolution_2 = conv_matmul(
+        _t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1
     ) + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t6 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t8 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
-    _t7 = convolution_2 - _t6/1024
+    _t9 = convolution_2 - _t8/1024
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t8 = (_t7**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t10 = (_t9**2).sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t9 = _t8/1024 + 1e-05
+    _t11 = _t10/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t10 = 1/numpy.sqrt(_t9)
+    _t12 = 1/numpy.sqrt(_t11)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t11 = _t10*cnn_conv2_bn_gamma
+    _t13 = _t12*cnn_conv2_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
-    batch_normalization_2 = _t11*_t7 + cnn_conv2_bn_beta
+    batch_normalization_2 = _t13*_t9 + cnn_conv2_bn_beta
     # tanh (c2) @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
     c2 = numpy.tanh(batch_normalization_2)
     # average_pooling (c2) @ examples/digits_cnn.py:48; affine, tanh (fc3) @ :50  -> (64, 128)
-    _t12 = numpy.reshape(
+    _t14 = numpy.reshape(
         pool_average(
             c2, kernel=(2, 2), stride=(2, 2), pad=(0, 0), ignore_border=1, including_pad=1
         ),
         (64, 128)
     )
     # average_pooling (c2) @ examples/digits_cnn.py:48; affine, tanh (fc3) @ :50  -> (64, 32)
-    fc3 = numpy.tanh(_t12 @ cnn_fc3_affine_W + cnn_fc3_affine_b)
+    fc3 = numpy.tanh(_t14 @ cnn_fc3_affine_W + cnn_fc3_affine_b)
     # affine (y) @ examples/digits_cnn.py:52  -> (64, 10)
     y = fc3 @ cnn_classifier_affine_W + cnn_classifier_affine_b
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t13 = y - y.max(axis=1, keepdims=True)
+    _t15 = y - y.max(axis=1, keepdims=True)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t14 = numpy.exp(_t13)
+    _t16 = numpy.exp(_t15)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 1)
-    _t15 = _t14.sum(axis=1, keepdims=True)
+    _t17 = _t16.sum(axis=1, keepdims=True)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t16 = (t_labels == numpy.arange(10))
+    _t18 = (t_labels == numpy.arange(10))
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> ()
-    loss = -numpy.vdot(_t13 - numpy.log(_t15), _t16)/64
+    loss = -numpy.vdot(_t15 - numpy.log(_t17), _t18)/64
     # --- backward ---
     # d loss / d loss = 1
     g_loss = numpy.float32(1)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t17 = _t14*((t_labels >= 0) & (t_labels < 10))/_t15 - _t16
+    _t19 = _t16*((t_labels >= 0) & (t_labels < 10))/_t17 - _t18
     # -> ()
-    _t18 = g_loss/64
+    _t20 = g_loss/64
     # d loss / d (fc3 @ cnn_classifier_affine_W)  -> (64, 10)
-    g_cnn_classifier_affine = _t18*_t17
+    g_cnn_classifier_affine = _t20*_t19
     # d loss / d (c2_2 @ cnn_fc3_affine_W)  -> (64, 32)
     g_cnn_fc3_affine = (1 - fc3**2)*(g_cnn_classifier_affine @ cnn_classifier_affine_W.T)
     # d loss / d batch_normalization_2  -> (64, 32, 4, 4)
@@ -765,55 +774,50 @@ def sgd_step(
         including_pad=1
     )*(1 - c2**2)
     # -> (1, 32, 1, 1)
-    _t19 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t21 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t20 = (_t7*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
+    _t22 = (_t9*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
     # d loss / d convolution_2  -> (64, 32, 4, 4)
     g_convolution_2 = -(
-        _t20*_t7*cnn_conv2_bn_gamma/1024/_t9**(
+        _t22*_t9*cnn_conv2_bn_gamma/1024/_t11**(
             3/2
-        ) - _t10*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t11*_t19/1024
+        ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
-    g_batch_normalization = (1 - c1**2)*conv_grad_x(
-        g_convolution_2, cnn_conv2_conv_W, x_shape=(64, 16, 4, 4), pad=(1, 1), stride=(1, 1),
-        dilation=(1, 1), group=1
+    g_batch_normalization = (1 - c1**2)*col2im(
+        conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W, cols_shape=(144, 1024), group=1),
+        x_shape=(64, 16, 4, 4), kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1)
     )
     # -> (1, 16, 1, 1)
-    _t21 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
+    _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t22 = (_t1*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
+    _t24 = (_t2*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
     # d loss / d convolution  -> (64, 16, 4, 4)
     g_convolution = -(
-        _t1*_t22*cnn_conv1_bn_gamma/1024/_t3**(
+        _t2*_t24*cnn_conv1_bn_gamma/1024/_t4**(
             3/2
-        ) + _t21*_t5/1024 - _t4*cnn_conv1_bn_gamma*g_batch_normalization
+        ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
     )
-    # d loss / d cnn/conv1/conv/W = conv_grad_w(x, cnn_conv1_bn_gamma*(1 -
-    #   c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution -
-    #   mean(convolution, axis=(0, 2,...
-    g_cnn_conv1_conv_W = conv_grad_w(
-        x, g_convolution, w_shape=(16, 1, 3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1), group=1
-    )
-    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
-    #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
-    #   3)))**2, axis=(0,...
+    # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
+    #   cnn_conv1_bn_gamma*(1 - c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2,
+    #   cnn_conv2_conv_W), pad=(1,...
+    g_cnn_conv1_conv_W = conv_matmul_grad_w(_t0, g_convolution, w_shape=(16, 1, 3, 3), group=1)
+    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 -
+    #   c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+    #   1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,...
     g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
-    # d loss / d cnn/conv1/bn/beta = sum((1 -
-    #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
-    #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
-    g_cnn_conv1_bn_beta = _t21
+    # d loss / d cnn/conv1/bn/beta = sum((1 - c1**2)*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma
+    #   *g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2,
+    #   axis=(0,...
+    g_cnn_conv1_bn_beta = _t23
     # d loss / d cnn/conv1/bn/gamma = mean(1024*(1 - c1**2)*(convolution + mean(-convolution,
-    #   axis=(0, 2,
-    #   3)))*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -...
-    g_cnn_conv1_bn_gamma = _t22*_t4
-    # d loss / d cnn/conv2/conv/W = conv_grad_w(c1,
+    #   axis=(0, 2, 3)))*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma*g_batch_normalization_2/sqr
+    #   t(mean((convoluti...
+    g_cnn_conv1_bn_gamma = _t24*_t5
+    # d loss / d cnn/conv2/conv/W = conv_matmul_grad_w(im2col(c1, pad=(1, 1)),
     #   cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2,
-    #   axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
-    g_cnn_conv2_conv_W = conv_grad_w(
-        c1, g_convolution_2, w_shape=(32, 16, 3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1),
-        group=1
-    )
+    #   axis=(0, 2, 3)))**2, axis=(0, 2,...
+    g_cnn_conv2_conv_W = conv_matmul_grad_w(_t7, g_convolution_2, w_shape=(32, 16, 3, 3), group=1)
     # d loss / d cnn/conv2/conv/b =
     #   sum(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
@@ -821,18 +825,18 @@ def sgd_step(
     # d loss / d cnn/conv2/bn/beta = sum((1 - c2**2)*pool_average_grad((1 - fc3**2)*((-onehot(t, 10)
     #   + softmax(y, axis=1)*(t != -1))/64 @ cnn_classifier_affine_W.T) @ cnn_fc3_affine_W.T,
     #   kernel=(2, 2),...
-    g_cnn_conv2_bn_beta = _t19
+    g_cnn_conv2_bn_beta = _t21
     # d loss / d cnn/conv2/bn/gamma = mean(1024*(1 - c2**2)*(convolution_2 + mean(-convolution_2,
     #   axis=(0, 2, 3)))*pool_average_grad((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
     #   -1))/64 @...
-    g_cnn_conv2_bn_gamma = _t10*_t20
+    g_cnn_conv2_bn_gamma = _t12*_t22
     # d loss / d cnn/fc3/affine/b = sum((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
     #   -1))/64 @ cnn_classifier_affine_W.T), axis=0), through affine @ examples/digits_cnn.py:50
     #   -> (32,)
     g_cnn_fc3_affine_b = g_cnn_fc3_affine.sum(axis=0)
     # d loss / d cnn/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_cnn.py:52  -> (10,)
-    g_cnn_classifier_affine_b = _t18*_t17.sum(axis=0)
+    g_cnn_classifier_affine_b = _t20*_t19.sum(axis=0)
     # --- update: w -= lr * g ---
     # sgd update of cnn/conv1/conv/W
     cnn_conv1_conv_W -= lr*g_cnn_conv1_conv_W
@@ -851,7 +855,7 @@ def sgd_step(
     # sgd update of cnn/conv2/bn/gamma
     cnn_conv2_bn_gamma -= lr*g_cnn_conv2_bn_gamma
     # sgd update of cnn/fc3/affine/W, with d loss / d cnn/fc3/affine/W computed in the update
-    cnn_fc3_affine_W -= _t12.T @ (lr*g_cnn_fc3_affine)
+    cnn_fc3_affine_W -= _t14.T @ (lr*g_cnn_fc3_affine)
     # sgd update of cnn/fc3/affine/b
     cnn_fc3_affine_b -= lr*g_cnn_fc3_affine_b
     # sgd update of cnn/classifier/affine/W, with d loss / d cnn/classifier/affine/W computed in the
@@ -862,16 +866,16 @@ def sgd_step(
     # --- running statistics: written into their arguments, as nnabla's forward() does ---
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
-    cnn_conv1_bn_mean[...] = _t0/10240 + 9/10*cnn_conv1_bn_mean
+    cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/var: running variance = 0.9 *
     #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv1_bn_var[...] = _t2/10230 + 9/10*cnn_conv1_bn_var
+    cnn_conv1_bn_var[...] = _t3/10230 + 9/10*cnn_conv1_bn_var
     # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
-    cnn_conv2_bn_mean[...] = _t6/10240 + 9/10*cnn_conv2_bn_mean
+    cnn_conv2_bn_mean[...] = _t8/10240 + 9/10*cnn_conv2_bn_mean
     # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/var: running variance = 0.9 *
     #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv2_bn_var[...] = _t8/10230 + 9/10*cnn_conv2_bn_var
+    cnn_conv2_bn_var[...] = _t10/10230 + 9/10*cnn_conv2_bn_var
     return loss
 
 
@@ -950,81 +954,87 @@ def forward_saving(
             and cnn_classifier_affine_b.shape == (10,) and cnn_classifier_affine_b.dtype == DTYPE):
         refuse_argument('forward_saving', 'cnn_classifier_affine_b', cnn_classifier_affine_b, (10,))
     # --- forward ---
+    # convolution @ examples/digits_cnn.py:44  -> (9, 1024)
+    _t0 = im2col(x, kernel=(3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:44  -> (64, 16, 4, 4)
-    convolution = conv_forward(
-        x, cnn_conv1_conv_W, pad=(1, 1), stride=(2, 2), dilation=(1, 1), group=1
+    convolution = conv_matmul(
+        _t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1
     ) + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t0 = convolution.sum(axis=(0, 2, 3), keepdims=True)
+    _t1 = convolution.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    _t1 = convolution - _t0/1024
+    _t2 = convolution - _t1/1024
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t2 = (_t1**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t3 = (_t2**2).sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t3 = _t2/1024 + 1e-05
+    _t4 = _t3/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t4 = 1/numpy.sqrt(_t3)
+    _t5 = 1/numpy.sqrt(_t4)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t5 = _t4*cnn_conv1_bn_gamma
+    _t6 = _t5*cnn_conv1_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    batch_normalization = _t1*_t5 + cnn_conv1_bn_beta
+    batch_normalization = _t2*_t6 + cnn_conv1_bn_beta
     # tanh (c1) @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     c1 = numpy.tanh(batch_normalization)
+    # convolution @ examples/digits_cnn.py:47  -> (144, 1024)
+    _t7 = im2col(c1, kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:47  -> (64, 32, 4, 4)
-    convolution_2 = conv_forward(
-        c1, cnn_conv2_conv_W, pad=(1, 1), stride=(1, 1), dilation=(1, 1), group=1
+    convolution_2 = conv_matmul(
+        _t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1
     ) + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t6 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t8 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
-    _t7 = convolution_2 - _t6/1024
+    _t9 = convolution_2 - _t8/1024
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t8 = (_t7**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t10 = (_t9**2).sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t9 = _t8/1024 + 1e-05
+    _t11 = _t10/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t10 = 1/numpy.sqrt(_t9)
+    _t12 = 1/numpy.sqrt(_t11)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t11 = _t10*cnn_conv2_bn_gamma
+    _t13 = _t12*cnn_conv2_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
-    batch_normalization_2 = _t11*_t7 + cnn_conv2_bn_beta
+    batch_normalization_2 = _t13*_t9 + cnn_conv2_bn_beta
     # tanh (c2) @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
     c2 = numpy.tanh(batch_normalization_2)
     # average_pooling (c2) @ examples/digits_cnn.py:48; affine, tanh (fc3) @ :50  -> (64, 128)
-    _t12 = numpy.reshape(
+    _t14 = numpy.reshape(
         pool_average(
             c2, kernel=(2, 2), stride=(2, 2), pad=(0, 0), ignore_border=1, including_pad=1
         ),
         (64, 128)
     )
     # average_pooling (c2) @ examples/digits_cnn.py:48; affine, tanh (fc3) @ :50  -> (64, 32)
-    fc3 = numpy.tanh(_t12 @ cnn_fc3_affine_W + cnn_fc3_affine_b)
+    fc3 = numpy.tanh(_t14 @ cnn_fc3_affine_W + cnn_fc3_affine_b)
     # affine (y) @ examples/digits_cnn.py:52  -> (64, 10)
     y = fc3 @ cnn_classifier_affine_W + cnn_classifier_affine_b
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t13 = y - y.max(axis=1, keepdims=True)
+    _t15 = y - y.max(axis=1, keepdims=True)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t14 = numpy.exp(_t13)
+    _t16 = numpy.exp(_t15)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 1)
-    _t15 = _t14.sum(axis=1, keepdims=True)
+    _t17 = _t16.sum(axis=1, keepdims=True)
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t16 = (t_labels == numpy.arange(10))
+    _t18 = (t_labels == numpy.arange(10))
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> ()
-    loss = -numpy.vdot(_t13 - numpy.log(_t15), _t16)/64
+    loss = -numpy.vdot(_t15 - numpy.log(_t17), _t18)/64
     # --- running statistics: written into their arguments, as nnabla's forward() does ---
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
-    cnn_conv1_bn_mean[...] = _t0/10240 + 9/10*cnn_conv1_bn_mean
+    cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/var: running variance = 0.9 *
     #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv1_bn_var[...] = _t2/10230 + 9/10*cnn_conv1_bn_var
+    cnn_conv1_bn_var[...] = _t3/10230 + 9/10*cnn_conv1_bn_var
     # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
-    cnn_conv2_bn_mean[...] = _t6/10240 + 9/10*cnn_conv2_bn_mean
+    cnn_conv2_bn_mean[...] = _t8/10240 + 9/10*cnn_conv2_bn_mean
     # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/var: running variance = 0.9 *
     #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv2_bn_var[...] = _t8/10230 + 9/10*cnn_conv2_bn_var
-    return loss, (_t1, _t3, _t4, _t5, c1, _t7, _t9, _t10, _t11, c2, _t12, fc3, _t14, _t15, _t16)
+    cnn_conv2_bn_var[...] = _t10/10230 + 9/10*cnn_conv2_bn_var
+    return loss, (
+        _t0, _t2, _t4, _t5, _t6, c1, _t7, _t9, _t11, _t12, _t13, c2, _t14, fc3, _t16, _t17, _t18
+    )
 
 
 def backward(
@@ -1036,7 +1046,7 @@ def backward(
     """d loss / d (each of GRADIENTS), given forward_saving()'s saved values and the
     cotangent g_loss of loss.
     """
-    _t1, _t3, _t4, _t5, c1, _t7, _t9, _t10, _t11, c2, _t12, fc3, _t14, _t15, _t16 = saved
+    _t0, _t2, _t4, _t5, _t6, c1, _t7, _t9, _t11, _t12, _t13, c2, _t14, fc3, _t16, _t17, _t18 = saved
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(x, numpy.ndarray) and x.shape == (64, 1, 8, 8) and x.dtype == DTYPE):
         refuse_argument('backward', 'x', x, (64, 1, 8, 8))
@@ -1096,11 +1106,11 @@ def backward(
         refuse_argument('backward', 'g_loss', g_loss, ())
     # --- backward ---
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
-    _t17 = _t14*((t_labels >= 0) & (t_labels < 10))/_t15 - _t16
+    _t19 = _t16*((t_labels >= 0) & (t_labels < 10))/_t17 - _t18
     # -> ()
-    _t18 = g_loss/64
+    _t20 = g_loss/64
     # d loss / d (fc3 @ cnn_classifier_affine_W)  -> (64, 10)
-    g_cnn_classifier_affine = _t18*_t17
+    g_cnn_classifier_affine = _t20*_t19
     # d loss / d (c2_2 @ cnn_fc3_affine_W)  -> (64, 32)
     g_cnn_fc3_affine = (1 - fc3**2)*(g_cnn_classifier_affine @ cnn_classifier_affine_W.T)
     # d loss / d batch_normalization_2  -> (64, 32, 4, 4)
@@ -1110,55 +1120,50 @@ def backward(
         including_pad=1
     )*(1 - c2**2)
     # -> (1, 32, 1, 1)
-    _t19 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t21 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t20 = (_t7*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
+    _t22 = (_t9*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
     # d loss / d convolution_2  -> (64, 32, 4, 4)
     g_convolution_2 = -(
-        _t20*_t7*cnn_conv2_bn_gamma/1024/_t9**(
+        _t22*_t9*cnn_conv2_bn_gamma/1024/_t11**(
             3/2
-        ) - _t10*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t11*_t19/1024
+        ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
-    g_batch_normalization = (1 - c1**2)*conv_grad_x(
-        g_convolution_2, cnn_conv2_conv_W, x_shape=(64, 16, 4, 4), pad=(1, 1), stride=(1, 1),
-        dilation=(1, 1), group=1
+    g_batch_normalization = (1 - c1**2)*col2im(
+        conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W, cols_shape=(144, 1024), group=1),
+        x_shape=(64, 16, 4, 4), kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1)
     )
     # -> (1, 16, 1, 1)
-    _t21 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
+    _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t22 = (_t1*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
+    _t24 = (_t2*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
     # d loss / d convolution  -> (64, 16, 4, 4)
     g_convolution = -(
-        _t1*_t22*cnn_conv1_bn_gamma/1024/_t3**(
+        _t2*_t24*cnn_conv1_bn_gamma/1024/_t4**(
             3/2
-        ) + _t21*_t5/1024 - _t4*cnn_conv1_bn_gamma*g_batch_normalization
+        ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
     )
-    # d loss / d cnn/conv1/conv/W = conv_grad_w(x, cnn_conv1_bn_gamma*(1 -
-    #   c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution -
-    #   mean(convolution, axis=(0, 2,...
-    g_cnn_conv1_conv_W = conv_grad_w(
-        x, g_convolution, w_shape=(16, 1, 3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1), group=1
-    )
-    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
-    #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
-    #   3)))**2, axis=(0,...
+    # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
+    #   cnn_conv1_bn_gamma*(1 - c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2,
+    #   cnn_conv2_conv_W), pad=(1,...
+    g_cnn_conv1_conv_W = conv_matmul_grad_w(_t0, g_convolution, w_shape=(16, 1, 3, 3), group=1)
+    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 -
+    #   c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+    #   1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,...
     g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
-    # d loss / d cnn/conv1/bn/beta = sum((1 -
-    #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
-    #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
-    g_cnn_conv1_bn_beta = _t21.copy()
+    # d loss / d cnn/conv1/bn/beta = sum((1 - c1**2)*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma
+    #   *g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2,
+    #   axis=(0,...
+    g_cnn_conv1_bn_beta = _t23.copy()
     # d loss / d cnn/conv1/bn/gamma = mean(1024*(1 - c1**2)*(convolution + mean(-convolution,
-    #   axis=(0, 2,
-    #   3)))*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -...
-    g_cnn_conv1_bn_gamma = _t22*_t4
-    # d loss / d cnn/conv2/conv/W = conv_grad_w(c1,
+    #   axis=(0, 2, 3)))*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma*g_batch_normalization_2/sqr
+    #   t(mean((convoluti...
+    g_cnn_conv1_bn_gamma = _t24*_t5
+    # d loss / d cnn/conv2/conv/W = conv_matmul_grad_w(im2col(c1, pad=(1, 1)),
     #   cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2,
-    #   axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
-    g_cnn_conv2_conv_W = conv_grad_w(
-        c1, g_convolution_2, w_shape=(32, 16, 3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1),
-        group=1
-    )
+    #   axis=(0, 2, 3)))**2, axis=(0, 2,...
+    g_cnn_conv2_conv_W = conv_matmul_grad_w(_t7, g_convolution_2, w_shape=(32, 16, 3, 3), group=1)
     # d loss / d cnn/conv2/conv/b =
     #   sum(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
@@ -1166,15 +1171,15 @@ def backward(
     # d loss / d cnn/conv2/bn/beta = sum((1 - c2**2)*pool_average_grad((1 - fc3**2)*((-onehot(t, 10)
     #   + softmax(y, axis=1)*(t != -1))/64 @ cnn_classifier_affine_W.T) @ cnn_fc3_affine_W.T,
     #   kernel=(2, 2),...
-    g_cnn_conv2_bn_beta = _t19.copy()
+    g_cnn_conv2_bn_beta = _t21.copy()
     # d loss / d cnn/conv2/bn/gamma = mean(1024*(1 - c2**2)*(convolution_2 + mean(-convolution_2,
     #   axis=(0, 2, 3)))*pool_average_grad((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
     #   -1))/64 @...
-    g_cnn_conv2_bn_gamma = _t10*_t20
+    g_cnn_conv2_bn_gamma = _t12*_t22
     # d loss / d cnn/fc3/affine/W = c2_2.T @ ((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t
     #   != -1))/64 @ cnn_classifier_affine_W.T)), through affine @ examples/digits_cnn.py:50  ->
     #   (128, 32)
-    g_cnn_fc3_affine_W = _t12.T @ g_cnn_fc3_affine
+    g_cnn_fc3_affine_W = _t14.T @ g_cnn_fc3_affine
     # d loss / d cnn/fc3/affine/b = sum((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
     #   -1))/64 @ cnn_classifier_affine_W.T), axis=0), through affine @ examples/digits_cnn.py:50
     #   -> (32,)
@@ -1184,7 +1189,7 @@ def backward(
     g_cnn_classifier_affine_W = fc3.T @ g_cnn_classifier_affine
     # d loss / d cnn/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_cnn.py:52  -> (10,)
-    g_cnn_classifier_affine_b = _t18*_t17.sum(axis=0)
+    g_cnn_classifier_affine_b = _t20*_t19.sum(axis=0)
     return (
         g_cnn_conv1_conv_W, g_cnn_conv1_conv_b, g_cnn_conv1_bn_beta, g_cnn_conv1_bn_gamma,
         g_cnn_conv2_conv_W, g_cnn_conv2_conv_b, g_cnn_conv2_bn_beta, g_cnn_conv2_bn_gamma,
@@ -1275,134 +1280,69 @@ def conv_windows(x, kernel, stride, dilation, writeable=False):
         + tuple(t * s for t, s in zip(spatial, stride, strict=True)), writeable=writeable)
 
 
-def conv_wide_rows(size, kernel, pad, stride, dilation):
-    """The zero rows conv_wide_windows needs after the padded input (L = size), or -1
-    where wide windows do not apply (one spatial axis, or a stride along the last one).
-
-    Wide windows: with stride 1 along the last axis, output rows are computed Wp wide (the
-    padded width) instead of M; then each kernel position reads one contiguous run of
-    the flattened image per window row, so the im2col copies and col2im additions run
-    over rows of Wp elements, not M (NumPy's cost per row dominates for small images).
-    The Wp - M extra outputs per row read across the row's end and are dropped; their
-    last ones read (K - 1) * dilation elements past the image, into these rows.
-
-    Only for outputs at most 16 wide: measured (3x3 and 5x5 kernels, 1 thread), forward
-    and both gradients are 10-40 % faster at widths 8 to 16, and up to 20 % slower at 28
-    and more, where rows are long already and the extra outputs cost more than they save."""
-    if len(size) < 2 or stride[-1] != 1:
-        return -1
-    width = size[-1] + 2 * pad[-1]
-    if width - dilation[-1] * (kernel[-1] - 1) > 16:
-        return -1
-    return -(-(dilation[-1] * (kernel[-1] - 1)) // width)
+def im2col(x, kernel, pad, stride, dilation):
+    """x's im2col matrix: cols[(c, k), (n, m)] = xpad[n, c, m*stride + k*dilation],
+    (C * prod(K), N * prod(M)), one copy of the windows' view in that order."""
+    rank = len(kernel)
+    windows = conv_windows(conv_padded(x, pad), kernel, stride, dilation)  # (*K, N, C, *M)
+    order = (rank + 1, *range(rank + 1), *range(rank + 2, 2 * rank + 2))  # (C, *K, N, *M)
+    rows = x.shape[1] * int(numpy.prod(kernel))
+    return numpy.reshape(numpy.transpose(windows, order), (rows, -1))
 
 
-def conv_wide_windows(padded, kernel, stride, dilation, rows, writeable=False):
-    """The windows of conv_windows computed Wp wide (see conv_wide_rows): the view of
-    `padded` (N, C, *Lp with `rows` extra rows) of shape (*K, N, C, *M[:-1], Wp) with
-    windows[k][n, c, m] = padded[n, c, m*stride + k*dilation], the last axis read flat
-    (past Wp into the next row)."""
-    spatial = padded.strides[2:]
-    size = padded.shape[2:-2] + (padded.shape[-2] - rows, padded.shape[-1])
-    out = conv_output_size(size, kernel, (0,) * len(kernel), stride, dilation)
-    return numpy.lib.stride_tricks.as_strided(
-        padded, tuple(kernel) + padded.shape[:2] + out[:-1] + (size[-1],),
-        tuple(t * d for t, d in zip(spatial, dilation, strict=True)) + padded.strides[:2]
-        + tuple(t * s for t, s in zip(spatial, stride, strict=True)), writeable=writeable)
+def col2im(cols, x_shape, kernel, pad, stride, dilation):
+    """The transpose of im2col: dxpad[n, c, m*stride + k*dilation] += cols[(c, k), (n, m)],
+    added through the windows' view one kernel position k at a time (within one position
+    the windows do not overlap); dx is dxpad without the padding."""
+    n, c = x_shape[0], x_shape[1]
+    out = conv_output_size(tuple(x_shape[2:]), kernel, pad, stride, dilation)
+    size = tuple(length + 2 * p for length, p in zip(x_shape[2:], pad, strict=True))
+    padded = numpy.zeros((n, c) + size, dtype=cols.dtype)
+    windows = conv_windows(padded, kernel, stride, dilation, writeable=True)  # (*K, N, C, *M)
+    values = numpy.reshape(cols, (c, *kernel, n, *out))
+    for k in numpy.ndindex(*kernel):
+        windows[k] += numpy.moveaxis(values[(slice(None), *k)], 0, 1)
+    inside = tuple(slice(p, p + length) for length, p in zip(x_shape[2:], pad, strict=True))
+    return padded[(slice(None), slice(None), *inside)]
 
 
-def conv_forward(x, w, pad, stride, dilation, group):
-    """nnabla's convolution of x (N, C, *L) with w (O, C/group, *K), per group:
-    y[n, o, m] = sum over c, k of w[o, c, k] * xpad[n, c, m*stride + k*dilation], one
-    tensordot (a matrix product) of w with the windows (im2col) per group, over wide
-    windows where they apply (conv_wide_rows; the extra outputs are dropped)."""
-    rank, outs, ins, kernel = len(pad), w.shape[0] // group, w.shape[1], w.shape[2:]
-    rows = conv_wide_rows(x.shape[2:], kernel, pad, stride, dilation)
-    padded = conv_padded(x, pad, max(rows, 0))
-    y = None
+def conv_group_matrices(a, group):
+    """a (N, O, *M) as one matrix (O / group, N * prod(M)) per group of its channels."""
+    outs = a.shape[1] // group
+    return [numpy.reshape(numpy.moveaxis(a[:, j * outs:(j + 1) * outs], 1, 0), (outs, -1))
+            for j in range(group)]
+
+
+def conv_matmul(cols, w, y_shape, group):
+    """The convolution from x's im2col matrix, per group j: y[n, o, m] = sum over r of
+    w[o, r] * cols[j*R + r, (n, m)], w read as (C', R): one matrix product per group."""
+    outs, rows = w.shape[0] // group, cols.shape[0] // group
+    n, spatial = y_shape[0], tuple(y_shape[2:])
+    y = numpy.empty(tuple(y_shape), dtype=numpy.result_type(cols, w))
     for j in range(group):
-        part = padded[:, j * ins:(j + 1) * ins]
-        if rows < 0:
-            windows = conv_windows(part, kernel, stride, dilation)
-        else:
-            windows = conv_wide_windows(part, kernel, stride, dilation, rows)
-        # (outs, ins, *K) . (*K, N, ins, *M) over ins and K -> (outs, N, *M)
-        part = numpy.tensordot(w[j * outs:(j + 1) * outs], windows,
-                               axes=(tuple(range(1, rank + 2)), (rank + 1, *range(rank))))
-        if y is None:
-            out = conv_output_size(x.shape[2:], kernel, pad, stride, dilation)
-            y = numpy.empty((x.shape[0], w.shape[0]) + out, dtype=part.dtype)
-        y[:, j * outs:(j + 1) * outs] = numpy.moveaxis(part, 0, 1)[..., :y.shape[-1]]
+        part = numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)) @ cols[j * rows:(j + 1) * rows]
+        y[:, j * outs:(j + 1) * outs] = numpy.moveaxis(
+            numpy.reshape(part, (outs, n, *spatial)), 0, 1)
     return y
 
 
-def conv_widened(dy, width):
-    """dy (N, O, *M) with zeros appended along its last axis up to `width` (the outputs
-    of wide windows that are dropped get no gradient)."""
-    if dy.shape[-1] == width:
-        return dy
-    wide = numpy.zeros(dy.shape[:-1] + (width,), dtype=dy.dtype)
-    wide[..., :dy.shape[-1]] = dy
-    return wide
+def conv_matmul_grad_cols(dy, w, cols_shape, group):
+    """d loss / d cols of conv_matmul, per group j: dcols[j*R + r, (n, m)] = sum over o of
+    w[o, r] * dy[n, o, m], one matrix product w_j.T dy_j per group."""
+    outs = w.shape[0] // group
+    parts = [numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)).T @ g
+             for j, g in enumerate(conv_group_matrices(dy, group))]
+    return parts[0] if group == 1 else numpy.concatenate(parts, axis=0)
 
 
-def conv_grad_x(dy, w, x_shape, pad, stride, dilation, group):
-    """d loss / d x of conv_forward, dy being d loss / d y (col2im), per group:
-    dxpad[n, c, m*stride + k*dilation] += sum over o of dy[n, o, m] * w[o, c, k].
-    One tensordot per group gives the columns w.T dy; they are added into dxpad through
-    its windows' view, one kernel position k at a time (within one position the windows
-    do not overlap), over wide windows where they apply (dy widened with zeros); dx is
-    dxpad without the padding."""
-    rank, outs, ins, kernel = len(pad), w.shape[0] // group, w.shape[1], w.shape[2:]
-    rows = conv_wide_rows(tuple(x_shape[2:]), kernel, pad, stride, dilation)
-    size = [n + 2 * p for n, p in zip(x_shape[2:], pad, strict=True)]
-    if rows > 0:
-        size[-2] += rows
-    padded = numpy.zeros(tuple(x_shape[:2]) + tuple(size), dtype=numpy.result_type(dy, w))
-    if rows >= 0:
-        dy = conv_widened(dy, size[-1])
-    for j in range(group):
-        # (outs, ins, *K) . (N, outs, *M) over outs -> (ins, *K, N, *M) -> (*K, N, ins, *M)
-        columns = numpy.moveaxis(numpy.tensordot(w[j * outs:(j + 1) * outs],
-                                                 dy[:, j * outs:(j + 1) * outs], axes=(0, 1)),
-                                 0, rank + 1)
-        part = padded[:, j * ins:(j + 1) * ins]
-        if rows < 0:
-            windows = conv_windows(part, kernel, stride, dilation, writeable=True)
-        else:
-            windows = conv_wide_windows(part, kernel, stride, dilation, rows, writeable=True)
-        for k in numpy.ndindex(*kernel):
-            windows[k] += columns[k]
-    inside = tuple(slice(p, p + n) for n, p in zip(x_shape[2:], pad, strict=True))
-    if not any(pad) and rows <= 0:
-        return padded
-    return padded[(slice(None), slice(None)) + inside]
-
-
-def conv_grad_w(x, dy, w_shape, pad, stride, dilation, group):
-    """d loss / d w of conv_forward, dy being d loss / d y, per group:
-    dw[o, c, k] = sum over n, m of dy[n, o, m] * xpad[n, c, m*stride + k*dilation], one
-    matrix product of dy (outs, N*M) with the windows (im2col) per group, over wide
-    windows where they apply (dy widened with zeros, so the extra outputs add nothing)."""
-    rank, outs, ins, kernel = len(pad), w_shape[0] // group, w_shape[1], tuple(w_shape[2:])
-    rows = conv_wide_rows(x.shape[2:], kernel, pad, stride, dilation)
-    padded = conv_padded(x, pad, max(rows, 0))
-    if rows >= 0:
-        dy = conv_widened(dy, padded.shape[-1])
-    dw = numpy.empty(w_shape, dtype=numpy.result_type(x, dy))
-    for j in range(group):
-        part = padded[:, j * ins:(j + 1) * ins]
-        if rows < 0:
-            windows = conv_windows(part, kernel, stride, dilation)
-        else:
-            windows = conv_wide_windows(part, kernel, stride, dilation, rows)
-        # (*K, N, ins, *M) -> (ins*K, N*M) and (N, outs, *M) -> (outs, N*M), each copied with
-        # M innermost, where both are contiguous (in the other order the copies gather)
-        order = (rank + 1, *range(rank + 1), *range(rank + 2, 2 * rank + 2))
-        columns = numpy.reshape(numpy.transpose(windows, order), (int(numpy.prod(w_shape[1:])), -1))
-        grads = numpy.reshape(numpy.moveaxis(dy[:, j * outs:(j + 1) * outs], 1, 0), (outs, -1))
-        dw[j * outs:(j + 1) * outs] = numpy.reshape(grads @ columns.T, (outs, *w_shape[1:]))
-    return dw
+def conv_matmul_grad_w(cols, dy, w_shape, group):
+    """d loss / d w of conv_matmul, per group j: dw[o, r] = sum over n, m of dy[n, o, m] *
+    cols[j*R + r, (n, m)], one matrix product dy_j cols_j.T per group."""
+    rows = cols.shape[0] // group
+    parts = [g @ cols[j * rows:(j + 1) * rows].T
+             for j, g in enumerate(conv_group_matrices(dy, group))]
+    dw = parts[0] if group == 1 else numpy.concatenate(parts, axis=0)
+    return numpy.reshape(dw, tuple(w_shape))
 
 
 def pool_padded(x, rank, before, after, fill):

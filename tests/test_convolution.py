@@ -22,13 +22,14 @@ import subprocess
 import numpy as np
 import pytest
 from gradcheck import check_function
-from test_array_api_backend import DEVICE, compare_runs, compile_both, on_device, run_all
+from test_array_api_backend import DEVICE, DEVICE_64, compare_runs, compile_both, on_device, run_all
 
 import symcompile as nn
 import symcompile.functions as F
 import symcompile.initializer as I
 import symcompile.parametric_functions as PF
 from symcompile.backends import registry
+from symcompile.ir import primitives
 from symcompile.ir.naming import RESERVED
 
 NNABLA = os.environ.get("SYMCOMPILE_NNABLA_PYTHON")
@@ -251,24 +252,66 @@ def _two_layers(x_needs_grad: bool):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "array_api"])
-def test_a_module_carries_only_the_kernels_it_calls(backend, tmp_path):
-    """conv_grad_x is left out when no input of a convolution needs its gradient; a
-    graph without convolution carries none of the kernels; each kernel's helpers come
-    with it."""
+@pytest.mark.parametrize("path", ["im2col", "fused"])
+def test_a_module_carries_only_the_kernels_it_calls(backend, path, tmp_path, monkeypatch):
+    """The x-gradient kernel is left out when no input of a convolution needs its
+    gradient; a graph without convolution carries none of the kernels; each kernel's
+    helpers come with it. Both ways of computing a convolution: through its im2col
+    matrix (up to IM2COL_LIMIT elements), and the fused kernels (above)."""
+    if path == "fused":
+        monkeypatch.setattr(primitives, "IM2COL_LIMIT", 0)
+    forward, grad_x, grad_w = (("conv_forward", "conv_grad_x", "conv_grad_w") if path == "fused"
+                               else ("conv_matmul", "col2im", "conv_matmul_grad_w"))
     source = nn.compile(_two_layers(True), name="both", output_dir=tmp_path,
                         backend=backend).source
-    for kernel in ("conv_forward", "conv_grad_x", "conv_grad_w", "conv_padded"):
+    for kernel in (forward, grad_x, grad_w, "conv_padded"):
         assert source.count(f"\ndef {kernel}(") == 1, kernel
     nn.clear_parameters()
     x = nn.Variable((2, 3, 5), need_grad=False)
     first = nn.compile(F.mean(PF.convolution(x, 2, (3,))), name="first", output_dir=tmp_path,
                        backend=backend).source
-    assert "\ndef conv_forward(" in first and "\ndef conv_grad_w(" in first
-    assert "conv_grad_x" not in first
+    assert f"\ndef {forward}(" in first and f"\ndef {grad_w}(" in first
+    assert f"def {grad_x}(" not in first
     nn.clear_parameters()
     plain = nn.compile(F.mean(PF.affine(nn.Variable((2, 3)), 2)), name="plain",
                        output_dir=tmp_path, backend=backend).source
     assert "conv_" not in plain
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api"])
+def test_the_fused_kernels_compute_what_the_im2col_products_compute(backend, tmp_path,
+                                                                    monkeypatch):
+    """Above IM2COL_LIMIT a convolution runs the fused kernels; below, products with its
+    im2col matrix (checked against references and differences by the tests above). The
+    two give the same values and gradients, in float64, over padding, strides,
+    dilations, groups and 1-D to 3-D, second derivatives included."""
+    results = {}
+    for path in ("im2col", "fused"):
+        monkeypatch.setattr(primitives, "IM2COL_LIMIT", 0 if path == "fused" else 2**40)
+        nn.clear_parameters()
+        total = None
+        for i, (shape, out, kernel, options) in enumerate([
+                ((2, 4, 7, 6), 6, (3, 2), {"pad": (1, 0), "stride": (2, 1), "group": 2}),
+                ((1, 3, 9), 2, (3,), {"dilation": (2,), "pad": (2,)}),
+                ((1, 2, 4, 3, 5), 3, (2, 2, 3), {"stride": (1, 2, 1)})]):
+            x = nn.Variable(shape, need_grad=True)
+            x.name = f"x{i}"
+            with nn.parameter_scope(f"c{i}"):
+                y = PF.convolution(x, out, kernel, **options)
+            (gx,) = nn.grad([F.sum(F.tanh(y) ** 2)], [x])
+            term = F.sum(F.tanh(y) ** 2) + F.sum(gx ** 2)
+            total = term if total is None else total + term
+        module = nn.compile(total, name=f"conv_{path}", output_dir=tmp_path, dtype="float64",
+                            backend=backend, solver=None).module
+        rng = np.random.default_rng(3)
+        specs = [*module.INPUTS.values(), *module.PARAMETERS.values()]
+        arguments = [rng.normal(size=spec["shape"]) for spec in specs]
+        if backend == "array_api":
+            arguments = on_device(DEVICE_64)(arguments)
+        results[path] = [np.from_dlpack(a) if backend == "array_api" else a
+                         for a in module.gradient(*arguments)]
+    for mine, theirs in zip(results["im2col"], results["fused"], strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12)
 
 
 def test_gradient_comments_name_what_each_kernel_differentiates(tmp_path):
@@ -285,13 +328,14 @@ def test_gradient_comments_name_what_each_kernel_differentiates(tmp_path):
             comment.insert(0, line.strip().lstrip("# "))
         return " ".join(comment)
 
-    assert comment_of("g_x = conv_grad_x(").startswith("d loss / d x = conv_grad_x(")
-    assert comment_of("g_c1_conv_W = conv_grad_w(").startswith(
-        "d loss / d c1/conv/W = conv_grad_w(x, ")
-    assert comment_of("g_c2_conv_W = conv_grad_w(").startswith(
-        "d loss / d c2/conv/W = conv_grad_w(h, ")
+    assert comment_of("g_x = col2im(").startswith(
+        "d loss / d x = col2im(conv_matmul_grad_cols(")
+    assert comment_of("g_c1_conv_W = conv_matmul_grad_w(_t0, ").startswith(
+        "d loss / d c1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1)), ")
+    assert comment_of("g_c2_conv_W = conv_matmul_grad_w(").startswith(
+        "d loss / d c2/conv/W = conv_matmul_grad_w(im2col(h, stride=(2, 2)), ")
     assert comment_of("g_c2_conv = ").startswith(
-        "d loss / d (conv_forward(h, c2_conv_W, stride=(2, 2), group=2))")
+        "d loss / d (conv_matmul(im2col(h, stride=(2, 2)), c2_conv_W, group=2))")
 
 
 def test_kernel_names_are_reserved(tmp_path):

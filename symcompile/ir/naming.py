@@ -27,6 +27,8 @@ RESERVED = frozenset(
         "xp", "dtype", "device", "namespace", "device_of", "assign", "array_api_compat",
         # the kernels of tensor primitives (backends/kernels), in both backends
         "conv_forward", "conv_grad_x", "conv_grad_w", "conv_padded", "conv_windows",
+        "im2col", "col2im", "conv_matmul", "conv_matmul_grad_cols", "conv_matmul_grad_w",
+        "conv_group_matrices",
         "conv_zeros", "conv_positions", "conv_window", "conv_columns", "conv_spread",
         "conv_wide_rows", "conv_wide_windows", "conv_output_size", "conv_widened",
         "pool_geometry", "pool_padded", "pool_cropped", "pool_max", "pool_max_grad",

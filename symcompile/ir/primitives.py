@@ -395,10 +395,143 @@ def conv_output_size(size, kernel, pad, stride, dilation) -> tuple[int, ...]:
                  for n, k, p, s, d in zip(size, kernel, pad, stride, dilation, strict=True))
 
 
-def convolution(x: sympy.Expr, w: sympy.Expr, pad, stride, dilation, group: int) -> sympy.Expr:
-    """`Convolution` of x (N, C, *L) and w (C', C/group, *K)."""
-    return Convolution(x, w, shape_tuple(pad), shape_tuple(stride), shape_tuple(dilation),
-                       sympy.Integer(group))
+# The largest im2col matrix (in elements) a convolution keeps: at most this, the matrix
+# is made once (Im2Col) and read by both the forward product and the weight gradient,
+# instead of being gathered twice inside conv_forward and conv_grad_w (measured: 35-40 %
+# of a LeNet convolution's forward and weight gradient). Above it, the fused kernels,
+# which hold no such matrix between the forward and backward passes.
+IM2COL_LIMIT = 16 * 2**20
+
+
+def convolution(x: sympy.Expr, w: sympy.Expr, pad, stride, dilation, group: int,
+                shapes: Shapes | None = None) -> sympy.Expr:
+    """The convolution of x (N, C, *L) and w (C', C/group, *K): a product of w with
+    x's im2col matrix when that matrix is at most IM2COL_LIMIT elements (and `shapes`
+    tells), else the fused `Convolution`."""
+    pad, stride, dilation = shape_tuple(pad), shape_tuple(stride), shape_tuple(dilation)
+    if shapes is not None:
+        x_shape, w_shape = shapes.of(x), shapes.of(w)
+        out = conv_output_size(x_shape[2:], w_shape[2:], pad, stride, dilation)
+        if x_shape[1] * math.prod(w_shape[2:]) * x_shape[0] * math.prod(out) <= IM2COL_LIMIT:
+            columns = Im2Col(x, shape_tuple(w_shape[2:]), pad, stride, dilation)
+            return ConvolutionOfColumns(columns, w, shape_tuple((x_shape[0], w_shape[0], *out)),
+                                        sympy.Integer(group))
+    return Convolution(x, w, pad, stride, dilation, sympy.Integer(group))
+
+
+class Im2Col(KernelBase):
+    """x's im2col matrix: the windows of the zero-padded x (N, C, *L) as a matrix of
+    (C * prod(K), N * prod(M)), ``cols[(c, k), (n, m)] = xpad[n, c, m*stride +
+    k*dilation]``. Args: (x, kernel, pad, stride, dilation)."""
+
+    nargs = 5
+    linear = True
+    tensor_args = (0,)
+    kernel = "im2col"
+    options = ("kernel", "pad", "stride", "dilation")
+    unshown = ("kernel",)
+    defaults = (("pad", 0), ("stride", 1), ("dilation", 1))
+
+    def shape(self, shapes):
+        x = shapes.of(self.args[0])
+        out = conv_output_size(x[2:], *self.args[1:5])
+        return (x[1] * math.prod(as_ints(self.args[1])), x[0] * math.prod(out))
+
+    def vjp(self, index, g, shapes):
+        g = exact(g, self.shape(shapes), shapes)
+        return Col2Im(g, shape_tuple(shapes.of(self.args[0])), *self.args[1:5])
+
+
+class Col2Im(KernelBase):
+    """The transpose of `Im2Col`: each column entry added back where it was read,
+    ``dx[n, c, m*stride + k*dilation - pad] += cols[(c, k), (n, m)]``. Args: (cols,
+    x_shape, kernel, pad, stride, dilation)."""
+
+    nargs = 6
+    linear = True
+    tensor_args = (0,)
+    kernel = "col2im"
+    options = ("x_shape", "kernel", "pad", "stride", "dilation")
+    unshown = ("x_shape", "kernel")
+    defaults = Im2Col.defaults
+
+    def shape(self, shapes):
+        return as_ints(self.args[1])
+
+    def vjp(self, index, g, shapes):
+        g = exact(g, self.shape(shapes), shapes)
+        return Im2Col(g, *self.args[2:6])
+
+
+class _ColumnsProduct(KernelBase):
+    """A product of a convolution's weights with columns, per group (the rows of the
+    columns and the output channels split into `group` equal parts)."""
+
+    nargs = 4
+    linear = True  # in each array
+    tensor_args = (0, 1)
+
+    def shape(self, shapes):
+        return as_ints(self.args[2])
+
+
+class ConvolutionOfColumns(_ColumnsProduct):
+    """The convolution from x's im2col matrix: ``y[n, o, m] = sum over r of
+    w[o, r] * cols[G(o)*R + r, (n, m)]``, w (C', C/group, *K) read as (C', R) with R =
+    C/group * prod(K). Args: (cols, w, y_shape, group)."""
+
+    kernel = "conv_matmul"
+    options = ("y_shape", "group")
+    unshown = ("y_shape",)
+    defaults = (("group", 1),)
+
+    def vjp(self, index, g, shapes):
+        cols, w, _, group = self.args
+        g = exact(g, self.shape(shapes), shapes)
+        if index == 0:
+            return ColumnsGradient(g, w, shape_tuple(shapes.of(cols)), group)
+        return WeightsOfColumns(cols, g, shape_tuple(shapes.of(w)), group)
+
+
+class ColumnsGradient(_ColumnsProduct):
+    """d loss / d cols of `ConvolutionOfColumns`, given g = d loss / d y:
+    ``dcols[G(o)*R + r, (n, m)] = sum over o of w[o, r] * g[n, o, m]`` (per group).
+    Args: (g, w, cols_shape, group)."""
+
+    kernel = "conv_matmul_grad_cols"
+    options = ("cols_shape", "group")
+    unshown = ("cols_shape",)
+    defaults = (("group", 1),)
+
+    def vjp(self, index, g, shapes):
+        """Linear in dy and in w: <G, w.T dy> = <w G, dy> = <w, dy G.T>, so d/ddy is the
+        product of w with the columns G and d/dw the weights of the columns G and dy."""
+        dy, w, _, group = self.args
+        g = exact(g, self.shape(shapes), shapes)
+        if index == 0:
+            return ConvolutionOfColumns(g, w, shape_tuple(shapes.of(dy)), group)
+        return WeightsOfColumns(g, dy, shape_tuple(shapes.of(w)), group)
+
+
+class WeightsOfColumns(_ColumnsProduct):
+    """d loss / d w of `ConvolutionOfColumns`, given g = d loss / d y:
+    ``dw[o, r] = sum over n, m of g[n, o, m] * cols[G(o)*R + r, (n, m)]`` (per group).
+    Args: (cols, g, w_shape, group)."""
+
+    kernel = "conv_matmul_grad_w"
+    options = ("w_shape", "group")
+    unshown = ("w_shape",)
+    defaults = (("group", 1),)
+
+    def vjp(self, index, g, shapes):
+        """Linear in cols and in dy: <G, dy cols.T> = <G.T dy, cols> = <dy, G cols>, so
+        d/dcols is the columns gradient of dy with the weights G and d/ddy the product
+        of G with cols."""
+        cols, dy, _, group = self.args
+        g = exact(g, self.shape(shapes), shapes)
+        if index == 0:
+            return ColumnsGradient(dy, g, shape_tuple(shapes.of(cols)), group)
+        return ConvolutionOfColumns(cols, g, shape_tuple(shapes.of(dy)), group)
 
 
 class Pooling(KernelBase):

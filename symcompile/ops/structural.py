@@ -221,7 +221,7 @@ def _convolution(args, attrs, ctx):
     base = attrs["base_axis"]
     x = P.reshape(args[0], (math.prod(x_shape[:base]),) + x_shape[base:], ctx.shapes)
     y = P.convolution(x, args[1], attrs["pad"], attrs["stride"], attrs["dilation"],
-                      attrs["group"])
+                      attrs["group"], ctx.shapes)
     y = P.reshape(y, out, ctx.shapes)
     if len(args) > 2:
         y = y + P.reshape(args[2], (1,) * base + (out[base],) + (1,) * (len(out) - base - 1),

@@ -252,6 +252,82 @@ def conv_grad_w(xp, x, dy, w_shape, pad, stride, dilation, group):
     return parts[0] if group == 1 else xp.concat(parts, axis=0)
 
 
+# --- convolution through its im2col matrix (Im2Col and the products that read it) ---------
+
+def im2col(xp, x, kernel, pad, stride, dilation):
+    """x's im2col matrix: cols[(c, k), (n, m)] = xpad[n, c, m*stride + k*dilation],
+    (C * prod(K), N * prod(M)): the stacked windows (N, C, prod(K), *M) reordered."""
+    rank = len(kernel)
+    out = conv_output_size(tuple(x.shape[2:]), kernel, pad, stride, dilation)
+    columns = conv_columns(xp, conv_padded(xp, x, pad), kernel, out, stride, dilation)
+    columns = xp.permute_dims(columns, (1, 2, 0, *range(3, rank + 3)))  # (C, K, N, *M)
+    return xp.reshape(columns, (x.shape[1] * len(conv_positions(kernel)), -1))
+
+
+def col2im(xp, cols, x_shape, kernel, pad, stride, dilation):
+    """The transpose of im2col: dxpad[n, c, m*stride + k*dilation] += cols[(c, k), (n, m)],
+    each kernel position's part spread to where it was read and the spreads summed; dx
+    is dxpad without the padding."""
+    rank = len(kernel)
+    n, c = x_shape[0], x_shape[1]
+    out = conv_output_size(tuple(x_shape[2:]), kernel, pad, stride, dilation)
+    size = tuple(length + 2 * p for length, p in zip(x_shape[2:], pad, strict=True))
+    positions = conv_positions(kernel)
+    values = xp.reshape(cols, (c, len(positions), n, *out))
+    total = None
+    for i, position in enumerate(positions):
+        part = xp.permute_dims(values[:, i, ...], (1, 0, *range(2, rank + 2)))  # (N, C, *M)
+        spread = conv_spread(xp, part, position, size, stride, dilation)
+        total = spread if total is None else total + spread
+    if not any(pad):
+        return total
+    return total[(slice(None), slice(None))
+                 + tuple(slice(p, p + length) for length, p in zip(x_shape[2:], pad, strict=True))]
+
+
+def conv_group_matrices(xp, a, group):
+    """a (N, O, *M) as one matrix (O / group, N * prod(M)) per group of its channels."""
+    outs = a.shape[1] // group
+    rank = a.ndim - 2
+    return [xp.reshape(xp.permute_dims(a[:, j * outs:(j + 1) * outs, ...],
+                                       (1, 0, *range(2, rank + 2))), (outs, -1))
+            for j in range(group)]
+
+
+def conv_matmul(xp, cols, w, y_shape, group):
+    """The convolution from x's im2col matrix, per group j: y[n, o, m] = sum over r of
+    w[o, r] * cols[j*R + r, (n, m)], w read as (C', R): one matrix product per group."""
+    outs, rows = w.shape[0] // group, cols.shape[0] // group
+    n, spatial = y_shape[0], tuple(y_shape[2:])
+    parts = []
+    for j in range(group):
+        part = xp.matmul(xp.reshape(w[j * outs:(j + 1) * outs, ...], (outs, -1)),
+                         cols[j * rows:(j + 1) * rows, ...])
+        part = xp.reshape(part, (outs, n, *spatial))
+        parts.append(xp.permute_dims(part, (1, 0, *range(2, len(spatial) + 2))))
+    return parts[0] if group == 1 else xp.concat(parts, axis=1)
+
+
+def conv_matmul_grad_cols(xp, dy, w, cols_shape, group):
+    """d loss / d cols of conv_matmul, per group j: dcols[j*R + r, (n, m)] = sum over o of
+    w[o, r] * dy[n, o, m], one matrix product w_j.T dy_j per group."""
+    outs = w.shape[0] // group
+    parts = [xp.matmul(xp.matrix_transpose(xp.reshape(w[j * outs:(j + 1) * outs, ...],
+                                                      (outs, -1))), g)
+             for j, g in enumerate(conv_group_matrices(xp, dy, group))]
+    return parts[0] if group == 1 else xp.concat(parts, axis=0)
+
+
+def conv_matmul_grad_w(xp, cols, dy, w_shape, group):
+    """d loss / d w of conv_matmul, per group j: dw[o, r] = sum over n, m of dy[n, o, m] *
+    cols[j*R + r, (n, m)], one matrix product dy_j cols_j.T per group."""
+    rows = cols.shape[0] // group
+    parts = [xp.matmul(g, xp.matrix_transpose(cols[j * rows:(j + 1) * rows, ...]))
+             for j, g in enumerate(conv_group_matrices(xp, dy, group))]
+    dw = parts[0] if group == 1 else xp.concat(parts, axis=0)
+    return xp.reshape(dw, tuple(w_shape))
+
+
 # --- pooling (nnabla's max, sum and average pooling) ---------------------------------------
 # x (*maps, *L) pooled over its last len(kernel) axes; output m reads the window
 # [m*stride - pad, m*stride - pad + kernel) per axis, clipped to the input. The maps are

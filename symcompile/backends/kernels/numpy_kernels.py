@@ -210,6 +210,73 @@ def conv_grad_w(x, dy, w_shape, pad, stride, dilation, group):
     return dw
 
 
+# --- convolution through its im2col matrix (Im2Col and the products that read it) ---------
+
+def im2col(x, kernel, pad, stride, dilation):
+    """x's im2col matrix: cols[(c, k), (n, m)] = xpad[n, c, m*stride + k*dilation],
+    (C * prod(K), N * prod(M)), one copy of the windows' view in that order."""
+    rank = len(kernel)
+    windows = conv_windows(conv_padded(x, pad), kernel, stride, dilation)  # (*K, N, C, *M)
+    order = (rank + 1, *range(rank + 1), *range(rank + 2, 2 * rank + 2))  # (C, *K, N, *M)
+    rows = x.shape[1] * int(numpy.prod(kernel))
+    return numpy.reshape(numpy.transpose(windows, order), (rows, -1))
+
+
+def col2im(cols, x_shape, kernel, pad, stride, dilation):
+    """The transpose of im2col: dxpad[n, c, m*stride + k*dilation] += cols[(c, k), (n, m)],
+    added through the windows' view one kernel position k at a time (within one position
+    the windows do not overlap); dx is dxpad without the padding."""
+    n, c = x_shape[0], x_shape[1]
+    out = conv_output_size(tuple(x_shape[2:]), kernel, pad, stride, dilation)
+    size = tuple(length + 2 * p for length, p in zip(x_shape[2:], pad, strict=True))
+    padded = numpy.zeros((n, c) + size, dtype=cols.dtype)
+    windows = conv_windows(padded, kernel, stride, dilation, writeable=True)  # (*K, N, C, *M)
+    values = numpy.reshape(cols, (c, *kernel, n, *out))
+    for k in numpy.ndindex(*kernel):
+        windows[k] += numpy.moveaxis(values[(slice(None), *k)], 0, 1)
+    inside = tuple(slice(p, p + length) for length, p in zip(x_shape[2:], pad, strict=True))
+    return padded[(slice(None), slice(None), *inside)]
+
+
+def conv_group_matrices(a, group):
+    """a (N, O, *M) as one matrix (O / group, N * prod(M)) per group of its channels."""
+    outs = a.shape[1] // group
+    return [numpy.reshape(numpy.moveaxis(a[:, j * outs:(j + 1) * outs], 1, 0), (outs, -1))
+            for j in range(group)]
+
+
+def conv_matmul(cols, w, y_shape, group):
+    """The convolution from x's im2col matrix, per group j: y[n, o, m] = sum over r of
+    w[o, r] * cols[j*R + r, (n, m)], w read as (C', R): one matrix product per group."""
+    outs, rows = w.shape[0] // group, cols.shape[0] // group
+    n, spatial = y_shape[0], tuple(y_shape[2:])
+    y = numpy.empty(tuple(y_shape), dtype=numpy.result_type(cols, w))
+    for j in range(group):
+        part = numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)) @ cols[j * rows:(j + 1) * rows]
+        y[:, j * outs:(j + 1) * outs] = numpy.moveaxis(
+            numpy.reshape(part, (outs, n, *spatial)), 0, 1)
+    return y
+
+
+def conv_matmul_grad_cols(dy, w, cols_shape, group):
+    """d loss / d cols of conv_matmul, per group j: dcols[j*R + r, (n, m)] = sum over o of
+    w[o, r] * dy[n, o, m], one matrix product w_j.T dy_j per group."""
+    outs = w.shape[0] // group
+    parts = [numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)).T @ g
+             for j, g in enumerate(conv_group_matrices(dy, group))]
+    return parts[0] if group == 1 else numpy.concatenate(parts, axis=0)
+
+
+def conv_matmul_grad_w(cols, dy, w_shape, group):
+    """d loss / d w of conv_matmul, per group j: dw[o, r] = sum over n, m of dy[n, o, m] *
+    cols[j*R + r, (n, m)], one matrix product dy_j cols_j.T per group."""
+    rows = cols.shape[0] // group
+    parts = [g @ cols[j * rows:(j + 1) * rows].T
+             for j, g in enumerate(conv_group_matrices(dy, group))]
+    dw = parts[0] if group == 1 else numpy.concatenate(parts, axis=0)
+    return numpy.reshape(dw, tuple(w_shape))
+
+
 # --- pooling (nnabla's max, sum and average pooling) ---------------------------------------
 # x (*maps, *L) pooled over its last len(kernel) axes; output m reads the window
 # [m*stride - pad, m*stride - pad + kernel) per axis, clipped to the input. The maps are
