@@ -298,6 +298,9 @@ def test_the_command_line_compiles_an_nnabla_file(tmp_path, capsys):
     x.d, t.d = data["x"], data["t"]
     loss.forward()
     np.testing.assert_allclose(module.forward(**arguments), loss.d, rtol=1e-5)
+    stored, _, _ = module.load_checkpoint(tmp_path / "gen" / "train_parameters.npz")
+    for key, spec in module.PARAMETERS.items():  # the file's values, for the module
+        np.testing.assert_array_equal(stored[spec["argument"]], params[key])
     assert "Regenerate: symcompile compile" in (tmp_path / "gen" / "train.py").read_text()
 
     assert cli.main(["compile", str(path), "-o", str(tmp_path / "gen"), "--name", "y",

@@ -199,7 +199,24 @@ def cmd_compile(args) -> int:
     graph = result.graph
     print(f"compiled {graph.name}: {len(graph.nodes)} nodes, {len(graph.parameters)} "
           f"parameters -> {result.path}  ({time.perf_counter() - started:.2f} s)")
+    from symcompile.tools.model_file import NNABLA_FILES
+
+    if Path(args.model).suffix in NNABLA_FILES:
+        print(f"the file's parameters -> {_file_parameters(result)} (module.load_checkpoint)")
     return 0
+
+
+def _file_parameters(result) -> Path:
+    """The parameters an nnabla file holds, saved beside its module with the module's own
+    save_checkpoint (its init_parameters() draws fresh ones, as the file has no
+    initializers)."""
+    from symcompile.frontend.parameter import get_parameters
+
+    module, values = result.module, get_parameters(grad_only=False)
+    path = result.path.with_name(f"{result.path.stem}_parameters.npz")
+    module.save_checkpoint(path, {spec["argument"]: values[key].d
+                                  for key, spec in module.PARAMETERS.items()})
+    return path
 
 
 def cmd_show(args) -> int:
