@@ -437,6 +437,12 @@ def _structural_cases() -> dict[str, Case]:
         lambda rng: [rng.normal(size=(2, 3, 4)), np.array([[2.0, 0], [1, 1]]),
                      rng.normal(size=(2, 4)), np.array([[1.0, 1, 3], [0, 2, 0]]),
                      rng.normal(size=(2, 3))], labels=(1, 3))
+    # (repeated positions, negative and partial indices; more in test_gather_nd.py)
+    cases["gather_nd, scatter_nd"] = Case(
+        lambda x, i, d, j: (F.gather_nd(x, i), F.scatter_nd(d, j, shape=(3, 4)),
+                            F.scatter_nd(d, j, shape=(3, 4), add=True)),
+        lambda rng: [rng.normal(size=(2, 3, 4)), np.array([[1.0, -1, 0], [2, 0, -3]]),
+                     rng.normal(size=(3, 4)), np.array([[2.0, -1, 0]])], labels=(1, 3))
     # more configurations (against NumPy references and nnabla) in test_functions_extra.py
     cases["erf, mod2"] = Case(
         lambda x, y: (F.erf(x * 2), F.erf(x * 0), F.mod2(x * 5, y)),

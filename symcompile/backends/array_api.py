@@ -202,7 +202,7 @@ class ArrayAPIBackend(NumPyBackend):
         for arg in arguments:
             if arg.labels_name:
                 lines.append(arg.labels_call(function, "kind"))
-                kernels = ("class_labels",)
+                kernels = tuple(dict.fromkeys((*kernels, arg.labels_kernel)))
                 continue
             test = f"isinstance({arg.name}, kind) and {arg.name}.shape == {literal(arg.shape)}"
             if not arg.classes:  # labels may be integers

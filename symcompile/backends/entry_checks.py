@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from symcompile.backends.code_lines import LINE_WIDTH, Line
 from symcompile.backends.source_literals import literal
+from symcompile.ir.program import IndexBounds
 
 
 @dataclass(frozen=True)
@@ -25,18 +26,32 @@ class Argument:
     shape: tuple[int, ...]
     writable: bool = False  # the function updates it in place
     labels_name: str = ""  # for class labels read by the body: the integer form's name
-    classes: int = 0  # for class labels (integers or floats): how many classes there are
+    # for class labels (integers or floats): how many classes there are; for N-d indices
+    # (F.gather_nd's), the range of each row
+    classes: int | IndexBounds = 0
     ignore: bool = True  # whether a label may be -1 (a sample ignored; indices may not)
 
     def labels_call(self, function: str, *more: str) -> Line:
         """``<labels_name> = class_labels(...)``: the checked integer form of this argument
         (`more`: a backend's extra arguments)."""
         flag = () if self.ignore else ("ignore=False",)
-        arguments = ", ".join((literal(function), literal(self.name), self.name,
-                               literal(self.shape), str(self.classes), *more, *flag))
+        classes = str(self.classes)
         what = ("as integer class labels (as nnabla reads them; -1 ignores the sample)"
                 if self.ignore else "as integer indices (as nnabla reads them)")
-        return Line(f"{self.labels_name} = class_labels({arguments})", f"{self.name} {what}")
+        if isinstance(self.classes, IndexBounds):  # a range per row, and who reads them
+            classes = literal(self.classes.rows)
+            flag = (f"reader={literal(' and '.join(self.classes.readers))}",)
+            what = ("as integer indices, row m into axis m (as nnabla reads them; negative "
+                    "ones count from the end)")
+        arguments = ", ".join((literal(function), literal(self.name), self.name,
+                               literal(self.shape), classes, *more, *flag))
+        return Line(f"{self.labels_name} = {self.labels_kernel}({arguments})",
+                    f"{self.name} {what}")
+
+    @property
+    def labels_kernel(self) -> str:
+        """The kernel that checks the labels: class_labels, or nd_indices for N-d indices."""
+        return "nd_indices" if isinstance(self.classes, IndexBounds) else "class_labels"
 
 
 def argument_checks(function: str, arguments: list[Argument]) -> tuple[Line, ...]:

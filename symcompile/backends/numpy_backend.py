@@ -63,7 +63,7 @@ class NumPyBackend(Backend):
 
     def argument_checks(self, function: str, arguments: list[Argument]
                         ) -> tuple[tuple[Line, ...], tuple[str, ...]]:
-        kernels = ("class_labels",) if any(a.labels_name for a in arguments) else ()
+        kernels = tuple(dict.fromkeys(a.labels_kernel for a in arguments if a.labels_name))
         return entry_checks.argument_checks(function, arguments), kernels
 
     def step_check(self, function: str, step: str) -> tuple[Line, tuple[str, ...]]:

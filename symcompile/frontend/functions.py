@@ -1076,6 +1076,58 @@ def scatter_add(x0, indices, x1, axis=None):
     return _record("scatter_add", (x0, indices, x1), axis=_index_axis("scatter_add", x0, axis))
 
 
+__all__ += ["gather_nd", "scatter_nd"]
+
+
+def _nd_indices(indices):
+    """nnabla's conversion: indices given as a list or an array become a Variable holding
+    them (any other kind is left for _record to refuse)."""
+    if isinstance(indices, (list, tuple, numpy.ndarray)):
+        return Variable.from_numpy_array(numpy.asarray(indices, dtype=int))
+    return indices
+
+
+def gather_nd(data, indices):
+    """The elements or slices of `data` (X_0, ..., X_{N-1}) at `indices` (M, Y_0, ...,
+    Y_{K-1}), M <= N: y[y...] = data[indices[0, y...], ..., indices[M-1, y...], ...], of
+    shape (Y_0, ..., Y_{K-1}, X_M, ..., X_{N-1}). `indices` (at least 2-D) may be a
+    Variable, a list or an array; negative indices count from the end, as nnabla's. Indices
+    given as inputs outside [-X_m, X_m) in row m are refused when the module is called;
+    computed ones are truncated, zeros out of range. The gradient adds dy back where y
+    was read (repeated positions sum); indices get none."""
+    indices = _nd_indices(indices)
+    return _record("gather_nd", (data, indices))
+
+
+def scatter_nd(data, indices, shape=None, out=None, add=False):
+    """`data` (Y_0, ..., Y_{K-1}, X_M, ..., X_{N-1}) written into zeros of `shape` (X_0,
+    ..., X_{N-1}), or into the leaf Variable `out`, at `indices` (M, Y_0, ..., Y_{K-1}):
+    y[indices[0, y...], ..., indices[M-1, y...], ...] = data[y...], the inverse of
+    F.gather_nd; give exactly one of `shape` and `out`. Repeated positions: with `add` the
+    values are summed, else the last one wins (nnabla's CPU loop). Indices are read as
+    F.gather_nd reads them. With `out`, every forward pass overwrites out with y in place,
+    as nnabla's (so with `add` each pass adds again); out gets no gradient (nnabla's
+    backward gives it none). data's gradient is dy where data was written: with `add` at
+    every repeated position, without it only at the last (the derivative: nnabla 1.39's
+    passes dy to every repeated position, or with `out` only to the first)."""
+    indices = _nd_indices(indices)
+    if shape is None and out is None:
+        raise TypeError("F.scatter_nd: one of `shape` or `out` argument must be supplied")
+    # nnabla's test (`shape and out`): an empty shape with out is no shape
+    given = shape is not None and numpy.size(shape) > 0
+    if given and out is not None:
+        raise TypeError("F.scatter_nd: only one of `shape` or `out` argument may be used")
+    if out is not None:
+        if not isinstance(out, Variable):
+            raise TypeError(f"F.scatter_nd: `out` must be a Variable, got "
+                            f"{type(out).__name__}")
+        _updated_in_place("scatter_nd", "out", out=out)
+        shape = out.shape
+    shape = normalize_shape(shape, "F.scatter_nd")
+    inputs = (data, indices) if out is None else (data, indices, out)
+    return _record("scatter_nd", inputs, shape=shape, add=bool(add))
+
+
 def batch_matmul(a, b, transpose_a=False, transpose_b=False, n_outputs=-1, outputs=None):
     """Matrix products over the last two axes; the batch axes broadcast where 1."""
     return _record("batch_matmul", (a, b), transpose_a=bool(transpose_a),

@@ -1,14 +1,15 @@
 """Primitives that select, place or join parts of arrays: slices, flips, constant
-padding, concatenation, fixed gathers (`Take`), cumulative sums and products, sorting
-and top-k selection.
+padding, concatenation, fixed gathers (`Take`), N-d gathers and scatters at indices given
+at run time (`GatherNd`, `ScatterNd`), cumulative sums and products, sorting and top-k
+selection.
 
 Each one's gradient is another of them: a slice's is its values placed back where the
 slice read them (`SliceGrad`, zeros elsewhere), padding's is the slice of the original
 region, a concatenation's is one slice per input, a flip's is the same flip, a `Take`'s
 is its values added back where it read them (`TakeGrad`), a sort's or top-k's is dy
-placed where each element came from. Slices have positive steps and bounds inside the
-array; the front end normalises Python's slices (negative steps become a flip and a
-slice).
+placed where each element came from; an N-d gather's is a scatter of dy, and back.
+Slices have positive steps and bounds inside the array; the front end normalises
+Python's slices (negative steps become a flip and a slice).
 """
 
 from __future__ import annotations
@@ -207,6 +208,71 @@ def take(x: sympy.Expr, indices, axis: int, shapes) -> sympy.Expr:
     if tuple(indices) == tuple(range(shapes.of(x)[axis])):
         return x
     return Take(x, shape_tuple(indices), sympy.Integer(axis))
+
+
+# --- N-d gathers and scatters at integer indices given at run time (F.gather_nd, -----------
+# F.scatter_nd): indices (M, *Y), column y the position (indices[0, y], ..., indices[M - 1,
+# y]) into the first M axes of an array; negative ones count from the end (nnabla's). The
+# two are each other's transposes: a gather's is the scatter that adds, and the scatter
+# that assigns (the last of repeated positions wins) has the gather that reads only the
+# last of repeated positions (`last`) as its own.
+
+
+def _nd_positions_shape(data_shape, indices_shape) -> tuple[int, ...]:
+    return tuple(indices_shape[1:]) + tuple(data_shape[indices_shape[0]:])
+
+
+class GatherNd(KernelBase):
+    """y[y..., r...] = x[indices[:, y...], r...], 0 where the position is outside x (only
+    computed indices can be: inputs are checked on entry) or, with `last`, where a later
+    column of indices names the same position; args (x, indices, last)."""
+
+    nargs = 3
+    tensor_args = (0, 1)
+    kernel = "gather_nd"
+    options = ("last",)
+    defaults = (("last", 0),)
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[0] == 0 else None  # linear in x (not in indices)
+
+    def shape(self, shapes):
+        return _nd_positions_shape(shapes.of(self.args[0]), shapes.of(self.args[1]))
+
+    def vjp(self, index, g, shapes):
+        if index == 1:
+            return sympy.Integer(0)  # indices are integers
+        return ScatterNd(exact(g, self.shape(shapes), shapes), self.args[1],
+                         shape_tuple(shapes.of(self.args[0])),
+                         sympy.Integer(1 - int(self.args[2])))
+
+
+class ScatterNd(KernelBase):
+    """An array of zeros of `shape` with data[y..., r...] written at [indices[:, y...],
+    r...]: added (`add` 1: repeated positions sum) or assigned (0: the last of repeated
+    positions wins); positions outside (computed indices only) write nothing; args
+    (data, indices, shape, add)."""
+
+    nargs = 4
+    tensor_args = (0, 1)
+    kernel = "scatter_nd"
+    options = ("shape", "add")
+    unshown = ("shape",)
+    defaults = (("add", 0),)
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[0] == 0 else None  # linear in data (not in indices)
+
+    def shape(self, shapes):
+        return as_ints(self.args[2])
+
+    def vjp(self, index, g, shapes):
+        if index == 1:
+            return sympy.Integer(0)
+        return GatherNd(exact(g, self.shape(shapes), shapes), self.args[1],
+                        sympy.Integer(1 - int(self.args[3])))
 
 
 class CumSum(KernelBase):

@@ -19,6 +19,34 @@ from symcompile.ir.primitives import Shapes
 FORWARD, BACKWARD = "forward", "backward"
 
 
+@dataclass(frozen=True)
+class IndexBounds:
+    """The range of each row of an input read as N-d indices (F.gather_nd's, of shape (M,
+    ...): row m indexes axis m of an array): row m must hold integers in
+    [rows[m][0], rows[m][1]), nnabla's [-n_m, n_m) with negative ones counting from the
+    end. `readers` names the functions that read it (F.gather_nd), for the message."""
+
+    rows: tuple[tuple[int, int], ...]
+    readers: tuple[str, ...]
+
+    @classmethod
+    def of_axes(cls, sizes, reader: str) -> IndexBounds:
+        """Row m indexes an axis of length sizes[m] (negative indices count from its end)."""
+        return cls(tuple((-int(n), int(n)) for n in sizes), (reader,))
+
+    def merged(self, other: int | IndexBounds, ignore: bool = False) -> IndexBounds:
+        """The ranges both allow: `other` another IndexBounds, or class labels of `other`
+        classes (from -1 with `ignore`, else 0) that another function reads the rows as."""
+        if isinstance(other, IndexBounds):
+            rows, readers = other.rows, other.readers
+        else:
+            rows = ((-1 if ignore else 0, other),) * len(self.rows)
+            readers = ("a function reading them as class labels or indices",)
+        both = tuple((max(a[0], b[0]), min(a[1], b[1]))
+                     for a, b in zip(self.rows, rows, strict=True))
+        return IndexBounds(both, tuple(dict.fromkeys(self.readers + readers)))
+
+
 @dataclass
 class Equation:
     target: sympy.Symbol
@@ -53,9 +81,11 @@ class Program:
     fused_names: dict[sympy.Expr, sympy.Symbol] = field(default_factory=dict)  # for display
     # Integer class labels (or indices) of an input: their symbol -> (the input's symbol,
     # classes, whether -1 is allowed: it ignores a sample for the losses, where an index
-    # of -1 is refused).
+    # of -1 is refused). For N-d indices (F.gather_nd's) `classes` is an IndexBounds: a
+    # range per row.
     # Each generated function that reads one computes it from the input on entry.
-    labels: dict[sympy.Symbol, tuple[sympy.Symbol, int, bool]] = field(default_factory=dict)
+    labels: dict[sympy.Symbol, tuple[sympy.Symbol, int | IndexBounds, bool]] = field(
+        default_factory=dict)
     # Leaves the forward pass overwrites (running statistics): leaf symbol -> the symbol
     # of its new value, a forward equation every function with a forward computes.
     running: dict[sympy.Symbol, sympy.Symbol] = field(default_factory=dict)

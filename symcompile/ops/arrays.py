@@ -461,3 +461,94 @@ def _scatter_add(args, attrs, ctx):
 
 _register("scatter_add", "ScatterAdd", 3, _scatter_add_shape,
           labels=_scatter_add_labels)(_scatter_add)
+
+
+# --- gather_nd and scatter_nd: N-d integer indices given at run time ---------------------
+# indices (M, *Y): column y is a position in the first M axes of an array, row m indexing
+# axis m, negative indices counting from its end (nnabla's). An input's indices are
+# checked where the module is called against a range per row (`IndexBounds`: [-X_m,
+# X_m)); the kernels (`indexing.GatherNd`, `indexing.ScatterNd`) read them.
+
+program = Deferred("symcompile.ir.program")
+
+
+def _nd_rows(where: str, indices, rank: int, of: str) -> int:
+    if len(indices) < 2:
+        raise ValueError(f"{where}: indices must have at least 2 axes (M, Y_0, ...), as "
+                         f"nnabla's; one position of M indices is of shape (M, 1)")
+    if not 1 <= indices[0] <= rank:
+        raise ValueError(f"{where}: indices.shape[0] (M={indices[0]}, the indices per "
+                         f"position) must be from 1 to {of}'s rank ({rank})")
+    return indices[0]
+
+
+def _nd_labels(op: str, args, sizes, ctx):
+    """The indices (args[1]) as read into axes of `sizes`: an input's checked per row."""
+    if not ctx.class_labels:
+        return args[1]
+    return ctx.class_labels(args[1], program.IndexBounds.of_axes(sizes, f"F.{op}"),
+                            ignore=False)
+
+
+def _gather_nd_shape(shapes, attrs):
+    data, indices = shapes
+    m = _nd_rows(f"F.gather_nd: data of shape {data}, indices of shape {indices}", indices,
+                 len(data), "data")
+    return tuple(indices[1:]) + tuple(data[m:])
+
+
+def _gather_nd_labels(shapes, attrs) -> dict[int, int]:
+    # check_gradient() draws indices from 0 to the shortest axis they index
+    return {1: min(shapes[0][:shapes[1][0]])}
+
+
+@_register("gather_nd", "GatherNd", 2, _gather_nd_shape, labels=_gather_nd_labels)
+def _gather_nd(args, attrs, ctx):
+    data, indices = ctx.in_shapes
+    labels = _nd_labels("gather_nd", args, data[:indices[0]], ctx)
+    return I.GatherNd(args[0], labels, sympy.Integer(0))
+
+
+def _scatter_nd_shape(shapes, attrs):
+    data, indices = shapes[:2]
+    shape = tuple(attrs["shape"])
+    where = f"F.scatter_nd: data of shape {data}, indices of shape {indices}, shape {shape}"
+    m = _nd_rows(where, indices, len(shape), "the output shape")
+    expected = tuple(indices[1:]) + shape[m:]
+    if tuple(data) != expected:
+        raise ValueError(f"{where}: data must be of shape indices.shape[1:] + shape[M:] = "
+                         f"{expected}")
+    return shape
+
+
+def _scatter_nd_labels(shapes, attrs) -> dict[int, int]:
+    return {1: min(attrs["shape"][:shapes[1][0]])}
+
+
+def _scatter_nd(args, attrs, ctx):
+    """The scatter into zeros; with `out` (a third input), into out: out + the scatter
+    (add), or out where nothing is written and the scatter where something is. out is a
+    constant to the gradient, as in nnabla's backward."""
+    shape, indices = tuple(attrs["shape"]), ctx.in_shapes[1]
+    labels = _nd_labels("scatter_nd", args, shape[:indices[0]], ctx)
+    y = I.ScatterNd(args[0], labels, P.shape_tuple(shape), sympy.Integer(int(attrs["add"])))
+    if len(args) < 3:
+        return y
+    out = P.StopGradient(args[2])
+    if attrs["add"]:
+        return out + y
+    ones = P.Full(sympy.Integer(1), P.shape_tuple(ctx.in_shapes[0]))
+    written = P.StopGradient(I.ScatterNd(ones, labels, P.shape_tuple(shape), sympy.Integer(0)))
+    return out * (1 - written) + y
+
+
+def _scatter_nd_running(args, attrs, ctx):
+    """With `out`, the forward pass writes y into out, in place (nnabla's output shares
+    out's array)."""
+    if len(args) < 3:
+        return {}
+    return {2: (_scatter_nd(args, attrs, ctx), "out = F.scatter_nd's output (in place)")}
+
+
+OPS["scatter_nd"] = OpDef("scatter_nd", "ScatterNd", 2, False, _scatter_nd_shape, _scatter_nd,
+                          labels=_scatter_nd_labels, running=_scatter_nd_running)

@@ -37,7 +37,7 @@ from symcompile.ir.primitives import (
     materialize,
     shape_tuple,
 )
-from symcompile.ir.program import FORWARD, Equation, Program
+from symcompile.ir.program import FORWARD, Equation, IndexBounds, Program
 from symcompile.ops.opdef import Scalar, sympy_number
 from symcompile.ops.registry import OPS, LowerContext
 from symcompile.ops.sympy_functions import Truncate
@@ -74,17 +74,25 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
     producers = {node.output: node for node in graph.nodes}
     inputs = {program.symbols[v.index] for v in graph.inputs}
 
-    def class_labels(expr: sympy.Expr, classes: int, ignore: bool = True) -> sympy.Expr:
+    def class_labels(expr: sympy.Expr, classes: int | IndexBounds,
+                     ignore: bool = True) -> sympy.Expr:
         """An input's labels are checked and cast to integers where they enter each
         function (see entry_checks); computed labels are truncated as nnabla casts them.
         An input read as labels by several functions is checked once, against the fewest
         classes any of them has (a label past that would be out of range for one), and
-        allowed -1 only if all of them allow it."""
+        allowed -1 only if all of them allow it. N-d indices (`classes` an IndexBounds,
+        a range per row) are checked against the ranges every reader allows."""
         if expr not in inputs:
             return Truncate(expr)
         for labels, (source, count, ignored) in program.labels.items():
             if source == expr:
-                program.labels[labels] = (source, min(count, classes), ignored and ignore)
+                if isinstance(count, IndexBounds):
+                    merged = count.merged(classes, ignore)
+                elif isinstance(classes, IndexBounds):
+                    merged = classes.merged(count, ignored)
+                else:
+                    merged = min(count, classes)
+                program.labels[labels] = (source, merged, ignored and ignore)
                 return labels
         labels = program.symbol(f"{expr.name}_labels", program.shapes.of(expr))
         program.labels[labels] = (expr, classes, ignore)

@@ -93,6 +93,48 @@ def class_labels(function, argument, value, shape, classes, kind, ignore=True):
     return xp.astype(value, xp.int32)  # every library has it (JAX without x64: no int64)
 
 
+def nd_indices(function, argument, value, shape, rows, kind, reader=""):
+    """`value` as integer N-d indices (F.gather_nd's, (M, ...): row m indexes axis m of an
+    array), truncated towards zero as nnabla reads them, in an array of the other
+    arguments' type `kind`: row m must hold integers in [rows[m][0], rows[m][1]) (nnabla's
+    [-n, n) for an axis of n, negative ones counting from its end), for the functions
+    `reader` names. Raises ValueError otherwise (NaN and infinities included)."""
+    if not isinstance(value, kind):
+        raise ValueError(f"{function}(): argument {argument!r} must be an array of indices "
+                         f"of shape {shape} of the first argument's library "
+                         f"({kind.__name__}), got {type(value).__name__}")
+    try:
+        (xp, _), found = namespace(function, argument, value), tuple(value.shape)
+        numeric = xp.isdtype(value.dtype, ("real floating", "integral"))
+    except (AttributeError, TypeError, ValueError):
+        found, numeric = type(value).__name__, False
+    if not numeric or found != shape:
+        raise ValueError(f"{function}(): argument {argument!r} must be an array of indices "
+                         f"of shape {shape}, got {found}")
+    per_row, device = (len(rows),) + (1,) * (len(shape) - 1), device_of(value)
+    floating = xp.isdtype(value.dtype, "real floating")
+    bound = value.dtype if floating else xp.int64
+    low = xp.reshape(xp.asarray([a for a, _ in rows], dtype=bound, device=device), per_row)
+    high = xp.reshape(xp.asarray([b for _, b in rows], dtype=bound, device=device), per_row)
+    if floating:
+        bad = ~((value > low - 1) & (value < high))  # truncates into the range; not NaN
+    else:
+        value = xp.astype(value, xp.int64)
+        bad = (value < low) | (value >= high)
+    if bool(xp.any(bad)):
+        first = int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))
+        found = float(xp.reshape(value, (-1,))[first])
+        where, rest = [], first
+        for size in reversed(shape):
+            where.insert(0, rest % size)
+            rest //= size
+        a, b = rows[where[0]]
+        raise ValueError(f"{function}(): argument {argument!r} holds {found!r} at index "
+                         f"{tuple(where)}; row {where[0]} indexes axis {where[0]} (for "
+                         f"{reader}): it must hold integers from {a} to {b - 1}")
+    return xp.astype(value, xp.int32)  # every library has it (JAX without x64: no int64)
+
+
 def require_finite(parameter, gradient):
     """Raise FloatingPointError naming `parameter` if its gradient holds NaN or Inf."""
     xp, _ = namespace("require_finite", parameter, gradient)
@@ -545,6 +587,86 @@ def gather_axis_grad(xp, dy, indices, axis, length):
     onehot = xp.astype(picked == xp.arange(length, device=device), dy.dtype)
     moved = xp.tensordot(dy, onehot, axes=((axis,), (0,)))  # that axis moves last
     return xp.moveaxis(moved, -1, axis)
+
+
+def nd_positions(xp, indices, shape):
+    """The columns of N-d indices (M, *Y) as flat positions (int64) into an array of
+    shape[:M] (negative indices count from the end, as nnabla's), (positions, inside): a
+    column with an index outside [-n, n) on some axis (computed indices only: inputs are
+    checked on entry) is not inside, and its position is 0."""
+    m, device = indices.shape[0], device_of(indices)
+    columns = xp.reshape(indices, (m, -1))
+    sizes = xp.reshape(xp.asarray(list(shape[:m]), dtype=xp.int64, device=device), (m, 1))
+    inside = xp.ones(columns.shape, dtype=xp.bool, device=device)
+    if xp.isdtype(columns.dtype, "real floating"):  # into [-n - 1, n], so the cast is exact
+        inside = xp.isfinite(columns)
+        columns = xp.where(inside, columns, xp.zeros_like(columns))
+        bounds = xp.astype(sizes, columns.dtype)
+        columns = xp.minimum(xp.maximum(columns, -bounds - 1), bounds)
+    columns = xp.astype(columns, xp.int64)  # truncated towards zero, as nnabla casts them
+    inside = xp.all(inside & (columns >= -sizes) & (columns < sizes), axis=0)
+    columns = xp.where(columns < 0, columns + sizes, columns)
+    strides, stride = [], 1
+    for n in reversed(shape[:m]):
+        strides.insert(0, stride)
+        stride *= n
+    strides = xp.reshape(xp.asarray(strides, dtype=xp.int64, device=device), (m, 1))
+    positions = xp.sum(columns * strides, axis=0)
+    return xp.where(inside, positions, xp.zeros_like(positions)), inside
+
+
+def nd_writer(xp, positions, inside, count):
+    """Per position of an array of `count` (flat), the last (inside) column of N-d indices
+    that names it, or -1: the largest column number of the one-hot comparison's."""
+    device = device_of(positions)
+    hits = (xp.reshape(positions, (-1, 1)) == xp.reshape(
+        xp.arange(count, dtype=xp.int64, device=device), (1, -1))) & xp.reshape(inside, (-1, 1))
+    columns = xp.reshape(xp.arange(positions.shape[0], dtype=xp.int64, device=device), (-1, 1))
+    return xp.max(xp.where(hits, columns, xp.asarray(-1, dtype=xp.int64, device=device)),
+                  axis=0)
+
+
+def gather_nd(xp, x, indices, last):
+    """y[y..., r...] = x[indices[:, y...], r...] (F.gather_nd), 0 where a computed index
+    is outside x or, with `last`, where a later column names the same position (the
+    transpose of scatter_nd's assignment)."""
+    m = indices.shape[0]
+    rest, count = tuple(x.shape[m:]), 1
+    for n in x.shape[:m]:
+        count *= n
+    positions, keep = nd_positions(xp, indices, tuple(x.shape))
+    if last:
+        mine = xp.arange(positions.shape[0], dtype=xp.int64, device=device_of(positions))
+        keep = keep & (xp.take(nd_writer(xp, positions, keep, count), positions) == mine)
+    y = xp.take(xp.reshape(x, (count,) + rest), positions, axis=0)
+    y = xp.where(xp.reshape(keep, (-1,) + (1,) * len(rest)), y, xp.zeros_like(y))
+    return xp.reshape(y, tuple(indices.shape[1:]) + rest)
+
+
+def scatter_nd(xp, data, indices, shape, add):
+    """Zeros of `shape` with data[y..., r...] written at [indices[:, y...], r...]
+    (F.scatter_nd): added with `add` (repeated positions sum: a matrix product with the
+    one-hot comparison, the standard has no scatter-add), else assigned (the last of
+    repeated positions wins, as nnabla's loop: each position reads its last writer);
+    outside positions write nothing."""
+    m = indices.shape[0]
+    rest, count, width = tuple(shape[m:]), 1, 1
+    for n in shape[:m]:
+        count *= n
+    for n in rest:
+        width *= n
+    positions, keep = nd_positions(xp, indices, tuple(shape))
+    device = device_of(data)
+    values = xp.reshape(data, (positions.shape[0], width))
+    if add:
+        hits = (xp.reshape(positions, (-1, 1)) == xp.reshape(
+            xp.arange(count, dtype=xp.int64, device=device), (1, -1))) & xp.reshape(keep, (-1, 1))
+        out = xp.matmul(xp.matrix_transpose(xp.astype(hits, data.dtype)), values)
+    else:
+        writer = nd_writer(xp, positions, keep, count)
+        read = xp.take(values, xp.where(writer < 0, xp.zeros_like(writer), writer), axis=0)
+        out = xp.where(xp.reshape(writer >= 0, (-1, 1)), read, xp.zeros_like(read))
+    return xp.reshape(out, tuple(shape))
 
 
 def cumulative_sum(xp, x, axis):

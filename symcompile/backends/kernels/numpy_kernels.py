@@ -35,6 +35,33 @@ def class_labels(function, argument, value, shape, classes, ignore=True):
     return value.astype(numpy.int64)
 
 
+def nd_indices(function, argument, value, shape, rows, reader=""):
+    """`value` as integer N-d indices (F.gather_nd's, (M, ...): row m indexes axis m of an
+    array), truncated towards zero as nnabla reads them: row m must hold integers in
+    [rows[m][0], rows[m][1]) (nnabla's [-n, n) for an axis of n, negative ones counting
+    from its end), for the functions `reader` names. Raises ValueError otherwise (NaN
+    and infinities included)."""
+    if not isinstance(value, numpy.ndarray) or value.shape != shape \
+            or value.dtype.kind not in "fiu":
+        got = value.shape if isinstance(value, numpy.ndarray) else type(value).__name__
+        raise ValueError(f"{function}(): argument {argument!r} must be a numpy.ndarray of "
+                         f"indices of shape {shape}, got {got}")
+    per_row = (len(rows),) + (1,) * (len(shape) - 1)
+    low = numpy.reshape([a for a, _ in rows], per_row)
+    high = numpy.reshape([b for _, b in rows], per_row)
+    if value.dtype.kind == "f":
+        bad = ~((value > low - 1) & (value < high))  # truncates into the range; not NaN
+    else:
+        bad = (value < low) | (value >= high)
+    if bad.any():
+        where = tuple(int(i) for i in numpy.unravel_index(numpy.argmax(bad), bad.shape))
+        a, b = rows[where[0]]
+        raise ValueError(f"{function}(): argument {argument!r} holds {value[where].item()!r} at "
+                         f"index {where}; row {where[0]} indexes axis {where[0]} (for "
+                         f"{reader}): it must hold integers from {a} to {b - 1}")
+    return value.astype(numpy.int64)
+
+
 def require_finite(parameter, gradient):
     """Raise FloatingPointError naming `parameter` if its gradient holds NaN or Inf."""
     finite = numpy.isfinite(gradient)
@@ -495,6 +522,66 @@ def gather_axis_grad(dy, indices, axis, length):
     numpy.add.at(numpy.moveaxis(dx, axis, 0), numpy.asarray(indices, dtype=numpy.intp),
                  numpy.moveaxis(dy, axis, 0))
     return dx
+
+
+def nd_positions(indices, shape):
+    """The columns of N-d indices (M, *Y) as flat positions into an array of shape[:M]
+    (negative indices count from the end, as nnabla's), (positions, inside): a column
+    with an index outside [-n, n) on some axis (computed indices only: inputs are checked
+    on entry) is not inside, and its position is 0."""
+    m = indices.shape[0]
+    columns = numpy.reshape(indices, (m, -1))
+    finite = numpy.isfinite(columns)
+    sizes = numpy.reshape(numpy.asarray(shape[:m], dtype=numpy.int64), (m, 1))
+    if columns.dtype.kind == "f":  # into [-n - 1, n] first, so that the cast is exact
+        columns = numpy.clip(numpy.where(finite, columns, 0), -sizes - 1, sizes)
+    columns = columns.astype(numpy.int64)  # truncated towards zero, as nnabla casts them
+    inside = numpy.all(finite & (columns >= -sizes) & (columns < sizes), axis=0)
+    columns = numpy.where(inside, numpy.where(columns < 0, columns + sizes, columns), 0)
+    return numpy.ravel_multi_index(tuple(columns), tuple(shape[:m])), inside
+
+
+def nd_last(positions, inside):
+    """Which columns are the last (inside) one to name their position."""
+    count = positions.shape[0]
+    named = numpy.where(inside, positions, -1)[::-1]
+    _, first = numpy.unique(named, return_index=True)  # first from the end: the last
+    last = numpy.zeros(count, dtype=bool)
+    last[count - 1 - first] = True
+    return last & inside
+
+
+def gather_nd(x, indices, last):
+    """y[y..., r...] = x[indices[:, y...], r...] (F.gather_nd), 0 where a computed index
+    is outside x or, with `last`, where a later column names the same position (the
+    transpose of scatter_nd's assignment)."""
+    m = indices.shape[0]
+    rest = x.shape[m:]
+    positions, keep = nd_positions(indices, x.shape)
+    if last:
+        keep = nd_last(positions, keep)
+    y = numpy.reshape(x, (-1,) + rest)[positions]
+    y = numpy.where(numpy.reshape(keep, (-1,) + (1,) * len(rest)), y, x.dtype.type(0))
+    return numpy.reshape(y, indices.shape[1:] + rest)
+
+
+def scatter_nd(data, indices, shape, add):
+    """Zeros of `shape` with data[y..., r...] written at [indices[:, y...], r...]
+    (F.scatter_nd): added with `add` (repeated positions sum), else assigned (the last
+    of repeated positions wins, as nnabla's loop); outside positions write nothing."""
+    m = indices.shape[0]
+    rest = tuple(shape[m:])
+    positions, keep = nd_positions(indices, shape)
+    if not add:
+        keep = nd_last(positions, keep)
+    out = numpy.zeros((int(numpy.prod(shape[:m], dtype=numpy.int64)),) + rest,
+                      dtype=data.dtype)
+    values = numpy.reshape(data, (positions.shape[0],) + rest)
+    if add:
+        numpy.add.at(out, positions[keep], values[keep])
+    else:
+        out[positions[keep]] = values[keep]  # no position twice
+    return numpy.reshape(out, tuple(shape))
 
 
 def cumulative_sum(x, axis):
