@@ -16,10 +16,28 @@ where its function is smooth at the values it will see (log of values > 0.1, no 
 within MARGIN of a relu/abs/max/clip kink or of a tie, magnitudes at most BOUND), so
 central finite differences are a sound oracle for the gradients. Binary functions get
 inputs of equal rank with size-1 broadcasting, as nnabla requires.
+
+Every function of symcompile.functions is drawn (REFERENCE has its NumPy value) but those
+in NOT_DRAWN, each with its reason. Beyond the elementwise, reduction, shape, product and
+softmax functions: convolutions, deconvolutions and depthwise convolutions of small images
+(batch 1-2, 1-4 channels, sides 3-5; pad, stride, dilation, group, base_axis,
+output_padding, multiplier), pooling (max pooling only where every window has a unique
+maximum), unpooling, batch normalization (batch_stat True with a spread-out batch, or
+False; running statistics as "stat" parameters no other step reads, as a forward pass
+updates them in place), layer/instance/group normalization and the weight
+reparametrisations (groups of 2 elements or more with a variance >= 0.1), index functions
+(integer index labels), sorting and top-k (no ties), and the piecewise constant functions:
+comparisons and logic (no gradient; drawn away from their steps, or exactly on one where
+both sides are exact values no gradient reaches, see `_Draft.constant`) and the
+straight-through ones (sign, round, ...: nnabla's gradient is not their derivative, so
+only on values no gradient reaches). clip_grad_by_value and top_k_grad are drawn where
+their backward is the identity. Cases that expose known symcompile bugs are left out
+with a ``# bug:`` comment.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import linecache
 import math
@@ -54,10 +72,12 @@ STRUCTURAL = {"sum", "mean", "max", "min", "reduce_sum", "reduce_mean", "reshape
 class Leaf:
     """An array the graph starts from.
 
-    kind: "input" (``nn.Variable``), "label" (an ``nn.Variable`` of integer labels, or of
-    targets in [0, 1] for binary_cross_entropy, which may need a gradient), "parameter"
-    (``get_parameter_or_create``) or "pf" (created by a ``PF.affine`` step, which prints
-    it). Only inputs and parameters of at most 3 axes are operands of later steps.
+    kind: "input" (``nn.Variable``), "label" (an ``nn.Variable`` of integer labels or
+    indices, or of targets in [0, 1] for binary_cross_entropy, which may need a gradient),
+    "parameter" (``get_parameter_or_create``), "stat" (a parameter without gradient that
+    only its step reads: running statistics, gradient-clipping bounds) or "pf" (created by
+    a ``PF.affine`` step, which prints it). Only inputs and parameters of at most 3 axes
+    are operands of later steps.
     """
 
     name: str
@@ -85,8 +105,9 @@ class GraphSpec:
         self.steps = steps
 
     def values(self) -> dict[str, np.ndarray]:
-        """Leaf values by graph name (``x0``, ``w1``, ``fc0/affine/W``), float64."""
-        return {leaf.name: leaf.values for leaf in self.leaves}
+        """Leaf values by graph name (``x0``, ``w1``, ``fc0/affine/W``), float64: copies, as a
+        generated forward() updates running statistics (batch normalization's) in place."""
+        return {leaf.name: leaf.values.copy() for leaf in self.leaves}
 
     def ops(self) -> set[str]:
         return {step.op for step in self.steps}
@@ -200,6 +221,493 @@ REFERENCE: dict[str, Callable] = {
     "**": np.power, "@": np.matmul,
     "loss": _np_loss,
 }
+
+
+# --- references of the convolutional, normalization, index and newer functions -----------
+
+OUTPUT = "_output"  # a step's kwarg: which output of a function of several it takes
+
+
+def _spatial(value, count, default):
+    return tuple(value) if value is not None else (default,) * count
+
+
+def _np_convolution(x, w, b=None, base_axis=1, pad=None, stride=None, dilation=None, group=1):
+    """nnabla's convolution (a cross-correlation), by a loop over the kernel's offsets."""
+    count = x.ndim - base_axis - 1
+    pad, stride = _spatial(pad, count, 0), _spatial(stride, count, 1)
+    dilation = _spatial(dilation, count, 1)
+    batch = x.shape[:base_axis]
+    xs = np.pad(x.reshape((-1,) + x.shape[base_axis:]),
+                [(0, 0), (0, 0)] + [(p, p) for p in pad])
+    out_c, in_c, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    sizes = [(n - d * (k - 1) - 1) // s + 1
+             for n, k, s, d in zip(xs.shape[2:], kernel, stride, dilation, strict=True)]
+    y = np.zeros((xs.shape[0], out_c, *sizes))
+    per_group = out_c // group
+    for g in range(group):
+        part = xs[:, g * in_c:(g + 1) * in_c]
+        for offset in np.ndindex(*kernel):
+            window = tuple(slice(k * d, k * d + s * (m - 1) + 1, s)
+                           for k, d, s, m in zip(offset, dilation, stride, sizes, strict=True))
+            kernel_w = w[(slice(g * per_group, (g + 1) * per_group), slice(None), *offset)]
+            y[:, g * per_group:(g + 1) * per_group] += np.einsum(
+                "bc...,oc->bo...", part[(slice(None), slice(None), *window)], kernel_w)
+    if b is not None:
+        y += b.reshape((1, out_c) + (1,) * count)
+    return y.reshape(batch + y.shape[1:])
+
+
+def _np_deconvolution(x, w, b=None, base_axis=1, pad=None, stride=None, dilation=None,
+                      group=1, output_padding=None):
+    """nnabla's deconvolution: each input element scatters its kernel, then the pad is
+    cropped from both ends (output_padding extends the far end)."""
+    count = x.ndim - base_axis - 1
+    pad, stride = _spatial(pad, count, 0), _spatial(stride, count, 1)
+    dilation = _spatial(dilation, count, 1)
+    extra = _spatial(output_padding, count, 0)
+    batch = x.shape[:base_axis]
+    xs = x.reshape((-1,) + x.shape[base_axis:])
+    in_c, per_group, kernel = w.shape[0] // group, w.shape[1], w.shape[2:]
+    lengths = xs.shape[2:]
+    full = [s * (n - 1) + d * (k - 1) + 1 + e
+            for n, k, s, d, e in zip(lengths, kernel, stride, dilation, extra, strict=True)]
+    y = np.zeros((xs.shape[0], per_group * group, *full))
+    for g in range(group):
+        part = xs[:, g * in_c:(g + 1) * in_c]
+        out = y[:, g * per_group:(g + 1) * per_group]
+        for offset in np.ndindex(*kernel):
+            window = tuple(slice(k * d, k * d + s * (n - 1) + 1, s)
+                           for k, d, s, n in zip(offset, dilation, stride, lengths, strict=True))
+            kernel_w = w[(slice(g * in_c, (g + 1) * in_c), slice(None), *offset)]
+            out[(slice(None), slice(None), *window)] += np.einsum("bc...,co->bo...", part,
+                                                                  kernel_w)
+    crop = tuple(slice(p, f - p) for p, f in zip(pad, full, strict=True))
+    y = y[(slice(None), slice(None), *crop)]
+    if b is not None:
+        y = y + b.reshape((1, -1) + (1,) * count)
+    return y.reshape(batch + y.shape[1:])
+
+
+def _np_depthwise(x, w, b=None, base_axis=1, pad=None, stride=None, dilation=None,
+                  multiplier=1):
+    """Output channel c*multiplier + m: input channel c with kernel w[c*multiplier + m]."""
+    channels = x.shape[base_axis]
+    return _np_convolution(x, w[:, None], b, base_axis, pad, stride, dilation, channels)
+
+
+def _windows(n, k, s, p, ignore_border):
+    """Per output position along one axis: (input indices, the padded window's size)."""
+    count = (n + 2 * p - k) // s + 1 if ignore_border else (n + p - 1) // s + 1
+    out = []
+    for m in range(count):
+        start = m * s - p
+        inside = [i for i in range(start, start + k) if 0 <= i < n]
+        padded = len([i for i in range(start, start + k) if -p <= i < n + p])
+        out.append((inside, padded))
+    return out
+
+
+def _np_pooling(x, kernel, stride=None, ignore_border=True, pad=None, how="max",
+                including_pad=True):
+    stride = tuple(kernel) if stride is None else tuple(stride)
+    pad = _spatial(pad, len(kernel), 0)
+    lead = x.ndim - len(kernel)
+    axes = [_windows(x.shape[lead + i], k, s, p, ignore_border)
+            for i, (k, s, p) in enumerate(zip(kernel, stride, pad, strict=True))]
+    y = np.zeros(x.shape[:lead] + tuple(len(a) for a in axes))
+    for position in np.ndindex(*y.shape[lead:]):
+        picked = [axes[i][m] for i, m in enumerate(position)]
+        block = x[(Ellipsis, *np.ix_(*[p[0] for p in picked]))].reshape(x.shape[:lead] + (-1,))
+        if how == "max":
+            value = block.max(axis=-1)
+        elif how == "sum":
+            value = block.sum(axis=-1)
+        else:
+            size = math.prod(p[1] if including_pad else len(p[0]) for p in picked)
+            value = block.sum(axis=-1) / size
+        y[(Ellipsis, *position)] = value
+    return y
+
+
+def _np_unpooling(x, kernel):
+    for i, k in enumerate(kernel):
+        x = np.repeat(x, k, axis=x.ndim - len(kernel) + i)
+    return x
+
+
+def _standardized(x, reduced, eps):
+    mean = x.mean(axis=reduced, keepdims=True)
+    variance = ((x - mean) ** 2).mean(axis=reduced, keepdims=True)
+    return (x - mean) / np.sqrt(variance + eps)
+
+
+def _affine_terms(y, beta, gamma):
+    y = y if gamma is None else y * gamma
+    return y if beta is None else y + beta
+
+
+def _np_batch_normalization(x, beta, gamma, mean, variance, axes=(1,), decay_rate=0.9,
+                            eps=1e-5, batch_stat=True):
+    if batch_stat:
+        y = _standardized(x, tuple(i for i in range(x.ndim) if i not in axes), eps)
+    else:
+        y = (x - mean) / np.sqrt(variance + eps)
+    return _affine_terms(y, beta, gamma)
+
+
+def _np_fused_batch_normalization(x, beta, gamma, mean, variance, z=None, axes=(1,),
+                                  decay_rate=0.9, eps=1e-5, batch_stat=True):
+    y = _np_batch_normalization(x, beta, gamma, mean, variance, axes, decay_rate, eps,
+                                batch_stat)
+    return np.maximum(y if z is None else y + z, 0.0)
+
+
+def _np_layer_normalization(x, beta, gamma, batch_axis=0, eps=1e-5):
+    kept = (batch_axis,) if isinstance(batch_axis, int) else tuple(batch_axis)
+    kept = tuple(a % x.ndim for a in kept)
+    return _affine_terms(_standardized(x, tuple(i for i in range(x.ndim) if i not in kept),
+                                       eps), beta, gamma)
+
+
+def _np_instance_normalization(x, beta, gamma, channel_axis=1, batch_axis=0, eps=1e-5):
+    kept = {batch_axis % x.ndim, channel_axis % x.ndim}
+    return _affine_terms(_standardized(x, tuple(i for i in range(x.ndim) if i not in kept),
+                                       eps), beta, gamma)
+
+
+def _np_group_normalization(x, beta, gamma, num_groups, channel_axis=1, batch_axis=0,
+                            eps=1e-5):
+    c = channel_axis % x.ndim
+    grouped = x.reshape(x.shape[:c] + (num_groups, x.shape[c] // num_groups) + x.shape[c + 1:])
+    b = batch_axis % x.ndim
+    kept = {b if b < c else b + 1, c}
+    y = _standardized(grouped, tuple(i for i in range(grouped.ndim) if i not in kept), eps)
+    return _affine_terms(y.reshape(x.shape), beta, gamma)
+
+
+def _np_round(x):
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)  # halves away from 0 (NumPy's: to even)
+
+
+def _truth(x):
+    return (np.asarray(x) != 0).astype(np.float64)
+
+
+def _np_prod_grad_free(x, axis=None, keepdims=False):
+    return np.prod(x, axis=axis, keepdims=keepdims)
+
+
+def _np_cumulative(x, axis=None, exclusive=False, reverse=False, how=np.cumsum, unit=0.0):
+    axis = 0 if axis is None else axis
+    x = np.flip(x, axis) if reverse else x
+    if exclusive:
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (1, 0)
+        x = np.take(np.pad(x, pad, constant_values=unit), range(x.shape[axis]), axis=axis)
+    y = how(x, axis=axis)
+    return np.flip(y, axis) if reverse else y
+
+
+def _np_sort(x, axis=-1, reverse=False, only_index=False):
+    order = np.argsort(-x if reverse else x, axis=axis, kind="stable")
+    return order.astype(float) if only_index else np.take_along_axis(x, order, axis=axis)
+
+
+def _np_extremum_index(x, axis=None, keepdims=False, only_index=True, largest=True):
+    """The index of the first max (min) over `axis`, counted in C order over those axes."""
+    axes = tuple(range(x.ndim)) if axis is None else tuple(
+        a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis))
+    rest = [i for i in range(x.ndim) if i not in axes]
+    rows = np.transpose(x, rest + list(axes)).reshape(
+        [x.shape[i] for i in rest] + [-1])
+    index = (np.argmax if largest else np.argmin)(rows, axis=-1).astype(float)
+    if keepdims:
+        index = index.reshape([1 if i in axes else x.shape[i] for i in range(x.ndim)])
+    return index
+
+
+def _np_max(x, axis=None, keepdims=False, only_index=False):
+    if only_index:
+        return _np_extremum_index(x, axis, keepdims)
+    return np.max(x, axis=axis, keepdims=keepdims)
+
+
+def _np_min(x, axis=None, keepdims=False, only_index=False):
+    if only_index:
+        return _np_extremum_index(x, axis, keepdims, largest=False)
+    return np.min(x, axis=axis, keepdims=keepdims)
+
+
+def _np_top_k_data(x, k, abs=False, reduce=True, base_axis=1, largest=True,  # noqa: A002
+                   with_index=False, _output=0):
+    batch = x.shape[:base_axis]
+    rows = x.reshape((math.prod(batch), -1))
+    key = np.abs(rows) if abs else rows
+    order = np.argsort(-key if largest else key, axis=-1, kind="stable")[:, :k]
+    if with_index and _output == 1:
+        return order.astype(float).reshape(batch + (k,))
+    if reduce:
+        return np.take_along_axis(rows, order, axis=-1).reshape(batch + (k,))
+    y = np.zeros_like(rows)
+    np.put_along_axis(y, order, np.take_along_axis(rows, order, axis=-1), axis=-1)
+    return y.reshape(x.shape)
+
+
+def _np_shift(x, shifts=None, border_mode="nearest"):
+    shifts = (0,) * (x.ndim - len(shifts)) + tuple(shifts)
+    for axis, s in enumerate(shifts):
+        n = x.shape[axis]
+        source = np.arange(n) - s
+        if border_mode == "nearest":
+            source = np.clip(source, 0, n - 1)
+        else:  # mirrored about the edges, the edge repeated (NumPy's "symmetric")
+            source = np.mod(source, 2 * n)
+            source = np.where(source >= n, 2 * n - 1 - source, source)
+        x = np.take(x, source, axis=axis)
+    return x
+
+
+def _np_gather(x, indices, axis=0, batch_dims=0):
+    idx = indices.astype(int)
+    if batch_dims == 0:
+        return np.take(x, idx, axis=axis)
+    return np.stack([_np_gather(x[i], indices[i], axis - 1, batch_dims - 1)
+                     for i in range(x.shape[0])])
+
+
+def _np_scatter_add(x0, indices, x1, axis=0):
+    y = np.array(x0, dtype=np.float64, copy=True)
+    for position in np.ndindex(*indices.shape):
+        target = list(position)
+        target[axis] = int(indices[position])
+        y[tuple(target)] += x1[position]
+    return y
+
+
+def _np_embed(x0, w):
+    idx = x0.astype(int)
+    return np.where((idx == -1)[(...,) + (None,) * (w.ndim - 1)], 0.0, w[np.maximum(idx, 0)])
+
+
+def _np_one_hot(x, shape):
+    return np.eye(shape[0])[x[..., 0].astype(int)]
+
+
+def _np_broadcast_to(x, y, axis=-1):
+    start = x.ndim - y.ndim if axis == -1 else axis
+    return np.broadcast_to(y.reshape((1,) * start + y.shape + (1,) * (x.ndim - start - y.ndim)),
+                           x.shape)
+
+
+def _np_interpolate(x, scale=None, output_size=None, mode="linear", align_corners=False,
+                    half_pixel=False, half_pixel_for_nn=False):
+    """nnabla 1.39's interpolation (interpolate.cpp), axis by axis (it is separable): the
+    scale n/m ((n - 1)/(m - 1) with align_corners; 0 for an output of 1)."""
+    rank = len(output_size)
+    for i, m in enumerate(output_size):
+        axis = x.ndim - rank + i
+        n = x.shape[axis]
+        o = np.arange(m, dtype=np.float64)
+        factor = 0.0 if m <= 1 else (n - 1) / (m - 1) if align_corners else n / m
+        if mode == "nearest" and half_pixel_for_nn:
+            source = n / m * (o + 0.5)
+        elif half_pixel:
+            source = np.maximum(factor * (o + 0.5) - 0.5, 0.0)
+        else:
+            source = factor * o
+        low = np.minimum(np.floor(source).astype(int), n - 1)
+        if mode == "nearest":
+            x = np.take(x, low, axis=axis)
+            continue
+        high = np.minimum(low + 1, n - 1)
+        weight = (source - low).reshape([-1 if a == axis else 1 for a in range(x.ndim)])
+        x = np.take(x, low, axis=axis) * (1 - weight) + np.take(x, high, axis=axis) * weight
+    return x
+
+
+def _np_kl_multinomial(p, q, base_axis=1):
+    terms = p * (np.log(p + 1e-8) - np.log(q + 1e-8))
+    return terms.reshape(p.shape[:base_axis] + (-1,)).sum(axis=-1, keepdims=True)
+
+
+def _np_top_n_error(x, target, axis=-1, n=1):
+    labels = target.astype(int)
+    picked = np.take_along_axis(x, np.maximum(labels, 0), axis=axis)
+    higher = (x > picked).sum(axis=axis, keepdims=True)  # ties count against the label:
+    ties = (x == picked).sum(axis=axis, keepdims=True) - 1  # the strategy draws none
+    return np.where(labels == -1, 0.0, (higher + ties >= n).astype(float))
+
+
+def _np_celu(x, alpha=1.0, axis=1):
+    def elu(v):
+        return np.where(v >= 0, v, alpha * np.expm1(v))
+
+    return np.concatenate([elu(x), elu(-x)], axis=axis)
+
+
+def _np_prelu(x0, x1, base_axis=1):
+    slope = x1 if x1.size == 1 else x1.reshape(
+        (x0.shape[base_axis],) + (1,) * (x0.ndim - base_axis - 1))
+    return np.where(x0 >= 0, x0, slope * x0)
+
+
+def _np_norm(x, p, axes):
+    return (np.abs(x) ** p).sum(axis=axes, keepdims=True) ** (1 / p)
+
+
+def _np_weight_standardization(w, channel_axis=0, eps=1e-5):
+    return _standardized(w, tuple(i for i in range(w.ndim) if i != channel_axis), eps)
+
+
+def _np_weight_normalization(w, g, dim=0, eps=1e-12):
+    others = tuple(i for i in range(w.ndim) if i != dim)
+    norm = np.sqrt((w**2).sum(axis=others, keepdims=True) + eps)
+    return g.reshape([-1 if i == dim else 1 for i in range(w.ndim)]) * w / norm
+
+
+def _np_gather_nd(data, indices):
+    idx = indices.astype(int)
+    return data[tuple(idx[m] for m in range(idx.shape[0]))]
+
+
+def _np_scatter_nd(data, indices, shape=None, add=False):
+    idx = indices.astype(int)
+    y = np.zeros(shape)
+    for position in np.ndindex(*idx.shape[1:]):  # in order: without add the last wins
+        target = tuple(idx[(slice(None), *position)])
+        y[target] = y[target] + data[position] if add else data[position]
+    return y
+
+
+def _np_mod2(x0, x1, fmod=False):
+    return np.fmod(x0, x1)
+
+
+def _np_atan2(x0, x1):
+    return np.arctan2(x0, x1)
+
+
+NEW_REFERENCE: dict[str, Callable] = {
+    # elementwise functions of one array
+    "tan": np.tan, "sinh": np.sinh, "cosh": np.cosh, "asin": np.arcsin, "acos": np.arccos,
+    "atan": np.arctan, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
+    "swish": lambda x: x * _np_sigmoid(x),
+    "mish": lambda x: x * np.tanh(np.logaddexp(0.0, x)),
+    "gelu": lambda x: x / 2 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))),
+    "selu": lambda x, scale=1.05070098735548, alpha=1.673263242354377: scale * np.where(
+        x > 0, x, alpha * np.expm1(x)),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "hard_sigmoid": lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0),
+    "hard_tanh": lambda x: np.clip(x, -1.0, 1.0),
+    "log_sigmoid": lambda x: -np.logaddexp(0.0, -x),
+    "softsign": lambda x: x / (1 + np.abs(x)),
+    "tanh_shrink": lambda x: x - np.tanh(x),
+    "sinc": lambda x: np.where(x == 0, 1.0, np.sin(x) / np.where(x == 0, 1.0, x)),
+    "erf": np.vectorize(math.erf, otypes=[float]),
+    "reset_nan": lambda x0, val=0: np.where(np.isnan(x0), val, x0),
+    "reset_inf": lambda x0, val=0: np.where(np.isinf(x0), val, x0),
+    # piecewise constant (their gradient passes straight through, as nnabla's: drawn on
+    # values that need no gradient, see _draw_stepwise)
+    "sign": lambda x, alpha=1.0: np.where(x > 0, 1.0, np.where(x < 0, -1.0, alpha)),
+    "binary_tanh": lambda x: np.where(x > 0, 1.0, -1.0),
+    "binary_sigmoid": lambda x: np.where(x > 0, 1.0, 0.0),
+    "ceil": np.ceil, "floor": np.floor, "round": _np_round,
+    # no gradient (0): comparisons, logic, classification
+    "greater": lambda a, b: (a > b) * 1.0, "greater_equal": lambda a, b: (a >= b) * 1.0,
+    "less": lambda a, b: (a < b) * 1.0, "less_equal": lambda a, b: (a <= b) * 1.0,
+    "equal": lambda a, b: (a == b) * 1.0, "not_equal": lambda a, b: (a != b) * 1.0,
+    "greater_scalar": lambda x0, val=1: (x0 > val) * 1.0,
+    "greater_equal_scalar": lambda x0, val=1: (x0 >= val) * 1.0,
+    "less_scalar": lambda x0, val=1: (x0 < val) * 1.0,
+    "less_equal_scalar": lambda x0, val=1: (x0 <= val) * 1.0,
+    "equal_scalar": lambda x0, val=1: (x0 == val) * 1.0,
+    "not_equal_scalar": lambda x0, val=1: (x0 != val) * 1.0,
+    "logical_and": lambda a, b: _truth(a) * _truth(b),
+    "logical_or": lambda a, b: np.maximum(_truth(a), _truth(b)),
+    "logical_xor": lambda a, b: (_truth(a) != _truth(b)) * 1.0,
+    "logical_not": lambda x0: (x0 == 0) * 1.0,
+    "logical_and_scalar": lambda x0, val: _truth(x0) * float(bool(val)),
+    "logical_or_scalar": lambda x0, val: np.maximum(_truth(x0), float(bool(val))),
+    "logical_xor_scalar": lambda x0, val: (_truth(x0) != float(bool(val))) * 1.0,
+    "isnan": lambda x0: np.isnan(x0) * 1.0, "isinf": lambda x0: np.isinf(x0) * 1.0,
+    "binary_error": lambda x, t: ((x >= 0.5) != (t >= 0.5)) * 1.0,
+    "top_n_error": _np_top_n_error,
+    # elementwise functions of two or three arrays
+    "atan2": _np_atan2, "mod2": _np_mod2,
+    "epsilon_insensitive_loss": lambda a, b, epsilon: np.maximum(np.abs(a - b) - epsilon, 0.0),
+    "where": lambda c, a, b: np.where(c != 0, a, b),
+    # convolutions, pooling, normalization
+    "convolution": _np_convolution, "deconvolution": _np_deconvolution,
+    "depthwise_convolution": _np_depthwise,
+    "max_pooling": lambda x, kernel, stride=None, ignore_border=True, pad=None: _np_pooling(
+        x, kernel, stride, ignore_border, pad, "max"),
+    "average_pooling": lambda x, kernel, stride=None, ignore_border=True, pad=None,
+    including_pad=True: _np_pooling(x, kernel, stride, ignore_border, pad, "average",
+                                    including_pad),
+    "sum_pooling": lambda x, kernel, stride=None, ignore_border=True, pad=None: _np_pooling(
+        x, kernel, stride, ignore_border, pad, "sum"),
+    "global_average_pooling": lambda x: x.reshape(x.shape[:2] + (-1,)).mean(axis=-1).reshape(
+        x.shape[:2] + (1, 1)),
+    "unpooling": _np_unpooling,
+    "batch_normalization": _np_batch_normalization,
+    "fused_batch_normalization": _np_fused_batch_normalization,
+    "layer_normalization": _np_layer_normalization,
+    "instance_normalization": _np_instance_normalization,
+    "group_normalization": _np_group_normalization,
+    "weight_standardization": _np_weight_standardization,
+    "weight_normalization": _np_weight_normalization,
+    "norm_normalization": lambda x, p=2.0, axes=None: x / _np_norm(x, p, axes),
+    "clip_by_norm": lambda x, clip_norm, axis=None: x * clip_norm / np.maximum(
+        _np_norm(x, 2.0, axis), clip_norm),
+    "mean_subtraction": lambda x, mean, t, base_axis=1, update_running_mean=False: x - mean,
+    # identity forward; the strategies make their backward the identity too
+    "clip_grad_by_value": lambda x, lo, hi: x + 0.0,
+    "top_k_grad": lambda x, k, abs=False, base_axis=1: x + 0.0,  # noqa: A006
+    # arrays: cumulative, sorting, shifting, indexing, shapes
+    "cumsum": _np_cumulative,
+    "cumprod": functools.partial(_np_cumulative, how=np.cumprod, unit=1.0),
+    "prod": _np_prod_grad_free, "sort": _np_sort, "top_k_data": _np_top_k_data,
+    "shift": _np_shift, "gather": _np_gather, "scatter_add": _np_scatter_add,
+    "embed": _np_embed, "one_hot": _np_one_hot,
+    "gather_nd": _np_gather_nd, "scatter_nd": _np_scatter_nd,
+    "tile": lambda x, reps: np.tile(x, reps),
+    "stack": lambda *xs, axis=0: np.stack(xs, axis=axis),
+    "split": lambda x, axis=0, _output=0: np.take(x, _output, axis=axis),
+    "meshgrid": lambda *xs, ij_indexing=False, _output=0: np.meshgrid(
+        *xs, indexing="ij" if ij_indexing else "xy")[_output],
+    "matrix_diag": lambda x: x[..., :, None] * np.eye(x.shape[-1]),
+    "matrix_diag_part": lambda x: np.diagonal(x, axis1=-2, axis2=-1).copy(),
+    "broadcast_to": _np_broadcast_to,
+    "sink": lambda *xs: sum(np.sum(x) for x in xs),
+    "interpolate": _np_interpolate,
+    "celu": _np_celu, "prelu": _np_prelu, "kl_multinomial": _np_kl_multinomial,
+}
+REFERENCE.update(NEW_REFERENCE)
+REFERENCE["max"], REFERENCE["min"] = _np_max, _np_min  # (with only_index)
+REFERENCE["pad"] = lambda x, pad_width, constant_value=0.0, mode="constant": np.pad(
+    x, [(0, 0)] * (x.ndim - len(pad_width) // 2)
+    + list(zip(pad_width[0::2], pad_width[1::2], strict=True)),
+    **({"constant_values": constant_value} if mode == "constant" else {}),
+    mode={"constant": "constant", "reflect": "reflect", "repeat": "edge"}[mode])
+STRUCTURAL |= set(NEW_REFERENCE) - {
+    "tan", "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "swish", "mish",
+    "gelu", "selu", "relu6", "hard_sigmoid", "hard_tanh", "log_sigmoid", "softsign",
+    "tanh_shrink", "sinc", "erf", "reset_nan", "reset_inf", "atan2", "mod2",
+    "epsilon_insensitive_loss"}
+# Functions of symcompile.functions the graphs do not draw, and why:
+NOT_DRAWN = {
+    # random: a new draw every forward pass, so neither a NumPy value nor a finite
+    # difference to compare with
+    "rand": "random", "randn": "random", "randint": "random", "dropout": "random",
+    "random_crop": "random", "random_flip": "random", "random_shift": "random",
+    # its backward is by design not the derivative of its forward (identity forward, the
+    # gradient always rescaled to clip_norm), so central differences cannot check it
+    "clip_grad_by_norm": "gradient not the derivative",
+    # the power iteration's vectors are constants to the gradient by design (nnabla's),
+    # so the gradient is not the derivative of w / sigma(w); and test=False overwrites u
+    "spectral_norm": "gradient not the derivative",
+}
 ELEMENTWISE = set(REFERENCE) - STRUCTURAL
 
 
@@ -234,8 +742,10 @@ def _operand(arg) -> str:
 
 def _call(function: str, step: Step) -> str:
     parts = [a if isinstance(a, str) else _literal(a) for a in step.args]
-    parts += [f"{k}={_literal(v)}" for k, v in step.kwargs.items()]
-    return f"{function}({', '.join(parts)})"
+    parts += [f"{k}={_literal(v)}" for k, v in step.kwargs.items() if k != OUTPUT]
+    # a function of several outputs (F.split, F.meshgrid, ...): the one the step takes
+    picked = f"[{step.kwargs[OUTPUT]}]" if OUTPUT in step.kwargs else ""
+    return f"{function}({', '.join(parts)}){picked}"
 
 
 def _step_lines(step: Step, values: dict[str, np.ndarray]) -> list[str]:
@@ -260,7 +770,7 @@ def _step_lines(step: Step, values: dict[str, np.ndarray]) -> list[str]:
 
 
 def _leaf_lines(leaf: Leaf) -> list[str]:
-    if leaf.kind == "parameter":
+    if leaf.kind in ("parameter", "stat"):
         flag = "" if leaf.need_grad else ", need_grad=False"
         return [f"{leaf.name} = nn.parameter.get_parameter_or_create({leaf.name!r}, "
                 f"{leaf.shape!r}, {_literal(leaf.values)}{flag})"]
@@ -320,6 +830,11 @@ DOMAINS: dict[str, Callable] = {
     "binary": lambda rng, shape, n: rng.integers(0, 2, size=shape).astype(float),
     "labels": lambda rng, shape, n: rng.integers(-1, n, size=shape).astype(float),
     "weight": lambda rng, shape, n: _signed(rng, shape, 0.1, 1.5) / math.sqrt(n),
+    "inner": lambda rng, shape, n: _signed(rng, shape, 0.05, 0.85),  # asin, atanh
+    "above1": lambda rng, shape, n: rng.uniform(1.2, 3.0, size=shape),  # acosh
+    "integers": lambda rng, shape, n: rng.integers(-2, 3, size=shape).astype(float),
+    "indices": lambda rng, shape, n: rng.integers(0, n, size=shape).astype(float),
+    "wide": lambda rng, shape, n: np.full(shape, float(n)),  # clip_grad_by_value's bounds
 }
 
 
@@ -367,7 +882,7 @@ SEEDS = st.integers(0, 2**32 - 1)
 SCALARS = st.sampled_from([1.5, -0.5, 2.0, 0.25, -2.0, 0.0, 3])
 POWERS = st.sampled_from([2, 3, 0.5, -1.0, 1.5, 2.0, -2, -0.5])
 NEW = "<new leaf>"
-PREFIX = {"input": "x", "parameter": "w", "label": "t"}
+PREFIX = {"input": "x", "parameter": "w", "label": "t", "stat": "s"}
 
 
 class _Draft:
@@ -377,8 +892,9 @@ class _Draft:
     appearance, so steps that were given up leave no gaps.
     """
 
-    def __init__(self, draw) -> None:
+    def __init__(self, draw, focus: str | None = None) -> None:
         self.draw = draw
+        self.focus = focus  # a function every choice that can pick it picks (see graphs)
         # Hypothesis favours its simplest choice (index 0) and copies choices about, so
         # `choose` maps its choice through a permutation drawn once per graph: across graphs
         # every function is about as likely, and a step's function does not change when
@@ -390,6 +906,9 @@ class _Draft:
         self.env: dict[str, np.ndarray] = {}
         self.names: list[str] = []  # values a step may use (not labels), oldest first
         self.used: set[str] = set()
+        # values no leaf with need_grad reaches (or only through functions with no
+        # gradient, at values away from their steps): a finite difference leaves them be
+        self.constant: set[str] = set()
         self.serial = 0
 
     def fresh(self, prefix: str) -> str:
@@ -398,6 +917,10 @@ class _Draft:
 
     def choose(self, options: list):
         """One of `options`, through this graph's permutation of their positions."""
+        if self.focus is not None:
+            picked = [o for o in options if _draws(o, self.focus)]
+            if picked:
+                return picked[0] if len(picked) == 1 else self.draw(st.sampled_from(picked))
         n = len(options)
         if n not in self.permutations:
             self.permutations[n] = np.random.default_rng([self.seed, n]).permutation(n)
@@ -433,10 +956,10 @@ class _Draft:
             need_grad = kind != "label" and self.draw(st.sampled_from([True, True, True, False]))
         return Leaf(self.fresh(PREFIX[kind]), kind, tuple(shape), need_grad, values)
 
-    def operand(self, accept, shape_fn, domain="normal"):
+    def operand(self, accept, shape_fn, domain="normal", need_grad=None, n=1):
         """An existing value `accept` likes (the most recent first, so shrinking makes
-        chains) or a new leaf of shape `shape_fn()` with values from `domain`; None if
-        neither works."""
+        chains) or a new leaf of shape `shape_fn()` with values from `domain` (and
+        `need_grad`, None: drawn); None if neither works."""
         options = [n for n in reversed(self.names) if accept(self.env[n])]
         if self.room():
             options.append(NEW)
@@ -446,17 +969,17 @@ class _Draft:
         if choice != NEW:
             return choice
         shape = shape_fn()
-        values = self.new_values(domain, shape, accept)
-        return None if values is None else self.new_leaf(None, shape, values)
+        values = self.new_values(domain, shape, accept, n)
+        return None if values is None else self.new_leaf(None, shape, values, need_grad)
 
     def label(self, shape, domain: str, n=1, need_grad=False) -> Leaf:
         return self.new_leaf("label", shape, self.new_values(domain, shape, n=n), need_grad)
 
     def commit(self, op: str, args: list, kwargs: dict | None = None,
-               out=None) -> str | None:
+               out=None, operand=True) -> str | None:
         """Add ``out = op(*args, **kwargs)`` if its value is finite and bounded (except the
         loss's); uncommitted Leafs among `args` are committed with it. The new value's
-        name, or None."""
+        name, or None. `operand` False: no later step uses the value (the loss does)."""
         kwargs = kwargs or {}
         new = {a.name: a for a in args if isinstance(a, Leaf) and a.name not in self.env}
         env = self.env | {name: leaf.values for name, leaf in new.items()}
@@ -468,13 +991,31 @@ class _Draft:
         for name, leaf in new.items():
             self.leaves.append(leaf)
             self.env[name] = leaf.values
+            if not leaf.need_grad:
+                self.constant.add(name)
             if leaf.kind in ("input", "parameter") and leaf.values.ndim <= 3:
                 self.names.append(name)  # (an affine weight may have 4 axes)
         self.used.update(a for a in names if isinstance(a, str))
         self.steps.append(step)
         self.env[step.out] = value
-        self.names.append(step.out)
+        if operand:
+            self.names.append(step.out)
+        if op in NO_GRADIENT or kwargs.get("only_index") or (
+                op == "top_k_data" and kwargs.get(OUTPUT) == 1) or all(
+                a in self.constant for a in names if isinstance(a, str)):
+            self.constant.add(step.out)
         return step.out
+
+    def exact(self, name) -> bool:
+        """A value both sides compute exactly: a leaf's without gradient, or a constant
+        holding integers (so a comparison of it is not decided by rounding)."""
+        if name is None:
+            return False
+        if isinstance(name, Leaf):
+            return not name.need_grad
+        v = self.env[name]
+        return name in self.constant and (
+            any(leaf.name == name for leaf in self.leaves) or bool(np.all(v == np.round(v))))
 
     def spec(self) -> GraphSpec:
         return _renumber(GraphSpec(self.leaves, self.steps))
@@ -544,6 +1085,11 @@ def _kink(x, kw) -> bool:
     return _far(x)
 
 
+def _inner(x) -> bool:
+    """Inside (-0.9, 0.9): asin, acos and atanh with bounded derivatives."""
+    return bool(np.all(np.abs(x) < 0.9))
+
+
 def _nonzero(x, kw) -> bool:
     return bool(np.all(np.abs(x) > 0.3))
 
@@ -573,6 +1119,19 @@ UNARY = [
     _Unary("/", {"c": st.sampled_from([1.0, -2, 0.5])}, _nonzero, "away", scalar="left"),
     _Unary("**", {"c": POWERS}, lambda x, kw: _pow_ok(x, kw["c"]), scalar="right"),
     _Unary("**", {"c": st.sampled_from([2.0, 0.5, 3])}, scalar="left"),
+    _Unary("tan", ok=lambda x, kw: bool(np.all(np.abs(x) < 1.2))),
+    _Unary("sinh"), _Unary("cosh"), _Unary("atan"), _Unary("asinh"),
+    _Unary("asin", ok=lambda x, kw: _inner(x), domain="inner"),
+    _Unary("acos", ok=lambda x, kw: _inner(x), domain="inner"),
+    _Unary("atanh", ok=lambda x, kw: _inner(x), domain="inner"),
+    _Unary("acosh", ok=lambda x, kw: bool(np.all(x > 1.1)), domain="above1"),
+    _Unary("swish"), _Unary("mish"), _Unary("gelu"), _Unary("log_sigmoid"),
+    _Unary("softsign"), _Unary("tanh_shrink"), _Unary("sinc"), _Unary("erf"),
+    _Unary("selu", ok=_kink), _Unary("selu", {"alpha": st.sampled_from([1.5, 0.5])}, _kink),
+    _Unary("relu6", ok=lambda x, kw: _far(x) and _far(x, 6.0)),
+    _Unary("hard_sigmoid", ok=lambda x, kw: _far(x, 2.5) and _far(x, -2.5)),
+    _Unary("hard_tanh", ok=lambda x, kw: _far(x, 1.0) and _far(x, -1.0)),
+    _Unary("reset_nan", {"val": SCALARS}), _Unary("reset_inf", {"val": SCALARS}),
 ]
 
 
@@ -621,7 +1180,24 @@ BINARY = [
     ("maximum2", _apart, "normal", "normal"), ("minimum2", _apart, "normal", "normal"),
     ("squared_error", None, "normal", "normal"), ("absolute_error", _apart, "normal", "normal"),
     ("huber_loss", None, "normal", "normal"),
+    ("atan2", lambda a, b: _atan2_ok(a, b), "normal", "normal"),
+    ("mod2", lambda a, b: _fmod_ok(a, b), "normal", "away"),
+    ("epsilon_insensitive_loss", None, "normal", "normal"),
 ]
+
+
+def _atan2_ok(a, b) -> bool:
+    """Away from the origin and from the branch cut (b < 0, a = 0), where atan2 jumps."""
+    return bool(np.all(a**2 + b**2 > 0.1) and np.all((np.abs(a) > MARGIN) | (b > MARGIN)))
+
+
+def _fmod_ok(a, b) -> bool:
+    """|b| > 0.3 and a / b away from the nonzero integers, where fmod jumps."""
+    if not np.all(np.abs(b) > 0.3):
+        return False
+    r = a / b
+    k = np.round(r)
+    return bool(np.all((k == 0) | (np.abs(r - k) * np.abs(b) > MARGIN)))
 
 
 def _broadcasts(a, b) -> bool:
@@ -636,6 +1212,9 @@ def _draw_binary(g: _Draft) -> None:
     if op == "huber_loss":
         kw["delta"] = g.draw(st.sampled_from([1.0, 0.5, 2.0]))
         ok = lambda a, b: _far(np.abs(a - b), kw["delta"])  # noqa: E731 - its kink
+    if op == "epsilon_insensitive_loss":
+        kw["epsilon"] = g.draw(st.sampled_from([0.5, 0.1, 1.0]))
+        ok = lambda a, b: _far(np.abs(a - b), kw["epsilon"])  # noqa: E731 - its kink
     first = _positive if domain_a == "positive" else (lambda x: True)
     a = g.operand(first, g.shape, domain_a)
     if a is None:
@@ -700,7 +1279,10 @@ def _draw_reduction(g: _Draft) -> None:
         kw["keepdims"] = True
     ops = ["sum", "mean"] + [op for op in ("max", "min")
                              if _unique_extremum(vx, axis, op == "max")]
-    g.commit(g.choose(ops), [x], kw)
+    op = g.choose(ops)
+    if op in ("max", "min") and g.draw(st.integers(0, 3)) == 0:
+        kw["only_index"] = True  # the index of the extremum (no gradient)
+    g.commit(op, [x], kw)
 
 
 def _factor(g: _Draft, size: int) -> tuple[int, ...]:
@@ -770,6 +1352,10 @@ def _draw_indexing_op(g: _Draft, op: str, x: str, shape: tuple[int, ...]) -> Non
     elif op == "pad":
         count = g.draw(st.integers(1, rank))
         widths = tuple(g.draw(st.integers(0, 2)) for _ in range(2 * count))
+        mode = g.draw(st.sampled_from(["constant", "constant", "reflect", "repeat"]))
+        if mode != "constant":
+            g.commit("pad", [x], {"pad_width": widths, "mode": mode})
+            return
         g.commit("pad", [x], {"pad_width": widths,
                               "constant_value": g.draw(st.sampled_from([0.0, 0.5, -1.0]))})
     else:
@@ -778,7 +1364,7 @@ def _draw_indexing_op(g: _Draft, op: str, x: str, shape: tuple[int, ...]) -> Non
 
 def _draw_affine(g: _Draft) -> None:
     """F.affine (weights from get_parameter_or_create or nn.Variable) or PF.affine."""
-    x = g.operand(lambda v: v.ndim >= 1, lambda: g.shape(1, 3))
+    x = g.operand(lambda v: 1 <= v.ndim <= 3, lambda: g.shape(1, 3))
     if x is None:
         return
     shape = g.value(x).shape
@@ -823,7 +1409,7 @@ def _draw_matmul(g: _Draft) -> None:
     """F.batch_matmul (equal ranks, batch axes broadcast where 1) or the ``@`` operator."""
     batched = g.draw(st.booleans())
     ta, tb = (g.draw(st.booleans()), g.draw(st.booleans())) if batched else (False, False)
-    a = g.operand(lambda v: v.ndim >= 2 if batched else v.ndim >= 1,
+    a = g.operand(lambda v: (v.ndim >= 2 if batched else v.ndim >= 1) and v.ndim <= 3,
                   lambda: g.shape(2 if batched else 1, 3))
     if a is None:
         return
@@ -839,6 +1425,8 @@ def _draw_matmul(g: _Draft) -> None:
         return ((k,), (k, g.draw(SIZES)), batch + (k, g.draw(SIZES)))[rank - 1]
 
     def accept(vb):
+        if vb.ndim > 3:
+            return False
         if batched:
             if vb.ndim != va.ndim or not _broadcasts(va[..., :1, :1], vb[..., :1, :1]):
                 return False
@@ -888,18 +1476,731 @@ def _draw_cross_entropy(g: _Draft) -> None:
                                                      need_grad=need_grad)])
 
 
+# --- piecewise constant functions: comparisons, logic, rounding ---------------------------
+
+NO_GRADIENT = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+               "greater_scalar", "greater_equal_scalar", "less_scalar", "less_equal_scalar",
+               "equal_scalar", "not_equal_scalar", "logical_and", "logical_or", "logical_xor",
+               "logical_not", "logical_and_scalar", "logical_or_scalar", "logical_xor_scalar",
+               "isnan", "isinf", "binary_error", "top_n_error", "one_hot"}
+COMPARISONS = ["greater", "greater_equal", "less", "less_equal", "equal", "not_equal"]
+# nnabla's gradient of these passes straight through (it is not their derivative, 0): they
+# are drawn on values that need no gradient, whose finite differences are 0 either way.
+# Each with its steps (the points where it jumps) near the values x.
+STRAIGHT_THROUGH = {
+    "sign": lambda x: [0.0], "binary_tanh": lambda x: [0.0], "binary_sigmoid": lambda x: [0.0],
+    "ceil": lambda x: [np.round(x)], "floor": lambda x: [np.round(x)],
+    "round": lambda x: [np.floor(x) + 0.5],
+}
+SCALAR_STEPWISE = [f"{c}_scalar" for c in COMPARISONS] + [
+    "logical_and_scalar", "logical_or_scalar", "logical_xor_scalar", "logical_not"]
+STEPWISE = [*STRAIGHT_THROUGH, *SCALAR_STEPWISE, *COMPARISONS, "logical_and", "logical_or",
+            "logical_xor", "isnan", "isinf", "where"]
+
+
+def _steady(value, points, exact: bool) -> bool:
+    """Every element of `value` keeps MARGIN from each of `points` (where a function jumps),
+    or sits exactly on one where both sides are `exact` (and need no gradient)."""
+    value = np.asarray(value)
+    return all(bool(np.all((np.abs(value - p) > MARGIN) | ((value == p) & exact)))
+               for p in points)
+
+
+def _constant_operand(g: _Draft, accept, shape_fn, domain="integers"):
+    """A value no gradient reaches that `accept` likes, or a new leaf without gradient."""
+    options = [n for n in reversed(g.names) if n in g.constant and accept(g.env[n], n)]
+    if g.room():
+        options.append(NEW)
+    if not options:
+        return None
+    choice = g.draw(st.sampled_from(options))
+    if choice != NEW:
+        return choice
+    shape = shape_fn()
+    rng = np.random.default_rng(g.draw(SEEDS))
+    for _ in range(RETRIES):
+        leaf = g.new_leaf(None, shape, _values(domain, rng, shape), need_grad=False)
+        if accept(leaf.values, leaf):
+            return leaf
+    return None
+
+
+def _draw_stepwise(g: _Draft) -> None:
+    """Comparisons, logic, isnan/isinf (no gradient: 0, as their finite differences away
+    from their steps) and the straight-through functions (on values without gradient)."""
+    op = g.choose(STEPWISE)
+    kind = ("unary" if op in STRAIGHT_THROUGH else "scalar" if op in SCALAR_STEPWISE
+            else "binary" if op in COMPARISONS else "classify" if op in ("isnan", "isinf")
+            else "where" if op == "where" else "logic")
+    if kind == "unary":
+        kw = {"alpha": g.draw(st.sampled_from([0.0, 0.5]))} if op == "sign" and g.draw(
+            st.booleans()) else {}
+        x = _constant_operand(g, lambda v, n: _steady(v, STRAIGHT_THROUGH[op](v), g.exact(n)),
+                              g.shape, g.choose(["integers", "normal"]))
+        if x is not None:
+            g.commit(op, [x], kw)
+    elif kind == "scalar":
+        logic = op.startswith("logical")
+        val = g.draw(st.sampled_from([0, 1, 2.0] if logic else [0.0, 1.0, -0.5, 2]))
+        kw = {} if op == "logical_not" else {"val": val}
+        x = _any_steady(g, lambda v, n: _steady(v, [0.0 if logic else val], g.exact(n)))
+        if x is not None:
+            g.commit(op, [x], kw)
+    elif kind in ("binary", "logic"):
+        a = _any_steady(g, (lambda v, n: True) if kind == "binary" else
+                        (lambda v, n: _steady(v, [0.0], g.exact(n))))
+        if a is None:
+            return
+        va, exact_a = g.value(a), g.exact(a)
+
+        def accept(v, n):
+            if not _broadcasts(va, v):
+                return False
+            if kind == "logic":
+                return _steady(v, [0.0], g.exact(n))
+            return _steady(va - v, [0.0], exact_a and g.exact(n))
+
+        b = _any_steady(g, accept, lambda: g.compatible_shape(va.shape))
+        if b is not None:
+            g.commit(op, [a, b])
+    elif kind == "classify":
+        x = g.operand(lambda v: True, g.shape)
+        if x is not None:
+            g.commit(op, [x])
+    else:
+        c = _any_steady(g, lambda v, n: _steady(v, [0.0], g.exact(n)))
+        if c is None:
+            return
+        vc = g.value(c)
+        a = g.operand(lambda v: _broadcasts(vc, v), lambda: g.compatible_shape(vc.shape))
+        if a is None:
+            return
+        va = g.value(a)
+        b = g.operand(lambda v: _broadcasts(vc, v) and _broadcasts(va, v),
+                      lambda: g.compatible_shape(vc.shape))
+        if b is not None:
+            g.commit("where", [c, a, b])
+
+
+def _any_steady(g: _Draft, accept, shape_fn=None):
+    """An existing value `accept(values, name)` likes, or a new leaf: with gradient
+    (normal values) or without (integers, which may sit on a step)."""
+    shape_fn = shape_fn or g.shape
+    if g.draw(st.booleans()):
+        return _constant_operand(g, accept, shape_fn)
+    x = g.operand(lambda v: accept(v, None), shape_fn)
+    return x
+
+
+# --- images: convolutions, pooling, normalization -----------------------------------------
+
+def _image(g: _Draft) -> tuple[int, ...]:
+    """(N, C, H, W) or (N, C, L): batch 1-2, 1-2 channels, sides 3-5."""
+    spatial = g.draw(st.sampled_from([2, 2, 1]))
+    return ((g.draw(st.integers(1, 2)), g.draw(st.sampled_from([1, 2, 2, 4])))
+            + tuple(g.draw(st.integers(3, 5)) for _ in range(spatial)))
+
+
+def _small_image(v) -> bool:
+    return v.ndim in (3, 4) and v.size <= 100 and all(n >= 2 for n in v.shape[2:])
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _draw_convolution(g: _Draft) -> None:
+    """F.convolution (pad, stride, dilation, group, base_axis), F.deconvolution (and
+    output_padding) or F.depthwise_convolution (multiplier), with or without bias."""
+    op = g.choose(["convolution", "deconvolution", "depthwise_convolution"])
+    x = g.operand(_small_image, lambda: _image(g))
+    if x is None:
+        return
+    shape = g.value(x).shape
+    base_axis = g.draw(st.integers(1, len(shape) - 2)) if len(shape) == 4 else 1
+    channels, lengths = shape[base_axis], shape[base_axis + 1:]
+    kernel = tuple(g.draw(st.integers(1, 3)) for _ in lengths)
+    pad = tuple(g.draw(st.integers(0, 1)) for _ in lengths)
+    stride = tuple(g.draw(st.integers(1, 2)) for _ in lengths)
+    dilation = tuple(g.draw(st.sampled_from([1, 1, 2])) for _ in lengths)
+    kw = {} if base_axis == 1 else {"base_axis": base_axis}
+    kw |= {"pad": pad, "stride": stride, "dilation": dilation}
+    if op == "convolution":
+        group = g.draw(st.sampled_from(_divisors(channels)))
+        out_c = group * g.draw(st.integers(1, 2))
+        w_shape, fan_in = (out_c, channels // group, *kernel), channels // group
+        sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, p, s, d in zip(lengths, kernel, pad, stride, dilation, strict=True)]
+    elif op == "deconvolution":
+        group = g.draw(st.sampled_from(_divisors(channels)))
+        per_group = g.draw(st.integers(1, 2))
+        out_c = per_group * group
+        w_shape, fan_in = (channels, per_group, *kernel), channels // group
+        extra = tuple(g.draw(st.integers(0, s - 1)) for s in stride)
+        if any(extra):
+            kw["output_padding"] = extra
+        sizes = [s * (n - 1) + d * (k - 1) + 1 - 2 * p + e
+                 for n, k, p, s, d, e in zip(lengths, kernel, pad, stride, dilation, extra,
+                                             strict=True)]
+    else:
+        group = 1
+        multiplier = g.draw(st.integers(1, 2))
+        if multiplier > 1:
+            kw["multiplier"] = multiplier
+        out_c = channels * multiplier
+        w_shape, fan_in = (out_c, *kernel), 1
+        sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, p, s, d in zip(lengths, kernel, pad, stride, dilation, strict=True)]
+    if group > 1:
+        kw["group"] = group
+    if min(sizes) < 1 or math.prod(shape[:base_axis]) * out_c * math.prod(sizes) > 100:
+        return
+    with_bias = g.draw(st.booleans())
+    if not g.room(1 + with_bias):
+        return
+    rng = np.random.default_rng(g.draw(SEEDS))
+    for _ in range(RETRIES):
+        args = [x, g.new_leaf(None, w_shape, _values("weight", rng, w_shape,
+                                                     fan_in * math.prod(kernel)))]
+        if with_bias:
+            args.append(g.new_leaf(None, (out_c,), _values("normal", rng, (out_c,))))
+        if g.commit(op, args, kw):
+            return
+
+
+def _pool_shape(n, k, s, p, ignore_border) -> int:
+    return (n + 2 * p - k) // s + 1 if ignore_border else (n + p - 1) // s + 1
+
+
+def _unique_window_max(x, kernel, stride, pad, ignore_border) -> bool:
+    """Every max pooling window's maximum beats its other elements by MARGIN."""
+    lead = x.ndim - len(kernel)
+    axes = [_windows(x.shape[lead + i], k, s, p, ignore_border)
+            for i, (k, s, p) in enumerate(zip(kernel, stride, pad, strict=True))]
+    for position in np.ndindex(*(len(a) for a in axes)):
+        picked = [axes[i][m][0] for i, m in enumerate(position)]
+        block = x[(Ellipsis, *np.ix_(*picked))].reshape(x.shape[:lead] + (-1,))
+        if block.shape[-1] > 1:
+            top = np.sort(block, axis=-1)
+            if not np.all(top[..., -1] - top[..., -2] > MARGIN):
+                return False
+    return True
+
+
+def _draw_pooling(g: _Draft) -> None:
+    """F.max_pooling (windows without ties), F.average_pooling (including_pad or not),
+    F.sum_pooling (each with stride, pad, ignore_border), F.global_average_pooling or
+    F.unpooling."""
+    op = g.choose(["max_pooling", "average_pooling", "sum_pooling", "global_average_pooling",
+                   "unpooling"])
+    x = g.operand(_small_image, lambda: _image(g))
+    if x is None:
+        return
+    vx = g.value(x)
+    if op == "global_average_pooling":
+        g.commit(op, [x])
+        return
+    count = 2 if vx.ndim == 4 else g.draw(st.sampled_from([1, 2]))
+    lengths = vx.shape[-count:]
+    if op == "unpooling":
+        kernel = tuple(g.draw(st.integers(1, 2)) for _ in lengths)
+        if any(s.op == op and s.args == (x,) and s.kwargs == {"kernel": kernel}
+               for s in g.steps):
+            # bug: two equal unpoolings h, h2 of one w: the gradient of F.sum(h) +
+            # F.mean(F.squared_error(h2, h)) fails ("cannot reshape array of size 1 into
+            # shape (1, 2, 1, 2, 1, 1)")
+            return
+        if vx.size * math.prod(kernel) <= 200:
+            g.commit(op, [x], {"kernel": kernel})
+        return
+    if count == 1:  # (pooling is over 2 or 3 axes, as nnabla's)
+        count, lengths = 2, vx.shape[-2:]
+    kernel = tuple(g.draw(st.integers(1, min(3, n))) for n in lengths)
+    kw = {"kernel": kernel}
+    stride = kernel
+    if g.draw(st.booleans()):
+        stride = kw["stride"] = tuple(g.draw(st.integers(1, 3)) for _ in lengths)
+    pad = (0,) * count
+    if g.draw(st.booleans()):
+        pad = kw["pad"] = tuple(g.draw(st.integers(0, k - 1)) for k in kernel)
+    ignore_border = g.draw(st.booleans())
+    if not ignore_border:
+        kw["ignore_border"] = False
+    if op == "average_pooling" and g.draw(st.booleans()):
+        kw["including_pad"] = False
+    sizes = [_pool_shape(n, k, s, p, ignore_border)
+             for n, k, s, p in zip(lengths, kernel, stride, pad, strict=True)]
+    if min(sizes) < 1:
+        return
+    if op == "max_pooling" and not _unique_window_max(vx, kernel, stride, pad, ignore_border):
+        return
+    g.commit(op, [x], kw)
+
+
+def _spread(x, reduced, low=0.1) -> bool:
+    """Each standardized group has 2 elements or more and a variance of at least `low`
+    (so 1 / sqrt(variance + eps) and its derivatives stay moderate)."""
+    if not reduced or math.prod(x.shape[a] for a in reduced) < 2:
+        return False
+    return bool(np.all(x.var(axis=tuple(reduced)) >= low))
+
+
+def _scale_leaf(g: _Draft, shape, domain="normal"):
+    """beta or gamma: None (left out) or a new leaf of `shape`."""
+    if g.draw(st.integers(0, 3)) == 0 or not g.room():
+        return None
+    values = g.new_values(domain, shape)
+    return g.new_leaf(None, shape, values)
+
+
+def _stat(g: _Draft, shape, domain):
+    """A running statistic: a parameter without gradient, never an operand of other steps
+    (a forward pass may update it in place)."""
+    return g.new_leaf("stat", shape, g.new_values(domain, shape), need_grad=False)
+
+
+def _draw_normalization(g: _Draft) -> None:
+    """F.batch_normalization (batch_stat True or False, running statistics as parameters),
+    F.fused_batch_normalization, F.layer_normalization, F.instance_normalization or
+    F.group_normalization, beta and gamma given or None."""
+    op = g.choose(["batch_normalization", "fused_batch_normalization", "layer_normalization",
+                   "instance_normalization", "group_normalization"])
+    x = g.operand(lambda v: 2 <= v.ndim <= 4 and v.size <= 100,
+                  lambda: _image(g) if g.draw(st.booleans()) else g.shape(2, 3))
+    if x is None:
+        return
+    vx = g.value(x)
+    rank = vx.ndim
+    kw: dict = {}
+    if op in ("batch_normalization", "fused_batch_normalization"):
+        axes = [1]
+        if g.draw(st.integers(0, 3)) == 0:
+            axes = sorted(g.draw(st.sets(st.integers(0, rank - 1), min_size=1, max_size=2)))
+        if axes != [1]:
+            kw["axes"] = axes
+        reduced = [a for a in range(rank) if a not in axes]
+        batch_stat = g.draw(st.booleans())
+        if batch_stat and not _spread(vx, reduced):
+            return
+        if not batch_stat:
+            kw["batch_stat"] = False
+        stats = tuple(d if a in axes else 1 for a, d in enumerate(vx.shape))
+        if not g.room(4):
+            return
+        beta, gamma = _scale_leaf(g, stats), _scale_leaf(g, stats)
+        if batch_stat and g.draw(st.integers(0, 3)) == 0:
+            mean = variance = None  # nothing to update
+        else:
+            mean, variance = _stat(g, stats, "normal"), _stat(g, stats, "positive")
+        args = [x, beta, gamma, mean, variance]
+        if op == "fused_batch_normalization":
+            y = _np_batch_normalization(vx, *(None if a is None else a.values
+                                              for a in args[1:]), axes, 0.9, 1e-5, batch_stat)
+            z = None
+            if g.draw(st.booleans()) and g.room():
+                z = g.operand(lambda v: v.shape == vx.shape and _far(y + v), lambda: vx.shape)
+                if z is None:
+                    return
+            if not _far(y if z is None else y + g.value(z)):
+                return  # (relu's kink)
+            args.append(z)
+        g.commit(op, args, kw)
+        return
+    if op == "layer_normalization":
+        batch = g.draw(st.sampled_from([0, 0, [0, 1]])) if rank >= 3 else 0
+        if batch != 0:
+            kw["batch_axis"] = batch
+        kept = [0, 1] if batch != 0 else [0]
+    else:
+        channel = 1 if g.draw(st.integers(0, 2)) else g.draw(st.integers(1, rank - 1))
+        if channel != 1:
+            kw["channel_axis"] = channel
+        kept = [0, channel]
+        if op == "group_normalization":
+            groups = g.draw(st.sampled_from(_divisors(vx.shape[channel])))
+            kw = {"num_groups": groups} | kw
+            grouped = vx.reshape(vx.shape[:channel] + (groups, -1) + vx.shape[channel + 1:])
+            reduced = [a for a in range(grouped.ndim) if a not in (0, channel)]
+            if not _spread(grouped, reduced):
+                return
+            kept = None
+    if kept is not None and not _spread(vx, [a for a in range(rank) if a not in kept]):
+        return
+    shape = tuple(g.draw(st.sampled_from([d, 1])) for d in vx.shape)
+    if not g.room(2):
+        return
+    g.commit(op, [x, _scale_leaf(g, shape), _scale_leaf(g, shape)], kw)
+
+
+# --- more functions of arrays ----------------------------------------------------------------
+
+def _sorted_apart(x, axis) -> bool:
+    """Along `axis` every two elements differ by more than MARGIN."""
+    if x.shape[axis] < 2:
+        return True
+    gaps = np.diff(np.sort(x, axis=axis), axis=axis)
+    return bool(np.all(gaps > MARGIN))
+
+
+def _draw_array(g: _Draft) -> None:
+    """cumsum, cumprod, prod, sort, top_k_data, shift, tile, stack, split, broadcast_to,
+    sink, matrix_diag, matrix_diag_part, meshgrid."""
+    op = g.choose(["cumsum", "cumprod", "prod", "sort", "top_k_data", "shift", "tile",
+                   "stack", "split", "broadcast_to", "sink", "matrix_diag",
+                   "matrix_diag_part", "meshgrid"])
+    if op == "meshgrid":
+        xs = []
+        for _ in range(g.draw(st.integers(1, 3))):
+            x = g.operand(lambda v: v.ndim == 1, lambda: (g.draw(SIZES),))
+            if x is None:
+                return
+            xs.append(x)
+        sizes = [g.value(x).size for x in xs]
+        if math.prod(sizes) > 48:
+            return
+        kw = {"ij_indexing": True} if g.draw(st.booleans()) else {}
+        g.commit(op, xs, kw | {OUTPUT: g.draw(st.integers(0, len(xs) - 1))})
+        return
+    if op == "matrix_diag_part":
+        x = g.operand(lambda v: v.ndim >= 2 and v.shape[-1] == v.shape[-2],
+                      lambda: g.shape(0, 1) + (g.draw(SIZES),) * 2)
+        if x is not None:
+            g.commit(op, [x])
+        return
+    if op == "prod":
+        x = g.operand(lambda v: bool(np.all(np.abs(v) > 0.3)), g.shape, "away")
+        if x is None:
+            return
+        axis = _axis(g, g.value(x).ndim)
+        kw = {} if axis is None else {"axis": axis}
+        if g.draw(st.booleans()):
+            kw["keepdims"] = True
+        g.commit(op, [x], kw)
+        return
+    if op == "sink":
+        xs = [g.operand(lambda v: True, g.shape) for _ in range(g.draw(st.integers(1, 2)))]
+        if None not in xs:
+            g.commit(op, xs)
+        return
+    x = g.operand(lambda v: 1 <= v.ndim <= (2 if op == "matrix_diag" else 4),
+                  lambda: g.shape(1, 3))
+    if x is None:
+        return
+    vx = g.value(x)
+    rank = vx.ndim
+    if op in ("cumsum", "cumprod"):
+        kw = {"axis": g.draw(st.integers(-rank, rank - 1))}
+        if g.draw(st.booleans()):
+            kw["exclusive"] = True
+        if g.draw(st.booleans()):
+            kw["reverse"] = True
+        g.commit(op, [x], kw)
+    elif op == "sort":
+        axis = g.draw(st.integers(-rank, rank - 1))
+        if not _sorted_apart(vx, axis):
+            return
+        kw = {"axis": axis}
+        if g.draw(st.booleans()):
+            kw["reverse"] = True
+        if g.draw(st.integers(0, 2)) == 0:
+            kw["only_index"] = True
+        g.commit(op, [x], kw)
+    elif op == "top_k_data":
+        base_axis = g.draw(st.integers(0, rank - 1))
+        size = math.prod(vx.shape[base_axis:])
+        abs_ = g.draw(st.booleans())
+        keys = (np.abs(vx) if abs_ else vx).reshape(math.prod(vx.shape[:base_axis]), -1)
+        if not _sorted_apart(keys, 1):
+            return
+        kw = {"k": g.draw(st.integers(1, size))}
+        if abs_:
+            kw["abs"] = True
+        if g.draw(st.booleans()):
+            kw["reduce"] = False
+        if base_axis != 1:
+            kw["base_axis"] = base_axis
+        if g.draw(st.booleans()):
+            kw["largest"] = False
+        if kw.get("reduce", True) and g.draw(st.integers(0, 2)) == 0:
+            kw |= {"with_index": True, OUTPUT: g.draw(st.integers(0, 1))}
+        g.commit(op, [x], kw)
+    elif op == "shift":
+        count = g.draw(st.integers(1, rank))
+        shifts = tuple(g.draw(st.integers(1 - n, n - 1)) for n in vx.shape[rank - count:])
+        kw = {"shifts": shifts}
+        if g.draw(st.booleans()):
+            kw["border_mode"] = "reflect"
+        g.commit(op, [x], kw)
+    elif op == "tile":
+        reps = tuple(g.draw(st.integers(1, 2)) for _ in range(g.draw(st.integers(1, rank))))
+        if vx.size * math.prod(reps) <= 64:
+            g.commit(op, [x], {"reps": reps if len(reps) > 1 else reps[0]})
+    elif op == "stack":
+        y = g.operand(lambda v: v.shape == vx.shape, lambda: vx.shape)
+        if y is not None:
+            g.commit(op, [x, y], {"axis": g.draw(st.integers(-rank - 1, rank))})
+    elif op == "split":
+        axis = g.draw(st.integers(-rank, rank - 1))
+        g.commit(op, [x], {"axis": axis, OUTPUT: g.draw(st.integers(0, vx.shape[axis] - 1))})
+    elif op == "broadcast_to":
+        axis = g.draw(st.integers(-1, rank - 1))
+        start = 0 if axis == -1 else axis
+        length = g.draw(st.integers(0 if axis != -1 else 1, rank - start))
+        target = vx.shape[rank - length:] if axis == -1 else vx.shape[start:start + length]
+        y = g.operand(lambda v: v.shape == target, lambda: target)
+        if y is not None:
+            g.commit(op, [x, y], {} if axis == -1 else {"axis": axis})
+    elif op == "matrix_diag":
+        g.commit(op, [x])
+
+
+def _draw_index(g: _Draft) -> None:
+    """gather, scatter_add, embed, one_hot (integer index labels), top_n_error and
+    binary_error (no gradient)."""
+    op = g.choose(["gather", "scatter_add", "embed", "one_hot", "top_n_error",
+                   "binary_error", "gather_nd", "scatter_nd"])
+    if op == "one_hot":
+        n = g.draw(SIZES)
+        if g.room():
+            shape = g.shape(0, 2) + (1,)
+            # bug: F.one_hot's output is boolean in the generated code, and a function of
+            # it is computed in float16 (F.cosh(F.one_hot(t, (3,))) gives 1.543 for
+            # cosh(1) = 1.5430806...): its output only goes into the loss
+            g.commit(op, [g.label(shape, "indices", n=n)], {"shape": (n,)}, operand=False)
+        return
+    if op in ("gather_nd", "scatter_nd"):
+        _draw_nd(g, op)
+        return
+    if op == "binary_error":
+        x = g.operand(lambda v: _far(v, 0.5), g.shape, "probability")
+        if x is not None and g.room():
+            g.commit(op, [x, g.label(g.value(x).shape, "binary")])
+        return
+    x = g.operand(lambda v: 1 <= v.ndim <= 3, lambda: g.shape(1, 3))
+    if x is None or not g.room(2):
+        return
+    vx = g.value(x)
+    rank = vx.ndim
+    if op == "top_n_error":
+        axis = g.draw(st.integers(-rank, rank - 1))
+        if not _sorted_apart(vx, axis):
+            return
+        shape = tuple(1 if a == axis % rank else d for a, d in enumerate(vx.shape))
+        kw = {"axis": axis, "n": g.draw(st.integers(1, vx.shape[axis]))}
+        g.commit(op, [x, g.label(shape, "labels", n=vx.shape[axis])], kw)
+    elif op == "embed":
+        shape = g.shape(1, 2)
+        if math.prod(shape) * vx.size // vx.shape[0] <= 64:
+            g.commit(op, [g.label(shape, "labels", n=vx.shape[0]), x])
+    elif op == "gather":
+        batch_dims = g.draw(st.integers(0, 1)) if rank >= 2 else 0
+        axis = g.draw(st.integers(batch_dims, rank - 1))
+        shape = vx.shape[:batch_dims] + g.shape(0 if batch_dims else 1, 2)
+        kw = {"axis": axis}
+        if batch_dims:
+            kw["batch_dims"] = batch_dims
+        g.commit(op, [x, g.label(shape, "indices", n=vx.shape[axis])], kw)
+    else:
+        axis = g.draw(st.integers(0, rank - 1))
+        shape = tuple(g.draw(st.integers(1, 3 if a == axis else d))
+                      for a, d in enumerate(vx.shape))
+        if vx.shape[axis] == 1 and shape[axis] > 1 and shape[-1] == 1:
+            # bug: x0 of length 1 along axis, indices of shape (k > 1, 1) (scatter_add of
+            # x0 (1, 1), indices (2, 1), x1 (2, 1), axis=0) fails to compile: "the operand
+            # of a transpose simplifies to a constant"
+            return
+        indices = g.label(shape, "indices", n=vx.shape[axis])
+        x1 = g.operand(lambda v: v.shape == shape, lambda: shape)
+        if x1 is not None:
+            g.commit(op, [x, indices, x1], {"axis": axis})
+
+
+def _nd_indices(g: _Draft, sizes, positions) -> Leaf:
+    """Integer indices (M, *positions) into the M leading axes of `sizes`, negative ones
+    included (counted from the end, as nnabla's)."""
+    rng = np.random.default_rng(g.draw(SEEDS))
+    rows = [rng.integers(-n, n, size=positions) for n in sizes]
+    values = np.stack(rows).astype(float) if rows else np.zeros((0,) + positions)
+    return g.new_leaf("label", values.shape, values, need_grad=False)
+
+
+def _draw_nd(g: _Draft, op: str) -> None:
+    """F.gather_nd (data and indices) or F.scatter_nd (into zeros of `shape`, with add or
+    the last write winning)."""
+    if not g.room(2):
+        return
+    positions = g.shape(1, 2)
+    if op == "gather_nd":
+        x = g.operand(lambda v: 1 <= v.ndim <= 3, lambda: g.shape(1, 3))
+        if x is None:
+            return
+        vx = g.value(x)
+        m = g.draw(st.integers(1, vx.ndim))
+        g.commit(op, [x, _nd_indices(g, vx.shape[:m], positions)])
+        return
+    shape = g.shape(1, 3)
+    m = g.draw(st.integers(1, len(shape)))
+    target = positions + shape[m:]
+    data = g.operand(lambda v: v.shape == target, lambda: target)
+    if data is not None:
+        kw = {"shape": shape} | ({"add": True} if g.draw(st.booleans()) else {})
+        g.commit(op, [data, _nd_indices(g, shape[:m], positions)], kw)
+
+
+def _draw_more(g: _Draft) -> None:
+    """celu, prelu, kl_multinomial, interpolate, clip_by_norm, norm_normalization,
+    weight_standardization, weight_normalization, mean_subtraction (inference),
+    clip_grad_by_value and top_k_grad (drawn where their backward is the identity)."""
+    op = g.choose(["celu", "prelu", "kl_multinomial", "interpolate", "clip_by_norm",
+                   "norm_normalization", "weight_standardization", "weight_normalization",
+                   "mean_subtraction", "clip_grad_by_value", "top_k_grad"])
+    if op == "kl_multinomial":
+        p = g.operand(lambda v: v.ndim >= 2 and bool(np.all((v > 0.05) & (v < 1))),
+                      lambda: g.shape(2, 3), "probability")
+        if p is None:
+            return
+        vp = g.value(p)
+        q = g.operand(lambda v: v.shape == vp.shape and bool(np.all((v > 0.05) & (v < 1))),
+                      lambda: vp.shape, "probability")
+        if q is not None and q != p:  # bug: F.kl_multinomial(x, x) cancels to a bare 0,
+            # and its generated forward() computes (0).sum(axis=1) (AttributeError)
+            base = g.draw(st.integers(1, vp.ndim - 1))
+            g.commit(op, [p, q], {} if base == 1 else {"base_axis": base})
+        return
+    x = g.operand(lambda v: 1 <= v.ndim <= 4 and v.size <= 64, lambda: g.shape(1, 3))
+    if x is None:
+        return
+    vx = g.value(x)
+    rank = vx.ndim
+    if op == "celu":
+        if _far(vx):
+            kw = {"axis": g.draw(st.integers(-rank, rank - 1))}
+            if g.draw(st.booleans()):
+                kw["alpha"] = g.draw(st.sampled_from([0.5, 2.0]))
+            g.commit(op, [x], kw)
+    elif op == "prelu":
+        base = g.draw(st.integers(0, rank - 1))
+        shape = g.draw(st.sampled_from([(1,), (vx.shape[base],)]))
+        if _far(vx) and g.room():
+            slope = g.new_leaf(None, shape, g.new_values("normal", shape))
+            g.commit(op, [x, slope], {} if base == 1 else {"base_axis": base})
+    elif op == "interpolate":
+        count = g.draw(st.integers(1, min(2, rank)))
+        mode = g.draw(st.sampled_from(["linear", "nearest"]))
+        kw: dict = {}
+        if mode == "linear":
+            sizes = tuple(g.draw(st.integers(1, 6)) for _ in range(count))
+            corner = g.draw(st.sampled_from(["", "align_corners", "half_pixel"]))
+            if corner == "align_corners" and min(sizes) < 2:
+                return
+            if corner:
+                kw[corner] = True
+        else:  # ratios exact in binary, so that no floor is decided by rounding
+            sizes = tuple(g.draw(st.sampled_from([n, 2 * n] + [m for m in (1, 2) if n % m == 0
+                                                               and m < n]))
+                          for n in vx.shape[rank - count:])
+            kw["mode"] = "nearest"
+            if g.draw(st.booleans()):
+                kw["half_pixel_for_nn"] = True
+        if vx.size // math.prod(vx.shape[rank - count:]) * math.prod(sizes) <= 64:
+            g.commit(op, [x], {"output_size": sizes} | kw)
+    elif op == "clip_by_norm":
+        clip = g.draw(st.sampled_from([0.5, 1.0, 2.0]))
+        axis = _axis(g, rank)
+        norm = _np_norm(vx, 2.0, axis)
+        if np.all(norm > 0.2) and _far(norm, clip):
+            g.commit(op, [x], {"clip_norm": clip} | ({} if axis is None else {"axis": axis}))
+    elif op == "norm_normalization":
+        p = g.draw(st.sampled_from([None, 1.0, 3.0]))
+        axes = _axis(g, rank)
+        if (p != 1.0 or _far(vx)) and np.all(_np_norm(vx, p or 2.0, axes) > 0.2):
+            kw = {} if p is None else {"p": p}
+            g.commit(op, [x], kw | ({} if axes is None else {"axes": axes}))
+    elif op == "weight_standardization":
+        axis = g.draw(st.integers(0, rank - 1))
+        if _spread(vx, [a for a in range(rank) if a != axis]):
+            g.commit(op, [x], {} if axis == 0 else {"channel_axis": axis})
+    elif op == "weight_normalization":
+        dim = g.draw(st.integers(0, rank - 1))
+        others = tuple(a for a in range(rank) if a != dim)
+        if np.all((vx**2).sum(axis=others) > 0.1) and g.room():
+            shape = (vx.shape[dim],)
+            scale = g.new_leaf(None, shape, g.new_values("normal", shape))
+            g.commit(op, [x, scale], {} if dim == 0 else {"dim": dim})
+    elif op == "mean_subtraction":
+        base = g.draw(st.integers(0, rank - 1))
+        if g.room(2):
+            mean = _stat(g, vx.shape[base:], "normal")
+            t = g.new_leaf("stat", (1,), np.array([3.0]), need_grad=False)
+            kw = {} if base == 1 else {"base_axis": base}
+            g.commit(op, [x, mean, t], kw | {"update_running_mean": False})
+    elif op == "clip_grad_by_value":
+        if g.room(2):  # bounds no gradient reaches: the backward is the identity
+            bounds = [g.new_leaf("stat", vx.shape, _values("wide", None, vx.shape, n),
+                                 need_grad=False) for n in (-1e6, 1e6)]
+            g.commit(op, [x, *bounds])
+    else:
+        base = g.draw(st.integers(0, rank - 1))
+        k = math.prod(vx.shape[base:])  # every gradient kept: the backward is the identity
+        kw = {"k": k} | ({"abs": True} if g.draw(st.booleans()) else {})
+        g.commit(op, [x], kw | ({} if base == 1 else {"base_axis": base}))
+
+
 # Elementwise functions come first and twice: hypothesis shrinks towards them.
 # Weighted by how many functions each family draws from: UNARY holds a third of them.
 FAMILIES = [_draw_unary, _draw_binary, _draw_unary, _draw_reduction, _draw_binary,
             _draw_unary, _draw_shape_op, _draw_affine, _draw_unary, _draw_matmul,
-            _draw_softmax, _draw_unary, _draw_cross_entropy, _draw_clip, _draw_indexing]
+            _draw_softmax, _draw_unary, _draw_cross_entropy, _draw_clip, _draw_indexing,
+            _draw_convolution, _draw_pooling, _draw_normalization, _draw_stepwise,
+            _draw_array, _draw_index, _draw_more, _draw_unary, _draw_stepwise, _draw_array,
+            _draw_more, _draw_unary, _draw_convolution, _draw_pooling, _draw_normalization,
+            _draw_stepwise, _draw_array, _draw_binary, _draw_unary, _draw_index, _draw_more]
+
+
+# The functions each family draws (for `graphs(focus=...)`).
+FAMILY_OPS = {
+    _draw_unary: set(UNARY_OPS), _draw_binary: {b[0] for b in BINARY},
+    _draw_reduction: {"sum", "mean", "max", "min", "reduce_sum", "reduce_mean"},
+    _draw_shape_op: {"reshape", "transpose", "broadcast"},
+    _draw_affine: {"affine", "pf_affine"}, _draw_matmul: {"batch_matmul", "@"},
+    _draw_softmax: {"softmax", "log_softmax", "softmax_cross_entropy"},
+    _draw_cross_entropy: {"sigmoid_cross_entropy", "binary_cross_entropy"},
+    _draw_clip: {"clip_by_value"}, _draw_indexing: {"slice", "flip", "pad", "concatenate"},
+    _draw_convolution: {"convolution", "deconvolution", "depthwise_convolution"},
+    _draw_pooling: {"max_pooling", "average_pooling", "sum_pooling",
+                    "global_average_pooling", "unpooling"},
+    _draw_normalization: {"batch_normalization", "fused_batch_normalization",
+                          "layer_normalization", "instance_normalization",
+                          "group_normalization"},
+    _draw_stepwise: set(STEPWISE),
+    _draw_array: {"cumsum", "cumprod", "prod", "sort", "top_k_data", "shift", "tile", "stack",
+                  "split", "broadcast_to", "sink", "matrix_diag", "matrix_diag_part",
+                  "meshgrid"},
+    _draw_index: {"gather", "scatter_add", "embed", "one_hot", "top_n_error", "binary_error",
+                  "gather_nd", "scatter_nd"},
+    _draw_more: {"celu", "prelu", "kl_multinomial", "interpolate", "clip_by_norm",
+                 "norm_normalization", "weight_standardization", "weight_normalization",
+                 "mean_subtraction", "clip_grad_by_value", "top_k_grad"},
+}
+
+
+def _draws(option, focus: str) -> bool:
+    """Whether `option` of a choice is, or can draw, the function `focus`."""
+    if isinstance(option, str):
+        return option == focus
+    if isinstance(option, tuple):  # BINARY's
+        return option[0] == focus
+    if isinstance(option, _Unary):
+        return option.op == focus
+    return focus in FAMILY_OPS.get(option, ())
 
 
 @st.composite
-def graphs(draw, max_steps: int = 6) -> GraphSpec:
+def graphs(draw, max_steps: int = 6, focus: str | None = None) -> GraphSpec:
     """A random graph of up to `max_steps` functions, then a scalar loss: F.mean or F.sum
-    of every value nothing else uses, added up."""
-    g = _Draft(draw)
+    of every value nothing else uses, added up. With `focus` (a function's name) every
+    step draws that function where its family can: a quick way to a small graph using it."""
+    g = _Draft(draw, focus)
     for _ in range(draw(st.integers(1, max_steps))):
         g.choose(FAMILIES)(g)
     if not g.steps:
