@@ -1,7 +1,8 @@
 """Record the layout of nnabla's protobuf messages (`.nnp`, `.nntxt`, `.protobuf` files)
 as data: `symcompile/common/nnabla_format.json`.
 
-    $SYMCOMPILE_NNABLA_PYTHON tests/differential/_nnp_schema.py > symcompile/common/nnabla_format.json
+    $SYMCOMPILE_NNABLA_PYTHON tests/differential/_nnp_schema.py \
+        > symcompile/common/nnabla_format.json
 
 Run it with real nnabla's Python. It writes, for every message of nnabla's file format,
 its fields as [name, number, type, label, message type] (protobuf's numeric type and
