@@ -82,9 +82,11 @@ def test_larger_arrays_still_refuse_to_become_one_number(shape):
 
 def test_repr_and_str_look_like_a_plain_ndarray():
     v = nn.Variable((2, 2))
-    v.d = [[1.0, 2.0], [3.0, 4.0]]
+    v.d = [[1.0, 2.0], [3.0, 4.0]]  # (a list of floats: float64 from now on, as nnabla)
+    assert repr(v.d) == "array([[1., 2.],\n       [3., 4.]])"
+    assert str(v.d) == str(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    v.d = np.float32([[1.0, 2.0], [3.0, 4.0]])
     assert repr(v.d) == "array([[1., 2.],\n       [3., 4.]], dtype=float32)"
-    assert str(v.d) == str(np.array([[1.0, 2.0], [3.0, 4.0]], np.float32))
     one = nn.Variable((1, 1))
     one.d = 0.5
     assert repr(one.d) == "array([[0.5]], dtype=float32)"

@@ -333,10 +333,11 @@ def test_augmentations_choose_and_backpropagate(name, build, kw):
     kind = name.split()[0]
     nn.clear_parameters()
     nn.seed(0)
-    x = nn.Variable.from_numpy_array(np.random.default_rng(1).normal(size=(6, 3, 4)),
-                                     need_grad=True)
+    x = nn.Variable.from_numpy_array(  # float32: its values, as the module reads them
+        np.random.default_rng(1).normal(size=(6, 3, 4)).astype(np.float32), need_grad=True)
     y = build(x)
-    w = nn.Variable.from_numpy_array(np.random.default_rng(2).normal(size=y.shape))
+    w = nn.Variable.from_numpy_array(
+        np.random.default_rng(2).normal(size=y.shape).astype(np.float32))
     loss = F.sum(y * w)
     seen = []
     for _ in range(4):

@@ -459,7 +459,7 @@ def test_composed_and_decomposed_accents_stay_distinct_parameters(tmp_path):
     composed, decomposed = "caf\u00e9", "cafe\u0301"
     x = nn.Variable((2, 1))
     x.name = "x"
-    x.d = [[1.0], [3.0]]
+    x.d = np.float32([[1.0], [3.0]])  # (float32: passed to the module as x.d)
     w1 = nn.parameter.get_parameter_or_create(composed, (1, 1))
     w2 = nn.parameter.get_parameter_or_create(decomposed, (1, 1))
     w1.d, w2.d = 2.0, 5.0
@@ -708,7 +708,8 @@ def long_named_affine(first_scope: str = "transformer_encoder", x=None):
     if x is None:
         x = nn.Variable((4, 3))
         x.name = "x"
-        x.d = np.arange(12, dtype=np.float64).reshape(4, 3) / 10 - 0.5
+        # (float32: passed to the module as x.d)
+        x.d = np.float32(np.arange(12, dtype=np.float64).reshape(4, 3) / 10 - 0.5)
     scopes = [first_scope, *LONG_SCOPES[1:]]
 
     def nest(depth):

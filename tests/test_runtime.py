@@ -116,7 +116,8 @@ def test_reading_an_intermediate_keeps_it_up_to_date():
     np.testing.assert_allclose(pred.d, 0.5 * x.d - 0.25, rtol=1e-6)
     a.d = 2.0
     loss.forward()
-    np.testing.assert_allclose(pred.d, 2.0 * x.d - 0.25, rtol=1e-6)
+    # (x.d is float64, the dtype assigned; the graph computes from it as float32)
+    np.testing.assert_allclose(pred.d, 2.0 * x.d.astype(np.float32) - 0.25, rtol=1e-6)
     assert "a*x + b" not in loss._compiled.module.forward.__doc__  # sanity: module reloaded
     assert len(loss._compiled.module.OUTPUTS) == 2
 
@@ -201,14 +202,16 @@ def test_variable_data_semantics():
     x.d = 1.5
     assert (x.d == 1.5).all() and x.d.dtype == np.float32
     d = x.d
-    x.d = np.arange(6).reshape(2, 3)
+    x.d = np.arange(6, dtype=np.float32).reshape(2, 3)
     assert d is x.d and d[1, 2] == 5  # live array, updated in place
+    x.d = np.arange(6).reshape(2, 3)  # an int64 array: its dtype becomes x's (nnabla's)
+    assert x.d.dtype == np.int64 and x.d[1, 2] == 5
     x.g = 2
     assert (x.g == 2).all()
     x.g = 0
     assert x.grad.zeroing and (x.g == 0).all() and not x.grad.zeroing
     v = nn.Variable.from_numpy_array(np.ones((2, 2)), need_grad=True)
-    assert v.d.dtype == np.float32 and v.need_grad
+    assert v.d.dtype == np.float64 and v.need_grad  # the array's dtype kept, as nnabla
     u = x.get_unlinked_variable()
     u.d[0, 0] = 42
     assert x.d[0, 0] == 42 and u.parent is None

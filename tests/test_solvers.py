@@ -194,8 +194,8 @@ def test_fused_step_matches_the_runtime_loop(config, tmp_path):
     solver.set_parameters(params)
     rng = np.random.default_rng(0)
     for step in range(1, 5):
-        x.d = rng.normal(size=(6, 4))
-        t.d = rng.integers(0, 3, (6, 1))
+        x.d = np.float32(rng.normal(size=(6, 4)))  # (float32, as the module takes it)
+        t.d = rng.integers(0, 3, (6, 1))  # (int64 labels: t.d keeps them, the module takes them)
         loss.forward()
         solver.zero_grad()
         loss.backward()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from symcompile.frontend.parameter import parameter_keys_by_storage
-from symcompile.frontend.variable import Variable
+from symcompile.frontend.variable import FLOAT, Variable
 from symcompile.ir import callsite
 from symcompile.ir.graph import INPUT, INTERMEDIATE, PARAMETER, Graph, Node, Value
 
@@ -82,7 +82,9 @@ def capture(root: Variable, name: str = "graph", dtype: str | None = None,
                               tuple(sorted(func.args.items())), func.callsite))
         need.append(needs)
         init = var._storage.init if kind == PARAMETER else None
-        values.append(Value(i, label, var.shape, dtype or var.dtype.name, kind, needs,
+        # (the dtype the module computes in: functions read every input as float32,
+        # whatever the dtype of its array, as nnabla's do; see Storage)
+        values.append(Value(i, label, var.shape, dtype or FLOAT.name, kind, needs,
                             var._callsite, init))
     output_vars = [root]
     if observed:

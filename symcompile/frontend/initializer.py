@@ -1,6 +1,7 @@
 """`symcompile.initializer` (I): nnabla's parameter initializers, same names and draws.
 
-Each initializer is a callable `init(shape)` returning an array, drawing from `rng`
+Each initializer is a callable `init(shape)` returning an array (float32, as nnabla's,
+but UniformIntInitializer's int64 draws, which a parameter keeps), drawing from `rng`
 (``nn.random.prng`` when None, as in nnabla; `nn.seed` reseeds it). `describe` turns one into the
 plain description the generated module's `init_parameters` re-creates.
 """
@@ -30,7 +31,7 @@ class NormalInitializer(BaseInitializer):
         return f"{type(self).__name__}({self.sigma})"
 
     def __call__(self, shape):
-        return self.rng.randn(*shape) * self.sigma
+        return np.float32(self.rng.randn(*shape) * self.sigma)
 
 
 class UniformInitializer(BaseInitializer):
@@ -44,7 +45,7 @@ class UniformInitializer(BaseInitializer):
         return f"{type(self).__name__}({self.lim!r})"
 
     def __call__(self, shape):
-        return self.rng.uniform(self.lim[0], self.lim[1], size=shape)
+        return np.float32(self.rng.uniform(self.lim[0], self.lim[1], size=shape))
 
 
 class UniformIntInitializer(BaseInitializer):
@@ -71,7 +72,7 @@ class ConstantInitializer(BaseInitializer):
         return f"{type(self).__name__}({self.value})"
 
     def __call__(self, shape):
-        return np.ones(shape) * self.value
+        return np.float32(np.ones(shape) * self.value)
 
 
 def calc_normal_std_he_forward(inmaps, outmaps, kernel=(1, 1)):

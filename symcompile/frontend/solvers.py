@@ -265,10 +265,13 @@ class Solver:
             state = self._states[key]
             state.t = min(state.t + 1, T_MAX)
             states = [v._storage.data for v in state.pstate.values()]
+            # (updated as float32, which becomes their dtype, as nnabla's solvers do to a
+            # parameter given values of another dtype, e.g. `W.d = numpy.random.randn(..)`)
+            data, grad = storage.cast(numpy.float32), storage.cast_grad(numpy.float32)
             if uses_t:
-                kernel(storage.data, storage.grad, *states, state.t, *hyper)
+                kernel(data, grad, *states, state.t, *hyper)
             else:
-                kernel(storage.data, storage.grad, *states, *hyper)
+                kernel(data, grad, *states, *hyper)
             _hook(update_post_hook, key)
         self._wd = self._default_wd  # a stored weight_decay() rate lasts one update
 

@@ -18,6 +18,7 @@ from symcompile.frontend import executor
 from symcompile.ir import callsite
 
 DTYPE = numpy.float32
+FLOAT = numpy.dtype(DTYPE)  # what functions compute in and write (nnabla's float32)
 # Refuse shapes whose arrays could never be allocated, before NumPy tries.
 MAX_ELEMENTS = 2**40
 
@@ -97,17 +98,25 @@ class ArrayData(numpy.ndarray):
 class Storage:
     """The arrays behind a Variable, shared by all unlinked views of it.
 
+    As nnabla's, the values (and the gradient) have a current dtype, the one used last:
+    assigning an array (not a scalar) or `cast(dtype)` makes its dtype the current one,
+    and `.d` / `.data` give the array of that dtype. Functions read their inputs as the
+    module's float32 without changing it (the runtime passes a float32 copy of an array
+    of another dtype), and write their outputs in the dtype they produce: float32 but for
+    the integer ones (`produces`) and those giving their input's dtype (`follows`).
+
     `grad_zeroing` mirrors nnabla's lazy zeroing: `zero_grad()` only sets the flag; the
     array is cleared when it is next read, and `solver.update()` skips a parameter whose
     gradient is still zeroing (nothing wrote it since `zero_grad()`).
     """
 
-    __slots__ = ("shape", "dtype", "_data", "_grad", "_data_view", "_grad_view", "grad_zeroing",
-                 "computed", "init", "__weakref__")
+    __slots__ = ("shape", "dtype", "grad_dtype", "_data", "_grad", "_data_view", "_grad_view",
+                 "grad_zeroing", "computed", "init", "produces", "follows", "__weakref__")
 
     def __init__(self, shape: tuple[int, ...], dtype=DTYPE) -> None:
         self.shape = shape
-        self.dtype = numpy.dtype(dtype)
+        self.dtype = numpy.dtype(dtype)  # of the values, the one used last
+        self.grad_dtype = FLOAT  # of the gradient, the one used last
         self._data = None
         self._grad = None
         self._data_view = None  # ArrayData views of _data and _grad, for the user
@@ -115,22 +124,24 @@ class Storage:
         self.grad_zeroing = False
         self.computed = False  # an intermediate's value has been computed at least once
         self.init = None  # how a parameter was initialised (see initializer.describe)
+        self.produces = FLOAT  # the dtype the function computing this output writes
+        self.follows = None  # or the Storage whose dtype it writes (F.identity, F.reshape)
 
-    def _zeros(self) -> numpy.ndarray:
-        memory.require(self.shape, self.dtype, "Variable")
-        return numpy.zeros(self.shape, self.dtype)
+    def _zeros(self, dtype) -> numpy.ndarray:
+        memory.require(self.shape, dtype, "Variable")
+        return numpy.zeros(self.shape, dtype)
 
     @property
     def data(self) -> numpy.ndarray:
         if self._data is None:
-            self._data = self._zeros()
+            self._data = self._zeros(self.dtype)
         return self._data
 
     @property
     def grad(self) -> numpy.ndarray:
         """The gradient array, materialising a pending lazy zero first."""
         if self._grad is None:
-            self._grad = self._zeros()
+            self._grad = self._zeros(self.grad_dtype)
         elif self.grad_zeroing:
             self._grad.fill(0)
         self.grad_zeroing = False
@@ -151,17 +162,91 @@ class Storage:
             self._grad_view = grad.view(ArrayData)
         return self._grad_view
 
+    def cast(self, dtype) -> numpy.ndarray:
+        """nnabla's ``NdArray.cast(dtype)`` of the values: `dtype` becomes the current one
+        (the values converted, as NumPy's astype) and its live array is returned."""
+        dtype = numpy.dtype(dtype)
+        if dtype != self.dtype:
+            if self._data is not None:
+                memory.require(self.shape, dtype, "Variable")
+                self._data = self._data.astype(dtype)
+            self.dtype = dtype
+            self._data_view = None
+            bump_epoch()  # (compiled graphs hold the array of the old dtype)
+        return self.data
+
+    def cast_grad(self, dtype) -> numpy.ndarray:
+        """`cast` of the gradient."""
+        dtype = numpy.dtype(dtype)
+        if dtype != self.grad_dtype:
+            if self._grad is not None:
+                memory.require(self.shape, dtype, "Variable")
+                self._grad = self._grad.astype(dtype)
+            self.grad_dtype = dtype
+            self._grad_view = None
+        return self.grad
+
+    def assign(self, field: str, value, what: str) -> None:
+        """nnabla's ``.d = value`` (`field` "data") or ``.g = value`` ("grad"): a scalar
+        fills the array of the current dtype; an array (or a list) is copied in
+        (broadcast) and its dtype becomes the current one. A refused value changes
+        nothing."""
+        current = self.dtype if field == "data" else self.grad_dtype
+        if isinstance(value, numpy.ndarray):
+            dtype = value.dtype
+        elif value is None or numpy.isscalar(value):
+            dtype = current
+        else:
+            value = numpy.asarray(value)
+            dtype = value.dtype
+        if dtype == current:
+            _assign(self.data if field == "data" else self.grad, value, what)
+            if field == "grad":
+                self.grad_zeroing = False
+            return
+        memory.require(self.shape, dtype, what)
+        staged = numpy.empty(self.shape, dtype)
+        _assign(staged, value, what)
+        self._install(field, staged)
+
+    def _install(self, field: str, array: numpy.ndarray) -> None:
+        """`array` (of this shape) becomes the values or the gradient, and its dtype the
+        current one."""
+        if field == "data":
+            self._data, self.dtype, self._data_view = array, array.dtype, None
+            bump_epoch()  # (compiled graphs hold the array of the old dtype)
+        else:
+            self._grad, self.grad_dtype, self._grad_view = array, array.dtype, None
+            self.grad_zeroing = False
+
+    def write_output(self, value) -> None:
+        """What the function computing this output writes: `value` in the dtype the
+        function produces."""
+        dtype = self.produces if self.follows is None else self.follows.dtype
+        if dtype != self.dtype:
+            self._install("data", self._zeros(dtype))
+        self.data[...] = value
+        self.computed = True
+
+    def _float_grad(self) -> None:
+        """backward() accumulates a gradient in float32, which becomes its dtype (as in
+        nnabla)."""
+        if self.grad_dtype != FLOAT:
+            self.cast_grad(FLOAT)
+
     def set_grad(self, value) -> None:
         """Overwrite the gradient: what backward() does to an intermediate's."""
+        self._float_grad()
         if self._grad is None:
-            self._grad = self._zeros()
+            self._grad = self._zeros(self.grad_dtype)
         self._grad[...] = value
         self.grad_zeroing = False
 
     def accumulate_grad(self, value) -> None:
         """Add `value` to the gradient (assign when it was zeroed): what backward() does."""
+        self._float_grad()
         if self._grad is None:
-            self._grad = self._zeros()
+            self._grad = self._zeros(self.grad_dtype)
             self._grad[...] = value
         elif self.grad_zeroing:
             self._grad[...] = value
@@ -186,15 +271,24 @@ class Storage:
 
 class ReshapedStorage(Storage):
     """Another variable's arrays seen in another shape (``reshape(unlink=True)``): every
-    read and write goes to them, the lazy zeroing of the gradient included, so the two
-    variables cannot disagree."""
+    read and write goes to them, the lazy zeroing of the gradient and the dtypes
+    included, so the two variables cannot disagree."""
 
     __slots__ = ("base",)
 
     def __init__(self, base: Storage, shape: tuple[int, ...]) -> None:
         # (not Storage.__init__: it would clear the base's pending zeroing)
-        self.shape, self.dtype, self.base = shape, base.dtype, base
+        self.shape, self.base = shape, base
         self.computed, self.init = True, None
+        self.produces, self.follows = FLOAT, None
+
+    @property
+    def dtype(self) -> numpy.dtype:
+        return self.base.dtype
+
+    @property
+    def grad_dtype(self) -> numpy.dtype:
+        return self.base.grad_dtype
 
     @property
     def grad_zeroing(self) -> bool:
@@ -219,6 +313,17 @@ class ReshapedStorage(Storage):
     @property
     def grad_view(self) -> ArrayData:
         return self.grad.view(ArrayData)
+
+    def cast(self, dtype) -> numpy.ndarray:
+        self.base.cast(dtype)
+        return self.data
+
+    def cast_grad(self, dtype) -> numpy.ndarray:
+        self.base.cast_grad(dtype)
+        return self.grad
+
+    def _install(self, field: str, array: numpy.ndarray) -> None:
+        self.base._install(field, array.reshape(self.base.shape))
 
     def set_grad(self, value) -> None:
         self.base.set_grad(numpy.reshape(numpy.broadcast_to(value, self.shape),
@@ -302,64 +407,80 @@ class NdArray:
         return getattr(self._storage, self._field)
 
     def copy_from(self, other) -> None:
-        """Copy `other`'s values (an NdArray or an array) into this one."""
-        _assign(self._array(), other._array() if isinstance(other, NdArray) else other,
-                "NdArray.copy_from")
+        """Copy `other`'s values (an NdArray or an array) into this one, in their dtype
+        (which becomes this one's, as in nnabla)."""
+        self._storage.assign(self._field,
+                             other._array() if isinstance(other, NdArray) else other,
+                             "NdArray.copy_from")
 
     def cast(self, dtype, ctx=None) -> numpy.ndarray:
-        """The values as a NumPy array of `dtype` (a copy when the dtype differs)."""
-        return self._array().astype(dtype, copy=False)
+        """nnabla's cast: the values converted to `dtype`, which becomes the current dtype
+        (of `.data` from now on), as the live array (writes go into this NdArray)."""
+        if self._field == "grad":
+            return self._storage.cast_grad(dtype)
+        return self._storage.cast(dtype)
+
+    def _float(self) -> numpy.ndarray:
+        """The values as float32, nnabla's functions' (which its operators are)."""
+        array = self._array()
+        return array if array.dtype == FLOAT else array.astype(FLOAT)
 
     def _operand(self, other):
-        return other._array() if isinstance(other, NdArray) else other
+        return other._float() if isinstance(other, NdArray) else other
 
     def _result(self, value) -> NdArray:
-        return NdArray.from_numpy_array(value)
+        """An operator's result: a new float32 NdArray, as nnabla's operators give."""
+        return NdArray.from_numpy_array(numpy.asarray(value, dtype=FLOAT))
+
+    def _float_array(self) -> numpy.ndarray:
+        """The live array, cast to float32 first (an in-place operator writes float32,
+        which becomes the dtype, as in nnabla)."""
+        return self.cast(FLOAT)
 
     def __add__(self, other):
-        return self._result(self._array() + self._operand(other))
+        return self._result(self._float() + self._operand(other))
 
     def __radd__(self, other):
-        return self._result(self._operand(other) + self._array())
+        return self._result(self._operand(other) + self._float())
 
     def __sub__(self, other):
-        return self._result(self._array() - self._operand(other))
+        return self._result(self._float() - self._operand(other))
 
     def __rsub__(self, other):
-        return self._result(self._operand(other) - self._array())
+        return self._result(self._operand(other) - self._float())
 
     def __mul__(self, other):
-        return self._result(self._array() * self._operand(other))
+        return self._result(self._float() * self._operand(other))
 
     def __rmul__(self, other):
-        return self._result(self._operand(other) * self._array())
+        return self._result(self._operand(other) * self._float())
 
     def __truediv__(self, other):
-        return self._result(self._array() / self._operand(other))
+        return self._result(self._float() / self._operand(other))
 
     def __rtruediv__(self, other):
-        return self._result(self._operand(other) / self._array())
+        return self._result(self._operand(other) / self._float())
 
     def __pow__(self, other):
-        return self._result(self._array() ** self._operand(other))
+        return self._result(self._float() ** self._operand(other))
 
     def __neg__(self):
-        return self._result(-self._array())
+        return self._result(-self._float())
 
     def __iadd__(self, other):
-        self._array()[...] += self._operand(other)
+        self._float_array()[...] += self._operand(other)
         return self
 
     def __isub__(self, other):
-        self._array()[...] -= self._operand(other)
+        self._float_array()[...] -= self._operand(other)
         return self
 
     def __imul__(self, other):
-        self._array()[...] *= self._operand(other)
+        self._float_array()[...] *= self._operand(other)
         return self
 
     def __itruediv__(self, other):
-        self._array()[...] /= self._operand(other)
+        self._float_array()[...] /= self._operand(other)
         return self
 
     @property
@@ -375,7 +496,7 @@ class NdArray:
             if value._storage is self._storage and value._field == self._field:
                 return  # `x.data -= ...` assigns the updated array back to itself
             value = value._array()
-        _assign(getattr(self._storage, self._field), value, f"NdArray.{self._field}")
+        self._storage.assign(self._field, value, f"NdArray.{self._field}")
 
     def zero(self) -> None:
         if self._field == "grad":
@@ -411,6 +532,15 @@ class NdArray:
         return f"<NdArray({self.shape}) at {hex(id(self))}>"
 
 
+# The functions whose outputs are not float32 in nnabla 1.39 (by op name): the indices of
+# F.max / F.min / F.sort / F.top_k_data are uint64 (size_t), F.randint's values int32,
+# and F.identity and F.reshape (in place, the default) give their input's dtype.
+OUTPUT_DTYPES = {
+    "max_index": "uint64", "min_index": "uint64", "sort_index": "uint64",
+    "top_k_data_index": "uint64", "randint": "int32", "identity": "input", "reshape": "input",
+}
+
+
 class Function:
     """The record of one `F.*` call: the `parent` of the Variable it returned."""
 
@@ -438,6 +568,14 @@ class Function:
 
     def add_output(self, var: Variable) -> None:
         self._outputs.append(weakref.ref(var))
+        produces = OUTPUT_DTYPES.get(self.op.name)
+        if produces is not None:  # (a new output: no values yet)
+            storage = var._storage
+            if produces == "input":
+                storage.follows = self._inputs[0]._storage
+                storage.dtype = storage.follows.dtype
+            else:
+                storage.produces = storage.dtype = numpy.dtype(produces)
 
     @property
     def name(self) -> str:
@@ -479,7 +617,8 @@ class Variable:
     # --- construction -----------------------------------------------------------------
     @staticmethod
     def from_numpy_array(data, grad=None, need_grad=None) -> Variable:
-        """A leaf Variable holding a float32 copy of `data` (and `grad`, if given)."""
+        """A leaf Variable holding a copy of `data` (and `grad`, if given), keeping the
+        dtype of each (as nnabla; functions read it as float32)."""
         data = numpy.asarray(data)
         var = Variable(data.shape, need_grad=need_grad)
         var._callsite = callsite.capture()
@@ -577,7 +716,9 @@ class Variable:
             shape = func.op.infer_shape(tuple(v.shape for v in func._inputs), func.args)
             for out in func.outputs:
                 if out.shape != shape:
-                    out._storage = Storage(shape, out._storage.dtype)
+                    old = out._storage
+                    out._storage = Storage(shape, old.dtype)
+                    out._storage.produces, out._storage.follows = old.produces, old.follows
         self._shapes_checked = _reshapes[0]
 
     def apply(self, **kwargs) -> Variable:
@@ -686,7 +827,7 @@ class Variable:
     def d(self, value) -> None:
         if isinstance(value, NdArray):
             value = value._array()
-        _assign(self._storage.data, value, f"{self._label}.d")
+        self._storage.assign("data", value, f"{self._label}.d")
         self._storage.computed = True
 
     @property
@@ -704,7 +845,7 @@ class Variable:
         if numpy.isscalar(value) and value == 0:
             self._storage.zero_grad()
             return
-        _assign(self._storage.grad, value, f"{self._label}.g")
+        self._storage.assign("grad", value, f"{self._label}.g")
 
     @property
     def _label(self) -> str:

@@ -38,11 +38,14 @@ class Binding:
 
     def __init__(self, module, epoch: int, args: list[numpy.ndarray], outputs: list[Storage],
                  grads: list[Storage], root_shape: tuple[int, ...],
-                 output_grads: list[Storage] = (), intermediates: frozenset = frozenset()
-                 ) -> None:
+                 output_grads: list[Storage] = (), intermediates: frozenset = frozenset(),
+                 copies: list = ()) -> None:
         self.module = module
         self.epoch = epoch
         self.args = args  # leaf arrays in the module's argument order
+        # (copy, array): the module's float32 copy of a leaf array of another dtype (an
+        # int label, a float64 input), refreshed before every call (see `_refresh`)
+        self.copies = list(copies)
         self.outputs = outputs  # storages of the module's OUTPUTS
         self.grads = grads  # storages receiving the module's GRADIENTS
         self.output_grads = list(output_grads)  # storages of OUTPUT_GRADIENTS
@@ -67,6 +70,7 @@ class Binding:
         (RUNNING: running statistics), so they keep their values; with `replay` (a state
         of the generator, see `draw_state`), drawing the masks that state draws, and with
         `running_before` (see `running_before`) from the statistics that forward read."""
+        self._refresh()
         if side_effects:
             args = self.args
             self.running_before = {self.names[i]: self.args[i].copy() for i in self.running}
@@ -86,12 +90,12 @@ class Binding:
         *outputs, self.saved = self._run(root, "forward", self.module.forward_saving, *args,
                                          **draws)
         for storage, value in zip(self.outputs, outputs, strict=True):
-            storage.data[...] = value
-            storage.computed = True
+            storage.write_output(value)
 
     def backward(self, grad, root: Variable) -> None:
         """Accumulate into the leaves' `.g`; overwrite the `.g` of the intermediates whose
         gradient the user reads (nnabla's semantics for both)."""
+        self._refresh()
         if self.saved is None:  # (a recompute: nnabla's backward() updates no statistics)
             *_, self.saved = self._run(root, "backward", self.module.forward_saving,
                                        *self._without_side_effects(), **self.draws)
@@ -103,6 +107,12 @@ class Binding:
                 storage.accumulate_grad(value)
         self._write_output_gradients(gradients)
         _remember_backward(root, seed, copy=grad is None)
+
+    def _refresh(self) -> None:
+        """The float32 copies of the leaf arrays of other dtypes, from their values now
+        (nnabla's functions read every input as float32, leaving its dtype as it is)."""
+        for copy, array in self.copies:
+            numpy.copyto(copy, array, casting="unsafe")
 
     def _without_side_effects(self) -> list:
         """The arguments, with copies of those forward_saving updates in place."""
@@ -134,6 +144,7 @@ class Binding:
 
     def recompute_output_gradients(self, seed) -> None:
         """The intermediates' gradients for cotangent `seed` (leaves are left alone)."""
+        self._refresh()
         *_, self.saved = self.module.forward_saving(*self._without_side_effects(),
                                                     **self.draws)
         self._write_output_gradients(self.module.backward(self.saved, *self.args, seed))
@@ -146,7 +157,8 @@ class Binding:
 
     def _seed(self, grad, root: Variable):
         if grad is None:
-            return root._storage.grad
+            seed = root._storage.grad
+            return seed if seed.dtype == numpy.float32 else seed.astype(numpy.float32)
         if isinstance(grad, (int, float)) and not isinstance(grad, bool):
             return self._ones if grad == 1 else numpy.full(self.root_shape, grad, numpy.float32)
         value = numpy.asarray(grad, dtype=numpy.float32)
@@ -265,10 +277,10 @@ def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
             f"generated module {module.__file__} computes {len(module.OUTPUTS)} outputs and "
             f"{len(module.GRADIENTS)} gradients; the graph has {len(graph.outputs)} and "
             f"{len(grads)}")
-    bound = Binding(module, graph_epoch() if epoch is None else epoch,
-                    [captured.storages[v.index].data for v in leaves],
+    args, copies = _arguments(module, leaves, captured.storages)
+    bound = Binding(module, graph_epoch() if epoch is None else epoch, args,
                     [v._storage for v in captured.output_vars], grads, graph.root.shape,
-                    output_grads, captured.intermediates)
+                    output_grads, captured.intermediates, copies)
     bound.fingerprint = graph.fingerprint()
     previous = root._compiled
     if previous is not None and previous.draws and bound.draws:
@@ -279,6 +291,30 @@ def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
         bound.seed_draws(graph)
     root._compiled = bound
     return bound
+
+
+def _arguments(module, leaves, storages) -> tuple[list, list]:
+    """The module's leaf arguments: each leaf's array, or for one of another dtype than
+    the module computes in (an int label, a float64 input) a copy of that dtype, which
+    the binding refreshes before every call: [array], [(copy, array)]. A leaf the module
+    updates in place (running statistics) is cast to the module's dtype instead, as
+    nnabla's function writing it does."""
+    names = [*module.INPUTS, *(p["argument"] for p in module.PARAMETERS.values())]
+    running = set(getattr(module, "RUNNING", ()))
+    args, copies = [], []
+    for value, name in zip(leaves, names, strict=True):
+        storage = storages[value.index]
+        dtype = numpy.dtype(value.dtype)
+        if storage.dtype != dtype and name in running:
+            storage.cast(dtype)
+        array = storage.data
+        if array.dtype != dtype:
+            memory.require(array.shape, dtype, name)
+            copy = numpy.empty(array.shape, dtype)
+            copies.append((copy, array))
+            array = copy
+        args.append(array)
+    return args, copies
 
 
 def load(path, loss: Variable, allow_edited: bool = False):
