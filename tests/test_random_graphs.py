@@ -8,8 +8,8 @@ anything outside the standard) on a device that is not the default, and must giv
 module's numbers (to float64 rounding) as well as pass the same checks; so do the FOUND
 programs.
 
-Budget: each property checks EXAMPLES random graphs, 200 by default, so CI compiles and
-checks 400 graphs (about 350 distinct; hypothesis repeats a few small ones), plus, for
+Budget: each property checks EXAMPLES random graphs, 160 by default, so CI compiles and
+checks 320 graphs (hypothesis repeats a few small ones), plus, for
 each function the random draws missed, a graph of at most two functions that uses it
 (drawn with that function as the focus of every choice, see `graphs(focus=...)`), plus the
 injected-bug searches; the whole file takes about two minutes on 2 cores. On the
@@ -55,7 +55,7 @@ import symcompile.functions as F
 from symcompile.ir import primitives
 from symcompile.ops import sympy_functions as elementwise
 
-EXAMPLES = int(os.environ.get("SYMCOMPILE_RANDOM_GRAPHS", "200"))
+EXAMPLES = int(os.environ.get("SYMCOMPILE_RANDOM_GRAPHS", "160"))
 # Graphs per property on the array API backend (each compiled for both backends).
 ARRAY_API_EXAMPLES = int(os.environ.get("SYMCOMPILE_RANDOM_GRAPHS_ARRAY_API",
                                         str(max(1, EXAMPLES // 4))))
