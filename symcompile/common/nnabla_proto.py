@@ -20,11 +20,6 @@ FORMAT_TABLE = Path(__file__).with_name("nnabla_format.json")
 PACKAGE = "symcompile.nnabla"
 
 
-def nnabla_version() -> str:
-    """The nnabla version whose format the table records."""
-    return _table()["nnabla"]
-
-
 @functools.cache
 def _table() -> dict:
     return json.loads(FORMAT_TABLE.read_text(encoding="utf-8"))

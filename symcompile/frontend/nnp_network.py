@@ -394,9 +394,9 @@ def _call(function, values_of, batch_size):
     which = function.WhichOneof("parameter")
     values = _field_values(getattr(function, which)) if which else {}
     values.pop("inplace", None)
-    for key in ("shape",):
-        if key in values and function.type in ("Reshape", "Broadcast"):
-            values[key] = list(_batch_sized(values[key][:1], batch_size)) + values[key][1:]
+    if function.type in ("Reshape", "Broadcast"):  # a -1 batch in the target shape
+        values["shape"] = list(_batch_sized(values["shape"][:1], batch_size)) \
+            + values["shape"][1:]
     if "no_bias" in values:  # the Python function takes None for an absent beta or gamma
         inputs = _normalization_inputs(inputs, values)
     values = _IMPORT.get(function.type, lambda v: v)(values)
