@@ -20,7 +20,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'b2e761a1204b4d52'
-SOURCE_HASH = '7ea516a0610e3ce4'
+SOURCE_HASH = '6e88e36adb9b6b1d'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -87,7 +87,7 @@ def gradient(y_true, x, a, b):
     _t1 = g_loss/16
     # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
     #   examples/linear_regression.py:36  -> (1, 1)
-    g_a = numpy.full((1, 1), -_t1*numpy.vdot(x, _t0), dtype=numpy.float32)
+    g_a = -_t1*numpy.reshape(numpy.vdot(x, _t0), (1, 1))
     # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
     #   examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
@@ -121,14 +121,14 @@ def sgd_step(y_true, x, a, b, lr=0.001):
     # -> ()
     _t1 = g_loss/16
     # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
-    #   examples/linear_regression.py:36  -> ()
-    g_a = -_t1*numpy.vdot(x, _t0)
+    #   examples/linear_regression.py:36  -> (1, 1)
+    g_a = -_t1*numpy.reshape(numpy.vdot(x, _t0), (1, 1))
     # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
     #   examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
     # --- update: w -= lr * g ---
     # sgd update of a
-    a -= g_a*lr
+    a -= lr*g_a
     # sgd update of b
     b -= lr*g_b
     return loss
@@ -179,7 +179,7 @@ def backward(saved, y_true, x, a, b, g_loss):
     _t1 = g_loss/16
     # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
     #   examples/linear_regression.py:36  -> (1, 1)
-    g_a = numpy.full((1, 1), -_t1*numpy.vdot(x, _t0), dtype=numpy.float32)
+    g_a = -_t1*numpy.reshape(numpy.vdot(x, _t0), (1, 1))
     # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
     #   examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)

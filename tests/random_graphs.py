@@ -31,8 +31,7 @@ comparisons and logic (no gradient; drawn away from their steps, or exactly on o
 both sides are exact values no gradient reaches, see `_Draft.constant`) and the
 straight-through ones (sign, round, ...: nnabla's gradient is not their derivative, so
 only on values no gradient reaches). clip_grad_by_value and top_k_grad are drawn where
-their backward is the identity. Cases that expose known symcompile bugs are left out
-with a ``# bug:`` comment.
+their backward is the identity.
 """
 
 from __future__ import annotations
@@ -976,10 +975,10 @@ class _Draft:
         return self.new_leaf("label", shape, self.new_values(domain, shape, n=n), need_grad)
 
     def commit(self, op: str, args: list, kwargs: dict | None = None,
-               out=None, operand=True) -> str | None:
+               out=None) -> str | None:
         """Add ``out = op(*args, **kwargs)`` if its value is finite and bounded (except the
         loss's); uncommitted Leafs among `args` are committed with it. The new value's
-        name, or None. `operand` False: no later step uses the value (the loss does)."""
+        name, or None."""
         kwargs = kwargs or {}
         new = {a.name: a for a in args if isinstance(a, Leaf) and a.name not in self.env}
         env = self.env | {name: leaf.values for name, leaf in new.items()}
@@ -998,8 +997,7 @@ class _Draft:
         self.used.update(a for a in names if isinstance(a, str))
         self.steps.append(step)
         self.env[step.out] = value
-        if operand:
-            self.names.append(step.out)
+        self.names.append(step.out)
         if op in NO_GRADIENT or kwargs.get("only_index") or (
                 op == "top_k_data" and kwargs.get(OUTPUT) == 1) or all(
                 a in self.constant for a in names if isinstance(a, str)):
@@ -1406,11 +1404,12 @@ def _matmul_shape(a, b):
 
 
 def _draw_matmul(g: _Draft) -> None:
-    """F.batch_matmul (equal ranks, batch axes broadcast where 1) or the ``@`` operator."""
+    """F.batch_matmul (equal ranks of 3, batch axes broadcast where 1) or the ``@``
+    operator."""
     batched = g.draw(st.booleans())
     ta, tb = (g.draw(st.booleans()), g.draw(st.booleans())) if batched else (False, False)
-    a = g.operand(lambda v: (v.ndim >= 2 if batched else v.ndim >= 1) and v.ndim <= 3,
-                  lambda: g.shape(2 if batched else 1, 3))
+    a = g.operand(lambda v: (v.ndim == 3 if batched else v.ndim >= 1) and v.ndim <= 3,
+                  lambda: g.shape(3 if batched else 1, 3))
     if a is None:
         return
     va = g.value(a)
@@ -1704,12 +1703,6 @@ def _draw_pooling(g: _Draft) -> None:
     lengths = vx.shape[-count:]
     if op == "unpooling":
         kernel = tuple(g.draw(st.integers(1, 2)) for _ in lengths)
-        if any(s.op == op and s.args == (x,) and s.kwargs == {"kernel": kernel}
-               for s in g.steps):
-            # bug: two equal unpoolings h, h2 of one w: the gradient of F.sum(h) +
-            # F.mean(F.squared_error(h2, h)) fails ("cannot reshape array of size 1 into
-            # shape (1, 2, 1, 2, 1, 1)")
-            return
         if vx.size * math.prod(kernel) <= 200:
             g.commit(op, [x], {"kernel": kernel})
         return
@@ -1826,7 +1819,14 @@ def _draw_normalization(g: _Draft) -> None:
             kept = None
     if kept is not None and not _spread(vx, [a for a in range(rank) if a not in kept]):
         return
-    shape = tuple(g.draw(st.sampled_from([d, 1])) for d in vx.shape)
+    # nnabla's shapes: layer's the input's with batch axes 1, group's only the channels,
+    # instance's the channels and (1 or the input's) batch axes
+    if op == "layer_normalization":
+        shape = tuple(1 if a in kept else d for a, d in enumerate(vx.shape))
+    else:
+        shape = tuple(d if a == channel else g.draw(st.sampled_from([d, 1]))
+                      if a == 0 and op == "instance_normalization" else 1
+                      for a, d in enumerate(vx.shape))
     if not g.room(2):
         return
     g.commit(op, [x, _scale_leaf(g, shape), _scale_leaf(g, shape)], kw)
@@ -1963,10 +1963,7 @@ def _draw_index(g: _Draft) -> None:
         n = g.draw(SIZES)
         if g.room():
             shape = g.shape(0, 2) + (1,)
-            # bug: F.one_hot's output is boolean in the generated code, and a function of
-            # it is computed in float16 (F.cosh(F.one_hot(t, (3,))) gives 1.543 for
-            # cosh(1) = 1.5430806...): its output only goes into the loss
-            g.commit(op, [g.label(shape, "indices", n=n)], {"shape": (n,)}, operand=False)
+            g.commit(op, [g.label(shape, "indices", n=n)], {"shape": (n,)})
         return
     if op in ("gather_nd", "scatter_nd"):
         _draw_nd(g, op)
@@ -2004,11 +2001,6 @@ def _draw_index(g: _Draft) -> None:
         axis = g.draw(st.integers(0, rank - 1))
         shape = tuple(g.draw(st.integers(1, 3 if a == axis else d))
                       for a, d in enumerate(vx.shape))
-        if vx.shape[axis] == 1 and shape[axis] > 1 and shape[-1] == 1:
-            # bug: x0 of length 1 along axis, indices of shape (k > 1, 1) (scatter_add of
-            # x0 (1, 1), indices (2, 1), x1 (2, 1), axis=0) fails to compile: "the operand
-            # of a transpose simplifies to a constant"
-            return
         indices = g.label(shape, "indices", n=vx.shape[axis])
         x1 = g.operand(lambda v: v.shape == shape, lambda: shape)
         if x1 is not None:
@@ -2062,8 +2054,7 @@ def _draw_more(g: _Draft) -> None:
         vp = g.value(p)
         q = g.operand(lambda v: v.shape == vp.shape and bool(np.all((v > 0.05) & (v < 1))),
                       lambda: vp.shape, "probability")
-        if q is not None and q != p:  # bug: F.kl_multinomial(x, x) cancels to a bare 0,
-            # and its generated forward() computes (0).sum(axis=1) (AttributeError)
+        if q is not None:
             base = g.draw(st.integers(1, vp.ndim - 1))
             g.commit(op, [p, q], {} if base == 1 else {"base_axis": base})
         return

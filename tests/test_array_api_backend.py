@@ -290,7 +290,7 @@ def _structural_cases() -> dict[str, Case]:
     for a_shape, b_shape, ta, tb in [
             ((2, 3, 4), (2, 4, 5), False, False), ((2, 4, 3), (2, 4, 5), True, False),
             ((2, 3, 4), (2, 5, 4), False, True), ((2, 1, 3, 4), (1, 3, 4, 2), False, False),
-            ((3, 4), (4, 2), False, False), ((4, 3), (2, 4), True, True)]:
+            ((1, 3, 4), (1, 4, 2), False, False), ((1, 4, 3), (1, 2, 4), True, True)]:
         cases[f"batch_matmul {a_shape} {b_shape} {ta} {tb}"] = Case(
             lambda a, b, ta=ta, tb=tb: F.batch_matmul(a, b, transpose_a=ta, transpose_b=tb),
             normal(a_shape, b_shape))
@@ -356,12 +356,13 @@ def _structural_cases() -> dict[str, Case]:
         lambda: (F.rand(-1, 2, shape=(3, 2)), F.randn(0.5, 2, shape=(4,)),
                  F.randint(0, 4, shape=(2, 2))), lambda rng: [])
     # more configurations (axes, no beta or gamma, against nnabla) in test_normalization.py
-    scales = lambda rng: [rng.normal(size=(2, 4, 3)), rng.normal(size=(1, 4, 1)),  # noqa: E731
-                          rng.uniform(0.5, 1.5, size=(1, 4, 1))]
-    cases["layer_normalization"] = Case(F.layer_normalization, scales)
-    cases["instance_normalization"] = Case(F.instance_normalization, scales)
+    def scales(shape):  # beta and gamma of `shape` for x of (2, 4, 3)
+        return lambda rng: [rng.normal(size=(2, 4, 3)), rng.normal(size=shape),
+                            rng.uniform(0.5, 1.5, size=shape)]
+    cases["layer_normalization"] = Case(F.layer_normalization, scales((1, 4, 3)))
+    cases["instance_normalization"] = Case(F.instance_normalization, scales((1, 4, 1)))
     cases["group_normalization"] = Case(
-        lambda x, b, g: F.group_normalization(x, b, g, 2), scales)
+        lambda x, b, g: F.group_normalization(x, b, g, 2), scales((1, 4, 1)))
     for batch_stat in (True, False):
         cases[f"batch_normalization batch_stat={batch_stat}"] = Case(
             lambda x, b, g, m, v, batch_stat=batch_stat: F.batch_normalization(
@@ -835,7 +836,7 @@ def test_forward_and_gradient_on_jax_arrays(tmp_path):
 
 TORCH_CASES = ["maths atan2", "network softplus beta", "softmax_cross_entropy axis=1",
                "max with ties", "kink relu - maximum_scalar", "matmul (4,) @ (3, 2, 4, 5)",
-               "batch_matmul (4, 3) (2, 4) True True", "log_softmax axis=0"]
+               "batch_matmul (1, 4, 3) (1, 2, 4) True True", "log_softmax axis=0"]
 
 
 @pytest.mark.parametrize("name", TORCH_CASES)

@@ -164,6 +164,10 @@ CASES = [
     ("scatter_add of fewer indices", lambda x0, i, x1: F.scatter_add(x0, i, x1),
      lambda a, i, b: np_scatter_add(a, i.astype(int), b, 0),
      lambda: [normal((3, 4))()[0], np.array([[2.0, 0]]), normal((3, 4))()[0] + 1], (1,)),
+    # x0 of length 1 along the axis: the per-index sums are dot products of length 2
+    ("scatter_add into one row", lambda x0, i, x1: F.scatter_add(x0, i, x1),
+     lambda a, i, b: np_scatter_add(a, i.astype(int), b, 0),
+     lambda: [normal((1, 1))()[0], np.array([[0.0], [0]]), normal((2, 1))()[0]], (1,)),
     # gradients differentiated again (nn.grad): sum(sort(x)**3) is sum(x**3)
     ("grad of sort, differentiated again",
      lambda x: nn.grad([F.sum(F.sort(x, axis=1) ** 3 * F.sort(x, axis=1))], [x])[0],

@@ -127,6 +127,20 @@ def test_unpooling(shape, kernel, tmp_path, rng):
                    [np.random.default_rng(0).normal(size=shape)], tmp_path, rng)
 
 
+def test_unpooling_whose_second_gradient_cancels():
+    """Two equal unpoolings h, h2 of w: d/dh of mean(squared_error(h2, h)) is 0 once the
+    compiler sees h2 is h, and the gradient through the unpooling's reshapes is then a
+    scalar standing for an array (nnabla: w.g is 2, the kernel's size)."""
+    w = nn.Variable.from_numpy_array(np.arange(4.0).reshape(1, 2, 2), need_grad=True)
+    h, h2 = F.unpooling(w, (1, 2)), F.unpooling(w, (1, 2))
+    loss = F.sum(h) + F.mean(F.squared_error(h2, h))
+    loss.forward()
+    w.grad.zero()
+    loss.backward()
+    assert loss.d == pytest.approx(12.0)
+    np.testing.assert_array_equal(w.g, np.full((1, 2, 2), 2.0))
+
+
 def test_embed(tmp_path, rng):
     """w[x] for indices of any shape; -1 gives zeros (as nnabla), an index past the end is
     refused where nnabla gives zeros (it is a bug in the data far more often than not);

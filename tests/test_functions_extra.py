@@ -175,6 +175,18 @@ def test_forward_and_gradients(name, build, reference, draw, tmp_path, rng):
     _array_api_matches(build, arrays, module, tmp_path)
 
 
+def test_kl_multinomial_of_a_distribution_with_itself_is_zero():
+    """KL(p || p) is 0 and so are its gradients (nnabla's: 1 for p, -p/q = -1 for q)."""
+    p = nn.Variable.from_numpy_array(np.array([[0.2, 0.8], [0.5, 0.5]]), need_grad=True)
+    kl = F.kl_multinomial(p, p)
+    loss = F.sum(kl) + F.sum(p * p)
+    loss.forward()
+    p.grad.zero()
+    loss.backward()
+    np.testing.assert_array_equal(kl.d, np.zeros((2, 1)))
+    np.testing.assert_allclose(p.g, 2 * p.d, rtol=1e-6)
+
+
 def test_mod2_is_fmod_with_its_derivative(tmp_path):
     """nnabla 1.39's mod2 of floats is fmod (the sign of x0) for both values of `fmod`:
     [5, -5, 5.5, -5.5] mod [3, 3, -2, -2] is [2, -2, 1.5, -1.5]; its backward raises, and

@@ -19,6 +19,7 @@ from gradcheck import check_function
 
 import symcompile as nn
 import symcompile.functions as F
+from symcompile.runtime import execution
 
 
 def top_n_reference(x, t, n, axis=-1):
@@ -51,6 +52,29 @@ def test_binary_error_and_one_hot():
     F.sink(e, h).forward()
     np.testing.assert_array_equal(e.d, [[1, 0], [1, 0]])
     np.testing.assert_array_equal(h.d, np.eye(3)[[[0, 2], [1, 1]]])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api"])
+def test_functions_of_metrics_compute_in_float32(backend):
+    """A one-hot or a metric is a float32 array, as in nnabla: a function of it is not
+    computed on booleans (NumPy takes cosh of a bool array in float16), and a sum of two
+    is 2 where both are 1 (not a logical or)."""
+    labels = nn.Variable.from_numpy_array(np.array([[0], [2], [1]]))
+    x = nn.Variable.from_numpy_array(np.array([[0.1, 0.5, 0.2]] * 3, np.float32))
+    h, e = F.one_hot(labels, (3,)), F.top_n_error(x, labels)
+    outputs = [F.cosh(h), h + h, F.exp(e), F.sin(F.binary_error(x, x * 0 + 0.3)), F.sum(e)]
+    previous = execution.set_backend(backend)
+    try:
+        F.sink(*outputs).forward()
+    finally:
+        execution.set_backend(previous)
+    one_hot = np.eye(3, dtype=np.float32)[[0, 2, 1]]
+    error = np.array([[1], [1], [0]], np.float32)
+    expected = [np.cosh(one_hot), 2 * one_hot, np.exp(error),
+                np.sin(np.float32([[0, 1, 0]] * 3)), np.float32(2)]
+    for out, want in zip(outputs, expected, strict=True):
+        assert out.d.dtype == np.float32
+        np.testing.assert_allclose(out.d, want, rtol=1e-6)
 
 
 def test_metrics_add_no_gradient():

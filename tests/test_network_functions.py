@@ -211,7 +211,7 @@ def test_affine(x_shape, w_shape, base_axis, bias, tmp_path, rng):
     ((2, 4, 3), (2, 4, 5), True, False),
     ((2, 3, 4), (2, 5, 4), False, True),
     ((2, 1, 3, 4), (1, 3, 4, 2), False, False),
-    ((3, 4), (4, 2), False, False),
+    ((1, 3, 4), (1, 4, 2), False, False),
 ])
 def test_batch_matmul(a_shape, b_shape, ta, tb, tmp_path, rng):
     def reference(a, b):
@@ -267,6 +267,12 @@ def test_bad_network_input():
         F.broadcast(x, (8, 2, 4))
     with pytest.raises(ValueError, match=r"F\.batch_matmul.*inner sizes differ"):
         F.batch_matmul(nn.Variable((2, 3, 4)), nn.Variable((2, 3, 4)))
+    # nnabla: "Input must be >=3 dimensions", and "ndim of inputs[0] (3) must be ndim of
+    # inputs[1] (4)"
+    for a, b in [((3, 4), (4, 2)), ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 2, 4, 5))]:
+        with pytest.raises(ValueError, match=r"F\.batch_matmul: inputs of shapes .* must "
+                                             r"have the same rank, at least 3.*F\.affine"):
+            F.batch_matmul(nn.Variable(a), nn.Variable(b))
 
 
 def test_nnabla_conventions_at_kinks_and_ties():

@@ -32,14 +32,6 @@ UNWRITABLE = {
     "random_flip, random_shift, random_crop": "drawn flip",
 }
 RANDOM = ("dropout", "rand, randn, randint")  # values differ between runs: shapes only
-# Graphs symcompile's F builds where nnabla's F refuses the shapes (a fidelity gap of F,
-# not of the file format; nnabla's message): left out of the nnabla comparison until F
-# refuses them too.
-NNABLA_REFUSES = {
-    "batch_matmul (3, 4) (4, 2) False False": "Input must be >=3 dimensions",
-    "batch_matmul (4, 3) (2, 4) True True": "Input must be >=3 dimensions",
-    "layer_normalization": "Shape of beta(inputs[1]) does not match",
-}
 
 
 def _case_graph(name):
@@ -241,9 +233,7 @@ for case in json.load(open(json.loads(sys.argv[1]))):
 def test_nnabla_runs_the_written_networks_and_its_files_read_back(tmp_path):
     pytest.importorskip("h5py")
     cases, expected = [], {}
-    assert set(NNABLA_REFUSES) <= set(WRITABLE)  # (none stale)
-    compared = [name for name in WRITABLE if name not in NNABLA_REFUSES]
-    for index, name in enumerate(compared):
+    for index, name in enumerate(WRITABLE):
         nn.clear_parameters()
         inputs, arrays, outputs = _case_graph(name)
         path = tmp_path / f"case{index}.nnp"
@@ -256,7 +246,7 @@ def test_nnabla_runs_the_written_networks_and_its_files_read_back(tmp_path):
     listing = tmp_path / "cases.json"
     listing.write_text(json.dumps(cases))
     rows = nnabla_rows(NNABLA, _NNABLA_SCRIPT, str(listing), tmp_path)
-    assert [row["case"] for row in rows] == compared
+    assert [row["case"] for row in rows] == WRITABLE
     refused = {row["case"]: row["error"] for row in rows if "error" in row}
     assert not refused, f"nnabla could not load: {json.dumps(refused, indent=1)}"
     for row, case in zip(rows, cases, strict=True):

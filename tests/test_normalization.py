@@ -422,8 +422,10 @@ def group_reference(x, groups, eps=EPS):
 PER_SAMPLE = [
     ("layer", lambda x, b, g: F.layer_normalization(x, b, g),
      lambda x, b, g: standardized(x, (1, 2, 3)) * g + b, (2, 3, 2, 2), (1, 3, 2, 2)),
-    ("layer, scale per channel", lambda x, b, g: F.layer_normalization(x, b, g),
-     lambda x, b, g: standardized(x, (1, 2)) * g + b, (3, 4, 2), (1, 4, 1)),
+    ("layer, a batch axis 1", lambda x, b, g: F.layer_normalization(x, b, g, batch_axis=1),
+     lambda x, b, g: standardized(x, (0, 2)) * g + b, (3, 4, 2), (3, 1, 2)),
+    ("instance, scale per sample", lambda x, b, g: F.instance_normalization(x, b, g),
+     lambda x, b, g: standardized(x, (2,)) * g + b, (3, 4, 2), (3, 4, 1)),
     ("layer, two batch axes", lambda x, b, g: F.layer_normalization(x, b, g, batch_axis=[0, 1]),
      lambda x, b, g: standardized(x, (2,)) * g + b, (2, 3, 4), (1, 1, 4)),
     ("instance", lambda x, b, g: F.instance_normalization(x, b, g),
@@ -469,8 +471,19 @@ def test_per_sample_layers_create_nnablas_parameters():
     (lambda: F.group_normalization(nn.Variable((2, 6, 3)), None, None, 4),
      r"F.group_normalization: num_groups=4 must divide the 6 channels"),
     (lambda: F.layer_normalization(nn.Variable((2, 6)), nn.Variable((6,)), None),
-     r"F.layer_normalization: beta of shape \(6,\) does not broadcast to the input of shape "
-     r"\(2, 6\)"),
+     r"F.layer_normalization: beta of shape \(6,\) does not fit the input of shape \(2, 6\): "
+     r"nnabla wants the input's shape with the batch axes \[0\] of length 1, e.g. \(1, 6\)"),
+    # nnabla 1.39: "Shape of beta(inputs[1]) does not match. beta: (1, 4, 1) != expected:
+    # (1, 4, 3)", "... beta: (1, 4, 3) != expected: (1, 4, 1)", "channel size of beta: 1 !=
+    # channel size of x (4)"
+    (lambda: F.layer_normalization(nn.Variable((2, 4, 3)), None, nn.Variable((1, 4, 1))),
+     r"gamma of shape \(1, 4, 1\) does not fit .* e.g. \(1, 4, 3\)"),
+    (lambda: F.group_normalization(nn.Variable((2, 4, 3)), nn.Variable((1, 4, 3)), None, 2),
+     r"F.group_normalization: beta .* 1 on every axis but the channel axis 1, which has the "
+     r"input's 4, e.g. \(1, 4, 1\)"),
+    (lambda: F.instance_normalization(nn.Variable((2, 4, 3)), nn.Variable((2, 1, 1)), None),
+     r"F.instance_normalization: beta .* the input's 4 channels on axis 1, 1 or the input's "
+     r"length on the batch axes \[0\], 1 elsewhere, e.g. \(1, 4, 1\)"),
     (lambda: F.instance_normalization(nn.Variable((2, 6, 3)), None, None, channel_axis=0),
      r"channel_axis 0 is also a batch axis"),
     (lambda: F.layer_normalization(nn.Variable((2, 6)), None, None, output_stat=True),

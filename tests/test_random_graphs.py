@@ -515,9 +515,9 @@ loss = F.sum(h * h)
     # the derivative's display formula replaced d loss/d loss by a bare 1, which has no
     # shape for the matrix product after it (IndexError)
     "derivative formula through a reshaped seed": """
-w = leaf("w", (1, 3), [[-1.92, 0.49, -1.67]])
-v = leaf("v", (1, 1), [[0.712]])
-a = leaf("a", (1, 1), [[-1.31]])
+w = leaf("w", (1, 1, 3), [[[-1.92, 0.49, -1.67]]])
+v = leaf("v", (1, 1, 1), [[[0.712]]])
+a = leaf("a", (1, 1, 1), [[[-1.31]]])
 h = F.maximum2(a, w) * 2.0
 loss = (F.sum(F.affine(F.batch_matmul(h, w, transpose_b=True), v, base_axis=0))
         + F.sum(v / (a / h)))

@@ -263,8 +263,14 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return f"{self._module_format('numpy.expand_dims')}({self._print(expr.args[0])}, {axis})"
 
     def _print_Reshape(self, expr):
-        return (f"{self._module_format('numpy.reshape')}({self._print(expr.args[0])}, "
-                f"{shape_text(expr.args[1])})")
+        x, shape = expr.args
+        if self._shapes is not None and self._shapes.of(x) == () \
+                and math.prod(as_ints(shape)) > 1:
+            # x folded into a scalar after the reshape was built (CSE cancelled h - h in a
+            # gradient): it stood for an array of that value, filled as in _print_ReduceSum
+            return self._print((Full if x.is_number else BroadcastTo)(x, shape))
+        return (f"{self._module_format('numpy.reshape')}({self._print(x)}, "
+                f"{shape_text(shape)})")
 
     def _print_BroadcastTo(self, expr):
         return (f"{self._module_format('numpy.broadcast_to')}({self._print(expr.args[0])}, "
@@ -377,6 +383,12 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_StopGradient(self, expr):
         return self._print(expr.args[0])
+
+    def _print_AsNumber(self, expr):
+        mask = expr.args[0]
+        if mask.is_Mul:  # _print_Mul gives a product of masks as numbers already
+            return f"({self._print(mask)})"  # (it stands where a call would: (...).sum())
+        return self._number(self._print(mask))
 
     def _print_DrawBase(self, expr):
         """``random_<kind>(rng, shape, *numbers, dtype)``: the function's generator draws

@@ -173,6 +173,8 @@ class FormulaPrinter(StrPrinter):
     def _print_StopGradient(self, expr):
         return self._print(expr.args[0])
 
+    _print_AsNumber = _print_StopGradient
+
     def _print_Absolute(self, expr):
         return f"abs({self._print(expr.args[0])})"
 
@@ -543,6 +545,8 @@ class FormulaMathMLPrinter(MathMLPresentationPrinter):
 
     def _print_StopGradient(self, expr):
         return self._print(expr.args[0])
+
+    _print_AsNumber = _print_StopGradient
 
     def _print_Sign(self, expr):
         return self._named("sign", expr.args[0])

@@ -776,6 +776,27 @@ class StopGradient(Primitive):
         return shapes.of(self.args[0])
 
 
+class AsNumber(Primitive):
+    """A boolean mask's values as numbers of the module's dtype, 1 or 0. Every function's
+    output is a float array in nnabla (F.one_hot's too); a mask left boolean would be
+    computed on in NumPy's smallest float (``numpy.cosh`` of a bool array is float16)."""
+
+    nargs = 1
+    tensor_args = ()  # piecewise constant: no gradient
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+
+def as_number(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
+    """`expr`, or its numbers if it is a boolean mask (through a StopGradient)."""
+    inner = expr.args[0] if isinstance(expr, StopGradient) else expr
+    if not shapes.is_mask(inner):
+        return expr
+    number = AsNumber(inner)
+    return StopGradient(number) if inner is not expr else number
+
+
 class DrawBase(Primitive):
     """An array drawn at random; args (shape, *its distribution's numbers, tag). The tag
     (see `tagged`) makes each draw of a graph a different expression, so that no pass
@@ -901,6 +922,11 @@ def reduce_sum(expr: sympy.Expr, axes, keepdims: bool, in_shape: tuple[int, ...]
     reduced = None
     if full_reduction:
         reduced = _as_dot(inside, actual, shapes)
+        kept = tuple(1 if i in axes else d for i, d in enumerate(actual) if keepdims
+                     or i not in axes)
+        if reduced is not None and kept:
+            # a dot product is a scalar: the axes of length 1 left are the sum's
+            reduced = Reshape(reduced, shape_tuple(kept))
     if reduced is None:
         reduced = ReduceSum(inner, shape_tuple(axes), sympy.Integer(int(keepdims)),
                             shape_tuple(shapes.of(inner)))

@@ -140,7 +140,7 @@ OPS["batch_normalization"] = OpDef(
 
 # --- layer, instance and group normalization ------------------------------------------------
 # Statistics of each sample (never of the batch), so nothing runs between calls; beta and
-# gamma (either may be absent) broadcast over x at equal rank.
+# gamma (either may be absent) have the shapes nnabla checks (`_scale_rule`).
 
 def scale_inputs(attrs) -> dict[str, int]:
     """The positions of x, beta (unless no_bias) and gamma (unless no_scale)."""
@@ -155,17 +155,41 @@ def _kept_axes(function: str, attrs) -> tuple[int, ...]:
     return tuple(sorted({*attrs["batch_axis"], attrs["channel_axis"]}))
 
 
+def _scale_rule(function: str, x: tuple[int, ...], attrs) -> tuple[list[set[int]], str]:
+    """The lengths nnabla accepts on each axis of beta and gamma, and the rule in words:
+    layer normalization's have the input's shape with the batch axes of length 1, group
+    normalization's are 1 on every axis but the channel axis, instance normalization's
+    have the channels, 1 on the normalized axes and 1 or the input's on the batch axes."""
+    batch = attrs["batch_axis"]
+    if function == "layer_normalization":
+        return ([{1} if i in batch else {n} for i, n in enumerate(x)],
+                f"the input's shape with the batch axes {list(batch)} of length 1")
+    channel = attrs["channel_axis"]
+    if function == "group_normalization":
+        return ([{n} if i == channel else {1} for i, n in enumerate(x)],
+                f"1 on every axis but the channel axis {channel}, which has the input's "
+                f"{x[channel]}")
+    return ([{n} if i == channel else {1, n} if i in batch else {1}
+             for i, n in enumerate(x)],
+            f"the input's {x[channel]} channels on axis {channel}, 1 or the input's length "
+            f"on the batch axes {list(batch)}, 1 elsewhere")
+
+
 def _scaled_shape(function: str):
     def infer(shapes, attrs):
         x = shapes[0]
         positions = scale_inputs(attrs)
         for name, position in positions.items():
             shape = shapes[position]
-            if name != "x" and (len(shape) != len(x) or any(
-                    d not in (1, n) for d, n in zip(shape, x, strict=True))):
+            if name == "x":
+                continue
+            allowed, rule = _scale_rule(function, x, attrs)
+            if len(shape) != len(x) or any(
+                    d not in lengths for d, lengths in zip(shape, allowed, strict=True)):
+                expected = tuple(min(lengths) for lengths in allowed)
                 raise ValueError(
-                    f"F.{function}: {name} of shape {shape} does not broadcast to the input "
-                    f"of shape {x}: give it the input's rank, each axis 1 or the input's")
+                    f"F.{function}: {name} of shape {shape} does not fit the input of shape "
+                    f"{x}: nnabla wants {rule}, e.g. {expected} (as the PF layer creates)")
         if function == "group_normalization":
             channels, groups = x[attrs["channel_axis"]], attrs["num_groups"]
             if groups < 1 or channels % groups:

@@ -136,9 +136,11 @@ def _embed(args, attrs, ctx):
 
 def _batch_matmul_shape(shapes, attrs):
     a, b = shapes
-    if len(a) < 2 or len(b) < 2 or len(a) != len(b):
+    if len(a) < 3 or len(b) < 3 or len(a) != len(b):
         raise ValueError(f"F.batch_matmul: inputs of shapes {a} and {b} must have the same "
-                         "rank, at least 2 (batch axes, then a matrix)")
+                         "rank, at least 3 (batch axes, then a matrix), as in nnabla. Fix: "
+                         "multiply matrices with F.affine or `a @ b`, or give them a batch "
+                         "axis (F.reshape(a, (1,) + a.shape))")
     a_mat = a[-2:][::-1] if attrs["transpose_a"] else a[-2:]
     b_mat = b[-2:][::-1] if attrs["transpose_b"] else b[-2:]
     if a_mat[1] != b_mat[0]:
@@ -559,8 +561,7 @@ def _one_hot(args, attrs, ctx):
     classes = attrs["shape"][0]
     labels = ctx.class_labels(args[0], classes) if ctx.class_labels else args[0]
     axis = len(ctx.in_shapes[0]) - 1
-    return P.StopGradient(softmax.OneHot(labels, sympy.Integer(classes), sympy.Integer(axis))
-                          * 1)
+    return P.StopGradient(softmax.OneHot(labels, sympy.Integer(classes), sympy.Integer(axis)))
 
 
 

@@ -803,6 +803,8 @@ class KLTerm(_Elementwise):
 
     @classmethod
     def eval(cls, p, q):
+        if p == q:  # KL(p || p): its formula and nnabla's gradients (1 - 1) cancel
+            return sympy.Integer(0)
         return cls.formula_of(p, q) if _numbers(p, q) else None
 
     @staticmethod

@@ -33,6 +33,7 @@ from symcompile.ir.primitives import (
     DrawBase,
     Full,
     Shapes,
+    as_number,
     exact,
     materialize,
     shape_tuple,
@@ -124,14 +125,16 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
                            program.shapes, class_labels, twice)
         attrs = {key: sympy_number(value) if isinstance(value, Scalar) else value
                  for key, value in node.attrs}
-        expr = op.lower([exprs[i] for i in node.inputs], attrs, ctx)
+        expr = as_number(op.lower([exprs[i] for i in node.inputs], attrs, ctx),
+                         program.shapes)
         if _nests_composites(expr):
             # A softmax of a softmax: each expands its argument twice (x - max(x)), so
             # nested expansions grow exponentially. The inner one gets its own array.
             for i in node.inputs:
                 if exprs[i].has(Composite) and not isinstance(exprs[i], sympy.Symbol):
                     own_array(graph.values[i], exprs[i], origins[i])
-            expr = op.lower([exprs[i] for i in node.inputs], attrs, ctx)
+            expr = as_number(op.lower([exprs[i] for i in node.inputs], attrs, ctx),
+                             program.shapes)
         if _shares_symbols([exprs[i] for i in node.inputs]):
             # x - x, h / h: under distribute(False) SymPy cancels such terms only when a
             # later pass rebuilds the expression, and a value that cancels to something
