@@ -679,6 +679,10 @@ NEW_REFERENCE: dict[str, Callable] = {
     "matrix_diag_part": lambda x: np.diagonal(x, axis1=-2, axis2=-1).copy(),
     "broadcast_to": _np_broadcast_to,
     "sink": lambda *xs: sum(np.sum(x) for x in xs),
+    "constant": lambda val=0, shape=(): np.full(shape, val),
+    "arange": lambda start, stop, step=1: np.arange(start, stop, step),  # (exact steps)
+    "linspace": np.linspace,
+    "einsum": lambda *xs, equation: np.einsum(equation, *xs),
     "interpolate": _np_interpolate,
     "celu": _np_celu, "prelu": _np_prelu, "kl_multinomial": _np_kl_multinomial,
 }
@@ -706,6 +710,12 @@ NOT_DRAWN = {
     # the power iteration's vectors are constants to the gradient by design (nnabla's),
     # so the gradient is not the derivative of w / sigma(w); and test=False overwrites u
     "spectral_norm": "gradient not the derivative",
+    # its forward overwrites its dst, a leaf, and its gradient is not the derivative of
+    # its value (src's) but dst's; checked on its own in test_assign.py
+    "assign": "overwrites a leaf",
+    # compositions of drawn functions (affine, sigmoid, tanh, slices...) unrolled over
+    # time, each checked against a step-by-step reference in test_recurrent.py
+    "rnn": "composition", "lstm": "composition", "gru": "composition",
 }
 ELEMENTWISE = set(REFERENCE) - STRUCTURAL
 
@@ -1403,9 +1413,47 @@ def _matmul_shape(a, b):
         return None
 
 
+def _draw_einsum(g: _Draft) -> None:
+    """F.einsum of one operand or two: the second's axes reuse some of the first's labels
+    (and lengths) and add new ones; the output is some of the labels, in any order (the
+    rest summed), or NumPy's implicit output; a repeated label of the first takes its
+    diagonal."""
+    a = g.operand(lambda v: 1 <= v.ndim <= 3, lambda: g.shape(1, 3))
+    if a is None:
+        return
+    shape_a = g.value(a).shape
+    letters = "abcdefg"
+    labels_a = list(letters[:len(shape_a)])
+    for k in range(1, len(shape_a)):  # a square pair may be a diagonal
+        if shape_a[k] == shape_a[k - 1] and g.draw(st.integers(0, 3)) == 0:
+            labels_a[k] = labels_a[k - 1]
+    terms, operands, sizes = ["".join(labels_a)], [a], dict(zip(labels_a, shape_a, strict=True))
+    if g.draw(st.booleans()):
+        known = sorted(sizes)
+        count = g.draw(st.integers(1, 3))
+        labels_b = [g.draw(st.sampled_from(known + ["x", "y"])) for _ in range(count)]
+        labels_b = list(dict.fromkeys(labels_b))
+        shape_b = tuple(sizes.get(label) or g.draw(SIZES) for label in labels_b)
+        b = g.operand(lambda v: v.shape == shape_b, lambda: shape_b)
+        if b is None:
+            return
+        sizes.update(zip(labels_b, shape_b, strict=True))
+        terms.append("".join(labels_b))
+        operands.append(b)
+    equation = ",".join(terms)
+    if g.draw(st.booleans()):
+        output = g.draw(st.permutations(sorted(sizes)))[:g.draw(st.integers(0, len(sizes)))]
+        equation += "->" + "".join(output)
+    if g.room():
+        g.commit("einsum", operands, {"equation": equation})
+
+
 def _draw_matmul(g: _Draft) -> None:
-    """F.batch_matmul (equal ranks of 3, batch axes broadcast where 1) or the ``@``
-    operator."""
+    """F.batch_matmul (equal ranks of 3, batch axes broadcast where 1), the ``@``
+    operator or F.einsum."""
+    if g.draw(st.integers(0, 2)) == 0 or (g.focus is not None and _draws("einsum", g.focus)):
+        _draw_einsum(g)
+        return
     batched = g.draw(st.booleans())
     ta, tb = (g.draw(st.booleans()), g.draw(st.booleans())) if batched else (False, False)
     a = g.operand(lambda v: (v.ndim == 3 if batched else v.ndim >= 1) and v.ndim <= 3,
@@ -1844,10 +1892,27 @@ def _sorted_apart(x, axis) -> bool:
 
 def _draw_array(g: _Draft) -> None:
     """cumsum, cumprod, prod, sort, top_k_data, shift, tile, stack, split, broadcast_to,
-    sink, matrix_diag, matrix_diag_part, meshgrid."""
+    sink, matrix_diag, matrix_diag_part, meshgrid, and the constants constant, arange
+    and linspace (of values float32 holds exactly, so NumPy's float64 agrees)."""
     op = g.choose(["cumsum", "cumprod", "prod", "sort", "top_k_data", "shift", "tile",
                    "stack", "split", "broadcast_to", "sink", "matrix_diag",
-                   "matrix_diag_part", "meshgrid"])
+                   "matrix_diag_part", "meshgrid", "constant", "arange", "linspace"])
+    if op == "constant":
+        kw = {"val": g.draw(st.sampled_from([-1.5, 0.0, 0.25, 2.0]))}
+        g.commit(op, [], kw | {"shape": g.shape()} if g.draw(st.booleans()) else kw)
+        return
+    if op == "arange":
+        start, step = g.draw(st.sampled_from([-2.0, 0.0, 1.5])), g.draw(
+            st.sampled_from([-1.0, -0.5, 0.5, 1.0]))
+        g.commit(op, [], {"start": start, "stop": start + step * g.draw(SIZES),
+                          "step": step})
+        return
+    if op == "linspace":
+        start = g.draw(st.sampled_from([-1.0, 0.0, 2.0]))
+        num = g.draw(SIZES)
+        g.commit(op, [], {"start": start, "stop": start + 0.5 * max(num - 1, 1),
+                          "num": num})
+        return
     if op == "meshgrid":
         xs = []
         for _ in range(g.draw(st.integers(1, 3))):
@@ -2153,7 +2218,7 @@ FAMILY_OPS = {
     _draw_unary: set(UNARY_OPS), _draw_binary: {b[0] for b in BINARY},
     _draw_reduction: {"sum", "mean", "max", "min", "reduce_sum", "reduce_mean"},
     _draw_shape_op: {"reshape", "transpose", "broadcast"},
-    _draw_affine: {"affine", "pf_affine"}, _draw_matmul: {"batch_matmul", "@"},
+    _draw_affine: {"affine", "pf_affine"}, _draw_matmul: {"batch_matmul", "@", "einsum"},
     _draw_softmax: {"softmax", "log_softmax", "softmax_cross_entropy"},
     _draw_cross_entropy: {"sigmoid_cross_entropy", "binary_cross_entropy"},
     _draw_clip: {"clip_by_value"}, _draw_indexing: {"slice", "flip", "pad", "concatenate"},
@@ -2166,7 +2231,7 @@ FAMILY_OPS = {
     _draw_stepwise: set(STEPWISE),
     _draw_array: {"cumsum", "cumprod", "prod", "sort", "top_k_data", "shift", "tile", "stack",
                   "split", "broadcast_to", "sink", "matrix_diag", "matrix_diag_part",
-                  "meshgrid"},
+                  "meshgrid", "constant", "arange", "linspace"},
     _draw_index: {"gather", "scatter_add", "embed", "one_hot", "top_n_error", "binary_error",
                   "gather_nd", "scatter_nd"},
     _draw_more: {"celu", "prelu", "kl_multinomial", "interpolate", "clip_by_norm",

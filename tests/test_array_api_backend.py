@@ -355,6 +355,19 @@ def _structural_cases() -> dict[str, Case]:
     cases["rand, randn, randint"] = Case(
         lambda: (F.rand(-1, 2, shape=(3, 2)), F.randn(0.5, 2, shape=(4,)),
                  F.randint(0, 4, shape=(2, 2))), lambda rng: [])
+    cases["einsum"] = Case(  # (more equations, against nnabla, in test_einsum.py)
+        lambda a, b: (F.einsum(a, b, equation="bij,bjk->bik"), F.einsum(a, equation="bii->i"),
+                      F.einsum(a, b, equation="...ij,...jk")),
+        normal((2, 3, 3), (2, 3, 4)))
+    cases["rnn, lstm, gru"] = Case(  # x (T, B, I), h and c (L, D, B, H), weights
+        lambda x, h, c, w_rnn, w_lstm, w_gru, b_gru: (
+            F.rnn(x, h, w_rnn)[0], *F.lstm(x, h, c, w_lstm), F.gru(x, h, w_gru, bias=b_gru)[1]),
+        normal((3, 2, 2), (1, 1, 2, 3), (1, 1, 2, 3), (1, 3, 5), (1, 4, 3, 5), (1, 3, 3, 5),
+               (1, 1, 4, 3), scale=0.5))
+    cases["assign"] = Case(lambda dst, src: F.assign(dst, src * 2), normal((2, 3), (2, 3)))
+    cases["constant, arange, linspace"] = Case(  # (an input: the module's library)
+        lambda x: (x * F.constant(0.5, (3,)) + F.arange(0, 1.5, 0.5), F.linspace(-1, 1, 3) * x),
+        normal((3,)))
     # more configurations (axes, no beta or gamma, against nnabla) in test_normalization.py
     def scales(shape):  # beta and gamma of `shape` for x of (2, 4, 3)
         return lambda rng: [rng.normal(size=(2, 4, 3)), rng.normal(size=shape),

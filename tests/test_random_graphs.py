@@ -131,7 +131,9 @@ def host(array) -> np.ndarray:
 def strict_forward(module):
     """`module.forward` called on array-api-strict copies of NumPy arguments; a float."""
     def forward(*args):
-        return float(host(module.forward(*on_strict(args))))
+        out = module.forward(*on_strict(args))
+        # (a graph of constants has no argument to take the library from: it is NumPy's)
+        return float(host(out) if args else np.asarray(out))
 
     return forward
 
@@ -173,8 +175,10 @@ def check_forward(spec, backend="numpy", remember=False) -> None:
     assert leaf_arguments(module) == leaf_arguments(reference)
     args = arguments(module, spec.values())
     got = module.forward(*on_strict(args))
-    assert_same_numbers(got, reference.forward(*args), "forward")
-    np.testing.assert_allclose(host(got), evaluate(spec), rtol=1e-9, atol=1e-10)
+    if args:  # (a graph of constants computes with NumPy, see strict_forward)
+        assert_same_numbers(got, reference.forward(*args), "forward")
+        got = host(got)
+    np.testing.assert_allclose(got, evaluate(spec), rtol=1e-9, atol=1e-10)
     assert module.GRADIENTS == reference.GRADIENTS
     assert set(module.GRADIENTS) == expected_gradients(module, spec)
 
@@ -214,6 +218,9 @@ def assert_strict_gradients(module, reference, args) -> None:
     array-api-strict arrays)."""
     result = module.gradient(*on_strict(args))
     expected = reference.gradient(*args)
+    if not args:  # a graph of constants: NumPy's arrays (see strict_forward)
+        np.testing.assert_allclose(np.asarray(result), expected, rtol=1e-12)
+        return
     if not module.GRADIENTS:
         result, expected = (result,), (expected,)
     assert module.GRADIENTS == reference.GRADIENTS
@@ -354,7 +361,11 @@ def test_graphs_cover_every_function():
         leaf_kinds.update((leaf.kind, leaf.need_grad) for leaf in spec.leaves)
 
     collect()
-    assert set(REFERENCE) - seen == set()
+    # A function the plain draws happen to miss (some 150 share them) must still be found
+    # when the draws aim at it.
+    rare = set(REFERENCE) - seen
+    assert {op for op in rare if op not in small_graph_using(op).ops()} == set()
+    assert len(rare) <= 3, rare  # (a family the draws no longer reach at all)
     assert {("input", True), ("input", False), ("parameter", True), ("parameter", False),
             ("label", False), ("pf", True)} <= leaf_kinds
 

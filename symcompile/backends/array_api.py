@@ -214,7 +214,13 @@ class ArrayAPIBackend(NumPyBackend):
 
     def prologue(self, function: str, arguments: Iterable[str], dtype: str
                  ) -> tuple[Line, ...]:
-        first = next(iter(arguments))
+        first = next(iter(arguments), None)
+        if first is None:  # a graph of constants (F.arange, F.constant): NumPy's arrays
+            return (Line("import numpy", "no argument to take the library from: NumPy's, "
+                                         "the runtime's"),
+                    Line(f"xp, kind = namespace({literal(function)}, 'numpy', "
+                         f"numpy.empty(0))"),
+                    Line(f"dtype, device = xp.{dtype}, device_of(numpy.empty(0))"))
         return (Line(f"xp, kind = namespace({literal(function)}, {literal(first)}, {first})",
                      "the arguments' library (its array API namespace and array type), "
                      "from the first"),

@@ -400,6 +400,16 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _mask_dtype(self) -> list[str]:
         return [f"numpy.{self._dtype}"]
 
+    def _print_Arange(self, expr):
+        start, step, count = expr.args
+        return self._kernel_call("arange_accumulated", [repr(float(start)), repr(float(step)),
+                                                        str(int(count)), *self._mask_dtype()])
+
+    def _print_Linspace(self, expr):
+        start, stop, num = expr.args
+        return self._kernel_call("linspace_values", [repr(float(start)), repr(float(stop)),
+                                                     str(int(num)), *self._mask_dtype()])
+
     def _print_OneHot(self, expr):
         t, classes, axis = expr.args
         rank = len(self._shapes.of(t))

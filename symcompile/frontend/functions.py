@@ -34,7 +34,8 @@ __all__ = [
     "global_average_pooling", "batch_normalization", "slice", "flip", "pad", "concatenate",
     "stack", "split", "dropout", "deconvolution", "depthwise_convolution", "unpooling", "embed",
     "layer_normalization", "instance_normalization", "group_normalization", "top_n_error",
-    "binary_error", "tile", "one_hot", "sink", "rand", "randn", "randint",
+    "binary_error", "tile", "one_hot", "sink", "rand", "randn", "randint", "constant",
+    "arange", "linspace", "einsum", "assign",
 ]
 
 
@@ -147,6 +148,60 @@ def randint(low=0, high=1, shape=[], seed=-1, n_outputs=-1, outputs=None):  # no
     """Random integers in [low, high) of `shape`, drawn anew by every forward pass; held
     as float32 (symcompile's Variables), where nnabla's are int32."""
     return _random("randint", shape, low, high, seed, ("low", "high"))
+
+
+def assign(dst, src, n_outputs=-1, outputs=None):
+    """src's values, written into dst by every forward pass (dst must be a leaf, a
+    parameter); the gradient goes to dst as if the output were dst (nnabla's), none to
+    src."""
+    if isinstance(dst, Variable):
+        _updated_in_place("assign", "F.assign", dst=dst)
+    return _record("assign", (dst, src))
+
+
+def constant(val=0, shape=[], n_outputs=-1, outputs=None):  # noqa: B006
+    """An array of `shape` holding `val` everywhere (a constant: no gradient)."""
+    return _record("constant", (), val=number(val, "constant"),
+                   shape=normalize_shape(shape, "F.constant"))
+
+
+def arange(start, stop, step=1, n_outputs=-1, outputs=None):
+    """start, start + step, ... while short of stop: nnabla's loop in float32, which adds
+    step to the previous value (so its rounding, and the count, are nnabla's)."""
+    start, stop, step = (number(v, "arange", name)
+                         for v, name in ((start, "start"), (stop, "stop"), (step, "step")))
+    if float(step) == 0:
+        raise ValueError(f"F.arange: step={step!r} must not be zero")
+    return _record("arange", (), start=start, stop=stop, step=step,
+                   count=_arange_count(float(start), float(stop), float(step)))
+
+
+def _arange_count(start: float, stop: float, step: float) -> int:
+    """How many values nnabla's `for (float v = start; v < stop; v += step)` (v > stop for
+    a negative step) visits, the float32 additions replayed by a cumulative sum."""
+    f32 = numpy.float32
+    first, last, increment = f32(start), f32(stop), f32(step)
+    estimate = builtins.max(0.0, math.ceil((float(last) - float(first)) / float(increment)))
+    if estimate > 1 << 28:
+        raise ValueError(f"F.arange: start={start!r}, stop={stop!r}, step={step!r} give "
+                         f"about {estimate:.3g} values, more than symcompile holds in one array")
+    steps = numpy.full(int(estimate) + 2, increment, dtype=f32)
+    steps[0] = first
+    values = numpy.cumsum(steps, dtype=f32)
+    short = values < last if step > 0 else values > last
+    if short.all():  # the sum stopped growing (a step too small for float32): nnabla hangs
+        raise ValueError(f"F.arange: step={step!r} is too small to move {start!r} towards "
+                         f"{stop!r} in float32 (nnabla's loop would never end)")
+    return int(numpy.argmin(short))
+
+
+def linspace(start, stop, num):
+    """`num` values from start to stop (both included when num > 1): nnabla's
+    start + i*step, step = (stop - start)/(num - 1) in float64, each rounded to float32."""
+    if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < 0:
+        raise ValueError(f"F.linspace: num={num!r} must be a non-negative int")
+    return _record("linspace", (), start=number(start, "linspace", "start"),
+                   stop=number(stop, "linspace", "stop"), num=int(num))
 
 
 def _random(op: str, shape, a, b, seed, names) -> Variable:
@@ -839,6 +894,18 @@ def concatenate(*x, **kw):
     """The inputs joined along `axis` (keyword; default: the last axis); every other axis
     must be equal."""
     return _joined("concatenate", x, kw.pop("axis", None), lambda rank: rank - 1)
+
+
+def einsum(*x, **kw):
+    """Einstein summation of the inputs over the keyword `equation` (NumPy's rules:
+    ``"bij,bjk->bik"``, ``...``, an implicit output, ``"ii->i"``), as matrix products."""
+    equation = kw.pop("equation", "")
+    if kw:
+        raise TypeError(f"F.einsum: unexpected keyword arguments {sorted(kw)}; the inputs "
+                        "are positional, the equation is `equation=`")
+    if not isinstance(equation, str):
+        raise TypeError(f"F.einsum: equation must be a str, got {type(equation).__name__}")
+    return _record("einsum", tuple(x), equation=equation)
 
 
 def stack(*x, **kw):

@@ -48,6 +48,7 @@ _INTERNAL = {
     "top_k_data_index": {"index"},
     "reduce_sum": {"axes", "keepdims"},
     "reduce_mean": {"axes", "keepdims"},
+    "arange": {"count"},
 }
 
 

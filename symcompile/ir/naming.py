@@ -35,6 +35,7 @@ RESERVED = frozenset(
         "pool_sum", "pool_sum_grad", "pool_divisor", "pool_average", "pool_average_grad",
         "pool_max_pick",
         "slice_grad", "pad_constant", "random_generator", "random_mask", "random_uniform",
+        "arange_accumulated", "linspace_values",
         "random_normal", "random_integers", "random_moved", "gather_axis", "gather_axis_grad",
         "cumulative_sum", "cumulative_prod", "cumulative_prod_grad", "cumulative_prod_jvp",
         "cumulative_prod_grad_jvp", "reduce_prod",

@@ -797,6 +797,28 @@ def as_number(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
     return StopGradient(number) if inner is not expr else number
 
 
+class Arange(Primitive):
+    """nnabla's F.arange: `count` values, the first `start`, each next one the previous
+    plus `step` rounded to the module's dtype; args (start, step, count). A constant."""
+
+    nargs = 3
+    tensor_args = ()
+
+    def shape(self, shapes):
+        return (int(self.args[2]),)
+
+
+class Linspace(Primitive):
+    """nnabla's F.linspace: `num` values start + i*(stop - start)/(num - 1), computed in
+    float64 and rounded to the module's dtype; args (start, stop, num). A constant."""
+
+    nargs = 3
+    tensor_args = ()
+
+    def shape(self, shapes):
+        return (int(self.args[2]),)
+
+
 class DrawBase(Primitive):
     """An array drawn at random; args (shape, *its distribution's numbers, tag). The tag
     (see `tagged`) makes each draw of a graph a different expression, so that no pass

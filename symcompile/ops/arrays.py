@@ -130,6 +130,51 @@ for _name, _type in (("rand", "Rand"), ("randn", "Randn"), ("randint", "Randint"
     _register(_name, _type, 0, lambda shapes, attrs: attrs["shape"])(_draw(_name))
 
 
+# --- assign: the forward pass overwrites dst with src --------------------------------------
+
+def _assign_shape(shapes, attrs):
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"F.assign: dst of shape {shapes[0]} and src of shape {shapes[1]} "
+                         f"must have the same shape (nnabla's rule)")
+    return shapes[0]
+
+
+def _assign(args, attrs, ctx):
+    """src's values, with nnabla's gradient: dst gets the output's (g_dst = g_y), src
+    none."""
+    dst, src = args
+    return dst + P.StopGradient(src - dst)
+
+
+def _assign_running(args, attrs, ctx):
+    return {0: (P.StopGradient(args[1]), "dst = src (F.assign)")}
+
+
+OPS["assign"] = OpDef("assign", "Assign", 2, False, _assign_shape, _assign,
+                      running=_assign_running)
+
+
+# --- constant, arange, linspace: arrays their arguments fix (no gradient) -----------------
+
+@_register("constant", "Constant", 0, lambda shapes, attrs: attrs["shape"])
+def _constant(args, attrs, ctx):
+    """`val`: a number, which the lowering fills into an array where one is needed, and
+    which folds into the expressions using it."""
+    return attrs["val"]
+
+
+@_register("arange", "Arange", 0, lambda shapes, attrs: (attrs["count"],))
+def _arange(args, attrs, ctx):
+    """`count` values from start, each the previous plus step (functions.arange counted
+    them as nnabla does)."""
+    return P.Arange(attrs["start"], attrs["step"], sympy.Integer(attrs["count"]))
+
+
+@_register("linspace", "Linspace", 0, lambda shapes, attrs: (attrs["num"],))
+def _linspace(args, attrs, ctx):
+    return P.Linspace(attrs["start"], attrs["stop"], sympy.Integer(attrs["num"]))
+
+
 # --- broadcast_to, cumulative sums and products, prod, indices of extrema, sort ----------
 
 products = Deferred("symcompile.ops.products")

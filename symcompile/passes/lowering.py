@@ -125,8 +125,7 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
                            program.shapes, class_labels, twice)
         attrs = {key: sympy_number(value) if isinstance(value, Scalar) else value
                  for key, value in node.attrs}
-        expr = as_number(op.lower([exprs[i] for i in node.inputs], attrs, ctx),
-                         program.shapes)
+        expr = as_number(op.lower(operands(node, op), attrs, ctx), program.shapes)
         if _nests_composites(expr):
             # A softmax of a softmax: each expands its argument twice (x - max(x)), so
             # nested expansions grow exponentially. The inner one gets its own array.
@@ -149,6 +148,15 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
         elif program.shapes.of(expr) != out.shape:
             expr = exact(expr, out.shape, program.shapes)
         return expr
+
+    def operands(node, op) -> list[sympy.Expr]:
+        """The inputs' expressions; an elementwise op takes a filled constant (F.constant)
+        as its number, which broadcasts (the result gets its array's shape back)."""
+        inputs = [exprs[i] for i in node.inputs]
+        if not op.elementwise:
+            return inputs
+        return [e.args[0] if isinstance(e, Full) and e.args[0].is_Number else e
+                for e in inputs]
 
     def gradient_of(node) -> sympy.Expr:
         """nn.grad's node (inputs: the outputs, their seeds if given, the input): the

@@ -554,6 +554,26 @@ def random_moved(xp, values, dtype, device):
     return xp.asarray(host, device=device)
 
 
+def arange_accumulated(xp, start, step, count, dtype, device):
+    """nnabla's F.arange: y[0] = start, y[i] = y[i-1] + step, each sum rounded to `dtype`
+    (the standard's cumulative sum adds in order, as nnabla's loop does)."""
+    steps = xp.full((count,), step, dtype=dtype, device=device)
+    if count:
+        steps = xp.concat([xp.full((1,), start, dtype=dtype, device=device), steps[1:]])
+    return xp.cumulative_sum(steps, dtype=dtype)
+
+
+def linspace_values(xp, start, stop, num, dtype, device):
+    """nnabla's F.linspace: y[i] = start + i*step with step = (stop - start)/(num - 1),
+    computed on the host in float64 (a device may have none) and moved to `device`."""
+    import numpy
+
+    host = numpy.float32 if xp.finfo(dtype).bits == 32 else numpy.float64
+    first = numpy.float64(host(start))
+    step = numpy.float64(host(stop) - host(start)) / (num - 1) if num > 1 else 0.0
+    return random_moved(xp, first + step * numpy.arange(num), dtype, device)
+
+
 def random_uniform(xp, rng, shape, low, high, dtype, device):
     """Uniform in [low, high), drawn from `rng` (NumPy), moved to `device` (F.rand)."""
     return random_moved(xp, rng.uniform(low, high, shape), dtype, device)

@@ -489,6 +489,22 @@ def random_mask(rng, shape, keep, dtype):
     return (rng.random(shape) < keep).astype(dtype)
 
 
+def arange_accumulated(start, step, count, dtype):
+    """nnabla's F.arange: y[0] = start, y[i] = y[i-1] + step, each sum rounded to `dtype`
+    (a cumulative sum adds in order, as nnabla's loop does)."""
+    steps = numpy.full(count, step, dtype=dtype)
+    steps[:1] = start
+    return numpy.cumsum(steps, dtype=dtype)
+
+
+def linspace_values(start, stop, num, dtype):
+    """nnabla's F.linspace: y[i] = start + i*step with step = (stop - start)/(num - 1),
+    the difference in `dtype`, the rest in float64, rounded to `dtype` at the end."""
+    first = numpy.float64(dtype(start))
+    step = numpy.float64(dtype(stop) - dtype(start)) / (num - 1) if num > 1 else 0.0
+    return (first + step * numpy.arange(num)).astype(dtype)
+
+
 def random_uniform(rng, shape, low, high, dtype):
     """Uniform in [low, high), drawn from `rng` (F.rand)."""
     return rng.uniform(low, high, shape).astype(dtype)
