@@ -302,6 +302,8 @@ def test_randint_is_int32():
 def test_identity_and_reshape_keep_the_input_s_dtype():
     check(computed(F.identity(var([1, 2], "int64"))), "int64", [1, 2])  # nnabla 1.39
     check(computed(F.reshape(var([1, 2], "int64"), (2, 1))), "int64", [[1], [2]])  # nnabla
+    check(computed(F.reshape(var([1, 2], "int64"), (2, 1), inplace=False)), "float32",
+          [[1], [2]])  # nnabla 1.39: a copy is float32
     check(computed(F.transpose(var([[1, 2]], "int64"), (1, 0))), "float32",
           [[1], [2]])  # nnabla 1.39
     check(computed(F.add_scalar(var([1, 2], "int64"), 0.5)), "float32",

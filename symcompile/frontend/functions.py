@@ -1202,10 +1202,13 @@ def batch_matmul(a, b, transpose_a=False, transpose_b=False, n_outputs=-1, outpu
 
 
 def reshape(x, shape, inplace=True, n_outputs=-1, outputs=None):
-    """`x` with a new shape of the same size; one axis may be -1 (inferred)."""
+    """`x` with a new shape of the same size; one axis may be -1 (inferred). In place
+    (the default) its values have x's dtype, a copy's are float32, as in nnabla (the node
+    records inplace only when it is False)."""
     if not isinstance(x, Variable):
         return _record("reshape", (x,))
-    return _record("reshape", (x,), shape=_reshape_target(x.shape, shape))
+    copy = {} if inplace else {"inplace": False}
+    return _record("reshape", (x,), shape=_reshape_target(x.shape, shape), **copy)
 
 
 def _reshape_target(old, shape) -> tuple[int, ...]:

@@ -93,6 +93,7 @@ class _Export:
 
 _EXPORT = {
     "pad": _Export(_pad),
+    "reshape": _Export(lambda args: {"inplace": True, **args}),  # (nnabla's default)
     "rand": _Export(_uniform), "randint": _Export(_uniform), "randn": _Export(_normal),
     "fused_batch_normalization": _Export(_fused),
     "max_index": _Export(_index_of), "min_index": _Export(_index_of),

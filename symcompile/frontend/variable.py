@@ -534,7 +534,8 @@ class NdArray:
 
 # The functions whose outputs are not float32 in nnabla 1.39 (by op name): the indices of
 # F.max / F.min / F.sort / F.top_k_data are uint64 (size_t), F.randint's values int32,
-# and F.identity and F.reshape (in place, the default) give their input's dtype.
+# and F.identity and F.reshape (in place, the default; not with inplace=False) give their
+# input's dtype.
 OUTPUT_DTYPES = {
     "max_index": "uint64", "min_index": "uint64", "sort_index": "uint64",
     "top_k_data_index": "uint64", "randint": "int32", "identity": "input", "reshape": "input",
@@ -569,6 +570,8 @@ class Function:
     def add_output(self, var: Variable) -> None:
         self._outputs.append(weakref.ref(var))
         produces = OUTPUT_DTYPES.get(self.op.name)
+        if self.args.get("inplace") is False:  # F.reshape's copy: float32
+            produces = None
         if produces is not None:  # (a new output: no values yet)
             storage = var._storage
             if produces == "input":
