@@ -109,21 +109,27 @@ def test_bad_equations(call, error, message):
 
 NNABLA = os.environ.get("SYMCOMPILE_NNABLA_PYTHON")
 
+# Run as written by symcompile here and by nnabla 1.39, for `equation` and `arrays`.
+SCENARIO = """
+xs = [nn.Variable.from_numpy_array(np.array(a, np.float32), need_grad=True) for a in arrays]
+y = F.einsum(*xs, equation=equation)
+loss = F.sum(y * y)
+loss.forward()
+for x in xs:
+    x.grad.zero()
+loss.backward()
+result = {"y": y.d.tolist(), "grads": [x.g.tolist() for x in xs]}
+"""
+
 _NNABLA_SCRIPT = """
 import json, sys
 import numpy as np
 import nnabla as nn
 import nnabla.functions as F
-for equation, arrays in json.loads(sys.argv[1]):
-    xs = [nn.Variable.from_numpy_array(np.array(a, np.float32), need_grad=True)
-          for a in arrays]
-    y = F.einsum(*xs, equation=equation)
-    loss = F.sum(y * y)
-    loss.forward()
-    for x in xs:
-        x.grad.zero()
-    loss.backward()
-    print(json.dumps({"y": y.d.tolist(), "grads": [x.g.tolist() for x in xs]}))
+scenario, calls = json.loads(sys.argv[1])
+for equation, arrays in calls:
+    exec(scenario)
+    print(json.dumps(result))
 """
 
 
@@ -131,18 +137,12 @@ for equation, arrays in json.loads(sys.argv[1]):
 def test_nnablas_numbers(tmp_path):
     calls = [[equation, [np.random.default_rng(i).normal(size=s).astype(np.float32).tolist()
                          for i, s in enumerate(shapes)]] for equation, *shapes in CASES]
-    rows = nnabla_rows(NNABLA, _NNABLA_SCRIPT, calls, tmp_path)
+    rows = nnabla_rows(NNABLA, _NNABLA_SCRIPT, [SCENARIO, calls], tmp_path)
     for (equation, arrays), row in zip(calls, rows, strict=True):
-        xs = [nn.Variable.from_numpy_array(np.array(a, np.float32), need_grad=True)
-              for a in arrays]
-        y = F.einsum(*xs, equation=equation)
-        loss = F.sum(y * y)
-        loss.forward()
-        for x in xs:
-            x.grad.zero()
-        loss.backward()
-        np.testing.assert_allclose(y.d, np.array(row["y"]), rtol=1e-5, atol=1e-6,
+        names = {"nn": nn, "F": F, "np": np, "equation": equation, "arrays": arrays}
+        exec(SCENARIO, names)  # noqa: S102 - the test's own text
+        ours = names["result"]
+        np.testing.assert_allclose(ours["y"], row["y"], rtol=1e-5, atol=1e-6,
                                    err_msg=equation)
-        for x, grad in zip(xs, row["grads"], strict=True):
-            np.testing.assert_allclose(x.g, np.array(grad), rtol=1e-5, atol=1e-5,
-                                       err_msg=equation)
+        for got, grad in zip(ours["grads"], row["grads"], strict=True):
+            np.testing.assert_allclose(got, grad, rtol=1e-5, atol=1e-5, err_msg=equation)

@@ -371,18 +371,6 @@ for kind, seed, bidirectional in request["layers"]:
                                      nn.get_parameters().items()}}))
 """
 
-NNABLA_CASES = [  # kind, num_layers, bidirectional, nonlinearity, with_bias, steps
-    ("rnn", 1, False, "tanh", True, 4),
-    ("rnn", 2, True, "relu", True, 3),
-    ("rnn", 2, True, "tanh", False, 3),
-    ("lstm", 1, False, "tanh", True, 4),
-    ("lstm", 1, True, "tanh", False, 1),
-    ("lstm", 2, True, "tanh", True, 3),
-    ("gru", 1, False, "tanh", True, 4),
-    ("gru", 2, True, "tanh", True, 3),
-    ("gru", 2, False, "tanh", False, 2),
-]
-
 NNABLA_LAYERS = [("rnn", 7, True), ("lstm", 8, True), ("gru", 9, False)]
 
 
@@ -390,7 +378,7 @@ NNABLA_LAYERS = [("rnn", 7, True), ("lstm", 8, True), ("gru", 9, False)]
 def test_nnablas_numbers(tmp_path):
     rng = np.random.default_rng(5)
     calls = []
-    for kind, L, bidirectional, nonlinearity, with_bias, steps in NNABLA_CASES:
+    for kind, L, bidirectional, nonlinearity, with_bias, steps in CASES:
         given = _arrays(kind, rng, steps, 2, 3, 4, L, bidirectional, with_bias)
         given = {k: None if a is None else a.astype(np.float32) for k, a in given.items()}
         out = reference(kind, *given.values(), L, bidirectional, nonlinearity)
