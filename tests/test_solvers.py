@@ -94,6 +94,10 @@ def test_updates_match_the_reference(config):
             reference.weight_decay(ref_grads, 0.05)
         solver.clip_grad_by_norm(3.0)
         reference.clip_grad_by_norm(ref_grads, 3.0)
+        if step == 3:  # a new rate between updates (update() caches the hyper-parameters)
+            rate = solver.learning_rate() / 2
+            solver.set_learning_rate(rate)
+            reference.set_learning_rate(rate)
         solver.update()
         reference.update(ref_grads)
         for key, var in params.items():

@@ -74,6 +74,11 @@ class Solver:
         self._refuse(self._hyper)
         self._default_wd = self._hyper.get("wd", 0.0)
         self._wd = self._default_wd
+        # What update() calls, worked out once: (the executor, its generated update rule)
+        # and the rule's hyper-parameters, until set_learning_rate() or weight_decay()
+        # changes them
+        self._kernel: tuple | None = None
+        self._hyper_values: tuple | None = None
         self._params: OrderedDict[str, Variable] = OrderedDict()
         self._states: OrderedDict[str, SolverState] = OrderedDict()
 
@@ -189,6 +194,7 @@ class Solver:
         inside the next update()."""
         if self.weight_decay_is_fused():
             self._wd = float(decay_rate)
+            self._hyper_values = None
             return
         if decay_rate == 0:
             return
@@ -245,6 +251,7 @@ class Solver:
                  self.lr_name: _hyper_parameter(self.name, self.lr_name, learning_rate)}
         self._refuse(hyper)
         self._hyper[self.lr_name] = hyper[self.lr_name]
+        self._hyper_values = None
 
     def learning_rate(self) -> float:
         return self._hyper[self.lr_name]
@@ -254,11 +261,20 @@ class Solver:
         known = {**self._hyper, "wd": self._wd, f"init_{self.lr_name}": self._initial_lr}
         return OrderedDict((name, known[name]) for name in self._spec().hyper_names)
 
+    def _update_kernel(self):
+        """The executor's generated update rule, looked up once per executor."""
+        runner = executor.current()
+        if self._kernel is None or self._kernel[0] is not runner:
+            self._kernel = (runner, runner.update_function(
+                self.rule, tuple(sorted(self._options.items()))))
+        return self._kernel[1]
+
     def update(self, update_pre_hook=None, update_post_hook=None) -> None:
         """Apply the update rule to every parameter whose gradient was written."""
-        kernel = executor.current().update_function(
-            self.rule, tuple(sorted(self._options.items())))
-        hyper = tuple(self.rule_arguments().values())
+        kernel = self._update_kernel()
+        if self._hyper_values is None:
+            self._hyper_values = tuple(self.rule_arguments().values())
+        hyper = self._hyper_values
         uses_t = self._spec().uses_t
         for key, storage in self._written():
             _hook(update_pre_hook, key)
@@ -273,7 +289,9 @@ class Solver:
             else:
                 kernel(data, grad, *states, *hyper)
             _hook(update_post_hook, key)
-        self._wd = self._default_wd  # a stored weight_decay() rate lasts one update
+        if self._wd != self._default_wd:  # a stored weight_decay() rate lasts one update
+            self._wd = self._default_wd
+            self._hyper_values = None
 
     # --- states ---------------------------------------------------------------------------
     def get_states(self) -> OrderedDict:
