@@ -425,3 +425,99 @@ def test_nnablas_numbers(tmp_path):
         for name, want in row["parameters"].items():
             np.testing.assert_array_equal(params[name].d, np.array(want, np.float32),
                                           err_msg=name)
+
+
+# --- PF.lstm_cell and PF.LSTMCell --------------------------------------------------------
+
+def _lstm_cell_reference(x, h, c, w, b):
+    """nnabla's lstm_cell: gates concat(x, h) @ W + b of shape (B, 4, H), in the order
+    i, o, f, g."""
+    gates = np.einsum("bk,kgh->bgh", np.concatenate([x, h], axis=1), w) + b
+    i, o, f, g = (gates[:, k] for k in range(4))
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    c_next = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    return sigmoid(o) * np.tanh(c_next), c_next
+
+
+def test_lstm_cell_values_gradients_and_parameters(tmp_path):
+    """Values against the reference; the gradients of x, h, c and both parameters against
+    central differences (check_gradient, float64)."""
+    draw = np.random.default_rng(4)
+    x, h, c = (nn.Variable.from_numpy_array(draw.normal(size=(2, n)), need_grad=True)
+               for n in (3, 4, 4))
+    w, b = draw.normal(size=(7, 4, 4)) * 0.5, draw.normal(size=(4, 4)) * 0.5
+    h_next, c_next = PF.lstm_cell(x, h, c, 4, w_init=w, b_init=b)
+    assert {k: v.shape for k, v in nn.get_parameters().items()} == {
+        "lstm/affine/W": (7, 4, 4), "lstm/affine/b": (4, 4)}
+    F.sink(h_next, c_next).forward()
+    for got, expected in zip((h_next, c_next),
+                             _lstm_cell_reference(x.d, h.d, c.d, w, b), strict=True):
+        np.testing.assert_allclose(got.d, expected, rtol=1e-5, atol=1e-6)
+    weights = nn.Variable.from_numpy_array(draw.normal(size=(2, 4)))
+    loss = F.sum(h_next * weights) + F.sum(c_next * c_next)
+    report = nn.check_gradient(loss, output_dir=tmp_path)
+    assert len(report) == 5 and all(passed for _, _, passed in report.values()), report
+
+
+# Run as written by symcompile here and by nnabla 1.39 (the weights nnabla's initializers
+# draw for one seed, two steps of an LSTMCell, the gradients).
+CELL_SCENARIO = """
+nn.clear_parameters()
+nn.seed(3)
+x = nn.Variable.from_numpy_array(np.array(x_values, np.float32), need_grad=True)
+cell = PF.LSTMCell(2, 4, name="cell")
+h1 = cell(x)
+h2 = cell(x * 2)
+loss = F.sum(h2 * h2) + F.sum(cell.c)
+loss.forward()
+x.grad.zero()
+for p in nn.get_parameters().values():
+    p.grad.zero()
+loss.backward()
+result = {"loss": float(loss.d), "x_grad": x.g.tolist(),
+          "parameters": {k: [p.d.tolist(), p.g.tolist()]
+                         for k, p in nn.get_parameters().items()}}
+fresh = PF.LSTMCell(2, 4)
+fresh.h.d, fresh.c.d = 1.0, 2.0
+fresh.reset_state()
+result["reset"] = [float(abs(fresh.h.d).max()), float(abs(fresh.c.d).max())]
+"""
+
+_CELL_SCRIPT = """
+import json, sys
+import numpy as np
+import nnabla as nn
+import nnabla.functions as F
+import nnabla.parametric_functions as PF
+scenario, x_values = json.loads(sys.argv[1])
+exec(scenario)
+print(json.dumps(result))
+"""
+
+
+def _cell_scenario(x_values) -> dict:
+    names = {"nn": nn, "F": F, "PF": PF, "np": np, "x_values": x_values}
+    exec(CELL_SCENARIO, names)  # noqa: S102 - the test's own text
+    return names["result"]
+
+
+def test_lstm_cell_keeps_its_state_and_resets_it():
+    result = _cell_scenario([[0.5, -1.0, 0.25], [1.0, 0.0, -0.5]])
+    assert set(result["parameters"]) == {"cell/lstm/affine/W", "cell/lstm/affine/b"}
+    assert result["reset"] == [0.0, 0.0]
+    assert np.isfinite(result["loss"])
+
+
+@pytest.mark.skipif(not NNABLA, reason="SYMCOMPILE_NNABLA_PYTHON is not set")
+def test_lstm_cell_gives_nnablas_numbers(tmp_path):
+    x_values = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32).tolist()
+    (row,) = nnabla_rows(NNABLA, _CELL_SCRIPT, [CELL_SCENARIO, x_values], tmp_path)
+    ours = _cell_scenario(x_values)
+    assert ours["loss"] == pytest.approx(row["loss"], rel=1e-5)
+    np.testing.assert_allclose(ours["x_grad"], row["x_grad"], rtol=1e-5, atol=1e-6)
+    assert set(ours["parameters"]) == set(row["parameters"])
+    for key, (value, grad) in row["parameters"].items():
+        np.testing.assert_array_equal(ours["parameters"][key][0], value, err_msg=key)
+        np.testing.assert_allclose(ours["parameters"][key][1], grad, rtol=1e-5, atol=1e-6,
+                                   err_msg=key)
+    assert ours["reset"] == row["reset"]

@@ -361,6 +361,50 @@ def pf_gru(x, h, w0_init=None, w_init=None, b_init=None, num_layers=1, dropout=0
 for _layer, _name in ((pf_rnn, "rnn"), (pf_lstm, "lstm"), (pf_gru, "gru")):
     _layer.__name__ = _layer.__qualname__ = _name
 
+
+
+# --- one LSTM step: PF.lstm_cell and PF.LSTMCell -------------------------------------------
+
+@parametric_function_api("lstm")
+def lstm_cell(x, h, c, state_size, w_init=None, b_init=None, fix_parameters=False):
+    """One LSTM step (nnabla's PF.lstm_cell): x (B, I), h and c (B, state_size), one
+    ``lstm/affine`` of concat(x, h) to (B, 4, state_size) (``lstm/affine/W``
+    (I + state_size, 4, state_size), ``/b`` (4, state_size)), its gates in nnabla's order
+    i, o, f, g (not F.lstm's i, f, g, o). Returns (h, c)."""
+    xh = F.concatenate(x, h, axis=1)
+    gates = parametric_functions.affine(xh, (4, state_size), w_init=w_init, b_init=b_init,
+                                        fix_parameters=fix_parameters)
+    i, o, f, g = F.split(gates, axis=1)
+    c_next = F.sigmoid(f) * c + F.sigmoid(i) * F.tanh(g)
+    return F.sigmoid(o) * F.tanh(c_next), c_next
+
+
+class LSTMCell:
+    """nnabla's PF.LSTMCell: an lstm_cell that keeps its state h and c (zeros unless
+    given) between calls."""
+
+    def __init__(self, batch_size, state_size, h=None, c=None, name=None):
+        self.batch_size, self.state_size, self.name = batch_size, state_size, name
+        self.h = h if h is not None else self._zeros()
+        self.c = c if c is not None else self._zeros()
+
+    def _zeros(self) -> Variable:
+        state = Variable((self.batch_size, self.state_size))
+        state.data.zero()
+        return state
+
+    def reset_state(self) -> None:
+        """h and c back to zeros."""
+        self.h.data.zero()
+        self.c.data.zero()
+
+    def __call__(self, x, w_init=None, b_init=None, fix_parameters=False):
+        """One step from x (B, I): the new h (also kept, with c, for the next call)."""
+        self.h, self.c = lstm_cell(x, self.h, self.c, self.state_size, w_init, b_init,
+                                   fix_parameters=fix_parameters, name=self.name)
+        return self.h
+
+
 PF_LAYERS = {"rnn": pf_rnn, "lstm": pf_lstm, "gru": pf_gru}  # PF.<name>
 
 # F and PF under nnabla's names. F cannot import this module, which composes F's
@@ -369,5 +413,6 @@ PF_LAYERS = {"rnn": pf_rnn, "lstm": pf_lstm, "gru": pf_gru}  # PF.<name>
 for _name in __all__:
     setattr(F, _name, globals()[_name])
     setattr(parametric_functions, _name, PF_LAYERS[_name])
+parametric_functions.lstm_cell, parametric_functions.LSTMCell = lstm_cell, LSTMCell
 F.__all__ += __all__
-parametric_functions.__all__ += __all__
+parametric_functions.__all__ += [*__all__, "lstm_cell", "LSTMCell"]
