@@ -56,6 +56,18 @@ def check_gradients(module, values_by_name, rtol=1e-6, atol=1e-8):
         np.testing.assert_allclose(grad, expected, rtol=rtol, atol=atol, err_msg=name)
 
 
+def named_inputs(arrays, need_grad=None) -> list:
+    """Variables named in0, in1, ... of the arrays' shapes; `need_grad[i]` False makes
+    input i a constant (e.g. labels)."""
+    need_grad = need_grad or [True] * len(arrays)
+    xs = []
+    for i, (a, grad) in enumerate(zip(arrays, need_grad, strict=True)):
+        v = nn.Variable(np.shape(a), need_grad=grad)
+        v.name = f"in{i}"
+        xs.append(v)
+    return xs
+
+
 def check_function(build, reference, arrays, tmp_path, rng, need_grad=None, rtol=1e-6,
                    atol=1e-8):
     """Compile `build(*variables)` and sum(w * build(...)) in float64; compare the output
@@ -63,13 +75,7 @@ def check_function(build, reference, arrays, tmp_path, rng, need_grad=None, rtol
 
     `need_grad[i]` False makes input i a constant (e.g. labels).
     """
-    need_grad = need_grad or [True] * len(arrays)
-    xs = []
-    for i, (a, grad) in enumerate(zip(arrays, need_grad, strict=True)):
-        v = nn.Variable(np.shape(a), need_grad=grad)
-        v.name = f"in{i}"
-        xs.append(v)
-    out = build(*xs)
+    out = build(*named_inputs(arrays, need_grad))
     expected = np.asarray(reference(*arrays), dtype=np.float64)
     assert out.shape == expected.shape, (out.shape, expected.shape)
     values = {f"in{i}": a for i, a in enumerate(arrays)}
@@ -91,6 +97,28 @@ def check_function(build, reference, arrays, tmp_path, rng, need_grad=None, rtol
                                atol=1e-12)
     check_gradients(module, values, rtol=rtol, atol=atol)
     return module
+
+
+def check_array_api(build, arrays, module, tmp_path, need_grad=None) -> None:
+    """The array API module of sum(w * build(...)) (float64, on array-api-strict arrays)
+    gives the loss and gradients of `module` (check_function's NumPy module)."""
+    import array_api_strict as xps
+
+    import symcompile.functions as F
+
+    out = build(*named_inputs(arrays, need_grad))
+    w = nn.Variable(out.shape)
+    w.name = "weights"
+    other = nn.compile(F.sum(F.mul2(out, w)), name="strict", output_dir=tmp_path / "strict",
+                       dtype="float64", backend="array_api").module
+    values = {f"in{i}": a for i, a in enumerate(arrays)}
+    values["weights"] = np.random.default_rng(7).normal(size=out.shape)
+    args = arguments(module, values)
+    expected = module.gradient(*args)
+    got = other.gradient(*[xps.asarray(a) for a in args])
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(np.from_dlpack(a), b, rtol=1e-12, atol=1e-12)
 
 
 def check_formulas(result):
