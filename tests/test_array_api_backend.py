@@ -479,6 +479,14 @@ def _structural_cases() -> dict[str, Case]:
                    F.random_shift(x, (2,), border_mode="constant", constant_value=0.5),
                    F.random_crop(x, (2, 3))),
         normal((3, 3, 4)))
+    cases["image_augmentation"] = Case(  # its draws too come from one seed
+        lambda x: (F.image_augmentation(x, shape=(3, 3), pad=(1, 1), min_scale=0.8,
+                                        max_scale=1.2, angle=0.3, aspect_ratio=1.2,
+                                        distortion=0.2, flip_lr=True, flip_ud=True,
+                                        brightness=0.1, brightness_each=True, contrast=1.2,
+                                        contrast_each=True, contrast_center=0.5, noise=0.1)
+                   * x[:, :, :3, :3]),
+        normal((2, 2, 4, 5)))
     return cases
 
 

@@ -1459,6 +1459,50 @@ def random_crop(x, shape=None, base_axis=1, seed=-1, n_outputs=-1, outputs=None)
                    shifts=(0,) * (len(x.shape) - base), seed=int(seed))
 
 
+__all__ += ["image_augmentation"]
+
+
+def image_augmentation(x, shape=None, pad=(0, 0), min_scale=1.0, max_scale=1.0, angle=0.0,
+                       aspect_ratio=1.0, distortion=0.0, flip_lr=False, flip_ud=False,
+                       brightness=0.0, brightness_each=False, contrast=1.0,
+                       contrast_center=0.0, contrast_each=False, noise=0.0, seed=-1,
+                       n_outputs=-1, outputs=None):
+    """nnabla's image augmentation of the images of x (its last two axes; the one before
+    them the channels, the axes before that the samples), each drawn anew by every forward
+    pass from the generated functions' `rng` (seeded as for `dropout`; nnabla's own random
+    numbers are not reproduced, their distributions are): scaled by a factor in
+    [min_scale, max_scale], its aspect ratio changed by up to `aspect_ratio`, rotated by up
+    to +-`angle` radians, padded by `pad` (edge pixels), its window of `shape` (the last
+    axes of the output; None: x's) taken at a random place, flipped left-right / up-down
+    with probability 1/2 (flip_lr, flip_ud), distorted radially by up to `distortion`,
+    read bilinearly with the edge pixels outside; then brightness b in +-`brightness` and
+    contrast c in [1/contrast, contrast] (per channel with brightness_each /
+    contrast_each): (v + b - contrast_center) * c + contrast_center, and normal noise of a
+    sigma drawn in [0, noise]. No gradient reaches x (nnabla's backward does nothing)."""
+    if not isinstance(x, Variable):
+        return _record("image_augmentation", (x,))  # raises the TypeError
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"F.image_augmentation: seed must be an int (-1: the runtime's "
+                        f"generator), got {seed!r}")
+    shape = x.shape if shape is None else normalize_shape(shape, "F.image_augmentation")
+    if isinstance(pad, numbers.Integral):
+        raise TypeError(f"F.image_augmentation: pad must be a tuple of 2 ints (height, "
+                        f"width), got {pad!r}")
+    pad = tuple(_int_argument("image_augmentation", "pad", p) for p in pad)
+    flags = {"flip_lr": flip_lr, "flip_ud": flip_ud, "brightness_each": brightness_each,
+             "contrast_each": contrast_each}
+    for name, value in flags.items():
+        if not isinstance(value, (bool, numpy.bool_, int)):
+            raise TypeError(f"F.image_augmentation: {name} must be a bool, got {value!r}")
+    values = {"min_scale": min_scale, "max_scale": max_scale, "angle": angle,
+              "aspect_ratio": aspect_ratio, "distortion": distortion,
+              "brightness": brightness, "contrast": contrast,
+              "contrast_center": contrast_center, "noise": noise}
+    return _record("image_augmentation", (x,), shape=tuple(shape), pad=pad,
+                   **{k: number(v, "image_augmentation", k) for k, v in values.items()},
+                   **{k: bool(v) for k, v in flags.items()}, seed=int(seed))
+
+
 # --- the functions of elementwise ops, from the registry ----------------------------------
 
 def _elementwise_function(op: OpDef):

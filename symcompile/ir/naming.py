@@ -46,6 +46,7 @@ RESERVED = frozenset(
         "chosen_index", "chosen_take", "chosen_take_grad",
         "nd_indices", "nd_positions", "nd_last", "nd_writer", "gather_nd",
         "scatter_nd",
+        "image_augment",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

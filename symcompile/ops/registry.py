@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from symcompile.ops.activations import OPS as ACTIVATION_OPS
 from symcompile.ops.arrays import OPS as ARRAY_OPS
+from symcompile.ops.augmentation import OPS as AUGMENTATION_OPS
 from symcompile.ops.einsum import OPS as EINSUM_OPS
 from symcompile.ops.elementwise import OPS as ELEMENTWISE_OPS
 from symcompile.ops.normalization import OPS as NORMALIZATION_OPS
@@ -17,6 +18,6 @@ from symcompile.ops.resampling import OPS as RESAMPLING_OPS
 from symcompile.ops.structural import OPS as STRUCTURAL_OPS
 
 OPS: dict[str, OpDef] = {**ELEMENTWISE_OPS, **STRUCTURAL_OPS, **NORMALIZATION_OPS, **ARRAY_OPS,
-                      **ACTIVATION_OPS, **RESAMPLING_OPS, **EINSUM_OPS}
+                      **ACTIVATION_OPS, **RESAMPLING_OPS, **EINSUM_OPS, **AUGMENTATION_OPS}
 
 __all__ = ["OPS", "LowerContext", "OpDef", "normalize_axes", "number"]

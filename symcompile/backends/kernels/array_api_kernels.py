@@ -997,3 +997,101 @@ def chosen_take_grad(xp, dy, choice, kind, base_axis, sizes, shifts, mode, value
         g = xp.moveaxis(xp.squeeze(xp.matmul(xp.expand_dims(moved, axis=-2), onehot),
                                    axis=-2), -1, a + 1)
     return xp.reshape(g, tuple(x_shape))
+
+
+# --- image augmentation (F.image_augmentation) --------------------------------------------
+
+
+def image_augment(xp, x, draws, normal, size, pad, min_scale, max_scale, angle, aspect_ratio,
+                  distortion, flip_lr, flip_ud, brightness, brightness_each, contrast,
+                  contrast_center, contrast_each, noise):
+    """nnabla 1.39's image_augmentation of x (..., C, H, W) to (..., C, h, w), (h, w) =
+    size, per image n, in x's dtype. From its draws u[n] (uniform in [0, 1), put on
+    nnabla's grid q = floor(1001*u)/1000): scale s = min_scale * (max_scale /
+    min_scale)**q0, sx = aspect_ratio**(q1 - 1/2), sy = 1/sx, angle t = angle*(2*q2 - 1),
+    crop centre (cxs, cys) = (q3 * (Wp*s*sx - w), q4 * (Hp*s*sy - h)) + (cx, cy), Wp = W +
+    2*pad[1], Hp = H + 2*pad[0], (cx, cy) = ((w - 1)/2, (h - 1)/2); flips fl = flip_lr
+    and u5 < 1/2, fu = flip_ud and u6 < 1/2; brightness b = brightness*(2*q - 1) and
+    contrast c = contrast**(2*q - 1) (q7, q8, or per channel q[9 + ch], q[9 + C + ch]);
+    distortion d = exp(distortion*(2*q[9 + 2C] - 1)) - 1, sigma = noise*q[10 + 2C].
+    Output pixel (i, j) reads (X, Y) = (X0, Y0) + J*(x_ax, x_ay) + I*(y_ax, y_ay) with
+    x_ax = -+cos t/(s*sx) (- if fl), y_ax = +-sin t/(s*sy) (+ if fl), x_ay = -+sin t/(s*sx)
+    (- if fu), y_ay = -+cos t/(s*sy) (- if fu), X0 = cxs/(s*sx) - x_ax*cx - y_ax*cy -
+    pad[1] (Y0 alike), and (J, I) = (j, i), or where d != 0 ((j - w/2)/(w/2) * (1 +
+    d*r**2) * (w/2)/(1 + d) + w/2, same for i), r**2 the sum of both squared fractions;
+    X clamped to [0, W - 1], Y to [0, H - 1], read bilinearly (the neighbour past the
+    last pixel is the last); then y = (v + b - contrast_center) * c + contrast_center +
+    sigma * normal (normal: the normal draw of y's shape, read only if noise > 0). The
+    NumPy kernel's computation, in the standard's functions."""
+    dtype, device = x.dtype, device_of(x)
+    h_in, w_in = x.shape[-2], x.shape[-1]
+    h_out, w_out = size
+    channels = x.shape[-3] if x.ndim >= 3 else 1
+    images = xp.reshape(x, (-1, channels, h_in * w_in))
+    samples = images.shape[0]
+    u = xp.reshape(xp.astype(draws, dtype), (samples, -1))
+    q = xp.minimum(xp.floor(u * 1001), xp.asarray(1000, dtype=dtype, device=device)) * 0.001
+
+    def log(value):  # a Python float: it keeps the arrays in x's dtype
+        return float(xp.log(xp.asarray(value, dtype=dtype, device=device)))
+
+    def per_image(a):
+        return xp.reshape(a, (samples, 1, 1))
+
+    def per_channel(a):
+        return xp.broadcast_to(xp.reshape(a, (samples, 1)), (samples, channels))
+
+    scale = min_scale * xp.exp(q[:, 0] * log(max_scale / min_scale))
+    scale_x = xp.exp(-log(aspect_ratio) * 0.5 + q[:, 1] * log(aspect_ratio))
+    scale_y = 1 / scale_x
+    inv_x, inv_y = 1 / (scale * scale_x), 1 / (scale * scale_y)
+    theta = -angle + q[:, 2] * angle * 2
+    cx, cy = (w_out - 1) * 0.5, (h_out - 1) * 0.5
+    centre_x = q[:, 3] * ((w_in + 2 * pad[1]) * scale * scale_x - w_out) + cx
+    centre_y = q[:, 4] * ((h_in + 2 * pad[0]) * scale * scale_y - h_out) + cy
+    lr = u[:, 5] < (0.5 if flip_lr else -1.0)
+    ud = u[:, 6] < (0.5 if flip_ud else -1.0)
+    cos, sin = xp.cos(theta), xp.sin(theta)
+    x_ax = xp.where(lr, -cos, cos) * inv_x
+    y_ax = xp.where(lr, sin, -sin) * inv_y
+    x_ay = xp.where(ud, -sin, sin) * inv_x
+    y_ay = xp.where(ud, -cos, cos) * inv_y
+    x0 = centre_x * inv_x - (x_ax * cx + y_ax * cy) - pad[1]
+    y0 = centre_y * inv_y - (x_ay * cx + y_ay * cy) - pad[0]
+    col = xp.reshape(xp.arange(w_out, dtype=dtype, device=device), (1, 1, w_out))
+    row = xp.reshape(xp.arange(h_out, dtype=dtype, device=device), (1, h_out, 1))
+    bend = per_image(xp.exp(q[:, 9 + 2 * channels] * 2 * distortion - distortion) - 1)
+    half_w, half_h = w_out * 0.5, h_out * 0.5
+    fx, fy = (col - half_w) / half_w, (row - half_h) / half_h
+    radial = 1 + bend * (fx * fx + fy * fy)
+    cols = xp.where(bend != 0, fx * radial * half_w / (1 + bend) + half_w, col)
+    rows = xp.where(bend != 0, fy * radial * half_h / (1 + bend) + half_h, row)
+    xs = per_image(x0) + cols * per_image(x_ax) + rows * per_image(y_ax)
+    ys = per_image(y0) + cols * per_image(x_ay) + rows * per_image(y_ay)
+    xs = xp.reshape(xp.clip(xs, 0.0, float(w_in - 1)), (samples, 1, -1))
+    ys = xp.reshape(xp.clip(ys, 0.0, float(h_in - 1)), (samples, 1, -1))
+    left, top = xp.floor(xs), xp.floor(ys)
+    wx, wy = xs - left, ys - top
+    left, top = xp.astype(left, xp.int64), xp.astype(top, xp.int64)
+    right, bottom = xp.minimum(left + 1, w_in - 1), xp.minimum(top + 1, h_in - 1)
+    reads = (samples, channels, h_out * w_out)
+
+    def at(r, c):
+        return xp.take_along_axis(images, xp.broadcast_to(r * w_in + c, reads), axis=2)
+
+    v = (at(top, left) * ((1 - wx) * (1 - wy)) + at(top, right) * (wx * (1 - wy))
+         + at(bottom, left) * ((1 - wx) * wy) + at(bottom, right) * (wx * wy))
+    if brightness_each:
+        b = q[:, 9:9 + channels] * brightness * 2 - brightness
+    else:
+        b = per_channel(q[:, 7] * brightness * 2 - brightness)
+    if contrast_each:
+        c = xp.exp(q[:, 9 + channels:9 + 2 * channels] * log(contrast) * 2) / contrast
+    else:
+        c = per_channel(xp.exp(q[:, 8] * log(contrast) * 2) / contrast)
+    y = (v + xp.reshape(b - contrast_center, (samples, channels, 1))) \
+        * xp.reshape(c, (samples, channels, 1)) + contrast_center
+    if noise > 0:
+        sigma = per_image(q[:, 10 + 2 * channels] * noise)
+        y = y + xp.reshape(normal, (samples, channels, -1)) * sigma
+    return xp.astype(xp.reshape(y, tuple(x.shape[:-2]) + (h_out, w_out)), dtype)
