@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '88bae90e650e1288'
+SOURCE_HASH = '8caf4649fa3030cb'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -487,23 +487,37 @@ def refuse_argument(function, argument, value, shape, writable=False):
                      f"writable array (for example a copy)")
 
 
+def index_array(function, argument, value, shape, what):
+    """Raise ValueError unless `value` is a numpy.ndarray of numbers of `shape` (`what`
+    it holds names it: class labels, indices)."""
+    if not isinstance(value, numpy.ndarray) or value.shape != shape \
+            or value.dtype.kind not in "fiu":
+        got = value.shape if isinstance(value, numpy.ndarray) else type(value).__name__
+        raise ValueError(f"{function}(): argument {argument!r} must be a numpy.ndarray of "
+                         f"{what} of shape {shape}, got {got}")
+
+
+def first_outside(value, low, high):
+    """The index of the first element of `value` that is not an integer in [low, high)
+    once truncated towards zero as nnabla reads it (NaN and infinities included), or
+    None; `low` and `high` broadcast against `value`."""
+    if value.dtype.kind == "f":
+        bad = ~((value > low - 1) & (value < high))  # truncates into the range; not NaN
+    else:
+        bad = (value < low) | (value >= high)
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in numpy.unravel_index(numpy.argmax(bad), bad.shape))
+
+
 def class_labels(function, argument, value, shape, classes, ignore=True):
     """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
     class 1): each must name one of `classes` classes, or be -1 (the sample is ignored)
     where `ignore` (indices may not). Raises ValueError otherwise (NaN and infinities
     included)."""
-    if not isinstance(value, numpy.ndarray) or value.shape != shape \
-            or value.dtype.kind not in "fiu":
-        got = value.shape if isinstance(value, numpy.ndarray) else type(value).__name__
-        raise ValueError(f"{function}(): argument {argument!r} must be a numpy.ndarray of class "
-                         f"labels of shape {shape}, got {got}")
-    lowest = -1 if ignore else 0
-    if value.dtype.kind == "f":
-        bad = ~((value > lowest - 1) & (value < classes))  # truncates into the range; not NaN
-    else:
-        bad = (value < lowest) | (value >= classes)
-    if bad.any():
-        where = tuple(int(i) for i in numpy.unravel_index(numpy.argmax(bad), bad.shape))
+    index_array(function, argument, value, shape, "class labels")
+    where = first_outside(value, -1 if ignore else 0, classes)
+    if where is not None:
         rule = (f"class labels must be integers from 0 to {classes - 1}, or -1 to ignore a "
                 f"sample" if ignore else f"indices must be integers from 0 to {classes - 1}")
         raise ValueError(f"{function}(): argument {argument!r} holds {value[where].item()!r} at "

@@ -28,7 +28,7 @@ those are the new arrays.
 
 GRAPH_NAME = 'digits_mlp_array_api'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '6a217a447d20c72a'
+SOURCE_HASH = '8eb7c210ff39ea4a'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = 'float32'
 INPUTS = {
@@ -561,14 +561,12 @@ def assign(target, value):
     return target
 
 
-def class_labels(function, argument, value, shape, classes, kind, ignore=True):
-    """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
-    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored)
-    where `ignore` (indices may not), in an array of the other arguments' type `kind`.
-    Raises ValueError otherwise (NaN and infinities included)."""
+def index_array(function, argument, value, shape, kind, what):
+    """The namespace of `value`; ValueError unless it is an array of numbers of `shape` of
+    the other arguments' type `kind` (`what` it holds names it: class labels, indices)."""
     if not isinstance(value, kind):
-        raise ValueError(f"{function}(): argument {argument!r} must be an array of class "
-                         f"labels of shape {shape} of the first argument's library "
+        raise ValueError(f"{function}(): argument {argument!r} must be an array of {what} "
+                         f"of shape {shape} of the first argument's library "
                          f"({kind.__name__}), got {type(value).__name__}")
     try:
         (xp, _), found = namespace(function, argument, value), tuple(value.shape)
@@ -576,26 +574,42 @@ def class_labels(function, argument, value, shape, classes, kind, ignore=True):
     except (AttributeError, TypeError, ValueError):
         found, numeric = type(value).__name__, False
     if not numeric or found != shape:
-        got = found
-        raise ValueError(f"{function}(): argument {argument!r} must be an array of class "
-                         f"labels of shape {shape}, got {got}")
-    lowest = -1 if ignore else 0
+        raise ValueError(f"{function}(): argument {argument!r} must be an array of {what} "
+                         f"of shape {shape}, got {found}")
+    return xp
+
+
+def first_outside(xp, value, low, high):
+    """(the index of the first element of `value` that is not an integer in [low, high)
+    once truncated towards zero as nnabla reads it, NaN and infinities included, and that
+    element), or None; `low` and `high` broadcast against `value`."""
     if xp.isdtype(value.dtype, "real floating"):
-        bad = ~((value > lowest - 1) & (value < classes))  # truncates into the range; not NaN
+        bad = ~((value > low - 1) & (value < high))  # truncates into the range; not NaN
     else:
-        bad = (value < lowest) | (value >= classes)
-    if bool(xp.any(bad)):
-        flat = xp.reshape(bad, (-1,))
-        first = int(xp.argmax(xp.astype(flat, xp.int8)))
-        found = float(xp.reshape(value, (-1,))[first])
-        where, rest = [], first
-        for size in reversed(shape):
-            where.insert(0, rest % size)
-            rest //= size
+        bad = (value < low) | (value >= high)
+    if not bool(xp.any(bad)):
+        return None
+    first = int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))
+    where, rest = [], first
+    for size in reversed(tuple(value.shape)):
+        where.insert(0, rest % size)
+        rest //= size
+    return tuple(where), float(xp.reshape(value, (-1,))[first])
+
+
+def class_labels(function, argument, value, shape, classes, kind, ignore=True):
+    """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
+    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored)
+    where `ignore` (indices may not), in an array of the other arguments' type `kind`.
+    Raises ValueError otherwise (NaN and infinities included)."""
+    xp = index_array(function, argument, value, shape, kind, "class labels")
+    outside = first_outside(xp, value, -1 if ignore else 0, classes)
+    if outside is not None:
+        where, found = outside
         rule = (f"class labels must be integers from 0 to {classes - 1}, or -1 to ignore a "
                 f"sample" if ignore else f"indices must be integers from 0 to {classes - 1}")
         raise ValueError(f"{function}(): argument {argument!r} holds {found!r} at index "
-                         f"{tuple(where)}; {rule}")
+                         f"{where}; {rule}")
     return xp.astype(value, xp.int32)  # every library has it (JAX without x64: no int64)
 
 

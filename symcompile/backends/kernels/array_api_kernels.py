@@ -55,14 +55,12 @@ def assign(target, value):
     return target
 
 
-def class_labels(function, argument, value, shape, classes, kind, ignore=True):
-    """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
-    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored)
-    where `ignore` (indices may not), in an array of the other arguments' type `kind`.
-    Raises ValueError otherwise (NaN and infinities included)."""
+def index_array(function, argument, value, shape, kind, what):
+    """The namespace of `value`; ValueError unless it is an array of numbers of `shape` of
+    the other arguments' type `kind` (`what` it holds names it: class labels, indices)."""
     if not isinstance(value, kind):
-        raise ValueError(f"{function}(): argument {argument!r} must be an array of class "
-                         f"labels of shape {shape} of the first argument's library "
+        raise ValueError(f"{function}(): argument {argument!r} must be an array of {what} "
+                         f"of shape {shape} of the first argument's library "
                          f"({kind.__name__}), got {type(value).__name__}")
     try:
         (xp, _), found = namespace(function, argument, value), tuple(value.shape)
@@ -70,26 +68,42 @@ def class_labels(function, argument, value, shape, classes, kind, ignore=True):
     except (AttributeError, TypeError, ValueError):
         found, numeric = type(value).__name__, False
     if not numeric or found != shape:
-        got = found
-        raise ValueError(f"{function}(): argument {argument!r} must be an array of class "
-                         f"labels of shape {shape}, got {got}")
-    lowest = -1 if ignore else 0
+        raise ValueError(f"{function}(): argument {argument!r} must be an array of {what} "
+                         f"of shape {shape}, got {found}")
+    return xp
+
+
+def first_outside(xp, value, low, high):
+    """(the index of the first element of `value` that is not an integer in [low, high)
+    once truncated towards zero as nnabla reads it, NaN and infinities included, and that
+    element), or None; `low` and `high` broadcast against `value`."""
     if xp.isdtype(value.dtype, "real floating"):
-        bad = ~((value > lowest - 1) & (value < classes))  # truncates into the range; not NaN
+        bad = ~((value > low - 1) & (value < high))  # truncates into the range; not NaN
     else:
-        bad = (value < lowest) | (value >= classes)
-    if bool(xp.any(bad)):
-        flat = xp.reshape(bad, (-1,))
-        first = int(xp.argmax(xp.astype(flat, xp.int8)))
-        found = float(xp.reshape(value, (-1,))[first])
-        where, rest = [], first
-        for size in reversed(shape):
-            where.insert(0, rest % size)
-            rest //= size
+        bad = (value < low) | (value >= high)
+    if not bool(xp.any(bad)):
+        return None
+    first = int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))
+    where, rest = [], first
+    for size in reversed(tuple(value.shape)):
+        where.insert(0, rest % size)
+        rest //= size
+    return tuple(where), float(xp.reshape(value, (-1,))[first])
+
+
+def class_labels(function, argument, value, shape, classes, kind, ignore=True):
+    """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
+    class 1): each must name one of `classes` classes, or be -1 (the sample is ignored)
+    where `ignore` (indices may not), in an array of the other arguments' type `kind`.
+    Raises ValueError otherwise (NaN and infinities included)."""
+    xp = index_array(function, argument, value, shape, kind, "class labels")
+    outside = first_outside(xp, value, -1 if ignore else 0, classes)
+    if outside is not None:
+        where, found = outside
         rule = (f"class labels must be integers from 0 to {classes - 1}, or -1 to ignore a "
                 f"sample" if ignore else f"indices must be integers from 0 to {classes - 1}")
         raise ValueError(f"{function}(): argument {argument!r} holds {found!r} at index "
-                         f"{tuple(where)}; {rule}")
+                         f"{where}; {rule}")
     return xp.astype(value, xp.int32)  # every library has it (JAX without x64: no int64)
 
 
@@ -99,38 +113,18 @@ def nd_indices(function, argument, value, shape, rows, kind, reader=""):
     arguments' type `kind`: row m must hold integers in [rows[m][0], rows[m][1]) (nnabla's
     [-n, n) for an axis of n, negative ones counting from its end), for the functions
     `reader` names. Raises ValueError otherwise (NaN and infinities included)."""
-    if not isinstance(value, kind):
-        raise ValueError(f"{function}(): argument {argument!r} must be an array of indices "
-                         f"of shape {shape} of the first argument's library "
-                         f"({kind.__name__}), got {type(value).__name__}")
-    try:
-        (xp, _), found = namespace(function, argument, value), tuple(value.shape)
-        numeric = xp.isdtype(value.dtype, ("real floating", "integral"))
-    except (AttributeError, TypeError, ValueError):
-        found, numeric = type(value).__name__, False
-    if not numeric or found != shape:
-        raise ValueError(f"{function}(): argument {argument!r} must be an array of indices "
-                         f"of shape {shape}, got {found}")
+    xp = index_array(function, argument, value, shape, kind, "indices")
     per_row, device = (len(rows),) + (1,) * (len(shape) - 1), device_of(value)
     floating = xp.isdtype(value.dtype, "real floating")
     bound = value.dtype if floating else xp.int64
     low = xp.reshape(xp.asarray([a for a, _ in rows], dtype=bound, device=device), per_row)
     high = xp.reshape(xp.asarray([b for _, b in rows], dtype=bound, device=device), per_row)
-    if floating:
-        bad = ~((value > low - 1) & (value < high))  # truncates into the range; not NaN
-    else:
-        value = xp.astype(value, xp.int64)
-        bad = (value < low) | (value >= high)
-    if bool(xp.any(bad)):
-        first = int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))
-        found = float(xp.reshape(value, (-1,))[first])
-        where, rest = [], first
-        for size in reversed(shape):
-            where.insert(0, rest % size)
-            rest //= size
+    outside = first_outside(xp, value if floating else xp.astype(value, xp.int64), low, high)
+    if outside is not None:
+        where, found = outside
         a, b = rows[where[0]]
         raise ValueError(f"{function}(): argument {argument!r} holds {found!r} at index "
-                         f"{tuple(where)}; row {where[0]} indexes axis {where[0]} (for "
+                         f"{where}; row {where[0]} indexes axis {where[0]} (for "
                          f"{reader}): it must hold integers from {a} to {b - 1}")
     return xp.astype(value, xp.int32)  # every library has it (JAX without x64: no int64)
 

@@ -11,23 +11,37 @@ import numpy
 from symcompile.backends.kernels.portable_kernels import conv_output_size, pool_geometry
 
 
+def index_array(function, argument, value, shape, what):
+    """Raise ValueError unless `value` is a numpy.ndarray of numbers of `shape` (`what`
+    it holds names it: class labels, indices)."""
+    if not isinstance(value, numpy.ndarray) or value.shape != shape \
+            or value.dtype.kind not in "fiu":
+        got = value.shape if isinstance(value, numpy.ndarray) else type(value).__name__
+        raise ValueError(f"{function}(): argument {argument!r} must be a numpy.ndarray of "
+                         f"{what} of shape {shape}, got {got}")
+
+
+def first_outside(value, low, high):
+    """The index of the first element of `value` that is not an integer in [low, high)
+    once truncated towards zero as nnabla reads it (NaN and infinities included), or
+    None; `low` and `high` broadcast against `value`."""
+    if value.dtype.kind == "f":
+        bad = ~((value > low - 1) & (value < high))  # truncates into the range; not NaN
+    else:
+        bad = (value < low) | (value >= high)
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in numpy.unravel_index(numpy.argmax(bad), bad.shape))
+
+
 def class_labels(function, argument, value, shape, classes, ignore=True):
     """`value` as integer class labels, truncated towards zero as nnabla reads them (1.7 is
     class 1): each must name one of `classes` classes, or be -1 (the sample is ignored)
     where `ignore` (indices may not). Raises ValueError otherwise (NaN and infinities
     included)."""
-    if not isinstance(value, numpy.ndarray) or value.shape != shape \
-            or value.dtype.kind not in "fiu":
-        got = value.shape if isinstance(value, numpy.ndarray) else type(value).__name__
-        raise ValueError(f"{function}(): argument {argument!r} must be a numpy.ndarray of class "
-                         f"labels of shape {shape}, got {got}")
-    lowest = -1 if ignore else 0
-    if value.dtype.kind == "f":
-        bad = ~((value > lowest - 1) & (value < classes))  # truncates into the range; not NaN
-    else:
-        bad = (value < lowest) | (value >= classes)
-    if bad.any():
-        where = tuple(int(i) for i in numpy.unravel_index(numpy.argmax(bad), bad.shape))
+    index_array(function, argument, value, shape, "class labels")
+    where = first_outside(value, -1 if ignore else 0, classes)
+    if where is not None:
         rule = (f"class labels must be integers from 0 to {classes - 1}, or -1 to ignore a "
                 f"sample" if ignore else f"indices must be integers from 0 to {classes - 1}")
         raise ValueError(f"{function}(): argument {argument!r} holds {value[where].item()!r} at "
@@ -41,20 +55,11 @@ def nd_indices(function, argument, value, shape, rows, reader=""):
     [rows[m][0], rows[m][1]) (nnabla's [-n, n) for an axis of n, negative ones counting
     from its end), for the functions `reader` names. Raises ValueError otherwise (NaN
     and infinities included)."""
-    if not isinstance(value, numpy.ndarray) or value.shape != shape \
-            or value.dtype.kind not in "fiu":
-        got = value.shape if isinstance(value, numpy.ndarray) else type(value).__name__
-        raise ValueError(f"{function}(): argument {argument!r} must be a numpy.ndarray of "
-                         f"indices of shape {shape}, got {got}")
+    index_array(function, argument, value, shape, "indices")
     per_row = (len(rows),) + (1,) * (len(shape) - 1)
-    low = numpy.reshape([a for a, _ in rows], per_row)
-    high = numpy.reshape([b for _, b in rows], per_row)
-    if value.dtype.kind == "f":
-        bad = ~((value > low - 1) & (value < high))  # truncates into the range; not NaN
-    else:
-        bad = (value < low) | (value >= high)
-    if bad.any():
-        where = tuple(int(i) for i in numpy.unravel_index(numpy.argmax(bad), bad.shape))
+    where = first_outside(value, numpy.reshape([a for a, _ in rows], per_row),
+                          numpy.reshape([b for _, b in rows], per_row))
+    if where is not None:
         a, b = rows[where[0]]
         raise ValueError(f"{function}(): argument {argument!r} holds {value[where].item()!r} at "
                          f"index {where}; row {where[0]} indexes axis {where[0]} (for "
