@@ -24,7 +24,7 @@ from symcompile import (
 )
 from symcompile._version import __version__
 from symcompile.common.errors import ExpressionTooLarge
-from symcompile.frontend import arithmetic, executor, recurrent
+from symcompile.frontend import arithmetic, attention, executor, recurrent
 from symcompile.frontend.context import (
     Context,
     context_scope,
@@ -50,6 +50,7 @@ from symcompile.runtime.execution import load
 executor.install(execution)  # Variable.forward()/backward(), Solver.update() run modules
 del arithmetic  # imported for its effect: Python's operators on Variables
 del recurrent  # imported for its effect: F.rnn, F.lstm, F.gru and their PF layers
+del attention  # imported for its effect: F/PF.multi_head_attention and PF.transformer*
 
 
 def __getattr__(name: str):

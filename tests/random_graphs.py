@@ -717,6 +717,7 @@ NOT_DRAWN = {
     # compositions of drawn functions (affine, sigmoid, tanh, slices...) unrolled over
     # time, each checked against a step-by-step reference in test_recurrent.py
     "rnn": "composition", "lstm": "composition", "gru": "composition",
+    "multi_head_attention": "composition",  # (of softmax, batch_matmul...: test_attention.py)
 }
 ELEMENTWISE = set(REFERENCE) - STRUCTURAL
 
