@@ -43,6 +43,16 @@ def test_backward_uses_the_mask_of_its_forward():
         np.testing.assert_allclose(x.g, np.where(kept, w.d / 0.7, 0), rtol=1e-6)
 
 
+def test_values_of_a_dropped_sink_are_those_of_its_one_pass():
+    """nnabla's idiom F.sink(a, b).forward(), whose root is garbage at once: the values
+    read afterwards come from that one forward pass (one mask), not from a new one."""
+    x = nn.Variable.from_numpy_array(np.arange(1.0, 13.0, dtype=np.float32).reshape(2, 6))
+    dropped = F.dropout(x, p=0.5)
+    total = F.sum(dropped, axis=1)
+    F.sink(total, dropped).forward()
+    np.testing.assert_allclose(total.d, dropped.d.sum(axis=1), rtol=1e-6)
+
+
 def test_each_forward_draws_a_new_mask_at_rate_p():
     x, y, loss, _ = _graph((200, 100), p=0.3)
     x.d = 1.0

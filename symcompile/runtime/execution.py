@@ -200,11 +200,15 @@ def forward(root: Variable, side_effects: bool = True) -> None:
     binding(root).forward(root, side_effects)
     if side_effects:
         _remember(_recent_forward, root)
+        _newest_forward[:] = [root]
 
 
 # The latest forward() calls' roots (weakly), newest last: the first read of an
-# intermediate's .d recomputes what the latest forward() through it computed.
+# intermediate's .d recomputes what the latest forward() through it computed. The newest
+# is also held strongly: nnabla's F.sink(y, w).forward() drops its root at once, and y.d
+# and w.d must still be that pass's values (its dropout masks), not a new pass's.
 _recent_forward: collections.deque = collections.deque(maxlen=8)
+_newest_forward: list[Variable] = []
 
 
 def _remember(recent: collections.deque, root: Variable) -> None:
