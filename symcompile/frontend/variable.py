@@ -532,16 +532,6 @@ class NdArray:
         return f"<NdArray({self.shape}) at {hex(id(self))}>"
 
 
-# The functions whose outputs are not float32 in nnabla 1.39 (by op name): the indices of
-# F.max / F.min / F.sort / F.top_k_data are uint64 (size_t), F.randint's values int32,
-# and F.identity and F.reshape (in place, the default; not with inplace=False) give their
-# input's dtype.
-OUTPUT_DTYPES = {
-    "max_index": "uint64", "min_index": "uint64", "sort_index": "uint64",
-    "top_k_data_index": "uint64", "randint": "int32", "identity": "input", "reshape": "input",
-}
-
-
 class Function:
     """The record of one `F.*` call: the `parent` of the Variable it returned."""
 
@@ -569,7 +559,7 @@ class Function:
 
     def add_output(self, var: Variable) -> None:
         self._outputs.append(weakref.ref(var))
-        produces = OUTPUT_DTYPES.get(self.op.name)
+        produces = self.op.output_dtype  # (None: float32)
         if self.args.get("inplace") is False:  # F.reshape's copy: float32
             produces = None
         if produces is not None:  # (a new output: no values yet)

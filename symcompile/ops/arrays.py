@@ -127,7 +127,8 @@ def _draw(kind: str):
 
 
 for _name, _type in (("rand", "Rand"), ("randn", "Randn"), ("randint", "Randint")):
-    _register(_name, _type, 0, lambda shapes, attrs: attrs["shape"])(_draw(_name))
+    _register(_name, _type, 0, lambda shapes, attrs: attrs["shape"],
+              output_dtype="int32" if _name == "randint" else None)(_draw(_name))
 
 
 # --- assign: the forward pass overwrites dst with src --------------------------------------
@@ -275,8 +276,8 @@ def _extremum_index(is_max: bool):
     return lower
 
 
-_register("max_index", "Max", 1, _reduced)(_extremum_index(True))
-_register("min_index", "Min", 1, _reduced)(_extremum_index(False))
+_register("max_index", "Max", 1, _reduced, output_dtype="uint64")(_extremum_index(True))
+_register("min_index", "Min", 1, _reduced, output_dtype="uint64")(_extremum_index(False))
 
 
 @_register("sort", "Sort", 1, lambda shapes, attrs: shapes[0])
@@ -284,7 +285,7 @@ def _sort(args, attrs, ctx):
     return I.Sort(args[0], sympy.Integer(attrs["axis"]), sympy.Integer(int(attrs["reverse"])))
 
 
-@_register("sort_index", "Sort", 1, lambda shapes, attrs: shapes[0])
+@_register("sort_index", "Sort", 1, lambda shapes, attrs: shapes[0], output_dtype="uint64")
 def _sort_index(args, attrs, ctx):
     """The stable sort's indices (nnabla's with_index/only_index), with no gradient."""
     return P.StopGradient(I.SortIndex(args[0], sympy.Integer(attrs["axis"]),
@@ -386,7 +387,7 @@ def _top_k(args, attrs, ctx):
 
 
 _register("top_k_data", "TopKData", 1, _top_k_shape)(_top_k)
-_register("top_k_data_index", "TopKData", 1, _top_k_shape)(_top_k)
+_register("top_k_data_index", "TopKData", 1, _top_k_shape, output_dtype="uint64")(_top_k)
 
 
 def _meshgrid_shape(shapes, attrs):

@@ -36,7 +36,8 @@ class _Required:
 REQUIRED = _Required()
 
 
-def elementwise(name: str, type_name: str, *, inplace: bool = False, labels=None):
+def elementwise(name: str, type_name: str, *, inplace: bool = False, labels=None,
+                output_dtype=None):
     """Register the elementwise function `name` (nnabla's class `type_name`) given its
     scalar SymPy formula, which also specifies `F.<name>`:
 
@@ -46,7 +47,8 @@ def elementwise(name: str, type_name: str, *, inplace: bool = False, labels=None
     * its docstring is F.<name>'s;
     * `inplace` gives F.<name> nnabla's ``inplace=False`` argument (before
       ``n_outputs=-1, outputs=None``, which every function accepts);
-    * `labels` says which inputs hold class labels (see `OpDef.labels`).
+    * `labels` says which inputs hold class labels (see `OpDef.labels`), `output_dtype`
+      the dtype of its values (see `OpDef.output_dtype`).
     """
 
     def register(formula):
@@ -61,7 +63,8 @@ def elementwise(name: str, type_name: str, *, inplace: bool = False, labels=None
         def infer(shapes, attrs):
             return broadcast_shape(name, shapes) if arity > 1 else shapes[0]
 
-        OPS[name] = OpDef(name, type_name, arity, True, infer, lower, api, labels)
+        OPS[name] = OpDef(name, type_name, arity, True, infer, lower, api, labels,
+                          output_dtype=output_dtype)
         return formula
 
     return register
@@ -163,7 +166,7 @@ def _r_pow_scalar(x, val=1):
     return val**x
 
 
-@elementwise("identity", "Identity")
+@elementwise("identity", "Identity", output_dtype="input")
 def _identity(x):
     """``x`` itself, as a new node."""
     return x

@@ -77,17 +77,23 @@ class OpDef:
     # of their own first, so that the gradients of all those reads are summed before they
     # flow back into the input's own expression (one convolution gradient, not three).
     array_inputs: bool = False
+    # nnabla 1.39's dtype of the output's values when it is not float32: a NumPy dtype
+    # name (the uint64 indices of max, sort and top_k_data; randint's int32), or "input"
+    # for the first input's (identity, and reshape in place)
+    output_dtype: str | None = None
 
 
 def registrar(table: dict[str, OpDef]):
     """The decorator a module of ops adds them to its `table` with:
-    ``@register(name, type_name, arity, infer, labels=None)`` over the op's lowering, given
-    its shape rule `infer(shapes, attrs)` (and which inputs hold class labels, see
-    `OpDef.labels`)."""
+    ``@register(name, type_name, arity, infer, labels=None, output_dtype=None)`` over the
+    op's lowering, given its shape rule `infer(shapes, attrs)` (and which inputs hold
+    class labels, see `OpDef.labels`; the dtype of its values, `OpDef.output_dtype`)."""
 
-    def register(name: str, type_name: str, arity: int, infer, labels=None):
+    def register(name: str, type_name: str, arity: int, infer, labels=None,
+                 output_dtype=None):
         def add(lower):
-            table[name] = OpDef(name, type_name, arity, False, infer, lower, labels=labels)
+            table[name] = OpDef(name, type_name, arity, False, infer, lower, labels=labels,
+                                output_dtype=output_dtype)
             return lower
 
         return add

@@ -438,7 +438,8 @@ def _global_average_pooling(args, attrs, ctx):
 
 # --- shapes -------------------------------------------------------------------------------
 
-@structural("reshape", "Reshape", 1, lambda shapes, attrs: attrs["shape"])
+@structural("reshape", "Reshape", 1, lambda shapes, attrs: attrs["shape"],
+            output_dtype="input")  # (the frontend records inplace=False copies: float32)
 def _reshape(args, attrs, ctx):
     return P.reshape(args[0], attrs["shape"], ctx.shapes)
 
