@@ -93,7 +93,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = 'cc1da2bae1fbdc57'
+SOURCE_HASH = '0799aad1ac93ecf2'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -229,8 +229,8 @@ def forward(
         cnn_conv2_bn_gamma, cnn_conv2_bn_mean, cnn_conv2_bn_var, cnn_fc3_affine_W, cnn_fc3_affine_b,
         cnn_classifier_affine_W, cnn_classifier_affine_b,
 ):
-    """The graph's outputs. Updates the running statistics (RUNNING) in place, as nnabla's
-    forward does.
+    """The graph's outputs. Updates the arrays in RUNNING (running statistics, F.assign's
+    dst) in place, as nnabla's forward does.
     """
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(x, numpy.ndarray) and x.shape == (64, 1, 8, 8) and x.dtype == DTYPE):
@@ -356,7 +356,7 @@ def forward(
     _t18 = (t_labels == numpy.arange(10))
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> ()
     loss = -numpy.vdot(_t15 - numpy.log(_t17), _t18)/64
-    # --- running statistics: written into their arguments, as nnabla's forward() does ---
+    # --- updated in place (RUNNING): written into their arguments, as nnabla's forward() does ---
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
     cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean
@@ -378,8 +378,8 @@ def gradient(
         cnn_conv2_bn_gamma, cnn_conv2_bn_mean, cnn_conv2_bn_var, cnn_fc3_affine_W, cnn_fc3_affine_b,
         cnn_classifier_affine_W, cnn_classifier_affine_b,
 ):
-    """loss and d loss / d (each of GRADIENTS). Updates the running statistics (RUNNING) in
-    place, as nnabla's forward does.
+    """loss and d loss / d (each of GRADIENTS). Updates the arrays in RUNNING (running
+    statistics, F.assign's dst) in place, as nnabla's forward does.
     """
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(x, numpy.ndarray) and x.shape == (64, 1, 8, 8) and x.dtype == DTYPE):
@@ -593,7 +593,7 @@ def gradient(
     # d loss / d cnn/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_cnn.py:52  -> (10,)
     g_cnn_classifier_affine_b = _t20*_t19.sum(axis=0)
-    # --- running statistics: written into their arguments, as nnabla's forward() does ---
+    # --- updated in place (RUNNING): written into their arguments, as nnabla's forward() does ---
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
     cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean
@@ -620,8 +620,8 @@ def sgd_step(
         cnn_classifier_affine_W, cnn_classifier_affine_b, lr=0.001,
 ):
     """One fused training step: forward, backward and the sgd update (w -= lr * g) of every
-    trainable parameter, in place. Returns loss. Updates the running statistics
-    (RUNNING) in place, as nnabla's forward does.
+    trainable parameter, in place. Returns loss. Updates the arrays in RUNNING (running
+    statistics, F.assign's dst) in place, as nnabla's forward does.
     """
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(x, numpy.ndarray) and x.shape == (64, 1, 8, 8) and x.dtype == DTYPE):
@@ -863,7 +863,7 @@ def sgd_step(
     cnn_classifier_affine_W -= fc3.T @ (lr*g_cnn_classifier_affine)
     # sgd update of cnn/classifier/affine/b
     cnn_classifier_affine_b -= lr*g_cnn_classifier_affine_b
-    # --- running statistics: written into their arguments, as nnabla's forward() does ---
+    # --- updated in place (RUNNING): written into their arguments, as nnabla's forward() does ---
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
     cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean
@@ -886,8 +886,8 @@ def forward_saving(
         cnn_classifier_affine_W, cnn_classifier_affine_b,
 ):
     """forward(), plus the values backward() reuses (for a split forward and backward, as
-    the runtime does). Updates the running statistics (RUNNING) in place, as nnabla's
-    forward does.
+    the runtime does). Updates the arrays in RUNNING (running statistics, F.assign's
+    dst) in place, as nnabla's forward does.
     """
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(x, numpy.ndarray) and x.shape == (64, 1, 8, 8) and x.dtype == DTYPE):
@@ -1019,7 +1019,7 @@ def forward_saving(
     _t18 = (t_labels == numpy.arange(10))
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> ()
     loss = -numpy.vdot(_t15 - numpy.log(_t17), _t18)/64
-    # --- running statistics: written into their arguments, as nnabla's forward() does ---
+    # --- updated in place (RUNNING): written into their arguments, as nnabla's forward() does ---
     # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
     #   + 0.1 * batch mean
     cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean

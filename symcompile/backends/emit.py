@@ -276,7 +276,7 @@ class _ModuleBuilder:
                                   comment_text(f"{self._places(eq.origin)}: {eq.note}")))
         if not lines:
             return ()
-        return (Block("running statistics", tuple(lines),
+        return (Block("updated in place (RUNNING)", tuple(lines),
                       "written into their arguments, as nnabla's forward() does"),)
 
     def random_parts(self, equations) -> tuple[tuple[str, ...], tuple[Line, ...], str]:
@@ -293,8 +293,8 @@ class _ModuleBuilder:
                 "one seed gives the same draws.")
 
     def running_note(self) -> str:
-        return (" Updates the running statistics (RUNNING) in place, as nnabla's forward "
-                "does." if self.program.running else "")
+        return (" Updates the arrays in RUNNING (running statistics, F.assign's dst) in "
+                "place, as nnabla's forward does." if self.program.running else "")
 
     def seed_line(self) -> Line:
         shape = self.graph.root.shape
