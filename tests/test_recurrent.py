@@ -521,3 +521,18 @@ def test_lstm_cell_gives_nnablas_numbers(tmp_path):
         np.testing.assert_allclose(ours["parameters"][key][1], grad, rtol=1e-5, atol=1e-6,
                                    err_msg=key)
     assert ours["reset"] == row["reset"]
+
+
+def test_a_compiled_module_draws_the_layers_weights_alike(tmp_path):
+    """init_parameters() of a module with PF.lstm draws weight_l0 as nnabla's layer does:
+    Glorot uniform for the input's columns, then for the state's (not zeros)."""
+    x, h, c = nn.Variable((3, 2, 4)), nn.Variable((1, 1, 2, 5)), nn.Variable((1, 1, 2, 5))
+    x.name, h.name, c.name = "x", "h", "c"
+    y, _, _ = PF.lstm(x, h, c)
+    module = nn.compile(F.sum(y), name="lstm_init", output_dir=tmp_path).module
+    w = module.init_parameters(seed=0)["lstm_weight_l0"]
+    assert w.shape == (1, 4, 5, 9) and w.dtype == np.float32
+    for columns, n_in in ((w[..., :4], 4), (w[..., 4:], 5)):
+        limit = np.sqrt(6.0 / (n_in + 5))
+        assert np.abs(columns).max() <= limit and np.abs(columns).max() > 0.8 * limit
+    np.testing.assert_array_equal(w, module.init_parameters(seed=0)["lstm_weight_l0"])

@@ -558,7 +558,7 @@ class _ModuleBuilder:
                      for v in self.graph.parameters if v.need_grad)
 
     def uses_rng(self) -> bool:
-        return any(v.init and v.init[0] in ("uniform", "normal") for v in self.graph.parameters)
+        return any(_draws(v.init) for v in self.graph.parameters)
 
     def build(self) -> ModuleSpec:
         backend = self.backend
@@ -635,3 +635,12 @@ def update_module_source(rule: UpdateRule, options, backend: Backend) -> str:
         kernels=tuple(backend.kernels.source(k) for k in kernels),
         extra={"helpers": kernels})
     return spec.source(__version__)
+
+
+def _draws(init) -> bool:
+    """Whether an initializer's description (initializer.describe) draws at random."""
+    if not init:
+        return False
+    if init[0] == "joined":
+        return any(_draws(part) for part, _ in init[1:])
+    return init[0] in ("uniform", "normal")

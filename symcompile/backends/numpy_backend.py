@@ -44,8 +44,13 @@ class NumPyBackend(Backend):
     def initializer(self, init, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
         """Source that re-creates a parameter's initial values from `rng` (a
         numpy.random.RandomState, drawn as nnabla's initializers draw), and a note."""
-        shape = shape_text(shape)
         kind = init[0] if init else "constant"
+        if kind == "joined":  # pieces along the last axis, drawn in turn
+            pieces = [self.initializer(part, tuple(shape[:-1]) + (width,), dtype)
+                      for part, width in init[1:]]
+            return (f"numpy.concatenate([{', '.join(text for text, _ in pieces)}], axis=-1)",
+                    "joined along the last axis: " + "; ".join(note for _, note in pieces))
+        shape = shape_text(shape)
         if kind == "uniform":
             low, high = literal(init[1]), literal(init[2])
             return (f"rng.uniform({low}, {high}, size={shape}).astype(numpy.{dtype})",

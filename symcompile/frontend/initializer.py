@@ -75,6 +75,27 @@ class ConstantInitializer(BaseInitializer):
         return np.float32(np.ones(shape) * self.value)
 
 
+class JoinedInitializer(BaseInitializer):
+    """Values drawn piece by piece along the last axis, each `(initializer, width)` of
+    `parts` in turn, when the layer is built (nnabla's recurrent layers draw their
+    weights so: the input's columns, then the state's). It returns those values, and
+    `describe` gives the pieces, from which a generated module draws fresh ones alike."""
+
+    def __init__(self, parts, lead: tuple):
+        self.parts = tuple(parts)
+        self.values = np.concatenate([init(tuple(lead) + (width,)) for init, width in
+                                      self.parts], axis=-1)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({list(self.parts)!r})"
+
+    def __call__(self, shape):
+        if tuple(shape) != self.values.shape:
+            raise ValueError(f"{self!r}: drawn for the shape {self.values.shape}, asked for "
+                             f"{tuple(shape)}")
+        return self.values
+
+
 def calc_normal_std_he_forward(inmaps, outmaps, kernel=(1, 1)):
     """He et al.'s standard deviation, sqrt(2 / (N K))."""
     return np.sqrt(2.0 / (np.prod(kernel) * inmaps))
@@ -101,8 +122,9 @@ def calc_uniform_lim_glorot(inmaps, outmaps, kernel=(1, 1)):
 def describe(initializer) -> tuple:
     """A plain, hashable description of how a parameter was initialised.
 
-    ("constant", v), ("uniform", low, high), ("normal", sigma), ("array",) for an array
-    given directly, or ("custom", name) for any other callable.
+    ("constant", v), ("uniform", low, high), ("normal", sigma), ("joined", (part,
+    width), ...) for pieces along the last axis, ("array",) for an array given directly,
+    or ("custom", name) for any other callable.
     """
     if initializer is None:
         return ("constant", 0.0)
@@ -112,6 +134,8 @@ def describe(initializer) -> tuple:
         return ("uniform", float(initializer.lim[0]), float(initializer.lim[1]))
     if isinstance(initializer, NormalInitializer):
         return ("normal", float(initializer.sigma))
+    if isinstance(initializer, JoinedInitializer):
+        return ("joined", *((describe(part), int(width)) for part, width in initializer.parts))
     if isinstance(initializer, np.ndarray):
         return ("array",)
     return ("custom", type(initializer).__name__)

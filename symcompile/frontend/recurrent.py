@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import numbers
 
-import numpy
-
 from symcompile.frontend import functions as F
 from symcompile.frontend import parametric_functions
 from symcompile.frontend.initializer import (
     ConstantInitializer,
+    JoinedInitializer,
     UniformInitializer,
     calc_uniform_lim_glorot,
 )
@@ -281,9 +280,9 @@ def _glorot_halves(rng, lead, gates, H, n_in):  # noqa: N803
     """nnabla's default weights: Glorot-uniform columns for the input (n_in -> H), then
     for the state (H -> H), drawn in that order and joined along the last axis."""
     middle = () if gates is None else (gates,)
-    ih = UniformInitializer(calc_uniform_lim_glorot(n_in, H), rng)(lead + middle + (H, n_in))
-    hh = UniformInitializer(calc_uniform_lim_glorot(H, H), rng)(lead + middle + (H, H))
-    return numpy.concatenate((ih, hh), axis=-1)
+    return JoinedInitializer([(UniformInitializer(calc_uniform_lim_glorot(n_in, H), rng), n_in),
+                              (UniformInitializer(calc_uniform_lim_glorot(H, H), rng), H)],
+                             lead + middle + (H,))
 
 
 def _parameters(kind, x, h, w0_init, w_init, b_init, bidirectional, rng, with_bias,
