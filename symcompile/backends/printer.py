@@ -242,9 +242,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         x, x_shape = expr.args[0], as_ints(expr.args[3])
         if self._shapes is not None and self._shapes.of(x) != x_shape:
             # x folded into something smaller after the sum was built: count its elements
-            # (a number fills an array of the module's dtype; a broadcast Python float
-            # would be float64)
-            x = (Full if x.is_number else BroadcastTo)(x, shape_tuple(x_shape))
+            x = _unfolded(x, shape_tuple(x_shape))
         return self._sum(x, axis, keep)
 
     def _sum(self, x, axis: str, keep: str) -> str:
@@ -267,8 +265,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         if self._shapes is not None and self._shapes.of(x) == () \
                 and math.prod(as_ints(shape)) > 1:
             # x folded into a scalar after the reshape was built (CSE cancelled h - h in a
-            # gradient): it stood for an array of that value, filled as in _print_ReduceSum
-            return self._print((Full if x.is_number else BroadcastTo)(x, shape))
+            # gradient): it stood for an array of that value
+            return self._print(_unfolded(x, shape))
         return (f"{self._module_format('numpy.reshape')}({self._print(x)}, "
                 f"{shape_text(shape)})")
 
@@ -651,6 +649,13 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         dtype = self._module_format("numpy." + self._dtype)
         return (f"{self._module_format('numpy.full')}({shape_text(expr.args[1])}, "
                 f"{self._print(expr.args[0])}, dtype={dtype})")
+
+
+def _unfolded(x, shape):
+    """`x`, which simplification folded into something smaller, as the array of `shape`
+    it stood for: a number fills an array of the module's dtype (a broadcast Python float
+    would be float64), an array is broadcast."""
+    return (Full if x.is_number else BroadcastTo)(x, shape)
 
 
 def _option_text(value) -> str:

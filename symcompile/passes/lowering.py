@@ -132,8 +132,7 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
             for i in node.inputs:
                 if exprs[i].has(Composite) and not isinstance(exprs[i], sympy.Symbol):
                     own_array(graph.values[i], exprs[i], origins[i])
-            expr = as_number(op.lower([exprs[i] for i in node.inputs], attrs, ctx),
-                             program.shapes)
+            expr = as_number(op.lower(operands(node, op), attrs, ctx), program.shapes)
         if _shares_symbols([exprs[i] for i in node.inputs]):
             # x - x, h / h: under distribute(False) SymPy cancels such terms only when a
             # later pass rebuilds the expression, and a value that cancels to something
