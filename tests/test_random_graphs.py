@@ -652,6 +652,17 @@ h7 = -h6
 h8 = F.div2(h0, h2)
 loss = F.sum(h4) + F.mean(h7) + F.mean(h8)
 """,
+    # the loss simplified to the constant 0 (an epsilon-insensitive loss of a value and
+    # its gradient-clipped copy), and reusing forward values replaced every 0 of the
+    # backward by `loss`, a slice's bounds included (Cannot convert symbols to int)
+    "a loss that simplifies to a constant": """
+x0 = leaf("x0", (1,), np.array([-1.31]))
+s0 = leaf("s0", (2,), np.array([-1e6, -1e6]), need_grad=False)
+s1 = leaf("s1", (2,), np.array([1e6, 1e6]), need_grad=False)
+h0 = F.concatenate(x0, x0, axis=0)
+h1 = F.clip_grad_by_value(h0, s0, s1)
+loss = F.mean(F.epsilon_insensitive_loss(h1, h0, epsilon=0.5))
+""",
 }
 
 

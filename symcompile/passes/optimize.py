@@ -153,8 +153,8 @@ def _values_keep_shapes(program: Program) -> None:
     has its array's shape: the matrix products and dot products after it need it."""
     for eq in program.equations():
         shape = program.shapes.of(eq.target)
-        if program.shapes.of(eq.expr) == shape:
-            continue
+        if program.shapes.of(eq.expr) == shape and not eq.expr.is_Number:
+            continue  # (a number is an array too: a loss that is 0 is a 0-d array of 0)
         if eq.expr.free_symbols:
             eq.expr = exact(eq.expr, shape, program.shapes)
         else:
@@ -164,8 +164,10 @@ def _values_keep_shapes(program: Program) -> None:
 def _reuse_forward_values(program: Program) -> None:
     # (not a running statistic's new value: it is written into its argument, not named)
     updates = set(program.running.values())
+    # (not a constant: a loss that simplified to 0 must not replace every 0, shapes' too)
     known = {eq.expr: eq.target for eq in program.forward
-             if not isinstance(eq.expr, Full) and eq.target not in updates}
+             if not isinstance(eq.expr, Full) and eq.target not in updates
+             and eq.expr.free_symbols}
     if not known:
         return
     for eq in program.backward:
