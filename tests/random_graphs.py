@@ -687,6 +687,39 @@ NEW_REFERENCE: dict[str, Callable] = {
     "celu": _np_celu, "prelu": _np_prelu, "kl_multinomial": _np_kl_multinomial,
 }
 REFERENCE.update(NEW_REFERENCE)
+
+
+def _convolution_channel_last(reference):
+    """A channels-first convolution reference that also takes channel_last=True: x's
+    channels last (moved to base_axis), the weight's last (moved to axis 1)."""
+
+    def apply(x, w, *rest, channel_last=False, **kw):
+        if not channel_last:
+            return reference(x, w, *rest, **kw)
+        base = kw.get("base_axis", 1)
+        y = reference(np.moveaxis(x, -1, base), np.moveaxis(w, -1, 1), *rest, **kw)
+        return np.moveaxis(y, base, -1)
+
+    return apply
+
+
+def _pooling_channel_last(reference):
+    """A channels-first pooling reference that also takes channel_last=True: the channels
+    are x's last axis, after the len(kernel) pooled axes."""
+
+    def apply(x, kernel, *rest, channel_last=False, **kw):
+        if not channel_last:
+            return reference(x, kernel, *rest, **kw)
+        axis = x.ndim - 1 - len(kernel)
+        return np.moveaxis(reference(np.moveaxis(x, -1, axis), kernel, *rest, **kw), axis, -1)
+
+    return apply
+
+
+for _name in ("convolution", "deconvolution"):
+    REFERENCE[_name] = _convolution_channel_last(REFERENCE[_name])
+for _name in ("max_pooling", "average_pooling", "sum_pooling", "unpooling"):
+    REFERENCE[_name] = _pooling_channel_last(REFERENCE[_name])
 REFERENCE["max"], REFERENCE["min"] = _np_max, _np_min  # (with only_index)
 REFERENCE["pad"] = lambda x, pad_width, constant_value=0.0, mode="constant": np.pad(
     x, [(0, 0)] * (x.ndim - len(pad_width) // 2)
@@ -1667,13 +1700,18 @@ def _draw_convolution(g: _Draft) -> None:
         return
     shape = g.value(x).shape
     base_axis = g.draw(st.integers(1, len(shape) - 2)) if len(shape) == 4 else 1
-    channels, lengths = shape[base_axis], shape[base_axis + 1:]
+    # NHWC: the operand's last axis is the channels (nnabla's channel_last)
+    channel_last = op != "depthwise_convolution" and g.draw(st.sampled_from([0, 0, 1])) == 1
+    channels = shape[-1] if channel_last else shape[base_axis]
+    lengths = shape[base_axis:-1] if channel_last else shape[base_axis + 1:]
     kernel = tuple(g.draw(st.integers(1, 3)) for _ in lengths)
     pad = tuple(g.draw(st.integers(0, 1)) for _ in lengths)
     stride = tuple(g.draw(st.integers(1, 2)) for _ in lengths)
     dilation = tuple(g.draw(st.sampled_from([1, 1, 2])) for _ in lengths)
     kw = {} if base_axis == 1 else {"base_axis": base_axis}
     kw |= {"pad": pad, "stride": stride, "dilation": dilation}
+    if channel_last:
+        kw["channel_last"] = True
     if op == "convolution":
         group = g.draw(st.sampled_from(_divisors(channels)))
         out_c = group * g.draw(st.integers(1, 2))
@@ -1702,6 +1740,8 @@ def _draw_convolution(g: _Draft) -> None:
                  for n, k, p, s, d in zip(lengths, kernel, pad, stride, dilation, strict=True)]
     if group > 1:
         kw["group"] = group
+    if channel_last:  # the weight's channels last too: (C', *K, C/group), (C, *K, C'/group)
+        w_shape = (w_shape[0], *w_shape[2:], w_shape[1])
     if min(sizes) < 1 or math.prod(shape[:base_axis]) * out_c * math.prod(sizes) > 100:
         return
     with_bias = g.draw(st.booleans())
@@ -1749,17 +1789,23 @@ def _draw_pooling(g: _Draft) -> None:
     if op == "global_average_pooling":
         g.commit(op, [x])
         return
+    # NHWC (nnabla's channel_last): the axes before the last are pooled
+    layout = {"channel_last": True} if g.draw(st.sampled_from([0, 0, 0, 1])) == 1 else {}
     count = 2 if vx.ndim == 4 else g.draw(st.sampled_from([1, 2]))
+    if op != "unpooling" and count == 1:  # (pooling is over 2 or 3 axes, as nnabla's)
+        count = 2
+    if layout:  # what the pooling sees: the channels before the pooled axes
+        if vx.ndim < count + 1:
+            return
+        vx = np.moveaxis(vx, -1, vx.ndim - 1 - count)
     lengths = vx.shape[-count:]
     if op == "unpooling":
         kernel = tuple(g.draw(st.integers(1, 2)) for _ in lengths)
         if vx.size * math.prod(kernel) <= 200:
-            g.commit(op, [x], {"kernel": kernel})
+            g.commit(op, [x], {"kernel": kernel, **layout})
         return
-    if count == 1:  # (pooling is over 2 or 3 axes, as nnabla's)
-        count, lengths = 2, vx.shape[-2:]
     kernel = tuple(g.draw(st.integers(1, min(3, n))) for n in lengths)
-    kw = {"kernel": kernel}
+    kw = {"kernel": kernel, **layout}
     stride = kernel
     if g.draw(st.booleans()):
         stride = kw["stride"] = tuple(g.draw(st.integers(1, 3)) for _ in lengths)

@@ -385,9 +385,10 @@ BAD = [
      r"F\.convolution: .*pad=\(-1, 0\) must hold integers of at least 0"),
     ("base_axis", (2, 3, 5, 5), (4, 3, 3, 3), None, {"base_axis": 3},
      r"F\.convolution: .*base_axis 3 must leave a channel axis.*valid: 0\.\.2"),
-    ("channel_last", (2, 5, 5, 3), (4, 3, 3, 3), None, {"channel_last": True},
-     r"F\.convolution: channel_last=True \(input of shape \(2, 5, 5, 3\), weight of shape "
-     r"\(4, 3, 3, 3\)\) is not implemented"),
+    ("channel_last channels", (2, 5, 5, 3), (4, 3, 3, 2), None, {"channel_last": True},
+     r"F\.convolution: input of shape \(2, 3, 5, 5\), weight of shape \(4, 2, 3, 3\): the "
+     r"input has 3 channels .*\[channel_last=True: the shapes above are the inputs' "
+     r"\(2, 5, 5, 3\), \(4, 3, 3, 2\) with the channels moved before the spatial axes\]"),
 ]
 
 
@@ -408,8 +409,6 @@ def test_arguments_of_the_wrong_type_are_refused():
         F.convolution(x, w, pad=1)  # nnabla: 'int' object is not iterable
     with pytest.raises(TypeError, match=r"F\.convolution: input 1 must be a Variable"):
         F.convolution(x, np.ones((4, 3, 3, 3)))
-    with pytest.raises(ValueError, match=r"PF\.convolution: channel_last=True"):
-        PF.convolution(nn.Variable((2, 5, 5, 3)), 4, (3, 3), channel_last=True)
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -417,7 +416,7 @@ def test_arguments_of_the_wrong_type_are_refused():
     ({"group": 0}, r"group=0 must divide"),
     ({"base_axis": 3}, r"base_axis 3 must leave a channel axis"),
     ({"pad": (1,)}, r"pad=\(1,\) must have one entry per spatial axis"),
-    ({"channel_last": True}, r"PF\.convolution: channel_last=True"),
+    ({"channel_last": True, "group": 2}, r"group=2 must divide both the input channels \(5"),
 ])
 def test_pf_convolution_refuses_before_creating_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -194,9 +194,10 @@ def test_layers_create_nnablas_parameters():
     (lambda: F.deconvolution(nn.Variable((2, 2, 4, 4)), nn.Variable((2, 2, 3, 3)),
                              stride=(2, 2), output_padding=(2, 0)),
      r"output_padding=\(2, 0\) must be smaller than the stride \(2, 2\)"),
-    (lambda: F.deconvolution(nn.Variable((2, 2, 4, 4)), nn.Variable((2, 2, 3, 3)),
+    (lambda: F.deconvolution(nn.Variable((2, 4, 4, 3)), nn.Variable((2, 3, 3, 2)),
                              channel_last=True),
-     r"channel_last=True .* not implemented"),
+     r"F.deconvolution: .*the weight's axis 0 must be the input's 3 channels.*"
+     r"\[channel_last=True: the shapes above are the inputs' \(2, 4, 4, 3\), \(2, 3, 3, 2\)"),
     (lambda: F.depthwise_convolution(nn.Variable((2, 3, 5, 5)), nn.Variable((4, 3, 3))),
      r"F.depthwise_convolution: .*weight must have shape \(channels \* multiplier, "
      r"\*kernel\) = \(3, \.\.\.\)"),

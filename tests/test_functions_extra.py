@@ -394,9 +394,9 @@ def test_augmentations_repeat_for_one_seed(backend, tmp_path):
     (lambda x: F.interpolate(x, output_size=(3,), align_corners=True, half_pixel=True),
      ValueError, r"align_corners=True and half_pixel=True together are not supported"),
     (lambda x: F.interpolate(x), ValueError, r"F.interpolate: .* give scale or output_size"),
-    (lambda x: F.interpolate(x, output_size=(3,), channel_last=True), ValueError,
-     r"F.interpolate: input of shape \(2, 3, 4\): channel_last=True is not implemented, as "
-     r"in nnabla's CPU implementation"),
+    (lambda x: F.interpolate(x, output_size=(3, 3, 3), channel_last=True), ValueError,
+     r"F.interpolate: input of shape \(2, 3, 4\): 3 resized axes; nnabla interpolates 1 to 3 "
+     r"axes, and the input must have them before its channels \(channel_last=True\)"),
     (lambda x: F.interpolate(x, output_size=(2, 2, 2, 2)), ValueError,
      r"F.interpolate: input of shape \(2, 3, 4\): 4 resized axes; nnabla interpolates 1 to 3"),
     (lambda x: F.interpolate(x, scale=(0.1,)), ValueError,

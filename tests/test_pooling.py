@@ -251,8 +251,10 @@ def test_array_api_backend_gives_the_numpy_numbers(name, kind, x_shape, kwargs, 
                                          r"\(length 4, kernel 6"),
     (lambda x: F.max_pooling(x, (2, 2), pad=(2, 0)), r"F\.max_pooling: .*smaller than"),
     (lambda x: F.max_pooling(x, (2, 2, 2, 2)), r"F\.max_pooling: .*2 or 3 entries"),
-    (lambda x: F.average_pooling(x, (2, 2), channel_last=True),
-     r"F\.average_pooling: channel_last=True \(input of shape \(2, 3, 4, 5\)\)"),
+    (lambda x: F.average_pooling(x, (4, 2), channel_last=True),
+     r"F\.average_pooling: input of shape \(2, 5, 3, 4\), kernel \(4, 2\): pooled axis 0 "
+     r"\(length 3, kernel 4.*\[channel_last=True: the shapes above are the inputs' "
+     r"\(2, 3, 4, 5\)"),
     (lambda x: F.global_average_pooling(F.reshape(x, (-1,))),
      r"F\.global_average_pooling: input of shape \(120,\)"),
 ])

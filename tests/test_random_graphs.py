@@ -353,12 +353,14 @@ def test_graphs_cover_every_function():
     """The generator reaches every function the suite claims to test."""
     seen: set[str] = set()
     leaf_kinds: set[tuple] = set()
+    channels_last: set[str] = set()
 
     @settings(SETTINGS, max_examples=800)
     @given(spec=graphs(MAX_STEPS))
     def collect(spec):
         seen.update(spec.ops())
         leaf_kinds.update((leaf.kind, leaf.need_grad) for leaf in spec.leaves)
+        channels_last.update(s.op for s in spec.steps if s.kwargs.get("channel_last"))
 
     collect()
     # A function the plain draws happen to miss (some 150 share them) must still be found
@@ -368,6 +370,8 @@ def test_graphs_cover_every_function():
     assert len(rare) <= 3, rare  # (a family the draws no longer reach at all)
     assert {("input", True), ("input", False), ("parameter", True), ("parameter", False),
             ("label", False), ("pf", True)} <= leaf_kinds
+    assert {"convolution", "deconvolution", "unpooling"} <= channels_last  # (NHWC)
+    assert channels_last & {"max_pooling", "average_pooling", "sum_pooling"}
 
 
 def test_every_function_is_drawn_or_excluded():

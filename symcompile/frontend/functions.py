@@ -312,8 +312,9 @@ def convolution(x, weight, bias=None, base_axis=1, pad=None, stride=None, dilati
     dilation*(K - 1) - 1) // stride + 1 per spatial axis; `pad` zeros on both sides.
 
     `pad`, `stride` and `dilation` have one entry per spatial axis (None: 0, 1 and 1);
-    the axes before `base_axis` are batch axes. ``channel_last=True`` is refused, as by
-    nnabla's CPU implementation.
+    the axes before `base_axis` are batch axes. ``channel_last=True``: x (*batch, *L, C),
+    weight (C', *K, C/group), output (*batch, *L', C'), as nnabla's CUDA implementation
+    (its CPU one refuses to run it); computed channels first, between transposes.
     """
     inputs = (x, weight) if bias is None else (x, weight, bias)
     if not all(isinstance(v, Variable) for v in inputs):
@@ -328,13 +329,8 @@ def _convolution_attributes(x_shape, w_shape, b_shape, base_axis, pad, stride, d
     """F.convolution's node attributes for inputs of these shapes, checked (the shape rule
     included: ValueError naming the shapes and the fix); PF.convolution asks before it
     creates its parameters."""
-    if channel_last:
-        raise ValueError(
-            f"F.convolution: channel_last=True (input of shape {tuple(x_shape)}, weight of "
-            f"shape {tuple(w_shape)}) is not implemented, as in nnabla's CPU implementation: "
-            "give the input channels first (transpose it with F.transpose) and "
-            "channel_last=False")
     attrs = _geometry("convolution", x_shape, base_axis, pad, stride, dilation, group)
+    attrs.update(_layout(channel_last))
     shapes = (tuple(x_shape), tuple(w_shape)) + (() if b_shape is None else (tuple(b_shape),))
     OPS["convolution"].infer_shape(shapes, attrs)
     return attrs
@@ -346,16 +342,13 @@ def deconvolution(x, weight, bias=None, base_axis=1, pad=None, stride=None, dila
     """N-D deconvolution (the transpose of F.convolution): x (*batch, C, *L) with weight
     (C, C'/group, *K) and bias (C',) gives (*batch, C', *L'), L' = stride*(L - 1) +
     dilation*(K - 1) + 1 - 2*pad + output_padding per spatial axis (output_padding <
-    stride). ``channel_last=True`` is refused, as by nnabla's CPU implementation."""
+    stride). ``channel_last=True``: x (*batch, *L, C), weight (C, *K, C'/group), output
+    (*batch, *L', C'), as for F.convolution."""
     inputs = (x, weight) if bias is None else (x, weight, bias)
     if not all(isinstance(v, Variable) for v in inputs):
         return _record("deconvolution", inputs)  # raises the TypeError
-    if channel_last:
-        raise ValueError(
-            f"F.deconvolution: channel_last=True (input of shape {x.shape}) is not "
-            "implemented, as in nnabla's CPU implementation: give the input channels first "
-            "(transpose it with F.transpose) and channel_last=False")
     attrs = _geometry("deconvolution", x.shape, base_axis, pad, stride, dilation, group)
+    attrs.update(_layout(channel_last))
     attrs["output_padding"] = _per_axis("deconvolution", "output_padding", output_padding, 0,
                                         len(attrs["pad"]))
     return _record("deconvolution", inputs, **attrs)
@@ -396,14 +389,18 @@ def _geometry(op: str, x_shape, base_axis, pad, stride, dilation, group) -> dict
 
 def unpooling(x, kernel, channel_last=False, n_outputs=-1, outputs=None):
     """Each element of x repeated kernel[i] times along the i-th of its last len(kernel)
-    axes (nearest-neighbour upsampling); its gradient sums each block."""
+    axes (nearest-neighbour upsampling; with ``channel_last=True``, the len(kernel) axes
+    before the last); its gradient sums each block."""
     if not isinstance(x, Variable):
         return _record("unpooling", (x,))  # raises the TypeError
-    if channel_last:
-        raise ValueError(f"F.unpooling: channel_last=True (input of shape {x.shape}) is not "
-                         "implemented, as in nnabla's CPU implementation")
     kernel = _per_axis("unpooling", "kernel", kernel, 1, 0)
-    return _record("unpooling", (x,), kernel=kernel)
+    return _record("unpooling", (x,), kernel=kernel, **_layout(channel_last))
+
+
+def _layout(channel_last) -> dict:
+    """The node attribute of nnabla's channel_last: recorded when True (the channels
+    are the input's last axis; `ops.layout`)."""
+    return {"channel_last": True} if channel_last else {}
 
 
 def embed(x0, w, n_outputs=-1, outputs=None):
@@ -433,8 +430,9 @@ def max_pooling(x, kernel, stride=None, ignore_border=True, pad=None, channel_la
     window ``[m*stride - pad, m*stride - pad + kernel)``, padding ignored. The gradient
     goes to the first maximum of each window in C order. `stride` None: `kernel`; `pad`
     None: zeros. Output length per axis: (L + 2*pad - kernel) // stride + 1, or
-    (L + pad - 1) // stride + 1 with ``ignore_border=False``. ``channel_last=True`` is
-    refused, as by nnabla's CPU implementation."""
+    (L + pad - 1) // stride + 1 with ``ignore_border=False``. ``channel_last=True``: the
+    len(kernel) axes before the last are pooled (NHWC), as by nnabla's CUDA
+    implementation (its CPU one refuses to run it)."""
     return _pooling("max_pooling", x, kernel, stride, ignore_border, pad, channel_last)
 
 
@@ -462,16 +460,11 @@ def global_average_pooling(x, n_outputs=-1, outputs=None):
 def _pooling(op: str, x, kernel, stride, ignore_border, pad, channel_last, **more) -> Variable:
     if not isinstance(x, Variable):
         return _record(op, (x,))  # raises the TypeError
-    if channel_last:
-        raise ValueError(
-            f"F.{op}: channel_last=True (input of shape {x.shape}) is not implemented, as in "
-            "nnabla's CPU implementation: give the input channels first (transpose it with "
-            "F.transpose) and channel_last=False")
     kernel = _per_axis(op, "kernel", kernel, 0, 0)
     attrs = {"kernel": kernel,
              "stride": kernel if stride is None else _per_axis(op, "stride", stride, 1, 0),
              "pad": _per_axis(op, "pad", pad, 0, len(kernel)),
-             "ignore_border": bool(ignore_border), **more}
+             "ignore_border": bool(ignore_border), **more, **_layout(channel_last)}
     return _record(op, (x,), **attrs)
 
 
@@ -1321,15 +1314,11 @@ def interpolate(x, scale=None, output_size=None, mode="linear", align_corners=Fa
     when `scale` is given; the source coordinate of output o is o*(n - 1)/(m - 1)
     (align_corners), (o + 1/2)*n/m - 1/2 (half_pixel, at least 0) or o*n/m; nearest reads
     its floor ((o + 1/2)*n/m with half_pixel_for_nn). The gradient adds each dy back into
-    what it read, weighted. ``channel_last=True`` is refused, as by nnabla's CPU
-    implementation."""
+    what it read, weighted. ``channel_last=True``: the axes resized are those before the
+    last (NHWC), as by nnabla's CUDA implementation (its CPU one refuses to run it)."""
     if not isinstance(x, Variable):
         return _record("interpolate", (x,))  # raises the TypeError
     where = f"F.interpolate: input of shape {x.shape}"
-    if channel_last:
-        raise ValueError(f"{where}: channel_last=True is not implemented, as in nnabla's CPU "
-                         f"implementation: give the channels first (transpose the input with "
-                         f"F.transpose) and channel_last=False")
     if mode not in ("linear", "nearest"):
         raise ValueError(f"{where}: mode={mode!r} is not one of nnabla's 'linear' and "
                          f"'nearest'")
@@ -1342,10 +1331,12 @@ def interpolate(x, scale=None, output_size=None, mode="linear", align_corners=Fa
                          f"axis)")
     given = (given,) if isinstance(given, numbers.Real) else tuple(given)
     rank = len(given)
-    if not 1 <= rank <= 3 or rank > len(x.shape):
+    last = len(x.shape) - 1 if channel_last else len(x.shape)  # (after the resized axes)
+    if not 1 <= rank <= 3 or rank > last:
         raise ValueError(f"{where}: {rank} resized axes; nnabla interpolates 1 to 3 axes, "
-                         f"and the input must have them")
-    axes = tuple(range(len(x.shape) - rank, len(x.shape)))
+                         f"and the input must have them"
+                         + (" before its channels (channel_last=True)" if channel_last else ""))
+    axes = tuple(range(last - rank, last))
     if output_size is None:
         for s in given:
             if isinstance(s, bool) or not isinstance(s, numbers.Real) or not s > 0:
@@ -1359,7 +1350,7 @@ def interpolate(x, scale=None, output_size=None, mode="linear", align_corners=Fa
                          f"least 1 (give a larger scale or output_size)")
     return _record("interpolate", (x,), axes=axes, output_size=sizes, mode=mode,
                    align_corners=bool(align_corners), half_pixel=bool(half_pixel),
-                   half_pixel_for_nn=bool(half_pixel_for_nn))
+                   half_pixel_for_nn=bool(half_pixel_for_nn), **_layout(channel_last))
 
 
 __all__ += ["random_flip", "random_shift", "random_crop"]

@@ -97,15 +97,17 @@ def affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None, fix_parameters
 def convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, group=1,
                 channel_last=False, w_init=None, b_init=None, base_axis=1,
                 fix_parameters=False, rng=None, with_bias=True, apply_w=None, apply_b=None):
-    """N-D convolution layer, creating ``conv/W`` of shape (outmaps, C/group, *kernel) and
-    ``conv/b`` of shape (outmaps,), C being the input's channels (axis `base_axis`).
+    """N-D convolution layer, creating ``conv/W`` of shape (outmaps, C/group, *kernel) (or
+    (outmaps, *kernel, C/group) with ``channel_last=True``) and ``conv/b`` of shape
+    (outmaps,), C being the input's channels (axis `base_axis`, or the last).
 
     Args:
-        inp: Input Variable (*batch, C, *L).
+        inp: Input Variable (*batch, C, *L), or (*batch, *L, C) with channel_last.
         outmaps: Number of output channels (convolution kernels).
         kernel: Kernel size, one int per spatial axis, e.g. (3, 3).
         pad, stride, dilation, group, base_axis: as for `F.convolution`.
-        channel_last: Refused (True), as by `F.convolution`.
+        channel_last: The channels are the input's last axis (NHWC), as for
+            `F.convolution`.
         w_init: Weight initializer (default: Glorot uniform, ``UniformInitializer(
             calc_uniform_lim_glorot(C, outmaps, tuple(kernel)), rng)``, C the full channel
             count).
@@ -118,16 +120,11 @@ def convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, grou
     Returns:
         The output Variable; see `F.convolution` for its shape.
     """
-    if channel_last:  # before creating a W laid out (outmaps, *kernel, C/group)
-        raise ValueError(
-            f"PF.convolution: channel_last=True (input of shape {inp.shape}) is not "
-            "implemented, as in nnabla's CPU implementation (F.convolution refuses it): give "
-            "the input channels first (transpose it with F.transpose) and channel_last=False")
     kernel = tuple(int(k) for k in kernel)
-    valid_axis = isinstance(base_axis, int) and 0 <= base_axis < len(inp.shape)
-    channels = inp.shape[base_axis] if valid_axis else 0  # (0: refused below)
+    channels = _channels(inp, base_axis, channel_last)
     per_group = channels // group if isinstance(group, int) and group > 0 else channels
-    w_shape = (int(outmaps), per_group) + kernel
+    w_shape = ((int(outmaps),) + kernel + (per_group,) if channel_last
+               else (int(outmaps), per_group) + kernel)
     if apply_w is None and apply_b is None:  # (which might give W and b other shapes)
         # refuse a bad configuration before creating parameters for it
         F._convolution_attributes(inp.shape, w_shape, (int(outmaps),) if with_bias else None,
@@ -138,6 +135,15 @@ def convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, grou
     w, b = _weight_and_bias(w_shape, (int(outmaps),), w_init, b_init, fix_parameters,
                             with_bias, apply_w, apply_b)
     return F.convolution(inp, w, b, base_axis, pad, stride, dilation, group, channel_last)
+
+
+def _channels(inp, base_axis, channel_last) -> int:
+    """The input channels a convolution layer's weight is sized by: axis `base_axis`, or
+    the last with channel_last (0 for a bad base_axis, which F.* then refuses)."""
+    if channel_last:
+        return inp.shape[-1] if inp.shape else 0
+    valid_axis = isinstance(base_axis, int) and 0 <= base_axis < len(inp.shape)
+    return inp.shape[base_axis] if valid_axis else 0
 
 
 @parametric_function_api("bn")
@@ -176,21 +182,19 @@ def deconvolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, gr
                   apply_b=None):
     """N-D deconvolution layer (see `F.deconvolution`), creating ``deconv/W`` of shape
     (C, outmaps/group, *kernel), C the input's channels (axis `base_axis`), and
-    ``deconv/b`` of shape (outmaps,). The weight's default initializer is nnabla's:
+    ``deconv/b`` of shape (outmaps,); with ``channel_last=True`` the input is (*batch, *L,
+    C) and W (C, *kernel, outmaps/group). The weight's default initializer is nnabla's:
     ``UniformInitializer(calc_uniform_lim_glorot(outmaps, C, tuple(kernel)), rng)``."""
-    if channel_last:
-        raise ValueError(
-            f"PF.deconvolution: channel_last=True (input of shape {inp.shape}) is not "
-            "implemented, as in nnabla's CPU implementation (F.deconvolution refuses it)")
     kernel = tuple(int(k) for k in kernel)
-    valid_axis = isinstance(base_axis, int) and 0 <= base_axis < len(inp.shape)
-    channels = inp.shape[base_axis] if valid_axis else 0
+    channels = _channels(inp, base_axis, channel_last)
     per_group = int(outmaps) // group if isinstance(group, int) and group > 0 else int(outmaps)
     if w_init is None:
         w_init = UniformInitializer(calc_uniform_lim_glorot(outmaps, channels, kernel),
                                     rng=rng)
-    w, b = _weight_and_bias((channels, per_group) + kernel, (int(outmaps),), w_init, b_init,
-                            fix_parameters, with_bias, apply_w, apply_b)
+    w_shape = ((channels,) + kernel + (per_group,) if channel_last
+               else (channels, per_group) + kernel)
+    w, b = _weight_and_bias(w_shape, (int(outmaps),), w_init, b_init, fix_parameters,
+                            with_bias, apply_w, apply_b)
     return F.deconvolution(inp, w, b, base_axis, pad, stride, dilation, group, channel_last,
                            output_padding)
 

@@ -11,6 +11,7 @@ import dataclasses
 import math
 
 from symcompile.common.deferred import Deferred
+from symcompile.ops.layout import convolution_layout, pooling_layout, with_channel_last
 from symcompile.ops.opdef import OpDef, reduced_shape, registrar
 
 # SymPy and the primitives built on it load when the first graph is lowered.
@@ -414,6 +415,14 @@ def _unpooling(args, attrs, ctx):
                                    for d in (n, k))
     y = P.BroadcastTo(P.reshape(args[0], spread, ctx.shapes), P.shape_tuple(tiled))
     return P.reshape(y, ctx.out_shape, ctx.shapes)
+
+
+# nnabla's channel_last=True (NHWC inputs, weights with the channels last): the rules
+# above, run channels first between transposes.
+for _name, _layout in (("convolution", convolution_layout), ("deconvolution", convolution_layout),
+                       ("max_pooling", pooling_layout), ("sum_pooling", pooling_layout),
+                       ("average_pooling", pooling_layout), ("unpooling", pooling_layout)):
+    OPS[_name] = with_channel_last(OPS[_name], _layout)
 
 
 def _global_average_pooling_shape(shapes, attrs):
