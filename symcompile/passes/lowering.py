@@ -203,7 +203,9 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
         label = graph.values[node.output].name or node.op
         replaced = {}
         for draw in draws:
-            name = f"{label}_mask" if isinstance(draw, Bernoulli) else label
+            # (F.rand's value is its draw; a flip's or a choice's draw is what it reads by)
+            name = label if draw == expr else \
+                f"{label}_{'mask' if isinstance(draw, Bernoulli) else 'draw'}"
             sym = program.symbol(name, program.shapes.of(draw))
             program.forward.append(Equation(sym, draw.tagged(len(program.draws)), FORWARD,
                                             (node.index,),
