@@ -479,6 +479,10 @@ def _structural_cases() -> dict[str, Case]:
                    F.random_shift(x, (2,), border_mode="constant", constant_value=0.5),
                    F.random_crop(x, (2, 3))),
         normal((3, 3, 4)))
+    cases["random_choice"] = Case(  # (its draws and their statistics: test_random_choice.py)
+        lambda x, w: (F.random_choice(x, F.exp(w), shape=(2, 3)) * 1.5,
+                      F.random_choice(x, F.exp(w), shape=(2,), replace=False)),
+        normal((2, 4), (2, 4)))
     cases["image_augmentation"] = Case(  # its draws too come from one seed
         lambda x: (F.image_augmentation(x, shape=(3, 3), pad=(1, 1), min_scale=0.8,
                                         max_scale=1.2, angle=0.3, aspect_ratio=1.2,

@@ -31,7 +31,8 @@ UNWRITABLE = {
     "spectral_norm": "power iteration",
     "random_flip, random_shift, random_crop": "drawn flip",
 }
-RANDOM = ("dropout", "rand, randn, randint", "image_augmentation")  # values differ: shapes only
+# values differ: shapes only
+RANDOM = ("dropout", "rand, randn, randint", "image_augmentation", "random_choice")
 
 
 def _case_graph(name):

@@ -1450,6 +1450,38 @@ def random_crop(x, shape=None, base_axis=1, seed=-1, n_outputs=-1, outputs=None)
                    shifts=(0,) * (len(x.shape) - base), seed=int(seed))
 
 
+__all__ += ["random_choice"]
+
+
+def random_choice(x, w, shape=[], replace=True, seed=-1,  # noqa: B006 (nnabla's default)
+                  n_outputs=-1, outputs=None):
+    """prod(shape) samples of each population x[..., :] (its last axis), drawn anew by
+    every forward pass (seeded as for `dropout`) with the probabilities its weights
+    w[..., :] give (non-negative, not all 0), with or without `replace`ment; y has shape
+    x.shape[:-1] + shape (shape [] : one sample, (..., 1)). As in nnabla, the gradient adds
+    dy into x where each sample was read, and into w at the same places. The weights are
+    checked when the module runs (nnabla checks them on its CPU)."""
+    if not (isinstance(x, Variable) and isinstance(w, Variable)):
+        return _record("random_choice", (x, w))  # raises the TypeError
+    where = f"F.random_choice: x of shape {x.shape}, w of shape {w.shape}"
+    if x.shape != w.shape or not x.shape:
+        raise ValueError(f"{where}: x and w must have one shape (each weight belongs to the "
+                         f"element of x at its place; nnabla's rule), of at least one axis")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"F.random_choice: seed must be an int (-1: the runtime's generator), "
+                        f"got {seed!r}")
+    samples = tuple(normalize_shape(shape, "F.random_choice")) or (1,)
+    count = math.prod(samples)
+    if count < 1:
+        raise ValueError(f"{where}: shape={tuple(shape)} draws no sample; give positive sizes")
+    if not replace and count > x.shape[-1]:
+        raise ValueError(f"{where}: shape={tuple(shape)} asks {count} samples without "
+                         f"replacement of populations of {x.shape[-1]}; draw at most "
+                         f"{x.shape[-1]}, or replace=True")
+    return _record("random_choice", (x, w), shape=samples, replace=bool(replace),
+                   seed=int(seed))
+
+
 __all__ += ["image_augmentation"]
 
 

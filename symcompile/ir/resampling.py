@@ -8,6 +8,10 @@ the interpolation again. Nearest-neighbour interpolation is a `Take` (indexing.p
 A random flip, shift or crop reads x at positions chosen by a draw (`Bernoulli` /
 `IntegerDraw` in primitives.py): `ChosenTake` reads them, `ChosenTakeGrad` adds dy back
 where they were read, each the other's transpose; the draw gets no gradient.
+
+A random choice (F.random_choice) draws, per population (row), positions with the
+probabilities its weights give (`ChoiceIndices`, from uniform draws), and reads them
+(`RowTake`; its gradient `RowTakeGrad` adds dy back where they were read).
 """
 
 from __future__ import annotations
@@ -114,3 +118,74 @@ class ChosenTakeGrad(KernelBase):
         if index == 1:
             return sympy.Integer(0)
         return ChosenTake(exact(g, self.shape(shapes), shapes), self.args[1], *self.args[2:8])
+
+
+# --- random choices: positions drawn per row from weights -----------------------------------
+
+class ChoiceIndices(KernelBase):
+    """`count` positions per row of the weights w (rows, n), drawn from the uniform
+    draws u: with `replace`, position i with probability w[r, i] / sum(w[r]) for each
+    of u's (rows, count) numbers (the inverse of the weights' cumulative sum); without,
+    the `count` largest keys log(w[r, i]) - log(-log(u[r, i])) of u's (rows, n) numbers,
+    in order (successive sampling without replacement, by the Gumbel top-k rule). The
+    positions are numbers of the module's dtype; args (w, u, replace, count). Piecewise
+    constant: no gradient."""
+
+    nargs = 4
+    tensor_args = (0, 1)
+    kernel = "choice_indices"
+    options = ("replace", "count")
+
+    @classmethod
+    def eval(cls, *args):
+        return None  # (never zero: a position)
+
+    def shape(self, shapes):
+        return (shapes.of(self.args[0])[0], int(self.args[3]))
+
+    def vjp(self, index, g, shapes):
+        return sympy.Integer(0)
+
+
+class RowTake(KernelBase):
+    """y[r, j] = x[r, positions[r, j]] (x (rows, n), positions (rows, k) computed at run
+    time); args (x, positions)."""
+
+    nargs = 2
+    tensor_args = (0, 1)
+    kernel = "row_take"
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[0] == 0 else None  # linear in x
+
+    def shape(self, shapes):
+        return shapes.of(self.args[1])
+
+    def vjp(self, index, g, shapes):
+        if index == 1:
+            return sympy.Integer(0)
+        return RowTakeGrad(exact(g, self.shape(shapes), shapes), self.args[1],
+                           sympy.Integer(shapes.of(self.args[0])[1]))
+
+
+class RowTakeGrad(KernelBase):
+    """The transpose of `RowTake`: dx[r, i] = sum over j with positions[r, j] == i of
+    dy[r, j], dx of shape (rows, length); args (dy, positions, length)."""
+
+    nargs = 3
+    tensor_args = (0, 1)
+    kernel = "row_take_grad"
+    options = ("length",)
+
+    @classmethod
+    def eval(cls, *args):
+        return sympy.Integer(0) if args[0] == 0 else None  # linear in dy
+
+    def shape(self, shapes):
+        return (shapes.of(self.args[0])[0], int(self.args[2]))
+
+    def vjp(self, index, g, shapes):
+        if index == 1:
+            return sympy.Integer(0)
+        return RowTake(exact(g, self.shape(shapes), shapes), self.args[1])

@@ -1,5 +1,6 @@
 """Identity functions whose gradient is clipped or selected: nnabla's clip_grad_by_value,
-clip_grad_by_norm and top_k_grad.
+clip_grad_by_norm and top_k_grad, and the identity whose gradient also goes to another
+input (random_choice's weights get the gradient its population gets, as in nnabla).
 
 Their forward pass is the identity and their backward pass is no derivative of it, so
 no formula gives them: each is a `Composite` primitive whose VJP clips the cotangent and
@@ -30,6 +31,24 @@ class ClipGradByValue(Composite):
     def vjp(self, index, g, shapes):
         _, low, high = self.args
         return Minimum(Maximum(g, low), high)
+
+    def expansion(self, shapes):
+        return self.args[0]
+
+
+class SharedGradient(Composite):
+    """x forward; backward, the cotangent goes to x and, unchanged, to `other` (of x's
+    shape): nnabla's RandomChoice gives its weights the gradient it gives its population.
+    Args (x, other)."""
+
+    nargs = 2
+    tensor_args = (0, 1)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        return g
 
     def expansion(self, shapes):
         return self.args[0]

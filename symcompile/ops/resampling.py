@@ -15,6 +15,7 @@ sympy = Deferred("sympy")
 P = Deferred("symcompile.ir.primitives")
 I = Deferred("symcompile.ir.indexing")  # noqa: E741 - the module's short name, like P
 R = Deferred("symcompile.ir.resampling")
+G = Deferred("symcompile.ops.gradient_clipping")
 
 OPS: dict[str, OpDef] = {}
 
@@ -107,3 +108,28 @@ def _random_choice(name: str):
 for _name, _type in (("random_flip", "RandomFlip"), ("random_shift", "RandomShift"),
                      ("random_crop", "RandomCrop")):
     _register(_name, _type, 1, _random_shape)(_random_choice(_name))
+
+
+# --- random choice: samples of each population drawn with its weights ------------------------
+# x and w (..., n): each of the prod(...) populations gives prod(shape) samples, positions
+# drawn anew in every forward pass (uniform draws, saved for the backward pass, turned
+# into positions by the weights: `ChoiceIndices`), read from x. The gradient adds dy back
+# into x where each sample was read and, as nnabla's, into w at the same places.
+
+def _random_choice_shape(shapes, attrs):
+    return shapes[0][:-1] + tuple(attrs["shape"])
+
+
+def _random_choice_samples(args, attrs, ctx):
+    x_shape = ctx.in_shapes[0]
+    rows, n, count = math.prod(x_shape[:-1]), x_shape[-1], math.prod(attrs["shape"])
+    population = P.reshape(G.SharedGradient(args[0], args[1]), (rows, n), ctx.shapes)
+    weights = P.reshape(args[1], (rows, n), ctx.shapes)
+    draw = P.UniformDraw(P.shape_tuple((rows, count if attrs["replace"] else n)),
+                         sympy.Integer(0), sympy.Integer(1), sympy.Integer(0))
+    positions = R.ChoiceIndices(weights, draw, sympy.Integer(int(attrs["replace"])),
+                                sympy.Integer(count))
+    return P.reshape(R.RowTake(population, positions), ctx.out_shape, ctx.shapes)
+
+
+_register("random_choice", "RandomChoice", 2, _random_choice_shape)(_random_choice_samples)

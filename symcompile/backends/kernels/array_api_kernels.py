@@ -993,6 +993,53 @@ def chosen_take_grad(xp, dy, choice, kind, base_axis, sizes, shifts, mode, value
     return xp.reshape(g, tuple(x_shape))
 
 
+def choice_indices(xp, w, u, replace, count):
+    """F.random_choice's positions (see the NumPy kernel): with `replace`, the count of
+    cumulative weights at most u[r, j] * sum(w[r]) (a comparison with every position:
+    the standard has no sorted search over rows); without, the `count` largest Gumbel
+    keys log(w) - log(-log(u)) in order. Weights nnabla refuses are refused."""
+    if bool(xp.any(w < 0)) or not bool(xp.all(xp.isfinite(w))):
+        raise ValueError("F.random_choice: the weights must be finite and non-negative")
+    positive = xp.sum(xp.astype(w > 0, xp.int64), axis=1)
+    if bool(xp.any(positive == 0)):
+        raise ValueError("F.random_choice: each population needs a weight greater than 0")
+    if replace:
+        cumulative = xp.cumulative_sum(w, axis=1)
+        total = cumulative[:, -1:]
+        below = xp.expand_dims(cumulative, axis=1) <= xp.expand_dims(u * total, axis=2)
+        positions = xp.minimum(xp.sum(xp.astype(below, xp.int64), axis=2), w.shape[1] - 1)
+    else:
+        if bool(xp.any(positive < count)):
+            raise ValueError(f"F.random_choice: sampling {count} without replacement needs "
+                             f"{count} positive weights per population")
+        tiny = xp.full(u.shape, 1e-300 if u.dtype == xp.float64 else 1e-38, dtype=u.dtype,
+                       device=device_of(u))
+        keys = xp.where(w > 0, xp.log(xp.where(w > 0, w, xp.ones_like(w))),
+                        xp.full(w.shape, -xp.inf, dtype=w.dtype, device=device_of(w)))
+        keys = keys - xp.log(-xp.log(xp.maximum(u, tiny)))
+        positions = xp.argsort(keys, axis=1, descending=True, stable=True)[:, :count]
+    return xp.astype(positions, u.dtype)
+
+
+def row_take(xp, x, positions):
+    """y[r, j] = x[r, positions[r, j]]: a one-hot comparison with every position, summed
+    (the standard's take reads one axis with one index vector)."""
+    device = device_of(x)
+    onehot = xp.expand_dims(xp.astype(positions, xp.int64), axis=2) == xp.arange(
+        x.shape[1], dtype=xp.int64, device=device)
+    return xp.sum(xp.where(onehot, xp.expand_dims(x, axis=1), xp.zeros_like(x[:1, None, :])),
+                  axis=2)
+
+
+def row_take_grad(xp, dy, positions, length):
+    """The transpose of row_take: a batched product of dy with the one-hot matrices
+    (the standard has no scatter-add)."""
+    device = device_of(dy)
+    onehot = xp.astype(xp.expand_dims(xp.astype(positions, xp.int64), axis=2) == xp.arange(
+        length, dtype=xp.int64, device=device), dy.dtype)
+    return xp.squeeze(xp.matmul(xp.expand_dims(dy, axis=1), onehot), axis=1)
+
+
 # --- image augmentation (F.image_augmentation) --------------------------------------------
 
 

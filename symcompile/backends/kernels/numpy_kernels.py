@@ -864,6 +864,54 @@ def chosen_index(sources, samples):
     return tuple(index)
 
 
+def choice_indices(w, u, replace, count):
+    """F.random_choice's positions: per row r of the weights w (rows, n), `count` of
+    them; with `replace`, the first i whose cumulative weight exceeds u[r, j] * sum(w[r])
+    for each uniform u[r, j] (one sorted search over all rows, each offset by its row
+    number); without, the `count` largest log(w[r, i]) - log(-log(u[r, i])) in order
+    (Gumbel top-k: successive sampling without replacement). Weights nnabla refuses are
+    refused (ValueError), as its CPU implementation does."""
+    rows, n = w.shape
+    weights = numpy.asarray(w, dtype=numpy.float64)
+    positive = (weights > 0).sum(axis=1)
+    if numpy.any(weights < 0) or not numpy.all(numpy.isfinite(weights)):
+        raise ValueError("F.random_choice: the weights must be finite and non-negative")
+    if numpy.any(positive == 0):
+        raise ValueError("F.random_choice: each population needs a weight greater than 0 "
+                         f"(population {int(numpy.argmin(positive))} has none)")
+    if replace:
+        cumulative = numpy.cumsum(weights, axis=1)
+        cumulative /= cumulative[:, -1:]
+        offsets = numpy.arange(rows, dtype=numpy.float64)[:, None]
+        found = numpy.searchsorted((cumulative + offsets).ravel(), (u + offsets).ravel(),
+                                   side="right")
+        positions = numpy.minimum(found.reshape(rows, count) - offsets.astype(numpy.int64) * n,
+                                  n - 1)
+    else:
+        if numpy.any(positive < count):
+            raise ValueError(f"F.random_choice: sampling {count} without replacement needs "
+                             f"{count} positive weights per population (population "
+                             f"{int(numpy.argmin(positive))} has {int(positive.min())})")
+        with numpy.errstate(divide="ignore"):
+            keys = numpy.log(weights) - numpy.log(-numpy.log(numpy.maximum(u, 1e-300)))
+        positions = numpy.argsort(-keys, axis=1, kind="stable")[:, :count]
+    return positions.astype(u.dtype)
+
+
+def row_take(x, positions):
+    """y[r, j] = x[r, positions[r, j]] (positions numbers, computed at run time)."""
+    return numpy.take_along_axis(x, positions.astype(numpy.intp), axis=1)
+
+
+def row_take_grad(dy, positions, length):
+    """The transpose of row_take: dx[r, i] = sum over j with positions[r, j] == i of
+    dy[r, j] (numpy.add.at adds repeated positions)."""
+    dx = numpy.zeros((dy.shape[0], length), dtype=dy.dtype)
+    rows = numpy.arange(dy.shape[0])[:, None]
+    numpy.add.at(dx, (rows, positions.astype(numpy.intp)), dy)
+    return dx
+
+
 def chosen_take(x, choice, kind, base_axis, sizes, shifts, mode, value):
     """A random flip, shift or crop of x: y[s, j] = x[s, src(s, j)] (chosen_sources) for
     each sample s (the axes before base_axis), `value` where a shift reads outside."""
