@@ -15,6 +15,7 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
+from symcompile.ir.formula import option_text
 from symcompile.ir.indexing import slice_text
 from symcompile.ir.primitives import BroadcastTo, Full, Primitive, Shapes, as_ints, shape_tuple
 
@@ -371,7 +372,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         its arrays, then its options by keyword,
         ``conv_forward(x, conv_W, pad=(1, 1), stride=(1, 1), dilation=(1, 1), group=1)``."""
         arrays = [self._print(expr.args[i]) for i in expr.tensor_args]
-        options = [f"{name}={_option_text(value)}" for name, value in expr.keywords()]
+        options = [f"{name}={option_text(value)}" for name, value in expr.keywords()]
         return self._kernel_call(expr.kernel, arrays + options)
 
     def _kernel_call(self, name: str, arguments: list[str]) -> str:
@@ -656,13 +657,6 @@ def _unfolded(x, shape):
     it stood for: a number fills an array of the module's dtype (a broadcast Python float
     would be float64), an array is broadcast."""
     return (Full if x.is_number else BroadcastTo)(x, shape)
-
-
-def _option_text(value) -> str:
-    """A kernel's option as a literal: a tuple of ints, an int or a float."""
-    if isinstance(value, sympy.Tuple):
-        return shape_text(value)
-    return str(int(value)) if value.is_Integer else repr(float(value))
 
 
 def _unwrapped(text: str) -> str:

@@ -276,12 +276,15 @@ class FormulaPrinter(StrPrinter):
 
 def _kernel_options(expr: KernelBase) -> list[str]:
     """``pad=(1, 1)``, ... : the options of a kernel's call a formula shows."""
-    return [f"{name}={_option_text(value)}" for name, value in expr.shown_keywords()]
+    return [f"{name}={option_text(value)}" for name, value in expr.shown_keywords()]
 
 
-def _option_text(value) -> str:
+def option_text(value) -> str:
+    """A kernel's option as a Python literal: an int, a float, or a tuple of them (the
+    generated code's and the formulas')."""
     if isinstance(value, sympy.Tuple):
-        return str(tuple(as_ints(value)))
+        items = [option_text(v) for v in value]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
     return str(int(value)) if value.is_Integer else repr(float(value))
 
 
@@ -333,7 +336,7 @@ class FormulaLatexPrinter(LatexPrinter):
 
     def _print_KernelBase(self, expr, exp=None):
         arrays = [self._print(expr.args[i]) for i in expr.tensor_args]
-        options = [rf"\text{{{name}}}={_option_text(value)}"
+        options = [rf"\text{{{name}}}={option_text(value)}"
                    for name, value in expr.shown_keywords()]
         name = expr.kernel.replace("_", r"\_")
         power = f"^{{{exp}}}" if exp is not None else ""  # a kernel's value to a power
