@@ -738,6 +738,7 @@ NOT_DRAWN = {
     "rand": "random", "randn": "random", "randint": "random", "dropout": "random",
     "random_crop": "random", "random_flip": "random", "random_shift": "random",
     "image_augmentation": "random", "random_choice": "random",
+    "random_erase": "random",
     # its backward is by design not the derivative of its forward (identity forward, the
     # gradient always rescaled to clip_norm), so central differences cannot check it
     "clip_grad_by_norm": "gradient not the derivative",

@@ -483,6 +483,10 @@ def _structural_cases() -> dict[str, Case]:
         lambda x, w: (F.random_choice(x, F.exp(w), shape=(2, 3)) * 1.5,
                       F.random_choice(x, F.exp(w), shape=(2,), replace=False)),
         normal((2, 4), (2, 4)))
+    cases["random_erase"] = Case(  # (its rectangles and statistics: test_random_erase.py)
+        lambda x: (F.random_erase(x, prob=0.8, replacements=(-1, 1), n=2) * x,
+                   F.random_erase(x, prob=1.0, share=False, ste_fine_grained=False)),
+        normal((2, 2, 5, 6)))
     cases["image_augmentation"] = Case(  # its draws too come from one seed
         lambda x: (F.image_augmentation(x, shape=(3, 3), pad=(1, 1), min_scale=0.8,
                                         max_scale=1.2, angle=0.3, aspect_ratio=1.2,

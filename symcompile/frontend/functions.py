@@ -1482,6 +1482,46 @@ def random_choice(x, w, shape=[], replace=True, seed=-1,  # noqa: B006 (nnabla's
                    seed=int(seed))
 
 
+__all__ += ["random_erase"]
+
+
+def random_erase(x, prob=0.5, area_ratios=(0.02, 0.4), aspect_ratios=(0.3, 3.3333),
+                 replacements=(0.0, 255.0), n=None, share=True, inplace=False, base_axis=1,
+                 seed=-1, channel_last=False, ste_fine_grained=True, n_outputs=-1,
+                 outputs=None):
+    """Each image x[s] (C, H, W; the axes before base_axis are the samples) with up to `n`
+    (None: 1) rectangles replaced by uniform noise in `replacements`: each drawn with
+    probability `prob`, of area U(area_ratios) * H * W and aspect ratio U(aspect_ratios),
+    as nnabla's; one rectangle for every channel (`share`) or one per channel. Drawn anew
+    by every forward pass, seeded as for `dropout`. The gradient is dy outside the
+    rectangles and 0 inside (``ste_fine_grained=True``), or dy everywhere. NHWC with
+    ``channel_last=True``, which nnabla runs on CUDA only. `inplace` is ignored, as by
+    nnabla."""
+    if not isinstance(x, Variable):
+        return _record("random_erase", (x,))  # raises the TypeError
+    where = f"F.random_erase: input of shape {x.shape}"
+    base = _random_arguments("random_erase", x, base_axis, seed)
+    if len(x.shape) - base != 3:
+        raise ValueError(f"{where}: base_axis {base} must leave 3 axes (channels, height, "
+                         f"width: nnabla erases 2-D images only)")
+    prob = float(number(prob, "random_erase", "prob"))
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"{where}: prob={prob} must be in [0, 1]")
+    ranges = {}
+    for name, values in (("area_ratios", area_ratios), ("aspect_ratios", aspect_ratios),
+                         ("replacements", replacements)):
+        values = tuple(values) if hasattr(values, "__iter__") else (values,)
+        if len(values) != 2:
+            raise ValueError(f"{where}: {name}={values} must hold 2 numbers (low, high)")
+        ranges[name] = tuple(float(number(v, "random_erase", name)) for v in values)
+    rounds = 1 if n is None else _int_argument("random_erase", "n", n)
+    if rounds < 1:
+        raise ValueError(f"{where}: n={rounds} must be positive (the rectangles per image)")
+    return _record("random_erase", (x,), prob=prob, **ranges, n=rounds, share=bool(share),
+                   base_axis=base, seed=int(seed), ste_fine_grained=bool(ste_fine_grained),
+                   **_layout(channel_last))
+
+
 __all__ += ["image_augmentation"]
 
 

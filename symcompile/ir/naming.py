@@ -44,7 +44,7 @@ RESERVED = frozenset(
         "sort_take", "top_k_take",
         "erf_values", "interpolate_axis", "interpolate_axis_grad", "chosen_sources",
         "chosen_index", "chosen_take", "chosen_take_grad", "choice_indices", "row_take",
-        "row_take_grad",
+        "row_take_grad", "erase_mask",
         "nd_indices", "index_array", "first_outside", "nd_positions", "nd_last", "nd_writer",
         "gather_nd", "scatter_nd",
         "image_augment",

@@ -189,3 +189,32 @@ class RowTakeGrad(KernelBase):
         if index == 1:
             return sympy.Integer(0)
         return RowTake(exact(g, self.shape(shapes), shapes), self.args[1])
+
+
+# --- random erasing: rectangles drawn per sample (and channel) -------------------------------
+
+class EraseMask(KernelBase):
+    """1 where F.random_erase erases x (B, C, H, W), else 0: for each of the `n` rounds and
+    each sample (and channel, unless `share`), five uniform numbers in `draws` (n, B, 1 or
+    C, 5) give, as nnabla's generate_random_coords, the area S_e = U(area_ratios) * H * W,
+    the aspect ratio r_e = U(aspect_ratios), whether to erase (U(0, 1) <= prob), and the
+    top-left corner (uniform integers in [0, H - H_e] and [0, W - W_e]) of the rectangle of
+    rows [y_e, y_e + H_e] and columns [x_e, x_e + W_e] (both ends included, as nnabla's),
+    H_e = min(floor(sqrt(S_e * r_e)), H), W_e = min(floor(sqrt(S_e / r_e)), W). Args (draws,
+    prob, area_ratios, aspect_ratios, x_shape). A constant: no gradient."""
+
+    nargs = 5
+    tensor_args = (0,)
+    kernel = "erase_mask"
+    options = ("prob", "area_ratios", "aspect_ratios", "x_shape")
+    unshown = ("x_shape",)
+
+    @classmethod
+    def eval(cls, *args):
+        return None  # (a mask of zeros is still an array of its shape)
+
+    def shape(self, shapes):
+        return as_ints(self.args[4])
+
+    def vjp(self, index, g, shapes):
+        return sympy.Integer(0)

@@ -54,6 +54,24 @@ class SharedGradient(Composite):
         return self.args[0]
 
 
+class StraightThrough(Composite):
+    """`value` forward; backward, the cotangent goes to x unchanged and nothing to `value`
+    (random_erase with ste_fine_grained=False: the erased pixels pass the gradient as
+    if kept). Args (value, x), one shape."""
+
+    nargs = 2
+    tensor_args = (1,)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        return g
+
+    def expansion(self, shapes):
+        return self.args[0]
+
+
 class TopKGrad(Composite):
     """x forward; backward, only the k largest elements of each sample's cotangent (by
     magnitude if `absolute`) pass, the others are 0 (nnabla's top_k_grad); a sample is the

@@ -33,15 +33,21 @@ def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(range(len(perm)), key=perm.__getitem__))
 
 
-def convolution_layout(shapes, attrs):
-    """x (*batch, *L, C) and weight (C', *K, C/group): channels after the batch axes and
-    second in the weight (deconvolution's weight (C, *K, C'/group) alike); the bias
-    stays."""
-    x, w = shapes[0], shapes[1]
+def image_layout(shapes, attrs):
+    """x (*batch, *L, C): the channels moved to base_axis, after the batch axes."""
+    x = shapes[0]
     base = min(attrs["base_axis"], max(len(x) - 1, 0))  # (the rule names a bad base_axis)
     to_first = _channel_moved(len(x), base)
-    return ((to_first, _channel_moved(len(w), 1)) + (None,) * (len(shapes) - 2),
-            _inverse(to_first))
+    return (to_first,) + (None,) * (len(shapes) - 1), _inverse(to_first)
+
+
+def convolution_layout(shapes, attrs):
+    """x (*batch, *L, C) and weight (C', *K, C/group): the image's layout, and the
+    weight's channels second (deconvolution's weight (C, *K, C'/group) alike); the bias
+    stays."""
+    (to_first, *_), back = image_layout(shapes, attrs)
+    weight = _channel_moved(len(shapes[1]), 1)
+    return (to_first, weight) + (None,) * (len(shapes) - 2), back
 
 
 def pooling_layout(shapes, attrs):

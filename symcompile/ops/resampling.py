@@ -9,13 +9,15 @@ import math
 from fractions import Fraction
 
 from symcompile.common.deferred import Deferred
-from symcompile.ops.opdef import OpDef, registrar
+from symcompile.ops.layout import image_layout, with_channel_last
+from symcompile.ops.opdef import OpDef, registrar, sympy_number
 
 sympy = Deferred("sympy")
 P = Deferred("symcompile.ir.primitives")
 I = Deferred("symcompile.ir.indexing")  # noqa: E741 - the module's short name, like P
 R = Deferred("symcompile.ir.resampling")
 G = Deferred("symcompile.ops.gradient_clipping")
+E = Deferred("symcompile.ops.sympy_functions")
 
 OPS: dict[str, OpDef] = {}
 
@@ -133,3 +135,31 @@ def _random_choice_samples(args, attrs, ctx):
 
 
 _register("random_choice", "RandomChoice", 2, _random_choice_shape)(_random_choice_samples)
+
+
+# --- random erasing: rectangles replaced by uniform noise ------------------------------------
+# x (*samples, C, H, W): `n` rounds of one rectangle per sample (per channel too, unless
+# `share`), each applied with probability `prob` (`EraseMask`, from five uniform draws per
+# rectangle), its pixels replaced by uniform draws in `replacements`. The gradient is dy
+# outside the rectangles, 0 inside (ste_fine_grained, nnabla's default), or dy everywhere.
+
+def _random_erase(args, attrs, ctx):
+    x_shape = ctx.in_shapes[0]
+    base = attrs["base_axis"]
+    images = (math.prod(x_shape[:base]),) + tuple(x_shape[base:])
+    channels = 1 if attrs["share"] else images[1]
+    coordinates = P.UniformDraw(P.shape_tuple((attrs["n"], images[0], channels, 5)),
+                                sympy.Integer(0), sympy.Integer(1), sympy.Integer(0))
+    low, high = attrs["replacements"]
+    noise = P.UniformDraw(P.shape_tuple(x_shape), sympy_number(low), sympy_number(high),
+                          sympy.Integer(1))  # (its own tag: never the same draw as above)
+    mask = R.EraseMask(coordinates, sympy_number(attrs["prob"]),
+                       sympy.Tuple(*map(sympy_number, attrs["area_ratios"])),
+                       sympy.Tuple(*map(sympy_number, attrs["aspect_ratios"])),
+                       P.shape_tuple(images))
+    erased = E.Select(P.reshape(mask, x_shape, ctx.shapes), noise, args[0])
+    return erased if attrs["ste_fine_grained"] else G.StraightThrough(erased, args[0])
+
+
+_register("random_erase", "RandomErase", 1, lambda shapes, attrs: shapes[0])(_random_erase)
+OPS["random_erase"] = with_channel_last(OPS["random_erase"], image_layout)  # (NHWC)

@@ -1021,6 +1021,29 @@ def choice_indices(xp, w, u, replace, count):
     return xp.astype(positions, u.dtype)
 
 
+def erase_mask(xp, draws, prob, area_ratios, aspect_ratios, x_shape):
+    """F.random_erase's mask (1: erased) of x (B, C, H, W): see the NumPy kernel."""
+    _, _, height, width = x_shape
+    device = device_of(draws)
+    u = draws
+    area = (area_ratios[0] + (area_ratios[1] - area_ratios[0]) * u[..., 0]) * (height * width)
+    ratio = aspect_ratios[0] + (aspect_ratios[1] - aspect_ratios[0]) * u[..., 1]
+    tall = xp.clip(xp.floor(xp.sqrt(area * ratio)), max=height)
+    wide = xp.clip(xp.floor(xp.sqrt(area / ratio)), max=width)
+    top = xp.floor(u[..., 3] * (height - tall + 1))  # uniform in [0, H - H_e]
+    left = xp.floor(u[..., 4] * (width - wide + 1))
+    rows = xp.arange(height, dtype=draws.dtype, device=device)
+    columns = xp.arange(width, dtype=draws.dtype, device=device)
+    in_rows = (xp.expand_dims(top, axis=-1) <= rows) & (
+        rows <= xp.expand_dims(top + tall, axis=-1))
+    in_columns = (xp.expand_dims(left, axis=-1) <= columns) & (
+        columns <= xp.expand_dims(left + wide, axis=-1))
+    applied = xp.expand_dims(xp.expand_dims(u[..., 2] <= prob, axis=-1), axis=-1)
+    erased = xp.any(applied & xp.expand_dims(in_rows, axis=-1)
+                    & xp.expand_dims(in_columns, axis=-2), axis=0)
+    return xp.astype(xp.broadcast_to(erased, tuple(x_shape)), draws.dtype)
+
+
 def row_take(xp, x, positions):
     """y[r, j] = x[r, positions[r, j]]: a one-hot comparison with every position, summed
     (the standard's take reads one axis with one index vector)."""

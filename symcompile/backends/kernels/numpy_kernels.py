@@ -898,6 +898,28 @@ def choice_indices(w, u, replace, count):
     return positions.astype(u.dtype)
 
 
+def erase_mask(draws, prob, area_ratios, aspect_ratios, x_shape):
+    """F.random_erase's mask (1: erased) of x (B, C, H, W) from the uniform draws (n, B, 1
+    or C, 5) of its rectangles: per rectangle (area, aspect ratio, apply, top, left) as
+    nnabla's generate_random_coords turns them into H_e, W_e and a corner, rows and
+    columns inclusive at both ends; any round erases."""
+    _, _, height, width = x_shape
+    u = numpy.asarray(draws, dtype=numpy.float64)
+    area = (area_ratios[0] + (area_ratios[1] - area_ratios[0]) * u[..., 0]) * (height * width)
+    ratio = aspect_ratios[0] + (aspect_ratios[1] - aspect_ratios[0]) * u[..., 1]
+    tall = numpy.minimum(numpy.floor(numpy.sqrt(area * ratio)), height)
+    wide = numpy.minimum(numpy.floor(numpy.sqrt(area / ratio)), width)
+    top = numpy.floor(u[..., 3] * (height - tall + 1))  # uniform in [0, H - H_e]
+    left = numpy.floor(u[..., 4] * (width - wide + 1))
+    rows = numpy.arange(height)
+    columns = numpy.arange(width)
+    in_rows = (top[..., None] <= rows) & (rows <= (top + tall)[..., None])
+    in_columns = (left[..., None] <= columns) & (columns <= (left + wide)[..., None])
+    applied = (u[..., 2] <= prob)[..., None, None]
+    erased = numpy.any(applied & in_rows[..., :, None] & in_columns[..., None, :], axis=0)
+    return numpy.broadcast_to(erased, tuple(x_shape)).astype(draws.dtype)
+
+
 def row_take(x, positions):
     """y[r, j] = x[r, positions[r, j]] (positions numbers, computed at run time)."""
     return numpy.take_along_axis(x, positions.astype(numpy.intp), axis=1)
