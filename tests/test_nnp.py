@@ -32,7 +32,8 @@ UNWRITABLE = {
     "random_flip, random_shift, random_crop": "drawn flip",
 }
 # values differ: shapes only
-RANDOM = ("dropout", "rand, randn, randint", "image_augmentation", "random_choice")
+RANDOM = ("dropout", "rand, randn, randint", "image_augmentation", "random_choice",
+          "random_erase")
 
 
 def _case_graph(name):
@@ -161,8 +162,8 @@ def test_bad_contents_are_refused_naming_what(tmp_path):
     nn.clear_parameters()
     x, y = _mlp(2)
     path = tmp_path / "m.nnp"
-    with pytest.raises(ValueError, match="'optimizers' are not supported"):
-        save.save(path, {**_contents({"x": x}, {"y": y}), "optimizers": []})
+    with pytest.raises(ValueError, match="'optimizer' are not supported"):
+        save.save(path, {**_contents({"x": x}, {"y": y}), "optimizer": []})
     with pytest.raises(ValueError, match="executor 'e' runs network 'other'"):
         save.save(path, {"networks": _contents({"x": x}, {"y": y})["networks"],
                          "executors": [{"name": "e", "network": "other"}]})
