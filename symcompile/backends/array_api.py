@@ -42,6 +42,8 @@ class ArrayAPIPrinter(NumPyPrinter):
     """The NumPy printer, calling the standard's functions on the local namespace ``xp``;
     ``dtype`` and ``device`` are locals of every generated function too."""
 
+    outer_products_by_dot = False  # (the standard has no dot: every product is @)
+
     def _print(self, expr, **kwargs):
         """A NumPy function of numbers that does not fold into a float (acosh(0) is complex
         to SymPy, NaN to NumPy) is called on 0-d arrays: the standard's functions take
