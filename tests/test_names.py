@@ -817,3 +817,15 @@ def test_shortened_identifiers_are_the_same_in_every_process(tmp_path):
     mine = {k: v["argument"] for k, v in here.PARAMETERS.items()}
     assert other == mine
     assert len(set(mine.values())) == 6
+
+
+def test_values_assigned_together_are_named_by_their_own_targets(tmp_path):
+    """``x, t = nn.Variable(...), nn.Variable(...)`` names the inputs x and t (t was
+    x_2); ``a, (b, c) = ...`` nests, and a starred or unpacked assignment names none."""
+    x, t = nn.Variable((4, 3)), nn.Variable((4, 1))
+    w, (b, scale) = nn.Variable((3, 2), need_grad=True), (nn.Variable((2,)), nn.Variable((1, 1)))
+    pair = nn.Variable((4, 2)), nn.Variable((4, 2))
+    y = F.affine(x, w, b) * scale + pair[0] * pair[1]
+    m = nn.compile(F.mean(F.softmax_cross_entropy(y, t)), name="pairs",
+                   output_dir=tmp_path).module
+    assert sorted(m.INPUTS) == ["b", "scale", "t", "w", "x", "x_2", "x_3"]  # (pair: x_2, x_3)

@@ -3,7 +3,8 @@
 Every `F.*` call and `nn.Variable(...)` records the first stack frame outside the
 symcompile package (file, line and the call's column span). At compile time that
 position gives the provenance comment of each generated statement and, when the call
-is the whole right-hand side of ``name = ...``, a readable name for the value.
+is the whole right-hand side of ``name = ...`` (or its element in ``x, t = ..., ...``), a
+readable name for the value.
 """
 
 from __future__ import annotations
@@ -90,11 +91,21 @@ def _assignments_cached(filename: str, mtime: float) -> dict:
             target = node.target
         else:
             continue
-        if isinstance(target, ast.Name) and node.value is not None:
-            value = node.value
+        for name, value in _pairs(target, node.value):
             key = (value.lineno, value.col_offset, value.end_lineno, value.end_col_offset)
-            found[key] = target.id
+            found[key] = name
     return found
+
+
+def _pairs(target, value):
+    """(name, value) for ``x = v`` and, element by element, ``x, t = v, u``."""
+    if isinstance(target, ast.Name):
+        yield target.id, value
+    elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
+            and len(target.elts) == len(value.elts) \
+            and not any(isinstance(e, ast.Starred) for e in target.elts + value.elts):
+        for element, part in zip(target.elts, value.elts, strict=True):
+            yield from _pairs(element, part)
 
 
 def _assignments(filename: str) -> dict:
