@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import interleaved, table
+from common import interleaved, pin_to_one_cpu, table
+
+PINNED = pin_to_one_cpu()  # (before jax starts its threads)
 
 ROOT = Path(__file__).resolve().parent.parent
 BS, A, B, LR = 32, 0.3, 1.5, 0.01

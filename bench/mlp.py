@@ -31,7 +31,9 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from common import interleaved, peak_memory, table  # noqa: E402
+from common import interleaved, peak_memory, pin_to_one_cpu, table  # noqa: E402
+
+PINNED = pin_to_one_cpu()  # (before jax starts its threads)
 
 BS, DIN, DH, DOUT, LR = 128, 784, 256, 10, 0.1
 rng = np.random.default_rng(0)

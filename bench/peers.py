@@ -62,10 +62,10 @@ os.environ.setdefault("XLA_FLAGS",
 
 # jax.jit ignores those XLA_FLAGS (jaxlib 0.10: two cores busy during a jitted MLP step, see
 # jax-ml/jax#1539): the process is pinned to one CPU, which holds every library to one core.
-PINNED = None
-if "--no-pin" not in sys.argv and hasattr(os, "sched_setaffinity"):
-    PINNED = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {PINNED})
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import pin_to_one_cpu  # noqa: E402
+
+PINNED = None if "--no-pin" in sys.argv else pin_to_one_cpu()
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
