@@ -197,9 +197,22 @@ def test_layers_create_nnablas_weight_layouts():
 
 
 def test_a_written_network_keeps_channel_last_and_reads_back(tmp_path):
+    from symcompile.utils.nnp_graph import NnpLoader
+
+    x, y, path = _nhwc_file(tmp_path)
+    x.d = np.random.default_rng(0).normal(size=x.shape)
+    y.forward()
+    net = NnpLoader(str(path)).get_network("net", batch_size=2)
+    assert [f.args.get("channel_last") for f in _functions(net.outputs["y"])] == [True, True]
+    net.inputs["x"].d = x.d
+    net.outputs["y"].forward()
+    np.testing.assert_allclose(net.outputs["y"].d, y.d, rtol=1e-6)
+
+
+def _nhwc_file(tmp_path):
+    """An NHWC convolution and pooling written to nhwc.nnp: (x, y, the file)."""
     pytest.importorskip("google.protobuf")
     from symcompile.utils import save
-    from symcompile.utils.nnp_graph import NnpLoader
 
     x = nn.Variable((2, 6, 6, 3))
     y = F.average_pooling(PF.convolution(x, 4, (3, 3), channel_last=True), (2, 2),
@@ -208,13 +221,7 @@ def test_a_written_network_keeps_channel_last_and_reads_back(tmp_path):
     save.save(path, {"networks": [{"name": "net", "batch_size": 2, "outputs": {"y": y},
                                    "names": {"x": x}}],
                      "executors": [{"name": "runtime", "network": "net"}]})
-    x.d = np.random.default_rng(0).normal(size=x.shape)
-    y.forward()
-    net = NnpLoader(str(path)).get_network("net", batch_size=2)
-    assert [f.args.get("channel_last") for f in _functions(net.outputs["y"])] == [True, True]
-    net.inputs["x"].d = x.d
-    net.outputs["y"].forward()
-    np.testing.assert_allclose(net.outputs["y"].d, y.d, rtol=1e-6)
+    return x, y, path
 
 
 def _functions(var) -> list:
@@ -286,9 +293,6 @@ def _moved(shape, axis):
 
 @pytest.mark.skipif(not NNABLA, reason="SYMCOMPILE_NNABLA_PYTHON is not set")
 def test_nnabla_infers_the_same_shapes_and_loads_the_file(tmp_path):
-    pytest.importorskip("google.protobuf")
-    from symcompile.utils import save
-
     calls, expected = [], []
     for f, x, w, kw in _calls():
         nn.clear_parameters()
@@ -303,13 +307,7 @@ def test_nnabla_infers_the_same_shapes_and_loads_the_file(tmp_path):
             k: list(v.shape) for k, v in nn.get_parameters(grad_only=False).items()}})
         calls.append({"f": f, "x": list(x), "w": list(w) if w else None, "kwargs": kw})
     nn.clear_parameters()
-    x = nn.Variable((2, 6, 6, 3))
-    y = F.average_pooling(PF.convolution(x, 4, (3, 3), channel_last=True), (2, 2),
-                          channel_last=True)
-    path = tmp_path / "nhwc.nnp"
-    save.save(path, {"networks": [{"name": "net", "batch_size": 2, "outputs": {"y": y},
-                                   "names": {"x": x}}],
-                     "executors": [{"name": "runtime", "network": "net"}]})
+    _, y, path = _nhwc_file(tmp_path)
     rows = nnabla_rows(NNABLA, _NNABLA_SHAPES, {"calls": calls, "nnp": str(path)}, tmp_path)
     assert rows[:-1] == expected
     assert rows[-1] == {"nnp": list(y.shape), "types": ["Convolution", "AveragePooling"],

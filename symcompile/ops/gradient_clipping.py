@@ -18,25 +18,33 @@ from symcompile.ir.primitives import Composite, StopGradient, as_ints, exact, re
 from symcompile.ops.sympy_functions import Maximum, Minimum
 
 
-class ClipGradByValue(Composite):
+class _Identity(Composite):
+    """args[0] forward (and after autodiff); backward, the cotangent g, as is, to each of
+    the `tensor_args` (subclasses clip or route it)."""
+
+    def shape(self, shapes):
+        return shapes.of(self.args[0])
+
+    def vjp(self, index, g, shapes):
+        return g
+
+    def expansion(self, shapes):
+        return self.args[0]
+
+
+class ClipGradByValue(_Identity):
     """x forward; backward, the cotangent limited to [low, high] elementwise (nnabla's
     `min(max(dy, low), high)` wherever low <= high); args (x, low, high), one shape."""
 
     nargs = 3
     tensor_args = (0,)  # nnabla sends no gradient to the bounds
 
-    def shape(self, shapes):
-        return shapes.of(self.args[0])
-
     def vjp(self, index, g, shapes):
         _, low, high = self.args
         return Minimum(Maximum(g, low), high)
 
-    def expansion(self, shapes):
-        return self.args[0]
 
-
-class SharedGradient(Composite):
+class SharedGradient(_Identity):
     """x forward; backward, the cotangent goes to x and, unchanged, to `other` (of x's
     shape): nnabla's RandomChoice gives its weights the gradient it gives its population.
     Args (x, other)."""
@@ -44,32 +52,14 @@ class SharedGradient(Composite):
     nargs = 2
     tensor_args = (0, 1)
 
-    def shape(self, shapes):
-        return shapes.of(self.args[0])
 
-    def vjp(self, index, g, shapes):
-        return g
-
-    def expansion(self, shapes):
-        return self.args[0]
-
-
-class StraightThrough(Composite):
+class StraightThrough(_Identity):
     """`value` forward; backward, the cotangent goes to x unchanged and nothing to `value`
     (random_erase with ste_fine_grained=False: the erased pixels pass the gradient as
     if kept). Args (value, x), one shape."""
 
     nargs = 2
     tensor_args = (1,)
-
-    def shape(self, shapes):
-        return shapes.of(self.args[0])
-
-    def vjp(self, index, g, shapes):
-        return g
-
-    def expansion(self, shapes):
-        return self.args[0]
 
 
 class TopKGrad(Composite):
