@@ -486,8 +486,8 @@ def test_per_sample_layers_create_nnablas_parameters():
      r"length on the batch axes \[0\], 1 elsewhere, e.g. \(1, 4, 1\)"),
     (lambda: F.instance_normalization(nn.Variable((2, 6, 3)), None, None, channel_axis=0),
      r"channel_axis 0 is also a batch axis"),
-    (lambda: F.layer_normalization(nn.Variable((2, 6)), None, None, output_stat=True),
-     r"output_stat=True .* not implemented"),
+    (lambda: F.layer_normalization(nn.Variable((2, 6)), None, None, output_stat="yes"),
+     r"F.layer_normalization: output_stat must be True or False, got 'yes'"),
 ])
 def test_per_sample_bad_input(call, message):
     with pytest.raises(ValueError, match=message):

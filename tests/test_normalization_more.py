@@ -472,8 +472,8 @@ def _v(*shape):
      r"F.norm_normalization: p must be >= 1"),
     (lambda: F.weight_standardization(_v(2, 3), channel_axis=2), ValueError,
      r"F.weight_standardization: axis 2 is out of range"),
-    (lambda: F.weight_standardization(_v(2, 3), output_stat=True), ValueError,
-     r"F.weight_standardization: output_stat=True .* not implemented"),
+    (lambda: F.weight_standardization(_v(2, 3), output_stat=2), ValueError,
+     r"F.weight_standardization: output_stat must be True or False, got 2"),
     (lambda: F.weight_normalization(_v(4, 3), _v(3)), ValueError,
      r"F.weight_normalization: g of shape \(3,\) does not fit the weight of shape \(4, 3\) "
      r"with dim=0: it must be 1-D of shape \(4,\)"),

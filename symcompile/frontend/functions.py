@@ -479,7 +479,7 @@ def batch_normalization(x, beta, gamma, mean, variance, axes=[1],  # noqa: B006 
     * mu`` and likewise for the variance, with the batch's unbiased variance. Without it
     (inference) the running statistics are used and get no gradient. `beta` or `gamma`
     None omits the term; `mean` and `variance` None (batch_stat only) updates nothing.
-    ``output_stat=True`` (the batch statistics as outputs) is not implemented. Over
+    ``output_stat=True`` also returns the batch's mean and biased variance. Over
     several `axes` the running statistics are updated too (nnabla 1.39 updates transposed
     copies of them instead, so its parameters keep their initial values).
     """
@@ -489,7 +489,9 @@ def batch_normalization(x, beta, gamma, mean, variance, axes=[1],  # noqa: B006 
 
 def layer_normalization(x, beta, gamma, batch_axis=0, eps=1e-05, output_stat=False):
     """Layer normalization: each sample standardized over every axis but `batch_axis`
-    (an int or a list), then y = x_hat * gamma + beta (either may be None)."""
+    (an int or a list), then y = x_hat * gamma + beta (either may be None). With
+    `output_stat`, (y, mean, variance): the biased variance, both of x's shape with the
+    normalized axes 1 and differentiable, as nnabla 1.39's (whose docs call it "Std")."""
     return _per_sample("layer_normalization", x, beta, gamma, output_stat, eps=eps,
                        batch_axis=batch_axis)
 
@@ -497,7 +499,9 @@ def layer_normalization(x, beta, gamma, batch_axis=0, eps=1e-05, output_stat=Fal
 def instance_normalization(x, beta, gamma, channel_axis=1, batch_axis=0, eps=1e-05,
                            output_stat=False):
     """Instance normalization: each sample's each channel standardized over the other axes,
-    then y = x_hat * gamma + beta (either may be None)."""
+    then y = x_hat * gamma + beta (either may be None). With `output_stat`, (y, mean,
+    variance) as for F.layer_normalization, of shape 1 but along the batch and channel
+    axes."""
     return _per_sample("instance_normalization", x, beta, gamma, output_stat, eps=eps,
                        batch_axis=batch_axis, channel_axis=channel_axis)
 
@@ -506,7 +510,10 @@ def group_normalization(x, beta, gamma, num_groups, channel_axis=1, batch_axis=0
                         output_stat=False):
     """Group normalization: the channels split into `num_groups` groups, each sample's each
     group standardized over its channels and the other axes, then y = x_hat * gamma + beta
-    (either may be None)."""
+    (either may be None). With `output_stat`, (y, mean, variance) as for
+    F.layer_normalization, of nnabla's shape: x's with the channel axis split into
+    (num_groups, channels per group), 1 but along the batch axes and the groups (e.g.
+    (B, G, 1, 1, 1) for x (B, C, H, W))."""
     if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral):
         raise TypeError(f"F.group_normalization: num_groups must be an int, got {num_groups!r}")
     return _per_sample("group_normalization", x, beta, gamma, output_stat, eps=eps,
@@ -514,13 +521,13 @@ def group_normalization(x, beta, gamma, num_groups, channel_axis=1, batch_axis=0
                        num_groups=int(num_groups))
 
 
-def _per_sample(op: str, x, beta, gamma, output_stat, eps, batch_axis, **more) -> Variable:
-    if output_stat:
-        raise ValueError(f"F.{op}: output_stat=True (returning the mean and variance as "
-                         "Variables) is not implemented; compute them with F.mean if needed")
+def _per_sample(op: str, x, beta, gamma, output_stat, eps, batch_axis, **more):
+    """The `op` node after nnabla's checks; with `output_stat`, (y, mean, variance) as
+    nnabla returns them (see `_statistics_of`)."""
     inputs = tuple(v for v in (x, beta, gamma) if v is not None)
     if not all(isinstance(v, Variable) for v in inputs):
         return _record(op, inputs)  # raises the TypeError
+    output_stat = _output_stat(op, output_stat, x)
     items = [batch_axis] if isinstance(batch_axis, numbers.Integral) else list(batch_axis)
     attrs = {"batch_axis": normalize_axes(op, items, x.shape),
              "eps": number(eps, op, "eps"), "no_bias": beta is None, "no_scale": gamma is None}
@@ -530,7 +537,40 @@ def _per_sample(op: str, x, beta, gamma, output_stat, eps, batch_axis, **more) -
             raise ValueError(f"F.{op}: channel_axis {channel} is also a batch axis "
                              f"{list(attrs['batch_axis'])} (input of shape {x.shape})")
         attrs["channel_axis"] = channel
-    return _record(op, inputs, **attrs, **more)
+    y = _record(op, inputs, **attrs, **more)
+    if not output_stat:
+        return y
+    kept = set(attrs["batch_axis"])
+    if op == "group_normalization":
+        # nnabla's statistics are those of x with the channel axis split into (num_groups,
+        # channels per group): shape (..., num_groups, 1, ...), as its docs say
+        axis, groups = attrs["channel_axis"], more["num_groups"]
+        split = x.shape[:axis] + (groups, x.shape[axis] // groups) + x.shape[axis + 1:]
+        x = _record("reshape", (x,), shape=split)
+        kept = {b if b < axis else b + 1 for b in kept} | {axis}
+    elif op == "instance_normalization":
+        kept.add(attrs["channel_axis"])
+    return (y, *_statistics_of(x, tuple(a for a in range(x.ndim) if a not in kept)))
+
+
+def _output_stat(op: str, output_stat, x: Variable) -> bool:
+    """`output_stat` as a bool: True or False (nnabla takes any truthy value; a string
+    such as "False" would then be True, so only booleans are accepted)."""
+    if isinstance(output_stat, (bool, numpy.bool_)):
+        return bool(output_stat)
+    raise ValueError(f"F.{op}: output_stat must be True or False, got {output_stat!r} "
+                     f"({type(output_stat).__name__}) for the input of shape {x.shape}; pass "
+                     "output_stat=True to also get the mean and variance, False for y alone")
+
+
+def _statistics_of(x: Variable, reduced: tuple[int, ...]) -> tuple[Variable, Variable]:
+    """The mean and the biased variance of `x` over the axes `reduced`, kept as axes of
+    length 1 (nnabla's shapes), both differentiable as nnabla's are; over no axes the mean
+    is x and the variance 0."""
+    mean = _record("mean", (x,), axes=reduced, keepdims=True)
+    squares = _record("pow_scalar", (_record("sub2", (x, mean)),),
+                      val=number(2, "pow_scalar", "val"))
+    return mean, _record("mean", (squares,), axes=reduced, keepdims=True)
 
 
 # --- batch normalization's checks, gradient clipping, norms, weight reparametrisations ----
@@ -691,16 +731,18 @@ def norm_normalization(x, p=None, axes=None, eps=1e-12):
 
 def weight_standardization(w, channel_axis=0, eps=1e-05, output_stat=False):
     """Each output channel of the weight (along `channel_axis`) standardized over the
-    other axes: (w - mean) / sqrt(variance + eps), the biased variance."""
-    if output_stat:
-        raise ValueError("F.weight_standardization: output_stat=True (returning the mean and "
-                         "standard deviation as Variables) is not implemented; compute them "
-                         "with F.mean if needed")
+    other axes: (w - mean) / sqrt(variance + eps), the biased variance. With
+    `output_stat`, (y, mean, variance), both of shape 1 but along `channel_axis` and
+    differentiable, as nnabla 1.39 returns them (its docs say "Std": it is the variance)."""
     if not isinstance(w, Variable):
         return _record("weight_standardization", (w,))
+    output_stat = _output_stat("weight_standardization", output_stat, w)
     (channel,) = normalize_axes("weight_standardization", channel_axis, w.shape)
-    return _record("weight_standardization", (w,), channel_axis=channel,
-                   eps=number(eps, "weight_standardization", "eps"))
+    y = _record("weight_standardization", (w,), channel_axis=channel,
+                eps=number(eps, "weight_standardization", "eps"))
+    if not output_stat:
+        return y
+    return (y, *_statistics_of(w, tuple(a for a in range(w.ndim) if a != channel)))
 
 
 def weight_normalization(w, g, dim=0, eps=1e-12, n_outputs=-1, outputs=None):

@@ -140,7 +140,10 @@ OPS["batch_normalization"] = OpDef(
 
 # --- layer, instance and group normalization ------------------------------------------------
 # Statistics of each sample (never of the batch), so nothing runs between calls; beta and
-# gamma (either may be absent) have the shapes nnabla checks (`_scale_rule`).
+# gamma (either may be absent) have the shapes nnabla checks (`_scale_rule`). With
+# output_stat=True the frontend (`_per_sample`, as `_batch_normalization`) returns the
+# statistics as further nodes (mean, sub2, pow_scalar; a reshape first for groups) beside
+# this op's, so that they are differentiable and nnabla's file format holds them.
 
 def scale_inputs(attrs) -> dict[str, int]:
     """The positions of x, beta (unless no_bias) and gamma (unless no_scale)."""
