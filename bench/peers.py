@@ -195,6 +195,18 @@ def loop_factory(loss, feed, init, solver_class, **options):
     return factory
 
 
+
+def _running(calls):
+    """The factory of a step that makes each of `calls` (the GEMM floor's products)."""
+    def factory():
+        def step(*_):
+            for call in calls:
+                call()
+
+        return step
+
+    return factory
+
 def fastest_product(a, b, out):
     """A call computing a @ b into `out`: np.matmul or np.dot, whichever is faster for
     these operands (np.matmul is far slower than np.dot on some shapes, such as the outer
@@ -573,14 +585,7 @@ def mlp(name, batch, hidden_layers, steps, adam=False):
             if i:
                 calls.append(fastest_product(dz, weight.T, grad_h))
 
-        def factory():
-            def step(*_):
-                for call in calls:
-                    call()
-
-            return step
-
-        return factory
+        return _running(calls)
 
     w.add(GEN, generated)
     w.add_loop()
@@ -788,14 +793,7 @@ def cnn_workload(steps):
                                  r.standard_normal((k, n), np.float32),
                                  np.empty((m, n), np.float32)) for m, k, n in shapes]
 
-        def factory():
-            def step(*_):
-                for call in calls:
-                    call()
-
-            return step
-
-        return factory
+        return _running(calls)
 
     w.add(GEN, generated)
     w.add_loop()
