@@ -379,8 +379,8 @@ def _np_group_normalization(x, beta, gamma, num_groups, channel_axis=1, batch_ax
                             eps=1e-5):
     c = channel_axis % x.ndim
     grouped = x.reshape(x.shape[:c] + (num_groups, x.shape[c] // num_groups) + x.shape[c + 1:])
-    b = batch_axis % x.ndim
-    kept = {b if b < c else b + 1, c}
+    # nnabla 1.39's indices: a batch axis after the channels indexes the split shape as it is
+    kept = {batch_axis % x.ndim, c}
     y = _standardized(grouped, tuple(i for i in range(grouped.ndim) if i not in kept), eps)
     return _affine_terms(y.reshape(x.shape), beta, gamma)
 

@@ -48,7 +48,9 @@ def _layout(function, shape, kw):
         return tuple(shape), tuple(a for a in range(ndim) if a not in kept)
     groups = kw["num_groups"]
     split = shape[:channel] + (groups, shape[channel] // groups) + shape[channel + 1:]
-    kept = {b if b < channel else b + 1 for b in kept} | {channel}
+    # nnabla 1.39 (measured): the batch axes index the split array as they are, so a batch
+    # axis after the channel axis keeps the axis before it
+    kept |= {channel}
     return tuple(split), tuple(a for a in range(len(split)) if a not in kept)
 
 
@@ -100,6 +102,13 @@ CASES = [
     ("group_normalization", (2, 3, 2, 4), {"num_groups": 2, "channel_axis": 3,
                                            "batch_axis": [0, 2]}, True, False,
      (2, 1, 2, 2, 1)),
+    # a batch axis after the channel axis, as nnabla computes it (the statistics per
+    # sample, group and channel within the group, over the other axes)
+    ("group_normalization", (2, 4, 6, 3), {"num_groups": 3, "channel_axis": 2,
+                                           "batch_axis": [0, 3]}, True, True,
+     (2, 1, 3, 2, 1)),
+    ("group_normalization", (2, 6, 4, 5), {"num_groups": 3, "batch_axis": [0, 2]}, False,
+     True, (2, 3, 2, 1, 1)),
     ("group_normalization", (3, 4, 5), {"num_groups": 4, "eps": 1e-2}, False, True,
      (3, 4, 1, 1)),
     ("group_normalization", (2, 4, 3), {"num_groups": 1}, False, False, (2, 1, 1, 1)),

@@ -513,7 +513,9 @@ def group_normalization(x, beta, gamma, num_groups, channel_axis=1, batch_axis=0
     (either may be None). With `output_stat`, (y, mean, variance) as for
     F.layer_normalization, of nnabla's shape: x's with the channel axis split into
     (num_groups, channels per group), 1 but along the batch axes and the groups (e.g.
-    (B, G, 1, 1, 1) for x (B, C, H, W))."""
+    (B, G, 1, 1, 1) for x (B, C, H, W)). As nnabla 1.39 computes it, batch axes after the
+    channel axis index the split shape unshifted (batch_axis=[0, 2] with channel_axis=1
+    keeps the channels within each group, and reduces the input's axis 2)."""
     if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral):
         raise TypeError(f"F.group_normalization: num_groups must be an int, got {num_groups!r}")
     return _per_sample("group_normalization", x, beta, gamma, output_stat, eps=eps,
@@ -547,7 +549,7 @@ def _per_sample(op: str, x, beta, gamma, output_stat, eps, batch_axis, **more):
         axis, groups = attrs["channel_axis"], more["num_groups"]
         split = x.shape[:axis] + (groups, x.shape[axis] // groups) + x.shape[axis + 1:]
         x = _record("reshape", (x,), shape=split)
-        kept = {b if b < axis else b + 1 for b in kept} | {axis}
+        kept |= {axis}  # (the batch axes index the split array unshifted, as nnabla's)
     elif op == "instance_normalization":
         kept.add(attrs["channel_axis"])
     return (y, *_statistics_of(x, tuple(a for a in range(x.ndim) if a not in kept)))

@@ -234,11 +234,16 @@ def _layer_or_instance(function: str):
 
 def _group_normalization(args, attrs, ctx):
     """The channel axis split into (num_groups, channels per group); each sample's
-    statistics over each group's channels and every axis but the batch axes."""
+    statistics over each group's channels and every axis but the batch axes.
+
+    As nnabla 1.39 computes it (measured), the batch axes index the split array as they
+    are: a batch axis after the channel axis keeps the axis before it (the channels per
+    group, for the one right after), and the input's axis itself is reduced. With the
+    batch axes before the channels, as usual, this is the documented rule."""
     x_shape = ctx.in_shapes[0]
     axis, groups = attrs["channel_axis"], attrs["num_groups"]
     split = x_shape[:axis] + (groups, x_shape[axis] // groups) + x_shape[axis + 1:]
-    batch = {b if b < axis else b + 1 for b in attrs["batch_axis"]}
+    batch = set(attrs["batch_axis"])  # (not shifted past the split: nnabla's indices)
     reduced = tuple(i for i in range(len(split)) if i not in batch and i != axis)
     grouped = P.reshape(args[0], split, ctx.shapes)
     y = P.reshape(_standardized(grouped, split, reduced, attrs["eps"], ctx), x_shape,
