@@ -232,10 +232,7 @@ class GatherNd(KernelBase):
     kernel = "gather_nd"
     options = ("last",)
     defaults = (("last", 0),)
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[0] == 0 else None  # linear in x (not in indices)
+    linear_in = (0,)  # linear in x (not in indices)
 
     def shape(self, shapes):
         return _nd_positions_shape(shapes.of(self.args[0]), shapes.of(self.args[1]))
@@ -260,10 +257,7 @@ class ScatterNd(KernelBase):
     options = ("shape", "add")
     unshown = ("shape",)
     defaults = (("add", 0),)
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[0] == 0 else None  # linear in data (not in indices)
+    linear_in = (0,)  # linear in data (not in indices)
 
     def shape(self, shapes):
         return as_ints(self.args[2])
@@ -317,10 +311,7 @@ class CumProdGrad(KernelBase):
     tensor_args = (0, 1)
     kernel = "cumulative_prod_grad"
     options = ("axis",)
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[1] == 0 else None  # linear in dy (not in x)
+    linear_in = (1,)  # linear in dy (not in x)
 
     def shape(self, shapes):
         return shapes.of(self.args[0])
@@ -343,10 +334,7 @@ class CumProdJvp(KernelBase):
     tensor_args = (0, 1)
     kernel = "cumulative_prod_jvp"
     options = ("axis",)
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[1] == 0 else None  # linear in t
+    linear_in = (1,)  # linear in t
 
     def shape(self, shapes):
         return shapes.of(self.args[0])
@@ -403,10 +391,7 @@ class SortGrad(KernelBase):
     kernel = "sort_grad"
     options = ("axis", "reverse")
     defaults = Sort.defaults
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[1] == 0 else None  # linear in dy (not in x)
+    linear_in = (1,)  # linear in dy (not in x)
 
     def shape(self, shapes):
         return shapes.of(self.args[0])
@@ -430,10 +415,7 @@ class SortTake(KernelBase):
     kernel = "sort_take"
     options = ("axis", "reverse")
     defaults = Sort.defaults
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[1] == 0 else None  # linear in v (not in x)
+    linear_in = (1,)  # linear in v (not in x)
 
     def shape(self, shapes):
         return shapes.of(self.args[0])
@@ -499,10 +481,7 @@ class TopKGrad(KernelBase):
     tensor_args = (0, 1)
     kernel = "top_k_grad"
     options = ("k", "absolute", "largest")
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[1] == 0 else None  # linear in dy (not in x)
+    linear_in = (1,)  # linear in dy (not in x)
 
     def shape(self, shapes):
         return shapes.of(self.args[0])
@@ -525,10 +504,7 @@ class TopKTake(KernelBase):
     tensor_args = (0, 1)
     kernel = "top_k_take"
     options = ("k", "absolute", "largest")
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[1] == 0 else None  # linear in v (not in x)
+    linear_in = (1,)  # linear in v (not in x)
 
     def shape(self, shapes):
         return (shapes.of(self.args[0])[0], int(self.args[2]))

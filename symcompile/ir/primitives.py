@@ -120,10 +120,15 @@ class Primitive(sympy.Function):
     linear = False
     # Only moves elements around: a constant argument is the same constant.
     structural = False
+    # Linear in these array arguments only (a gradient kernel is linear in its cotangent,
+    # not in the x it reads positions from): a zero one makes the result zero.
+    linear_in: tuple[int, ...] = ()
 
     @classmethod
     def eval(cls, *args):
         if cls.linear and any(args[i] == 0 for i in cls.tensor_args):
+            return sympy.Integer(0)
+        if any(args[i] == 0 for i in cls.linear_in):
             return sympy.Integer(0)
         if cls.structural and args[0].is_Number:
             return args[0]
@@ -573,10 +578,7 @@ class MaxPoolingGrad(KernelBase):
     kernel = "pool_max_grad"
     options = Pooling.options
     defaults = Pooling.defaults
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[1] == 0 else None  # linear in g (not in x)
+    linear_in = (1,)  # linear in g (not in x)
 
     def shape(self, shapes):
         return shapes.of(self.args[0])
@@ -601,10 +603,7 @@ class MaxPoolingPick(KernelBase):
     kernel = "pool_max_pick"
     options = Pooling.options
     defaults = Pooling.defaults
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[1] == 0 else None  # linear in c (not in x)
+    linear_in = (1,)  # linear in c (not in x)
 
     def shape(self, shapes):
         x, kernel = shapes.of(self.args[0]), as_ints(self.args[2])

@@ -106,10 +106,7 @@ class ChosenTakeGrad(KernelBase):
     options = ("kind", "base_axis", "sizes", "shifts", "mode", "value", "x_shape")
     unshown = ("x_shape", "sizes")
     defaults = ChosenTake.defaults
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[0] == 0 else None  # linear in dy
+    linear_in = (0,)  # linear in dy
 
     def shape(self, shapes):
         return as_ints(self.args[8])
@@ -154,10 +151,7 @@ class RowTake(KernelBase):
     nargs = 2
     tensor_args = (0, 1)
     kernel = "row_take"
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[0] == 0 else None  # linear in x
+    linear_in = (0,)  # linear in x
 
     def shape(self, shapes):
         return shapes.of(self.args[1])
@@ -177,10 +171,7 @@ class RowTakeGrad(KernelBase):
     tensor_args = (0, 1)
     kernel = "row_take_grad"
     options = ("length",)
-
-    @classmethod
-    def eval(cls, *args):
-        return sympy.Integer(0) if args[0] == 0 else None  # linear in dy
+    linear_in = (0,)  # linear in dy
 
     def shape(self, shapes):
         return (shapes.of(self.args[0])[0], int(self.args[2]))
