@@ -318,6 +318,16 @@ def _normalized(x, name):
     return parametric_functions.layer_normalization(x, batch_axis=(0, 1), name=name)
 
 
+def _attended(x, memory, num_heads, add_attn_bias, additive_mask, key_padding_mask,
+              dropout, attention: str, norm: str):
+    """The residual block layer_norm(x + dropout(attention of x to memory)), the
+    attention's parameters under `attention`, the normalization's under `norm`."""
+    attended = pf_multi_head_attention(
+        x, memory, memory, num_heads=num_heads, add_attn_bias=add_attn_bias,
+        additive_mask=additive_mask, key_padding_mask=key_padding_mask, name=attention)[0]
+    return _normalized(x + _dropped(attended, dropout), norm)
+
+
 @parametric_function_api("transformer_encode")
 def transformer_encode(src, embed_dim, num_heads, dim_feedforward=2048, dropout=0.1,
                        activation=None, src_additive_mask=None, src_key_padding_mask=None,
@@ -333,11 +343,8 @@ def transformer_encode(src, embed_dim, num_heads, dim_feedforward=2048, dropout=
     function = "PF.transformer_encode"
     _embedded(function, "src", src, embed_dim, num_heads, dim_feedforward, dropout)
     activation = F.relu if activation is None else activation
-    attended = pf_multi_head_attention(
-        src, src, src, num_heads=num_heads, add_attn_bias=add_attn_bias,
-        additive_mask=src_additive_mask, key_padding_mask=src_key_padding_mask,
-        name="src_self_attn")[0]
-    src = _normalized(src + _dropped(attended, dropout), "enc_layer_norm1")
+    src = _attended(src, src, num_heads, add_attn_bias, src_additive_mask,
+                    src_key_padding_mask, dropout, "src_self_attn", "enc_layer_norm1")
     return _normalized(_feedforward(src, dim_feedforward, embed_dim, dropout, activation,
                                     "enc"), "enc_layer_norm2")
 
@@ -362,16 +369,10 @@ def transformer_decode(tgt, memory, embed_dim, num_heads, dim_feedforward=2048, 
         raise ValueError(f"{function}: tgt {tgt.shape} and memory {memory.shape} must have the "
                          "same batch size B (axis 1)")
     activation = F.relu if activation is None else activation
-    attended = pf_multi_head_attention(
-        tgt, tgt, tgt, num_heads=num_heads, add_attn_bias=add_attn_bias,
-        additive_mask=tgt_additive_mask, key_padding_mask=tgt_key_padding_mask,
-        name="tgt_self_attn")[0]
-    tgt = _normalized(tgt + _dropped(attended, dropout), "dec_layer_norm1")
-    attended = pf_multi_head_attention(
-        tgt, memory, memory, num_heads=num_heads, add_attn_bias=add_attn_bias,
-        additive_mask=memory_additive_mask, key_padding_mask=memory_key_padding_mask,
-        name="tgt_memory_attn")[0]
-    tgt = _normalized(tgt + _dropped(attended, dropout), "dec_layer_norm2")
+    tgt = _attended(tgt, tgt, num_heads, add_attn_bias, tgt_additive_mask,
+                    tgt_key_padding_mask, dropout, "tgt_self_attn", "dec_layer_norm1")
+    tgt = _attended(tgt, memory, num_heads, add_attn_bias, memory_additive_mask,
+                    memory_key_padding_mask, dropout, "tgt_memory_attn", "dec_layer_norm2")
     return _normalized(_feedforward(tgt, dim_feedforward, embed_dim, dropout, activation,
                                     "dec"), "dec_layer_norm3")
 
