@@ -1069,24 +1069,9 @@ def row_take_grad(xp, dy, positions, length):
 def image_augment(xp, x, draws, normal, size, pad, min_scale, max_scale, angle, aspect_ratio,
                   distortion, flip_lr, flip_ud, brightness, brightness_each, contrast,
                   contrast_center, contrast_each, noise):
-    """nnabla 1.39's image_augmentation of x (..., C, H, W) to (..., C, h, w), (h, w) =
-    size, per image n, in x's dtype. From its draws u[n] (uniform in [0, 1), put on
-    nnabla's grid q = floor(1001*u)/1000): scale s = min_scale * (max_scale /
-    min_scale)**q0, sx = aspect_ratio**(q1 - 1/2), sy = 1/sx, angle t = angle*(2*q2 - 1),
-    crop centre (cxs, cys) = (q3 * (Wp*s*sx - w), q4 * (Hp*s*sy - h)) + (cx, cy), Wp = W +
-    2*pad[1], Hp = H + 2*pad[0], (cx, cy) = ((w - 1)/2, (h - 1)/2); flips fl = flip_lr
-    and u5 < 1/2, fu = flip_ud and u6 < 1/2; brightness b = brightness*(2*q - 1) and
-    contrast c = contrast**(2*q - 1) (q7, q8, or per channel q[9 + ch], q[9 + C + ch]);
-    distortion d = exp(distortion*(2*q[9 + 2C] - 1)) - 1, sigma = noise*q[10 + 2C].
-    Output pixel (i, j) reads (X, Y) = (X0, Y0) + J*(x_ax, x_ay) + I*(y_ax, y_ay) with
-    x_ax = -+cos t/(s*sx) (- if fl), y_ax = +-sin t/(s*sy) (+ if fl), x_ay = -+sin t/(s*sx)
-    (- if fu), y_ay = -+cos t/(s*sy) (- if fu), X0 = cxs/(s*sx) - x_ax*cx - y_ax*cy -
-    pad[1] (Y0 alike), and (J, I) = (j, i), or where d != 0 ((j - w/2)/(w/2) * (1 +
-    d*r**2) * (w/2)/(1 + d) + w/2, same for i), r**2 the sum of both squared fractions;
-    X clamped to [0, W - 1], Y to [0, H - 1], read bilinearly (the neighbour past the
-    last pixel is the last); then y = (v + b - contrast_center) * c + contrast_center +
-    sigma * normal (normal: the normal draw of y's shape, read only if noise > 0). The
-    NumPy kernel's computation, in the standard's functions."""
+    """nnabla 1.39's image_augmentation of x (..., C, H, W) to (..., C, h, w), per image
+    from its draws: the NumPy kernel's computation (its docstring gives the formulas), in
+    the standard's functions."""
     dtype, device = x.dtype, device_of(x)
     h_in, w_in = x.shape[-2], x.shape[-1]
     h_out, w_out = size
