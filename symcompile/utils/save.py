@@ -130,12 +130,16 @@ def save(filename, contents, include_params=False, variable_batch_size=True, ext
     atomic_write_bytes(filename, data)
 
 
-def _entries(contents: dict, key: str, singular: str) -> list:
-    """contents[key] as a list of dicts, each with a distinct 'name' (if it has one)."""
+def _entries(contents: dict, key: str, what: str, required, layout: str) -> list:
+    """contents[key] as a list of dicts (`what`: "a dataset", ...), each with the
+    `required` keys (the ValueError shows `layout`) and a distinct 'name'."""
     entries = contents.get(key, [])
     if not isinstance(entries, (list, tuple)) or not all(isinstance(e, dict) for e in entries):
         raise TypeError(f"save: contents[{key!r}] must be a list of dicts, one per "
-                        f"{singular}, got {type(entries).__name__}")
+                        f"{what.split()[-1]}, got {type(entries).__name__}")
+    for entry in entries:
+        _require(what, entry, required, layout)
+    _distinct(key, [e["name"] for e in entries])
     return list(entries)
 
 
@@ -181,30 +185,22 @@ def _proto(contents: dict, variable_batch_size: bool, states_in_proto: bool = Fa
         proto.network.append(message)
         networks[net["name"]] = (message, inputs, parameters, _graph_outputs(message))
     datasets = {}
-    entries = _entries(contents, "datasets", "dataset")
-    for entry in entries:
-        _require("a dataset", entry, _DATASET_KEYS,
-                 "{'name', 'uri', 'variables', 'shuffle', 'batch_size', "
-                 "'no_image_normalization'} and optionally 'cache_dir'")
-    _distinct("datasets", [e["name"] for e in entries])
+    entries = _entries(contents, "datasets", "a dataset", _DATASET_KEYS,
+                       "{'name', 'uri', 'variables', 'shuffle', 'batch_size', "
+                       "'no_image_normalization'} and optionally 'cache_dir'")
     for entry in entries:
         datasets[entry["name"]] = proto.dataset.add()
         datasets[entry["name"]].CopyFrom(_dataset(entry))
-    entries = _entries(contents, "optimizers", "optimizer")
-    for entry in entries:
-        _require("an optimizer", entry, _OPTIMIZER_KEYS + (("network",) if networks else ()),
-                 "{'name', 'solver', 'network', 'dataset', 'weight_decay', 'lr_decay', "
-                 "'lr_decay_interval', 'update_interval'} and optionally 'data_variables', "
-                 "'loss_variables', 'generator_variables'")
-    _distinct("optimizers", [e["name"] for e in entries])
+    entries = _entries(contents, "optimizers", "an optimizer",
+                       _OPTIMIZER_KEYS + (("network",) if networks else ()),
+                       "{'name', 'solver', 'network', 'dataset', 'weight_decay', 'lr_decay', "
+                       "'lr_decay_interval', 'update_interval'} and optionally "
+                       "'data_variables', 'loss_variables', 'generator_variables'")
     for entry in entries:
         proto.optimizer.append(_optimizer(entry, networks, datasets, states_in_proto))
-    entries = _entries(contents, "monitors", "monitor")
-    for entry in entries:
-        _require("a monitor", entry, _MONITOR_KEYS,
-                 "{'name', 'network', 'dataset'} and optionally 'data_variables', "
-                 "'monitor_variables', 'generator_variables'")
-    _distinct("monitors", [e["name"] for e in entries])
+    entries = _entries(contents, "monitors", "a monitor", _MONITOR_KEYS,
+                       "{'name', 'network', 'dataset'} and optionally 'data_variables', "
+                       "'monitor_variables', 'generator_variables'")
     for entry in entries:
         proto.monitor.append(_monitor(entry, networks, datasets))
     for executor in contents.get("executors", []):
