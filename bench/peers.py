@@ -605,6 +605,16 @@ def mlp(name, batch, hidden_layers, steps, adam=False):
     return w
 
 
+
+def _taking_targets(make_step):
+    """bench/cnn.py's step factory `make_step` (x, t) as this harness calls steps: (x, t,
+    the targets as floats, which its steps do not read)."""
+    def factory():
+        step = make_step()
+        return lambda x, t, _: step(x, t)
+
+    return factory
+
 # ---------------------------------------------------------------- the CNN
 
 def cnn_workload(steps):
@@ -731,50 +741,10 @@ def cnn_workload(steps):
         return factory
 
     def torch_():
-        return lambda: (lambda step: lambda x, t, _: step(x, t))(C.torch_factory())
+        return _taking_targets(C.torch_factory)
 
     def jax_():
-        import jax
-        import jax.numpy as jnp
-
-        def block(h, p, i, pad):
-            h = jax.lax.conv_general_dilated(h, p[f"w{i}"], (1, 1), ((pad, pad), (pad, pad)))
-            h = h + p[f"b{i}"][None, :, None, None]
-            mean = jnp.mean(h, axis=(0, 2, 3), keepdims=True)
-            var = jnp.mean(jnp.square(h - mean), axis=(0, 2, 3), keepdims=True)
-            count = h.shape[0] * h.shape[2] * h.shape[3]
-            h = (h - mean) / jnp.sqrt(var + C.EPS) * p[f"gamma{i}"] + p[f"beta{i}"]
-            h = jax.lax.reduce_window(jax.nn.relu(h), -jnp.inf, jax.lax.max, (1, 1, 2, 2),
-                                      (1, 1, 2, 2), "VALID")
-            return h, (mean, var * count / (count - 1))
-
-        def loss_fn(p, x, t):
-            h, stats1 = block(x, p, 1, C.PAD1)
-            h, stats2 = block(h, p, 2, 0)
-            h = jax.nn.relu(h.reshape(BS, -1) @ p["w3"] + p["b3"])
-            y = h @ p["w4"] + p["b4"]
-            loss = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(y), t[:, None], 1))
-            return loss, (stats1, stats2)
-
-        @jax.jit
-        def jstep(p, x, t):
-            (value, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(p, x, t)
-            new = {k: p[k] - LR * g[k] for k in p if k not in C.RUNNING}
-            for i, (mean, var) in enumerate(stats, 1):
-                new[f"mean{i}"] = decay * p[f"mean{i}"] + (1 - decay) * mean
-                new[f"var{i}"] = decay * p[f"var{i}"] + (1 - decay) * var
-            return new, value
-
-        def factory():
-            state = [{k: jnp.array(v) for k, v in C.initial().items()}]
-
-            def step(x, t, _):
-                state[0], value = jstep(state[0], x, t)
-                return float(value)
-
-            return step
-
-        return factory
+        return _taking_targets(C.jax_factory)
 
     def floor():
         """The products of the step, operands contiguous as the hand step's: each
