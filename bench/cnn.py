@@ -40,8 +40,6 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from common import interleaved, pin_to_one_cpu, table  # noqa: E402
 
-PINNED = pin_to_one_cpu()  # (before jax starts its threads)
-
 BS, SIDE, C1, C2, HIDDEN, CLASSES, LR = 64, 28, 6, 16, 120, 10, 0.1
 K, PAD1, EPS, MOMENTUM = 5, 2, 1e-5, 0.1  # torch's momentum is nnabla's 1 - decay_rate
 S1 = SIDE // 2  # after the first convolution (same size) and pooling: 14
@@ -295,4 +293,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    pin_to_one_cpu()  # (before jax starts its threads; not on import, as peers.py imports)
     main()

@@ -30,8 +30,6 @@ from pathlib import Path
 import numpy as np
 from common import interleaved, pin_to_one_cpu, table
 
-PINNED = pin_to_one_cpu()  # (before jax starts its threads)
-
 ROOT = Path(__file__).resolve().parent.parent
 BS, A, B, LR = 32, 0.3, 1.5, 0.01
 A0, B0 = np.float32(0.5), np.float32(0.3)
@@ -251,4 +249,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    pin_to_one_cpu()  # (before jax starts its threads; not on import, as peers.py imports)
     main()

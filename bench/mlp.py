@@ -33,8 +33,6 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from common import interleaved, peak_memory, pin_to_one_cpu, table  # noqa: E402
 
-PINNED = pin_to_one_cpu()  # (before jax starts its threads)
-
 BS, DIN, DH, DOUT, LR = 128, 784, 256, 10, 0.1
 rng = np.random.default_rng(0)
 NB = 16
@@ -229,4 +227,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    pin_to_one_cpu()  # (before jax starts its threads; not on import, as peers.py imports)
     main()

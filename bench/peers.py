@@ -207,6 +207,7 @@ def _running(calls):
 
     return factory
 
+
 def fastest_product(a, b, out):
     """A call computing a @ b into `out`: np.matmul or np.dot, whichever is faster for
     these operands (np.matmul is far slower than np.dot on some shapes, such as the outer
@@ -229,8 +230,10 @@ def fastest_product(a, b, out):
 # ---------------------------------------------------------------- linear regression
 
 def linreg(steps):
-    BS, A, B, LR = 32, 0.3, 1.5, 0.01
-    a0, b0 = np.float32(0.5), np.float32(0.3)
+    import linreg as L  # bench/linreg.py: the workload's constants and its peers' steps
+
+    BS, A, B, LR = L.BS, L.A, L.B, L.LR
+    a0, b0 = L.A0, L.B0
     rng = np.random.default_rng(0)
     x = rng.standard_normal(64 * BS).astype(np.float32).reshape(-1, BS, 1)
     y = (A * x + B + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
@@ -253,64 +256,13 @@ def linreg(steps):
         return generated_factory(module, init, {"x": 0, "y_true": 1}, (LR,))
 
     def hand():
-        def factory():
-            p = init()
-            a, b = p["a"], p["b"]
-
-            def step(x, y):
-                r = a * x + b - y                     # forward residual
-                loss = np.mean(r * r)
-                ga = 2.0 * np.mean(r * x); gb = 2.0 * np.mean(r)  # noqa: E702
-                a[...] -= LR * ga; b[...] -= LR * gb  # noqa: E702
-                return loss
-
-            return step
-
-        return factory
+        return lambda: L.numpy_hand_step()[0]
 
     def torch_():
-        import torch
-
-        def factory():
-            a = torch.full((1, 1), float(a0), requires_grad=True)
-            b = torch.full((1, 1), float(b0), requires_grad=True)
-            opt = torch.optim.SGD([a, b], lr=LR)
-
-            def step(x, y):
-                x = torch.from_numpy(x)
-                y = torch.from_numpy(y)
-                loss = torch.mean((y - (a * x + b)) ** 2)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                return loss
-
-            return step
-
-        return factory
+        return lambda: L.torch_step()[0]
 
     def jax_():
-        import jax
-        import jax.numpy as jnp
-
-        def loss_fn(p, x, y):
-            return jnp.mean((y - (p[0] * x + p[1])) ** 2)
-
-        @jax.jit
-        def jstep(p, x, y):
-            value, g = jax.value_and_grad(loss_fn)(p, x, y)
-            return (p[0] - LR * g[0], p[1] - LR * g[1]), value
-
-        def factory():
-            state = [(jnp.full((1, 1), a0), jnp.full((1, 1), b0))]
-
-            def step(x, y):
-                state[0], value = jstep(state[0], x, y)
-                return value
-
-            return step
-
-        return factory
+        return lambda: L.jax_step()[0]
 
     def pytensor_():
         import pytensor
