@@ -133,10 +133,6 @@ class ChoiceIndices(KernelBase):
     kernel = "choice_indices"
     options = ("replace", "count")
 
-    @classmethod
-    def eval(cls, *args):
-        return None  # (never zero: a position)
-
     def shape(self, shapes):
         return (shapes.of(self.args[0])[0], int(self.args[3]))
 
@@ -199,10 +195,6 @@ class EraseMask(KernelBase):
     kernel = "erase_mask"
     options = ("prob", "area_ratios", "aspect_ratios", "x_shape")
     unshown = ("x_shape",)
-
-    @classmethod
-    def eval(cls, *args):
-        return None  # (a mask of zeros is still an array of its shape)
 
     def shape(self, shapes):
         return as_ints(self.args[4])
