@@ -213,10 +213,14 @@ def _random(op: str, shape, a, b, seed, names) -> Variable:
         raise ValueError(f"F.{op}: {names[0]}={a!r} must be less than {names[1]}={b!r}")
     if op == "randn" and not float(second) > 0:
         raise ValueError(f"F.randn: sigma={b!r} must be positive")
+    return _record(op, (), shape=shape, a=first, b=second, seed=_seed_argument(op, seed))
+
+
+def _seed_argument(op: str, seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"F.{op}: seed must be an int (-1: the runtime's generator), got "
                         f"{seed!r}")
-    return _record(op, (), shape=shape, a=first, b=second, seed=int(seed))
+    return int(seed)
 
 
 def top_n_error(x, target, axis=None, n=1, n_outputs=-1, outputs=None):
@@ -983,10 +987,7 @@ def dropout(x, p=0.5, seed=-1, n_outputs=-1, outputs=None):
     if not 0 <= float(rate) < 1:
         raise ValueError(f"F.dropout: p={p!r} must be in [0, 1) (the probability of dropping "
                          f"an element of the input of shape {x.shape})")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"F.dropout: seed must be an int (-1: the runtime's generator), got "
-                        f"{seed!r}")
-    return _record("dropout", (x,), p=rate, seed=int(seed))
+    return _record("dropout", (x,), p=rate, seed=_seed_argument("dropout", seed))
 
 
 # --- broadcast_to, cumulative sums and products, prod, sort, indices of extrema -----------
@@ -1402,9 +1403,7 @@ _BORDER_MODES = ("nearest", "reflect", "constant")  # ops.resampling.BORDER_MODE
 
 
 def _random_arguments(op: str, x, base_axis, seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"F.{op}: seed must be an int (-1: the runtime's generator), got "
-                        f"{seed!r}")
+    _seed_argument(op, seed)
     base = _int_argument(op, "base_axis", base_axis)
     if not 0 <= base < len(x.shape):
         raise ValueError(f"F.{op}: base_axis {base} is out of range for an input of shape "
@@ -1511,9 +1510,7 @@ def random_choice(x, w, shape=[], replace=True, seed=-1,  # noqa: B006 (nnabla's
     if x.shape != w.shape or not x.shape:
         raise ValueError(f"{where}: x and w must have one shape (each weight belongs to the "
                          f"element of x at its place; nnabla's rule), of at least one axis")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"F.random_choice: seed must be an int (-1: the runtime's generator), "
-                        f"got {seed!r}")
+    seed = _seed_argument("random_choice", seed)
     samples = tuple(normalize_shape(shape, "F.random_choice")) or (1,)
     count = math.prod(samples)
     if count < 1:
@@ -1588,9 +1585,7 @@ def image_augmentation(x, shape=None, pad=(0, 0), min_scale=1.0, max_scale=1.0, 
     sigma drawn in [0, noise]. No gradient reaches x (nnabla's backward does nothing)."""
     if not isinstance(x, Variable):
         return _record("image_augmentation", (x,))  # raises the TypeError
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"F.image_augmentation: seed must be an int (-1: the runtime's "
-                        f"generator), got {seed!r}")
+    _seed_argument("image_augmentation", seed)
     shape = x.shape if shape is None else normalize_shape(shape, "F.image_augmentation")
     if isinstance(pad, numbers.Integral):
         raise TypeError(f"F.image_augmentation: pad must be a tuple of 2 ints (height, "
