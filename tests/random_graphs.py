@@ -170,7 +170,7 @@ def _np_loss(*terms, reducers=()):
 
 
 REFERENCE: dict[str, Callable] = {
-    "add2": np.add, "sub2": np.subtract, "mul2": np.multiply, "div2": np.divide,
+    "add2": np.add, "bc_add2": np.add, "sub2": np.subtract, "mul2": np.multiply, "div2": np.divide,
     "pow2": np.power,
     "add_scalar": lambda x, val=1: x + val,
     "mul_scalar": lambda x, val=1: x * val,
@@ -538,6 +538,48 @@ def _np_top_n_error(x, target, axis=-1, n=1):
     return np.where(labels == -1, 0.0, (higher + ties >= n).astype(float))
 
 
+def _np_tensor_normalization(x, axes, beta=None, gamma=None, eps=1e-05):
+    kept = [a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes)]
+    reduced = tuple(a for a in range(x.ndim) if a not in kept)
+    mean = x.mean(axis=reduced, keepdims=True)
+    y = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=reduced, keepdims=True) + eps)
+    y = y if gamma is None else y * gamma
+    return y if beta is None else y + beta
+
+
+def _np_categorical_cross_entropy(x, target, axis=-1):
+    labels = target.astype(int)
+    picked = np.take_along_axis(x, np.maximum(labels, 0), axis=axis)
+    return np.where(labels == -1, 0.0, -np.log(picked))
+
+
+def _np_confusion_matrix(x, target, axis=-1):
+    """counts[label, argmax] over the rows along `axis` (label -1 counts nowhere)."""
+    classes = x.shape[axis]
+    guesses = np.argmax(x, axis=axis).ravel()
+    labels = np.squeeze(target, axis=axis).astype(int).ravel()
+    counts = np.zeros((classes, classes))
+    for label, guess in zip(labels, guesses, strict=True):
+        if label >= 0:
+            counts[label, guess] += 1
+    return counts
+
+
+def _np_depthwise_deconvolution(x, w, divisor=1):
+    """Input channel c through its kernel w[c], scattered into output channel
+    c // divisor, one input element at a time (stride 1, no padding)."""
+    channels, spatial = x.shape[1], x.shape[2:]
+    kernel = w.shape[1:]
+    out = np.zeros((x.shape[0], channels // divisor)
+                   + tuple(n + k - 1 for n, k in zip(spatial, kernel, strict=True)))
+    for c in range(channels):
+        for position in np.ndindex(*spatial):
+            window = tuple(slice(i, i + k) for i, k in zip(position, kernel, strict=True))
+            out[(slice(None), c // divisor) + window] += (
+                x[(slice(None), c) + position].reshape((-1,) + (1,) * len(kernel)) * w[c])
+    return out
+
+
 def _np_celu(x, alpha=1.0, axis=1):
     def elu(v):
         return np.where(v >= 0, v, alpha * np.expm1(v))
@@ -685,6 +727,19 @@ NEW_REFERENCE: dict[str, Callable] = {
     "einsum": lambda *xs, equation: np.einsum(equation, *xs),
     "interpolate": _np_interpolate,
     "celu": _np_celu, "prelu": _np_prelu, "kl_multinomial": _np_kl_multinomial,
+    "crelu": lambda x, axis=1: np.concatenate([np.maximum(x, 0), np.maximum(-x, 0)], axis),
+    "add_n": lambda *xs: functools.reduce(np.add, xs),
+    "mul_n": lambda *xs: functools.reduce(np.multiply, xs),
+    "norm": lambda x, p=None, axis=None, keepdims=False: np.sum(
+        np.abs(x) ** (p or 2.0), axis=axis, keepdims=keepdims) ** (1 / (p or 2.0)),
+    "trilu": lambda x, k=0, upper=True: np.triu(x, k) if upper else np.tril(x, k),
+    "eye_like": lambda x, k=0: np.eye(x.shape[0], x.shape[1], k),
+    "shape": lambda x, start=None, end=None: np.array(
+        x.shape[start:(None if end == 0 else end)], dtype=float),
+    "tensor_normalization": _np_tensor_normalization,
+    "categorical_cross_entropy": _np_categorical_cross_entropy,
+    "confusion_matrix": _np_confusion_matrix,
+    "depthwise_deconvolution": _np_depthwise_deconvolution,
 }
 REFERENCE.update(NEW_REFERENCE)
 
@@ -752,6 +807,12 @@ NOT_DRAWN = {
     # time, each checked against a step-by-step reference in test_recurrent.py
     "rnn": "composition", "lstm": "composition", "gru": "composition",
     "multi_head_attention": "composition",  # (of softmax, batch_matmul...: test_attention.py)
+    # of drawn functions (convolution, batch_normalization, add2, the activations), checked
+    # against a NumPy reference and nnabla in test_catalogue_more.py
+    "fused_convolution": "composition",
+    # its backward leaves x's gradient untouched by design (nnabla's), so the gradient is not
+    # the derivative of its value, x; checked on its own in test_catalogue_more.py
+    "unlink": "gradient not the derivative",
 }
 ELEMENTWISE = set(REFERENCE) - STRUCTURAL
 
@@ -1216,6 +1277,7 @@ def _away(a, b) -> bool:
 # op, precondition on (a, b) besides a bounded result, domain of a new a, of a new b
 BINARY = [
     ("add2", None, "normal", "normal"), ("sub2", None, "normal", "normal"),
+    ("bc_add2", None, "normal", "normal"),
     ("mul2", None, "normal", "normal"), ("div2", _away, "normal", "away"),
     ("pow2", None, "positive", "normal"),
     ("+", None, "normal", "normal"), ("-", None, "normal", "normal"),
@@ -1565,7 +1627,8 @@ NO_GRADIENT = {"greater", "greater_equal", "less", "less_equal", "equal", "not_e
                "greater_scalar", "greater_equal_scalar", "less_scalar", "less_equal_scalar",
                "equal_scalar", "not_equal_scalar", "logical_and", "logical_or", "logical_xor",
                "logical_not", "logical_and_scalar", "logical_or_scalar", "logical_xor_scalar",
-               "isnan", "isinf", "binary_error", "top_n_error", "one_hot"}
+               "isnan", "isinf", "binary_error", "top_n_error", "one_hot",
+               "confusion_matrix", "eye_like", "shape"}
 COMPARISONS = ["greater", "greater_equal", "less", "less_equal", "equal", "not_equal"]
 # nnabla's gradient of these passes straight through (it is not their derivative, 0): they
 # are drawn on values that need no gradient, whose finite differences are 0 either way.
@@ -2251,6 +2314,75 @@ def _draw_more(g: _Draft) -> None:
         g.commit(op, [x], kw | ({} if base == 1 else {"base_axis": base}))
 
 
+def _draw_catalogue(g: _Draft) -> None:
+    """crelu (away from its kink), add_n and mul_n (of 1-3 values of one shape), norm
+    (norms of at least 0.2; p=1 away from 0), trilu, eye_like and shape (constants),
+    tensor_normalization (spread-out groups), categorical_cross_entropy (probabilities
+    and labels), confusion_matrix (no ties) and depthwise_deconvolution (small images)."""
+    op = g.choose(["crelu", "add_n", "mul_n", "norm", "trilu", "eye_like", "shape",
+                   "tensor_normalization", "categorical_cross_entropy", "confusion_matrix",
+                   "depthwise_deconvolution"])
+    if op == "depthwise_deconvolution":
+        x = g.operand(lambda v: v.ndim in (3, 4) and v.size <= 40, lambda: _image(g))
+        if x is None or not g.room():
+            return
+        vx = g.value(x)
+        divisor = g.draw(st.sampled_from([d for d in (1, 2, 4) if vx.shape[1] % d == 0]))
+        kernel = tuple(g.draw(st.integers(1, 2)) for _ in vx.shape[2:])
+        w = g.new_leaf(None, (vx.shape[1],) + kernel,
+                       g.new_values("weight", (vx.shape[1],) + kernel))
+        g.commit(op, [x, w], {} if divisor == 1 else {"divisor": divisor})
+        return
+    domain = "probability" if op == "categorical_cross_entropy" else "normal"
+    x = g.operand(lambda v: 1 <= v.ndim <= 3 and v.size <= 48 and (
+        domain == "normal" or bool(np.all(v > 0.05))), lambda: g.shape(1, 3), domain)
+    if x is None:
+        return
+    vx = g.value(x)
+    rank = vx.ndim
+    if op in ("categorical_cross_entropy", "confusion_matrix"):
+        axis = g.draw(st.integers(-rank, rank - 1))
+        if not g.room() or (op == "confusion_matrix" and not _sorted_apart(vx, axis)):
+            return
+        shape = tuple(1 if a == axis % rank else d for a, d in enumerate(vx.shape))
+        g.commit(op, [x, g.label(shape, "labels", n=vx.shape[axis])], {"axis": axis})
+    elif op == "crelu":
+        if _far(vx):
+            g.commit(op, [x], {"axis": g.draw(st.integers(0, rank - 1))})
+    elif op in ("add_n", "mul_n"):
+        count = g.draw(st.integers(1 if op == "add_n" else 2, 3))
+        others = [g.operand(lambda v: v.shape == vx.shape, lambda: vx.shape)
+                  for _ in range(count - 1)]
+        if all(o is not None for o in others) and g.room(len(others)):
+            g.commit(op, [x, *others])
+    elif op == "norm":
+        p = g.draw(st.sampled_from([None, 1.0, 3.0]))
+        axis = _axis(g, rank)
+        keepdims = g.draw(st.booleans())
+        if (p != 1.0 or _far(vx)) and np.all(_np_norm(vx, p or 2.0, axis) > 0.2):
+            kw = ({} if p is None else {"p": p}) | ({} if axis is None else {"axis": axis})
+            g.commit(op, [x], kw | ({"keepdims": True} if keepdims else {}))
+    elif op == "trilu":
+        if rank >= 2:
+            g.commit(op, [x], {"k": g.draw(st.integers(-2, 2)), "upper": g.draw(st.booleans())})
+    elif op == "eye_like":
+        if rank == 2:
+            g.commit(op, [x], {"k": g.draw(st.integers(-2, 2))})
+    elif op == "shape":
+        start = g.draw(st.integers(-rank, rank - 1))
+        s = start % rank  # nnabla's range: end 0 is the end, a negative end counts from it
+        end = g.draw(st.sampled_from([0, *range(s + 1, rank + 1), *range(s + 1 - rank, 0)]))
+        g.commit(op, [x], {"start": start} | ({} if end == 0 else {"end": end}))
+    else:  # tensor_normalization: axes, beta and gamma positional (beta None, gamma given)
+        kept = tuple(sorted(g.draw(st.lists(st.integers(0, rank - 1), min_size=1,
+                                            max_size=rank, unique=True))))
+        if _spread(vx, [a for a in range(rank) if a not in kept]):
+            stat = tuple(d if a in kept else 1 for a, d in enumerate(vx.shape))
+            beta, gamma = _scale_leaf(g, stat), _scale_leaf(g, stat)
+            scales = [beta, gamma] if gamma is not None else [v for v in (beta,) if v is not None]
+            g.commit(op, [x, kept, *scales])
+
+
 # Elementwise functions come first and twice: hypothesis shrinks towards them.
 # Weighted by how many functions each family draws from: UNARY holds a third of them.
 FAMILIES = [_draw_unary, _draw_binary, _draw_unary, _draw_reduction, _draw_binary,
@@ -2259,7 +2391,8 @@ FAMILIES = [_draw_unary, _draw_binary, _draw_unary, _draw_reduction, _draw_binar
             _draw_convolution, _draw_pooling, _draw_normalization, _draw_stepwise,
             _draw_array, _draw_index, _draw_more, _draw_unary, _draw_stepwise, _draw_array,
             _draw_more, _draw_unary, _draw_convolution, _draw_pooling, _draw_normalization,
-            _draw_stepwise, _draw_array, _draw_binary, _draw_unary, _draw_index, _draw_more]
+            _draw_stepwise, _draw_array, _draw_binary, _draw_unary, _draw_index, _draw_more,
+            _draw_catalogue, _draw_catalogue]
 
 
 # The functions each family draws (for `graphs(focus=...)`).
@@ -2286,6 +2419,9 @@ FAMILY_OPS = {
     _draw_more: {"celu", "prelu", "kl_multinomial", "interpolate", "clip_by_norm",
                  "norm_normalization", "weight_standardization", "weight_normalization",
                  "mean_subtraction", "clip_grad_by_value", "top_k_grad"},
+    _draw_catalogue: {"crelu", "add_n", "mul_n", "norm", "trilu", "eye_like", "shape",
+                      "tensor_normalization", "categorical_cross_entropy", "confusion_matrix",
+                      "depthwise_deconvolution"},
 }
 
 

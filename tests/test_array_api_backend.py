@@ -472,6 +472,38 @@ def _structural_cases() -> dict[str, Case]:
                    F.interpolate(x, scale=(1.5,), half_pixel=True),
                    F.interpolate(x, output_size=(2, 7), mode="nearest")),
         normal((2, 3, 4)))
+    # more configurations (against NumPy references and nnabla) in test_catalogue_more.py
+    cases["crelu, add_n, mul_n, bc_add2"] = Case(
+        lambda x, y, z: (F.crelu(x), F.crelu(x, axis=2), F.add_n(x, y, x), F.mul_n(x, y, y),
+                         F.bc_add2(x, z)), normal((2, 3, 4), (2, 3, 4), (1, 3, 1)))
+    cases["norm, tensor_normalization"] = Case(
+        lambda x, b, g: (F.norm(x), F.norm(x, p=3, axis=1, keepdims=True),
+                         F.tensor_normalization(x, 1),
+                         F.tensor_normalization(x, (0, 2), b, g, eps=0.01)),
+        normal((2, 3, 4), (2, 1, 4), (2, 1, 4)))
+    cases["categorical_cross_entropy, confusion_matrix"] = Case(
+        lambda p, t: (F.categorical_cross_entropy(p, t, axis=1),
+                      F.confusion_matrix(p, t, axis=1)),
+        lambda rng: [rng.uniform(0.1, 1, size=(2, 3, 4)),
+                     rng.integers(-1, 3, size=(2, 1, 4)).astype(float)], labels=(1,))
+    cases["trilu, eye_like, unlink, shape"] = Case(
+        lambda x, m: (F.trilu(x, k=1), F.trilu(x, upper=False), F.eye_like(m, k=1) * m,
+                      F.unlink(x) * x, F.reshape(F.shape(x), (1, 3, 1)) * x),
+        normal((2, 3, 4), (3, 4)))
+    cases["depthwise_deconvolution"] = Case(
+        lambda x, w, b: (F.depthwise_deconvolution(x, w), F.depthwise_deconvolution(
+            x, w, b, divisor=2, stride=(2, 2), pad=(1, 1))),
+        normal((2, 4, 3, 3), (4, 3, 2), (2,)))
+    cases["fused_convolution"] = Case(
+        lambda x, w, bias, b, g, m, v, z: (
+            F.fused_convolution(x, w, bias, pad=(1, 1)),
+            F.fused_convolution(x, w, None, b, g, m, v, z, nonlinearity="elu",
+                                nonlinearity_args=[0.5])),
+        lambda rng: [rng.normal(size=(2, 2, 4, 4)), rng.normal(size=(3, 2, 3, 3)),
+                     rng.normal(size=(3,)), rng.normal(size=(1, 3, 1, 1)),
+                     rng.normal(size=(1, 3, 1, 1)), rng.normal(size=(1, 3, 1, 1)),
+                     rng.uniform(0.5, 2, size=(1, 3, 1, 1)), rng.normal(size=(2, 3, 2, 2))],
+        labels=(5, 6))
     # the choices of both modules come from one seed (see run_all)
     cases["random_flip, random_shift, random_crop"] = Case(
         lambda x: (F.random_flip(x, axes=(1, 2)),

@@ -1605,6 +1605,239 @@ def image_augmentation(x, shape=None, pad=(0, 0), min_scale=1.0, max_scale=1.0, 
                    **{k: bool(v) for k, v in flags.items()}, seed=int(seed))
 
 
+# --- crelu, add_n, mul_n, norm, cross-entropy and metrics, matrices, shapes, fused layers --
+# (symcompile.ops.activations, ops.arrays and ops.structural lower most of them; norm,
+# tensor_normalization and fused_convolution are compositions, as in nnabla;
+# tests/test_catalogue_more.py)
+
+__all__ += ["crelu", "bc_add2", "add_n", "mul_n", "norm", "categorical_cross_entropy", "trilu",
+            "eye_like", "unlink", "depthwise_deconvolution", "fused_convolution",
+            "tensor_normalization", "confusion_matrix", "shape"]
+
+
+def crelu(x, axis=1, n_outputs=-1, outputs=None):
+    """nnabla's CReLU: relu(x) and relu(-x) concatenated along `axis` (which doubles in
+    length). At x = 0 the gradient is -dy of the second half (nnabla's backward); a
+    negative `axis` counts from the end, as in nnabla 1.39."""
+    if not isinstance(x, Variable):
+        return _record("crelu", (x,))  # raises the TypeError
+    if not x.shape:
+        raise ValueError("F.crelu: the input of shape () has no axis to concatenate along; "
+                         "reshape it to (1,)")
+    (axis,) = normalize_axes("crelu", _int_argument("crelu", "axis", axis), x.shape)
+    return _record("crelu", (x,), axis=axis)
+
+
+def _variadic(op: str, x: tuple, kw: dict, least: int) -> tuple:
+    """The inputs of nnabla's variadic `op` (F.add_n(*x), F.mul_n(*x)), which takes no
+    arguments but n_outputs and outputs."""
+    kw.pop("n_outputs", None)
+    kw.pop("outputs", None)
+    if kw:
+        raise TypeError(f"F.{op}: unexpected arguments {sorted(kw)}; it takes only the "
+                        f"Variables to combine, F.{op}(x0, x1, ...)")
+    if len(x) < least:
+        raise ValueError(f"F.{op}: {len(x)} input(s) given, nnabla's {op} needs at least "
+                         f"{least}")
+    return tuple(x)
+
+
+def bc_add2(x0, x1, inplace=False, n_outputs=-1, outputs=None):
+    """x0 + x1, size-1 axes broadcast between inputs of equal rank: nnabla's broadcasting
+    addition (its docs: "shouldn't be called by users"), the same as F.add2. `inplace` is
+    accepted and unused (obsolete in nnabla too)."""
+    return _record("bc_add2", (x0, x1))
+
+
+def add_n(*x, **kw):
+    """x0 + x1 + ... of Variables of one shape (nnabla's AddN; it does not broadcast)."""
+    return _record("add_n", _variadic("add_n", x, kw, 1))
+
+
+def mul_n(*x, **kw):
+    """x0 * x1 * ... of at least two Variables of one shape (nnabla's MulN). Each input's
+    gradient is dy times the product of the others: nnabla computes dy * y / x_i, the same
+    number except where x_i = 0, where nnabla's is NaN (0/0)."""
+    return _record("mul_n", _variadic("mul_n", x, kw, 2))
+
+
+def norm(x, p=None, axis=None, keepdims=False):
+    """The p-norm (sum |x|^p)^(1/p) over `axis` (None: all axes; p None: 2; p >= 1), as
+    nnabla's Norm computes it: abs, pow_scalar(p), sum, pow_scalar(1/p), so its gradient is
+    theirs (d|x|/dx = +1 at 0; NaN where a whole norm is 0 and p > 1, as nnabla's)."""
+    if not isinstance(x, Variable):
+        raise TypeError(f"F.norm: x must be a Variable, got {type(x).__name__}; wrap arrays "
+                        f"with nn.Variable.from_numpy_array(array)")
+    order = 2.0 if p is None else float(number(p, "norm", "p"))
+    if not order >= 1:
+        raise ValueError(f"F.norm: p={p!r} must be at least 1 (nnabla's rule: below 1 it is "
+                         f"not a norm) for the input of shape {x.shape}")
+    axes = _reduced_axes("norm", axis, x)
+    powered = _record("pow_scalar", (_record("abs", (x,)),), val=number(order, "norm", "p"))
+    total = _record("sum", (powered,), axes=axes, keepdims=bool(keepdims))
+    return _record("pow_scalar", (total,), val=number(1 / order, "norm", "p"))
+
+
+def categorical_cross_entropy(x, target, axis=None, n_outputs=-1, outputs=None):
+    """-log(x[target]) along `axis` (default: the last), x holding probabilities: nnabla
+    clamps x[target] at float32's smallest normal number (1.18e-38), in the log and in the
+    gradient -dy/x[target]; label -1 gives 0. The output has the target's shape (length 1
+    along `axis`); the target gets no gradient (nnabla raises if asked for one)."""
+    axis = _one_axis("categorical_cross_entropy", x, axis)
+    return _record("categorical_cross_entropy", (x, target), axis=axis)
+
+
+def confusion_matrix(x, target, axis=None, n_outputs=-1, outputs=None):
+    """counts[label, predicted] (classes, classes), summed over every row along `axis`
+    (default: the last): the prediction is the first largest score of x, the label the
+    target's (length 1 along `axis`). A row labelled -1 counts nowhere (nnabla 1.39 writes
+    it outside its output). nnabla's output is int32; here it holds the counts as numbers
+    of the module's dtype. No gradient."""
+    axis = _one_axis("confusion_matrix", x, axis)
+    return _record("confusion_matrix", (x, target), axis=axis)
+
+
+def trilu(x, k=0, upper=True, n_outputs=-1, outputs=None):
+    """numpy.triu(x, k) (upper=True) or numpy.tril(x, k) of the matrices of x's last two
+    axes (x has at least 2); the gradient is dy masked alike."""
+    if not isinstance(x, Variable):
+        return _record("trilu", (x,))  # raises the TypeError
+    if not isinstance(upper, (bool, numpy.bool_)):
+        raise TypeError(f"F.trilu: upper must be True (keep the upper triangle) or False "
+                        f"(the lower), got {upper!r}")
+    return _record("trilu", (x,), k=_int_argument("trilu", "k", k), upper=bool(upper))
+
+
+def eye_like(x, k=0, n_outputs=-1, outputs=None):
+    """numpy.eye(M, N, k) for a 2-D x of shape (M, N): ones on the k-th diagonal (k > 0
+    above the main one), zeros elsewhere. x gives only the shape: no gradient."""
+    if not isinstance(x, Variable):
+        return _record("eye_like", (x,))  # raises the TypeError
+    return _record("eye_like", (x,), k=_int_argument("eye_like", "k", k))
+
+
+def unlink(x, n_outputs=-1, outputs=None):
+    """x, through which no gradient flows (nnabla's Unlink: its backward does nothing)."""
+    return _record("unlink", (x,))
+
+
+def shape(x, start=None, end=None, n_outputs=-1, outputs=None):
+    """x.shape[start:end] as a 1-D array of numbers (float32, as nnabla 1.39's): start
+    None is 0, end None the end; negative ones count from the end, as in nnabla. An empty
+    range is refused (nnabla leaves its output unset). No gradient."""
+    if not isinstance(x, Variable):
+        return _record("shape", (x,))  # raises the TypeError
+    first = 0 if start is None else _int_argument("shape", "start", start)
+    last = 0 if end is None else _int_argument("shape", "end", end)  # (nnabla's 0: the end)
+    return _record("shape", (x,), start=first, end=last)
+
+
+def depthwise_deconvolution(x, weight, bias=None, base_axis=1, pad=None, stride=None,
+                            dilation=None, divisor=1, n_outputs=-1, outputs=None):
+    """Depthwise deconvolution: x (*batch, C, *L) with weight (C, *K) and bias
+    (C/divisor,) gives (*batch, C/divisor, *L'), L' as F.deconvolution's; each input
+    channel is deconvolved with its own kernel and output channel o sums input channels
+    o*divisor to (o + 1)*divisor - 1 (nnabla's)."""
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    if not all(isinstance(v, Variable) for v in inputs):
+        return _record("depthwise_deconvolution", inputs)  # raises the TypeError
+    attrs = _geometry("depthwise_deconvolution", x.shape, base_axis, pad, stride, dilation, 1)
+    attrs.pop("group")
+    attrs["divisor"] = _int_argument("depthwise_deconvolution", "divisor", divisor)
+    return _record("depthwise_deconvolution", inputs, **attrs)
+
+
+def tensor_normalization(x, axes, beta=None, gamma=None, eps=1e-05, output_stat=False):
+    """x standardized by its own mean and (biased) variance over every axis but `axes`
+    (an int or a list), then y = x_hat * gamma + beta (either may be None, else of shape
+    x's along `axes`, 1 elsewhere). nnabla writes it as batch_normalization with batch
+    statistics and no running ones; here it is the formula's own functions (mean, sub2,
+    ...), which an .nnp file holds as they are. With `output_stat`, (y, mean, variance),
+    differentiable."""
+    op = "tensor_normalization"
+    for name, value in (("x", x), ("beta", beta), ("gamma", gamma)):
+        if value is not None and not isinstance(value, Variable):
+            raise TypeError(f"F.{op}: {name} must be a Variable{'' if name == 'x' else ' or None'}"
+                            f", got {type(value).__name__}")
+    if x is None:
+        raise TypeError(f"F.{op}: x must be a Variable, got None")
+    output_stat = _output_stat(op, output_stat, x)
+    kept = normalize_axes(op, [axes] if isinstance(axes, numbers.Integral) else list(axes),
+                          x.shape)
+    stat_shape = tuple(d if i in kept else 1 for i, d in enumerate(x.shape))
+    for name, value in (("beta", beta), ("gamma", gamma)):
+        if value is not None and value.shape != stat_shape:
+            raise ValueError(f"F.{op}: {name} of shape {value.shape} does not fit the input of "
+                             f"shape {x.shape} with axes={list(kept)}; it must have shape "
+                             f"{stat_shape} (the input's length along axes, 1 elsewhere)")
+    mean, variance = _statistics_of(x, tuple(a for a in range(x.ndim) if a not in kept))
+    scale = _record("pow_scalar", (_record("add_scalar", (variance,), val=number(eps, op, "eps")),),
+                    val=number(-0.5, op, "eps"))
+    y = _record("mul2", (_record("sub2", (x, mean)), scale))
+    if gamma is not None:
+        y = _record("mul2", (y, gamma))
+    if beta is not None:
+        y = _record("add2", (y, beta))
+    return (y, mean, variance) if output_stat else y
+
+
+# nnabla's FusedConvolution activations, with how many nonlinearity_args each takes
+_FUSED_ACTIVATIONS = {"identity": 0, "": 0, "relu": 0, "sigmoid": 0, "tanh": 0,
+                      "leaky_relu": 1, "elu": 1, "relu6": 0}
+
+
+def fused_convolution(x, weight, bias=None, beta=None, gamma=None, mean=None, variance=None,
+                      z=None, base_axis=1, pad=None, stride=None, dilation=None, group=1,
+                      channel_last=False, decay_rate=0.9, eps=1e-05, batch_stat=True,
+                      nonlinearity="relu", nonlinearity_args=[],  # noqa: B006 (nnabla's)
+                      pad_mode="constant", constant_value=0, n_outputs=-1, outputs=None):
+    """nnabla's FusedConvolution, as its C++ builds it: F.convolution (with `bias`), then
+    F.batch_normalization over the channel axis when beta, gamma, mean and variance are
+    given (all four, and not with `bias`), then + z, then the `nonlinearity` ("identity",
+    "relu", "sigmoid", "tanh", "relu6", or "leaky_relu" / "elu" with nonlinearity_args
+    [alpha]). nnabla's docs put an F.pad of `pad_mode` first; its code passes `pad` to the
+    convolution (zeros) and ignores pad_mode and constant_value, so others are refused."""
+    op = "fused_convolution"
+    if pad_mode != "constant" or constant_value != 0:
+        raise ValueError(f"F.{op}: pad_mode={pad_mode!r}, constant_value={constant_value!r}: "
+                         "nnabla 1.39 ignores both and pads with zeros (whatever its docs say); "
+                         "pad with F.pad first and give pad=None")
+    if nonlinearity not in _FUSED_ACTIVATIONS:
+        raise ValueError(f"F.{op}: nonlinearity={nonlinearity!r} is not one of nnabla's "
+                         f"{sorted(n for n in _FUSED_ACTIVATIONS if n)}")
+    arguments = [float(number(a, op, "nonlinearity_args")) for a in nonlinearity_args]
+    if len(arguments) < _FUSED_ACTIVATIONS[nonlinearity]:
+        raise ValueError(f"F.{op}: nonlinearity={nonlinearity!r} needs nonlinearity_args="
+                         f"[alpha], got {list(nonlinearity_args)!r}")
+    statistics = (beta, gamma, mean, variance)
+    normalized = any(v is not None for v in statistics)
+    if normalized and not all(v is not None for v in statistics):
+        missing = [name for name, v in zip(("beta", "gamma", "mean", "variance"), statistics,
+                                            strict=True) if v is None]
+        raise ValueError(f"F.{op}: batch normalization needs beta, gamma, mean and variance; "
+                         f"{', '.join(missing)} missing (give all four, or none)")
+    if normalized and bias is not None:
+        raise ValueError(f"F.{op}: a convolution bias and batch normalization together are "
+                         "refused by nnabla (the normalization's beta is the bias); give "
+                         "bias=None")
+    try:  # (the parts' errors, named as the parts of F.fused_convolution they are)
+        h = convolution(x, weight, bias, base_axis=base_axis, pad=pad, stride=stride,
+                        dilation=dilation, group=group, channel_last=channel_last)
+        if normalized:
+            channel = h.ndim - 1 if channel_last else base_axis
+            h = _batch_normalization("batch_normalization", h, beta, gamma, mean, variance,
+                                     None, [channel], decay_rate, eps, batch_stat, False)
+        if z is not None:
+            h = _record("add2", (h, z))
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"F.{op}: {error}") from None
+    if nonlinearity in ("relu", "sigmoid", "tanh", "relu6"):
+        h = _record(nonlinearity, (h,))
+    elif nonlinearity in ("leaky_relu", "elu"):
+        h = _record(nonlinearity, (h,), alpha=number(arguments[0], op, "nonlinearity_args"))
+    return h
+
+
 # --- the functions of elementwise ops, from the registry ----------------------------------
 
 def _elementwise_function(op: OpDef):

@@ -26,6 +26,7 @@ from symcompile.ops.normalization import statistics_shape
 from symcompile.ops.opdef import normalize_axes
 
 __all__ = ["affine", "batch_normalization", "convolution", "deconvolution", "depthwise_convolution",
+           "depthwise_deconvolution",
            "embed", "group_normalization", "instance_normalization", "layer_normalization",
            "parametric_function_api"]
 
@@ -216,6 +217,28 @@ def depthwise_convolution(inp, kernel, pad=None, stride=None, dilation=None, mul
     w, b = _weight_and_bias((maps,) + kernel, (maps,), w_init, b_init, fix_parameters,
                             with_bias, None, None)
     return F.depthwise_convolution(inp, w, b, base_axis, pad, stride, dilation, multiplier)
+
+
+@parametric_function_api("depthwise_deconv")
+def depthwise_deconvolution(inp, kernel, pad=None, stride=None, dilation=None, divisor=1,
+                            w_init=None, b_init=None, base_axis=1, fix_parameters=False,
+                            rng=None, with_bias=True):
+    """Depthwise deconvolution layer (see `F.depthwise_deconvolution`), creating
+    ``depthwise_deconv/W`` of shape (C, *kernel) and ``depthwise_deconv/b`` of shape
+    (C // divisor,); nnabla's default initializer, ``UniformInitializer(
+    calc_uniform_lim_glorot(C, C, tuple(kernel)), rng)`` (C both ways, as nnabla's)."""
+    kernel = tuple(int(k) for k in kernel)
+    valid_axis = isinstance(base_axis, int) and 0 <= base_axis < len(inp.shape)
+    channels = inp.shape[base_axis] if valid_axis else 0
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise ValueError(f"PF.depthwise_deconvolution: divisor={divisor!r} must be a positive "
+                         f"int dividing the input's {channels} channels")
+    if w_init is None:
+        w_init = UniformInitializer(calc_uniform_lim_glorot(channels, channels, kernel),
+                                    rng=rng)
+    w, b = _weight_and_bias((channels,) + kernel, (channels // divisor,), w_init, b_init,
+                            fix_parameters, with_bias, None, None)
+    return F.depthwise_deconvolution(inp, w, b, base_axis, pad, stride, dilation, divisor)
 
 
 @parametric_function_api("embed")

@@ -76,3 +76,13 @@ def _kl_multinomial(args, attrs, ctx):
     term = E.KLTerm(args[0], args[1])
     total = P.reduce_sum(term, tuple(range(base, len(shape))), False, shape, ctx.shapes)
     return P.reshape(total, ctx.out_shape, ctx.shapes)
+
+
+@_register("crelu", "CReLU", 1, _celu_shape)
+def _crelu(args, attrs, ctx):
+    """nnabla's crelu: relu(x) and relu(-x) joined along `axis` (crelu.cpp). Its backward
+    sends dy of the first half where x > 0 and -dy of the second where x <= 0, so at 0 the
+    second half's gradient counts: max(0, -x) with the tie going to -x (Maximum's second
+    argument) gives exactly that, and max(x, 0) has relu'(0) = 0."""
+    x, zero = args[0], sympy.Integer(0)
+    return I.concatenate([E.Maximum(x, zero), E.Maximum(zero, -x)], attrs["axis"], ctx.shapes)

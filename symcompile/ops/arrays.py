@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from symcompile.common.deferred import Deferred
-from symcompile.ops.opdef import OpDef, registrar
+from symcompile.ops.opdef import OpDef, broadcast_shape, registrar
 
 sympy = Deferred("sympy")
 P = Deferred("symcompile.ir.primitives")
@@ -598,3 +598,141 @@ def _scatter_nd_running(args, attrs, ctx):
 
 OPS["scatter_nd"] = OpDef("scatter_nd", "ScatterNd", 2, False, _scatter_nd_shape, _scatter_nd,
                           labels=_scatter_nd_labels, running=_scatter_nd_running)
+
+
+# --- add_n, mul_n, unlink, trilu, eye_like, shape --------------------------------------------
+
+def _same_shapes(function: str):
+    """nnabla's rule for add_n and mul_n: every input has the first one's shape (they do
+    not broadcast)."""
+
+    def infer(shapes, attrs):
+        for position, shape in enumerate(shapes[1:], start=1):
+            if shape != shapes[0]:
+                raise ValueError(f"F.{function}: input {position} of shape {shape} differs from "
+                                 f"input 0 of shape {shapes[0]}; nnabla's {function} needs "
+                                 f"inputs of one shape (broadcast them with F.broadcast first)")
+        return shapes[0]
+
+    return infer
+
+
+@_register("bc_add2", "BcAdd2", 2, lambda shapes, attrs: broadcast_shape("bc_add2", shapes))
+def _bc_add2(args, attrs, ctx):
+    """x0 + x1, size-1 axes broadcast (nnabla's broadcasting addition, which its docs say
+    "shouldn't be called by users"; F.add2 broadcasts alike). Not an elementwise registry
+    entry, whose every op has a float32 precision case of its own: it is add2's formula."""
+    return args[0] + args[1]
+
+
+@_register("add_n", "AddN", 1, _same_shapes("add_n"))
+def _add_n(args, attrs, ctx):
+    """x0 + x1 + ...: each input's gradient is dy."""
+    return sympy.Add(*args)
+
+
+@_register("mul_n", "MulN", 2, _same_shapes("mul_n"))
+def _mul_n(args, attrs, ctx):
+    """x0 * x1 * ...: each input's gradient is dy times the product of the others (nnabla's
+    is dy * y / x_i, the same number wherever x_i != 0, NaN where x_i = 0)."""
+    return sympy.Mul(*args)
+
+
+@_register("unlink", "Unlink", 1, lambda shapes, attrs: shapes[0])
+def _unlink(args, attrs, ctx):
+    """x, as a constant: nnabla's backward leaves x's gradient untouched."""
+    return P.StopGradient(args[0])
+
+
+def _matrices_shape(function: str, exactly_two: bool):
+    """nnabla's rule for trilu (matrices of the last two axes: 2 axes or more) and eye_like
+    (one 2-D input)."""
+
+    def infer(shapes, attrs):
+        x = shapes[0]
+        if exactly_two and len(x) != 2:
+            raise ValueError(f"F.{function}: the input of shape {x} is not 2-D; nnabla's "
+                             f"{function} takes one matrix (M, N): reshape or slice it")
+        if len(x) < 2:
+            raise ValueError(f"F.{function}: the input of shape {x} has fewer than 2 axes; "
+                             f"nnabla's {function} works on the matrices of the last two: "
+                             f"reshape it to (1, ...)")
+        return x
+
+    return infer
+
+
+def _band(rows: int, columns: int, k: int, upper: bool) -> list[int]:
+    """The flat positions (row * columns + column) of a (rows, columns) matrix kept by
+    numpy.triu(., k) (upper) or numpy.tril(., k)."""
+    return [r * columns + c for r in range(rows) for c in range(columns)
+            if (c - r >= k if upper else c - r <= k)]
+
+
+def _placed(values, positions: list[int], shape: tuple[int, ...], ctx):
+    """values (..., len(positions)) put at `positions` of matrices of the last two axes of
+    `shape`, zeros elsewhere (a `TakeGrad`, whose gradient takes them back)."""
+    rows, columns = shape[-2:]
+    flat = I.TakeGrad(values, P.shape_tuple(positions), sympy.Integer(len(shape) - 2),
+                      sympy.Integer(rows * columns))
+    return P.reshape(flat, shape, ctx.shapes)
+
+
+@_register("trilu", "Trilu", 1, _matrices_shape("trilu", exactly_two=False))
+def _trilu(args, attrs, ctx):
+    """numpy.triu(x, k) (upper) or numpy.tril(x, k) of the last two axes: the kept
+    elements taken and placed back among zeros, so the gradient is dy masked alike."""
+    shape = ctx.in_shapes[0]
+    rows, columns = shape[-2:]
+    positions = _band(rows, columns, int(attrs["k"]), bool(attrs["upper"]))
+    if len(positions) == rows * columns:
+        return args[0]
+    if not positions:
+        return sympy.Integer(0)  # (filled into an array of the output's shape)
+    flat = P.reshape(args[0], shape[:-2] + (rows * columns,), ctx.shapes)
+    kept = I.Take(flat, P.shape_tuple(positions), sympy.Integer(len(shape) - 2))
+    return _placed(kept, positions, shape, ctx)
+
+
+@_register("eye_like", "EyeLike", 1, _matrices_shape("eye_like", exactly_two=True))
+def _eye_like(args, attrs, ctx):
+    """numpy.eye(M, N, k) for x of shape (M, N): ones on the k-th diagonal (none when it
+    lies outside). x only gives the shape: no gradient."""
+    rows, columns = ctx.in_shapes[0]
+    k = int(attrs["k"])
+    positions = [r * columns + r + k for r in range(rows) if 0 <= r + k < columns]
+    if not positions:
+        return sympy.Integer(0)
+    ones = P.Full(sympy.Integer(1), P.shape_tuple((len(positions),)))
+    return P.StopGradient(_placed(ones, positions, (rows, columns), ctx))
+
+
+def shape_range(shape: tuple[int, ...], start: int, end: int) -> tuple[int, int]:
+    """nnabla's [s, e) of F.shape (shape.cpp): a negative start counts from the end, a
+    start past the end is the end; end 0 is the end, a negative one counts from it."""
+    ndim = len(shape)
+    s = start + ndim if start < 0 else min(start, ndim)
+    e = ndim + end if end < 0 else (min(end, ndim) if end > 0 else ndim)
+    return s, e
+
+
+def _shape_shape(shapes, attrs):
+    x = shapes[0]
+    if not x:
+        raise ValueError("F.shape: the input of shape () has no axes (nnabla refuses it); "
+                         "reshape it to (1,)")
+    s, e = shape_range(x, attrs["start"], attrs["end"])
+    if e <= s:
+        raise ValueError(f"F.shape: start={attrs['start']}, end={attrs['end']} select no axis "
+                         f"of the input of shape {x} (axes {s} to {e - 1}); nnabla then leaves "
+                         f"its output unset. Choose start < end")
+    return (e - s,)
+
+
+@_register("shape", "Shape", 1, _shape_shape)
+def _shape(args, attrs, ctx):
+    """x.shape[s:e] as numbers (float32, as nnabla's), fixed when the graph is built: no
+    gradient."""
+    s, e = shape_range(ctx.in_shapes[0], attrs["start"], attrs["end"])
+    sizes = [P.Full(sympy.Integer(n), P.shape_tuple((1,))) for n in ctx.in_shapes[0][s:e]]
+    return P.StopGradient(I.concatenate(sizes, 0, ctx.shapes))

@@ -587,3 +587,125 @@ def _grad_is_lowered_by_the_pass(args, attrs, ctx):
 
 OPS["grad"] = OpDef("grad", "Grad", 2, False, _grad_shape, _grad_is_lowered_by_the_pass,
                     array_inputs=True)
+
+
+# --- categorical cross-entropy, confusion matrix, depthwise deconvolution ---------------------
+
+# nnabla clamps the probability at float32's smallest normal number before its log and in
+# its gradient (std::numeric_limits<float>::min(), categorical_cross_entropy.cpp)
+_SMALLEST_NORMAL_FLOAT32 = 1.1754943508222875e-38
+
+
+def _labelled_shape(function: str):
+    """nnabla's rule for a function of x and one label per row along `axis`: the label's
+    shape is x's with length 1 along `axis` (and it is the output's)."""
+
+    def infer(shapes, attrs):
+        x, t = shapes
+        axis = attrs["axis"]
+        expected = x[:axis] + (1,) + x[axis + 1:]
+        if t != expected:
+            raise ValueError(f"F.{function}: target of shape {t} does not fit input of shape {x} "
+                             f"with axis={axis}; the target must hold one label per row, with "
+                             f"shape {expected}")
+        return expected
+
+    return infer
+
+
+@structural("categorical_cross_entropy", "CategoricalCrossEntropy", 2,
+            _labelled_shape("categorical_cross_entropy"), labels=_softmax_cross_entropy_labels)
+def _categorical_cross_entropy(args, attrs, ctx):
+    """-log(max(x[t], FLT_MIN)) along `axis`, 0 where the label is negative (-1), as
+    nnabla's; its gradient is -dy / max(x[t], FLT_MIN) at the label, also below FLT_MIN
+    (the clamp counts as the identity there, as in nnabla's backward), and none to the
+    labels."""
+    x, axis = args[0], attrs["axis"]
+    classes = ctx.in_shapes[0][axis]
+    labels = ctx.class_labels(args[1], classes) if ctx.class_labels else args[1]
+    keep = (sympy.Tuple(sympy.Integer(axis)), sympy.Integer(1), P.shape_tuple(ctx.in_shapes[0]))
+    picked = P.ReduceSum(x * softmax.OneHot(labels, sympy.Integer(classes), sympy.Integer(axis)),
+                         *keep)
+    clamped = picked + P.StopGradient(
+        E.Maximum(picked, sympy.Float(_SMALLEST_NORMAL_FLOAT32)) - picked)
+    return -sympy.log(clamped) * softmax.ValidLabel(labels, sympy.Integer(classes))
+
+
+def _confusion_matrix_shape(shapes, attrs):
+    x = shapes[0]
+    _labelled_shape("confusion_matrix")(shapes, attrs)
+    return (x[attrs["axis"]],) * 2
+
+
+@structural("confusion_matrix", "ConfusionMatrix", 2, _confusion_matrix_shape,
+            labels=_softmax_cross_entropy_labels, output_dtype="int32")
+def _confusion_matrix(args, attrs, ctx):
+    """counts[label, predicted] over every row along `axis`, the prediction the first
+    largest score (confusion_matrix.cpp); a row labelled -1 counts nowhere (nnabla 1.39
+    writes it before its output array). A one-hot of the labels times a one-hot of the
+    predictions, summed over the rows. A metric: no gradient."""
+    x_shape, axis = ctx.in_shapes[0], attrs["axis"]
+    classes = x_shape[axis]
+    labels = ctx.class_labels(args[1], classes) if ctx.class_labels else args[1]
+    truth = P.as_number(softmax.OneHot(labels, sympy.Integer(classes), sympy.Integer(axis)),
+                        ctx.shapes)
+    predicted = P.as_number(P.FirstExtremum(args[0], sympy.Integer(axis), sympy.Integer(1)),
+                            ctx.shapes)
+    order = tuple(a for a in range(len(x_shape)) if a != axis) + (axis,)
+    rows = (math.prod(x_shape) // classes, classes)
+
+    def as_rows(onehot):
+        return P.reshape(P.transpose(onehot, order, ctx.shapes), rows, ctx.shapes)
+
+    counts = P.matmul(P.swap_last(as_rows(truth), ctx.shapes), as_rows(predicted), ctx.shapes)
+    return P.StopGradient(counts)
+
+
+def _depthwise_deconvolution_weight(x_shape, w_shape):
+    """The depthwise weight (C, *K) as a grouped deconvolution's (C, 1, *K)."""
+    return (w_shape[0], 1) + tuple(w_shape[1:])
+
+
+def _depthwise_deconvolution_attributes(x_shape, attrs):
+    """F.deconvolution's attributes for F.depthwise_deconvolution's: C / divisor groups of
+    `divisor` input channels, each summed into one output channel."""
+    deconv = {key: value for key, value in attrs.items() if key != "divisor"}
+    deconv["group"] = x_shape[attrs["base_axis"]] // attrs["divisor"]
+    deconv["output_padding"] = (0,) * len(attrs["pad"])
+    return deconv
+
+
+def _depthwise_deconvolution_shape(shapes, attrs):
+    x, w = shapes[0], shapes[1]
+    base, divisor = attrs["base_axis"], attrs["divisor"]
+    where = f"F.depthwise_deconvolution: input of shape {x}, weight of shape {w}"
+    if not 0 <= base < len(x) - 1:
+        raise ValueError(f"{where}: base_axis {base} must leave a channel axis and at least "
+                         f"one spatial axis after it (valid: 0..{len(x) - 2})")
+    channels = x[base]
+    if divisor < 1 or channels % divisor:
+        raise ValueError(f"{where}: divisor={divisor} must be a positive divisor of the input's "
+                         f"{channels} channels (axis {base}): the output has channels / divisor")
+    if len(w) != len(x) - base or w[0] != channels:
+        raise ValueError(f"{where}: the weight must have shape (channels, *kernel) = "
+                         f"({channels}, ...) with one kernel size per spatial axis "
+                         f"({len(x) - base - 1})")
+    weight = _depthwise_deconvolution_weight(x, w)
+    try:
+        return _deconvolution_shape((x, weight) + tuple(shapes[2:]),
+                                    _depthwise_deconvolution_attributes(x, attrs))
+    except ValueError as error:  # (the weight (C, *K) is the deconvolution's (C, 1, *K))
+        raise ValueError(f"F.depthwise_deconvolution (a deconvolution of {channels // divisor} "
+                         f"groups): {error}") from None
+
+
+@structural("depthwise_deconvolution", "DepthwiseDeconvolution", 3,
+            _depthwise_deconvolution_shape)
+def _depthwise_deconvolution(args, attrs, ctx):
+    """Each input channel deconvolved with its own kernel, output channel o the sum of
+    input channels o*divisor ... (o + 1)*divisor - 1 (nnabla's): a deconvolution with
+    C / divisor groups and weight (C, 1, *K)."""
+    x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
+    weight = P.reshape(args[1], _depthwise_deconvolution_weight(x_shape, w_shape), ctx.shapes)
+    return _deconvolution([args[0], weight, *args[2:]],
+                          _depthwise_deconvolution_attributes(x_shape, attrs), ctx)

@@ -238,6 +238,8 @@ def integer_outputs():
     run("F.reshape(int64)", lambda x: F.reshape(var([1, 2], "int64"), (2, 1)))
     run("F.transpose(int64)", lambda x: F.transpose(var([[1, 2]], "int64"), (1, 0)))
     run("F.add_scalar(int64, 0.5)", lambda x: F.add_scalar(var([1, 2], "int64"), 0.5))
+    run("F.confusion_matrix", lambda x: F.confusion_matrix(x, var([[2], [1]], "float32")))
+    run("F.shape", lambda x: F.shape(x))
     r = F.randint(0, 10, shape=(4,), seed=1)
     r.forward()
     show("F.randint in [0, 10)", (r.d >= 0) & (r.d < 10) & (r.d == np.round(r.d)))
