@@ -1,10 +1,8 @@
 """Graphs as nnabla's `Network` messages and back: the network part of `.nnp` files.
 
 Writing walks the graph of the outputs and writes one nnabla function per recorded
-`F.*` node, with nnabla's type name and `<type>_param` arguments. Most of symcompile's
-node arguments are nnabla's by name; `_EXPORT` lists the ones that differ, and an
-argument nnabla has but the node does not is an error rather than a default, since a
-missing proto3 field reads as 0 (a `LeakyReLU` would lose its `alpha`). Names follow
+`F.*` node, with nnabla's type name and `<type>_param` arguments, as `nnabla_arguments`
+maps them from the node's (the mapping `Function.info.args` shows too). Names follow
 nnabla's writer: `@<network>/<Type>` for functions (`_1`, `_2`, ... when repeated),
 `<function>_out` for their outputs, scope paths for parameters.
 
@@ -25,6 +23,12 @@ from dataclasses import dataclass, field
 
 from symcompile.common.nnabla_proto import is_repeated, message_class
 from symcompile.frontend import functions as F
+from symcompile.frontend.nnabla_arguments import (
+    NnablaCall,
+    NotAnNnablaFunction,
+    nnabla_call,
+    parameter_layout,
+)
 from symcompile.frontend.parameter import parameter_keys_by_storage
 from symcompile.frontend.variable import Variable
 from symcompile.ops.registry import OPS
@@ -36,131 +40,13 @@ class NnpError(ValueError):
 
 # --- writing --------------------------------------------------------------------------------
 
-# Arguments nnabla's function has and symcompile's node never varies: the value the node
-# implies.
-_IMPLIED = {"inplace": False, "channel_last": False, "with_index": False, "only_index": False}
-
-# Node arguments that are symcompile's own bookkeeping, by op: not written.
-_INTERNAL = {
-    "batch_normalization": {"running"},
-    "fused_batch_normalization": {"running", "residual", "no_bias", "no_scale"},
-    "interpolate": {"axes"},
-    "top_k_data_index": {"index"},
-    "reduce_sum": {"axes", "keepdims"},
-    "reduce_mean": {"axes", "keepdims"},
-    "arange": {"count"},
-}
-
-
-def _renamed(args: dict) -> dict:
-    return {"keep_dims" if key == "keepdims" else key: value for key, value in args.items()}
-
-
-def _pad(args: dict) -> dict:
-    pairs = [w for pair in zip(args["before"], args["after"], strict=True) for w in pair]
-    return {"pad_width": pairs, "mode": args.get("mode", "constant"),
-            "constant_value": args["constant_value"]}
-
-
-def _uniform(args: dict) -> dict:
-    return {"low": args["a"], "high": args["b"], "shape": args["shape"], "seed": args["seed"]}
-
-
-def _normal(args: dict) -> dict:
-    return {"mu": args["a"], "sigma": args["b"], "shape": args["shape"], "seed": args["seed"]}
-
-
-def _fused(args: dict) -> dict:
-    return {**args, "nonlinearity": "relu"}
-
-
-def _index_of(args: dict) -> dict:
-    return {**_renamed(args), "only_index": True}
-
-
-def _index_second(args: dict) -> dict:
-    return {**args, "with_index": True}
-
-
-@dataclass(frozen=True)
-class _Export:
-    """How one op's node becomes an nnabla function: the arguments, and which of the
-    function's outputs the node's output is (for ops that are one output of several)."""
-
-    arguments: object = _renamed
-    output: object = None  # args -> (position, count)
-
-
-_EXPORT = {
-    "pad": _Export(_pad),
-    "reshape": _Export(lambda args: {"inplace": True, **args}),  # (nnabla's default)
-    "rand": _Export(_uniform), "randint": _Export(_uniform), "randn": _Export(_normal),
-    "fused_batch_normalization": _Export(_fused),
-    "max_index": _Export(_index_of), "min_index": _Export(_index_of),
-    "sort_index": _Export(_index_of),
-    "top_k_data_index": _Export(_index_second, lambda args: (1, 2)),
-    "norm_normalization": _Export(lambda args: {**args, "eps": 1e-12}),  # unused by nnabla
-    "meshgrid": _Export(lambda args: {"ij_indexing": args["ij_indexing"]},
-                        lambda args: (args["output"], None)),
-}
-
-# Ops whose nodes have no nnabla function of their own, with what to do instead.
-_NOT_WRITABLE = {
-    "grad": "a gradient made by nn.grad is not a function of nnabla's format; write the "
-            "network before differentiating it",
-    "random_flip": "its node holds the drawn flip, not nnabla's arguments",
-    "random_shift": "its node holds the drawn shifts, not nnabla's arguments",
-    "random_crop": "its node holds the drawn crop, not nnabla's arguments",
-    "spectral_norm": "symcompile builds it from its power iteration, which nnabla's "
-                     "SpectralNorm function does itself",
-}
-
-
-def _reject(func, why: str):
-    where = f" (at {func.callsite.display})" if func.callsite else ""
-    raise NnpError(f"F.{func.op.name}{where}: cannot be written to an nnabla network: {why}")
-
-
-def _parameter_field(type_name: str):
-    """(`<type>_param` field name, its message's field names) of nnabla's function, or
-    None for a function without arguments."""
-    function = message_class("Function").DESCRIPTOR
-    for candidate in function.fields:
-        if candidate.message_type is not None \
-                and candidate.message_type.name == f"{type_name}Parameter":
-            return candidate.name, [f.name for f in candidate.message_type.fields]
-    return None
-
-
-def _arguments(func) -> tuple[str, dict, tuple[int, int | None]]:
-    """nnabla's (type, arguments, (output position, output count)) of one node."""
-    op = func.op
-    if op.name in _NOT_WRITABLE:
-        _reject(func, _NOT_WRITABLE[op.name])
-    if op.name in ("batch_normalization", "fused_batch_normalization") \
-            and not func.args.get("running", True):
-        _reject(func, "nnabla's function needs the running mean and variance as inputs")
-    if op.name == "fused_batch_normalization" and (func.args.get("no_bias")
-                                                   or func.args.get("no_scale")):
-        _reject(func, "nnabla's FusedBatchNormalization needs both beta and gamma")
-    rule = _EXPORT.get(op.name, _Export())
-    internal = _INTERNAL.get(op.name, set())
-    args = rule.arguments({k: v for k, v in func.args.items() if k not in internal})
-    position = rule.output(func.args) if rule.output else (0, 1)
-    layout = _parameter_field(op.type_name)
-    names = layout[1] if layout else []
-    extra = sorted(set(args) - set(names))
-    if extra:
-        _reject(func, f"nnabla's {op.type_name} has no argument {', '.join(extra)}")
-    values = {}
-    for name in names:
-        if name in args:
-            values[name] = args[name]
-        elif name in _IMPLIED:
-            values[name] = _IMPLIED[name]
-        else:
-            _reject(func, f"no value for nnabla's argument {op.type_name}.{name}")
-    return op.type_name, values, position
+def _call_of(func) -> NnablaCall:
+    """nnabla's function for one node, or NnpError naming the node and why not."""
+    try:
+        return nnabla_call(func)
+    except NotAnNnablaFunction as exc:
+        raise NnpError(f"{exc.function}: cannot be written to an nnabla network: "
+                       f"{exc.why}") from None
 
 
 def _set_field(message, name: str, value) -> None:
@@ -260,13 +146,17 @@ def network_message(name: str, batch_size: int, outputs: dict, names: dict,
         return var_name
 
     for func in _graph_order(list(outputs.values())):
-        type_name, values, (position, count) = _arguments(func)
+        call = _call_of(func)
+        type_name, values, position, count = (call.type_name, call.arguments, call.position,
+                                              call.count)
         function_name = naming.function(type_name)
         input_names = []
         for var in func.inputs:
             if var.parent is None:
                 is_parameter = id(var._storage) in naming.parameters \
                     and id(var._storage) not in given
+                if not is_parameter and id(var._storage) not in given:
+                    _check_not_a_removed_parameter(name, func, len(input_names), var)
                 input_name = declare(var, f"{function_name}_input{len(input_names)}",
                                      "Parameter" if is_parameter else "Buffer")
                 if not is_parameter:
@@ -293,7 +183,7 @@ def network_message(name: str, batch_size: int, outputs: dict, names: dict,
         message = proto.function.add(name=function_name, type=type_name)
         message.input.extend(input_names)
         message.output.extend(output_names)
-        layout = _parameter_field(type_name)
+        layout = parameter_layout(type_name)
         if layout:
             param = getattr(message, layout[0])
             param.SetInParent()
@@ -310,6 +200,26 @@ def network_message(name: str, batch_size: int, outputs: dict, names: dict,
         entry = proto.variable.add(name=var_name, type=kinds[var_name])
         entry.shape.dim.extend(shape)
     return proto, inputs, parameters
+
+
+def _check_not_a_removed_parameter(network: str, func, position: int, var) -> None:
+    """Refuse an unnamed leaf that `get_parameter_or_create` made (PF's weights) but the
+    parameter registry no longer holds (`nn.clear_parameters()`, `pop_parameter`).
+
+    nnabla 1.39 writes such a leaf as an input (a Buffer, `@net/Affine_in_1`) and its
+    values nowhere, so the file silently loses the trained weights; here the user says
+    which is meant. A leaf the registry never held (a plain `nn.Variable`) is an input."""
+    if var._storage.init is None:  # (set only on the parameters the scope created)
+        return
+    where = f" (at {func.callsite.display})" if func.callsite else ""
+    label = f" {var.name!r}" if var.name else ""
+    raise NnpError(
+        f"network {network!r}: input {position} of F.{func.op.name}{where}, the leaf{label} "
+        f"of shape {var.shape}, was made as a parameter but is no longer in the parameter "
+        "registry (nn.clear_parameters() or pop_parameter removed it), so its values would "
+        "be written nowhere; save before clearing the parameters, register it again with "
+        "nn.parameter.set_parameter(key, variable), or name it in the network's 'names' to "
+        "write it as an input without values (what nnabla does)")
 
 
 def _batch_placeholder(function, param_name: str, batch_size: int) -> None:
@@ -432,11 +342,19 @@ class BuiltNetwork:
     outputs: dict
 
 
-def build_network(proto, parameters: dict, batch_size: int | None = None) -> BuiltNetwork:
+def build_network(proto, parameters: dict, batch_size: int | None = None,
+                  given: dict | None = None, declared_shapes: bool = True) -> BuiltNetwork:
     """The graph of nnabla's `Network` message `proto`, its parameters taken from
     `parameters` (name -> Variable) and its -1 dimensions set to `batch_size` (default:
-    the file's)."""
+    the file's).
+
+    `given` (name -> Variable) are variables to use as they are instead of new inputs or
+    the file's parameters (an `NnpNetworkPass`'s `set_variable`). With `declared_shapes`
+    the shape each function gives must be the file's; without (a network a pass has
+    changed: another input size, another pad), the shapes follow from the inputs, as in
+    nnabla, which never reads the declared shapes of computed variables."""
     batch_size = int(batch_size or proto.batch_size or 1)
+    given = given or {}
     declared = {v.name: v for v in proto.variable}
     computed = {name for function in proto.function for name in function.output}
     read = {name for function in proto.function for name in function.input}
@@ -449,7 +367,9 @@ def build_network(proto, parameters: dict, batch_size: int | None = None) -> Bui
         if entry is None:
             raise NnpError(f"network {proto.name!r}: variable {name!r} is read but not "
                            "declared")
-        if entry.type == "Parameter":
+        if name in given:
+            var = given[name]
+        elif entry.type == "Parameter":
             if name not in parameters:
                 raise NnpError(f"network {proto.name!r}: parameter {name!r} is not in the "
                                "file's parameters")
@@ -465,7 +385,7 @@ def build_network(proto, parameters: dict, batch_size: int | None = None) -> Bui
                              strict=True):
             expected = _batch_sized(list(declared[name].shape.dim), batch_size) \
                 if name in declared else out.shape
-            if tuple(out.shape) != expected:
+            if declared_shapes and tuple(out.shape) != expected:
                 raise NnpError(f"network {proto.name!r}: {function.name} ({function.type}) "
                                f"gives {name!r} the shape {out.shape}, the file says "
                                f"{expected}")

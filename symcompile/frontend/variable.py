@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy
 
 from symcompile.common import memory
-from symcompile.frontend import executor
+from symcompile.frontend import executor, nnabla_arguments
 from symcompile.ir import callsite
 
 DTYPE = numpy.float32
@@ -577,7 +577,11 @@ class Function:
 
     @property
     def info(self) -> SimpleNamespace:
-        return SimpleNamespace(type_name=self.op.type_name, args=dict(self.args))
+        """nnabla's `Function.info`: the type name, the arguments as nnabla records them
+        (every argument of nnabla's function, by its names, floats as float32, lists;
+        see `nnabla_arguments`), and no tags. The node's own arguments are `args`."""
+        return SimpleNamespace(type_name=self.op.type_name,
+                               args=nnabla_arguments.info_arguments(self), tags={})
 
     def __repr__(self) -> str:
         where = self.callsite.display if self.callsite else "unknown location"
