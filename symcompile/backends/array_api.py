@@ -185,6 +185,7 @@ class ArrayAPIBackend(NumPyBackend):
                 "the arrays' library allows it (NumPy, CuPy, PyTorch, array-api-strict), and "
                 "returns them as well, after the outputs, as a dict keyed by argument name: "
                 "for immutable arrays (JAX) those are the new arrays.")
+    updates_in_place = False
 
     def printer(self, shapes, dtype: str) -> ArrayAPIPrinter:
         return ArrayAPIPrinter(shapes, dtype)

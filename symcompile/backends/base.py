@@ -91,6 +91,9 @@ class Backend:
     template_helpers: tuple[str, ...] = ()  # functions the module template defines
     reserved_names: frozenset[str] = frozenset()  # locals its functions define
     in_place: str = ""  # the module docstring's sentence about updates
+    # whether updates write into the arrays passed in, always (not only where the arrays'
+    # library allows it): what the runtime's <rule>_backward_update relies on
+    updates_in_place: bool = False
 
     def printer(self, shapes, dtype: str):
         raise NotImplementedError

@@ -136,6 +136,7 @@ class EmitOptions:
     source: str  # where the graph was built, for the header
     step: TrainingStep | None = None  # the fused training step, if the module has one
     check_finite: bool = False  # the fused step refuses NaN/Inf gradients before updating
+    split_update: bool = False  # add <rule>_backward_update (see compiler.Options)
 
 
 def module_source(program: Program, plan: Schedule, graph_hash: str,
@@ -442,7 +443,41 @@ class _ModuleBuilder:
             + f"), given forward_saving()'s saved values and the cotangent "
             f"{program.seed.name} of {root}.", prologue=unpack,
             leading_arguments=("saved",)))
+        if self.options.split_update and self.backend.updates_in_place \
+                and self.step is not None and self.step.plan is not None:
+            functions.append(self.backward_update(split, returned, seed, unpack))
         return functions
+
+    def backward_update(self, split: Schedule, returned, seed: Argument, unpack) -> FunctionSpec:
+        """``<rule>_backward_update``: backward() and the rule's update of every trainable
+        parameter in one call, for the runtime's nnabla loop. The gradients are computed
+        as backward() computes them and the updates read them as update() does, so the
+        parameters get the bits of backward() then update(); it returns the gradients (the
+        runtime writes them into `.g` if they are read)."""
+        program, rule = self.program, self.step.rule
+        name = f"{rule.name}_backward_update"
+        updates = tuple(
+            Line(self.backend.update_statement(u.update, self.printer.doprint(u.expr)),
+                 comment_text(u.note)) for u in self.step.split_updates)
+        states = [Argument(s.name, program.shapes.of(s), writable=True)
+                  for s in self.solver.state_symbols]
+        step = ()
+        if self.solver.step:
+            check, kernels = self.backend.step_check(name, self.solver.step.name)
+            step = (check,)
+            self.kernels.update(kernels)
+        returned_text = ", ".join(g.name for g in returned)
+        return self.checked(
+            name, self.arguments(writable=True, equations=split.backward) + [seed] + states,
+            (Block("backward", self.lines(split.backward, frozenset(returned))),
+             Block("update", updates, comment_text(rule.doc))),
+            f"({returned_text},)" if len(returned) == 1 else f"({returned_text})",
+            f"backward() and the {rule.name} update ({rule.doc}) of every trainable "
+            f"parameter in place, given forward_saving()'s saved values and the cotangent "
+            f"{program.seed.name} of {self.root.name}: the bits of backward() then "
+            f"update(), in one call (the runtime's loop). Returns backward()'s gradients.",
+            extra_arguments=self.step_arguments(), extra_checks=step, prologue=unpack,
+            leading_arguments=("saved",))
 
     # --- module -------------------------------------------------------------------------
     def header(self) -> tuple[str, ...]:
@@ -508,6 +543,9 @@ class _ModuleBuilder:
             ("OUTPUT_GRADIENTS", tuple(argument(graph.values[i])
                                        for i in program.output_gradients)),
             ("SOLVER", self.step.rule.name if self.step else None),
+            # the switches of the solver's rule the steps were compiled with
+            ("SOLVER_OPTIONS", tuple(sorted(self.solver.options.items()))
+             if self.solver else ()),
             ("STATE", self.state_table()),
             # Leaves every forward pass overwrites: batch normalization's running
             # statistics in training mode (the step returns them too).

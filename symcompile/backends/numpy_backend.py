@@ -26,6 +26,7 @@ class NumPyBackend(Backend):
                         "load_checkpoint", "check_gradient")
     in_place = ("The training step updates parameters and solver state in place (the "
                 "arrays passed in hold the new values).")
+    updates_in_place = True
 
     def printer(self, shapes, dtype: str) -> NumPyPrinter:
         return NumPyPrinter(shapes, dtype)

@@ -36,10 +36,14 @@ class Options:
     fusion_limit: int = FUSION_OPS_LIMIT
     check_finite: bool = False
     backend: str = "numpy"  # what the module computes with (see symcompile.backends)
+    # also <solver>_backward_update(saved, ...), backward() and the solver's update in one
+    # call, which the runtime's nnabla loop runs (where the backend updates in place)
+    split_update: bool = True
 
     def key(self) -> str:
         return (f"{self.name}|{self.solver}|{self.solver_options}|{self.hyper}|{self.dtype}"
-                f"|{self.fusion_limit}|{self.check_finite}|{self.backend}")
+                f"|{self.fusion_limit}|{self.check_finite}|{self.backend}"
+                f"|{self.split_update}")
 
 
 def compiler_fingerprint() -> str:

@@ -102,7 +102,7 @@ def _phases(graph: Graph, options: Options, report: Progress
     report("emit", 0, 0)
     emit_options = EmitOptions(options.name, backends.get(options.backend),
                                options.regenerate, options.source, step,
-                               options.check_finite)
+                               options.check_finite, options.split_update)
     source = module_source(program, plan, graph.fingerprint(), emit_options, lap=clock.lap)
     return source, program, clock.timings
 

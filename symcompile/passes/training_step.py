@@ -64,6 +64,9 @@ class TrainingStep:
     updates: tuple[StepUpdate, ...] = ()
     fused: frozenset[sympy.Symbol] = frozenset()  # gradients computed inside their update
     updated: tuple[sympy.Symbol, ...] = ()  # the parameters and states the step updates
+    # the updates as solver.update() applies them, from the gradient arrays (nothing
+    # inlined): the runtime's backward-and-update gives the bits of backward(), update()
+    split_updates: tuple[StepUpdate, ...] = ()
 
 
 def plan_training_step(program: Program, rule: UpdateRule, options=(), hyper=(),
@@ -83,7 +86,7 @@ def plan_training_step(program: Program, rule: UpdateRule, options=(), hyper=(),
     plan = schedule(program, trainable)
     definitions = {eq.target: eq.expr for eq in plan.backward}
     root = program.outputs[0].name
-    updates, fused = [], set()
+    updates, fused, split_updates = [], set(), []
     shared: dict[sympy.Expr, sympy.Symbol] = {}  # coefficient expression -> its name
     pool = set(solver.hyper.values()) | {solver.step}
     bases: dict[sympy.Symbol, str] = {}  # per-parameter coefficient -> the rule's name
@@ -116,9 +119,13 @@ def plan_training_step(program: Program, rule: UpdateRule, options=(), hyper=(),
             expr = scale_into_matmul(upd.expr.xreplace(inline), program.shapes)
             updates.append(StepUpdate(upd, expr, f"{rule.name}: coefficient" if upd.scalar
                                       else note))
+            split_updates.append(StepUpdate(upd, upd.expr, f"{rule.name}: coefficient"
+                                            if upd.scalar else f"{rule.name} update of "
+                                            f"{value.name}"))
     updated = (*(program.symbols[v.index] for v in graph.parameters if v.need_grad),
                *solver.state_symbols)
-    return TrainingStep(rule, solver, plan, tuple(updates), frozenset(fused), updated)
+    return TrainingStep(rule, solver, plan, tuple(updates), frozenset(fused), updated,
+                        tuple(split_updates))
 
 
 def _share_coefficients(program: Program, updates, shared: dict, pool: set,
