@@ -26,6 +26,15 @@ class Executor(Protocol):
     def recompute_gradient(self, var) -> None:
         """Bring the `.g` of intermediate `var`, read for the first time, up to date."""
 
+    def fused_update(self, rule: str, options: tuple, storages, states, step, hyper) -> bool:
+        """Apply update rule `rule` to exactly `storages` together with the backward()
+        the executor has not run yet, in one call, if it can (else False, nothing done)."""
+
+    def take_gradients(self, storages):
+        """The gradients of exactly `storages`, by Storage, from a backward() the executor
+        has not run yet (it runs it now, and writes `.g` only if read later); or None,
+        their `.g` being up to date."""
+
     def update_function(self, rule: str, options: tuple):
         """The ``update(w, g, *states, [t], *hyper)`` kernel of an update rule."""
 

@@ -79,6 +79,7 @@ class Solver:
         # changes them
         self._kernel: tuple | None = None
         self._hyper_values: tuple | None = None
+        self._fused_arguments: tuple = ((), {})  # (options, hyper by name), as _hyper_values
         self._params: OrderedDict[str, Variable] = OrderedDict()
         self._states: OrderedDict[str, SolverState] = OrderedDict()
 
@@ -274,24 +275,59 @@ class Solver:
         kernel = self._update_kernel()
         if self._hyper_values is None:
             self._hyper_values = tuple(self.rule_arguments().values())
+            self._fused_arguments = (tuple(sorted(self._options.items())),
+                                     dict(zip(self._spec().hyper_names, self._hyper_values,
+                                              strict=True)))
         hyper = self._hyper_values
         uses_t = self._spec().uses_t
-        for key, storage in self._written():
+        written = list(self._written())
+        taken = None
+        if written and update_pre_hook is None and update_post_hook is None:
+            if self._fused_update(written, uses_t):
+                return
+            # the gradients of a backward() the runtime deferred, when they are exactly
+            # these: read from where they were computed, not from `.g`
+            taken = executor.current().take_gradients([storage for _, storage in written])
+        for key, storage in written:
             _hook(update_pre_hook, key)
             state = self._states[key]
             state.t = min(state.t + 1, T_MAX)
             states = [v._storage.data for v in state.pstate.values()]
             # (updated as float32, which becomes their dtype, as nnabla's solvers do to a
             # parameter given values of another dtype, e.g. `W.d = numpy.random.randn(..)`)
-            data, grad = storage.cast(numpy.float32), storage.cast_grad(numpy.float32)
+            data = storage.cast(numpy.float32)
+            grad = taken[storage] if taken else storage.cast_grad(numpy.float32)
             if uses_t:
                 kernel(data, grad, *states, state.t, *hyper)
             else:
                 kernel(data, grad, *states, *hyper)
             _hook(update_post_hook, key)
+        self._decay_used()
+
+    def _decay_used(self) -> None:
         if self._wd != self._default_wd:  # a stored weight_decay() rate lasts one update
             self._wd = self._default_wd
             self._hyper_values = None
+
+    def _fused_update(self, written, uses_t: bool) -> bool:
+        """The update of `written` done by the runtime together with the backward() it
+        deferred (runtime.deferred), in one generated call, when it can: the same bits
+        as the update below."""
+        states = [self._states[key] for key, _ in written]
+        count = states[0].t
+        if any(state.t != count for state in states):
+            return False  # (the fused update takes one update count for all)
+        step = min(count + 1, T_MAX) if uses_t else None
+        options, hyper = self._fused_arguments
+        if not executor.current().fused_update(
+                self.rule, options, [storage for _, storage in written],
+                [[v._storage.data for v in state.pstate.values()] for state in states], step,
+                hyper):
+            return False
+        for state in states:
+            state.t = min(state.t + 1, T_MAX)
+        self._decay_used()
+        return True
 
     # --- states ---------------------------------------------------------------------------
     def get_states(self) -> OrderedDict:

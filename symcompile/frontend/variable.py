@@ -108,10 +108,16 @@ class Storage:
     `grad_zeroing` mirrors nnabla's lazy zeroing: `zero_grad()` only sets the flag; the
     array is cleared when it is next read, and `solver.update()` skips a parameter whose
     gradient is still zeroing (nothing wrote it since `zero_grad()`).
+
+    `pending` is work the runtime put off that reads or writes these arrays (a deferred
+    backward(), gradients not yet copied into `.g`; see `runtime.deferred`): every access
+    below first calls its ``touch(storage, field)``, which does that work, so no one sees
+    the difference.
     """
 
     __slots__ = ("shape", "dtype", "grad_dtype", "_data", "_grad", "_data_view", "_grad_view",
-                 "grad_zeroing", "computed", "init", "produces", "follows", "__weakref__")
+                 "grad_zeroing", "computed", "init", "produces", "follows", "pending",
+                 "__weakref__")
 
     def __init__(self, shape: tuple[int, ...], dtype=DTYPE) -> None:
         self.shape = shape
@@ -126,6 +132,13 @@ class Storage:
         self.init = None  # how a parameter was initialised (see initializer.describe)
         self.produces = FLOAT  # the dtype the function computing this output writes
         self.follows = None  # or the Storage whose dtype it writes (F.identity, F.reshape)
+        self.pending = None  # the runtime's put-off work on these arrays (see above)
+
+    def _touch(self, field: str) -> None:
+        """Do the put-off work before `field` ("data", "grad", or "zero" for zero_grad)
+        is accessed."""
+        if self.pending is not None:
+            self.pending.touch(self, field)
 
     def _zeros(self, dtype) -> numpy.ndarray:
         memory.require(self.shape, dtype, "Variable")
@@ -133,6 +146,7 @@ class Storage:
 
     @property
     def data(self) -> numpy.ndarray:
+        self._touch("data")
         if self._data is None:
             self._data = self._zeros(self.dtype)
         return self._data
@@ -140,6 +154,7 @@ class Storage:
     @property
     def grad(self) -> numpy.ndarray:
         """The gradient array, materialising a pending lazy zero first."""
+        self._touch("grad")
         if self._grad is None:
             self._grad = self._zeros(self.grad_dtype)
         elif self.grad_zeroing:
@@ -150,6 +165,7 @@ class Storage:
     @property
     def data_view(self) -> ArrayData:
         """`data` as the user reads it (see ArrayData)."""
+        self._touch("data")
         if self._data_view is None:
             self._data_view = self.data.view(ArrayData)
         return self._data_view
@@ -165,6 +181,7 @@ class Storage:
     def cast(self, dtype) -> numpy.ndarray:
         """nnabla's ``NdArray.cast(dtype)`` of the values: `dtype` becomes the current one
         (the values converted, as NumPy's astype) and its live array is returned."""
+        self._touch("data")
         dtype = numpy.dtype(dtype)
         if dtype != self.dtype:
             if self._data is not None:
@@ -177,6 +194,7 @@ class Storage:
 
     def cast_grad(self, dtype) -> numpy.ndarray:
         """`cast` of the gradient."""
+        self._touch("grad")
         dtype = numpy.dtype(dtype)
         if dtype != self.grad_dtype:
             if self._grad is not None:
@@ -191,6 +209,7 @@ class Storage:
         fills the array of the current dtype; an array (or a list) is copied in
         (broadcast) and its dtype becomes the current one. A refused value changes
         nothing."""
+        self._touch(field)
         current = self.dtype if field == "data" else self.grad_dtype
         if isinstance(value, numpy.ndarray):
             dtype = value.dtype
@@ -212,6 +231,7 @@ class Storage:
     def _install(self, field: str, array: numpy.ndarray) -> None:
         """`array` (of this shape) becomes the values or the gradient, and its dtype the
         current one."""
+        self._touch(field)
         if field == "data":
             self._data, self.dtype, self._data_view = array, array.dtype, None
             bump_epoch()  # (compiled graphs hold the array of the old dtype)
@@ -236,6 +256,7 @@ class Storage:
 
     def set_grad(self, value) -> None:
         """Overwrite the gradient: what backward() does to an intermediate's."""
+        self._touch("grad")
         self._float_grad()
         if self._grad is None:
             self._grad = self._zeros(self.grad_dtype)
@@ -244,6 +265,7 @@ class Storage:
 
     def accumulate_grad(self, value) -> None:
         """Add `value` to the gradient (assign when it was zeroed): what backward() does."""
+        self._touch("grad")
         self._float_grad()
         if self._grad is None:
             self._grad = self._zeros(self.grad_dtype)
@@ -255,11 +277,13 @@ class Storage:
         self.grad_zeroing = False
 
     def zero_grad(self) -> None:
+        self._touch("zero")
         self.grad_zeroing = True
 
     def reset_shape(self, shape: tuple[int, ...]) -> None:
         """A new shape: of the same size the arrays are reshaped in place (every view of
         them sees it), else dropped (zeros when next read)."""
+        self._touch("grad")
         size = int(numpy.prod(shape, dtype=numpy.int64))
         for name in ("_data", "_grad"):
             array = getattr(self, name)
@@ -279,7 +303,7 @@ class ReshapedStorage(Storage):
     def __init__(self, base: Storage, shape: tuple[int, ...]) -> None:
         # (not Storage.__init__: it would clear the base's pending zeroing)
         self.shape, self.base = shape, base
-        self.computed, self.init = True, None
+        self.computed, self.init, self.pending = True, None, None
         self.produces, self.follows = FLOAT, None
 
     @property

@@ -24,13 +24,16 @@ from symcompile.frontend import context, random
 from symcompile.frontend.capture import capture, user_name
 from symcompile.frontend.variable import Storage, Variable, graph_epoch
 from symcompile.ir.naming import identifier
-from symcompile.runtime import cache
+from symcompile.runtime import cache, deferred
 
 _modules: dict[str, types.ModuleType] = {}  # compile key -> loaded module
 # what graphs compiled from now on compute with: set_backend's choice, else the current
 # context's (nn.set_default_context)
 _backend: str | None = None
 _updates: dict[str, object] = {}  # update rule name -> generated update function
+# The solver the runtime compiles a graph's fused functions for until a solver's update()
+# asks for another (fused_update): (update rule, its options)
+DEFAULT_SOLVER = ("sgd", ())
 
 
 class Binding:
@@ -39,10 +42,14 @@ class Binding:
     def __init__(self, module, epoch: int, args: list[numpy.ndarray], outputs: list[Storage],
                  grads: list[Storage], root_shape: tuple[int, ...],
                  output_grads: list[Storage] = (), intermediates: frozenset = frozenset(),
-                 copies: list = ()) -> None:
+                 copies: list = (), leaves: list[Storage] = ()) -> None:
         self.module = module
         self.epoch = epoch
         self.args = args  # leaf arrays in the module's argument order
+        self.leaves = list(leaves)  # their Storages (a deferred backward() guards them)
+        self.defer_plan = None  # worked out by deferred.defer on first use
+        # (rule, the parameters' Storages) -> how fused_update calls <rule>_backward_update
+        self.fused_plans: dict[tuple, tuple | None] = {}
         # (copy, array): the module's float32 copy of a leaf array of another dtype (an
         # int label, a float64 input), refreshed before every call (see `_refresh`)
         self.copies = list(copies)
@@ -55,6 +62,8 @@ class Binding:
         running = set(getattr(module, "RUNNING", ()))
         self.running = {i for i, name in enumerate(names) if name in running}
         self.names = names
+        # the arguments of the parameters a training step updates (in the module's order)
+        self.trainable = {p["argument"] for p in module.PARAMETERS.values() if p["need_grad"]}
         # the running statistics as the latest forward() found them (a replay reads these)
         self.running_before: dict[str, numpy.ndarray] = {}
         # dropout's masks: drawn from the binding's generator (see `draws`)
@@ -62,6 +71,11 @@ class Binding:
         self.draw_state = None  # the generator's state before the latest forward()
         self.saved = None
         self.fingerprint = ""
+        # (rule, options) of the module's fused functions
+        self.solver = (module.SOLVER, tuple(getattr(module, "SOLVER_OPTIONS", ())))
+        # whether the runtime compiled the module (and may compile it for another solver);
+        # not one the user compiled or loaded
+        self.owned = False
         self._ones = numpy.ones(root_shape, numpy.float32)
 
     def forward(self, root: Variable, side_effects: bool = True, replay=None,
@@ -100,6 +114,10 @@ class Binding:
             *_, self.saved = self._run(root, "backward", self.module.forward_saving,
                                        *self._without_side_effects(), **self.draws)
         seed = self._seed(grad, root)
+        # (a number: an array given as the seed could be changed before it is read)
+        if isinstance(grad, (int, float)) and deferred.defer(self, root, seed):
+            _remember_backward(root, seed, copy=False)
+            return  # (computed when its gradients are first needed: runtime.deferred)
         gradients = self._run(root, "backward", self.module.backward, self.saved, *self.args,
                               seed)
         for storage, value in zip(self.grads, gradients, strict=False):
@@ -188,6 +206,7 @@ def _remember_backward(root: Variable, seed, copy: bool) -> None:
 def recompute_gradient(var: Variable) -> None:
     """Fill `.g` of the intermediate `var`, read for the first time, with the gradient
     the latest backward() through it computed (from the leaves' current values)."""
+    deferred.settle()
     for ref, seed in reversed(_recent_backward):
         root = ref()
         if root is not None and root._compiled is not None \
@@ -197,6 +216,7 @@ def recompute_gradient(var: Variable) -> None:
 
 
 def forward(root: Variable, side_effects: bool = True) -> None:
+    deferred.settle()
     binding(root).forward(root, side_effects)
     if side_effects:
         _remember(_recent_forward, root)
@@ -222,6 +242,7 @@ def recompute_value(var: Variable) -> None:
     computed: that root's graph, now with `var` among its outputs, run again with the
     generator state and the running statistics that forward() started from (it updated
     them since), changing none."""
+    deferred.settle()
     for ref in reversed(_recent_forward):
         root = ref()
         if root is not None and root._compiled is not None \
@@ -234,7 +255,90 @@ def recompute_value(var: Variable) -> None:
 
 
 def backward(root: Variable, grad) -> None:
+    deferred.settle()
     binding(root).backward(grad, root)
+
+
+def fused_update(rule: str, options: tuple, storages, states, step, hyper) -> bool:
+    """Run the deferred backward() together with update rule `rule` (options `options`)
+    of exactly `storages` (their solver states `states`, lists of arrays; `step` the
+    update number they share; `hyper` the rule's hyper-parameters by name) in one call of
+    the module's ``<rule>_backward_update``, when the module has it for this rule and
+    every array is the very one it updates; else False, nothing done."""
+    pending = deferred.current()
+    if pending is None:
+        return False
+    bound = pending.binding
+    if bound.solver != (rule, options):
+        if bound.owned:
+            _adopt_solver(bound, pending.root, (rule, options))
+        return False
+    key = (rule, *map(id, storages))
+    plan = bound.fused_plans.get(key, False)
+    if plan is False:
+        plan = bound.fused_plans[key] = _fused_plan(bound, rule, storages)
+    if plan is None:
+        return False
+    function, checked, order = plan
+    args = bound.args
+    for storage, position in checked:
+        if args[position] is not storage._data:  # (a value of another dtype was assigned)
+            return False
+    flat = [array for i in order for array in states[i]]
+    for array in flat:
+        if array.dtype != numpy.float32:
+            return False
+    extra = (step,) if step is not None else ()
+    pending.take(lambda saved, args, seed: function(saved, *args, seed, *flat, *extra,
+                                                    **hyper))
+    return True
+
+
+def _adopt_solver(bound: Binding, root: Variable, solver: tuple) -> None:
+    """Give `bound` the module whose fused functions are `solver`'s (compiled once: the
+    same graph, so the same forward and backward), for the next update() to use; none
+    where the backend has no fused backward-and-update (it updates out of place)."""
+    if not hasattr(bound.module, f"{bound.solver[0]}_backward_update"):
+        return
+    captured = capture(root, name=_module_name(root), observed=True)
+    bound.module = _module_for(captured.graph, root, solver)
+    bound.solver = (bound.module.SOLVER, tuple(bound.module.SOLVER_OPTIONS))
+    bound.fused_plans.clear()
+
+
+def _fused_plan(bound: Binding, rule: str, storages) -> tuple | None:
+    """(the module's <rule>_backward_update, (Storage, its argument's position) to check
+    the module updates the Storage's own array, the positions in `storages` in the
+    module's parameter order), or None when the module cannot update exactly `storages`
+    with `rule`. (It holds no array: that would count as a reference held outside.)"""
+    function = getattr(bound.module, f"{rule}_backward_update", None)
+    if function is None or bound.module.SOLVER != rule:
+        return None
+    trainable = [s for s in bound.grads if s is not None]  # (the module's order)
+    order = {id(s): i for i, s in enumerate(storages)}
+    if len(trainable) != len(storages) or any(id(s) not in order for s in trainable):
+        return None
+    positions = {id(s): i for i, s in enumerate(bound.leaves)}
+    checked = []
+    for storage in trainable:
+        position = positions.get(id(storage))
+        if position is None or bound.names[position] not in bound.trainable:
+            return None
+        checked.append((storage, position))
+    return function, tuple(checked), tuple(order[id(s)] for s in trainable)
+
+
+def take_gradients(storages) -> dict | None:
+    """The gradients of exactly `storages` from the deferred backward() (see
+    `runtime.deferred`), for an update that reads them now, without writing their `.g`
+    first; None if there is none or it writes other gradients too (it has run then)."""
+    pending = deferred.current()
+    if pending is None:
+        return None
+    if {id(s) for s in storages} != {id(s) for s in pending.grads if s is not None}:
+        pending.run()
+        return None
+    return pending.take()
 
 
 def binding(root: Variable) -> Binding:
@@ -246,11 +350,14 @@ def binding(root: Variable) -> Binding:
     captured = capture(root, name=_module_name(root), observed=True)
     _require_memory(captured.graph)
     fingerprint = captured.graph.fingerprint()
+    solver = bound.solver if bound is not None and bound.owned else DEFAULT_SOLVER
     if bound is not None and bound.fingerprint == fingerprint:
         module = bound.module  # something changed elsewhere; this graph did not
     else:
-        module = _module_for(captured.graph, root)
-    return bind(root, module, captured, epoch)
+        module = _module_for(captured.graph, root, solver)
+    bound = bind(root, module, captured, epoch)
+    bound.owned = True
+    return bound
 
 
 def _require_memory(graph) -> None:
@@ -284,7 +391,8 @@ def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
     args, copies = _arguments(module, leaves, captured.storages)
     bound = Binding(module, graph_epoch() if epoch is None else epoch, args,
                     [v._storage for v in captured.output_vars], grads, graph.root.shape,
-                    output_grads, captured.intermediates, copies)
+                    output_grads, captured.intermediates, copies,
+                    [captured.storages[v.index] for v in leaves])
     bound.fingerprint = graph.fingerprint()
     previous = root._compiled
     if previous is not None and previous.draws and bound.draws:
@@ -339,13 +447,16 @@ def _module_name(root: Variable) -> str:
     return identifier(user_name(root) or "graph")
 
 
-def _module_for(graph, root: Variable) -> types.ModuleType:
+def _module_for(graph, root: Variable, solver: tuple = None) -> types.ModuleType:
+    """The module for `graph`, from this process's modules, the cache or the compiler;
+    its fused steps are those of `solver` ((rule name, options), by default Sgd's)."""
+    rule, solver_options = solver or DEFAULT_SOLVER
     fingerprint = graph.fingerprint()
     site = root._callsite.display if root._callsite else "unknown location"
     options = Options(
-        graph.name, "sgd", graph.root.dtype,
+        graph.name, rule, graph.root.dtype,
         "compiled on first use by symcompile's runtime; delete this file to recompile",
-        f"graph built at {site}", backend=current_backend(),
+        f"graph built at {site}", backend=current_backend(), solver_options=solver_options,
     )
     key = hashlib.sha256(
         f"{fingerprint}|{options.key()}|{compiler_fingerprint()}".encode()
