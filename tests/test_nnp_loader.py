@@ -520,3 +520,41 @@ def test_callbacks_rewrite_nnabla_s_file_as_nnabla_does(tmp_path):
         if values[1] is not None:
             np.testing.assert_allclose(values[0], values[1], rtol=1e-4, atol=1e-5,
                                        err_msg=str(scenario))
+
+
+_NNABLA_COMPOSED = r"""
+import json, sys
+import numpy as np
+import nnabla as nn, nnabla.functions as F
+from nnabla.utils.save import save
+folder = json.loads(sys.argv[1])
+x = nn.Variable((2, 3, 4))
+beta = nn.parameter.get_parameter_or_create("tn/beta", (1, 3, 1), need_grad=True)
+gamma = nn.parameter.get_parameter_or_create("tn/gamma", (1, 3, 1), need_grad=True)
+beta.d = np.linspace(-1, 1, 3).reshape(1, 3, 1)
+gamma.d = np.linspace(0.5, 2, 3).reshape(1, 3, 1)
+n = F.norm(x, p=3, axis=(2,), keepdims=True)
+y = F.tensor_normalization(x, axes=(1,), beta=beta, gamma=gamma, eps=1e-3)
+x.d = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7 - 1
+n.forward(); y.forward()
+save(folder + "/m.nnp", {"networks": [{"name": "net", "batch_size": 2,
+                                       "outputs": {"n": n, "y": y}, "names": {"x": x}}],
+                         "executors": [{"name": "runtime", "network": "net", "data": ["x"],
+                                        "output": ["n", "y"]}]})
+print(json.dumps({"x": x.d.tolist(), "n": n.d.tolist(), "y": y.d.tolist()}))
+"""
+
+
+@pytest.mark.skipif(not NNABLA, reason="SYMCOMPILE_NNABLA_PYTHON is not set")
+def test_nnablas_norm_and_tensor_normalization_read_back(tmp_path):
+    """F.norm and F.tensor_normalization are compositions here; nnabla writes them as
+    Norm and TensorNormalization functions, which the loader builds with them."""
+    (row,) = nnabla_rows(NNABLA, _NNABLA_COMPOSED, str(tmp_path), tmp_path)
+    nn.clear_parameters()
+    net = NnpLoader(tmp_path / "m.nnp").get_network("net")
+    net.inputs["x"].d = np.array(row["x"], np.float32)
+    for name in ("n", "y"):
+        out = net.outputs[name]
+        out.forward()
+        np.testing.assert_allclose(out.d, np.array(row[name]), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)

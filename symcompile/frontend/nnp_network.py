@@ -280,7 +280,12 @@ def _normalization_inputs(inputs: list, values: dict) -> list:
 
 
 _IMPORT = {"Sum": _reduction, "Mean": _reduction, "Max": _reduction, "Min": _reduction,
-           "Prod": _reduction}
+           "Prod": _reduction, "Norm": _reduction}
+# nnabla's functions that symcompile's F composes of others (so no op has their type)
+_COMPOSED = {"Norm": "norm", "TensorNormalization": "tensor_normalization"}
+# functions whose optional inputs (after `_normalization_inputs`) the Python function takes
+# by keyword, after arguments of its own
+_KEYWORD_INPUTS = {"TensorNormalization": ("beta", "gamma")}
 
 
 def _function_of(type_name: str):
@@ -289,7 +294,8 @@ def _function_of(type_name: str):
         op = OPS.get(name)
         if op is not None and op.type_name == type_name:
             return getattr(F, name)
-    return None
+    composed = _COMPOSED.get(type_name)
+    return getattr(F, composed) if composed else None
 
 
 def _batch_sized(shape: list, batch_size: int) -> tuple:
@@ -312,6 +318,10 @@ def _call(function, values_of, batch_size):
     if "no_bias" in values:  # the Python function takes None for an absent beta or gamma
         inputs = _normalization_inputs(inputs, values)
     values = _IMPORT.get(function.type, lambda v: v)(values)
+    keyword_inputs = _KEYWORD_INPUTS.get(function.type, ())
+    if keyword_inputs:
+        inputs, optional = inputs[:-len(keyword_inputs)], inputs[-len(keyword_inputs):]
+        values.update(zip(keyword_inputs, optional, strict=True))
     parameters = inspect.signature(call).parameters
     keywords = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     unknown = [] if keywords else [k for k in values if k not in parameters]
