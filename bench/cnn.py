@@ -14,10 +14,14 @@
 Prints milliseconds per step with ratios to torch eager (or to the generated step when
 torch is missing), the compile time of the graph (SymPy already imported), and each
 convolution's forward alone: the generated module's kernels (im2col, then conv_matmul,
-the product with the weights) and the fused conv_forward kernel (used for convolutions
-whose im2col matrix exceeds IM2COL_LIMIT) against the one matrix product of its im2col
-shapes (and torch's conv2d). No target yet: this measures
-where the convolution kernels stand (issue 15 sets the targets).
+the product with the weights, whose result is a view the bias addition copies: with it
+too) and the fused conv_forward kernel (used for convolutions whose im2col matrix
+exceeds IM2COL_LIMIT) against the one matrix product of its im2col shapes (and torch's
+conv2d); then the second convolution's x-gradient alone: the generated module's
+conv_grad_x (over the flattened batch for stride 1), the columns' gradient and col2im
+it replaced, and the one matrix product of the columns' gradient's shapes. Targets
+(issue 15): the step within 1.2x of torch eager, each forward within 1.3x of its
+matrix product.
 
 Usage: python bench/cnn.py [--steps N] [--repeats R]
 """
@@ -223,7 +227,7 @@ def convolutions_alone(module, repeats: int) -> None:
     print(f"\nconvolution forward alone, ms/call (median of {repeats}); ratios over the matmul "
           "of its im2col shapes")
     print(f"{'layer':<8}{'im2col matmul':>22}{'matmul':>9}{'generated':>11}{'ratio':>7}"
-          f"{'fused':>9}{'ratio':>7}{'torch conv2d':>14}")
+          f"{'+ bias':>9}{'fused':>9}{'ratio':>7}{'torch conv2d':>14}")
     for name, shape, w, pad in layers:
         x = rng.standard_normal(shape).astype(np.float32)
         out = shape[2] + 2 * pad - K + 1
@@ -235,11 +239,16 @@ def convolutions_alone(module, repeats: int) -> None:
         generated = seconds_per_call(
             lambda x=x, w=w, pad=pad, y_shape=y_shape: module.conv_matmul(
                 module.im2col(x, (K, K), (pad, pad), (1, 1), (1, 1)), w, y_shape, 1), repeats)
+        bias = np.ones((1, rows, 1, 1), np.float32)
+        biased = seconds_per_call(
+            lambda x=x, w=w, pad=pad, y_shape=y_shape, bias=bias: module.conv_matmul(
+                module.im2col(x, (K, K), (pad, pad), (1, 1), (1, 1)), w, y_shape, 1) + bias,
+            repeats)
         fused = seconds_per_call(
             lambda x=x, w=w, pad=pad: conv_forward(x, w, (pad, pad), (1, 1), (1, 1), 1), repeats)
         line = (f"{name:<8}{f'({rows}x{cols})@({cols}x{BS * out * out})':>22}"
                 f"{matmul * 1e3:>9.3f}{generated * 1e3:>11.3f}{generated / matmul:>6.1f}x"
-                f"{fused * 1e3:>9.3f}{fused / matmul:>6.1f}x")
+                f"{biased * 1e3:>9.3f}{fused * 1e3:>9.3f}{fused / matmul:>6.1f}x")
         if torch is not None:
             tx, tw = torch.from_numpy(x), torch.from_numpy(w)
             with torch.no_grad():
@@ -248,6 +257,33 @@ def convolutions_alone(module, repeats: int) -> None:
                     repeats)
             line += f"{conv * 1e3:>14.3f}"
         print(line)
+    x_gradient_alone(module, repeats)
+
+
+def x_gradient_alone(module, repeats: int) -> None:
+    """The second convolution's x-gradient (the step's only one): the generated module's
+    conv_grad_x, conv_matmul_grad_cols then col2im (what the im2col path computed before
+    it), and one matrix product of the columns' gradient's shapes (weights (C*K*K, O)
+    times dy (O, N*M), contiguous)."""
+    from symcompile.backends.kernels.numpy_kernels import col2im, conv_matmul_grad_cols
+
+    out = S1 - K + 1
+    x_shape, w = (BS, C1, S1, S1), W2_0
+    dy = rng.standard_normal((BS, C2, out, out)).astype(np.float32)
+    cols_shape = (C1 * K * K, BS * out * out)
+    a = np.ascontiguousarray(w.reshape(C2, -1).T)
+    b = rng.standard_normal((C2, BS * out * out)).astype(np.float32)
+    matmul = seconds_per_call(lambda: a @ b, repeats)
+    generated = seconds_per_call(lambda: module.conv_grad_x(
+        dy, w, x_shape, (0, 0), (1, 1), (1, 1), 1), repeats)
+    columns = seconds_per_call(lambda: col2im(conv_matmul_grad_cols(dy, w, cols_shape, 1),
+                                              x_shape, (K, K), (0, 0), (1, 1), (1, 1)), repeats)
+    print(f"\nconv2 x-gradient alone, ms/call (median of {repeats}); ratios over the matmul")
+    print(f"{'columns matmul':>22}{'matmul':>9}{'conv_grad_x':>13}{'ratio':>7}"
+          f"{'cols + col2im':>15}{'ratio':>7}")
+    print(f"{f'({cols_shape[0]}x{C2})@({C2}x{cols_shape[1]})':>22}{matmul * 1e3:>9.3f}"
+          f"{generated * 1e3:>13.3f}{generated / matmul:>6.1f}x{columns * 1e3:>15.3f}"
+          f"{columns / matmul:>6.1f}x")
 
 
 def agreement(factories, steps: int = 3) -> str:
@@ -286,7 +322,8 @@ def main() -> None:
               f"-> relu -> max pool 2 -> conv {C2} {K}x{K} -> BN -> relu -> max pool 2 -> "
               f"affine {HIDDEN} -> relu -> affine {CLASSES}, Sgd({LR}), one thread; "
               f"{args.steps} steps x {args.repeats} repeats, median")
-        table(results, reference, "ms/step", 1e3, {})
+        table(results, reference, "ms/step", 1e3,
+              {"generated sgd_step": "1.2x"} if reference == "torch eager" else {})
         print(check)
         print(f"\ncompile time of this graph: {seconds * 1e3:.0f} ms")
         convolutions_alone(module, args.repeats)

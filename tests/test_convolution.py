@@ -257,11 +257,12 @@ def test_a_module_carries_only_the_kernels_it_calls(backend, path, tmp_path, mon
     """The x-gradient kernel is left out when no input of a convolution needs its
     gradient; a graph without convolution carries none of the kernels; each kernel's
     helpers come with it. Both ways of computing a convolution: through its im2col
-    matrix (up to IM2COL_LIMIT elements), and the fused kernels (above)."""
+    matrix (up to IM2COL_LIMIT elements; its x-gradient the fused conv_grad_x of dy and
+    the weights), and the fused kernels (above)."""
     if path == "fused":
         monkeypatch.setattr(primitives, "IM2COL_LIMIT", 0)
     forward, grad_x, grad_w = (("conv_forward", "conv_grad_x", "conv_grad_w") if path == "fused"
-                               else ("conv_matmul", "col2im", "conv_matmul_grad_w"))
+                               else ("conv_matmul", "conv_grad_x", "conv_matmul_grad_w"))
     source = nn.compile(_two_layers(True), name="both", output_dir=tmp_path,
                         backend=backend).source
     for kernel in (forward, grad_x, grad_w, "conv_padded"):
@@ -328,8 +329,8 @@ def test_gradient_comments_name_what_each_kernel_differentiates(tmp_path):
             comment.insert(0, line.strip().lstrip("# "))
         return " ".join(comment)
 
-    assert comment_of("g_x = col2im(").startswith(
-        "d loss / d x = col2im(conv_matmul_grad_cols(")
+    assert comment_of("g_x = conv_grad_x(").startswith(
+        "d loss / d x = conv_grad_x(conv_grad_x(y*(1 - y**2)/8, c2_conv_W, stride=(2, 2),")
     assert comment_of("g_c1_conv_W = conv_matmul_grad_w(_t0, ").startswith(
         "d loss / d c1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1)), ")
     assert comment_of("g_c2_conv_W = conv_matmul_grad_w(").startswith(

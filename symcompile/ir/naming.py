@@ -31,6 +31,7 @@ RESERVED = frozenset(
         "conv_group_matrices",
         "conv_zeros", "conv_positions", "conv_window", "conv_columns", "conv_spread",
         "conv_wide_rows", "conv_wide_windows", "conv_output_size", "conv_widened",
+        "conv_grad_x_flat",
         "pool_geometry", "pool_padded", "pool_cropped", "pool_max", "pool_max_grad",
         "pool_sum", "pool_sum_grad", "pool_divisor", "pool_average", "pool_average_grad",
         "pool_max_pick",
