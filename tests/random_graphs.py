@@ -813,6 +813,23 @@ NOT_DRAWN = {
     # its backward leaves x's gradient untouched by design (nnabla's), so the gradient is not
     # the derivative of its value, x; checked on its own in test_catalogue_more.py
     "unlink": "gradient not the derivative",
+    # nnabla's straight-through estimators: the backward of a piecewise-constant quantizer
+    # is dy (masked where it saturates), not its derivative (0 almost everywhere); checked
+    # exactly and against nnabla in test_quantization.py
+    "fixed_point_quantize": "gradient not the derivative",
+    "pow2_quantize": "gradient not the derivative",
+    "prune": "gradient not the derivative",
+    "quantize_linear": "gradient not the derivative",
+    "min_max_quantize": "gradient not the derivative",  # (and it overwrites its ranges)
+    # the weight's gradient is the binarized weight's (sign's straight-through), and the
+    # forward pass overwrites binary_weight and alpha, leaves
+    "binary_connect_affine": "gradient not the derivative",
+    "binary_connect_convolution": "gradient not the derivative",
+    "binary_weight_affine": "gradient not the derivative",
+    "binary_weight_convolution": "gradient not the derivative",
+    # scale and zero_point get no gradient by design (nnabla raises if asked), so central
+    # differences in them would not match; x's gradient is checked in test_quantization.py
+    "dequantize_linear": "gradient not the derivative",
 }
 ELEMENTWISE = set(REFERENCE) - STRUCTURAL
 

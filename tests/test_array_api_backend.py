@@ -504,6 +504,41 @@ def _structural_cases() -> dict[str, Case]:
                      rng.normal(size=(1, 3, 1, 1)), rng.normal(size=(1, 3, 1, 1)),
                      rng.uniform(0.5, 2, size=(1, 3, 1, 1)), rng.normal(size=(2, 3, 2, 2))],
         labels=(5, 6))
+    # more configurations (against NumPy references and nnabla) in test_quantization.py
+    cases["fixed_point_quantize, pow2_quantize, prune"] = Case(
+        lambda x: (F.fixed_point_quantize(x), F.fixed_point_quantize(x, False, 4, 0.25),
+                   F.pow2_quantize(x, n=4, m=1), F.pow2_quantize(x, False, False, 3, 0),
+                   F.prune(x, 0.5)),
+        lambda rng: [rng.normal(size=(2, 3, 4)) * 3])
+    cases["quantize_linear, dequantize_linear"] = Case(
+        lambda x, s, z8, zu8, z: (F.quantize_linear(x * 40, s, z8),
+                                  F.quantize_linear(x * 90, s, zu8, "HALF_TO_EVEN", True,
+                                                    np.uint8),
+                                  F.dequantize_linear(x, s, z)),
+        # (a zero point per function, each a level of its range: nnabla rounds and
+        # saturates quantize_linear's in place, which a second function reading it would
+        # see; test_quantization.py checks the rounding one function at a time)
+        lambda rng: [rng.normal(size=(2, 3, 4)), rng.uniform(0.2, 1, size=(1, 3, 1)),
+                     np.array([[[-3.0]]]), np.array([[[7.0]]]), np.array([[[0.5]]])],
+        labels=(1, 2, 3, 4))
+    cases["min_max_quantize"] = Case(
+        lambda x, low, high, ql0, ql255, observed_low, observed_high: (
+            F.min_max_quantize(x, low, high, ql0, ql255),
+            F.min_max_quantize(x, observed_low, observed_high, ql0, ql255, x_min_max=True,
+                               ema=True, decay=0.9)),
+        lambda rng: [rng.normal(size=(2, 3, 4)), rng.uniform(-2, -0.5, size=(1, 3, 1)),
+                     rng.uniform(0.5, 2, size=(1, 3, 1)), np.zeros((1, 3, 1)),
+                     np.full((1, 3, 1), 255.0), np.full((1, 3, 1), -1.0),
+                     np.ones((1, 3, 1))], labels=(3, 4, 5, 6))
+    cases["binary_connect_*, binary_weight_*"] = Case(
+        lambda x, w, wb, alpha, b, image, k, kb, k_alpha: (
+            F.binary_connect_affine(x, w, wb, b), F.binary_weight_affine(x, w, wb, alpha, b),
+            F.binary_connect_convolution(image, k, kb, pad=(1, 1)),
+            F.binary_weight_convolution(image, k, kb, k_alpha, stride=(2, 2))),
+        lambda rng: [rng.normal(size=(2, 3, 4)), rng.normal(size=(12, 5)), np.zeros((12, 5)),
+                     np.zeros(5), rng.normal(size=(5,)), rng.normal(size=(2, 3, 4, 4)),
+                     rng.normal(size=(2, 3, 3, 3)), np.zeros((2, 3, 3, 3)), np.zeros(2)],
+        labels=(2, 3, 7, 8))
     # the choices of both modules come from one seed (see run_all)
     cases["random_flip, random_shift, random_crop"] = Case(
         lambda x: (F.random_flip(x, axes=(1, 2)),

@@ -420,3 +420,319 @@ def prelu(inp, base_axis=1, shared=True, fix_parameters=False, slope_init=None):
         slope_init = ConstantInitializer(0.25)
     w = get_parameter_or_create("slope", shape, slope_init, True, not fix_parameters)
     return F.prelu(inp, w, base_axis)
+
+
+# --- quantization: binary layers, quantized layers, min_max_quantize ---------------------------
+# nnabla's scopes, parameters and initializers (parametric_functions.py of nnabla 1.39):
+# W Glorot-uniform (rng), b zeros; the binary layers' Wb (Glorot-uniform too, overwritten
+# by every forward pass) and alpha (zeros), neither trained; the quantized layers' W_q
+# and b_q, created as nnabla's are. nnabla passes them as the quantizer's `outputs`, so
+# its forward writes the quantized weights into them; here they keep their initial
+# values (symcompile's functions do not write into given outputs): read the quantized
+# weights as the quantizer's output instead.
+
+__all__ += ["binary_connect_affine", "binary_connect_convolution", "binary_weight_affine",
+            "binary_weight_convolution", "fixed_point_quantized_affine",
+            "fixed_point_quantized_convolution", "pow2_quantized_affine",
+            "pow2_quantized_convolution", "min_max_quantize", "min_max_quantized_affine",
+            "min_max_quantized_convolution"]
+
+
+def _default(initializer, make):
+    """`initializer`, or `make()` when it is None (not `initializer or ...`: an array
+    initializer has no truth value)."""
+    return make() if initializer is None else initializer
+
+
+def _outmaps(n_outmaps) -> list[int]:
+    return [int(d) for d in (n_outmaps if hasattr(n_outmaps, "__iter__") else [n_outmaps])]
+
+
+def _binary_parameters(w_shape, b_shape, fan_in, fan_out, kernel, w_init, wb_init, b_init,
+                       fix_parameters, rng, with_bias, alpha_shape=None):
+    """W (trained), Wb (not: the forward pass writes sign(W)), alpha (zeros, written too)
+    and b (zeros unless b_init), with nnabla's Glorot-uniform default for W and Wb."""
+    glorot = calc_uniform_lim_glorot(fan_in, fan_out, kernel)
+    w_init = _default(w_init, lambda: UniformInitializer(glorot, rng=rng))
+    wb_init = _default(wb_init, lambda: UniformInitializer(glorot, rng=rng))
+    w = get_parameter_or_create("W", w_shape, w_init, True, not fix_parameters)
+    wb = get_parameter_or_create("Wb", w_shape, wb_init, False)
+    alpha = None if alpha_shape is None else get_parameter_or_create(
+        "alpha", alpha_shape, ConstantInitializer(0), False)
+    b = get_parameter_or_create("b", b_shape, _default(b_init, ConstantInitializer), True,
+                                not fix_parameters) if with_bias else None
+    return w, wb, alpha, b
+
+
+def _affine_shapes(inp, n_outmaps, base_axis):
+    outmaps = _outmaps(n_outmaps)
+    if isinstance(base_axis, int) and base_axis < 0:
+        base_axis += len(inp.shape)
+    return base_axis, math.prod(inp.shape[base_axis:]), outmaps
+
+
+@parametric_function_api("bicon_affine")
+def binary_connect_affine(inp, n_outmaps, base_axis=1, quantize_zero_to=1.0, w_init=None,
+                          wb_init=None, b_init=None, fix_parameters=False, rng=None,
+                          with_bias=True):
+    """BinaryConnect affine layer (`F.binary_connect_affine`): ``bicon_affine/W`` and
+    ``Wb`` (inmaps, *outmaps), ``b`` (*outmaps)."""
+    base_axis, inmaps, outmaps = _affine_shapes(inp, n_outmaps, base_axis)
+    w, wb, _, b = _binary_parameters([inmaps] + outmaps, outmaps, inmaps, math.prod(outmaps),
+                                     (), w_init, wb_init, b_init, fix_parameters, rng, with_bias)
+    return F.binary_connect_affine(inp, w, wb, b, base_axis, quantize_zero_to)
+
+
+@parametric_function_api("bwn_affine")
+def binary_weight_affine(inp, n_outmaps, base_axis=1, quantize_zero_to=1.0, w_init=None,
+                         wb_init=None, b_init=None, fix_parameters=False, rng=None,
+                         with_bias=True):
+    """Binary Weight Network affine layer (`F.binary_weight_affine`): ``bwn_affine/W``
+    and ``Wb`` (inmaps, *outmaps), ``alpha`` and ``b`` (*outmaps)."""
+    base_axis, inmaps, outmaps = _affine_shapes(inp, n_outmaps, base_axis)
+    w, wb, alpha, b = _binary_parameters([inmaps] + outmaps, outmaps, inmaps,
+                                         math.prod(outmaps), (), w_init, wb_init, b_init,
+                                         fix_parameters, rng, with_bias, alpha_shape=outmaps)
+    return F.binary_weight_affine(inp, w, wb, alpha, b, base_axis, quantize_zero_to)
+
+
+def _binary_convolution_parameters(inp, outmaps, kernel, base_axis, w_init, wb_init, b_init,
+                                   fix_parameters, rng, with_bias, alpha):
+    """W and Wb of nnabla's shape (outmaps, C, *kernel), C the input's channels (nnabla's
+    binary convolution layers do not divide it by group)."""
+    kernel = tuple(int(k) for k in kernel)
+    channels = inp.shape[base_axis]
+    return _binary_parameters((int(outmaps), channels) + kernel, (int(outmaps),), channels,
+                              int(outmaps), kernel, w_init, wb_init, b_init, fix_parameters,
+                              rng, with_bias, alpha_shape=(int(outmaps),) if alpha else None)
+
+
+@parametric_function_api("bicon_conv")
+def binary_connect_convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None,
+                               group=1, quantize_zero_to=1.0, w_init=None, wb_init=None,
+                               b_init=None, base_axis=1, fix_parameters=False, rng=None,
+                               with_bias=True):
+    """BinaryConnect convolution layer (`F.binary_connect_convolution`):
+    ``bicon_conv/W`` and ``Wb`` (outmaps, C, *kernel), ``b`` (outmaps,)."""
+    w, wb, _, b = _binary_convolution_parameters(inp, outmaps, kernel, base_axis, w_init,
+                                                 wb_init, b_init, fix_parameters, rng,
+                                                 with_bias, alpha=False)
+    return F.binary_connect_convolution(inp, w, wb, b, base_axis, pad, stride, dilation, group,
+                                        quantize_zero_to)
+
+
+@parametric_function_api("bwn_conv")
+def binary_weight_convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None,
+                              group=1, quantize_zero_to=1.0, w_init=None, wb_init=None,
+                              b_init=None, base_axis=1, fix_parameters=False, rng=None,
+                              with_bias=True):
+    """Binary Weight Network convolution layer (`F.binary_weight_convolution`):
+    ``bwn_conv/W`` and ``Wb`` (outmaps, C, *kernel), ``alpha`` and ``b`` (outmaps,)."""
+    w, wb, alpha, b = _binary_convolution_parameters(inp, outmaps, kernel, base_axis, w_init,
+                                                     wb_init, b_init, fix_parameters, rng,
+                                                     with_bias, alpha=True)
+    return F.binary_weight_convolution(inp, w, wb, alpha, b, base_axis, pad, stride, dilation,
+                                       group, quantize_zero_to)
+
+
+def _quantized_parameters(w_shape, b_shape, w_init, b_init, fix_parameters, with_bias,
+                          quantize_w, quantize_b, quantize_weight, quantize_bias):
+    """W and b (trained), W_q and b_q (nnabla's quantized copies, see above), and the
+    weight and bias the layer uses: `quantize_weight(W)` and `quantize_bias(b)` (each
+    only when its quantize_* flag is set)."""
+    w = get_parameter_or_create("W", w_shape, w_init, True, not fix_parameters)
+    if quantize_w:
+        get_parameter_or_create("W_q", w_shape, w_init, False)
+        w = quantize_weight(w)
+    if not with_bias:
+        return w, None
+    b_init = _default(b_init, ConstantInitializer)
+    b = get_parameter_or_create("b", b_shape, b_init, True, not fix_parameters)
+    if quantize_b:
+        get_parameter_or_create("b_q", b_shape, b_init, False)
+        b = quantize_bias(b)
+    return w, b
+
+
+def _quantized_affine(inp, n_outmaps, base_axis, w_init, b_init, fix_parameters, rng,
+                      with_bias, quantize_w, quantize_b, quantize_weight, quantize_bias):
+    base_axis, inmaps, outmaps = _affine_shapes(inp, n_outmaps, base_axis)
+    w_init = _default(w_init, lambda: UniformInitializer(
+        calc_uniform_lim_glorot(inmaps, math.prod(outmaps)), rng=rng))
+    w, b = _quantized_parameters([inmaps] + outmaps, outmaps, w_init, b_init, fix_parameters,
+                                 with_bias, quantize_w, quantize_b, quantize_weight,
+                                 quantize_bias)
+    return F.affine(inp, w, b, base_axis)
+
+
+def _quantized_convolution(function, inp, outmaps, kernel, pad, stride, dilation, group,
+                           channel_last, w_init, b_init, base_axis, fix_parameters, rng,
+                           with_bias, quantize_w, quantize_b, quantize_weight, quantize_bias):
+    if channel_last:
+        raise ValueError(f"PF.{function}: channel_last=True is not supported: nnabla 1.39 "
+                         f"makes W_q of the channel-last shape but W and the convolution "
+                         f"channels-first; transpose the input to channels-first instead")
+    kernel = tuple(int(k) for k in kernel)
+    channels = inp.shape[base_axis]
+    w_init = _default(w_init, lambda: UniformInitializer(
+        calc_uniform_lim_glorot(channels, outmaps, kernel), rng=rng))
+    per_group = channels // group if isinstance(group, int) and group > 0 else channels
+    w, b = _quantized_parameters((int(outmaps), per_group) + kernel, (int(outmaps),), w_init,
+                                 b_init, fix_parameters, with_bias, quantize_w, quantize_b,
+                                 quantize_weight, quantize_bias)
+    return F.convolution(inp, w, b, base_axis, pad, stride, dilation, group)
+
+
+def _fixed_point(sign, n, delta, ste_fine_grained):
+    return lambda v: F.fixed_point_quantize(v, sign=sign, n=n, delta=delta,
+                                            ste_fine_grained=ste_fine_grained)
+
+
+def _pow2(sign, with_zero, n, m, ste_fine_grained):
+    return lambda v: F.pow2_quantize(v, sign=sign, with_zero=with_zero, n=n, m=m,
+                                     ste_fine_grained=ste_fine_grained)
+
+
+@parametric_function_api("fp_quantized_affine")
+def fixed_point_quantized_affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None,
+                                 fix_parameters=False, rng=None, with_bias=True,
+                                 quantize_w=True, sign_w=True, n_w=8, delta_w=2**-4,
+                                 ste_fine_grained_w=True, quantize_b=True, sign_b=True, n_b=8,
+                                 delta_b=2**-4, ste_fine_grained_b=True):
+    """F.affine with F.fixed_point_quantize'd W and b (``fp_quantized_affine/W``, ``b``,
+    ``W_q``, ``b_q``)."""
+    return _quantized_affine(inp, n_outmaps, base_axis, w_init, b_init, fix_parameters, rng,
+                             with_bias, quantize_w, quantize_b,
+                             _fixed_point(sign_w, n_w, delta_w, ste_fine_grained_w),
+                             _fixed_point(sign_b, n_b, delta_b, ste_fine_grained_b))
+
+
+@parametric_function_api("fp_quantized_conv")
+def fixed_point_quantized_convolution(inp, outmaps, kernel, pad=None, stride=None,
+                                      dilation=None, group=1, channel_last=False, w_init=None,
+                                      b_init=None, base_axis=1, fix_parameters=False, rng=None,
+                                      with_bias=True, quantize_w=True, sign_w=True, n_w=8,
+                                      delta_w=2**-4, ste_fine_grained_w=True, quantize_b=True,
+                                      sign_b=True, n_b=8, delta_b=2**-4,
+                                      ste_fine_grained_b=True):
+    """F.convolution with F.fixed_point_quantize'd W and b (``fp_quantized_conv/W``,
+    ``b``, ``W_q``, ``b_q``)."""
+    return _quantized_convolution(
+        "fixed_point_quantized_convolution", inp, outmaps, kernel, pad, stride, dilation,
+        group, channel_last, w_init, b_init, base_axis, fix_parameters, rng, with_bias,
+        quantize_w, quantize_b, _fixed_point(sign_w, n_w, delta_w, ste_fine_grained_w),
+        _fixed_point(sign_b, n_b, delta_b, ste_fine_grained_b))
+
+
+@parametric_function_api("pow2_quantized_affine")
+def pow2_quantized_affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None,
+                          fix_parameters=False, rng=None, with_bias=True, quantize_w=True,
+                          sign_w=True, with_zero_w=False, n_w=8, m_w=2, ste_fine_grained_w=True,
+                          quantize_b=True, sign_b=True, with_zero_b=False, n_b=8, m_b=2,
+                          ste_fine_grained_b=True):
+    """F.affine with F.pow2_quantize'd W and b (``pow2_quantized_affine/W``, ``b``,
+    ``W_q``, ``b_q``)."""
+    return _quantized_affine(inp, n_outmaps, base_axis, w_init, b_init, fix_parameters, rng,
+                             with_bias, quantize_w, quantize_b,
+                             _pow2(sign_w, with_zero_w, n_w, m_w, ste_fine_grained_w),
+                             _pow2(sign_b, with_zero_b, n_b, m_b, ste_fine_grained_b))
+
+
+@parametric_function_api("pow2_quantized_conv")
+def pow2_quantized_convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None,
+                               group=1, w_init=None, b_init=None, base_axis=1,
+                               fix_parameters=False, rng=None, with_bias=True, quantize_w=True,
+                               with_zero_w=False, sign_w=True, n_w=8, m_w=2,
+                               ste_fine_grained_w=True, quantize_b=True, with_zero_b=False,
+                               sign_b=True, n_b=8, m_b=2, ste_fine_grained_b=True):
+    """F.convolution with F.pow2_quantize'd W and b (``pow2_quantized_conv/W``, ``b``,
+    ``W_q``, ``b_q``)."""
+    return _quantized_convolution(
+        "pow2_quantized_convolution", inp, outmaps, kernel, pad, stride, dilation, group,
+        False, w_init, b_init, base_axis, fix_parameters, rng, with_bias, quantize_w,
+        quantize_b, _pow2(sign_w, with_zero_w, n_w, m_w, ste_fine_grained_w),
+        _pow2(sign_b, with_zero_b, n_b, m_b, ste_fine_grained_b))
+
+
+@parametric_function_api("min_max_quantize")
+def min_max_quantize(x, ql_min=0, ql_max=255, decay=0.999, x_min_max=False, ema=False,
+                     ste_fine_grained=True, eps=0.01, qr_min_init=None, qr_max_init=None,
+                     fix_parameters=False, outputs=None):
+    """F.min_max_quantize with its ranges as parameters: ``min_max_quantize/ql_min`` and
+    ``ql_max`` (from numbers: shape (1,) * x.ndim, never trained; Variables are used as
+    they are), ``qr_min`` and ``qr_max`` of ql_min's shape (-6 and 6 unless given;
+    trained unless both x_min_max and ema, as nnabla's)."""
+    levels = []
+    for name, value in (("ql_min", ql_min), ("ql_max", ql_max)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            shape = (1,) * len(x.shape)
+            value = get_parameter_or_create(name, shape,
+                                            numpy.full(shape, float(value)), False, False)
+        levels.append(value)
+    shape = levels[0].shape
+    trained = not (x_min_max and ema)
+    qr_min_init = _default(qr_min_init, lambda: ConstantInitializer(-6.0))
+    qr_max_init = _default(qr_max_init, lambda: ConstantInitializer(6.0))
+    qr_min = get_parameter_or_create("qr_min", shape, qr_min_init, trained, not fix_parameters)
+    qr_max = get_parameter_or_create("qr_max", shape, qr_max_init, trained, not fix_parameters)
+    return F.min_max_quantize(x, qr_min, qr_max, levels[0], levels[1], decay, x_min_max, ema,
+                              ste_fine_grained, eps)
+
+
+def _min_max(ql_min, ql_max, x_min_max, qr_min_init, qr_max_init, ste_fine_grained, eps,
+             fix_parameters, name):
+    """nnabla's quantizer of a layer's W or b: PF.min_max_quantize with decay 0.999 and no
+    ema, under the scope `name`."""
+    return lambda v: min_max_quantize(v, ql_min, ql_max, 0.999, x_min_max, False,
+                                      ste_fine_grained, eps, qr_min_init, qr_max_init,
+                                      fix_parameters, name=name)
+
+
+def _min_max_inits(qr_min_w_init, qr_max_w_init, qr_min_b_init, qr_max_b_init):
+    """nnabla's defaults: W's range [-2, 2], b's [-6, 6]."""
+    return (_default(qr_min_w_init, lambda: ConstantInitializer(-2.0)),
+            _default(qr_max_w_init, lambda: ConstantInitializer(2.0)),
+            _default(qr_min_b_init, lambda: ConstantInitializer(-6.0)),
+            _default(qr_max_b_init, lambda: ConstantInitializer(6.0)))
+
+
+@parametric_function_api("min_max_quantized_affine")
+def min_max_quantized_affine(inp, n_outmaps, base_axis=1, w_init=None, b_init=None,
+                             fix_parameters=False, rng=None, with_bias=True, quantize_w=True,
+                             ql_min_w=0, ql_max_w=255, w_min_max=False, qr_min_w_init=None,
+                             qr_max_w_init=None, ste_fine_grained_w=True, quantize_b=True,
+                             ql_min_b=0, ql_max_b=255, b_min_max=False, qr_min_b_init=None,
+                             qr_max_b_init=None, ste_fine_grained_b=True, eps=0.01):
+    """F.affine with min-max quantized W and b (``min_max_quantized_affine/W``, ``b``,
+    ``W_q``, ``b_q``, and the ranges under ``min_max_quantize_w/min_max_quantize`` and
+    ``min_max_quantize_b/min_max_quantize``)."""
+    w_low, w_high, b_low, b_high = _min_max_inits(qr_min_w_init, qr_max_w_init, qr_min_b_init,
+                                                  qr_max_b_init)
+    return _quantized_affine(
+        inp, n_outmaps, base_axis, w_init, b_init, fix_parameters, rng, with_bias, quantize_w,
+        quantize_b, _min_max(ql_min_w, ql_max_w, w_min_max, w_low, w_high, ste_fine_grained_w,
+                             eps, fix_parameters, "min_max_quantize_w"),
+        _min_max(ql_min_b, ql_max_b, b_min_max, b_low, b_high, ste_fine_grained_b, eps,
+                 fix_parameters, "min_max_quantize_b"))
+
+
+@parametric_function_api("min_max_quantized_conv")
+def min_max_quantized_convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None,
+                                  group=1, channel_last=False, w_init=None, b_init=None,
+                                  base_axis=1, fix_parameters=False, rng=None, with_bias=True,
+                                  quantize_w=True, ql_min_w=0, ql_max_w=255, w_min_max=False,
+                                  qr_min_w_init=None, qr_max_w_init=None,
+                                  ste_fine_grained_w=True, quantize_b=True, ql_min_b=0,
+                                  ql_max_b=255, b_min_max=False, qr_min_b_init=None,
+                                  qr_max_b_init=None, ste_fine_grained_b=True, eps=0.01):
+    """F.convolution with min-max quantized W and b (``min_max_quantized_conv/W``, ``b``,
+    ``W_q``, ``b_q`` and the ranges, as PF.min_max_quantized_affine's)."""
+    w_low, w_high, b_low, b_high = _min_max_inits(qr_min_w_init, qr_max_w_init, qr_min_b_init,
+                                                  qr_max_b_init)
+    return _quantized_convolution(
+        "min_max_quantized_convolution", inp, outmaps, kernel, pad, stride, dilation, group,
+        channel_last, w_init, b_init, base_axis, fix_parameters, rng, with_bias, quantize_w,
+        quantize_b, _min_max(ql_min_w, ql_max_w, w_min_max, w_low, w_high, ste_fine_grained_w,
+                             eps, fix_parameters, "min_max_quantize_w"),
+        _min_max(ql_min_b, ql_max_b, b_min_max, b_low, b_high, ste_fine_grained_b, eps,
+                 fix_parameters, "min_max_quantize_b"))

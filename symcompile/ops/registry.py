@@ -14,10 +14,12 @@ from symcompile.ops.einsum import OPS as EINSUM_OPS
 from symcompile.ops.elementwise import OPS as ELEMENTWISE_OPS
 from symcompile.ops.normalization import OPS as NORMALIZATION_OPS
 from symcompile.ops.opdef import LowerContext, OpDef, normalize_axes, number
+from symcompile.ops.quantization import OPS as QUANTIZATION_OPS
 from symcompile.ops.resampling import OPS as RESAMPLING_OPS
 from symcompile.ops.structural import OPS as STRUCTURAL_OPS
 
 OPS: dict[str, OpDef] = {**ELEMENTWISE_OPS, **STRUCTURAL_OPS, **NORMALIZATION_OPS, **ARRAY_OPS,
-                      **ACTIVATION_OPS, **RESAMPLING_OPS, **EINSUM_OPS, **AUGMENTATION_OPS}
+                      **ACTIVATION_OPS, **RESAMPLING_OPS, **EINSUM_OPS, **AUGMENTATION_OPS,
+                      **QUANTIZATION_OPS}
 
 __all__ = ["OPS", "LowerContext", "OpDef", "normalize_axes", "number"]
