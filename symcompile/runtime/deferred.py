@@ -174,14 +174,33 @@ def _reachable(storage: Storage, held: dict[int, int]) -> bool:
 
 def _outside(array, view, held: dict[int, int]) -> bool:
     """Whether `array` (a Storage's values or gradient, with `view` its cached view for
-    the user) has references beyond those known: the Storage's slot, this function's
-    argument, getrefcount's, the view's base and what the runtime holds (`held`). More
-    than that (a slice of `.d` kept, `.g` kept) and it may be read or written unseen."""
+    the user) has references beyond those known: the Storage's own (`_OWN`), the view's
+    reference to its base and what the runtime holds (`held`). More than that (a slice of
+    `.d` kept, `.g` kept) and it may be read or written unseen."""
     if array is None:
         return False
     if array.base is not None:
         return True  # (a view of another array: references to that one are not counted)
-    if sys.getrefcount(array) > 3 + held.get(id(array), 0) + (view is not None):
+    if _references(array) - held.get(id(array), 0) - (view is not None) > _OWN:
         return True
-    # the view's own references: the Storage's slot, the argument, getrefcount's
-    return view is not None and sys.getrefcount(view) > 3
+    return view is not None and _references(view) > _OWN
+
+
+def _references(value) -> int:
+    return sys.getrefcount(value)
+
+
+def _own_references() -> int:
+    """How many references `_outside` sees to an array only a Storage holds: measured on
+    one, through calls of the same depth, so that the interpreter's own (the arguments',
+    which an interpreter may count or not) cancel out."""
+    storage = Storage((1,))
+    storage._data = numpy.zeros(1)
+    return _probe(storage._data)
+
+
+def _probe(array) -> int:
+    return _references(array)  # (called as `_outside` calls it)
+
+
+_OWN = _own_references()
