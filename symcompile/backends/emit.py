@@ -542,6 +542,9 @@ class _ModuleBuilder:
             # whose .g the user reads; nnabla keeps them).
             ("OUTPUT_GRADIENTS", tuple(argument(graph.values[i])
                                        for i in program.output_gradients)),
+            # Inputs whose values (not only shapes) the entry checks: class labels, indices
+            ("CHECKED_VALUES", tuple(sorted({source.name for source, _, _
+                                             in self.program.labels.values()}))),
             ("SOLVER", self.step.rule.name if self.step else None),
             # the switches of the solver's rule the steps were compiled with
             ("SOLVER_OPTIONS", tuple(sorted(self.solver.options.items()))

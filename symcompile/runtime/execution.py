@@ -62,6 +62,14 @@ class Binding:
         running = set(getattr(module, "RUNNING", ()))
         self.running = {i for i, name in enumerate(names) if name in running}
         self.names = names
+        # the arguments whose values the module's entry checks (labels, indices), and
+        # their values as the latest forward() checked them: a backward() seeing other
+        # values runs at once, so that it refuses them when it is called
+        # (a module from before CHECKED_VALUES: None, and backward() runs at once)
+        checked = getattr(module, "CHECKED_VALUES", None)
+        self.checked = None if checked is None else [
+            i for i, name in enumerate(names) if name in set(checked)]
+        self.checked_values: list = []
         # the arguments of the parameters a training step updates (in the module's order)
         self.trainable = {p["argument"] for p in module.PARAMETERS.values() if p["need_grad"]}
         # the running statistics as the latest forward() found them (a replay reads these)
@@ -103,6 +111,8 @@ class Binding:
                 self.draw_state = draws["rng"].bit_generator.state
         *outputs, self.saved = self._run(root, "forward", self.module.forward_saving, *args,
                                          **draws)
+        if self.checked:
+            self.checked_values = [self.args[i].copy() for i in self.checked]
         for storage, value in zip(self.outputs, outputs, strict=True):
             storage.write_output(value)
 
@@ -115,7 +125,8 @@ class Binding:
                                        *self._without_side_effects(), **self.draws)
         seed = self._seed(grad, root)
         # (a number: an array given as the seed could be changed before it is read)
-        if isinstance(grad, (int, float)) and deferred.defer(self, root, seed):
+        if isinstance(grad, (int, float)) and self._checked_unchanged() \
+                and deferred.defer(self, root, seed):
             _remember_backward(root, seed, copy=False)
             return  # (computed when its gradients are first needed: runtime.deferred)
         gradients = self._run(root, "backward", self.module.backward, self.saved, *self.args,
@@ -125,6 +136,13 @@ class Binding:
                 storage.accumulate_grad(value)
         self._write_output_gradients(gradients)
         _remember_backward(root, seed, copy=grad is None)
+
+    def _checked_unchanged(self) -> bool:
+        """Whether the values the entry checks are those the latest forward() checked."""
+        if self.checked is None or len(self.checked_values) != len(self.checked):
+            return False
+        return all(numpy.array_equal(self.args[i], value)
+                   for i, value in zip(self.checked, self.checked_values, strict=True))
 
     def _refresh(self) -> None:
         """The float32 copies of the leaf arrays of other dtypes, from their values now
