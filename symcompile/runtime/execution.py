@@ -24,7 +24,7 @@ from symcompile.frontend import context, random
 from symcompile.frontend.capture import capture, user_name
 from symcompile.frontend.variable import Storage, Variable, graph_epoch
 from symcompile.ir.naming import identifier
-from symcompile.runtime import cache, deferred
+from symcompile.runtime import allocator, cache, deferred
 
 _modules: dict[str, types.ModuleType] = {}  # compile key -> loaded module
 # what graphs compiled from now on compute with: set_backend's choice, else the current
@@ -393,6 +393,7 @@ def _require_memory(graph) -> None:
 
 def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
     """Make `module` the code that forward()/backward() of `root` run."""
+    allocator.tune()  # (once: large temporaries reused, not faulted in every step)
     graph = captured.graph
     leaves = [*graph.inputs, *graph.parameters]
     names = [*module.INPUTS, *(p["argument"] for p in module.PARAMETERS.values())]
