@@ -7,45 +7,43 @@
 #
 # Derivatives (what the backward section computes):
 #   d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
-#       cnn_conv1_bn_gamma*(1 - c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2,
-#       cnn_conv2_conv_W), pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
-#       3)))**2, axis=(0, 2, 3)) + 1.0e-5) + mean(-cnn_conv1_bn_gamma*(1 -
-#       c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+#       cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,
 #       1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5), axis=(0, 2, 3)) + mean(-cnn_conv1_bn_gamma*(1 - c1**2)*(convolution +
-#       mean(-convolution, axis=(0, 2, 3)))*(convolution - mean(convolution, axis=(0, 2,
-#       3)))*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
+#       1.0e-5) + mean(-cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
+#       cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
+#       3)))**2, axis=(0, 2, 3)) + 1.0e-5), axis=(0, 2, 3)) + mean(-cnn_conv1_bn_gamma*(1 -
+#       c1**2)*(convolution + mean(-convolution, axis=(0, 2, 3)))*(convolution - mean(convolution,
+#       axis=(0, 2, 3)))*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,
 #       1))/(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
 #       1.0e-5)**(3/2), axis=(0, 2, 3)))
-#   d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 -
-#       c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
-#       1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5) + mean(-cnn_conv1_bn_gamma*(1 -
-#       c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
-#       1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5), axis=(0, 2, 3)) + mean(-cnn_conv1_bn_gamma*(1 - c1**2)*(convolution +
-#       mean(-convolution, axis=(0, 2, 3)))*(convolution - mean(convolution, axis=(0, 2,
-#       3)))*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
-#       1))/(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5)**(3/2), axis=(0, 2, 3)), axis=(0, 2, 3))
-#   d loss / d cnn/conv1/bn/beta = sum((1 - c1**2)*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma
-#       *g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2,
-#       3)))**2, axis=(0, 2, 3)) + 1.0e-5) +
+#   d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
+#       cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
+#       3)))**2, axis=(0, 2, 3)) + 1.0e-5) + mean(-cnn_conv1_bn_gamma*(1 -
+#       c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution -
+#       mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5), axis=(0, 2, 3)) +
+#       mean(-cnn_conv1_bn_gamma*(1 - c1**2)*(convolution + mean(-convolution, axis=(0, 2,
+#       3)))*(convolution - mean(convolution, axis=(0, 2, 3)))*conv_grad_x(g_convolution_2,
+#       cnn_conv2_conv_W, pad=(1, 1))/(mean((convolution - mean(convolution, axis=(0, 2, 3)))**2,
+#       axis=(0, 2, 3)) + 1.0e-5)**(3/2), axis=(0, 2, 3)), axis=(0, 2, 3))
+#   d loss / d cnn/conv1/bn/beta = sum((1 -
+#       c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
+#       mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +
 #       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
 #       mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5), axis=(0, 2, 3)) +
 #       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2*(convolution_2 + mean(-convolution_2,
 #       axis=(0, 2, 3)))*(convolution_2 - mean(convolution_2, axis=(0, 2,
 #       3)))/(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5)**(3/2), axis=(0, 2, 3)), cnn_conv2_conv_W), pad=(1, 1)), axis=(0, 2, 3))
+#       1.0e-5)**(3/2), axis=(0, 2, 3)), cnn_conv2_conv_W, pad=(1, 1)), axis=(0, 2, 3))
 #   d loss / d cnn/conv1/bn/gamma = mean(1024*(1 - c1**2)*(convolution + mean(-convolution,
-#       axis=(0, 2, 3)))*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma*g_batch_normalization_2/s
-#       qrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5) + mean(-cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
+#       axis=(0, 2,
+#       3)))*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
+#       mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +
+#       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
 #       mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5), axis=(0, 2, 3)) +
 #       mean(-cnn_conv2_bn_gamma*g_batch_normalization_2*(convolution_2 + mean(-convolution_2,
 #       axis=(0, 2, 3)))*(convolution_2 - mean(convolution_2, axis=(0, 2,
 #       3)))/(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) +
-#       1.0e-5)**(3/2), axis=(0, 2, 3)), cnn_conv2_conv_W), pad=(1, 1))/sqrt(mean((convolution -
+#       1.0e-5)**(3/2), axis=(0, 2, 3)), cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution -
 #       mean(convolution, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5), axis=(0, 2, 3))
 #   d loss / d cnn/conv2/conv/W = conv_matmul_grad_w(im2col(c1, pad=(1, 1)),
 #       cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2,
@@ -93,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = '0799aad1ac93ecf2'
+SOURCE_HASH = '18f9d6f3cf7332c9'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -217,7 +215,9 @@ GRADIENTS = (
 )
 UNREACHED = ()
 OUTPUT_GRADIENTS = ()
+CHECKED_VALUES = ('t',)
 SOLVER = 'sgd'
+SOLVER_OPTIONS = ()
 STATE = {}
 RUNNING = ('cnn_conv1_bn_mean', 'cnn_conv1_bn_var', 'cnn_conv2_bn_mean', 'cnn_conv2_bn_var')
 RANDOM_DRAWS = ()
@@ -533,9 +533,9 @@ def gradient(
         ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
-    g_batch_normalization = (1 - c1**2)*col2im(
-        conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W, cols_shape=(144, 1024), group=1),
-        x_shape=(64, 16, 4, 4), kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1)
+    g_batch_normalization = (1 - c1**2)*conv_grad_x(
+        g_convolution_2, cnn_conv2_conv_W, x_shape=(64, 16, 4, 4), pad=(1, 1), stride=(1, 1),
+        dilation=(1, 1), group=1
     )
     # -> (1, 16, 1, 1)
     _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
@@ -548,20 +548,19 @@ def gradient(
         ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
     )
     # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
-    #   cnn_conv1_bn_gamma*(1 - c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2,
-    #   cnn_conv2_conv_W), pad=(1,...
+    #   cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,...
     g_cnn_conv1_conv_W = conv_matmul_grad_w(_t0, g_convolution, w_shape=(16, 1, 3, 3), group=1)
-    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 -
-    #   c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
-    #   1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,...
+    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
+    #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
+    #   3)))**2, axis=(0,...
     g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
-    # d loss / d cnn/conv1/bn/beta = sum((1 - c1**2)*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma
-    #   *g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2,
-    #   axis=(0,...
+    # d loss / d cnn/conv1/bn/beta = sum((1 -
+    #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
+    #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
     g_cnn_conv1_bn_beta = _t23.copy()
     # d loss / d cnn/conv1/bn/gamma = mean(1024*(1 - c1**2)*(convolution + mean(-convolution,
-    #   axis=(0, 2, 3)))*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma*g_batch_normalization_2/sqr
-    #   t(mean((convoluti...
+    #   axis=(0, 2,
+    #   3)))*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -...
     g_cnn_conv1_bn_gamma = _t24*_t5
     # d loss / d cnn/conv2/conv/W = conv_matmul_grad_w(im2col(c1, pad=(1, 1)),
     #   cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2,
@@ -784,9 +783,9 @@ def sgd_step(
         ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
-    g_batch_normalization = (1 - c1**2)*col2im(
-        conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W, cols_shape=(144, 1024), group=1),
-        x_shape=(64, 16, 4, 4), kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1)
+    g_batch_normalization = (1 - c1**2)*conv_grad_x(
+        g_convolution_2, cnn_conv2_conv_W, x_shape=(64, 16, 4, 4), pad=(1, 1), stride=(1, 1),
+        dilation=(1, 1), group=1
     )
     # -> (1, 16, 1, 1)
     _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
@@ -799,20 +798,19 @@ def sgd_step(
         ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
     )
     # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
-    #   cnn_conv1_bn_gamma*(1 - c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2,
-    #   cnn_conv2_conv_W), pad=(1,...
+    #   cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,...
     g_cnn_conv1_conv_W = conv_matmul_grad_w(_t0, g_convolution, w_shape=(16, 1, 3, 3), group=1)
-    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 -
-    #   c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
-    #   1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,...
+    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
+    #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
+    #   3)))**2, axis=(0,...
     g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
-    # d loss / d cnn/conv1/bn/beta = sum((1 - c1**2)*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma
-    #   *g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2,
-    #   axis=(0,...
+    # d loss / d cnn/conv1/bn/beta = sum((1 -
+    #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
+    #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
     g_cnn_conv1_bn_beta = _t23
     # d loss / d cnn/conv1/bn/gamma = mean(1024*(1 - c1**2)*(convolution + mean(-convolution,
-    #   axis=(0, 2, 3)))*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma*g_batch_normalization_2/sqr
-    #   t(mean((convoluti...
+    #   axis=(0, 2,
+    #   3)))*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -...
     g_cnn_conv1_bn_gamma = _t24*_t5
     # d loss / d cnn/conv2/conv/W = conv_matmul_grad_w(im2col(c1, pad=(1, 1)),
     #   cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2,
@@ -1130,9 +1128,9 @@ def backward(
         ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
-    g_batch_normalization = (1 - c1**2)*col2im(
-        conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W, cols_shape=(144, 1024), group=1),
-        x_shape=(64, 16, 4, 4), kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1)
+    g_batch_normalization = (1 - c1**2)*conv_grad_x(
+        g_convolution_2, cnn_conv2_conv_W, x_shape=(64, 16, 4, 4), pad=(1, 1), stride=(1, 1),
+        dilation=(1, 1), group=1
     )
     # -> (1, 16, 1, 1)
     _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
@@ -1145,20 +1143,19 @@ def backward(
         ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
     )
     # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
-    #   cnn_conv1_bn_gamma*(1 - c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2,
-    #   cnn_conv2_conv_W), pad=(1,...
+    #   cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,...
     g_cnn_conv1_conv_W = conv_matmul_grad_w(_t0, g_convolution, w_shape=(16, 1, 3, 3), group=1)
-    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 -
-    #   c1**2)*col2im(conv_matmul_grad_cols(g_convolution_2, cnn_conv2_conv_W), pad=(1,
-    #   1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,...
+    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
+    #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
+    #   3)))**2, axis=(0,...
     g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
-    # d loss / d cnn/conv1/bn/beta = sum((1 - c1**2)*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma
-    #   *g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2, axis=(0, 2, 3)))**2,
-    #   axis=(0,...
+    # d loss / d cnn/conv1/bn/beta = sum((1 -
+    #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
+    #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
     g_cnn_conv1_bn_beta = _t23.copy()
     # d loss / d cnn/conv1/bn/gamma = mean(1024*(1 - c1**2)*(convolution + mean(-convolution,
-    #   axis=(0, 2, 3)))*col2im(conv_matmul_grad_cols(cnn_conv2_bn_gamma*g_batch_normalization_2/sqr
-    #   t(mean((convoluti...
+    #   axis=(0, 2,
+    #   3)))*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -...
     g_cnn_conv1_bn_gamma = _t24*_t5
     # d loss / d cnn/conv2/conv/W = conv_matmul_grad_w(im2col(c1, pad=(1, 1)),
     #   cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2,
@@ -1190,6 +1187,222 @@ def backward(
     # d loss / d cnn/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_cnn.py:52  -> (10,)
     g_cnn_classifier_affine_b = _t20*_t19.sum(axis=0)
+    return (
+        g_cnn_conv1_conv_W, g_cnn_conv1_conv_b, g_cnn_conv1_bn_beta, g_cnn_conv1_bn_gamma,
+        g_cnn_conv2_conv_W, g_cnn_conv2_conv_b, g_cnn_conv2_bn_beta, g_cnn_conv2_bn_gamma,
+        g_cnn_fc3_affine_W, g_cnn_fc3_affine_b, g_cnn_classifier_affine_W, g_cnn_classifier_affine_b
+    )
+
+
+def sgd_backward_update(
+        saved, x, t, cnn_conv1_conv_W, cnn_conv1_conv_b, cnn_conv1_bn_beta, cnn_conv1_bn_gamma,
+        cnn_conv1_bn_mean, cnn_conv1_bn_var, cnn_conv2_conv_W, cnn_conv2_conv_b, cnn_conv2_bn_beta,
+        cnn_conv2_bn_gamma, cnn_conv2_bn_mean, cnn_conv2_bn_var, cnn_fc3_affine_W, cnn_fc3_affine_b,
+        cnn_classifier_affine_W, cnn_classifier_affine_b, g_loss, lr=0.001,
+):
+    """backward() and the sgd update (w -= lr * g) of every trainable parameter in place,
+    given forward_saving()'s saved values and the cotangent g_loss of loss: the bits of
+    backward() then update(), in one call (the runtime's loop). Returns backward()'s
+    gradients.
+    """
+    _t0, _t2, _t4, _t5, _t6, c1, _t7, _t9, _t11, _t12, _t13, c2, _t14, fc3, _t16, _t17, _t18 = saved
+    # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
+    if not (isinstance(x, numpy.ndarray) and x.shape == (64, 1, 8, 8) and x.dtype == DTYPE):
+        refuse_argument('sgd_backward_update', 'x', x, (64, 1, 8, 8))
+    # t as integer class labels (as nnabla reads them; -1 ignores the sample)
+    t_labels = class_labels('sgd_backward_update', 't', t, (64, 1), 10)
+    if not (isinstance(cnn_conv1_conv_W, numpy.ndarray)
+            and cnn_conv1_conv_W.shape == (16, 1, 3, 3) and cnn_conv1_conv_W.dtype == DTYPE
+            and cnn_conv1_conv_W.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_conv1_conv_W', cnn_conv1_conv_W, (16, 1, 3, 3), True
+        )
+    if not (isinstance(cnn_conv1_conv_b, numpy.ndarray) and cnn_conv1_conv_b.shape == (16,)
+            and cnn_conv1_conv_b.dtype == DTYPE and cnn_conv1_conv_b.flags.writeable):
+        refuse_argument('sgd_backward_update', 'cnn_conv1_conv_b', cnn_conv1_conv_b, (16,), True)
+    if not (isinstance(cnn_conv1_bn_beta, numpy.ndarray)
+            and cnn_conv1_bn_beta.shape == (1, 16, 1, 1) and cnn_conv1_bn_beta.dtype == DTYPE
+            and cnn_conv1_bn_beta.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_conv1_bn_beta', cnn_conv1_bn_beta, (1, 16, 1, 1), True
+        )
+    if not (isinstance(cnn_conv1_bn_gamma, numpy.ndarray)
+            and cnn_conv1_bn_gamma.shape == (1, 16, 1, 1) and cnn_conv1_bn_gamma.dtype == DTYPE
+            and cnn_conv1_bn_gamma.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_conv1_bn_gamma', cnn_conv1_bn_gamma, (1, 16, 1, 1), True
+        )
+    if not (isinstance(cnn_conv1_bn_mean, numpy.ndarray)
+            and cnn_conv1_bn_mean.shape == (1, 16, 1, 1) and cnn_conv1_bn_mean.dtype == DTYPE):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_conv1_bn_mean', cnn_conv1_bn_mean, (1, 16, 1, 1)
+        )
+    if not (isinstance(cnn_conv1_bn_var, numpy.ndarray)
+            and cnn_conv1_bn_var.shape == (1, 16, 1, 1) and cnn_conv1_bn_var.dtype == DTYPE):
+        refuse_argument('sgd_backward_update', 'cnn_conv1_bn_var', cnn_conv1_bn_var, (1, 16, 1, 1))
+    if not (isinstance(cnn_conv2_conv_W, numpy.ndarray)
+            and cnn_conv2_conv_W.shape == (32, 16, 3, 3) and cnn_conv2_conv_W.dtype == DTYPE
+            and cnn_conv2_conv_W.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_conv2_conv_W', cnn_conv2_conv_W, (32, 16, 3, 3), True
+        )
+    if not (isinstance(cnn_conv2_conv_b, numpy.ndarray) and cnn_conv2_conv_b.shape == (32,)
+            and cnn_conv2_conv_b.dtype == DTYPE and cnn_conv2_conv_b.flags.writeable):
+        refuse_argument('sgd_backward_update', 'cnn_conv2_conv_b', cnn_conv2_conv_b, (32,), True)
+    if not (isinstance(cnn_conv2_bn_beta, numpy.ndarray)
+            and cnn_conv2_bn_beta.shape == (1, 32, 1, 1) and cnn_conv2_bn_beta.dtype == DTYPE
+            and cnn_conv2_bn_beta.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_conv2_bn_beta', cnn_conv2_bn_beta, (1, 32, 1, 1), True
+        )
+    if not (isinstance(cnn_conv2_bn_gamma, numpy.ndarray)
+            and cnn_conv2_bn_gamma.shape == (1, 32, 1, 1) and cnn_conv2_bn_gamma.dtype == DTYPE
+            and cnn_conv2_bn_gamma.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_conv2_bn_gamma', cnn_conv2_bn_gamma, (1, 32, 1, 1), True
+        )
+    if not (isinstance(cnn_conv2_bn_mean, numpy.ndarray)
+            and cnn_conv2_bn_mean.shape == (1, 32, 1, 1) and cnn_conv2_bn_mean.dtype == DTYPE):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_conv2_bn_mean', cnn_conv2_bn_mean, (1, 32, 1, 1)
+        )
+    if not (isinstance(cnn_conv2_bn_var, numpy.ndarray)
+            and cnn_conv2_bn_var.shape == (1, 32, 1, 1) and cnn_conv2_bn_var.dtype == DTYPE):
+        refuse_argument('sgd_backward_update', 'cnn_conv2_bn_var', cnn_conv2_bn_var, (1, 32, 1, 1))
+    if not (isinstance(cnn_fc3_affine_W, numpy.ndarray) and cnn_fc3_affine_W.shape == (128, 32)
+            and cnn_fc3_affine_W.dtype == DTYPE and cnn_fc3_affine_W.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_fc3_affine_W', cnn_fc3_affine_W, (128, 32), True
+        )
+    if not (isinstance(cnn_fc3_affine_b, numpy.ndarray) and cnn_fc3_affine_b.shape == (32,)
+            and cnn_fc3_affine_b.dtype == DTYPE and cnn_fc3_affine_b.flags.writeable):
+        refuse_argument('sgd_backward_update', 'cnn_fc3_affine_b', cnn_fc3_affine_b, (32,), True)
+    if not (isinstance(cnn_classifier_affine_W, numpy.ndarray)
+            and cnn_classifier_affine_W.shape == (32, 10)
+            and cnn_classifier_affine_W.dtype == DTYPE and cnn_classifier_affine_W.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_classifier_affine_W', cnn_classifier_affine_W, (32, 10),
+            True
+        )
+    if not (isinstance(cnn_classifier_affine_b, numpy.ndarray)
+            and cnn_classifier_affine_b.shape == (10,) and cnn_classifier_affine_b.dtype == DTYPE
+            and cnn_classifier_affine_b.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'cnn_classifier_affine_b', cnn_classifier_affine_b, (10,), True
+        )
+    if not (isinstance(g_loss, (numpy.ndarray, numpy.generic)) and g_loss.shape == ()
+            and g_loss.dtype == DTYPE):
+        refuse_argument('sgd_backward_update', 'g_loss', g_loss, ())
+    # --- backward ---
+    # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
+    _t19 = _t16*((t_labels >= 0) & (t_labels < 10))/_t17 - _t18
+    # -> ()
+    _t20 = g_loss/64
+    # d loss / d (fc3 @ cnn_classifier_affine_W)  -> (64, 10)
+    g_cnn_classifier_affine = _t20*_t19
+    # d loss / d (c2_2 @ cnn_fc3_affine_W)  -> (64, 32)
+    g_cnn_fc3_affine = (1 - fc3**2)*(g_cnn_classifier_affine @ cnn_classifier_affine_W.T)
+    # d loss / d batch_normalization_2  -> (64, 32, 4, 4)
+    g_batch_normalization_2 = pool_average_grad(
+        numpy.reshape(g_cnn_fc3_affine @ cnn_fc3_affine_W.T, (64, 32, 2, 2)),
+        x_shape=(64, 32, 4, 4), kernel=(2, 2), stride=(2, 2), pad=(0, 0), ignore_border=1,
+        including_pad=1
+    )*(1 - c2**2)
+    # -> (1, 32, 1, 1)
+    _t21 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
+    # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
+    _t22 = (_t9*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
+    # d loss / d convolution_2  -> (64, 32, 4, 4)
+    g_convolution_2 = -(
+        _t22*_t9*cnn_conv2_bn_gamma/1024/_t11**(
+            3/2
+        ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
+    )
+    # d loss / d batch_normalization  -> (64, 16, 4, 4)
+    g_batch_normalization = (1 - c1**2)*conv_grad_x(
+        g_convolution_2, cnn_conv2_conv_W, x_shape=(64, 16, 4, 4), pad=(1, 1), stride=(1, 1),
+        dilation=(1, 1), group=1
+    )
+    # -> (1, 16, 1, 1)
+    _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
+    # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
+    _t24 = (_t2*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
+    # d loss / d convolution  -> (64, 16, 4, 4)
+    g_convolution = -(
+        _t2*_t24*cnn_conv1_bn_gamma/1024/_t4**(
+            3/2
+        ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
+    )
+    # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
+    #   cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,...
+    g_cnn_conv1_conv_W = conv_matmul_grad_w(_t0, g_convolution, w_shape=(16, 1, 3, 3), group=1)
+    # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
+    #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
+    #   3)))**2, axis=(0,...
+    g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
+    # d loss / d cnn/conv1/bn/beta = sum((1 -
+    #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
+    #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
+    g_cnn_conv1_bn_beta = _t23.copy()
+    # d loss / d cnn/conv1/bn/gamma = mean(1024*(1 - c1**2)*(convolution + mean(-convolution,
+    #   axis=(0, 2,
+    #   3)))*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -...
+    g_cnn_conv1_bn_gamma = _t24*_t5
+    # d loss / d cnn/conv2/conv/W = conv_matmul_grad_w(im2col(c1, pad=(1, 1)),
+    #   cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 - mean(convolution_2,
+    #   axis=(0, 2, 3)))**2, axis=(0, 2,...
+    g_cnn_conv2_conv_W = conv_matmul_grad_w(_t7, g_convolution_2, w_shape=(32, 16, 3, 3), group=1)
+    # d loss / d cnn/conv2/conv/b =
+    #   sum(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
+    #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
+    g_cnn_conv2_conv_b = numpy.reshape(g_convolution_2.sum(axis=(0, 2, 3), keepdims=True), (32,))
+    # d loss / d cnn/conv2/bn/beta = sum((1 - c2**2)*pool_average_grad((1 - fc3**2)*((-onehot(t, 10)
+    #   + softmax(y, axis=1)*(t != -1))/64 @ cnn_classifier_affine_W.T) @ cnn_fc3_affine_W.T,
+    #   kernel=(2, 2),...
+    g_cnn_conv2_bn_beta = _t21.copy()
+    # d loss / d cnn/conv2/bn/gamma = mean(1024*(1 - c2**2)*(convolution_2 + mean(-convolution_2,
+    #   axis=(0, 2, 3)))*pool_average_grad((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64 @...
+    g_cnn_conv2_bn_gamma = _t12*_t22
+    # d loss / d cnn/fc3/affine/W = c2_2.T @ ((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t
+    #   != -1))/64 @ cnn_classifier_affine_W.T)), through affine @ examples/digits_cnn.py:50  ->
+    #   (128, 32)
+    g_cnn_fc3_affine_W = _t14.T @ g_cnn_fc3_affine
+    # d loss / d cnn/fc3/affine/b = sum((1 - fc3**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64 @ cnn_classifier_affine_W.T), axis=0), through affine @ examples/digits_cnn.py:50
+    #   -> (32,)
+    g_cnn_fc3_affine_b = g_cnn_fc3_affine.sum(axis=0)
+    # d loss / d cnn/classifier/affine/W = fc3.T @ ((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64), through affine (y) @ examples/digits_cnn.py:52  -> (32, 10)
+    g_cnn_classifier_affine_W = fc3.T @ g_cnn_classifier_affine
+    # d loss / d cnn/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
+    #   axis=0), through affine (y) @ examples/digits_cnn.py:52  -> (10,)
+    g_cnn_classifier_affine_b = _t20*_t19.sum(axis=0)
+    # --- update: w -= lr * g ---
+    # sgd update of cnn/conv1/conv/W
+    cnn_conv1_conv_W -= lr*g_cnn_conv1_conv_W
+    # sgd update of cnn/conv1/conv/b
+    cnn_conv1_conv_b -= lr*g_cnn_conv1_conv_b
+    # sgd update of cnn/conv1/bn/beta
+    cnn_conv1_bn_beta -= lr*g_cnn_conv1_bn_beta
+    # sgd update of cnn/conv1/bn/gamma
+    cnn_conv1_bn_gamma -= lr*g_cnn_conv1_bn_gamma
+    # sgd update of cnn/conv2/conv/W
+    cnn_conv2_conv_W -= lr*g_cnn_conv2_conv_W
+    # sgd update of cnn/conv2/conv/b
+    cnn_conv2_conv_b -= lr*g_cnn_conv2_conv_b
+    # sgd update of cnn/conv2/bn/beta
+    cnn_conv2_bn_beta -= lr*g_cnn_conv2_bn_beta
+    # sgd update of cnn/conv2/bn/gamma
+    cnn_conv2_bn_gamma -= lr*g_cnn_conv2_bn_gamma
+    # sgd update of cnn/fc3/affine/W
+    cnn_fc3_affine_W -= lr*g_cnn_fc3_affine_W
+    # sgd update of cnn/fc3/affine/b
+    cnn_fc3_affine_b -= lr*g_cnn_fc3_affine_b
+    # sgd update of cnn/classifier/affine/W
+    cnn_classifier_affine_W -= lr*g_cnn_classifier_affine_W
+    # sgd update of cnn/classifier/affine/b
+    cnn_classifier_affine_b -= lr*g_cnn_classifier_affine_b
     return (
         g_cnn_conv1_conv_W, g_cnn_conv1_conv_b, g_cnn_conv1_bn_beta, g_cnn_conv1_bn_gamma,
         g_cnn_conv2_conv_W, g_cnn_conv2_conv_b, g_cnn_conv2_bn_beta, g_cnn_conv2_bn_gamma,
@@ -1294,6 +1507,131 @@ def conv_windows(x, kernel, stride, dilation, writeable=False):
         + tuple(t * s for t, s in zip(spatial, stride, strict=True)), writeable=writeable)
 
 
+def conv_wide_rows(size, kernel, pad, stride, dilation):
+    """The zero rows conv_wide_windows needs after the padded input (L = size), or -1
+    where wide windows do not apply (one spatial axis, or a stride along the last one).
+
+    Wide windows: with stride 1 along the last axis, output rows are computed Wp wide (the
+    padded width) instead of M; then each kernel position reads one contiguous run of
+    the flattened image per window row, so the im2col copies and col2im additions run
+    over rows of Wp elements, not M (NumPy's cost per row dominates for small images).
+    The Wp - M extra outputs per row read across the row's end and are dropped; their
+    last ones read (K - 1) * dilation elements past the image, into these rows.
+
+    Only for outputs at most 16 wide: measured (3x3 and 5x5 kernels, 1 thread), forward
+    and both gradients are 10-40 % faster at widths 8 to 16, and up to 20 % slower at 28
+    and more, where rows are long already and the extra outputs cost more than they save."""
+    if len(size) < 2 or stride[-1] != 1:
+        return -1
+    width = size[-1] + 2 * pad[-1]
+    if width - dilation[-1] * (kernel[-1] - 1) > 16:
+        return -1
+    return -(-(dilation[-1] * (kernel[-1] - 1)) // width)
+
+
+def conv_wide_windows(padded, kernel, stride, dilation, rows, writeable=False):
+    """The windows of conv_windows computed Wp wide (see conv_wide_rows): the view of
+    `padded` (N, C, *Lp with `rows` extra rows) of shape (*K, N, C, *M[:-1], Wp) with
+    windows[k][n, c, m] = padded[n, c, m*stride + k*dilation], the last axis read flat
+    (past Wp into the next row)."""
+    spatial = padded.strides[2:]
+    size = padded.shape[2:-2] + (padded.shape[-2] - rows, padded.shape[-1])
+    out = conv_output_size(size, kernel, (0,) * len(kernel), stride, dilation)
+    return numpy.lib.stride_tricks.as_strided(
+        padded, tuple(kernel) + padded.shape[:2] + out[:-1] + (size[-1],),
+        tuple(t * d for t, d in zip(spatial, dilation, strict=True)) + padded.strides[:2]
+        + tuple(t * s for t, s in zip(spatial, stride, strict=True)), writeable=writeable)
+
+
+def conv_widened(dy, width):
+    """dy (N, O, *M) with zeros appended along its last axis up to `width` (the outputs
+    of wide windows that are dropped get no gradient)."""
+    if dy.shape[-1] == width:
+        return dy
+    wide = numpy.zeros(dy.shape[:-1] + (width,), dtype=dy.dtype)
+    wide[..., :dy.shape[-1]] = dy
+    return wide
+
+
+def conv_grad_x(dy, w, x_shape, pad, stride, dilation, group):
+    """d loss / d x of conv_forward, dy being d loss / d y (col2im), per group:
+    dxpad[n, c, m*stride + k*dilation] += sum over o of dy[n, o, m] * w[o, c, k].
+    One tensordot per group gives the columns w.T dy; they are added into dxpad through
+    its windows' view, one kernel position k at a time (within one position the windows
+    do not overlap), over wide windows where they apply (dy widened with zeros); dx is
+    dxpad without the padding. With stride 1 along every axis, over the flattened batch
+    instead (conv_grad_x_flat, faster at every size measured)."""
+    rank, outs, ins, kernel = len(pad), w.shape[0] // group, w.shape[1], w.shape[2:]
+    if not any(s != 1 for s in stride):
+        return conv_grad_x_flat(dy, w, x_shape, pad, dilation, group)
+    rows = conv_wide_rows(tuple(x_shape[2:]), kernel, pad, stride, dilation)
+    size = [n + 2 * p for n, p in zip(x_shape[2:], pad, strict=True)]
+    if rows > 0:
+        size[-2] += rows
+    padded = numpy.zeros(tuple(x_shape[:2]) + tuple(size), dtype=numpy.result_type(dy, w))
+    if rows >= 0:
+        dy = conv_widened(dy, size[-1])
+    for j in range(group):
+        # (outs, ins, *K) . (N, outs, *M) over outs -> (ins, *K, N, *M) -> (*K, N, ins, *M)
+        columns = numpy.moveaxis(numpy.tensordot(w[j * outs:(j + 1) * outs],
+                                                 dy[:, j * outs:(j + 1) * outs], axes=(0, 1)),
+                                 0, rank + 1)
+        part = padded[:, j * ins:(j + 1) * ins]
+        if rows < 0:
+            windows = conv_windows(part, kernel, stride, dilation, writeable=True)
+        else:
+            windows = conv_wide_windows(part, kernel, stride, dilation, rows, writeable=True)
+        for k in numpy.ndindex(*kernel):
+            windows[k] += columns[k]
+    inside = tuple(slice(p, p + n) for n, p in zip(x_shape[2:], pad, strict=True))
+    if not any(pad) and rows <= 0:
+        return padded
+    return padded[(slice(None), slice(None)) + inside]
+
+
+def conv_grad_x_flat(dy, w, x_shape, pad, dilation, group):
+    """conv_grad_x with stride 1 along every axis, over the whole batch flattened: dxpad
+    (C, N, *Lp) channel-major and read flat (N * P elements per channel, P = prod(Lp)),
+    kernel position k reads every output position q of it at q + off(k), off(k) = sum
+    over axes of k * dilation * (the axis's flat stride). So dy is placed at the output
+    positions of a zero (O, N, *Lp), the columns w.T dy (C/group * prod(K), N * P) are
+    one matrix product per group, and each kernel position's columns are added in one
+    run of N * P elements per channel (P - prod(M) of each sample's outputs are zeros:
+    they add nothing, across the samples' ends included).
+
+    Measured (1 thread, float32, x-gradients of N = 64 samples; by this kernel / by
+    conv_matmul_grad_cols then col2im / by the windows below): LeNet's second convolution
+    (16 -> 6 channels, 10x10 -> 14x14, 5x5) 1.53 / 2.88 / 1.82 ms; 6 -> 1 channels at
+    28x28, pad 2: 1.42 / 2.05 / 2.06 ms; 32 -> 16 channels at 16x16, 3x3, pad 1: 1.76 /
+    2.95 / 2.20 ms; larger ones (above IM2COL_LIMIT), 32 x 64 channels at 32x32, 3x3:
+    39.8 against 53.0 ms by the windows, 16 x 32 at 56x56: 18.7 against 27.7, 64
+    depthwise channels at 16x16: 6.0 against 6.5. The product is P / prod(M) longer
+    (1.96x for the first) but the additions' runs are N * P long, not M[-1] (or Wp).
+    """
+    n, c, o = x_shape[0], x_shape[1], w.shape[0]
+    outs, ins, kernel = o // group, w.shape[1], tuple(w.shape[2:])
+    size = tuple(length + 2 * p for length, p in zip(x_shape[2:], pad, strict=True))
+    total = n * int(numpy.prod(size))
+    steps = [int(numpy.prod(size[i + 1:])) for i in range(len(size))]
+    offsets = [sum(ki * d * t for ki, d, t in zip(k, dilation, steps, strict=True))
+               for k in numpy.ndindex(*kernel)]
+    dtype = numpy.result_type(dy, w)
+    placed = numpy.zeros((o, n) + size, dtype=dtype)
+    placed[(slice(None), slice(None)) + tuple(slice(0, m) for m in dy.shape[2:])] = \
+        numpy.moveaxis(dy, 1, 0)
+    placed = numpy.reshape(placed, (o, total))
+    flat = numpy.zeros((c, total + offsets[-1]), dtype=dtype)
+    for j in range(group):
+        columns = numpy.reshape(numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)).T
+                                @ placed[j * outs:(j + 1) * outs], (ins, len(offsets), total))
+        part = flat[j * ins:(j + 1) * ins]
+        for i, offset in enumerate(offsets):
+            part[:, offset:offset + total] += columns[:, i]
+    padded = numpy.reshape(flat[:, :total], (c, n) + size)
+    inside = tuple(slice(p, p + length) for length, p in zip(x_shape[2:], pad, strict=True))
+    return numpy.moveaxis(padded[(slice(None), slice(None)) + inside], 0, 1)
+
+
 def im2col(x, kernel, pad, stride, dilation):
     """x's im2col matrix: cols[(c, k), (n, m)] = xpad[n, c, m*stride + k*dilation],
     (C * prod(K), N * prod(M)), one copy of the windows' view in that order."""
@@ -1302,22 +1640,6 @@ def im2col(x, kernel, pad, stride, dilation):
     order = (rank + 1, *range(rank + 1), *range(rank + 2, 2 * rank + 2))  # (C, *K, N, *M)
     rows = x.shape[1] * int(numpy.prod(kernel))
     return numpy.reshape(numpy.transpose(windows, order), (rows, -1))
-
-
-def col2im(cols, x_shape, kernel, pad, stride, dilation):
-    """The transpose of im2col: dxpad[n, c, m*stride + k*dilation] += cols[(c, k), (n, m)],
-    added through the windows' view one kernel position k at a time (within one position
-    the windows do not overlap); dx is dxpad without the padding."""
-    n, c = x_shape[0], x_shape[1]
-    out = conv_output_size(tuple(x_shape[2:]), kernel, pad, stride, dilation)
-    size = tuple(length + 2 * p for length, p in zip(x_shape[2:], pad, strict=True))
-    padded = numpy.zeros((n, c) + size, dtype=cols.dtype)
-    windows = conv_windows(padded, kernel, stride, dilation, writeable=True)  # (*K, N, C, *M)
-    values = numpy.reshape(cols, (c, *kernel, n, *out))
-    for k in numpy.ndindex(*kernel):
-        windows[k] += numpy.moveaxis(values[(slice(None), *k)], 0, 1)
-    inside = tuple(slice(p, p + length) for length, p in zip(x_shape[2:], pad, strict=True))
-    return padded[(slice(None), slice(None), *inside)]
 
 
 def conv_group_matrices(a, group):
@@ -1329,24 +1651,22 @@ def conv_group_matrices(a, group):
 
 def conv_matmul(cols, w, y_shape, group):
     """The convolution from x's im2col matrix, per group j: y[n, o, m] = sum over r of
-    w[o, r] * cols[j*R + r, (n, m)], w read as (C', R): one matrix product per group."""
+    w[o, r] * cols[j*R + r, (n, m)], w read as (C', R): one matrix product per group.
+    Without groups y is a view of the product (O, N, *M) in y's axis order, not copied:
+    its consumer (the bias added) makes the contiguous array. Measured (1 thread, the
+    bench/cnn.py LeNet's step, two convolutions): 10.7 ms a step against 10.9 copying
+    here (the copy alone: 0.08 ms a convolution)."""
     outs, rows = w.shape[0] // group, cols.shape[0] // group
     n, spatial = y_shape[0], tuple(y_shape[2:])
-    y = numpy.empty(tuple(y_shape), dtype=numpy.result_type(cols, w))
-    for j in range(group):
-        part = numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)) @ cols[j * rows:(j + 1) * rows]
-        y[:, j * outs:(j + 1) * outs] = numpy.moveaxis(
-            numpy.reshape(part, (outs, n, *spatial)), 0, 1)
+    parts = [numpy.moveaxis(numpy.reshape(
+        numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)) @ cols[j * rows:(j + 1) * rows],
+        (outs, n, *spatial)), 0, 1) for j in range(group)]
+    if group == 1:
+        return parts[0]
+    y = numpy.empty(tuple(y_shape), dtype=parts[0].dtype)
+    for j, part in enumerate(parts):
+        y[:, j * outs:(j + 1) * outs] = part
     return y
-
-
-def conv_matmul_grad_cols(dy, w, cols_shape, group):
-    """d loss / d cols of conv_matmul, per group j: dcols[j*R + r, (n, m)] = sum over o of
-    w[o, r] * dy[n, o, m], one matrix product w_j.T dy_j per group."""
-    outs = w.shape[0] // group
-    parts = [numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)).T @ g
-             for j, g in enumerate(conv_group_matrices(dy, group))]
-    return parts[0] if group == 1 else numpy.concatenate(parts, axis=0)
 
 
 def conv_matmul_grad_w(cols, dy, w_shape, group):

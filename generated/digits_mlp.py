@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '8caf4649fa3030cb'
+SOURCE_HASH = '8d6f15c8cf9471ef'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -88,7 +88,9 @@ GRADIENTS = (
 )
 UNREACHED = ()
 OUTPUT_GRADIENTS = ()
+CHECKED_VALUES = ('t',)
 SOLVER = 'sgd'
+SOLVER_OPTIONS = ()
 STATE = {}
 RUNNING = ()
 RANDOM_DRAWS = ()
@@ -449,6 +451,113 @@ def backward(
     # d loss / d mlp/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
+    return (
+        g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W,
+        g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b
+    )
+
+
+def sgd_backward_update(
+        saved, x, t, mlp_affine1_affine_W, mlp_affine1_affine_b, mlp_affine2_affine_W,
+        mlp_affine2_affine_b, mlp_classifier_affine_W, mlp_classifier_affine_b, g_loss, lr=0.001,
+):
+    """backward() and the sgd update (w -= lr * g) of every trainable parameter in place,
+    given forward_saving()'s saved values and the cotangent g_loss of loss: the bits of
+    backward() then update(), in one call (the runtime's loop). Returns backward()'s
+    gradients.
+    """
+    h, h_2, _t1, _t2, _t3 = saved
+    # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
+    if not (isinstance(x, numpy.ndarray) and x.shape == (64, 64) and x.dtype == DTYPE):
+        refuse_argument('sgd_backward_update', 'x', x, (64, 64))
+    # t as integer class labels (as nnabla reads them; -1 ignores the sample)
+    t_labels = class_labels('sgd_backward_update', 't', t, (64, 1), 10)
+    if not (isinstance(mlp_affine1_affine_W, numpy.ndarray)
+            and mlp_affine1_affine_W.shape == (64, 64) and mlp_affine1_affine_W.dtype == DTYPE
+            and mlp_affine1_affine_W.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'mlp_affine1_affine_W', mlp_affine1_affine_W, (64, 64), True
+        )
+    if not (isinstance(mlp_affine1_affine_b, numpy.ndarray)
+            and mlp_affine1_affine_b.shape == (64,) and mlp_affine1_affine_b.dtype == DTYPE
+            and mlp_affine1_affine_b.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'mlp_affine1_affine_b', mlp_affine1_affine_b, (64,), True
+        )
+    if not (isinstance(mlp_affine2_affine_W, numpy.ndarray)
+            and mlp_affine2_affine_W.shape == (64, 32) and mlp_affine2_affine_W.dtype == DTYPE
+            and mlp_affine2_affine_W.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'mlp_affine2_affine_W', mlp_affine2_affine_W, (64, 32), True
+        )
+    if not (isinstance(mlp_affine2_affine_b, numpy.ndarray)
+            and mlp_affine2_affine_b.shape == (32,) and mlp_affine2_affine_b.dtype == DTYPE
+            and mlp_affine2_affine_b.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'mlp_affine2_affine_b', mlp_affine2_affine_b, (32,), True
+        )
+    if not (isinstance(mlp_classifier_affine_W, numpy.ndarray)
+            and mlp_classifier_affine_W.shape == (32, 10)
+            and mlp_classifier_affine_W.dtype == DTYPE and mlp_classifier_affine_W.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'mlp_classifier_affine_W', mlp_classifier_affine_W, (32, 10),
+            True
+        )
+    if not (isinstance(mlp_classifier_affine_b, numpy.ndarray)
+            and mlp_classifier_affine_b.shape == (10,) and mlp_classifier_affine_b.dtype == DTYPE
+            and mlp_classifier_affine_b.flags.writeable):
+        refuse_argument(
+            'sgd_backward_update', 'mlp_classifier_affine_b', mlp_classifier_affine_b, (10,), True
+        )
+    if not (isinstance(g_loss, (numpy.ndarray, numpy.generic)) and g_loss.shape == ()
+            and g_loss.dtype == DTYPE):
+        refuse_argument('sgd_backward_update', 'g_loss', g_loss, ())
+    # --- backward ---
+    # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
+    _t4 = _t1*((t_labels >= 0) & (t_labels < 10))/_t2 - _t3
+    # -> ()
+    _t5 = g_loss/64
+    # d loss / d (h_2 @ mlp_classifier_affine_W)  -> (64, 10)
+    g_mlp_classifier_affine = _t5*_t4
+    # d loss / d (h @ mlp_affine2_affine_W)  -> (64, 32)
+    g_mlp_affine2_affine = (1 - h_2**2)*(g_mlp_classifier_affine @ mlp_classifier_affine_W.T)
+    # affine, tanh (h) @ examples/digits_mlp.py:40  -> (64, 64)
+    _t6 = (1 - h**2)*(g_mlp_affine2_affine @ mlp_affine2_affine_W.T)
+    # d loss / d mlp/affine1/affine/W = x.T @ ((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) +
+    #   softmax(y, axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T)),
+    #   through affine @...
+    g_mlp_affine1_affine_W = x.T @ _t6
+    # d loss / d mlp/affine1/affine/b = sum((1 - h**2)*((1 - h_2**2)*((-onehot(t, 10) + softmax(y,
+    #   axis=1)*(t != -1))/64 @ mlp_classifier_affine_W.T) @ mlp_affine2_affine_W.T), axis=0),
+    #   through affine @...
+    g_mlp_affine1_affine_b = _t6.sum(axis=0)
+    # d loss / d mlp/affine2/affine/W = h.T @ ((1 - h_2**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t
+    #   != -1))/64 @ mlp_classifier_affine_W.T)), through affine @ examples/digits_mlp.py:40  ->
+    #   (64, 32)
+    g_mlp_affine2_affine_W = h.T @ g_mlp_affine2_affine
+    # d loss / d mlp/affine2/affine/b = sum((1 - h_2**2)*((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64 @ mlp_classifier_affine_W.T), axis=0), through affine @ examples/digits_mlp.py:40
+    #   -> (32,)
+    g_mlp_affine2_affine_b = g_mlp_affine2_affine.sum(axis=0)
+    # d loss / d mlp/classifier/affine/W = h_2.T @ ((-onehot(t, 10) + softmax(y, axis=1)*(t !=
+    #   -1))/64), through affine (y) @ examples/digits_mlp.py:42  -> (32, 10)
+    g_mlp_classifier_affine_W = h_2.T @ g_mlp_classifier_affine
+    # d loss / d mlp/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
+    #   axis=0), through affine (y) @ examples/digits_mlp.py:42  -> (10,)
+    g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
+    # --- update: w -= lr * g ---
+    # sgd update of mlp/affine1/affine/W
+    mlp_affine1_affine_W -= lr*g_mlp_affine1_affine_W
+    # sgd update of mlp/affine1/affine/b
+    mlp_affine1_affine_b -= lr*g_mlp_affine1_affine_b
+    # sgd update of mlp/affine2/affine/W
+    mlp_affine2_affine_W -= lr*g_mlp_affine2_affine_W
+    # sgd update of mlp/affine2/affine/b
+    mlp_affine2_affine_b -= lr*g_mlp_affine2_affine_b
+    # sgd update of mlp/classifier/affine/W
+    mlp_classifier_affine_W -= lr*g_mlp_classifier_affine_W
+    # sgd update of mlp/classifier/affine/b
+    mlp_classifier_affine_b -= lr*g_mlp_classifier_affine_b
     return (
         g_mlp_affine1_affine_W, g_mlp_affine1_affine_b, g_mlp_affine2_affine_W,
         g_mlp_affine2_affine_b, g_mlp_classifier_affine_W, g_mlp_classifier_affine_b

@@ -28,7 +28,7 @@ those are the new arrays.
 
 GRAPH_NAME = 'digits_mlp_array_api'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '8eb7c210ff39ea4a'
+SOURCE_HASH = '9d96116425d0605c'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = 'float32'
 INPUTS = {
@@ -86,7 +86,9 @@ GRADIENTS = (
 )
 UNREACHED = ()
 OUTPUT_GRADIENTS = ()
+CHECKED_VALUES = ('t',)
 SOLVER = 'sgd'
+SOLVER_OPTIONS = ()
 STATE = {}
 RUNNING = ()
 RANDOM_DRAWS = ()

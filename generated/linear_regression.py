@@ -20,7 +20,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'b2e761a1204b4d52'
-SOURCE_HASH = '6e88e36adb9b6b1d'
+SOURCE_HASH = '01d90269db0d6c42'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -37,7 +37,9 @@ OUTPUTS = {
 GRADIENTS = ('a', 'b')
 UNREACHED = ()
 OUTPUT_GRADIENTS = ()
+CHECKED_VALUES = ()
 SOLVER = 'sgd'
+SOLVER_OPTIONS = ()
 STATE = {}
 RUNNING = ()
 RANDOM_DRAWS = ()
@@ -183,6 +185,45 @@ def backward(saved, y_true, x, a, b, g_loss):
     # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
     #   examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
+    return (g_a, g_b)
+
+
+def sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001):
+    """backward() and the sgd update (w -= lr * g) of every trainable parameter in place,
+    given forward_saving()'s saved values and the cotangent g_loss of loss: the bits of
+    backward() then update(), in one call (the runtime's loop). Returns backward()'s
+    gradients.
+    """
+    _t0, = saved
+    # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
+    if not (isinstance(y_true, numpy.ndarray) and y_true.shape == (32, 1)
+            and y_true.dtype == DTYPE):
+        refuse_argument('sgd_backward_update', 'y_true', y_true, (32, 1))
+    if not (isinstance(x, numpy.ndarray) and x.shape == (32, 1) and x.dtype == DTYPE):
+        refuse_argument('sgd_backward_update', 'x', x, (32, 1))
+    if not (isinstance(a, numpy.ndarray) and a.shape == (1, 1) and a.dtype == DTYPE
+            and a.flags.writeable):
+        refuse_argument('sgd_backward_update', 'a', a, (1, 1), True)
+    if not (isinstance(b, numpy.ndarray) and b.shape == (1, 1) and b.dtype == DTYPE
+            and b.flags.writeable):
+        refuse_argument('sgd_backward_update', 'b', b, (1, 1), True)
+    if not (isinstance(g_loss, (numpy.ndarray, numpy.generic)) and g_loss.shape == ()
+            and g_loss.dtype == DTYPE):
+        refuse_argument('sgd_backward_update', 'g_loss', g_loss, ())
+    # --- backward ---
+    # -> ()
+    _t1 = g_loss/16
+    # d loss / d a = mean(-2*x*(y_true - (a*x + b))), through mul2 @
+    #   examples/linear_regression.py:36  -> (1, 1)
+    g_a = -_t1*numpy.reshape(numpy.vdot(x, _t0), (1, 1))
+    # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
+    #   examples/linear_regression.py:36  -> (1, 1)
+    g_b = -_t1*_t0.sum(axis=0, keepdims=True)
+    # --- update: w -= lr * g ---
+    # sgd update of a
+    a -= lr*g_a
+    # sgd update of b
+    b -= lr*g_b
     return (g_a, g_b)
 
 
