@@ -28,16 +28,19 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 64 * 2**20  # arrays larger than this are still mapped on their own
 TRIM_THRESHOLD = 512 * 2**20  # freed memory kept before the heap's top is given back
 
-_done = False
+_tuned: bool | None = None  # whether the thresholds are set (None: not tried yet)
 
 
 def tune() -> bool:
-    """Raise glibc's mmap and trim thresholds (once per process). Returns whether they
-    are set."""
-    global _done
-    if _done:
-        return True
-    _done = True
+    """Raise glibc's mmap and trim thresholds (tried once per process). Returns whether
+    they are set."""
+    global _tuned
+    if _tuned is None:
+        _tuned = _set_thresholds()
+    return _tuned
+
+
+def _set_thresholds() -> bool:
     if os.environ.get("SYMCOMPILE_MALLOC_TUNING", "1") == "0":
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
