@@ -6,6 +6,8 @@ update() per parameter), and whatever a script does between backward() and updat
 see what it would have seen without it.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,15 @@ import symcompile.functions as F
 import symcompile.parametric_functions as PF
 import symcompile.solvers as S
 from symcompile.runtime import deferred, execution
+
+
+@contextlib.contextmanager
+def _order(monkeypatch, eager: bool):
+    """The loop's order: the fast path, or (`eager`) backward() run when it is called."""
+    with monkeypatch.context() as patch:
+        if eager:
+            patch.setattr(deferred, "defer", lambda *args: False)
+        yield
 
 
 def _mlp(batch=8, seed=0):
@@ -31,9 +42,7 @@ def _mlp(batch=8, seed=0):
 
 def _train(solver_class, eager, monkeypatch, steps=6, **options):
     """Parameters after `steps` of the nnabla loop, with the fast path or without it."""
-    with monkeypatch.context() as patch:
-        if eager:
-            patch.setattr(deferred, "defer", lambda *args: False)
+    with _order(monkeypatch, eager):
         x, t, loss, batches = _mlp()
         solver = solver_class(**options)
         solver.set_parameters(nn.get_parameters())
@@ -91,9 +100,7 @@ def test_the_standard_loop_runs_one_fused_backward_and_update(solver_class, firs
 def _one_step(edit, monkeypatch, eager=False):
     """Parameters and gradients after one loop step with `edit(x, t, params, solver)`
     run between backward() and update()."""
-    with monkeypatch.context() as patch:
-        if eager:
-            patch.setattr(deferred, "defer", lambda *args: False)
+    with _order(monkeypatch, eager):
         x, t, loss, batches = _mlp()
         solver = S.Sgd(lr=0.5)
         params = nn.get_parameters()
@@ -153,9 +160,7 @@ def test_whatever_runs_between_backward_and_update_sees_the_eager_state(edit, mo
 
 def test_a_second_backward_accumulates_before_the_update(monkeypatch):
     def twice(eager):
-        with monkeypatch.context() as patch:
-            if eager:
-                patch.setattr(deferred, "defer", lambda *args: False)
+        with _order(monkeypatch, eager):
             x, t, loss, batches = _mlp()
             solver = S.Sgd(lr=0.5)
             solver.set_parameters(nn.get_parameters())
@@ -218,9 +223,7 @@ def test_a_view_held_across_backward_keeps_the_eager_order():
 
 def test_another_graph_between_backward_and_update_sees_the_eager_state(monkeypatch):
     def run(eager):
-        with monkeypatch.context() as patch:
-            if eager:
-                patch.setattr(deferred, "defer", lambda *args: False)
+        with _order(monkeypatch, eager):
             x, t, loss, batches = _mlp()
             probe = F.sum(nn.get_parameters()["l2/affine/W"] * 2)
             solver = S.Sgd(lr=0.5)
