@@ -384,17 +384,8 @@ class _ModuleBuilder:
         if self.step is not None and self.step.plan is not None:
             rule, train = self.step.rule, self.step.plan
             name = f"{rule.name}_step"
-            updates = tuple(
-                Line(self.backend.update_statement(u.update, self.printer.doprint(u.expr)),
-                     comment_text(u.note)) for u in self.step.updates)
+            updates, states, step = self.update_parts(name, self.step.updates)
             backward = self.backward_block(train, exact=False, skip=self.step.fused)
-            states = [Argument(s.name, program.shapes.of(s), writable=True)
-                      for s in self.solver.state_symbols]
-            step = ()
-            if self.solver.step:
-                check, kernels = self.backend.step_check(name, self.solver.step.name)
-                step = (check,)
-                self.kernels.update(kernels)
             updated = [s.name for s in (*self.step.updated, *program.running)]
             rng, rng_line, rng_doc = self.random_parts(train.forward)
             functions.append(self.checked(
@@ -448,6 +439,22 @@ class _ModuleBuilder:
             functions.append(self.backward_update(split, returned, seed, unpack))
         return functions
 
+    def update_parts(self, function: str, step_updates) -> tuple:
+        """What a function applying the solver's updates needs: the update statements,
+        the state arrays as arguments, and the check of the update count (if the rule
+        counts updates)."""
+        updates = tuple(
+            Line(self.backend.update_statement(u.update, self.printer.doprint(u.expr)),
+                 comment_text(u.note)) for u in step_updates)
+        states = [Argument(s.name, self.program.shapes.of(s), writable=True)
+                  for s in self.solver.state_symbols]
+        step = ()
+        if self.solver.step:
+            check, kernels = self.backend.step_check(function, self.solver.step.name)
+            step = (check,)
+            self.kernels.update(kernels)
+        return updates, states, step
+
     def backward_update(self, split: Schedule, returned, seed: Argument, unpack) -> FunctionSpec:
         """``<rule>_backward_update``: backward() and the rule's update of every trainable
         parameter in one call, for the runtime's nnabla loop. The gradients are computed
@@ -456,16 +463,7 @@ class _ModuleBuilder:
         runtime writes them into `.g` if they are read)."""
         program, rule = self.program, self.step.rule
         name = f"{rule.name}_backward_update"
-        updates = tuple(
-            Line(self.backend.update_statement(u.update, self.printer.doprint(u.expr)),
-                 comment_text(u.note)) for u in self.step.split_updates)
-        states = [Argument(s.name, program.shapes.of(s), writable=True)
-                  for s in self.solver.state_symbols]
-        step = ()
-        if self.solver.step:
-            check, kernels = self.backend.step_check(name, self.solver.step.name)
-            step = (check,)
-            self.kernels.update(kernels)
+        updates, states, step = self.update_parts(name, self.step.split_updates)
         returned_text = ", ".join(g.name for g in returned)
         return self.checked(
             name, self.arguments(writable=True, equations=split.backward) + [seed] + states,
