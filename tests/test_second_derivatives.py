@@ -39,8 +39,10 @@ NO_INPUTS = {"rand, randn, randint"}
 # power iteration's u and v are constants to spectral_norm's gradient, though the forward
 # pass computes them from the weight, so differences of that gradient move them too; and
 # image_augmentation has no gradient (nnabla's), so differences of a gradient that holds
-# its value see a derivative the gradient does not.
-NOT_DERIVATIVES = {"spectral_norm", "image_augmentation"}
+# its value see a derivative the gradient does not; likewise unlink's zero gradient and the
+# binary layers' straight-through one.
+NOT_DERIVATIVES = {"spectral_norm", "image_augmentation", "trilu, eye_like, unlink, shape",
+                   "binary_connect_*, binary_weight_*"}
 OFF_KINK = 0.0137
 OUTPUT = tempfile.TemporaryDirectory(prefix="symcompile-second-derivatives-")
 
