@@ -240,3 +240,33 @@ def test_another_graph_between_backward_and_update_sees_the_eager_state(monkeypa
     fast, plain = run(False), run(True)
     for key in fast:
         np.testing.assert_array_equal(fast[key], plain[key], err_msg=key)
+
+
+def test_a_fused_update_refused_at_its_entry_leaves_the_gradients_as_backward_wrote_them(
+        monkeypatch):
+    x, t, loss, batches = _mlp()
+    solver = S.Momentum(lr=0.1)
+    params = nn.get_parameters()
+    solver.set_parameters(params)
+    for x_value, t_value in batches[:2]:  # (the second update runs the fused call)
+        x.d, t.d = x_value, t_value
+        loss.forward()
+        solver.zero_grad()
+        loss.backward()
+        solver.update()
+    state = solver.get_states()["l1/affine/W"].pstate["m"]
+    state._storage.reset_shape((3, 3))  # a state the module refuses by its shape
+    loss.forward()
+    before = {k: v.d.copy() for k, v in params.items()}  # (before backward: reading
+    solver.zero_grad()                                    # them after it would run it)
+    loss.backward()
+    assert deferred.current() is not None
+    with pytest.raises(ValueError, match="momentum_backward_update"):
+        solver.update()
+    written = {k: v.g.copy() for k, v in params.items()}
+    with _order(monkeypatch, eager=True):
+        solver.zero_grad()
+        loss.backward()
+    for key, value in params.items():
+        np.testing.assert_array_equal(value.d, before[key], err_msg=key)  # not updated
+        np.testing.assert_array_equal(written[key], value.g, err_msg=key)

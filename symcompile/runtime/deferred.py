@@ -63,7 +63,9 @@ class DeferredBackward:
 
     def run(self) -> None:
         """What backward() would have done: write each gradient into its `.g`."""
-        gradients = self._gradients()
+        self._write(self._gradients())
+
+    def _write(self, gradients) -> None:
         for storage, value in zip(self.grads, gradients, strict=False):
             if storage is not None:
                 storage.set_grad(value)
@@ -72,7 +74,12 @@ class DeferredBackward:
         """The gradients, by Storage, for an update that reads them at once (or that
         `call` makes, see `_gradients`); each `.g` is written only if read later (or
         dropped by zero_grad)."""
-        gradients = self._gradients(call)
+        try:
+            gradients = self._gradients(call)
+        except Exception:
+            if call is not None:  # (refused at its entry: `.g` as backward() would write it)
+                self._write(self._gradients())
+            raise
         values = {storage: value for storage, value in zip(self.grads, gradients, strict=False)
                   if storage is not None}
         later = ComputedGradients(values)
