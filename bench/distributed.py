@@ -207,10 +207,11 @@ def report(results, batch) -> None:
         raw = times["mpi4py Allreduce"][0]
         for name, (step, reduce) in times.items():
             spent = reduce if name in ("nnabla loop", "train()") else step
-            rate = nbytes / spent / 1e9 if spent > 0 and result["ranks"] > 1 else float("nan")
-            ratio = spent / raw if raw > 0 and result["ranks"] > 1 else float("nan")
+            exchanged = spent > 0 and raw > 0 and result["ranks"] > 1  # (alone: nothing)
+            rate = f"{nbytes / spent / 1e9:.2f}" if exchanged else "-"
+            ratio = f"{spent / raw:.2f}x" if exchanged else "-"
             print(f"{result['ranks']:>5}  {name:<18}{1e3 * step:>9.3f}{1e3 * spent:>18.3f} ms"
-                  f"{rate:>8.2f}{ratio:>10.2f}x")
+                  f"{rate:>8}{ratio:>11}")
     print(f"(all-reduce of {results[0]['floats']} float32 = {4 * results[0]['floats']} bytes "
           f"per step)")
 

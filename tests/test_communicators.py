@@ -263,6 +263,18 @@ def _collectives() -> None:
         comm.all_reduce(b, group="pair")
         np.testing.assert_array_equal(b.data, np.full((3, 2), 3))
     assert comm.find_group("pair") == [0, 1]
+    # gradients reduced together move into one buffer, which later calls reduce in place
+    params = [nn.Variable((3, 2), need_grad=True), nn.Variable((5,), need_grad=True)]
+    for step in range(3):
+        params[0].g = np.full((3, 2), r + step, np.float32)
+        params[1].g = np.arange(5, dtype=np.float32) * (r + 1)
+        comm.all_reduce([p.grad for p in params], division=True)
+        np.testing.assert_array_equal(params[0].g, np.full((3, 2), np.float32(
+            n * step + n * (n - 1) / 2) / n))
+        np.testing.assert_array_equal(params[1].g, np.arange(5, dtype=np.float32)
+                                      * np.float32(total) / n)
+    bases = [p._storage._grad.base for p in params]
+    assert bases[0] is not None and all(base is bases[0] for base in bases), bases
     comm.barrier()
     print(f"rank{r}-ok", flush=True)
 

@@ -28,10 +28,11 @@ import os
 import sys
 import threading
 import time
+import weakref
 
 import numpy
 
-from symcompile.frontend.variable import NdArray, Variable
+from symcompile.frontend.variable import NdArray, Storage, Variable
 
 __all__ = ["Communicator", "MultiProcessCommunicator", "MultiProcessDataParalellCommunicator",
            "MultiProcessDataParallelCommunicator", "CommunicatorTimeout"]
@@ -342,6 +343,58 @@ class Packer:
             offset += array.size
 
 
+class Homes:
+    """Gradients moved into one flat buffer, so that the next collectives over the same
+    gradients reduce that buffer where it is, with no copies in and out: after the first
+    all_reduce of a list of `.grad` NdArrays, their Storages' gradient arrays become
+    consecutive views of one buffer (the values copied over). Any other array a Storage
+    takes since (another dtype, a new shape) sends the list back to packing, and home
+    again."""
+
+    def __init__(self) -> None:
+        # the Storages' ids -> (the Storages, weakly; their views; the flat buffer)
+        self._homes: dict[tuple, tuple] = {}
+
+    @staticmethod
+    def _storages(items) -> list | None:
+        """The Storages of `items` if every one is a gradient of a plain Storage."""
+        storages = []
+        for item in items:
+            storage = item._storage
+            if item._field != "grad" or type(storage) is not Storage:
+                return None
+            storages.append(storage)
+        return storages if len({id(s) for s in storages}) == len(storages) else None
+
+    def flat(self, items) -> numpy.ndarray | None:
+        """The flat buffer `items` (NdArrays) live in, if they still do."""
+        home = self._homes.get(tuple(id(item._storage) for item in items))
+        if home is None:
+            return None
+        refs, views, flat = home
+        for ref, view in zip(refs, views, strict=True):
+            storage = ref()
+            if storage is None or storage._grad is not view:
+                return None
+        return flat
+
+    def home(self, items, arrays: list[numpy.ndarray]) -> None:
+        """Move the gradients of `items` (their live `arrays`, one dtype) into one buffer."""
+        storages = self._storages(items)
+        if storages is None or len(arrays) < 2:
+            return
+        flat = numpy.empty(sum(a.size for a in arrays), arrays[0].dtype)
+        views, offset = [], 0
+        for storage, array in zip(storages, arrays, strict=True):
+            view = flat[offset:offset + array.size].reshape(array.shape)
+            view[...] = array
+            storage._install("grad", view)
+            views.append(view)
+            offset += array.size
+        self._homes[tuple(map(id, storages))] = ([weakref.ref(s) for s in storages],
+                                                views, flat)
+
+
 # --- nnabla's communicator ----------------------------------------------------------------
 
 def _arrays(data, function: str) -> list[numpy.ndarray]:
@@ -393,6 +446,7 @@ class Communicator:
         self._groups: dict[str, tuple[list[int], object]] = {}
         self._parameters: list[tuple[object, dict]] = []
         self._packer = Packer()
+        self._homes = Homes()
 
     # --- set-up ---------------------------------------------------------------------------
     def init(self) -> None:
@@ -487,11 +541,24 @@ class Communicator:
 
     def all_reduce(self, data, division=False, inplace=False, group=WORLD) -> None:
         """Sum `data` (an NdArray or list of NdArrays) over the processes, in place on
-        every one; `division` divides the sum by the number of processes."""
+        every one; `division` divides the sum by the number of processes. Gradients
+        reduced together once are moved into one buffer (`Homes`), which later calls
+        reduce where it lies."""
         transport = self._group(group, "all_reduce")
-        self._each_buffer(_arrays(data, "all_reduce"), inplace,
-                          transport.size if division else None, "all_reduce",
-                          transport.allreduce)
+        arrays = _arrays(data, "all_reduce")
+        items = data if isinstance(data, (list, tuple)) else [data]
+        flat = self._homes.flat(items) if transport.size > 1 and not inplace else None
+        if flat is not None:
+            _fraction(division, flat.dtype, "all_reduce")
+            transport.allreduce(flat, f"all_reduce of {len(items)} gradients in one buffer "
+                                      f"({flat.nbytes} bytes)")
+            if division:
+                numpy.divide(flat, transport.size, out=flat)
+            return
+        self._each_buffer(arrays, inplace, transport.size if division else None,
+                          "all_reduce", transport.allreduce)
+        if transport.size > 1 and not inplace and len(Packer.by_dtype(arrays)) == 1:
+            self._homes.home(items, arrays)
 
     def reduce(self, data, dst, division=False, inplace=False, group=WORLD) -> None:
         """The sum over the processes into `data` of rank `dst`; others keep theirs."""
