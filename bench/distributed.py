@@ -16,7 +16,10 @@ prints, per rank and step (the slowest rank's median of --repeats runs):
 with the all-reduce's bytes/s (the gradient's bytes over its time). Each rank trains on
 --batch examples per step (weak scaling: N ranks train on N times the batch).
 
-Usage: python bench/distributed.py [--ranks 1 2] [--batch 128] [--steps 200] [--repeats 3]
+--model cnn runs bench/cnn.py's LeNet (convolutions, batch normalization, pooling) instead.
+
+Usage: python bench/distributed.py [--model mlp|cnn] [--ranks 1 2] [--batch N] [--steps 200]
+                                   [--repeats 3]
 """
 
 from __future__ import annotations
@@ -42,17 +45,27 @@ DIN, DH, DOUT, LR = 784, 256, 10, 0.1
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def build(batch):
+def build(batch, model="mlp"):
+    """The graph of `model` at `batch`: (loss, x, t) and the shape of one example."""
     import symcompile as nn
     import symcompile.functions as F
     import symcompile.parametric_functions as PF
 
     nn.seed(0)
     nn.clear_parameters()
-    x = nn.Variable((batch, DIN))
     t = nn.Variable((batch, 1))
-    h = F.tanh(PF.affine(x, DH, name="l1"))
-    loss = F.mean(F.softmax_cross_entropy(PF.affine(h, DOUT, name="l2"), t))
+    if model == "mlp":
+        x = nn.Variable((batch, DIN))
+        h = F.tanh(PF.affine(x, DH, name="l1"))
+        y = PF.affine(h, DOUT, name="l2")
+    else:  # bench/cnn.py's LeNet: two convolutions with batch normalization and pooling
+        x = nn.Variable((batch, 1, 28, 28))
+        h = x
+        for i, (maps, pad) in enumerate(((6, 2), (16, 0)), 1):
+            h = PF.convolution(h, maps, (5, 5), pad=(pad, pad), name=f"conv{i}")
+            h = F.max_pooling(F.relu(PF.batch_normalization(h, name=f"bn{i}")), (2, 2))
+        y = PF.affine(F.relu(PF.affine(h, 120, name="fc1")), DOUT, name="fc2")
+    loss = F.mean(F.softmax_cross_entropy(y, t))
     return loss, x, t
 
 
@@ -92,10 +105,10 @@ def worker(args) -> None:
     comm.init()
     world = MPI.COMM_WORLD
     rng = np.random.default_rng(comm.rank)
-    xs = rng.standard_normal((8, args.batch, DIN)).astype(np.float32)
+    loss, x, t = build(args.batch, args.model)
+    xs = rng.standard_normal((8, *x.shape)).astype(np.float32)
     ts = rng.integers(0, DOUT, (8, args.batch, 1)).astype(np.float32)
 
-    loss, x, t = build(args.batch)
     solver = S.Sgd(LR)
     params = nn.get_parameters()
     solver.set_parameters(params)
@@ -118,7 +131,8 @@ def worker(args) -> None:
         return (time.perf_counter() - start) / steps, spent / steps
 
     directory = Path(args.out)
-    module = nn.compile(loss, name=f"bench_dp_{args.batch}", output_dir=directory).module
+    module = nn.compile(loss, name=f"bench_dp_{args.model}_{args.batch}",
+                        output_dir=directory).module
     batches = [{"x": xs[i], "t": ts[i]} for i in range(8)]
 
     def helper(steps):
@@ -171,12 +185,17 @@ def mpirun(ranks: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                        help="the 784-256-10 MLP, or bench/cnn.py's LeNet on 28x28 images")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="per rank (default: 128 for the MLP, 64 for the CNN)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.batch is None:
+        args.batch = 128 if args.model == "mlp" else 64
     if args.worker:
         worker(args)
         return
@@ -188,18 +207,19 @@ def main() -> None:
         for ranks in args.ranks:
             done = subprocess.run(
                 [*mpirun(ranks), sys.executable, __file__, "--worker", "--out", out,
-                 "--batch", str(args.batch), "--steps", str(args.steps),
+                 "--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps),
                  "--repeats", str(args.repeats)],
                 capture_output=True, text=True, env=env, timeout=1800)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode != 0 or not lines:
                 sys.exit(f"mpirun -n {ranks} failed ({done.returncode}):\n{done.stderr[-3000:]}")
             results.append(json.loads(lines[0][len("RESULT "):]))
-    report(results, args.batch)
+    report(results, args.batch, args.model)
 
 
-def report(results, batch) -> None:
-    print(f"784-256-10 MLP, Sgd {LR}, batch {batch} per rank, one BLAS thread per rank")
+def report(results, batch, model) -> None:
+    network = "784-256-10 MLP" if model == "mlp" else "LeNet CNN (bench/cnn.py's)"
+    print(f"{network}, Sgd {LR}, batch {batch} per rank, one BLAS thread per rank")
     print(f"{'ranks':>5}  {'case':<18}{'ms/step':>9}{'of which all-reduce':>21}"
           f"{'GB/s':>8}{'vs mpi4py':>11}")
     for result in results:

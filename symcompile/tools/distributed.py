@@ -66,8 +66,15 @@ class FlatArrays:
             offset += sizes[name]
         self.extra = self.flat[offset:]
 
-    def checksum(self) -> int:
-        return zlib.crc32(self.flat.view(numpy.uint8))
+    def checksum(self, names=None) -> int:
+        """CRC-32 of the arrays `names` (default: all), in their order."""
+        if names is None:
+            return zlib.crc32(self.flat.view(numpy.uint8))
+        value = 0
+        for name in names:
+            value = zlib.crc32(numpy.ascontiguousarray(self.views[name]).view(numpy.uint8),
+                               value)
+        return value
 
 
 class SolverStep:
@@ -164,6 +171,10 @@ def train(module, batches, *, steps: int, params: dict | None = None,
     for name, view in weights.views.items():
         view[...] = start[name]
     transport.bcast(weights.flat, 0, "train's broadcast of rank 0's parameters")
+    # Running statistics (batch normalization's, RUNNING) are each rank's own, from its own
+    # batches, as in nnabla's data-parallel scripts: the ranks agree on the rest.
+    running = set(getattr(module, "RUNNING", ()))
+    agreed = [name for name in weights.views if name not in running]
     grads = FlatArrays({name: tuple(specs[name]["shape"]) for name in module.GRADIENTS},
                        dtype, extra=1)  # the last element carries the loss
     if state is None:  # (stateless rules, Sgd, have no init_state)
@@ -185,7 +196,7 @@ def train(module, batches, *, steps: int, params: dict | None = None,
         losses.append(float(grads.extra[0]))
         step_rule(weights.views, grads.views, state, t)
         if t % check_every == 0 or t == steps:
-            _same_everywhere(transport, weights.checksum(),
+            _same_everywhere(transport, weights.checksum(agreed),
                              f"the parameters' CRC-32 after step {t}")
         if checkpoint and transport.rank == 0 and (
                 t == steps or (checkpoint_every and t % checkpoint_every == 0)):
