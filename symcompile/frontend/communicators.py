@@ -374,7 +374,10 @@ class Homes:
         refs, views, flat = home
         for ref, view in zip(refs, views, strict=True):
             storage = ref()
-            if storage is None or storage._grad is not view:
+            if storage is None:
+                return None
+            storage._touch("grad")  # (work the runtime put off on it, done first)
+            if storage._grad is not view:
                 return None
         return flat
 
@@ -545,9 +548,10 @@ class Communicator:
         reduced together once are moved into one buffer (`Homes`), which later calls
         reduce where it lies."""
         transport = self._group(group, "all_reduce")
-        arrays = _arrays(data, "all_reduce")
         items = data if isinstance(data, (list, tuple)) else [data]
-        flat = self._homes.flat(items) if transport.size > 1 and not inplace else None
+        flat = None
+        if transport.size > 1 and not inplace and all(isinstance(i, NdArray) for i in items):
+            flat = self._homes.flat(items)  # (checked when they moved there)
         if flat is not None:
             _fraction(division, flat.dtype, "all_reduce")
             transport.allreduce(flat, f"all_reduce of {len(items)} gradients in one buffer "
@@ -555,6 +559,7 @@ class Communicator:
             if division:
                 numpy.divide(flat, transport.size, out=flat)
             return
+        arrays = _arrays(data, "all_reduce")
         self._each_buffer(arrays, inplace, transport.size if division else None,
                           "all_reduce", transport.allreduce)
         if transport.size > 1 and not inplace and len(Packer.by_dtype(arrays)) == 1:
