@@ -78,6 +78,9 @@ def test_tensor_primitives():
     assert p.doprint(Full(g, shape_tuple((1, 1)))) == \
         "numpy.full((1, 1), g, dtype=numpy.float32)"
     assert p.doprint(BroadcastTo(g, shape_tuple((3,)))) == "numpy.broadcast_to(g, (3,))"
+    # a number spread is filled in the module's dtype (broadcast, it would be float64)
+    assert p.doprint(BroadcastTo(sympy.Float(-1.5), shape_tuple((3,)))) == \
+        "numpy.full((3,), -1.5, dtype=numpy.float32)"
     assert p.doprint(ExpandDims(g, shape_tuple((0,)))) == "numpy.expand_dims(g, 0)"
     assert p.doprint(Reshape(x, shape_tuple((4, 8)))) == "numpy.reshape(x, (4, 8))"
     assert p.module_imports == {"numpy": {"vdot", "full", "broadcast_to", "expand_dims",

@@ -501,6 +501,12 @@ x = leaf("x", (2, 2, 1), np.ones((2, 2, 1)))
 t = leaf("t", (2, 2, 1), np.zeros((2, 2, 1)), need_grad=False)
 loss = F.sum(F.sum(F.softmax_cross_entropy(x, t), axis=1))
 """,
+    # a constant broadcast printed as xp.broadcast_to(-1.5, (1,)): the array API takes
+    # arrays only (AttributeError); NumPy's was a float64 array in a float32 module
+    "a broadcast constant": """
+x = leaf("x", (), np.array(-0.57))
+loss = F.sum(F.broadcast(F.constant(val=-1.5), shape=(1,))) + F.mean(x * x)
+""",
     # a softmax over an axis of length 1 is the constant 1: expanding the sum after it
     # lost its shape (IndexError)
     "softmax over an axis of length 1": """

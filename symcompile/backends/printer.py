@@ -272,6 +272,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
                 f"{shape_text(shape)})")
 
     def _print_BroadcastTo(self, expr):
+        if expr.args[0].is_number:  # a constant spread: an array of the module's dtype
+            return self._print(Full(*expr.args))
         return (f"{self._module_format('numpy.broadcast_to')}({self._print(expr.args[0])}, "
                 f"{shape_text(expr.args[1])})")
 
