@@ -733,6 +733,8 @@ NEW_REFERENCE: dict[str, Callable] = {
     "norm": lambda x, p=None, axis=None, keepdims=False: np.sum(
         np.abs(x) ** (p or 2.0), axis=axis, keepdims=keepdims) ** (1 / (p or 2.0)),
     "trilu": lambda x, k=0, upper=True: np.triu(x, k) if upper else np.tril(x, k),
+    "batch_inv": np.linalg.inv, "batch_det": np.linalg.det,
+    "batch_logdet": lambda x: np.linalg.slogdet(x)[1],
     "eye_like": lambda x, k=0: np.eye(x.shape[0], x.shape[1], k),
     "shape": lambda x, start=None, end=None: np.array(
         x.shape[start:(None if end == 0 else end)], dtype=float),
@@ -794,6 +796,7 @@ NOT_DRAWN = {
     "random_crop": "random", "random_flip": "random", "random_shift": "random",
     "image_augmentation": "random", "random_choice": "random",
     "random_erase": "random",
+    "rand_binomial": "random", "rand_beta": "random", "rand_gamma": "random",
     # its backward is by design not the derivative of its forward (identity forward, the
     # gradient always rescaled to clip_norm), so central differences cannot check it
     "clip_grad_by_norm": "gradient not the derivative",
@@ -810,6 +813,10 @@ NOT_DRAWN = {
     # of drawn functions (convolution, batch_normalization, add2, the activations), checked
     # against a NumPy reference and nnabla in test_catalogue_more.py
     "fused_convolution": "composition",
+    # nnabla's gradient is symmetric (S + S^T)/2, the derivative along symmetric moves only,
+    # so central differences of one element of a leaf cannot check it; checked through a
+    # symmetrised input and against nnabla in test_linalg_and_draws.py
+    "batch_cholesky": "gradient along symmetric matrices only",
     # its backward leaves x's gradient untouched by design (nnabla's), so the gradient is not
     # the derivative of its value, x; checked on its own in test_catalogue_more.py
     "unlink": "gradient not the derivative",
@@ -2400,6 +2407,21 @@ def _draw_catalogue(g: _Draft) -> None:
             g.commit(op, [x, kept, *scales])
 
 
+def _draw_linalg(g: _Draft) -> None:
+    """batch_inv, batch_det and batch_logdet of a new leaf of matrices (B, N, N) near 1.5 I or
+    -1.5 I (determinants far from 0, well conditioned; -1.5 I of odd N: a negative
+    determinant, logdet's log |det|)."""
+    op = g.choose(["batch_inv", "batch_det", "batch_logdet"])
+    if not g.room():
+        return
+    n = g.draw(st.integers(1, 3))
+    shape = (g.draw(st.integers(1, 2)), n, n)
+    sign = g.draw(st.sampled_from([1.0, -1.0]))
+    noise = g.new_values("normal", shape)
+    values = np.round(0.2 * noise + sign * 1.5 * np.eye(n), 2)
+    g.commit(op, [g.new_leaf(None, shape, values)])
+
+
 # Elementwise functions come first and twice: hypothesis shrinks towards them.
 # Weighted by how many functions each family draws from: UNARY holds a third of them.
 FAMILIES = [_draw_unary, _draw_binary, _draw_unary, _draw_reduction, _draw_binary,
@@ -2409,7 +2431,7 @@ FAMILIES = [_draw_unary, _draw_binary, _draw_unary, _draw_reduction, _draw_binar
             _draw_array, _draw_index, _draw_more, _draw_unary, _draw_stepwise, _draw_array,
             _draw_more, _draw_unary, _draw_convolution, _draw_pooling, _draw_normalization,
             _draw_stepwise, _draw_array, _draw_binary, _draw_unary, _draw_index, _draw_more,
-            _draw_catalogue, _draw_catalogue]
+            _draw_catalogue, _draw_catalogue, _draw_linalg]
 
 
 # The functions each family draws (for `graphs(focus=...)`).
@@ -2439,6 +2461,7 @@ FAMILY_OPS = {
     _draw_catalogue: {"crelu", "add_n", "mul_n", "norm", "trilu", "eye_like", "shape",
                       "tensor_normalization", "categorical_cross_entropy", "confusion_matrix",
                       "depthwise_deconvolution"},
+    _draw_linalg: {"batch_inv", "batch_det", "batch_logdet"},
 }
 
 

@@ -188,6 +188,12 @@ class Case:
     labels: tuple[int, ...] = ()
 
 
+def _spd(rng, batch, n):
+    """Symmetric positive definite matrices (batch, n, n), well conditioned."""
+    a = rng.normal(size=(batch, n, n))
+    return a @ np.swapaxes(a, 1, 2) / n + np.eye(n)
+
+
 def normal(*shapes, scale=1.0):
     return lambda rng: [scale * rng.normal(size=s) for s in shapes]
 
@@ -355,6 +361,9 @@ def _structural_cases() -> dict[str, Case]:
     cases["rand, randn, randint"] = Case(
         lambda: (F.rand(-1, 2, shape=(3, 2)), F.randn(0.5, 2, shape=(4,)),
                  F.randint(0, 4, shape=(2, 2))), lambda rng: [])
+    cases["rand_binomial, rand_beta, rand_gamma"] = Case(  # (statistics: test_linalg_and_draws)
+        lambda: (F.rand_binomial(5, 0.3, shape=(3, 2)), F.rand_beta(2, 0.5, shape=(4,)),
+                 F.rand_gamma(1.5, 2, shape=(2, 2))), lambda rng: [])
     cases["einsum"] = Case(  # (more equations, against nnabla, in test_einsum.py)
         lambda a, b: (F.einsum(a, b, equation="bij,bjk->bik"), F.einsum(a, equation="bii->i"),
                       F.einsum(a, b, equation="...ij,...jk")),
@@ -554,6 +563,15 @@ def _structural_cases() -> dict[str, Case]:
         lambda x: (F.random_erase(x, prob=0.8, replacements=(-1, 1), n=2) * x,
                    F.random_erase(x, prob=1.0, share=False, ste_fine_grained=False)),
         normal((2, 2, 5, 6)))
+    # (against numpy.linalg, central differences and nnabla: test_linalg_and_draws.py)
+    cases["batch_inv, batch_det, batch_logdet"] = Case(
+        lambda x: (F.batch_inv(x), F.batch_det(x), F.batch_logdet(x),
+                   F.batch_logdet(-x)),  # a negative determinant: log |det|
+        lambda rng: [0.3 * rng.normal(size=(2, 3, 3)) + 2 * np.eye(3)])
+    cases["batch_cholesky"] = Case(  # of a symmetric matrix, so that differences see it
+        lambda s: (F.batch_cholesky((s + F.transpose(s, (0, 2, 1))) * 0.5),
+                   F.batch_cholesky((s + F.transpose(s, (0, 2, 1))) * 0.5, upper=True)),
+        lambda rng: [_spd(rng, 2, 3)])
     cases["image_augmentation"] = Case(  # its draws too come from one seed
         lambda x: (F.image_augmentation(x, shape=(3, 3), pad=(1, 1), min_scale=0.8,
                                         max_scale=1.2, angle=0.3, aspect_ratio=1.2,

@@ -33,7 +33,7 @@ UNWRITABLE = {
 }
 # values differ: shapes only
 RANDOM = ("dropout", "rand, randn, randint", "image_augmentation", "random_choice",
-          "random_erase")
+          "random_erase", "rand_binomial, rand_beta, rand_gamma")
 
 
 def _case_graph(name):

@@ -2072,6 +2072,84 @@ def binary_weight_convolution(x, weight, binary_weight, alpha, bias=None, base_a
                                bias, base_axis, pad, stride, dilation, group, quantize_zero_to)
 
 
+# --- batched linear algebra: inverse, determinant, log-determinant, Cholesky ------------------
+
+__all__ += ["batch_inv", "batch_det", "batch_logdet", "batch_cholesky"]
+
+
+def batch_inv(x, n_outputs=-1, outputs=None):
+    """The inverse of each matrix of x (B, N, N); gradient -inv(x)^T dy inv(x)^T."""
+    return _record("batch_inv", (x,))
+
+
+def batch_det(x, n_outputs=-1, outputs=None):
+    """The determinant of each matrix of x (B, N, N), shape (B,); gradient
+    dy det(x) inv(x)^T."""
+    return _record("batch_det", (x,))
+
+
+def batch_logdet(x, n_outputs=-1, outputs=None):
+    """log |det| of each matrix of x (B, N, N) (nnabla's: of the absolute value), shape
+    (B,); gradient dy inv(x)^T."""
+    return _record("batch_logdet", (x,))
+
+
+def batch_cholesky(x, upper=False, n_outputs=-1, outputs=None):
+    """The Cholesky factor of each symmetric positive definite matrix of x (B, N, N):
+    lower L (read from x's lower triangle; not checked, as in nnabla), or with upper its
+    transpose. The gradient is nnabla's symmetric matrix (Murray, arXiv:1602.07527)."""
+    if not isinstance(upper, (bool, numpy.bool_)):
+        raise TypeError(f"F.batch_cholesky: upper must be True (an upper triangular factor) "
+                        f"or False (lower, the default), got {upper!r}")
+    return _record("batch_cholesky", (x,), upper=bool(upper))
+
+
+# --- rand_binomial, rand_beta, rand_gamma: draws, like rand and randn --------------------------
+
+__all__ += ["rand_binomial", "rand_beta", "rand_gamma"]
+
+
+def rand_binomial(n=1, p=0.5, shape=[], seed=-1, n_outputs=-1, outputs=None):  # noqa: B006
+    """Binomial numbers B(n, p) (successes of n trials of probability p) of `shape`, drawn
+    anew by every forward pass (see `rand`); nnabla's n > 0 and 0 < p < 1. Held as
+    float32, as nnabla's; no gradient."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
+        raise ValueError(f"F.rand_binomial: n={n!r} must be a positive int (the number of "
+                         f"trials; nnabla refuses n <= 0)")
+    q = number(p, "rand_binomial", "p")
+    if not 0 < float(q) < 1:
+        raise ValueError(f"F.rand_binomial: p={p!r} must be in (0, 1), both ends excluded "
+                         f"(nnabla's check)")
+    return _record("rand_binomial", (), n=int(n), p=q,
+                   shape=normalize_shape(shape, "F.rand_binomial"),
+                   seed=_seed_argument("rand_binomial", seed))
+
+
+def rand_beta(alpha=0.5, beta=0.5, shape=[], seed=-1, n_outputs=-1, outputs=None):  # noqa: B006
+    """Beta(alpha, beta) numbers in [0, 1] of `shape`, drawn anew by every forward pass (see
+    `rand`); alpha and beta must be positive. No gradient."""
+    a, b = _positive("rand_beta", "alpha", alpha), _positive("rand_beta", "beta", beta)
+    return _record("rand_beta", (), alpha=a, beta=b,
+                   shape=normalize_shape(shape, "F.rand_beta"),
+                   seed=_seed_argument("rand_beta", seed))
+
+
+def rand_gamma(k=0.5, theta=1, shape=[], seed=-1, n_outputs=-1, outputs=None):  # noqa: B006
+    """Gamma numbers of shape k and scale theta (mean k*theta) of `shape`, drawn anew by
+    every forward pass (see `rand`); k and theta must be positive. No gradient."""
+    a, b = _positive("rand_gamma", "k", k), _positive("rand_gamma", "theta", theta)
+    return _record("rand_gamma", (), k=a, theta=b,
+                   shape=normalize_shape(shape, "F.rand_gamma"),
+                   seed=_seed_argument("rand_gamma", seed))
+
+
+def _positive(op: str, name: str, value):
+    got = number(value, op, name)
+    if not float(got) > 0:
+        raise ValueError(f"F.{op}: {name}={value!r} must be greater than 0 (nnabla's check)")
+    return got
+
+
 # --- the functions of elementwise ops, from the registry ----------------------------------
 
 def _elementwise_function(op: OpDef):

@@ -49,6 +49,8 @@ RESERVED = frozenset(
         "nd_indices", "index_array", "first_outside", "nd_positions", "nd_last", "nd_writer",
         "gather_nd", "scatter_nd",
         "image_augment",
+        "linalg_inv", "linalg_det", "linalg_logdet", "linalg_cholesky", "linalg_cholesky_grad",
+        "random_binomial", "random_beta", "random_gamma",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

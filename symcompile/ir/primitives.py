@@ -881,6 +881,28 @@ class IntegerDraw(DrawBase):
     kind = "integers"
 
 
+class BinomialDraw(DrawBase):
+    """Successes of n trials of probability p (F.rand_binomial), as numbers; args (shape,
+    n, p, tag)."""
+
+    nargs = 4
+    kind = "binomial"
+
+
+class BetaDraw(DrawBase):
+    """Beta(alpha, beta) (F.rand_beta); args (shape, alpha, beta, tag)."""
+
+    nargs = 4
+    kind = "beta"
+
+
+class GammaDraw(DrawBase):
+    """Gamma of shape k and scale theta (F.rand_gamma); args (shape, k, theta, tag)."""
+
+    nargs = 4
+    kind = "gamma"
+
+
 class Composite(Primitive):
     """A primitive with a closed-form VJP that is printed through its `expansion`.
 

@@ -736,3 +736,77 @@ def _shape(args, attrs, ctx):
     s, e = shape_range(ctx.in_shapes[0], attrs["start"], attrs["end"])
     sizes = [P.Full(sympy.Integer(n), P.shape_tuple((1,))) for n in ctx.in_shapes[0][s:e]]
     return P.StopGradient(I.concatenate(sizes, 0, ctx.shapes))
+
+
+# --- batch_inv, batch_det, batch_logdet, batch_cholesky: batched matrices (B, N, N) --------
+# Each a kernel over the backend's linalg (`ir.linalg`); nnabla's inputs are 3-D, square.
+
+L = Deferred("symcompile.ir.linalg")
+
+
+def _batched_square(function: str, scalar: bool):
+    def infer(shapes, attrs):
+        x = shapes[0]
+        if len(x) != 3:
+            raise ValueError(f"F.{function}: the input of shape {x} is not 3-D; nnabla's "
+                             f"{function} takes a batch of square matrices (B, N, N): "
+                             f"reshape it (one matrix (N, N) is (1, N, N))")
+        if x[1] != x[2] or x[1] == 0:
+            raise ValueError(f"F.{function}: the matrices of the input of shape {x} are not "
+                             f"square (N, N) with N >= 1; nnabla's {function} takes (B, N, N)")
+        return x[:1] if scalar else x
+
+    return infer
+
+
+@_register("batch_inv", "BatchInv", 1, _batched_square("batch_inv", scalar=False))
+def _batch_inv(args, attrs, ctx):
+    """inv of each matrix; gradient -inv(A)^T G inv(A)^T."""
+    return L.BatchInv(args[0])
+
+
+@_register("batch_det", "BatchDet", 1, _batched_square("batch_det", scalar=True))
+def _batch_det(args, attrs, ctx):
+    """det of each matrix, shape (B,); gradient g det(A) inv(A)^T."""
+    return L.BatchDet(args[0])
+
+
+@_register("batch_logdet", "BatchLogdet", 1, _batched_square("batch_logdet", scalar=True))
+def _batch_logdet(args, attrs, ctx):
+    """log |det| of each matrix (nnabla's: the absolute value), shape (B,); gradient
+    g inv(A)^T."""
+    return L.BatchLogdet(args[0])
+
+
+@_register("batch_cholesky", "BatchCholesky", 1,
+           _batched_square("batch_cholesky", scalar=False))
+def _batch_cholesky(args, attrs, ctx):
+    """The lower Cholesky factor L (from the lower triangle), or with upper its transpose
+    L^T (Eigen's matrixU, nnabla's); nnabla's symmetric gradient (`ir.linalg`), the
+    upper one's the lower's of the transposed cotangent, as nnabla computes it."""
+    factor = L.BatchCholesky(args[0])
+    return P.swap_last(factor, ctx.shapes) if attrs["upper"] else factor
+
+
+# --- rand_binomial, rand_beta, rand_gamma: draws from the function's generator ----------------
+# Drawn anew by every forward pass from the module's `rng` (seeded as rand/randn are); each
+# printed as ``random_<kind>(rng, shape, *numbers, dtype)``. No gradient.
+
+_DRAWS = {"rand_binomial": ("BinomialDraw", "n", "p"),
+          "rand_beta": ("BetaDraw", "alpha", "beta"),
+          "rand_gamma": ("GammaDraw", "k", "theta")}
+
+
+def _drawn(op: str):
+    primitive, first, second = _DRAWS[op]
+
+    def lower(args, attrs, ctx):
+        return getattr(P, primitive)(P.shape_tuple(ctx.out_shape), sympy.sympify(attrs[first]),
+                                     sympy.sympify(attrs[second]), sympy.Integer(0))
+
+    return lower
+
+
+for _name, _type in (("rand_binomial", "RandBinomial"), ("rand_beta", "RandBeta"),
+                     ("rand_gamma", "RandGamma")):
+    _register(_name, _type, 0, lambda shapes, attrs: attrs["shape"])(_drawn(_name))

@@ -1144,3 +1144,56 @@ def image_augment(xp, x, draws, normal, size, pad, min_scale, max_scale, angle, 
         sigma = per_image(q[:, 10 + 2 * channels] * noise)
         y = y + xp.reshape(normal, (samples, channels, -1)) * sigma
     return xp.astype(xp.reshape(y, tuple(x.shape[:-2]) + (h_out, w_out)), dtype)
+
+
+# --- batched linear algebra: batch_inv, batch_det, batch_logdet, batch_cholesky ---------------
+# The array API's linalg extension (xp.linalg).
+
+def linalg_inv(xp, x):
+    """inv of each matrix of x (B, N, N)."""
+    return xp.linalg.inv(x)
+
+
+def linalg_det(xp, x):
+    """det of each matrix of x (B, N, N): shape (B,)."""
+    return xp.reshape(xp.linalg.det(x), (x.shape[0],))
+
+
+def linalg_logdet(xp, x):
+    """log |det| of each matrix of x (B, N, N) (nnabla's batch_logdet): shape (B,)."""
+    return xp.reshape(xp.linalg.slogdet(x)[1], (x.shape[0],))
+
+
+def linalg_cholesky(xp, x):
+    """The lower Cholesky factor of each matrix of x (B, N, N)."""
+    return xp.linalg.cholesky(x)
+
+
+def linalg_cholesky_grad(xp, factor, g):
+    """nnabla's batch_cholesky gradient (see the NumPy kernel): P = L^T g, lower triangle
+    kept, diagonal halved; S = L^-T P L^-1; (S + S^T) / 2."""
+    p = xp.tril(xp.matmul(xp.matrix_transpose(factor), g))
+    n = factor.shape[-1]
+    eye = xp.eye(n, dtype=g.dtype, device=device_of(g))
+    p = p - p * eye * 0.5
+    inverse = xp.linalg.inv(factor)
+    s = xp.matmul(xp.matmul(xp.matrix_transpose(inverse), p), inverse)
+    return (s + xp.matrix_transpose(s)) * 0.5
+
+
+# --- rand_binomial, rand_beta, rand_gamma ------------------------------------------------------
+# Drawn with NumPy (the standard has no random numbers), then moved, as random_normal.
+
+def random_binomial(xp, rng, shape, n, p, dtype, device):
+    """Binomial B(n, p), drawn from `rng` (NumPy) (F.rand_binomial), as numbers."""
+    return random_moved(xp, rng.binomial(int(n), p, shape), dtype, device)
+
+
+def random_beta(xp, rng, shape, alpha, beta, dtype, device):
+    """Beta(alpha, beta), drawn from `rng` (NumPy) (F.rand_beta)."""
+    return random_moved(xp, rng.beta(alpha, beta, shape), dtype, device)
+
+
+def random_gamma(xp, rng, shape, k, theta, dtype, device):
+    """Gamma of shape k and scale theta, drawn from `rng` (NumPy) (F.rand_gamma)."""
+    return random_moved(xp, rng.gamma(k, theta, shape), dtype, device)

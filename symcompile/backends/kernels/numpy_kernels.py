@@ -1112,3 +1112,54 @@ def image_augment(x, draws, normal, size, pad, min_scale, max_scale, angle, aspe
         sigma = (q[:, 10 + 2 * channels] * noise).reshape(samples, 1, 1)
         y = y + numpy.reshape(normal, (samples, channels, -1)) * sigma
     return numpy.reshape(y, tuple(x.shape[:-2]) + (h_out, w_out)).astype(dtype)
+
+
+# --- batched linear algebra: batch_inv, batch_det, batch_logdet, batch_cholesky ---------------
+
+def linalg_inv(x):
+    """inv of each matrix of x (B, N, N), in x's dtype."""
+    return numpy.linalg.inv(x).astype(x.dtype, copy=False)
+
+
+def linalg_det(x):
+    """det of each matrix of x (B, N, N): shape (B,), x's dtype."""
+    return numpy.asarray(numpy.linalg.det(x), dtype=x.dtype).reshape(x.shape[:1])
+
+
+def linalg_logdet(x):
+    """log |det| of each matrix of x (B, N, N) (nnabla's batch_logdet): shape (B,)."""
+    return numpy.asarray(numpy.linalg.slogdet(x)[1], dtype=x.dtype).reshape(x.shape[:1])
+
+
+def linalg_cholesky(x):
+    """The lower Cholesky factor of each matrix of x (B, N, N), read from its lower
+    triangle (numpy.linalg.cholesky's, as nnabla's Eigen LLT)."""
+    return numpy.linalg.cholesky(x).astype(x.dtype, copy=False)
+
+
+def linalg_cholesky_grad(factor, g):
+    """nnabla's batch_cholesky gradient for the lower factor L and its cotangent g:
+    P = L^T g, lower triangle kept, diagonal halved; S = L^-T P L^-1; (S + S^T) / 2."""
+    n = factor.shape[-1]
+    p = numpy.tril(numpy.matmul(numpy.swapaxes(factor, -1, -2), g))
+    p[..., numpy.arange(n), numpy.arange(n)] *= 0.5
+    inverse = numpy.linalg.inv(factor)
+    s = numpy.matmul(numpy.matmul(numpy.swapaxes(inverse, -1, -2), p), inverse)
+    return ((s + numpy.swapaxes(s, -1, -2)) * 0.5).astype(g.dtype, copy=False)
+
+
+# --- rand_binomial, rand_beta, rand_gamma ------------------------------------------------------
+
+def random_binomial(rng, shape, n, p, dtype):
+    """Binomial B(n, p), drawn from `rng` (F.rand_binomial), as numbers of `dtype`."""
+    return rng.binomial(int(n), p, shape).astype(dtype)
+
+
+def random_beta(rng, shape, alpha, beta, dtype):
+    """Beta(alpha, beta), drawn from `rng` (F.rand_beta)."""
+    return rng.beta(alpha, beta, shape).astype(dtype)
+
+
+def random_gamma(rng, shape, k, theta, dtype):
+    """Gamma of shape k and scale theta, drawn from `rng` (F.rand_gamma)."""
+    return rng.gamma(k, theta, shape).astype(dtype)
