@@ -31,6 +31,11 @@ CASES = [
      lambda a: a[-1:, -3:-1, 0:10], [X]),
     ("slice negative steps", lambda x: F.slice(x, (None, 2, 4), (None, 0, None), (-1, -1, -2)),
      lambda a: a[::-1, 2:0:-1, 4::-2], [X]),
+    # lists shorter than the rank slice the last axes, as in nnabla 1.39
+    ("slice the last axes", lambda x: F.slice(x, (0, 1), (2, 5), (1, 2)),
+     lambda a: a[:, 0:2, 1:5:2], [X]),
+    ("slice the last axis backwards", lambda x: F.slice(x, [3], [0], [-1]),
+     lambda a: a[:, :, 3:0:-1], [X]),
     ("index columns", lambda x: x[:, 1:3], lambda a: a[:, 1:3], [X]),
     ("index int", lambda x: x[1], lambda a: a[1], [X]),
     ("index negative int and step", lambda x: x[:, -1, ::2], lambda a: a[:, -1, ::2], [X]),
@@ -89,9 +94,13 @@ def test_split_returns_one_variable_per_element():
 # --- bad input -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call,error,message", [
-    (lambda x: F.slice(x, (0, 1), (2, 3), (1, 1)), ValueError,
-     r"F.slice: start=\[0, 1\] must have one entry per axis of the input of shape "
-     r"\(2, 3, 5\) \(3\)"),
+    (lambda x: F.slice(x, (0, 1), (2, 3, 5), (1, 1)), ValueError,
+     r"F.slice: start, stop and step have 2, 3 and 2 entries for the input of shape "
+     r"\(2, 3, 5\); give the three with the same length"),
+    (lambda x: F.slice(x, [1]), ValueError, r"start, stop and step have 1, 3 and 3 entries"),
+    (lambda x: F.slice(x, (0, 0, 0, 0), (1, 1, 1, 1), (1, 1, 1, 1)), ValueError,
+     r"F.slice: start=\[0, 0, 0, 0\] has more entries than the input of shape \(2, 3, 5\) "
+     r"has axes \(3\)"),
     (lambda x: F.slice(x, None, None, (1, 0, 1)), ValueError, r"step 0 on axis 1"),
     (lambda x: F.slice(x, (0.5, 0, 0)), TypeError, r"F.slice: start must hold ints"),
     (lambda x: F.pad(x, (1, 1), mode="wrap"), ValueError,
@@ -124,7 +133,8 @@ NNABLA = os.environ.get("SYMCOMPILE_NNABLA_PYTHON")
 # expressions of x (2, 3, 5) and y (2, 3, 2), the same text in nnabla and here
 EXPRESSIONS = [
     "x[:, 1:3]", "x[1]", "x[:, -1, ::2]", "x[..., None, 1:]", "x[::-1, :, 4:0:-2]",
-    "F.slice(x, (0, 1, 1), (2, 3, 5), (1, 1, 2))", "F.flip(x, axes=[0, 2])",
+    "F.slice(x, (0, 1, 1), (2, 3, 5), (1, 1, 2))", "F.slice(x, (0, 1), (2, 5), (1, 2))",
+    "F.slice(x, [3], [0], [-1])", "F.slice(x, [-3], [100], [1])", "F.flip(x, axes=[0, 2])",
     "F.pad(x, (1, 2))", "F.pad(x, (2, 0, 1, 1), constant_value=-0.5)",
     "F.concatenate(x, y, axis=2)", "F.stack(x, x * 2, axis=1)",
     "F.stack(*F.split(x, axis=2), axis=0)",

@@ -828,9 +828,11 @@ def _unit(v, eps):
 
 
 def slice(x, start=None, stop=None, step=None, n_outputs=-1, outputs=None):  # noqa: A001
-    """x[start[0]:stop[0]:step[0], start[1]:...], one entry per axis of x (None: the whole
-    axis); negative bounds count from the end and out-of-range ones are clipped, as in
-    Python; a negative step reads backwards."""
+    """x[start[0]:stop[0]:step[0], start[1]:...] (an entry None: the whole axis); negative
+    bounds count from the end and out-of-range ones are clipped, as in Python; a negative
+    step reads backwards. As in nnabla, lists shorter than x's rank slice its last axes
+    (start=[1], stop=[3], step=[1] of a (2, 3, 4) input is x[:, :, 1:3]); the three have
+    the same length, and one left out (None) stands for every axis."""
     if not isinstance(x, Variable):
         return _record("slice", (x,))  # raises the TypeError
     ndim = len(x.shape)
@@ -840,10 +842,19 @@ def slice(x, start=None, stop=None, step=None, n_outputs=-1, outputs=None):  # n
             given[name] = [None] * ndim
             continue
         values = list(values) if hasattr(values, "__iter__") else [values]
-        if len(values) != ndim:
-            raise ValueError(f"F.slice: {name}={values} must have one entry per axis of the "
-                             f"input of shape {x.shape} ({ndim})")
+        if len(values) > ndim:
+            raise ValueError(f"F.slice: {name}={values} has more entries than the input of "
+                             f"shape {x.shape} has axes ({ndim})")
         given[name] = values
+    lengths = {name: len(values) for name, values in given.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"F.slice: start, stop and step have {lengths['start']}, {lengths['stop']} and "
+            f"{lengths['step']} entries for the input of shape {x.shape}; give the three with "
+            f"the same length, one per axis sliced (the last axes; nnabla's rule), or one "
+            f"per axis ({ndim}), where a left-out list stands for every axis")
+    whole = ndim - lengths["start"]  # leading axes taken whole
+    given = {name: [None] * whole + values for name, values in given.items()}
     slices = []
     for axis, (b, e, s) in enumerate(zip(given["start"], given["stop"], given["step"],
                                          strict=True)):
