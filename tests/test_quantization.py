@@ -21,7 +21,7 @@ import os
 import numpy as np
 import pytest
 from gradcheck import arguments, check_array_api, check_function, compile_f64, named_inputs
-from nnabla_run import nnabla_rows
+from nnabla_run import nnabla_rows, replay_row
 from test_catalogue_more import np_convolution
 
 import symcompile as nn
@@ -657,16 +657,7 @@ def test_functions_against_nnabla(tmp_path):
     rows = nnabla_rows(NNABLA, NNABLA_SCRIPT, EXPRESSIONS, tmp_path)
     assert len(rows) == len(EXPRESSIONS)
     for text, row in zip(EXPRESSIONS, rows, strict=True):
-        nn.clear_parameters()
-        leaves = {k: nn.Variable.from_numpy_array(np.array(v, np.float32),
-                                                  need_grad=k in row["grads"])
-                  for k, v in row["inputs"].items()}
-        out = eval(text, {"F": F, "np": np, **leaves})
-        loss = F.sum(out * nn.Variable.from_numpy_array(np.array(row["g"], np.float32)))
-        loss.forward()
-        for v in leaves.values():
-            v.grad.zero()
-        loss.backward()
+        out, leaves = replay_row(text, row, need_grad=row["grads"])
         np.testing.assert_allclose(out.d, row["out"], rtol=1e-5, atol=1e-5, err_msg=text)
         for k, grad in row["grads"].items():
             np.testing.assert_allclose(leaves[k].g, grad, rtol=1e-4, atol=1e-5,
