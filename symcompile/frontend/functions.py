@@ -288,9 +288,15 @@ def log_softmax(x, axis=None, n_outputs=-1, outputs=None):
     return _record("log_softmax", (x,), axis=_one_axis("log_softmax", x, axis))
 
 
-def _one_axis(op, x, axis) -> int:
+def _one_axis(op: str, x, axis, what: str = "work along") -> int:
+    """`axis` of x, for an op that works along one axis, as a non-negative int (negative
+    counts from the end, None is the last axis); x of shape () is refused, saying that it
+    has no axis to `what`."""
     if not isinstance(x, Variable):
         return 0  # _record raises the TypeError
+    if not x.shape:
+        raise ValueError(f"F.{op}: the input of shape () has no axis to {what}; reshape it "
+                         f"to (1,)")
     if axis is None:
         axis = x.ndim - 1
     if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
@@ -1029,11 +1035,7 @@ def broadcast_to(x, y, axis=None, n_outputs=-1, outputs=None):
 def _cumulative(op: str, x, axis, exclusive, reverse) -> Variable:
     if not isinstance(x, Variable):
         return _record(op, (x,))  # raises the TypeError
-    if not x.shape:
-        raise ValueError(f"F.{op}: the input of shape () has no axis to accumulate along; "
-                         "reshape it to (1,)")
-    axis = 0 if axis is None else _int_argument(op, "axis", axis)  # nnabla: None is 0
-    (axis,) = normalize_axes(op, axis, x.shape)
+    axis = _one_axis(op, x, 0 if axis is None else axis, "accumulate along")  # None is 0
     return _record(op, (x,), axis=axis, exclusive=bool(exclusive), reverse=bool(reverse))
 
 
@@ -1075,10 +1077,7 @@ def sort(x, axis=-1, reverse=False, with_index=False, only_index=False):
     not the derivative unless the order is its own inverse)."""
     if not isinstance(x, Variable):
         return _record("sort", (x,))  # raises the TypeError
-    if not x.shape:
-        raise ValueError("F.sort: the input of shape () has no axis to sort along; reshape "
-                         "it to (1,)")
-    (axis,) = normalize_axes("sort", _int_argument("sort", "axis", axis), x.shape)
+    axis = _one_axis("sort", x, axis, "sort along")
     attrs = {"axis": axis, "reverse": bool(reverse)}
     if not (with_index or only_index):
         return _record("sort", (x,), **attrs)
@@ -1325,10 +1324,7 @@ def celu(x, alpha=1.0, axis=1, n_outputs=-1, outputs=None):
     doubles in length), elu'(0) = 1 as in F.elu."""
     if not isinstance(x, Variable):
         return _record("celu", (x,))  # raises the TypeError
-    if not x.shape:
-        raise ValueError("F.celu: the input of shape () has no axis to concatenate along; "
-                         "reshape it to (1,)")
-    (axis,) = normalize_axes("celu", _int_argument("celu", "axis", axis), x.shape)
+    axis = _one_axis("celu", x, axis, "concatenate along")
     return _record("celu", (x,), alpha=number(alpha, "celu", "alpha"), axis=axis)
 
 
@@ -1632,10 +1628,7 @@ def crelu(x, axis=1, n_outputs=-1, outputs=None):
     negative `axis` counts from the end, as in nnabla 1.39."""
     if not isinstance(x, Variable):
         return _record("crelu", (x,))  # raises the TypeError
-    if not x.shape:
-        raise ValueError("F.crelu: the input of shape () has no axis to concatenate along; "
-                         "reshape it to (1,)")
-    (axis,) = normalize_axes("crelu", _int_argument("crelu", "axis", axis), x.shape)
+    axis = _one_axis("crelu", x, axis, "concatenate along")
     return _record("crelu", (x,), axis=axis)
 
 
