@@ -14,11 +14,23 @@ def pin_to_one_cpu() -> int | None:
     core: jax.jit ignores the XLA flags that ask it for one thread and otherwise runs on
     every core (measured: 1.9 cores busy on the 784-256-10 MLP at batch 1,024). The CPU,
     or None where the platform cannot pin."""
+    cpus = pin_to_cpus(1)
+    return cpus[0] if cpus else None
+
+
+def pin_to_cpus(count: int) -> tuple[int, ...] | None:
+    """Pin the process to `count` CPUs (the lowest it may use), which holds every library's
+    threads to that many cores; the CPUs, or None where the platform cannot pin. Raises
+    SystemExit when the process may use fewer."""
     if not hasattr(os, "sched_setaffinity"):
         return None
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
-    return cpu
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < count:
+        raise SystemExit(f"asked for {count} threads, but this process may run on "
+                         f"{len(allowed)} CPU(s) only ({allowed})")
+    cpus = tuple(allowed[:count])
+    os.sched_setaffinity(0, set(cpus))
+    return cpus
 
 
 def time_per_step(step, batches, steps: int, warmup: int = 10) -> float:

@@ -45,9 +45,11 @@ Prints one table per workload: time per step, the ratio to the generated step, a
 issue's targets with whether each is met; then a summary of the unmet targets.
 
 Usage: python bench/peers.py [--steps N] [--repeats R] [--only NAME[,NAME]] [--quick]
-                             [--no-pin]
+                             [--no-pin] [--threads N] [--json PATH]
 (--steps N: N timed steps per run for every workload; by default each workload has its
-own, about 0.2-0.5 s per run; the default run takes about 2.5 minutes)
+own, about 0.2-0.5 s per run; the default run takes about 2.5 minutes. --threads N: N
+threads for every library instead of one, the process pinned to N CPUs (bench/threads.py
+compares 1 and 2). --json PATH: also write the medians, seconds per step, as JSON.)
 """
 
 from __future__ import annotations
@@ -55,20 +57,38 @@ from __future__ import annotations
 import os
 import sys
 
+
+def _threads_argument() -> int:
+    """--threads N, read before NumPy is imported (the BLAS reads its thread count then)."""
+    for i, arg in enumerate(sys.argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--threads=") else (
+            sys.argv[i + 1] if arg == "--threads" and i + 1 < len(sys.argv) else None)
+        if value is not None:
+            if not value.isdigit() or int(value) < 1:
+                raise SystemExit(f"--threads {value}: give a whole number of threads >= 1")
+            return int(value)
+    return 1
+
+
+THREADS = _threads_argument()
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-os.environ.setdefault("XLA_FLAGS",
-                      "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    os.environ.setdefault(_var, str(THREADS))
+if THREADS == 1:
+    os.environ.setdefault("XLA_FLAGS",
+                          "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 # jax.jit ignores those XLA_FLAGS (jaxlib 0.10: two cores busy during a jitted MLP step, see
-# jax-ml/jax#1539): the process is pinned to one CPU, which holds every library to one core.
+# jax-ml/jax#1539): the process is pinned to THREADS CPUs, which holds every library to
+# that many cores.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import pin_to_one_cpu  # noqa: E402
+from common import pin_to_cpus  # noqa: E402
 
-PINNED = None if "--no-pin" in sys.argv else pin_to_one_cpu()
+PINNED = None if "--no-pin" in sys.argv else pin_to_cpus(THREADS)
+THREADS_TEXT = "one thread" if THREADS == 1 else f"{THREADS} threads"
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
+import json  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -822,7 +842,7 @@ def report(w: Workload, results: dict[str, float], repeats: int) -> list[str]:
         return [f"{w.name}: no generated step"]
     base = results[GEN]
     unit, scale = ("us/step", 1e6) if base < 1e-3 else ("ms/step", 1e3)
-    print(f"{w.title}; one thread; {w.steps} steps x {repeats} repeats, median")
+    print(f"{w.title}; {THREADS_TEXT}; {w.steps} steps x {repeats} repeats, median")
     print(f"compile time of the generated module: {w.compile_ms:.0f} ms (cold, SymPy imported)")
     print(f"{'implementation':<16}{unit:>11}{'x gen':>9}{'cores':>7}   {'target':<26}"
           f"{'actual':>8}   met")
@@ -872,6 +892,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin the process to one CPU (jax.jit then uses every core)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for every library (the process pinned to as many CPUs)")
+    parser.add_argument("--json", default=None,
+                        help="also write {workload: {implementation: seconds per step}} here")
     args = parser.parse_args()
     chosen = [n.strip() for n in args.only.split(",") if n.strip()] or list(WORKLOADS)
     unknown = [n for n in chosen if n not in WORKLOADS]
@@ -889,11 +913,12 @@ def main() -> None:
         if installed("torch"):
             import torch
 
-            torch.set_num_threads(1)
-        unmet, warnings = [], []
+            torch.set_num_threads(THREADS)
+        unmet, warnings, medians = [], [], {}
         started = time.perf_counter()
-        print("one thread: *_NUM_THREADS=1, torch.set_num_threads(1), "
-              + (f"process pinned to CPU {PINNED}" if PINNED is not None
+        print(f"{THREADS_TEXT}: *_NUM_THREADS={THREADS}, torch.set_num_threads({THREADS}), "
+              + (f"process pinned to CPU(s) {', '.join(map(str, PINNED))}"
+                 if PINNED is not None
                  else "process NOT pinned (--no-pin): jax.jit may use every core")
               + "; 'cores' = CPU time / wall time while timing\n")
         for name in chosen:
@@ -907,10 +932,14 @@ def main() -> None:
                 print(line, flush=True)
             warnings += found
             results = measure(w, repeats)
+            medians[name] = results
             unmet += report(w, results, repeats)
             sys.stdout.flush()
             say(f"{name}: done ({time.perf_counter() - started:.0f} s so far)")
 
+    if args.json:
+        Path(args.json).write_text(json.dumps({"threads": THREADS, "medians": medians},
+                                              indent=1), encoding="utf-8")
     print("summary")
     if warnings:
         print(f"  {len(warnings)} loss disagreement(s): those rows compare different "
