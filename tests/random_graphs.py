@@ -329,6 +329,31 @@ def _np_pooling(x, kernel, stride=None, ignore_border=True, pad=None, how="max",
     return y
 
 
+def _np_max_pooling_backward(dy, x, kernel, stride=None, ignore_border=True, pad=None,
+                             channel_last=False):
+    """max_pooling's x-gradient for dy: each window's dy added at its first maximum in C
+    order."""
+    if channel_last:  # the channels before the pooled axes, and back
+        axis = x.ndim - 1 - len(kernel)
+        return np.moveaxis(_np_max_pooling_backward(
+            np.moveaxis(dy, -1, axis), np.moveaxis(x, -1, axis), kernel, stride,
+            ignore_border, pad), axis, -1)
+    stride = tuple(kernel) if stride is None else tuple(stride)
+    pad = _spatial(pad, len(kernel), 0)
+    lead = x.ndim - len(kernel)
+    axes = [_windows(x.shape[lead + i], k, s, p, ignore_border)
+            for i, (k, s, p) in enumerate(zip(kernel, stride, pad, strict=True))]
+    dx = np.zeros(x.shape)
+    for position in np.ndindex(*dy.shape[lead:]):
+        picked = [np.asarray(axes[i][m][0]) for i, m in enumerate(position)]
+        block = x[(Ellipsis, *np.ix_(*picked))].reshape(x.shape[:lead] + (-1,))
+        offsets = np.unravel_index(block.argmax(axis=-1), tuple(len(p) for p in picked))
+        for index in np.ndindex(*x.shape[:lead]):
+            at = tuple(int(p[o[index]]) for p, o in zip(picked, offsets, strict=True))
+            dx[index + at] += dy[index + position]
+    return dx
+
+
 def _np_unpooling(x, kernel):
     for i, k in enumerate(kernel):
         x = np.repeat(x, k, axis=x.ndim - len(kernel) + i)
@@ -691,6 +716,7 @@ NEW_REFERENCE: dict[str, Callable] = {
     "global_average_pooling": lambda x: x.reshape(x.shape[:2] + (-1,)).mean(axis=-1).reshape(
         x.shape[:2] + (1, 1)),
     "unpooling": _np_unpooling,
+    "max_pooling_backward": _np_max_pooling_backward,
     "batch_normalization": _np_batch_normalization,
     "fused_batch_normalization": _np_fused_batch_normalization,
     "layer_normalization": _np_layer_normalization,
@@ -1866,10 +1892,10 @@ def _unique_window_max(x, kernel, stride, pad, ignore_border) -> bool:
 
 def _draw_pooling(g: _Draft) -> None:
     """F.max_pooling (windows without ties), F.average_pooling (including_pad or not),
-    F.sum_pooling (each with stride, pad, ignore_border), F.global_average_pooling or
-    F.unpooling."""
+    F.sum_pooling (each with stride, pad, ignore_border), F.global_average_pooling,
+    F.unpooling or F.max_pooling_backward (of a new leaf dy, windows without ties)."""
     op = g.choose(["max_pooling", "average_pooling", "sum_pooling", "global_average_pooling",
-                   "unpooling"])
+                   "unpooling", "max_pooling_backward"])
     x = g.operand(_small_image, lambda: _image(g))
     if x is None:
         return
@@ -1909,7 +1935,16 @@ def _draw_pooling(g: _Draft) -> None:
              for n, k, s, p in zip(lengths, kernel, stride, pad, strict=True)]
     if min(sizes) < 1:
         return
-    if op == "max_pooling" and not _unique_window_max(vx, kernel, stride, pad, ignore_border):
+    if op in ("max_pooling", "max_pooling_backward") \
+            and not _unique_window_max(vx, kernel, stride, pad, ignore_border):
+        return
+    if op == "max_pooling_backward":
+        shape = g.value(x).shape
+        last = shape[-1:] if layout else ()
+        pooled = shape[:len(shape) - len(last) - count] + tuple(sizes) + last
+        if not g.room():
+            return
+        g.commit(op, [g.new_leaf(None, pooled, g.new_values("normal", pooled)), x], kw)
         return
     g.commit(op, [x], kw)
 
@@ -2445,7 +2480,7 @@ FAMILY_OPS = {
     _draw_clip: {"clip_by_value"}, _draw_indexing: {"slice", "flip", "pad", "concatenate"},
     _draw_convolution: {"convolution", "deconvolution", "depthwise_convolution"},
     _draw_pooling: {"max_pooling", "average_pooling", "sum_pooling",
-                    "global_average_pooling", "unpooling"},
+                    "global_average_pooling", "unpooling", "max_pooling_backward"},
     _draw_normalization: {"batch_normalization", "fused_batch_normalization",
                           "layer_normalization", "instance_normalization",
                           "group_normalization"},

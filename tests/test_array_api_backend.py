@@ -336,6 +336,9 @@ def _structural_cases() -> dict[str, Case]:
         cases[f"{op} {kwargs}"] = Case(
             lambda x, op=op, kwargs=kwargs: getattr(F, op)(x, **kwargs), normal((2, 3, 5, 6)))
     cases["global_average_pooling"] = Case(F.global_average_pooling, normal((2, 3, 4, 5)))
+    cases["max_pooling_backward"] = Case(  # (more, and nnabla's numbers: test_pooling.py)
+        lambda dy, x: F.max_pooling_backward(dy, x, (3, 3), (2, 1), True, (1, 1)),
+        normal((2, 3, 3, 6), (2, 3, 5, 6)))
     # more in test_metrics_and_tiles.py and test_grad.py
     cases["top_n_error, binary_error, one_hot"] = Case(
         lambda x, t, i: (F.top_n_error(x, t, n=2), F.binary_error(F.sigmoid(x), x * 0 + 0.7),

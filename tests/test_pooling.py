@@ -331,3 +331,141 @@ def test_every_pooling_against_nnabla(tmp_path):
         what = f"{case['function']} {kwargs}"
         np.testing.assert_allclose(y.d, row["y"], rtol=1e-5, atol=2e-6, err_msg=what)
         np.testing.assert_allclose(x.g, row["dx"], rtol=1e-5, atol=2e-6, err_msg=what)
+
+
+# --- F.max_pooling_backward: max pooling's x-gradient as a function of dy -----------------
+
+def max_pooling_gradient(dy, x, kernel, stride=None, ignore_border=True, pad=None):
+    """d/dx of sum(dy * max_pooling(x)) by its definition: each window's dy added at the
+    window's first maximum in C order (windows as `reference`'s)."""
+    rank = len(kernel)
+    stride, pad = stride or kernel, pad or (0,) * rank
+    lead, size = x.shape[:x.ndim - rank], x.shape[x.ndim - rank:]
+    dx = np.zeros_like(x)
+    for index in np.ndindex(*lead):
+        for m in np.ndindex(*dy.shape[len(lead):]):
+            box = [range(max(mi * s - p, 0), min(mi * s - p + k, n))
+                   for mi, n, k, s, p in zip(m, size, kernel, stride, pad, strict=True)]
+            window = [(x[index + tuple(at)], tuple(at)) for at in
+                      np.array(np.meshgrid(*box, indexing="ij")).reshape(rank, -1).T]
+            best = max(window, key=lambda pair: pair[0])[1]  # the first maximum
+            dx[index + best] += dy[index + m]
+    return dx
+
+
+MAX_BACKWARD = [
+    ((2, 3, 4, 6), {"kernel": (2, 2)}),
+    ((2, 2, 5, 5), {"kernel": (3, 3), "stride": (2, 1), "pad": (1, 2)}),
+    ((1, 2, 5, 7), {"kernel": (2, 3), "stride": (2, 2), "pad": (1, 0), "ignore_border": False}),
+    ((1, 2, 4, 3, 5), {"kernel": (2, 2, 3), "stride": (1, 2, 2), "pad": (1, 0, 1)}),
+]
+
+
+@pytest.mark.parametrize("x_shape,kwargs", MAX_BACKWARD, ids=[str(c[1]) for c in MAX_BACKWARD])
+def test_max_pooling_backward(x_shape, kwargs, tmp_path, rng):
+    """dx against the definition; its gradient to dy (the maxima picked) and to x (0)
+    against finite differences, through a compiled module."""
+    x = np.random.default_rng(0).normal(size=x_shape)
+    dy_shape = reference(x, "max", **kwargs).shape
+    dy = np.random.default_rng(1).normal(size=dy_shape)
+    check_function(lambda d, v: F.max_pooling_backward(d, v, **kwargs),
+                   lambda d, v: max_pooling_gradient(d, v, **kwargs), [dy, x], tmp_path, rng)
+
+
+def test_max_pooling_backward_through_the_runtime():
+    """F.max_pooling_backward(dy, x) is x.g of sum(dy * max_pooling(x)); differentiated
+    again, dy's gradient is g read at each window's maximum and x's is 0; channel_last
+    gives the same numbers on NHWC arrays."""
+    rng = np.random.default_rng(2)
+    geometry = {"kernel": (2, 2), "stride": (2, 2), "ignore_border": True, "pad": (1, 1)}
+    x = nn.Variable.from_numpy_array(rng.normal(size=(2, 3, 5, 5)), need_grad=True)
+    y = F.max_pooling(x, **geometry)
+    dy = nn.Variable.from_numpy_array(rng.normal(size=y.shape), need_grad=True)
+    loss = F.sum(y * dy)
+    loss.forward()
+    x.grad.zero()
+    loss.backward()
+    expected = x.g.copy()
+    dx = F.max_pooling_backward(dy, x, **geometry)
+    g = rng.normal(size=dx.shape)
+    second = F.sum(dx * nn.Variable.from_numpy_array(g))
+    second.forward()
+    x.grad.zero()
+    dy.grad.zero()
+    second.backward()
+    np.testing.assert_allclose(dx.d, expected, rtol=1e-6)
+    np.testing.assert_array_equal(x.g, 0)
+    picked = np.zeros(y.shape)
+    for m in np.ndindex(*y.shape):  # the window's one-hot dy lands on its maximum
+        unit = np.zeros(y.shape)
+        unit[m] = 1
+        picked[m] = np.sum(max_pooling_gradient(unit, x.d, **geometry) * g)
+    np.testing.assert_allclose(dy.g, picked, rtol=1e-6)
+    nhwc = F.max_pooling_backward(
+        nn.Variable.from_numpy_array(np.transpose(dy.d, (0, 2, 3, 1))),
+        nn.Variable.from_numpy_array(np.transpose(x.d, (0, 2, 3, 1))),
+        channel_last=True, **geometry)
+    nhwc.forward()
+    np.testing.assert_allclose(nhwc.d, np.transpose(expected, (0, 2, 3, 1)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: F.max_pooling_backward(nn.Variable((2, 3, 3, 3)), nn.Variable((2, 3, 5, 5)),
+                                    (2, 2)),
+     r"dy of shape \(2, 3, 3, 3\) is not the shape \(2, 3, 2, 2\) that max_pooling\(x, "
+     r"kernel=\(2, 2\), stride=\(2, 2\), pad=\(0, 0\)\) gives x of shape \(2, 3, 5, 5\)"),
+    (lambda: F.max_pooling_backward(np.zeros((2, 3, 2, 2)), nn.Variable((2, 3, 4, 4)), (2, 2)),
+     r"F.max_pooling_backward"),
+    (lambda: F.max_pooling_backward(nn.Variable((2, 3, 2, 2)), nn.Variable((2, 3, 4, 4)),
+                                    (2, 2), pad=(2, 2)),
+     r"F.max_pooling_backward: .*pad=\(2, 2\) must be smaller than the kernel"),
+])
+def test_max_pooling_backward_refuses_bad_input(call, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        call()
+
+
+NNABLA_MAX_BACKWARD = """
+import json, sys
+import numpy as np
+import nnabla as nn
+import nnabla.functions as F
+
+for i, case in enumerate(json.loads(sys.argv[1])):
+    rng = np.random.RandomState(i)
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in case["kwargs"].items()}
+    x = nn.Variable.from_numpy_array(rng.randn(*case["shape"]).astype(np.float32),
+                                     need_grad=True)
+    y_shape = F.max_pooling(x, **kwargs).shape
+    dy = nn.Variable.from_numpy_array(rng.randn(*y_shape).astype(np.float32), need_grad=True)
+    dx = F.max_pooling_backward(dy, x, **kwargs)
+    g = rng.randn(*dx.shape).astype(np.float32)
+    dx.forward()
+    x.grad.zero()
+    dy.grad.zero()
+    dx.backward(g)
+    print(json.dumps({"x": x.d.tolist(), "dy": dy.d.tolist(), "g": g.tolist(),
+                      "dx": dx.d.tolist(), "x_g": x.g.tolist(), "dy_g": dy.g.tolist()}))
+"""
+
+
+@pytest.mark.skipif(not NNABLA, reason="SYMCOMPILE_NNABLA_PYTHON is not set "
+                    "(a Python 3.10 with `pip install nnabla`)")
+def test_max_pooling_backward_against_nnabla(tmp_path):
+    """dx and the gradients of dy and x equal nnabla 1.39's (4 configurations)."""
+    cases = [{"shape": list(shape), "kwargs": kwargs} for shape, kwargs in MAX_BACKWARD]
+    rows = nnabla_rows(NNABLA, NNABLA_MAX_BACKWARD, cases, tmp_path)
+    assert len(rows) == len(cases)
+    for case, row in zip(cases, rows, strict=True):
+        x = nn.Variable.from_numpy_array(np.array(row["x"], np.float32), need_grad=True)
+        dy = nn.Variable.from_numpy_array(np.array(row["dy"], np.float32), need_grad=True)
+        dx = F.max_pooling_backward(dy, x, **case["kwargs"])
+        loss = F.sum(dx * nn.Variable.from_numpy_array(np.array(row["g"], np.float32)))
+        loss.forward()
+        x.grad.zero()
+        dy.grad.zero()
+        loss.backward()
+        what = str(case["kwargs"])
+        np.testing.assert_allclose(dx.d, row["dx"], rtol=1e-6, atol=1e-6, err_msg=what)
+        np.testing.assert_allclose(dy.g, row["dy_g"], rtol=1e-6, atol=1e-6, err_msg=what)
+        np.testing.assert_allclose(x.g, row["x_g"], rtol=1e-6, atol=1e-6, err_msg=what)

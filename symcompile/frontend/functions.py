@@ -30,7 +30,8 @@ from symcompile.ops.registry import OPS, OpDef, normalize_axes, number
 __all__ = [
     "sum", "mean", "max", "min", "reduce_sum", "reduce_mean", "clip_by_value",
     "affine", "batch_matmul", "reshape", "transpose", "broadcast", "softmax", "log_softmax",
-    "softmax_cross_entropy", "convolution", "max_pooling", "average_pooling", "sum_pooling",
+    "softmax_cross_entropy", "convolution", "max_pooling", "max_pooling_backward",
+    "average_pooling", "sum_pooling",
     "global_average_pooling", "batch_normalization", "slice", "flip", "pad", "concatenate",
     "stack", "split", "dropout", "deconvolution", "depthwise_convolution", "unpooling", "embed",
     "layer_normalization", "instance_normalization", "group_normalization", "top_n_error",
@@ -467,15 +468,28 @@ def global_average_pooling(x, n_outputs=-1, outputs=None):
     return _record("global_average_pooling", (x,))
 
 
+def max_pooling_backward(dy, x, kernel, stride=None, ignore_border=True, pad=None,
+                         channel_last=False, n_outputs=-1, outputs=None):
+    """The gradient of ``max_pooling(x, kernel, ...)`` given its output's gradient dy, of
+    x's shape: each dy goes to the first maximum of its window (nnabla's function for the
+    n-th order gradients of max pooling). Its gradient: to dy, g picked at the maxima; to
+    x, none (0), as in nnabla."""
+    return _pooling("max_pooling_backward", (dy, x), kernel, stride, ignore_border, pad,
+                    channel_last)
+
+
 def _pooling(op: str, x, kernel, stride, ignore_border, pad, channel_last, **more) -> Variable:
-    if not isinstance(x, Variable):
-        return _record(op, (x,))  # raises the TypeError
+    """A pooling node over x (or over the Variables of a tuple x), nnabla's arguments
+    checked."""
+    inputs = x if isinstance(x, tuple) else (x,)
+    if not all(isinstance(v, Variable) for v in inputs):
+        return _record(op, inputs)  # raises the TypeError
     kernel = _per_axis(op, "kernel", kernel, 0, 0)
     attrs = {"kernel": kernel,
              "stride": kernel if stride is None else _per_axis(op, "stride", stride, 1, 0),
              "pad": _per_axis(op, "pad", pad, 0, len(kernel)),
              "ignore_border": bool(ignore_border), **more, **_layout(channel_last)}
-    return _record(op, (x,), **attrs)
+    return _record(op, inputs, **attrs)
 
 
 def batch_normalization(x, beta, gamma, mean, variance, axes=[1],  # noqa: B006 (nnabla's)

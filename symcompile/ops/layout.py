@@ -57,6 +57,12 @@ def pooling_layout(shapes, attrs):
     return (to_first,), _inverse(to_first)
 
 
+def pooling_backward_layout(shapes, attrs):
+    """dy and x (*maps, *L, C) of max_pooling_backward, both channels last as x."""
+    (to_first,), back = pooling_layout(shapes[1:], attrs)
+    return (to_first, to_first), back
+
+
 def _permuted(shape: tuple, perm) -> tuple:
     return shape if perm is None or len(perm) != len(shape) else tuple(shape[p] for p in perm)
 

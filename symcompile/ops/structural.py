@@ -11,7 +11,12 @@ import dataclasses
 import math
 
 from symcompile.common.deferred import Deferred
-from symcompile.ops.layout import convolution_layout, pooling_layout, with_channel_last
+from symcompile.ops.layout import (
+    convolution_layout,
+    pooling_backward_layout,
+    pooling_layout,
+    with_channel_last,
+)
 from symcompile.ops.opdef import OpDef, reduced_shape, registrar
 
 # SymPy and the primitives built on it load when the first graph is lowered.
@@ -395,6 +400,28 @@ structural("average_pooling", "AveragePooling", 1,
            _pooling_shape("average_pooling"))(_pooling("average"))
 
 
+def _max_pooling_backward_shape(shapes, attrs):
+    """x's shape; dy must have the shape max_pooling gives x."""
+    dy, x = shapes
+    pooled = _pooling_shape("max_pooling_backward")((x,), attrs)
+    if tuple(dy) != pooled:
+        raise ValueError(f"F.max_pooling_backward: dy of shape {tuple(dy)} is not the shape "
+                         f"{pooled} that max_pooling(x, kernel={attrs['kernel']}, stride="
+                         f"{attrs['stride']}, pad={attrs['pad']}) gives x of shape {tuple(x)}; "
+                         f"dy is the gradient of that max pooling's output")
+    return tuple(x)
+
+
+@structural("max_pooling_backward", "MaxPoolingBackward", 2, _max_pooling_backward_shape)
+def _max_pooling_backward(args, attrs, ctx):
+    """max_pooling's x-gradient for the cotangent dy, as a function (nnabla's, for n-th
+    order gradients): linear in dy, whose gradient picks at the maxima; 0 in x."""
+    dy, x = args
+    return P.MaxPoolingGrad(x, dy, P.shape_tuple(attrs["kernel"]),
+                            P.shape_tuple(attrs["stride"]), P.shape_tuple(attrs["pad"]),
+                            sympy.Integer(int(bool(attrs["ignore_border"]))))
+
+
 def _unpooling_shape(shapes, attrs):
     x, kernel = shapes[0], attrs["kernel"]
     if len(kernel) > len(x) or any(k < 1 for k in kernel):
@@ -421,7 +448,8 @@ def _unpooling(args, attrs, ctx):
 # above, run channels first between transposes.
 for _name, _layout in (("convolution", convolution_layout), ("deconvolution", convolution_layout),
                        ("max_pooling", pooling_layout), ("sum_pooling", pooling_layout),
-                       ("average_pooling", pooling_layout), ("unpooling", pooling_layout)):
+                       ("average_pooling", pooling_layout), ("unpooling", pooling_layout),
+                       ("max_pooling_backward", pooling_backward_layout)):
     OPS[_name] = with_channel_last(OPS[_name], _layout)
 
 
