@@ -272,7 +272,6 @@ class Solver:
 
     def update(self, update_pre_hook=None, update_post_hook=None) -> None:
         """Apply the update rule to every parameter whose gradient was written."""
-        kernel = self._update_kernel()
         if self._hyper_values is None:
             self._hyper_values = tuple(self.rule_arguments().values())
             self._fused_arguments = (tuple(sorted(self._options.items())),
@@ -280,7 +279,8 @@ class Solver:
                                               strict=True)))
         hyper = self._hyper_values
         uses_t = self._spec().uses_t
-        written = list(self._written())
+        written = [(key, var._storage) for key, var in self._params.items()
+                   if not var._storage.grad_zeroing]  # (as `_written`, inlined: the loop's)
         taken = None
         if written and update_pre_hook is None and update_post_hook is None:
             if self._fused_update(written, uses_t):
@@ -288,6 +288,7 @@ class Solver:
             # the gradients of a backward() the runtime deferred, when they are exactly
             # these: read from where they were computed, not from `.g`
             taken = executor.current().take_gradients([storage for _, storage in written])
+        kernel = self._update_kernel()
         for key, storage in written:
             _hook(update_pre_hook, key)
             state = self._states[key]
@@ -313,10 +314,12 @@ class Solver:
         """The update of `written` done by the runtime together with the backward() it
         deferred (runtime.deferred), in one generated call, when it can: the same bits
         as the update below."""
-        states = [self._states[key] for key, _ in written]
+        all_states = self._states
+        states = [all_states[key] for key, _ in written]
         count = states[0].t
-        if any(state.t != count for state in states):
-            return False  # (the fused update takes one update count for all)
+        for state in states:
+            if state.t != count:
+                return False  # (the fused update takes one update count for all)
         step = min(count + 1, T_MAX) if uses_t else None
         options, hyper = self._fused_arguments
         if not executor.current().fused_update(
@@ -324,9 +327,11 @@ class Solver:
                 [[v._storage.data for v in state.pstate.values()] for state in states], step,
                 hyper):
             return False
+        count = min(count + 1, T_MAX)
         for state in states:
-            state.t = min(state.t + 1, T_MAX)
-        self._decay_used()
+            state.t = count
+        if self._wd != self._default_wd:
+            self._decay_used()
         return True
 
     # --- states ---------------------------------------------------------------------------

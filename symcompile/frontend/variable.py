@@ -846,6 +846,19 @@ class Variable:
 
     @d.setter
     def d(self, value) -> None:
+        storage = self._storage
+        if type(value) is numpy.ndarray and type(storage) is Storage:
+            # the loop's `x.d = batch`: an array of the current dtype and the very shape is
+            # copied into the existing buffer (as nnabla does, and as `assign` would), with
+            # nothing else to decide (`assign` checks, broadcasts and converts the others)
+            if storage.pending is not None:
+                storage.pending.touch(storage, "data")
+            array = storage._data
+            if array is not None and value.dtype == storage.dtype \
+                    and value.shape == array.shape and value.dtype.kind in "biuf":
+                array[...] = value  # (faster than numpy.copyto for small arrays)
+                storage.computed = True
+                return
         if isinstance(value, NdArray):
             value = value._array()
         self._storage.assign("data", value, f"{self._label}.d")

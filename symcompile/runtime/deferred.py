@@ -29,6 +29,7 @@ import numpy
 from symcompile.frontend.variable import Storage
 
 _current: DeferredBackward | None = None  # the one deferred backward(), if any
+_FLOAT = numpy.dtype(numpy.float32)
 
 
 class DeferredBackward:
@@ -80,11 +81,12 @@ class DeferredBackward:
             if call is not None:  # (refused at its entry: `.g` as backward() would write it)
                 self._write(self._gradients())
             raise
-        values = {storage: value for storage, value in zip(self.grads, gradients, strict=False)
-                  if storage is not None}
-        later = ComputedGradients(values)
-        for storage in values:
-            storage.pending = later
+        later = ComputedGradients({})
+        values = later.values
+        for storage, value in zip(self.grads, gradients, strict=False):
+            if storage is not None:
+                values[storage] = value
+                storage.pending = later
         return values
 
 
@@ -126,8 +128,7 @@ def defer(binding, root, seed) -> bool:
         return False
     written, static_refs = plan
     for storage in written:
-        if storage.grad_dtype != numpy.float32 or not (
-                storage._grad is None or storage.grad_zeroing):
+        if storage.grad_dtype != _FLOAT or not (storage._grad is None or storage.grad_zeroing):
             return False
     leaves = binding.leaves
     for storage in leaves:
@@ -135,7 +136,7 @@ def defer(binding, root, seed) -> bool:
             return False
     held = _with_saved(static_refs, binding.saved)
     for storage in leaves:
-        if _reachable(storage, held):
+        if _reachable(storage, held, _OWN):
             return False
     deferred = DeferredBackward(binding, root, seed, binding.grads, leaves)
     for storage in leaves:
@@ -172,42 +173,55 @@ def _with_saved(refs: dict[int, int], saved) -> dict[int, int]:
     return held
 
 
-def _reachable(storage: Storage, held: dict[int, int]) -> bool:
+def _reachable(storage: Storage, held: dict[int, int], own: int) -> bool:
     """Whether an array (or view) of `storage` may be held outside it, i.e. someone could
-    change or read it without the Storage knowing."""
-    return _outside(storage._data, storage._data_view, held) \
-        or _outside(storage._grad, storage._grad_view, held)
+    change or read it without the Storage knowing: for its values and for its gradient,
+    whether the array has references beyond those known (`own`, the Storage's own as the
+    interpreter counts them here; the cached view's reference to its base; what the
+    runtime holds, `held`), or is itself a view of another array (whose references are
+    not counted), or its cached view for the user (`_data_view`, `_grad_view`) has
+    references beyond the Storage's. More than that (a slice of `.d` kept, `.g` kept) and
+    it may be read or written unseen. (One function, no calls: `_own_references` measures
+    `own` through it.)"""
+    array = storage._data
+    if array is not None:
+        if array.base is not None:
+            return True
+        view = storage._data_view
+        if view is None:
+            if _references(array) - held.get(id(array), 0) > own:
+                return True
+        elif _references(array) - held.get(id(array), 0) - 1 > own \
+                or _references(view) > own:
+            return True
+    array = storage._grad
+    if array is not None:
+        if array.base is not None:
+            return True
+        view = storage._grad_view
+        if view is None:
+            if _references(array) - held.get(id(array), 0) > own:
+                return True
+        elif _references(array) - held.get(id(array), 0) - 1 > own \
+                or _references(view) > own:
+            return True
+    return False
 
 
-def _outside(array, view, held: dict[int, int]) -> bool:
-    """Whether `array` (a Storage's values or gradient, with `view` its cached view for
-    the user) has references beyond those known: the Storage's own (`_OWN`), the view's
-    reference to its base and what the runtime holds (`held`). More than that (a slice of
-    `.d` kept, `.g` kept) and it may be read or written unseen."""
-    if array is None:
-        return False
-    if array.base is not None:
-        return True  # (a view of another array: references to that one are not counted)
-    if _references(array) - held.get(id(array), 0) - (view is not None) > _OWN:
-        return True
-    return view is not None and _references(view) > _OWN
-
-
-def _references(value) -> int:
-    return sys.getrefcount(value)
+_references = sys.getrefcount
 
 
 def _own_references() -> int:
-    """How many references `_outside` sees to an array only a Storage holds: measured on
-    one, through calls of the same depth, so that the interpreter's own (the arguments',
-    which an interpreter may count or not) cancel out."""
+    """How many references `_reachable` sees to an array only a Storage holds: measured
+    through `_reachable` itself on a Storage holding one (the smallest count it accepts),
+    so that the interpreter's own references (locals, arguments, which an interpreter may
+    count or not) cancel out."""
     storage = Storage((1,))
     storage._data = numpy.zeros(1)
-    return _probe(storage._data)
-
-
-def _probe(array) -> int:
-    return _references(array)  # (called as `_outside` calls it)
+    own = 0
+    while _reachable(storage, {}, own):
+        own += 1
+    return own
 
 
 _OWN = _own_references()

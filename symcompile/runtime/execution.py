@@ -92,10 +92,12 @@ class Binding:
         (RUNNING: running statistics), so they keep their values; with `replay` (a state
         of the generator, see `draw_state`), drawing the masks that state draws, and with
         `running_before` (see `running_before`) from the statistics that forward read."""
-        self._refresh()
+        if self.copies:
+            self._refresh()
         if side_effects:
             args = self.args
-            self.running_before = {self.names[i]: self.args[i].copy() for i in self.running}
+            if self.running:  # (else it stays empty)
+                self.running_before = {self.names[i]: args[i].copy() for i in self.running}
         elif running_before:
             args = [running_before[name].copy() if name in running_before else a
                     for name, a in zip(self.names, self.args, strict=True)]
@@ -119,7 +121,8 @@ class Binding:
     def backward(self, grad, root: Variable) -> None:
         """Accumulate into the leaves' `.g`; overwrite the `.g` of the intermediates whose
         gradient the user reads (nnabla's semantics for both)."""
-        self._refresh()
+        if self.copies:
+            self._refresh()
         if self.saved is None:  # (a recompute: nnabla's backward() updates no statistics)
             *_, self.saved = self._run(root, "backward", self.module.forward_saving,
                                        *self._without_side_effects(), **self.draws)
