@@ -81,9 +81,11 @@ class ArrayAPIPrinter(NumPyPrinter):
 
     def _print_Fmod(self, expr):
         """The standard has no fmod: |x0| mod |x1| (exact for positive operands) with the
-        sign of x0."""
+        sign of x0. A number x1 is printed as its magnitude (xp.abs takes arrays only)."""
         x0, x1 = (self._print(a) for a in expr.args)
-        return f"xp.copysign(xp.remainder(xp.abs({x0}), xp.abs({x1})), {x0})"
+        divisor = expr.args[1]
+        x1 = self._print(abs(divisor)) if divisor.is_number else f"xp.abs({x1})"
+        return f"xp.copysign(xp.remainder(xp.abs({x0}), {x1}), {x0})"
 
     def _print_Heaviside(self, expr):
         return self._as_number(f"{self._print(expr.args[0])} > 0")
