@@ -759,8 +759,14 @@ NEW_REFERENCE: dict[str, Callable] = {
     "norm": lambda x, p=None, axis=None, keepdims=False: np.sum(
         np.abs(x) ** (p or 2.0), axis=axis, keepdims=keepdims) ** (1 / (p or 2.0)),
     "trilu": lambda x, k=0, upper=True: np.triu(x, k) if upper else np.tril(x, k),
+    "patch_correlation": lambda *args, **kw: _np_patch_correlation(*args, **kw),
+    "affine_grid": lambda *args, **kw: _np_affine_grid(*args, **kw),
+    "warp_by_grid": lambda *args, **kw: _np_warp_by_grid(*args, **kw),
+    "warp_by_flow": lambda *args: _np_warp_by_flow(*args),
     "batch_inv": np.linalg.inv, "batch_det": np.linalg.det,
     "batch_logdet": lambda x: np.linalg.slogdet(x)[1],
+    "fft": lambda x, signal_ndim, normalized=False: _np_dft(x, signal_ndim, normalized, False),
+    "ifft": lambda x, signal_ndim, normalized=False: _np_dft(x, signal_ndim, normalized, True),
     "eye_like": lambda x, k=0: np.eye(x.shape[0], x.shape[1], k),
     "shape": lambda x, start=None, end=None: np.array(
         x.shape[start:(None if end == 0 else end)], dtype=float),
@@ -839,6 +845,10 @@ NOT_DRAWN = {
     # of drawn functions (convolution, batch_normalization, add2, the activations), checked
     # against a NumPy reference and nnabla in test_catalogue_more.py
     "fused_convolution": "composition",
+    # nnabla's compositions too (pad, convolution/deconvolution with windowed DFT bases, a
+    # division by the overlap-added window), of 2-D signals or 3-D spectra of fixed sizes;
+    # checked against NumPy references, central differences and nnabla in test_signal.py
+    "stft": "composition", "istft": "composition",
     # nnabla's gradient is symmetric (S + S^T)/2, the derivative along symmetric moves only,
     # so central differences of one element of a leaf cannot check it; checked through a
     # symmetrised input and against nnabla in test_linalg_and_draws.py
@@ -2457,6 +2467,209 @@ def _draw_linalg(g: _Draft) -> None:
     g.commit(op, [g.new_leaf(None, shape, values)])
 
 
+def _np_affine_grid(theta, size, align_corners=False):
+    """theta[b] @ (x, y(, z), 1) of the target grid (n points from -1 to 1 per axis,
+    times (n - 1)/n without align_corners)."""
+    axes = [np.linspace(-1, 1, n) * (1 if align_corners else (n - 1) / n) for n in size]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    target = np.stack([*mesh[::-1], np.ones(tuple(size))], axis=-1)
+    return np.einsum("...j,bij->b...i", target, theta)
+
+
+def _np_reflect(s, low, high):
+    """nnabla's reflect (warp_by_grid.cpp): s mirrored into [low, high] at both ends."""
+    span = high - low
+    below, above = low - s, s - high
+    r_below, r_above = below % span, above % span
+    odd_below, odd_above = (below // span) % 2 == 1, (above // span) % 2 == 1
+    return np.where(s < low, np.where(odd_below, high - r_below, low + r_below),
+                    np.where(s > high, np.where(odd_above, low + r_above, high - r_above), s))
+
+
+def _np_warp_by_grid(x, grid, mode="linear", padding_mode="zero", align_corners=False,
+                     channel_last=False):
+    """x read at the grid's points (warp_by_grid.cpp): positions in pixels, padded, then
+    the corners (or the nearest pixel, halves away from zero), 0 outside x."""
+    if channel_last:
+        x = np.moveaxis(x, -1, 1)
+    sizes = x.shape[2:]
+    k = len(sizes)
+    positions = []
+    for axis, n in enumerate(sizes):
+        g = grid[..., k - 1 - axis]
+        s = (g + 1) * (n - 1) / 2 if align_corners else ((g + 1) * n - 1) / 2
+        if padding_mode == "repeat":
+            s = np.clip(s, 0, n - 1)
+        elif padding_mode == "reflect" and align_corners:
+            s = _np_reflect(s, 0, n - 1) if n > 1 else s
+        elif padding_mode == "reflect":
+            s = np.clip(_np_reflect(2 * s, -1, 2 * n - 1) / 2, 0, n - 1)
+        positions.append(s)
+    batch = np.arange(x.shape[0]).reshape((-1,) + (1,) * (grid.ndim - 2))
+
+    def read(indices):  # (B, *out, C), 0 outside
+        inside = np.all([(i >= 0) & (i < n) for i, n in zip(indices, sizes, strict=True)], 0)
+        clipped = [np.clip(i, 0, n - 1).astype(int) for i, n in zip(indices, sizes, strict=True)]
+        return np.moveaxis(x, 1, -1)[(batch, *clipped)] * inside[..., None]
+
+    if mode == "nearest":
+        y = read([np.sign(s) * np.floor(np.abs(s) + 0.5) for s in positions])
+    else:
+        low = [np.floor(s) for s in positions]
+        y = 0
+        for corner in np.ndindex(*(2,) * k):
+            weight = np.prod([s - i if o else 1 - (s - i)
+                              for s, i, o in zip(positions, low, corner, strict=True)], 0)
+            y = y + weight[..., None] * read([i + o for i, o in zip(low, corner, strict=True)])
+    return y if channel_last else np.moveaxis(y, -1, 1)
+
+
+def _np_warp_by_flow(data, flow):
+    """warp_by_flow.cpp: the four neighbours of (x + flow_x, y + flow_y) clamped to the
+    image, alpha and beta measured from the clamped top-left one."""
+    n, c, h, w = data.shape
+    xf = np.arange(w) + flow[:, 0]
+    yf = np.arange(h)[:, None] + flow[:, 1]
+    xl, yt = np.clip(np.floor(xf), 0, w - 1), np.clip(np.floor(yf), 0, h - 1)
+    xr, yb = np.clip(np.floor(xf) + 1, 0, w - 1), np.clip(np.floor(yf) + 1, 0, h - 1)
+    b = np.arange(n)[:, None, None]
+
+    def at(yy, xx):
+        return np.moveaxis(data, 1, -1)[b, yy.astype(int), xx.astype(int)]  # (N, H, W, C)
+
+    alpha, beta = (xf - xl)[..., None], (yf - yt)[..., None]
+    upper = alpha * (at(yt, xr) - at(yt, xl)) + at(yt, xl)
+    lower = alpha * (at(yb, xr) - at(yb, xl)) + at(yb, xl)
+    return np.moveaxis(beta * (lower - upper) + upper, -1, 1)
+
+
+def _off_kink_pixels(v, low, high):
+    """Positions in pixels from the values v: whole pixels from low to high plus or minus
+    0.2 to 0.3 (away from every integer and half: the kinks of sampling, clipping,
+    reflecting and rounding)."""
+    whole = np.clip(np.round(v * 1.5), low, high)
+    part = 0.2 + 0.1 * (np.abs(v) * 10 % 1)
+    return whole + np.where(whole % 2 == 0, part, -part)
+
+
+def _draw_geometry(g: _Draft) -> None:
+    """affine_grid of a new leaf theta (B, k, k + 1); warp_by_grid of a value (B, C, *S) (or
+    channels last) at a new leaf grid whose points lie off the kinks (2-D or 3-D, linear or
+    nearest, every padding mode, align_corners either way); warp_by_flow of a value (N, C,
+    H, W) by a new leaf flow of offsets off the kinks."""
+    op = g.choose(["affine_grid", "warp_by_grid", "warp_by_flow"])
+    if not g.room():
+        return
+    if op == "affine_grid":
+        k = g.draw(st.integers(2, 3))
+        size = tuple(g.draw(st.integers(2, 3)) for _ in range(k))
+        shape = (g.draw(st.integers(1, 2)), k, k + 1)
+        theta = g.new_leaf(None, shape, g.new_values("normal", shape))
+        g.commit(op, [theta], {"size": size} | (
+            {"align_corners": True} if g.draw(st.booleans()) else {}))
+        return
+    if op == "warp_by_flow":
+        data = g.operand(lambda v: v.ndim == 4 and v.size <= 48, lambda: g.shape(4, 4))
+        if data is None or not g.room():
+            return
+        n, _, h, w = g.value(data).shape
+        v = g.new_values("normal", (n, 2, h, w))
+        flow = np.round(_off_kink_pixels(v, -2, 2), 2)
+        g.commit(op, [data, g.new_leaf(None, flow.shape, flow)])
+        return
+    k = g.draw(st.integers(2, 3))
+    last = g.draw(st.booleans())
+    x = g.operand(lambda v: v.ndim == k + 2 and v.size <= 48, lambda: g.shape(k + 2, k + 2))
+    if x is None or not g.room():
+        return
+    vx = g.value(x)
+    sizes = vx.shape[1:-1] if last else vx.shape[2:]
+    out = tuple(g.draw(st.integers(1, 3)) for _ in range(k))
+    align = g.draw(st.booleans())
+    kw = {"mode": g.draw(st.sampled_from(["linear", "nearest"])),
+          "padding_mode": g.draw(st.sampled_from(["zero", "repeat", "reflect"]))}
+    v = g.new_values("normal", (vx.shape[0],) + out + (k,))
+    n = np.array(sizes[::-1], dtype=float)  # (W, H(, D)): the grid's (x, y(, z))
+    pixels = _off_kink_pixels(v, -2, n + 1)
+    # (align_corners on an axis of 1: every point is at pixel 0, whatever the grid says)
+    grid = np.round(2 * pixels / np.maximum(n - 1, 1) - 1 if align else
+                    (2 * pixels + 1) / n - 1, 2)
+    g.commit(op, [x, g.new_leaf(None, grid.shape, grid)], kw | (
+        {"align_corners": True} if align else {}) | ({"channel_last": True} if last else {}))
+
+
+def _np_patch_correlation(x1, x2, patch=(1, 1), shift=(0, 0), patch_step=(1, 1),
+                          shift_step=(1, 1), padding=(0, 0, 0, 0), channel_last=False):
+    """The patch sums of x1 times x2 shifted (0 outside), per offset, both zero-padded."""
+    if channel_last:
+        x1, x2 = np.moveaxis(x1, 3, 1), np.moveaxis(x2, 3, 1)
+    top, bottom, left, right = padding
+    a, b = (np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right))) for x in (x1, x2))
+    h, w = a.shape[2:]
+    ys, xs = range(-shift[0], shift[0] + 1, shift_step[0]), range(-shift[1], shift[1] + 1,
+                                                                 shift_step[1])
+    wide = np.pad(b, ((0, 0), (0, 0), (shift[0], shift[0]), (shift[1], shift[1])))
+    maps = np.array([[(a * wide[:, :, shift[0] + dy:shift[0] + dy + h,
+                                shift[1] + dx:shift[1] + dx + w]).sum(axis=1)
+                      for dx in xs] for dy in ys])  # (Cy, Cx, N, H, W)
+    out = np.zeros(maps.shape[:3] + ((h - patch[0]) // patch_step[0] + 1,
+                                     (w - patch[1]) // patch_step[1] + 1))
+    for p in range(out.shape[3]):
+        for q in range(out.shape[4]):
+            rows = slice(p * patch_step[0], p * patch_step[0] + patch[0])
+            cols = slice(q * patch_step[1], q * patch_step[1] + patch[1])
+            out[..., p, q] = maps[..., rows, cols].sum(axis=(-2, -1))
+    out = np.moveaxis(out, 2, 0)  # (N, Cy, Cx, Ho, Wo)
+    return np.moveaxis(out, (1, 2), (3, 4)) if channel_last else out
+
+
+def _draw_correlation(g: _Draft) -> None:
+    """patch_correlation of two new leaves (N, C, H, W), or NHWC: patch, shift, steps and
+    padding drawn small."""
+    if not g.room(2):
+        return
+    layout = g.draw(st.booleans())
+    n, c, h, w = (g.draw(st.integers(1, 2)), g.draw(st.integers(1, 2)),
+                  g.draw(st.integers(2, 4)), g.draw(st.integers(2, 4)))
+    shape = (n, h, w, c) if layout else (n, c, h, w)
+    kw = {"patch": (g.draw(st.integers(1, 2)), g.draw(st.integers(1, 2))),
+          "shift": (g.draw(st.integers(0, 1)), g.draw(st.integers(0, 2))),
+          "patch_step": (g.draw(st.integers(1, 2)), 1),
+          "shift_step": (1, g.draw(st.integers(1, 2))),
+          "padding": tuple(g.draw(st.integers(0, 1)) for _ in range(4))}
+    if layout:
+        kw["channel_last"] = True
+    leaves = [g.new_leaf(None, shape, g.new_values("normal", shape)) for _ in range(2)]
+    g.commit("patch_correlation", leaves, kw)
+
+
+def _np_dft(x, signal_ndim, normalized, inverse):
+    """numpy.fft's n-D (i)fft of the complex pairs x (..., N_1, ..., N_d, 2)."""
+    z = x[..., 0] + 1j * x[..., 1]
+    axes = tuple(range(z.ndim - signal_ndim, z.ndim))
+    n = int(np.prod([z.shape[a] for a in axes]))
+    y = np.fft.ifftn(z, axes=axes) if inverse else np.fft.fftn(z, axes=axes)
+    if normalized:
+        y = y * (np.sqrt(n) if inverse else 1 / np.sqrt(n))
+    return np.stack([y.real, y.imag], axis=-1)
+
+
+def _draw_signal(g: _Draft) -> None:
+    """fft or ifft over 1 to 3 signal axes of a value whose last axis holds (real,
+    imaginary) pairs, or of a new leaf (..., N_1, ..., N_d, 2)."""
+    op = g.choose(["fft", "ifft"])
+    d = g.draw(st.integers(1, 3))
+
+    def shape():
+        return tuple(g.draw(st.integers(1, 3)) for _ in range(d + g.draw(st.integers(0, 1))))\
+            + (2,)
+
+    x = g.operand(lambda v: v.ndim >= d + 1 and v.shape[-1] == 2, shape)
+    if x is not None:
+        g.commit(op, [x], {"signal_ndim": d} | (
+            {"normalized": True} if g.draw(st.booleans()) else {}))
+
+
 # Elementwise functions come first and twice: hypothesis shrinks towards them.
 # Weighted by how many functions each family draws from: UNARY holds a third of them.
 FAMILIES = [_draw_unary, _draw_binary, _draw_unary, _draw_reduction, _draw_binary,
@@ -2466,7 +2679,8 @@ FAMILIES = [_draw_unary, _draw_binary, _draw_unary, _draw_reduction, _draw_binar
             _draw_array, _draw_index, _draw_more, _draw_unary, _draw_stepwise, _draw_array,
             _draw_more, _draw_unary, _draw_convolution, _draw_pooling, _draw_normalization,
             _draw_stepwise, _draw_array, _draw_binary, _draw_unary, _draw_index, _draw_more,
-            _draw_catalogue, _draw_catalogue, _draw_linalg]
+            _draw_catalogue, _draw_catalogue, _draw_linalg, _draw_signal, _draw_correlation,
+            _draw_geometry]
 
 
 # The functions each family draws (for `graphs(focus=...)`).
@@ -2497,6 +2711,9 @@ FAMILY_OPS = {
                       "tensor_normalization", "categorical_cross_entropy", "confusion_matrix",
                       "depthwise_deconvolution"},
     _draw_linalg: {"batch_inv", "batch_det", "batch_logdet"},
+    _draw_geometry: {"affine_grid", "warp_by_grid", "warp_by_flow"},
+    _draw_correlation: {"patch_correlation"},
+    _draw_signal: {"fft", "ifft"},
 }
 
 

@@ -194,6 +194,20 @@ def _spd(rng, batch, n):
     return a @ np.swapaxes(a, 1, 2) / n + np.eye(n)
 
 
+def _off_grid(rng, shape, sizes, align_corners=False):
+    """Points whose positions in pixels are 0.1 to 0.4 from the nearest integer, inside
+    and outside the image (the kinks of sampling, padding, reflecting and rounding are at
+    integers and halves): a grid (B, *out, 2) for warp_by_grid of x of spatial `sizes`, or
+    with sizes None a flow (N, 2, H, W) (whole pixels plus 0.1 to 0.4)."""
+    whole = rng.integers(-2, 3, size=shape)
+    part = rng.uniform(0.1, 0.4, size=shape) * rng.choice([-1, 1], size=shape)
+    if sizes is None:
+        return whole + part
+    n = np.array(sizes[::-1], dtype=float)  # (W, H): the grid's (x, y)
+    pixels = whole + part + rng.integers(0, 2, size=shape) * (n - 1)  # (-2 .. n + 1)
+    return 2 * pixels / (n - 1) - 1 if align_corners else (2 * pixels + 1) / n - 1
+
+
 def normal(*shapes, scale=1.0):
     return lambda rng: [scale * rng.normal(size=s) for s in shapes]
 
@@ -336,6 +350,11 @@ def _structural_cases() -> dict[str, Case]:
         cases[f"{op} {kwargs}"] = Case(
             lambda x, op=op, kwargs=kwargs: getattr(F, op)(x, **kwargs), normal((2, 3, 5, 6)))
     cases["global_average_pooling"] = Case(F.global_average_pooling, normal((2, 3, 4, 5)))
+    cases["patch_correlation"] = Case(  # (more, and nnabla's numbers: test_patch_correlation)
+        lambda a, b: (F.patch_correlation(a, b, patch=2, shift=(1, 2), shift_step=(1, 2),
+                                          padding=(0, 1)),
+                      F.patch_correlation(a, b, shift=1, channel_last=True)),
+        normal((2, 3, 4, 5), (2, 3, 4, 5)))
     cases["max_pooling_backward"] = Case(  # (more, and nnabla's numbers: test_pooling.py)
         lambda dy, x: F.max_pooling_backward(dy, x, (3, 3), (2, 1), True, (1, 1)),
         normal((2, 3, 3, 6), (2, 3, 5, 6)))
@@ -566,6 +585,20 @@ def _structural_cases() -> dict[str, Case]:
         lambda x: (F.random_erase(x, prob=0.8, replacements=(-1, 1), n=2) * x,
                    F.random_erase(x, prob=1.0, share=False, ste_fine_grained=False)),
         normal((2, 2, 5, 6)))
+    # (more modes, 3-D, channel_last, which nnabla's CPU refuses to run (test_nnp runs these
+    # cases in nnabla), NumPy references of nnabla's loops and nnabla: test_geometry.py)
+    cases["affine_grid, warp_by_grid, warp_by_flow"] = Case(
+        lambda x, g, a, t, d, f: (
+            F.warp_by_grid(x, g), F.warp_by_grid(x, g, padding_mode="reflect"),
+            F.warp_by_grid(x, a, "linear", "repeat", align_corners=True),
+            F.warp_by_grid(x, a, "linear", "reflect", align_corners=True),
+            F.warp_by_grid(x, a, "nearest", "reflect", align_corners=True),
+            F.affine_grid(t, (3, 2)), F.affine_grid(t, (2, 4), align_corners=True),
+            F.warp_by_flow(d, f)),
+        lambda rng: [rng.normal(size=(2, 3, 4, 5)), _off_grid(rng, (2, 3, 2, 2), (4, 5)),
+                     _off_grid(rng, (2, 2, 3, 2), (4, 5), align_corners=True),
+                     rng.normal(size=(2, 2, 3)), rng.normal(size=(1, 2, 3, 4)),
+                     _off_grid(rng, (1, 2, 3, 4), None)])
     # (against numpy.linalg, central differences and nnabla: test_linalg_and_draws.py)
     cases["batch_inv, batch_det, batch_logdet"] = Case(
         lambda x: (F.batch_inv(x), F.batch_det(x), F.batch_logdet(x),
@@ -575,6 +608,19 @@ def _structural_cases() -> dict[str, Case]:
         lambda s: (F.batch_cholesky((s + F.transpose(s, (0, 2, 1))) * 0.5),
                    F.batch_cholesky((s + F.transpose(s, (0, 2, 1))) * 0.5, upper=True)),
         lambda rng: [_spd(rng, 2, 3)])
+    # (against numpy.fft, central differences and nnabla: test_signal.py)
+    cases["fft, ifft"] = Case(
+        lambda x, y: (F.fft(x, 1), F.ifft(x, 2, normalized=True), F.fft(y, 3, normalized=True),
+                      F.ifft(F.fft(x, 2) * x, 1)),
+        normal((2, 4, 3, 2), (3, 2, 4, 2)))
+    cases["stft, istft"] = Case(
+        lambda x: (*F.stft(x, 6, 2, 8), *F.stft(x, 5, 3, 7, "hamming", False),
+                   F.istft(*F.stft(x, 8, 2, 8, pad_mode="constant"), 8, 2, 8,
+                           pad_mode="constant"),
+                   F.istft(*F.stft(x, 8, 4, 8, "hamming"), 8, 4, 8, "hamming",
+                           as_stft_backward=True),
+                   *F.stft(x, 8, 2, 8, pad_mode="constant", as_istft_backward=True)),
+        normal((2, 20)))
     cases["image_augmentation"] = Case(  # its draws too come from one seed
         lambda x: (F.image_augmentation(x, shape=(3, 3), pad=(1, 1), min_scale=0.8,
                                         max_scale=1.2, angle=0.3, aspect_ratio=1.2,

@@ -34,6 +34,9 @@ UNWRITABLE = {
 # values differ: shapes only
 RANDOM = ("dropout", "rand, randn, randint", "image_augmentation", "random_choice",
           "random_erase", "rand_binomial, rand_beta, rand_gamma")
+# written and read back here, but nnabla 1.39's CPU implementation cannot run them (FFT and
+# IFFT raise not_implemented: they run on CUDA only), so nnabla does not run their files
+NOT_ON_NNABLA_CPU = {"fft, ifft"}
 
 
 def _case_graph(name):
@@ -235,7 +238,8 @@ for case in json.load(open(json.loads(sys.argv[1]))):
 def test_nnabla_runs_the_written_networks_and_its_files_read_back(tmp_path):
     pytest.importorskip("h5py")
     cases, expected = [], {}
-    for index, name in enumerate(WRITABLE):
+    on_nnabla = [name for name in WRITABLE if name not in NOT_ON_NNABLA_CPU]
+    for index, name in enumerate(on_nnabla):
         nn.clear_parameters()
         inputs, arrays, outputs = _case_graph(name)
         path = tmp_path / f"case{index}.nnp"
@@ -248,7 +252,7 @@ def test_nnabla_runs_the_written_networks_and_its_files_read_back(tmp_path):
     listing = tmp_path / "cases.json"
     listing.write_text(json.dumps(cases))
     rows = nnabla_rows(NNABLA, _NNABLA_SCRIPT, str(listing), tmp_path)
-    assert [row["case"] for row in rows] == WRITABLE
+    assert [row["case"] for row in rows] == on_nnabla
     refused = {row["case"]: row["error"] for row in rows if "error" in row}
     assert not refused, f"nnabla could not load: {json.dumps(refused, indent=1)}"
     for row, case in zip(rows, cases, strict=True):

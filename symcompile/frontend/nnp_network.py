@@ -280,7 +280,10 @@ def _normalization_inputs(inputs: list, values: dict) -> list:
 
 
 _IMPORT = {"Sum": _reduction, "Mean": _reduction, "Max": _reduction, "Min": _reduction,
-           "Prod": _reduction, "Norm": _reduction}
+           "Prod": _reduction, "Norm": _reduction,
+           # nnabla's PatchCorrelation is on (N, H, W, C): F's channel_last form (the
+           # channels-first one transposes around it, and the file holds those transposes)
+           "PatchCorrelation": lambda values: {**values, "channel_last": True}}
 # nnabla's functions that symcompile's F composes of others (so no op has their type)
 _COMPOSED = {"Norm": "norm", "TensorNormalization": "tensor_normalization"}
 # functions whose optional inputs (after `_normalization_inputs`) the Python function takes

@@ -51,6 +51,8 @@ RESERVED = frozenset(
         "image_augment",
         "linalg_inv", "linalg_det", "linalg_logdet", "linalg_cholesky", "linalg_cholesky_grad",
         "random_binomial", "random_beta", "random_gamma",
+        "shift_overlap", "shifted_copy", "shifted_products", "shifted_gather", "shifted_scatter",
+        "complex_dft",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

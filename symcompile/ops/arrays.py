@@ -810,3 +810,43 @@ def _drawn(op: str):
 for _name, _type in (("rand_binomial", "RandBinomial"), ("rand_beta", "RandBeta"),
                      ("rand_gamma", "RandGamma")):
     _register(_name, _type, 0, lambda shapes, attrs: attrs["shape"])(_drawn(_name))
+
+
+# --- fft, ifft: the DFT of complex pairs (..., N_1, ..., N_d, 2) ------------------------------
+# A kernel over the backend's FFT (`ir.signal`); its VJP is the other transform.
+
+S = Deferred("symcompile.ir.signal")
+
+
+def _complex_signal(function: str):
+    def infer(shapes, attrs):
+        x, d = shapes[0], attrs["signal_ndim"]
+        if len(x) < d + 1 or x[-1] != 2:
+            raise ValueError(
+                f"F.{function}: the input of shape {x} is not complex signals of "
+                f"signal_ndim={d} axes: nnabla's {function} takes (..., N_1, ..., N_{d}, 2), "
+                f"at least {d + 1} axes, the last of size 2 (x[..., 0] the real part, "
+                f"x[..., 1] the imaginary part); stack a real signal with zeros: "
+                f"F.stack(x, x * 0, axis=x.ndim)")
+        if 0 in x:
+            raise ValueError(f"F.{function}: the input of shape {x} is empty")
+        return x
+
+    return infer
+
+
+def _dft(inverse: bool):
+    def lower(args, attrs, ctx):
+        d = attrs["signal_ndim"]
+        n = math.prod(ctx.in_shapes[0][-d - 1:-1])
+        if attrs["normalized"]:
+            scale = sympy.Float(1 / math.sqrt(n))  # (a number: an option, not a subexpression)
+        else:
+            scale = sympy.Rational(1, n) if inverse else sympy.Integer(1)
+        return S.Dft(args[0], sympy.Integer(d), sympy.Integer(int(inverse)), scale)
+
+    return lower
+
+
+_register("fft", "FFT", 1, _complex_signal("fft"))(_dft(inverse=False))
+_register("ifft", "IFFT", 1, _complex_signal("ifft"))(_dft(inverse=True))

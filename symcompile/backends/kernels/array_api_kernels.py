@@ -7,7 +7,11 @@ whose arrays do not carry their namespace (PyTorch), imported on first need.
 """
 
 # shared with every backend; inlined from there where a module calls it
-from symcompile.backends.kernels.portable_kernels import conv_output_size, pool_geometry
+from symcompile.backends.kernels.portable_kernels import (
+    conv_output_size,
+    pool_geometry,
+    shift_overlap,
+)
 
 
 def namespace(function, argument, array):
@@ -1197,3 +1201,58 @@ def random_beta(xp, rng, shape, alpha, beta, dtype, device):
 def random_gamma(xp, rng, shape, k, theta, dtype, device):
     """Gamma of shape k and scale theta, drawn from `rng` (NumPy) (F.rand_gamma)."""
     return random_moved(xp, rng.gamma(k, theta, shape), dtype, device)
+
+
+# --- fft, ifft: the DFT of complex pairs, with the array API's fft extension ------------------
+
+def complex_dft(xp, x, signal_ndim, inverse, scale):
+    """The DFT of x[..., 0] + j x[..., 1] over the signal_ndim axes before the last, as real
+    pairs (see the NumPy kernel): y[k] = scale * sum over n of x[n] exp(-+2 pi j k.n / N)."""
+    complex_dtype = xp.complex64 if x.dtype == xp.float32 else xp.complex128
+    z = xp.astype(x[..., 0], complex_dtype) + 1j * xp.astype(x[..., 1], complex_dtype)
+    axes = tuple(range(-signal_ndim, 0))
+    y = xp.fft.ifftn(z, axes=axes, norm="forward") if inverse else xp.fft.fftn(z, axes=axes)
+    if scale != 1:
+        y = y * scale
+    return xp.astype(xp.stack([xp.real(y), xp.imag(y)], axis=-1), x.dtype)
+
+
+# --- patch_correlation: products with shifted copies (ir/correlation.py) ----------------------
+# Offsets (dy, dx) from ys x xs; the shifted array reads 0 outside its bounds.
+
+def shifted_copy(xp, x, dy, dx):
+    """s[..., y, x] = x[..., y + dy, x + dx], 0 where that is outside x."""
+    h, w = x.shape[-2:]
+    top, bottom = shift_overlap(h, dy)
+    left, right = shift_overlap(w, dx)
+    lead = (0,) * (x.ndim - 2)
+    return pad_constant(xp, x[..., top + dy:bottom + dy, left + dx:right + dx],
+                        lead + (top, left), lead + (h - bottom, w - right), 0)
+
+
+def shifted_products(xp, x1, x2, ys, xs):
+    """q[n, i, j, y, x] = sum_c x1[n, c, y, x] * x2[n, c, y + ys[i], x + xs[j]]."""
+    n, _, h, w = x1.shape
+    rows = [xp.sum(x1 * shifted_copy(xp, x2, dy, dx), axis=1) for dy in ys for dx in xs]
+    return xp.reshape(xp.stack(rows, axis=1), (n, len(ys), len(xs), h, w))
+
+
+def shifted_gather(xp, g, x, ys, xs):
+    """out[n, c, y, x] = sum_ij g[n, i, j, y, x] * x[n, c, y + ys[i], x + xs[j]]."""
+    total = None
+    for i, dy in enumerate(ys):
+        for j, dx in enumerate(xs):
+            term = g[:, i, j, None, ...] * shifted_copy(xp, x, dy, dx)
+            total = term if total is None else total + term
+    return total
+
+
+def shifted_scatter(xp, g, x, ys, xs):
+    """out[n, c, y, x] = sum_ij g[n, i, j, y - ys[i], x - xs[j]] * x[n, c, y - ys[i], x - xs[j]]
+    (the shifted_products gradient to its second array)."""
+    total = None
+    for i, dy in enumerate(ys):
+        for j, dx in enumerate(xs):
+            term = shifted_copy(xp, g[:, i, j, None, ...] * x, -dy, -dx)
+            total = term if total is None else total + term
+    return total

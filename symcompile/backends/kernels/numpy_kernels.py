@@ -8,7 +8,11 @@ arguments.
 import numpy
 
 # shared with every backend; inlined from there where a module calls it
-from symcompile.backends.kernels.portable_kernels import conv_output_size, pool_geometry
+from symcompile.backends.kernels.portable_kernels import (
+    conv_output_size,
+    pool_geometry,
+    shift_overlap,
+)
 
 
 def index_array(function, argument, value, shape, what):
@@ -1163,3 +1167,63 @@ def random_beta(rng, shape, alpha, beta, dtype):
 def random_gamma(rng, shape, k, theta, dtype):
     """Gamma of shape k and scale theta, drawn from `rng` (F.rand_gamma)."""
     return rng.gamma(k, theta, shape).astype(dtype)
+
+
+# --- fft, ifft: the DFT of complex pairs ------------------------------------------------------
+
+def complex_dft(x, signal_ndim, inverse, scale):
+    """The DFT of the complex numbers x[..., 0] + j x[..., 1] over the signal_ndim axes
+    before the last, as real pairs again (F.fft, F.ifft):
+    y[k] = scale * sum over n of x[n] exp(-+2 pi j sum_i k_i n_i / N_i),
+    the sign + when `inverse` (no 1/N: `scale` holds it)."""
+    z = x[..., 0] + 1j * x[..., 1]
+    axes = tuple(range(-signal_ndim, 0))
+    y = numpy.fft.ifftn(z, axes=axes, norm="forward") if inverse else numpy.fft.fftn(z, axes=axes)
+    if scale != 1:
+        y = y * scale
+    return numpy.stack([y.real, y.imag], axis=-1).astype(x.dtype, copy=False)
+
+
+# --- patch_correlation: products with shifted copies (ir/correlation.py) ----------------------
+# Offsets (dy, dx) from ys x xs; the shifted array reads 0 outside its bounds.
+
+def shifted_products(x1, x2, ys, xs):
+    """q[n, i, j, y, x] = sum_c x1[n, c, y, x] * x2[n, c, y + ys[i], x + xs[j]]."""
+    n, _, h, w = x1.shape
+    q = numpy.zeros((n, len(ys), len(xs), h, w), dtype=numpy.result_type(x1, x2))
+    for i, dy in enumerate(ys):
+        top, bottom = shift_overlap(h, dy)
+        for j, dx in enumerate(xs):
+            left, right = shift_overlap(w, dx)
+            q[:, i, j, top:bottom, left:right] = numpy.einsum(
+                "nchw,nchw->nhw", x1[:, :, top:bottom, left:right],
+                x2[:, :, top + dy:bottom + dy, left + dx:right + dx])
+    return q
+
+
+def shifted_gather(g, x, ys, xs):
+    """out[n, c, y, x] = sum_ij g[n, i, j, y, x] * x[n, c, y + ys[i], x + xs[j]]."""
+    _, _, h, w = x.shape
+    out = numpy.zeros(x.shape, dtype=numpy.result_type(g, x))
+    for i, dy in enumerate(ys):
+        top, bottom = shift_overlap(h, dy)
+        for j, dx in enumerate(xs):
+            left, right = shift_overlap(w, dx)
+            out[:, :, top:bottom, left:right] += (
+                g[:, i, j, None, top:bottom, left:right]
+                * x[:, :, top + dy:bottom + dy, left + dx:right + dx])
+    return out
+
+
+def shifted_scatter(g, x, ys, xs):
+    """out[n, c, y, x] = sum_ij g[n, i, j, y - ys[i], x - xs[j]] * x[n, c, y - ys[i], x - xs[j]]
+    (the shifted_products gradient to its second array)."""
+    _, _, h, w = x.shape
+    out = numpy.zeros(x.shape, dtype=numpy.result_type(g, x))
+    for i, dy in enumerate(ys):
+        top, bottom = shift_overlap(h, dy)
+        for j, dx in enumerate(xs):
+            left, right = shift_overlap(w, dx)
+            out[:, :, top + dy:bottom + dy, left + dx:right + dx] += (
+                g[:, i, j, None, top:bottom, left:right] * x[:, :, top:bottom, left:right])
+    return out

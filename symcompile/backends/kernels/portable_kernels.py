@@ -27,3 +27,9 @@ def pool_geometry(size, kernel, stride, pad, ignore_border):
     after = tuple((m - 1) * s + k - n - p if (m - 1) * s + k > n + p else 0
                   for m, n, k, s, p in zip(out, size, kernel, stride, pad, strict=True))
     return out, after
+
+
+def shift_overlap(length, offset):
+    """The positions p in [0, length) whose p + offset is in [0, length) too, as (start,
+    stop): where an array and its copy shifted by `offset` overlap along one axis."""
+    return max(0, -offset), min(length, length - offset)
