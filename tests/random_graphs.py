@@ -829,6 +829,9 @@ NOT_DRAWN = {
     "image_augmentation": "random", "random_choice": "random",
     "random_erase": "random",
     "rand_binomial": "random", "rand_beta": "random", "rand_gamma": "random",
+    # indices into a sorted sequence, with no gradient (nnabla has no backward); checked
+    # against numpy.searchsorted and nnabla in test_searchsorted.py
+    "searchsorted": "indices, no gradient",
     # its backward is by design not the derivative of its forward (identity forward, the
     # gradient always rescaled to clip_norm), so central differences cannot check it
     "clip_grad_by_norm": "gradient not the derivative",

@@ -350,6 +350,9 @@ def _structural_cases() -> dict[str, Case]:
         cases[f"{op} {kwargs}"] = Case(
             lambda x, op=op, kwargs=kwargs: getattr(F, op)(x, **kwargs), normal((2, 3, 5, 6)))
     cases["global_average_pooling"] = Case(F.global_average_pooling, normal((2, 3, 4, 5)))
+    cases["searchsorted"] = Case(  # (more, and nnabla's indices: test_searchsorted.py)
+        lambda s, v: (F.searchsorted(s, v) * v, F.searchsorted(s, v, right=True)),
+        lambda rng: [np.sort(rng.normal(size=(2, 6)), axis=-1), rng.normal(size=(2, 4))])
     cases["patch_correlation"] = Case(  # (more, and nnabla's numbers: test_patch_correlation)
         lambda a, b: (F.patch_correlation(a, b, patch=2, shift=(1, 2), shift_step=(1, 2),
                                           padding=(0, 1)),

@@ -1083,6 +1083,20 @@ def _with_index(op: str, x, axis, keepdims, with_index, only_index):
     return index if only_index else (_reduction(op, x, axis, keepdims), index)
 
 
+__all__ += ["searchsorted"]
+
+
+def searchsorted(sorted_sequence, values, right=None, n_outputs=-1, outputs=None):
+    """For each value, where it goes in the same row of sorted_sequence's last axis (the
+    other axes alike): index i with sorted[i-1] < v <= sorted[i], or with `right`
+    sorted[i-1] <= v < sorted[i] (NumPy's sides "left" and "right"), as float32
+    numbers of values' shape. No gradient (nnabla has no backward for it); `right`
+    None is False, as in nnabla."""
+    if right is not None and not isinstance(right, (bool, numpy.bool_)):
+        raise TypeError(f"F.searchsorted: right must be True, False or None, got {right!r}")
+    return _record("searchsorted", (sorted_sequence, values), right=bool(right))
+
+
 def sort(x, axis=-1, reverse=False, with_index=False, only_index=False):
     """x sorted along `axis`, ascending (descending if `reverse`), ties in their order in
     x; `with_index` also returns the indices into x (numbers, no gradient), `only_index`

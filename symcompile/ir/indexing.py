@@ -440,6 +440,21 @@ class SortIndex(KernelBase):
         return shapes.of(self.args[0])
 
 
+class SearchSorted(KernelBase):
+    """Where each value of v (..., M) goes into the sorted last axis of s (..., N), the
+    other axes alike: the first index that keeps the row sorted, or with `right` the
+    last (NumPy's searchsorted sides), as numbers of v's dtype; args (s, v, right).
+    Piecewise constant: lowering wraps it in StopGradient."""
+
+    nargs = 3
+    tensor_args = (0, 1)
+    kernel = "search_sorted"
+    options = ("right",)
+
+    def shape(self, shapes):
+        return shapes.of(self.args[1])
+
+
 class ArgExtremum(KernelBase):
     """The index of the first maximum (is_max 1) or minimum (0) along `axis`, as a number
     of x's dtype; args (x, axis, keepdims, is_max). Piecewise constant: lowering wraps it

@@ -280,6 +280,22 @@ _register("max_index", "Max", 1, _reduced, output_dtype="uint64")(_extremum_inde
 _register("min_index", "Min", 1, _reduced, output_dtype="uint64")(_extremum_index(False))
 
 
+def _searchsorted_shape(shapes, attrs):
+    s, v = (tuple(x) for x in shapes)
+    if not s or len(s) != len(v) or s[:-1] != v[:-1]:
+        raise ValueError(f"F.searchsorted: sorted_sequence of shape {s} and values of shape "
+                         f"{v} must have the same number of axes and the same lengths but "
+                         f"along the last (each row of values is searched in the same row of "
+                         f"sorted_sequence; nnabla's rule)")
+    return v
+
+
+@_register("searchsorted", "SearchSorted", 2, _searchsorted_shape)
+def _searchsorted(args, attrs, ctx):
+    """Indices: piecewise constant in both inputs, no gradient (nnabla has no backward)."""
+    return P.StopGradient(I.SearchSorted(args[0], args[1], sympy.Integer(int(attrs["right"]))))
+
+
 @_register("sort", "Sort", 1, lambda shapes, attrs: shapes[0])
 def _sort(args, attrs, ctx):
     return I.Sort(args[0], sympy.Integer(attrs["axis"]), sympy.Integer(int(attrs["reverse"])))

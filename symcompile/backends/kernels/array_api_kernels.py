@@ -777,6 +777,18 @@ def sort_index(xp, x, axis, reverse):
     return xp.astype(sort_order(xp, x, axis, reverse), x.dtype)
 
 
+def search_sorted(xp, s, v, right):
+    """xp.searchsorted of each row of v's last axis in the same row of s's (the standard
+    takes one sorted row at a time), side "right" with `right` else "left", as numbers of
+    v's dtype."""
+    side = "right" if right else "left"
+    rows = xp.reshape(s, (-1, s.shape[-1]))
+    values = xp.reshape(v, (-1, v.shape[-1]))
+    found = [xp.astype(xp.searchsorted(rows[i, :], values[i, :], side=side), v.dtype)
+             for i in range(values.shape[0])]
+    return xp.reshape(xp.stack(found), v.shape)
+
+
 def arg_extremum(xp, x, axis, keepdims, is_max):
     """The index of the first maximum (is_max) or minimum along `axis`, as a number of x's
     dtype: argmax/argmin of x."""

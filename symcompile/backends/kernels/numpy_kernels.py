@@ -749,6 +749,17 @@ def sort_index(x, axis, reverse):
     return sort_order(x, axis, reverse).astype(x.dtype)
 
 
+def search_sorted(s, v, right):
+    """numpy.searchsorted of each row of v's last axis in the same row of s's, side
+    "right" with `right` else "left", as numbers of v's dtype."""
+    side = "right" if right else "left"
+    rows, values = s.reshape(-1, s.shape[-1]), v.reshape(-1, v.shape[-1])
+    found = numpy.empty(values.shape, dtype=v.dtype)
+    for i in range(values.shape[0]):
+        found[i] = numpy.searchsorted(rows[i], values[i], side=side)
+    return found.reshape(v.shape)
+
+
 def arg_extremum(x, axis, keepdims, is_max):
     """The index of the first maximum (is_max) or minimum along `axis`, as a number of x's
     dtype: argmax/argmin of x."""
