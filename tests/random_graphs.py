@@ -832,6 +832,9 @@ NOT_DRAWN = {
     # indices into a sorted sequence, with no gradient (nnabla has no backward); checked
     # against numpy.searchsorted and nnabla in test_searchsorted.py
     "searchsorted": "indices, no gradient",
+    # F.where with a constant true branch (test_elementwise_catalogue.py checks it, and
+    # against nnabla)
+    "bool_fill": "where of a constant",
     # its backward is by design not the derivative of its forward (identity forward, the
     # gradient always rescaled to clip_norm), so central differences cannot check it
     "clip_grad_by_norm": "gradient not the derivative",

@@ -351,6 +351,10 @@ def _structural_cases() -> dict[str, Case]:
         cases[f"{op} {kwargs}"] = Case(
             lambda x, op=op, kwargs=kwargs: getattr(F, op)(x, **kwargs), normal((2, 3, 5, 6)))
     cases["global_average_pooling"] = Case(F.global_average_pooling, normal((2, 3, 4, 5)))
+    cases["bool_fill"] = Case(  # (more, and nnabla's numbers: test_elementwise_catalogue.py)
+        lambda x, m: F.bool_fill(x, m, -0.5),
+        lambda rng: [rng.normal(size=(2, 3, 4)),
+                     np.where(rng.normal(size=(2, 1, 4)) > 0, 1.0, 0.0)], labels=(1,))
     cases["searchsorted"] = Case(  # (more, and nnabla's indices: test_searchsorted.py)
         lambda s, v: (F.searchsorted(s, v) * v, F.searchsorted(s, v, right=True)),
         lambda rng: [np.sort(rng.normal(size=(2, 6)), axis=-1), rng.normal(size=(2, 4))])

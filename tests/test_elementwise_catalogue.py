@@ -185,6 +185,28 @@ def test_comparisons_and_logic(name, build, reference, tmp_path, rng):
                    [rng.normal(size=(2, 3, 4)), rng.normal(size=(1, 3, 1))], tmp_path, rng)
 
 
+def test_bool_fill(tmp_path, rng):
+    """value where the mask is not 0 (NaN included), the mask broadcast to data's shape;
+    d/d data is 1 where the mask is 0 (finite differences), the mask gets none; a mask
+    that would broadcast data is refused, as by nnabla."""
+    data = rng.normal(size=(2, 3, 4))
+    mask = np.where(rng.normal(size=(2, 1, 4)) > 0, 1.0, 0.0)
+    mask[0, 0, 0], mask[1, 0, 1] = np.nan, -2.0
+    x, m = nn.Variable(data.shape), nn.Variable(mask.shape)
+    y = F.bool_fill(x, m, -1.5)
+    x.d, m.d = data, mask
+    y.forward()
+    expected = np.where(np.isnan(mask) | (mask != 0), -1.5, data).astype(np.float32)
+    np.testing.assert_array_equal(y.d, expected)
+    clean = np.nan_to_num(mask, nan=1.0)
+    check_function(lambda a, b: F.bool_fill(a, b, 0.5),
+                   lambda a, b: np.where(b != 0, 0.5, a), [data, clean], tmp_path, rng,
+                   need_grad=[True, False])
+    with pytest.raises(ValueError, match=r"F.bool_fill: the mask of shape \(2, 3\) does not "
+                                         r"broadcast to data's shape \(1, 3\)"):
+        F.bool_fill(nn.Variable((1, 3)), nn.Variable((2, 3)))
+
+
 def test_nan_and_inf_are_reset_and_classified():
     values = np.array([np.nan, np.inf, -np.inf, 1.5, 0.0], dtype=np.float32)
     x = nn.Variable(values.shape)
@@ -233,6 +255,7 @@ NNABLA_CASES = [
     ("reset_nan val=2", "reset_nan", {"val": 2.0}, 1, True),
     ("epsilon_insensitive_loss", "epsilon_insensitive_loss", {"epsilon": 0.5}, 2, True),
     ("where", "where", {}, 3, True),
+    ("bool_fill", "bool_fill", {"value": 2.5}, 2, True),
     *[(n, n, {}, 1, False) for n in ("isnan", "isinf", "logical_not")],
     *[(n, n, {"val": 0.5}, 1, False) for n in (
         "greater_scalar", "greater_equal_scalar", "less_scalar", "less_equal_scalar",

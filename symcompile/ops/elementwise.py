@@ -7,6 +7,7 @@ equal rank, as nnabla does.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 from symcompile.common.deferred import Deferred
@@ -634,6 +635,26 @@ def _where(condition, x_true, x_false):
     """x_true where condition is not 0, else x_false (size-1 axes broadcast); the
     condition gets no gradient."""
     return E.Select(condition, x_true, x_false)
+
+
+@elementwise("bool_fill", "BoolFill")
+def _bool_fill(data, mask, value=0):
+    """data with `value` where mask is not 0 (NaN is not 0), the mask broadcast to data's
+    shape; the gradient passes to data where mask is 0, and the mask gets none."""
+    return E.Select(mask, value, data)
+
+
+def _bool_fill_shape(shapes, attrs):
+    """data's shape: nnabla broadcasts the mask to it, never data to the mask's."""
+    data, mask = (tuple(s) for s in shapes)
+    if broadcast_shape("bool_fill", shapes) != data:
+        raise ValueError(f"F.bool_fill: the mask of shape {mask} does not broadcast to data's "
+                         f"shape {data}; nnabla broadcasts the mask only (its trailing axes "
+                         f"equal data's or are 1)")
+    return data
+
+
+OPS["bool_fill"] = dataclasses.replace(OPS["bool_fill"], infer_shape=_bool_fill_shape)
 
 
 @elementwise("epsilon_insensitive_loss", "EpsilonInsensitiveLoss")
