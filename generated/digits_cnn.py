@@ -91,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = '18f9d6f3cf7332c9'
+SOURCE_HASH = 'c1730008079da8ac'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -1203,14 +1203,13 @@ def sgd_backward_update(
     """backward() and the sgd update (w -= lr * g) of every trainable parameter in place,
     given forward_saving()'s saved values and the cotangent g_loss of loss: the bits of
     backward() then update(), in one call (the runtime's loop). Returns backward()'s
-    gradients.
+    gradients. (Checks its arguments, then runs _sgd_backward_update.)
     """
-    _t0, _t2, _t4, _t5, _t6, c1, _t7, _t9, _t11, _t12, _t13, c2, _t14, fc3, _t16, _t17, _t18 = saved
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(x, numpy.ndarray) and x.shape == (64, 1, 8, 8) and x.dtype == DTYPE):
         refuse_argument('sgd_backward_update', 'x', x, (64, 1, 8, 8))
-    # t as integer class labels (as nnabla reads them; -1 ignores the sample)
-    t_labels = class_labels('sgd_backward_update', 't', t, (64, 1), 10)
+    # t checked as integer class labels (as nnabla reads them; -1 ignores the sample)
+    class_labels('sgd_backward_update', 't', t, (64, 1), 10)
     if not (isinstance(cnn_conv1_conv_W, numpy.ndarray)
             and cnn_conv1_conv_W.shape == (16, 1, 3, 3) and cnn_conv1_conv_W.dtype == DTYPE
             and cnn_conv1_conv_W.flags.writeable):
@@ -1293,6 +1292,28 @@ def sgd_backward_update(
     if not (isinstance(g_loss, (numpy.ndarray, numpy.generic)) and g_loss.shape == ()
             and g_loss.dtype == DTYPE):
         refuse_argument('sgd_backward_update', 'g_loss', g_loss, ())
+    return _sgd_backward_update(
+        saved, x, t, cnn_conv1_conv_W, cnn_conv1_conv_b, cnn_conv1_bn_beta, cnn_conv1_bn_gamma,
+        cnn_conv1_bn_mean, cnn_conv1_bn_var, cnn_conv2_conv_W, cnn_conv2_conv_b, cnn_conv2_bn_beta,
+        cnn_conv2_bn_gamma, cnn_conv2_bn_mean, cnn_conv2_bn_var, cnn_fc3_affine_W, cnn_fc3_affine_b,
+        cnn_classifier_affine_W, cnn_classifier_affine_b, g_loss, lr
+    )
+
+
+def _sgd_backward_update(
+        saved, x, t, cnn_conv1_conv_W, cnn_conv1_conv_b, cnn_conv1_bn_beta, cnn_conv1_bn_gamma,
+        cnn_conv1_bn_mean, cnn_conv1_bn_var, cnn_conv2_conv_W, cnn_conv2_conv_b, cnn_conv2_bn_beta,
+        cnn_conv2_bn_gamma, cnn_conv2_bn_mean, cnn_conv2_bn_var, cnn_fc3_affine_W, cnn_fc3_affine_b,
+        cnn_classifier_affine_W, cnn_classifier_affine_b, g_loss, lr=0.001,
+):
+    """sgd_backward_update() without its entry checks, for the runtime, which calls it only
+    with the arrays forward_saving() has just checked, unchanged since (anything else
+    goes through sgd_backward_update()).
+    """
+    _t0, _t2, _t4, _t5, _t6, c1, _t7, _t9, _t11, _t12, _t13, c2, _t14, fc3, _t16, _t17, _t18 = saved
+    # --- labels: as forward_saving() checked them ---
+    # t as integers, as class_labels returns them
+    t_labels = t.astype(numpy.int64)
     # --- backward ---
     # softmax_cross_entropy, mean (loss) @ examples/digits_cnn.py:61  -> (64, 10)
     _t19 = _t16*((t_labels >= 0) & (t_labels < 10))/_t17 - _t18

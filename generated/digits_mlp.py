@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '8d6f15c8cf9471ef'
+SOURCE_HASH = 'e0e68e46cf69f833'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -464,14 +464,13 @@ def sgd_backward_update(
     """backward() and the sgd update (w -= lr * g) of every trainable parameter in place,
     given forward_saving()'s saved values and the cotangent g_loss of loss: the bits of
     backward() then update(), in one call (the runtime's loop). Returns backward()'s
-    gradients.
+    gradients. (Checks its arguments, then runs _sgd_backward_update.)
     """
-    h, h_2, _t1, _t2, _t3 = saved
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(x, numpy.ndarray) and x.shape == (64, 64) and x.dtype == DTYPE):
         refuse_argument('sgd_backward_update', 'x', x, (64, 64))
-    # t as integer class labels (as nnabla reads them; -1 ignores the sample)
-    t_labels = class_labels('sgd_backward_update', 't', t, (64, 1), 10)
+    # t checked as integer class labels (as nnabla reads them; -1 ignores the sample)
+    class_labels('sgd_backward_update', 't', t, (64, 1), 10)
     if not (isinstance(mlp_affine1_affine_W, numpy.ndarray)
             and mlp_affine1_affine_W.shape == (64, 64) and mlp_affine1_affine_W.dtype == DTYPE
             and mlp_affine1_affine_W.flags.writeable):
@@ -512,6 +511,24 @@ def sgd_backward_update(
     if not (isinstance(g_loss, (numpy.ndarray, numpy.generic)) and g_loss.shape == ()
             and g_loss.dtype == DTYPE):
         refuse_argument('sgd_backward_update', 'g_loss', g_loss, ())
+    return _sgd_backward_update(
+        saved, x, t, mlp_affine1_affine_W, mlp_affine1_affine_b, mlp_affine2_affine_W,
+        mlp_affine2_affine_b, mlp_classifier_affine_W, mlp_classifier_affine_b, g_loss, lr
+    )
+
+
+def _sgd_backward_update(
+        saved, x, t, mlp_affine1_affine_W, mlp_affine1_affine_b, mlp_affine2_affine_W,
+        mlp_affine2_affine_b, mlp_classifier_affine_W, mlp_classifier_affine_b, g_loss, lr=0.001,
+):
+    """sgd_backward_update() without its entry checks, for the runtime, which calls it only
+    with the arrays forward_saving() has just checked, unchanged since (anything else
+    goes through sgd_backward_update()).
+    """
+    h, h_2, _t1, _t2, _t3 = saved
+    # --- labels: as forward_saving() checked them ---
+    # t as integers, as class_labels returns them
+    t_labels = t.astype(numpy.int64)
     # --- backward ---
     # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
     _t4 = _t1*((t_labels >= 0) & (t_labels < 10))/_t2 - _t3

@@ -20,7 +20,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'b2e761a1204b4d52'
-SOURCE_HASH = '01d90269db0d6c42'
+SOURCE_HASH = '4f83359a68f329d9'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -192,9 +192,8 @@ def sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001):
     """backward() and the sgd update (w -= lr * g) of every trainable parameter in place,
     given forward_saving()'s saved values and the cotangent g_loss of loss: the bits of
     backward() then update(), in one call (the runtime's loop). Returns backward()'s
-    gradients.
+    gradients. (Checks its arguments, then runs _sgd_backward_update.)
     """
-    _t0, = saved
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(y_true, numpy.ndarray) and y_true.shape == (32, 1)
             and y_true.dtype == DTYPE):
@@ -210,6 +209,15 @@ def sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001):
     if not (isinstance(g_loss, (numpy.ndarray, numpy.generic)) and g_loss.shape == ()
             and g_loss.dtype == DTYPE):
         refuse_argument('sgd_backward_update', 'g_loss', g_loss, ())
+    return _sgd_backward_update(saved, y_true, x, a, b, g_loss, lr)
+
+
+def _sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001):
+    """sgd_backward_update() without its entry checks, for the runtime, which calls it only
+    with the arrays forward_saving() has just checked, unchanged since (anything else
+    goes through sgd_backward_update()).
+    """
+    _t0, = saved
     # --- backward ---
     # -> ()
     _t1 = g_loss/16

@@ -272,6 +272,65 @@ def test_a_fused_update_refused_at_its_entry_leaves_the_gradients_as_backward_wr
         np.testing.assert_array_equal(written[key], value.g, err_msg=key)
 
 
+@pytest.mark.parametrize("solver_class", [S.Sgd, S.Adam])
+def test_the_loop_runs_the_unchecked_body_after_forward_saving_checked(solver_class,
+                                                                       monkeypatch):
+    """update() calls the module's `_<rule>_backward_update`, not the checked function:
+    forward_saving() has just checked the same arrays (class labels included)."""
+    x, t, loss, batches = _mlp()
+    solver = solver_class()
+    solver.set_parameters(nn.get_parameters())
+
+    def step(x_value, t_value):
+        x.d, t.d = x_value, t_value
+        loss.forward()
+        solver.zero_grad()
+        loss.backward()
+        solver.update()
+
+    for x_value, t_value in batches[:2]:  # (Adam's graph is compiled for it at the first)
+        step(x_value, t_value)
+    module, rule = loss._compiled.module, solver.rule
+    body, calls = getattr(module, f"_{rule}_backward_update"), []
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the checked function ran")
+
+    def count(*args, **kwargs):
+        calls.append(1)
+        return body(*args, **kwargs)
+
+    monkeypatch.setattr(module, f"{rule}_backward_update", refuse)
+    monkeypatch.setattr(module, f"_{rule}_backward_update", count)
+    loss._compiled.fused_plans.clear()
+    for x_value, t_value in batches[2:]:
+        step(x_value, t_value)
+    assert len(calls) == len(batches) - 2
+
+
+def test_a_read_only_parameter_goes_to_the_checked_function_which_refuses_it():
+    x, t, loss, batches = _mlp()
+    solver = S.Sgd(lr=0.1)
+    params = nn.get_parameters()
+    solver.set_parameters(params)
+    for x_value, t_value in batches[:2]:
+        x.d, t.d = x_value, t_value
+        loss.forward()
+        solver.zero_grad()
+        loss.backward()
+        solver.update()
+    params["l2/affine/W"]._storage._data.flags.writeable = False  # (a read-only buffer)
+    loss.forward()
+    before = {k: v.d.copy() for k, v in params.items()}
+    solver.zero_grad()
+    loss.backward()
+    assert deferred.current() is not None
+    with pytest.raises(ValueError, match="sgd_backward_update.*read-only"):
+        solver.update()
+    for key, value in params.items():
+        np.testing.assert_array_equal(value.d, before[key], err_msg=key)  # none updated
+
+
 @pytest.mark.parametrize("hold", [
     lambda x, params: x.d,  # the cached view of the values
     lambda x, params: x.d[:1],  # a slice of it

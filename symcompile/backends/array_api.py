@@ -201,12 +201,13 @@ class ArrayAPIBackend(NumPyBackend):
     def zeros(self, shape: tuple[int, ...], dtype: str) -> str:
         return f"xp.zeros({shape_text(shape)}, dtype=xp.{dtype}, device=device)"
 
-    def argument_checks(self, function: str, arguments: list[Argument]
+    def argument_checks(self, function: str, arguments: list[Argument],
+                        keep_labels: bool = True
                         ) -> tuple[tuple[Line, ...], tuple[str, ...]]:
         lines, kernels = [], ()
         for arg in arguments:
             if arg.labels_name:
-                lines.append(arg.labels_call(function, "kind"))
+                lines.append(arg.labels_call(function, "kind", keep=keep_labels))
                 kernels = tuple(dict.fromkeys((*kernels, arg.labels_kernel)))
                 continue
             test = f"isinstance({arg.name}, kind) and {arg.name}.shape == {literal(arg.shape)}"

@@ -110,9 +110,16 @@ class Backend:
     def initializer(self, init, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
         raise NotImplementedError
 
-    def argument_checks(self, function: str, arguments: list[Argument]
+    def argument_checks(self, function: str, arguments: list[Argument],
+                        keep_labels: bool = True
                         ) -> tuple[tuple[Line, ...], tuple[str, ...]]:
-        """The checks at the top of `function` and the kernels they call."""
+        """The checks at the top of `function` and the kernels they call (class labels'
+        integer form kept unless not `keep_labels`)."""
+        raise NotImplementedError
+
+    def checked_labels(self, arguments: list[Argument]) -> tuple[Line, ...]:
+        """The integer form of the class-label arguments without their checks (for a
+        backend that `updates_in_place`: the runtime's unchecked backward-and-update)."""
         raise NotImplementedError
 
     def step_check(self, function: str, step: str) -> tuple[Line, tuple[str, ...]]:

@@ -348,9 +348,10 @@ class _ModuleBuilder:
 
     def checked(self, function: str, arguments: list[Argument], blocks, returns: str,
                 doc: str, extra_arguments=(), prologue=(), extra_checks=(),
-                leading_arguments=()) -> FunctionSpec:
-        """A function whose body opens with the checks of its array arguments."""
-        lines, kernels = self.backend.argument_checks(function, arguments)
+                leading_arguments=(), keep_labels: bool = True) -> FunctionSpec:
+        """A function whose body opens with the checks of its array arguments (without
+        `keep_labels`, class labels are checked but their integer form is not kept)."""
+        lines, kernels = self.backend.argument_checks(function, arguments, keep_labels)
         self.kernels.update(kernels)
         checks = Block("arguments", lines + tuple(extra_checks),
                        "shapes and dtypes as compiled (INPUTS, PARAMETERS)")
@@ -436,7 +437,7 @@ class _ModuleBuilder:
             leading_arguments=("saved",)))
         if self.options.split_update and self.backend.updates_in_place \
                 and self.step is not None and self.step.plan is not None:
-            functions.append(self.backward_update(split, returned, seed, unpack))
+            functions += self.backward_update(split, returned, seed, unpack)
         return functions
 
     def update_parts(self, function: str, step_updates) -> tuple:
@@ -455,27 +456,48 @@ class _ModuleBuilder:
             self.kernels.update(kernels)
         return updates, states, step
 
-    def backward_update(self, split: Schedule, returned, seed: Argument, unpack) -> FunctionSpec:
+    def backward_update(self, split: Schedule, returned, seed: Argument, unpack
+                        ) -> tuple[FunctionSpec, FunctionSpec]:
         """``<rule>_backward_update``: backward() and the rule's update of every trainable
         parameter in one call, for the runtime's nnabla loop. The gradients are computed
         as backward() computes them and the updates read them as update() does, so the
         parameters get the bits of backward() then update(); it returns the gradients (the
-        runtime writes them into `.g` if they are read)."""
+        runtime writes them into `.g` if they are read). Its body is a private function
+        of its own, ``_<rule>_backward_update``, without the entry checks: the runtime
+        calls it directly when forward_saving() has just checked the very arrays it
+        passes (at a small batch the checks, class labels' above all, cost as much as a
+        layer's backward)."""
         program, rule = self.program, self.step.rule
         name = f"{rule.name}_backward_update"
+        body = f"_{name}"
         updates, states, step = self.update_parts(name, self.step.split_updates)
         returned_text = ", ".join(g.name for g in returned)
-        return self.checked(
-            name, self.arguments(writable=True, equations=split.backward) + [seed] + states,
-            (Block("backward", self.lines(split.backward, frozenset(returned))),
+        arguments = self.arguments(writable=True, equations=split.backward) + [seed] + states
+        extra = self.step_arguments()
+        names = ("saved", *(a.name for a in arguments), *(e.split("=")[0] for e in extra))
+        labels = self.backend.checked_labels(arguments)
+        what = (f"backward() and the {rule.name} update ({rule.doc}) of every trainable "
+                f"parameter in place, given forward_saving()'s saved values and the "
+                f"cotangent {program.seed.name} of {self.root.name}: the bits of backward() "
+                f"then update(), in one call (the runtime's loop). Returns backward()'s "
+                f"gradients.")
+        public = self.checked(
+            name, arguments, (), f"{body}({', '.join(names)})", what + f" (Checks its "
+            f"arguments, then runs {body}.)", extra_arguments=extra, extra_checks=step,
+            leading_arguments=("saved",), keep_labels=False)
+        private = FunctionSpec(
+            body, ("saved", *(a.name for a in arguments), *extra),
+            wrap_doc(f"{name}() without its entry checks, for the runtime, which calls it "
+                     f"only with the arrays forward_saving() has just checked, unchanged "
+                     f"since (anything else goes through {name}())."),
+            (*((Block("labels", labels, "as forward_saving() checked them"),) if labels
+               else ()),
+             Block("backward", self.lines(split.backward, frozenset(returned))),
              Block("update", updates, comment_text(rule.doc))),
             f"({returned_text},)" if len(returned) == 1 else f"({returned_text})",
-            f"backward() and the {rule.name} update ({rule.doc}) of every trainable "
-            f"parameter in place, given forward_saving()'s saved values and the cotangent "
-            f"{program.seed.name} of {self.root.name}: the bits of backward() then "
-            f"update(), in one call (the runtime's loop). Returns backward()'s gradients.",
-            extra_arguments=self.step_arguments(), extra_checks=step, prologue=unpack,
-            leading_arguments=("saved",))
+            (*self.backend.prologue(body, [a.name for a in arguments], self.program.dtype),
+             *unpack))
+        return public, private
 
     # --- module -------------------------------------------------------------------------
     def header(self) -> tuple[str, ...]:

@@ -31,9 +31,9 @@ class Argument:
     classes: int | IndexBounds = 0
     ignore: bool = True  # whether a label may be -1 (a sample ignored; indices may not)
 
-    def labels_call(self, function: str, *more: str) -> Line:
+    def labels_call(self, function: str, *more: str, keep: bool = True) -> Line:
         """``<labels_name> = class_labels(...)``: the checked integer form of this argument
-        (`more`: a backend's extra arguments)."""
+        (`more`: a backend's extra arguments; without `keep`, only the check)."""
         flag = () if self.ignore else ("ignore=False",)
         classes = str(self.classes)
         what = ("as integer class labels (as nnabla reads them; -1 ignores the sample)"
@@ -45,8 +45,10 @@ class Argument:
                     "ones count from the end)")
         arguments = ", ".join((literal(function), literal(self.name), self.name,
                                literal(self.shape), classes, *more, *flag))
-        return Line(f"{self.labels_name} = {self.labels_kernel}({arguments})",
-                    f"{self.name} {what}")
+        call = f"{self.labels_kernel}({arguments})"
+        if not keep:  # (the function's body converts them itself)
+            return Line(call, f"{self.name} checked {what}")
+        return Line(f"{self.labels_name} = {call}", f"{self.name} {what}")
 
     @property
     def labels_kernel(self) -> str:
@@ -54,12 +56,14 @@ class Argument:
         return "nd_indices" if isinstance(self.classes, IndexBounds) else "class_labels"
 
 
-def argument_checks(function: str, arguments: list[Argument]) -> tuple[Line, ...]:
-    """The checks at the top of `function`, one per argument, in argument order."""
+def argument_checks(function: str, arguments: list[Argument],
+                    keep_labels: bool = True) -> tuple[Line, ...]:
+    """The checks at the top of `function`, one per argument, in argument order (the
+    integer form of class labels kept as `labels_name` unless not `keep_labels`)."""
     lines = []
     for arg in arguments:
         if arg.labels_name:
-            lines.append(arg.labels_call(function))
+            lines.append(arg.labels_call(function, keep=keep_labels))
             continue
         # A 0-d argument may be a NumPy scalar (numpy.float32(1)); one updated in place
         # cannot (scalars are read-only, which the writeable test refuses).
@@ -92,3 +96,12 @@ def step_check(function: str, step: str) -> Line:
     """Update counts start at 1 (bias corrections divide by 1 - beta**step)."""
     return Line(f"if not {step} >= 1:",
                 body=f"refuse_step({literal(function)}, {step})")
+
+
+def checked_labels(arguments: list[Argument]) -> tuple[Line, ...]:
+    """The integer form of each class-label argument, without its check: what
+    class_labels and nd_indices return once they have checked it (for a function the
+    runtime calls only with labels a checked entry has just accepted)."""
+    return tuple(Line(f"{arg.labels_name} = {arg.name}.astype(numpy.int64)",
+                      f"{arg.name} as integers, as {arg.labels_kernel} returns them")
+                 for arg in arguments if arg.labels_name)

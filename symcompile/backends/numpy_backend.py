@@ -67,10 +67,14 @@ class NumPyBackend(Backend):
                 "initialised from an array or a custom initializer when the graph was built; "
                 "zeros here: load saved values instead")
 
-    def argument_checks(self, function: str, arguments: list[Argument]
+    def argument_checks(self, function: str, arguments: list[Argument],
+                        keep_labels: bool = True
                         ) -> tuple[tuple[Line, ...], tuple[str, ...]]:
         kernels = tuple(dict.fromkeys(a.labels_kernel for a in arguments if a.labels_name))
-        return entry_checks.argument_checks(function, arguments), kernels
+        return entry_checks.argument_checks(function, arguments, keep_labels), kernels
+
+    def checked_labels(self, arguments: list[Argument]) -> tuple[Line, ...]:
+        return entry_checks.checked_labels(arguments)
 
     def step_check(self, function: str, step: str) -> tuple[Line, tuple[str, ...]]:
         return entry_checks.step_check(function, step), ("refuse_step",)

@@ -301,18 +301,23 @@ def fused_update(rule: str, options: tuple, storages, states, step, hyper) -> bo
         plan = bound.fused_plans[key] = _fused_plan(bound, rule, storages)
     if plan is None:
         return False
-    function, checked, order = plan
+    function, body, checked, order, state_shapes = plan
     args = bound.args
     for storage, position in checked:
         if args[position] is not storage._data:  # (a value of another dtype was assigned)
             return False
+        if not storage._data.flags.writeable:
+            body = function  # (which refuses it, saying why)
     flat = [array for i in order for array in states[i]]
-    for array in flat:
+    if len(flat) != len(state_shapes):
+        return False
+    for array, shape in zip(flat, state_shapes, strict=True):
         if array.dtype != numpy.float32:
             return False
+        if array.shape != shape or not array.flags.writeable:
+            body = function
     extra = (step,) if step is not None else ()
-    pending.take(lambda saved, args, seed: function(saved, *args, seed, *flat, *extra,
-                                                    **hyper))
+    pending.take(lambda saved, args, seed: body(saved, *args, seed, *flat, *extra, **hyper))
     return True
 
 
@@ -329,13 +334,23 @@ def _adopt_solver(bound: Binding, root: Variable, solver: tuple) -> None:
 
 
 def _fused_plan(bound: Binding, rule: str, storages) -> tuple | None:
-    """(the module's <rule>_backward_update, (Storage, its argument's position) to check
-    the module updates the Storage's own array, the positions in `storages` in the
-    module's parameter order), or None when the module cannot update exactly `storages`
-    with `rule`. (It holds no array: that would count as a reference held outside.)"""
-    function = getattr(bound.module, f"{rule}_backward_update", None)
-    if function is None or bound.module.SOLVER != rule:
+    """(the module's <rule>_backward_update, its unchecked body, (Storage, its argument's
+    position) to check the module updates the Storage's own array, the positions in
+    `storages` in the module's parameter order, the shapes of the state arrays), or None
+    when the module cannot update exactly `storages` with `rule`. (It holds no array:
+    that would count as a reference held outside.)
+
+    The body, ``_<rule>_backward_update`` (the checked function in a module without one),
+    is called with the saved values, arguments and seed of the forward_saving() that
+    checked them (backward() was deferred, so nothing has changed them since; the class
+    labels it checked are unchanged, or backward() would have run at once), and with
+    state arrays and parameters whose shapes and writability `fused_update` checks itself
+    (else it calls the checked function, which refuses them)."""
+    module = bound.module
+    function = getattr(module, f"{rule}_backward_update", None)
+    if function is None or module.SOLVER != rule:
         return None
+    body = getattr(module, f"_{rule}_backward_update", function)
     trainable = [s for s in bound.grads if s is not None]  # (the module's order)
     order = {id(s): i for i, s in enumerate(storages)}
     if len(trainable) != len(storages) or any(id(s) not in order for s in trainable):
@@ -347,7 +362,9 @@ def _fused_plan(bound: Binding, rule: str, storages) -> tuple | None:
         if position is None or bound.names[position] not in bound.trainable:
             return None
         checked.append((storage, position))
-    return function, tuple(checked), tuple(order[id(s)] for s in trainable)
+    state_shapes = tuple(tuple(spec["shape"]) for spec in module.STATE.values())
+    return (function, body, tuple(checked), tuple(order[id(s)] for s in trainable),
+            state_shapes)
 
 
 def take_gradients(storages) -> dict | None:
