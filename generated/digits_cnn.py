@@ -91,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = 'c1730008079da8ac'
+SOURCE_HASH = '14dde4c80804cf32'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -1198,12 +1198,13 @@ def sgd_backward_update(
         saved, x, t, cnn_conv1_conv_W, cnn_conv1_conv_b, cnn_conv1_bn_beta, cnn_conv1_bn_gamma,
         cnn_conv1_bn_mean, cnn_conv1_bn_var, cnn_conv2_conv_W, cnn_conv2_conv_b, cnn_conv2_bn_beta,
         cnn_conv2_bn_gamma, cnn_conv2_bn_mean, cnn_conv2_bn_var, cnn_fc3_affine_W, cnn_fc3_affine_b,
-        cnn_classifier_affine_W, cnn_classifier_affine_b, g_loss, lr=0.001,
+        cnn_classifier_affine_W, cnn_classifier_affine_b, g_loss, lr=0.001, wd=0.0,
 ):
     """backward() and the sgd update (w -= lr * g) of every trainable parameter in place,
     given forward_saving()'s saved values and the cotangent g_loss of loss: the bits of
-    backward() then update(), in one call (the runtime's loop). Returns backward()'s
-    gradients. (Checks its arguments, then runs _sgd_backward_update.)
+    backward() then update(), in one call (the runtime's loop): with wd, after
+    solver.weight_decay(wd) (g += wd*w first). Returns backward()'s gradients. (Checks
+    its arguments, then runs _sgd_backward_update.)
     """
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(x, numpy.ndarray) and x.shape == (64, 1, 8, 8) and x.dtype == DTYPE):
@@ -1296,7 +1297,7 @@ def sgd_backward_update(
         saved, x, t, cnn_conv1_conv_W, cnn_conv1_conv_b, cnn_conv1_bn_beta, cnn_conv1_bn_gamma,
         cnn_conv1_bn_mean, cnn_conv1_bn_var, cnn_conv2_conv_W, cnn_conv2_conv_b, cnn_conv2_bn_beta,
         cnn_conv2_bn_gamma, cnn_conv2_bn_mean, cnn_conv2_bn_var, cnn_fc3_affine_W, cnn_fc3_affine_b,
-        cnn_classifier_affine_W, cnn_classifier_affine_b, g_loss, lr
+        cnn_classifier_affine_W, cnn_classifier_affine_b, g_loss, lr, wd
     )
 
 
@@ -1304,7 +1305,7 @@ def _sgd_backward_update(
         saved, x, t, cnn_conv1_conv_W, cnn_conv1_conv_b, cnn_conv1_bn_beta, cnn_conv1_bn_gamma,
         cnn_conv1_bn_mean, cnn_conv1_bn_var, cnn_conv2_conv_W, cnn_conv2_conv_b, cnn_conv2_bn_beta,
         cnn_conv2_bn_gamma, cnn_conv2_bn_mean, cnn_conv2_bn_var, cnn_fc3_affine_W, cnn_fc3_affine_b,
-        cnn_classifier_affine_W, cnn_classifier_affine_b, g_loss, lr=0.001,
+        cnn_classifier_affine_W, cnn_classifier_affine_b, g_loss, lr=0.001, wd=0.0,
 ):
     """sgd_backward_update() without its entry checks, for the runtime, which calls it only
     with the arrays forward_saving() has just checked, unchanged since (anything else
@@ -1399,6 +1400,43 @@ def _sgd_backward_update(
     # d loss / d cnn/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_cnn.py:52  -> (10,)
     g_cnn_classifier_affine_b = _t20*_t19.sum(axis=0)
+    # --- weight decay: solver.weight_decay(wd) before update() ---
+    # weight decay of cnn/conv1/conv/W
+    if wd:
+        g_cnn_conv1_conv_W = g_cnn_conv1_conv_W + wd*cnn_conv1_conv_W
+    # weight decay of cnn/conv1/conv/b
+    if wd:
+        g_cnn_conv1_conv_b = g_cnn_conv1_conv_b + wd*cnn_conv1_conv_b
+    # weight decay of cnn/conv1/bn/beta
+    if wd:
+        g_cnn_conv1_bn_beta = g_cnn_conv1_bn_beta + wd*cnn_conv1_bn_beta
+    # weight decay of cnn/conv1/bn/gamma
+    if wd:
+        g_cnn_conv1_bn_gamma = g_cnn_conv1_bn_gamma + wd*cnn_conv1_bn_gamma
+    # weight decay of cnn/conv2/conv/W
+    if wd:
+        g_cnn_conv2_conv_W = g_cnn_conv2_conv_W + wd*cnn_conv2_conv_W
+    # weight decay of cnn/conv2/conv/b
+    if wd:
+        g_cnn_conv2_conv_b = g_cnn_conv2_conv_b + wd*cnn_conv2_conv_b
+    # weight decay of cnn/conv2/bn/beta
+    if wd:
+        g_cnn_conv2_bn_beta = g_cnn_conv2_bn_beta + wd*cnn_conv2_bn_beta
+    # weight decay of cnn/conv2/bn/gamma
+    if wd:
+        g_cnn_conv2_bn_gamma = g_cnn_conv2_bn_gamma + wd*cnn_conv2_bn_gamma
+    # weight decay of cnn/fc3/affine/W
+    if wd:
+        g_cnn_fc3_affine_W = g_cnn_fc3_affine_W + wd*cnn_fc3_affine_W
+    # weight decay of cnn/fc3/affine/b
+    if wd:
+        g_cnn_fc3_affine_b = g_cnn_fc3_affine_b + wd*cnn_fc3_affine_b
+    # weight decay of cnn/classifier/affine/W
+    if wd:
+        g_cnn_classifier_affine_W = g_cnn_classifier_affine_W + wd*cnn_classifier_affine_W
+    # weight decay of cnn/classifier/affine/b
+    if wd:
+        g_cnn_classifier_affine_b = g_cnn_classifier_affine_b + wd*cnn_classifier_affine_b
     # --- update: w -= lr * g ---
     # sgd update of cnn/conv1/conv/W
     cnn_conv1_conv_W -= lr*g_cnn_conv1_conv_W

@@ -30,7 +30,7 @@ import numpy
 
 GRAPH_NAME = 'digits_mlp'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = 'e0e68e46cf69f833'
+SOURCE_HASH = '298b96682e3dc6f5'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -460,11 +460,13 @@ def backward(
 def sgd_backward_update(
         saved, x, t, mlp_affine1_affine_W, mlp_affine1_affine_b, mlp_affine2_affine_W,
         mlp_affine2_affine_b, mlp_classifier_affine_W, mlp_classifier_affine_b, g_loss, lr=0.001,
+        wd=0.0,
 ):
     """backward() and the sgd update (w -= lr * g) of every trainable parameter in place,
     given forward_saving()'s saved values and the cotangent g_loss of loss: the bits of
-    backward() then update(), in one call (the runtime's loop). Returns backward()'s
-    gradients. (Checks its arguments, then runs _sgd_backward_update.)
+    backward() then update(), in one call (the runtime's loop): with wd, after
+    solver.weight_decay(wd) (g += wd*w first). Returns backward()'s gradients. (Checks
+    its arguments, then runs _sgd_backward_update.)
     """
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(x, numpy.ndarray) and x.shape == (64, 64) and x.dtype == DTYPE):
@@ -513,13 +515,14 @@ def sgd_backward_update(
         refuse_argument('sgd_backward_update', 'g_loss', g_loss, ())
     return _sgd_backward_update(
         saved, x, t, mlp_affine1_affine_W, mlp_affine1_affine_b, mlp_affine2_affine_W,
-        mlp_affine2_affine_b, mlp_classifier_affine_W, mlp_classifier_affine_b, g_loss, lr
+        mlp_affine2_affine_b, mlp_classifier_affine_W, mlp_classifier_affine_b, g_loss, lr, wd
     )
 
 
 def _sgd_backward_update(
         saved, x, t, mlp_affine1_affine_W, mlp_affine1_affine_b, mlp_affine2_affine_W,
         mlp_affine2_affine_b, mlp_classifier_affine_W, mlp_classifier_affine_b, g_loss, lr=0.001,
+        wd=0.0,
 ):
     """sgd_backward_update() without its entry checks, for the runtime, which calls it only
     with the arrays forward_saving() has just checked, unchanged since (anything else
@@ -562,6 +565,25 @@ def _sgd_backward_update(
     # d loss / d mlp/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_mlp.py:42  -> (10,)
     g_mlp_classifier_affine_b = _t5*_t4.sum(axis=0)
+    # --- weight decay: solver.weight_decay(wd) before update() ---
+    # weight decay of mlp/affine1/affine/W
+    if wd:
+        g_mlp_affine1_affine_W = g_mlp_affine1_affine_W + wd*mlp_affine1_affine_W
+    # weight decay of mlp/affine1/affine/b
+    if wd:
+        g_mlp_affine1_affine_b = g_mlp_affine1_affine_b + wd*mlp_affine1_affine_b
+    # weight decay of mlp/affine2/affine/W
+    if wd:
+        g_mlp_affine2_affine_W = g_mlp_affine2_affine_W + wd*mlp_affine2_affine_W
+    # weight decay of mlp/affine2/affine/b
+    if wd:
+        g_mlp_affine2_affine_b = g_mlp_affine2_affine_b + wd*mlp_affine2_affine_b
+    # weight decay of mlp/classifier/affine/W
+    if wd:
+        g_mlp_classifier_affine_W = g_mlp_classifier_affine_W + wd*mlp_classifier_affine_W
+    # weight decay of mlp/classifier/affine/b
+    if wd:
+        g_mlp_classifier_affine_b = g_mlp_classifier_affine_b + wd*mlp_classifier_affine_b
     # --- update: w -= lr * g ---
     # sgd update of mlp/affine1/affine/W
     mlp_affine1_affine_W -= lr*g_mlp_affine1_affine_W

@@ -20,7 +20,7 @@ import numpy
 
 GRAPH_NAME = 'linear_regression'
 GRAPH_HASH = 'b2e761a1204b4d52'
-SOURCE_HASH = '4f83359a68f329d9'
+SOURCE_HASH = '37d054066ed80cd0'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -188,11 +188,12 @@ def backward(saved, y_true, x, a, b, g_loss):
     return (g_a, g_b)
 
 
-def sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001):
+def sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001, wd=0.0):
     """backward() and the sgd update (w -= lr * g) of every trainable parameter in place,
     given forward_saving()'s saved values and the cotangent g_loss of loss: the bits of
-    backward() then update(), in one call (the runtime's loop). Returns backward()'s
-    gradients. (Checks its arguments, then runs _sgd_backward_update.)
+    backward() then update(), in one call (the runtime's loop): with wd, after
+    solver.weight_decay(wd) (g += wd*w first). Returns backward()'s gradients. (Checks
+    its arguments, then runs _sgd_backward_update.)
     """
     # --- arguments: shapes and dtypes as compiled (INPUTS, PARAMETERS) ---
     if not (isinstance(y_true, numpy.ndarray) and y_true.shape == (32, 1)
@@ -209,10 +210,10 @@ def sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001):
     if not (isinstance(g_loss, (numpy.ndarray, numpy.generic)) and g_loss.shape == ()
             and g_loss.dtype == DTYPE):
         refuse_argument('sgd_backward_update', 'g_loss', g_loss, ())
-    return _sgd_backward_update(saved, y_true, x, a, b, g_loss, lr)
+    return _sgd_backward_update(saved, y_true, x, a, b, g_loss, lr, wd)
 
 
-def _sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001):
+def _sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001, wd=0.0):
     """sgd_backward_update() without its entry checks, for the runtime, which calls it only
     with the arrays forward_saving() has just checked, unchanged since (anything else
     goes through sgd_backward_update()).
@@ -227,6 +228,13 @@ def _sgd_backward_update(saved, y_true, x, a, b, g_loss, lr=0.001):
     # d loss / d b = mean(-2*(y_true - (a*x + b))), through add2 (y) @
     #   examples/linear_regression.py:36  -> (1, 1)
     g_b = -_t1*_t0.sum(axis=0, keepdims=True)
+    # --- weight decay: solver.weight_decay(wd) before update() ---
+    # weight decay of a
+    if wd:
+        g_a = g_a + wd*a
+    # weight decay of b
+    if wd:
+        g_b = g_b + wd*b
     # --- update: w -= lr * g ---
     # sgd update of a
     a -= lr*g_a

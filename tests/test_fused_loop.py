@@ -40,8 +40,9 @@ def _mlp(batch=8, seed=0):
     return x, t, loss, batches
 
 
-def _train(solver_class, eager, monkeypatch, steps=6, **options):
-    """Parameters after `steps` of the nnabla loop, with the fast path or without it."""
+def _train(solver_class, eager, monkeypatch, steps=6, decay=None, **options):
+    """Parameters after `steps` of the nnabla loop, with the fast path or without it (and
+    with solver.weight_decay(decay) before each update, as nnabla's examples do)."""
     with _order(monkeypatch, eager):
         x, t, loss, batches = _mlp()
         solver = solver_class(**options)
@@ -51,28 +52,34 @@ def _train(solver_class, eager, monkeypatch, steps=6, **options):
             loss.forward()
             solver.zero_grad()
             loss.backward()
+            if decay is not None:
+                solver.weight_decay(decay)
             solver.update()
         return {k: v.d.copy() for k, v in nn.get_parameters().items()}
 
 
+@pytest.mark.parametrize("decay", [None, 0.05])
 @pytest.mark.parametrize("solver_class, options", [
     (S.Sgd, {"lr": 0.1}), (S.Momentum, {"lr": 0.1, "momentum": 0.9}), (S.Adam, {}),
+    (S.AdamW, {"wd": 0.01}),
 ])
-def test_the_fast_path_gives_the_bits_of_backward_then_update(solver_class, options,
+def test_the_fast_path_gives_the_bits_of_backward_then_update(solver_class, options, decay,
                                                               monkeypatch):
-    fast = _train(solver_class, False, monkeypatch, **options)
-    plain = _train(solver_class, True, monkeypatch, **options)
+    fast = _train(solver_class, False, monkeypatch, decay=decay, **options)
+    plain = _train(solver_class, True, monkeypatch, decay=decay, **options)
     assert fast.keys() == plain.keys()
     for key in fast:
         np.testing.assert_array_equal(fast[key], plain[key], err_msg=key)
 
 
+@pytest.mark.parametrize("decay", [False, True])
 @pytest.mark.parametrize("solver_class, first", [(S.Sgd, True), (S.Adam, False),
-                                                  (S.Momentum, False)])
-def test_the_standard_loop_runs_one_fused_backward_and_update(solver_class, first,
+                                                  (S.Momentum, False), (S.AdamW, False)])
+def test_the_standard_loop_runs_one_fused_backward_and_update(solver_class, first, decay,
                                                               monkeypatch):
     """Sgd's at once (the runtime compiles graphs for it); another solver's from its second
-    update on, once the graph has been compiled for it."""
+    update on, once the graph has been compiled for it; with a solver.weight_decay()
+    between backward() and update() too (nnabla's examples call it every step)."""
     x, t, loss, batches = _mlp()
     solver = solver_class()
     solver.set_parameters(nn.get_parameters())
@@ -89,6 +96,8 @@ def test_the_standard_loop_runs_one_fused_backward_and_update(solver_class, firs
         loss.forward()
         solver.zero_grad()
         loss.backward()
+        if decay:
+            solver.weight_decay(1e-4)
         assert deferred.current() is not None
         solver.update()
         assert deferred.current() is None
@@ -136,6 +145,25 @@ def _scale_and_decay(x, t, params, solver):
     solver.scale_grad(0.5)
 
 
+def _decay(x, t, params, solver):
+    solver.weight_decay(0.01)  # (the fast path: g += 0.01*w inside the fused call)
+
+
+def _decay_twice(x, t, params, solver):
+    solver.weight_decay(0.01)
+    solver.weight_decay(0.02)
+
+
+def _decay_then_read_gradient(x, t, params, solver):
+    solver.weight_decay(0.01)
+    assert np.abs(params["l1/affine/W"].g).sum() > 0
+
+
+def _decay_then_edit_weight(x, t, params, solver):
+    solver.weight_decay(0.01)
+    params["l2/affine/W"].d *= 2  # (after the decay read the weight: g has the old one)
+
+
 def _read_gradient(x, t, params, solver):
     assert np.abs(params["l2/affine/W"].g).sum() > 0
 
@@ -149,7 +177,9 @@ def _freeze(x, t, params, solver):
 
 
 @pytest.mark.parametrize("edit", [_nothing, _set_gradient, _write_input, _write_input_in_place,
-                                  _scale_and_decay, _read_gradient, _edit_weight, _freeze])
+                                  _scale_and_decay, _decay, _decay_twice,
+                                  _decay_then_read_gradient, _decay_then_edit_weight,
+                                  _read_gradient, _edit_weight, _freeze])
 def test_whatever_runs_between_backward_and_update_sees_the_eager_state(edit, monkeypatch):
     fast_params, fast_grads = _one_step(edit, monkeypatch)
     plain_params, plain_grads = _one_step(edit, monkeypatch, eager=True)

@@ -473,14 +473,16 @@ class _ModuleBuilder:
         updates, states, step = self.update_parts(name, self.step.split_updates)
         returned_text = ", ".join(g.name for g in returned)
         arguments = self.arguments(writable=True, equations=split.backward) + [seed] + states
-        extra = self.step_arguments()
+        decay = self.coupled_decay()
+        extra = (*self.step_arguments(), *(("wd=0.0",) if decay else ()))
         names = ("saved", *(a.name for a in arguments), *(e.split("=")[0] for e in extra))
         labels = self.backend.checked_labels(arguments)
         what = (f"backward() and the {rule.name} update ({rule.doc}) of every trainable "
                 f"parameter in place, given forward_saving()'s saved values and the "
                 f"cotangent {program.seed.name} of {self.root.name}: the bits of backward() "
-                f"then update(), in one call (the runtime's loop). Returns backward()'s "
-                f"gradients.")
+                f"then update(), in one call (the runtime's loop)"
+                + (": with wd, after solver.weight_decay(wd) (g += wd*w first)" if decay
+                   else "") + ". Returns backward()'s gradients.")
         public = self.checked(
             name, arguments, (), f"{body}({', '.join(names)})", what + f" (Checks its "
             f"arguments, then runs {body}.)", extra_arguments=extra, extra_checks=step,
@@ -493,11 +495,32 @@ class _ModuleBuilder:
             (*((Block("labels", labels, "as forward_saving() checked them"),) if labels
                else ()),
              Block("backward", self.lines(split.backward, frozenset(returned))),
+             Block("weight decay", decay, "solver.weight_decay(wd) before update()"),
              Block("update", updates, comment_text(rule.doc))),
             f"({returned_text},)" if len(returned) == 1 else f"({returned_text})",
             (*self.backend.prologue(body, [a.name for a in arguments], self.program.dtype),
              *unpack))
         return public, private
+
+    def coupled_decay(self) -> tuple[Line, ...]:
+        """For a rule whose weight_decay(rate) adds rate*w to the gradients at once (not
+        inside its update): that addition, as the solver makes it, for every parameter
+        the update reads, when the call passes a rate (the runtime's loop, keeping a
+        weight_decay() between backward() and update() on its fused path). A new array
+        (``g = g + wd*w``): a gradient may be a view of another value."""
+        rule = self.step.rule
+        if rule.fused_decay(self.solver.options) or "wd" in rule.hyper_names:
+            return ()
+        lines = []
+        for index, grad in self.program.gradients.items():
+            value = self.graph.values[index]
+            if value.kind != "parameter" or not value.need_grad \
+                    or index in self.program.unreached:
+                continue
+            param = self.program.symbols[index].name
+            lines.append(Line("if wd:", comment_text(f"weight decay of {value.name}"),
+                              body=f"{grad.name} = {grad.name} + wd*{param}"))
+        return tuple(lines)
 
     # --- module -------------------------------------------------------------------------
     def header(self) -> tuple[str, ...]:

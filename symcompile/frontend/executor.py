@@ -30,6 +30,11 @@ class Executor(Protocol):
         """Apply update rule `rule` to exactly `storages` together with the backward()
         the executor has not run yet, in one call, if it can (else False, nothing done)."""
 
+    def defer_weight_decay(self, storages, rate) -> bool:
+        """Record solver.weight_decay(rate) (g += rate*w) of exactly `storages` on the
+        backward() the executor has not run yet, to be applied when it runs (inside
+        fused_update's call, or as it writes `.g`); False, nothing done, if it cannot."""
+
     def take_gradients(self, storages):
         """The gradients of exactly `storages`, by Storage, from a backward() the executor
         has not run yet (it runs it now, and writes `.g` only if read later); or None,

@@ -199,7 +199,11 @@ class Solver:
             return
         if decay_rate == 0:
             return
-        for key, storage in self._written():
+        written = list(self._written())
+        if pre_hook is None and post_hook is None and written \
+                and executor.current().defer_weight_decay([s for _, s in written], decay_rate):
+            return  # (applied where the deferred backward() computes the gradients)
+        for key, storage in written:
             _hook(pre_hook, key)
             grad = storage.grad
             grad += numpy.float32(decay_rate) * storage.data

@@ -40,6 +40,9 @@ class DeferredBackward:
         self.binding, self.root, self.seed = binding, root, seed
         self.backward = binding.module.backward  # (of the module whose forward saved)
         self.grads, self.leaves = grads, leaves
+        # solver.weight_decay(rate) called since, as the float32 rate: g += rate*w once
+        # the gradients are computed, as that call would have done to `.g`
+        self.decay: numpy.float32 | None = None
 
     def touch(self, storage: Storage, field: str) -> None:
         """Something is about to read or write `storage`: compute first (see module doc)."""
@@ -70,6 +73,11 @@ class DeferredBackward:
         for storage, value in zip(self.grads, gradients, strict=False):
             if storage is not None:
                 storage.set_grad(value)
+        if self.decay is not None:  # (Solver.weight_decay's own statement)
+            for storage in self.grads:
+                if storage is not None:
+                    grad = storage.grad
+                    grad += self.decay * storage.data
 
     def take(self, call=None) -> dict[Storage, numpy.ndarray]:
         """The gradients, by Storage, for an update that reads them at once (or that

@@ -301,7 +301,7 @@ def fused_update(rule: str, options: tuple, storages, states, step, hyper) -> bo
         plan = bound.fused_plans[key] = _fused_plan(bound, rule, storages)
     if plan is None:
         return False
-    function, body, checked, order, state_shapes = plan
+    function, body, checked, order, state_shapes, takes_decay = plan
     args = bound.args
     for storage, position in checked:
         if args[position] is not storage._data:  # (a value of another dtype was assigned)
@@ -316,8 +316,24 @@ def fused_update(rule: str, options: tuple, storages, states, step, hyper) -> bo
             return False
         if array.shape != shape or not array.flags.writeable:
             body = function
+    if pending.decay is not None:  # (a weight_decay() since backward())
+        if not takes_decay or "wd" in hyper:  # (a rule's own wd is its decoupled decay)
+            return False
+        hyper = {**hyper, "wd": pending.decay}
     extra = (step,) if step is not None else ()
     pending.take(lambda saved, args, seed: body(saved, *args, seed, *flat, *extra, **hyper))
+    return True
+
+
+def defer_weight_decay(storages, rate) -> bool:
+    """Record solver.weight_decay(rate) of exactly `storages` on the deferred backward()
+    (see runtime.deferred), so that update() can still run the fused call; False if
+    there is none, it writes other gradients, or a rate is recorded already."""
+    pending = deferred.current()
+    if pending is None or pending.decay is not None \
+            or {id(s) for s in storages} != {id(s) for s in pending.grads if s is not None}:
+        return False
+    pending.decay = numpy.float32(rate)
     return True
 
 
@@ -363,8 +379,10 @@ def _fused_plan(bound: Binding, rule: str, storages) -> tuple | None:
             return None
         checked.append((storage, position))
     state_shapes = tuple(tuple(spec["shape"]) for spec in module.STATE.values())
+    # (whether it applies a weight_decay() rate: a module from before them does not)
+    takes_decay = "wd" in body.__code__.co_varnames[:body.__code__.co_argcount]
     return (function, body, tuple(checked), tuple(order[id(s)] for s in trainable),
-            state_shapes)
+            state_shapes, takes_decay)
 
 
 def take_gradients(storages) -> dict | None:
@@ -374,8 +392,9 @@ def take_gradients(storages) -> dict | None:
     pending = deferred.current()
     if pending is None:
         return None
-    if {id(s) for s in storages} != {id(s) for s in pending.grads if s is not None}:
-        pending.run()
+    if pending.decay is not None \
+            or {id(s) for s in storages} != {id(s) for s in pending.grads if s is not None}:
+        pending.run()  # (the update reads `.g`, as backward() and weight_decay() left it)
         return None
     return pending.take()
 
