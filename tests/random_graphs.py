@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.internal.conjecture import providers as _providers
+from onnx_resize_reference import nnabla_resize
 
 # Hypothesis mixes literals it finds in the project's own modules (every imported module
 # that is not installed) into its draws, so any edit of symcompile or of a test file
@@ -550,6 +551,47 @@ def _np_interpolate(x, scale=None, output_size=None, mode="linear", align_corner
     return x
 
 
+def _draw_onnx_resize(g, x, vx) -> None:
+    """onnx_resize of x on its last 1 to 3 axes (one of scale 1 among them, left as it is),
+    in every mode, coordinate mode and nearest mode, where nnabla's float32 coordinates
+    and weights are exact, so that the float64 reference (onnx_resize_reference.py) gives
+    the same numbers: sizes 2n and n/2 (scales 2 and 1/2), or, for align_corners and
+    tf_crop_and_resize, sizes m with m - 1 a power of 2 and rois in quarters; no
+    exclude_outside (its division is not exact)."""
+    rank = vx.ndim
+    first = rank - g.draw(st.integers(1, min(3, rank)))
+    mode = g.draw(st.sampled_from(["nearest", "linear", "cubic"]))
+    coordinate = g.draw(st.sampled_from(["half_pixel", "pytorch_half_pixel", "align_corners",
+                                         "asymmetric", "tf_half_pixel_for_nn",
+                                         "tf_crop_and_resize"]))
+    ends = coordinate in ("align_corners", "tf_crop_and_resize")
+    sizes = list(vx.shape)
+    for axis in range(first, rank):
+        n = vx.shape[axis]
+        options = [1, 2, 3, 5] if ends else [2 * n] + ([n // 2] if n % 2 == 0 else [])
+        sizes[axis] = g.draw(st.sampled_from([n] + [m for m in options if m != n]))
+    if tuple(sizes) == vx.shape or math.prod(sizes) > 64:
+        return
+    kw: dict = {"sizes": tuple(sizes)} if ends else {
+        "scales": tuple(m / n for m, n in zip(sizes, vx.shape, strict=True))}
+    if mode != "nearest":
+        kw["mode"] = mode
+    if coordinate != "half_pixel":
+        kw["coordinate_transformation_mode"] = coordinate
+    if coordinate == "tf_crop_and_resize":
+        changed = [m != n for m, n in zip(sizes, vx.shape, strict=True)]
+        starts = [g.draw(st.sampled_from([-0.25, 0.0, 0.25])) if c else 0.0 for c in changed]
+        stops = [g.draw(st.sampled_from([0.75, 1.0, 1.25])) if c else 1.0 for c in changed]
+        kw["roi"] = tuple(starts + stops)
+        if g.draw(st.booleans()):
+            kw["extrapolation_value"] = 0.5
+    if mode == "nearest" and g.draw(st.booleans()):
+        kw["nearest_mode"] = g.draw(st.sampled_from(["round_prefer_ceil", "floor", "ceil"]))
+    if mode == "cubic" and g.draw(st.booleans()):
+        kw["cubic_coeff_a"] = -0.5
+    g.commit("onnx_resize", [x], kw)
+
+
 def _np_kl_multinomial(p, q, base_axis=1):
     terms = p * (np.log(p + 1e-8) - np.log(q + 1e-8))
     return terms.reshape(p.shape[:base_axis] + (-1,)).sum(axis=-1, keepdims=True)
@@ -752,6 +794,7 @@ NEW_REFERENCE: dict[str, Callable] = {
     "linspace": np.linspace,
     "einsum": lambda *xs, equation: np.einsum(equation, *xs),
     "interpolate": _np_interpolate,
+    "onnx_resize": nnabla_resize,
     "celu": _np_celu, "prelu": _np_prelu, "kl_multinomial": _np_kl_multinomial,
     "crelu": lambda x, axis=1: np.concatenate([np.maximum(x, 0), np.maximum(-x, 0)], axis),
     "add_n": lambda *xs: functools.reduce(np.add, xs),
@@ -776,6 +819,9 @@ NEW_REFERENCE: dict[str, Callable] = {
     "depthwise_deconvolution": _np_depthwise_deconvolution,
 }
 REFERENCE.update(NEW_REFERENCE)
+REFERENCE["deformable_convolution"] = lambda *a, **kw: _np_deformable_convolution(*a, **kw)
+REFERENCE["adaptive_separable_convolution"] = lambda *a: _np_adaptive_separable_convolution(*a)
+STRUCTURAL |= {"deformable_convolution", "adaptive_separable_convolution"}
 
 
 def _convolution_channel_last(reference):
@@ -832,6 +878,12 @@ NOT_DRAWN = {
     # indices into a sorted sequence, with no gradient (nnabla has no backward); checked
     # against numpy.searchsorted and nnabla in test_searchsorted.py
     "searchsorted": "indices, no gradient",
+    # a mask whose count of non-zeros must equal the input's rows: random values break it;
+    # checked against a loop, central differences and nnabla in test_bool_scatter.py
+    "bool_scatter": "mask with a fixed count of non-zeros",
+    # no gradient, as nnabla's backward (which writes none, though the output copies x's
+    # boxes); checked against a loop and nnabla in test_nms_detection2d.py
+    "nms_detection2d": "gradient not the derivative",
     # F.where with a constant true branch (test_elementwise_catalogue.py checks it, and
     # against nnabla)
     "bool_fill": "where of a constant",
@@ -879,6 +931,12 @@ NOT_DRAWN = {
     # scale and zero_point get no gradient by design (nnabla raises if asked), so central
     # differences in them would not match; x's gradient is checked in test_quantization.py
     "dequantize_linear": "gradient not the derivative",
+    # the boxes get no gradient by design (nnabla's backward writes none), though the
+    # output moves with them, so central differences in a boxes leaf would not match; and
+    # sampling_ratio <= 0 makes the count of samples jump with the box's size. Checked
+    # against a loop reference, central differences in the input, second derivatives and
+    # nnabla in test_roi_align.py
+    "roi_align": "gradient not the derivative",
 }
 ELEMENTWISE = set(REFERENCE) - STRUCTURAL
 
@@ -2292,12 +2350,14 @@ def _draw_nd(g: _Draft, op: str) -> None:
 
 
 def _draw_more(g: _Draft) -> None:
-    """celu, prelu, kl_multinomial, interpolate, clip_by_norm, norm_normalization,
-    weight_standardization, weight_normalization, mean_subtraction (inference),
-    clip_grad_by_value and top_k_grad (drawn where their backward is the identity)."""
-    op = g.choose(["celu", "prelu", "kl_multinomial", "interpolate", "clip_by_norm",
-                   "norm_normalization", "weight_standardization", "weight_normalization",
-                   "mean_subtraction", "clip_grad_by_value", "top_k_grad"])
+    """celu, prelu, kl_multinomial, interpolate, onnx_resize, clip_by_norm,
+    norm_normalization, weight_standardization, weight_normalization, mean_subtraction
+    (inference), clip_grad_by_value and top_k_grad (drawn where their backward is the
+    identity)."""
+    op = g.choose(["celu", "prelu", "kl_multinomial", "interpolate", "onnx_resize",
+                   "clip_by_norm", "norm_normalization", "weight_standardization",
+                   "weight_normalization", "mean_subtraction", "clip_grad_by_value",
+                   "top_k_grad"])
     if op == "kl_multinomial":
         p = g.operand(lambda v: v.ndim >= 2 and bool(np.all((v > 0.05) & (v < 1))),
                       lambda: g.shape(2, 3), "probability")
@@ -2347,6 +2407,8 @@ def _draw_more(g: _Draft) -> None:
                 kw["half_pixel_for_nn"] = True
         if vx.size // math.prod(vx.shape[rank - count:]) * math.prod(sizes) <= 64:
             g.commit(op, [x], {"output_size": sizes} | kw)
+    elif op == "onnx_resize":
+        _draw_onnx_resize(g, x, vx)
     elif op == "clip_by_norm":
         clip = g.draw(st.sampled_from([0.5, 1.0, 2.0]))
         axis = _axis(g, rank)
@@ -2649,6 +2711,112 @@ def _draw_correlation(g: _Draft) -> None:
     g.commit("patch_correlation", leaves, kw)
 
 
+def _np_deformable_convolution(x, w, offset, *rest, pad=(0, 0), stride=(1, 1),
+                               dilation=(1, 1), group=1, deformable_group=1):
+    """deformable_convolution.cpp: each channel read bilinearly (corners outside x are 0)
+    at its kernel positions moved by the offsets ((y, x) pairs, deformable group first,
+    read at output pixel * stride), times the mask, then the weight per group; a 1-D
+    fourth argument is the bias."""
+    mask = rest[0] if rest and rest[0].ndim == 4 else None
+    bias = rest[-1] if rest and rest[-1].ndim == 1 else None
+    n, c, h, wd = x.shape
+    out_c, _, kh, kw = w.shape
+    dg, k = deformable_group, kh * kw
+    out = [(size + 2 * p - d * (kk - 1) - 1) // s + 1
+           for size, kk, p, s, d in zip((h, wd), (kh, kw), pad, stride, dilation, strict=True)]
+    rows, cols = np.arange(out[0]) * stride[0], np.arange(out[1]) * stride[1]
+    pairs = offset[:, :, rows][:, :, :, cols].reshape(n, dg, k, 2, *out)
+    i, j = np.divmod(np.arange(k), kw)
+    ys = (rows[:, None] - pad[0] + (i * dilation[0])[:, None, None]) + pairs[:, :, :, 0]
+    xs = (cols[None, :] - pad[1] + (j * dilation[1])[:, None, None]) + pairs[:, :, :, 1]
+    image = x.reshape(n, dg, c // dg, h, wd)
+    values = 0
+    for dy in (0, 1):
+        for dx in (0, 1):
+            yy, xx = np.floor(ys) + dy, np.floor(xs) + dx
+            weight = (1 - np.abs(ys - yy)) * (1 - np.abs(xs - xx))  # (N, dg, K, Ho, Wo)
+            inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < wd)
+            yi, xi = np.clip(yy, 0, h - 1).astype(int), np.clip(xx, 0, wd - 1).astype(int)
+            read = image[np.arange(n)[:, None, None, None, None],
+                         np.arange(dg)[None, :, None, None, None], :, yi, xi]
+            values = values + (weight * inside)[..., None] * read  # (N, dg, K, Ho, Wo, Cg)
+    if mask is not None:
+        values = values * mask[:, :, rows][:, :, :, cols].reshape(n, dg, k, *out)[..., None]
+    columns = np.moveaxis(values, 5, 2).reshape(n, c, kh, kw, *out)
+    per_in, per_out = c // group, out_c // group
+    y = np.concatenate([np.einsum("ocij,ncijhw->nohw", w[g * per_out:(g + 1) * per_out],
+                                  columns[:, g * per_in:(g + 1) * per_in])
+                        for g in range(group)], axis=1)
+    return y if bias is None else y + bias[:, None, None]
+
+
+def _np_adaptive_separable_convolution(x, kv, kh):
+    """y[b, c, h, w] = sum over j, i of kv[b, j, h, w] kh[b, i, h, w] x[b, c, h + j, w + i]."""
+    out_h, out_w = x.shape[2] - kv.shape[1] + 1, x.shape[3] - kh.shape[1] + 1
+    y = 0
+    for j in range(kv.shape[1]):
+        for i in range(kh.shape[1]):
+            y = y + (kv[:, j:j + 1, :out_h, :out_w] * kh[:, i:i + 1, :out_h, :out_w]
+                     * x[:, :, j:j + out_h, i:i + out_w])
+    return y
+
+
+def _draw_deformable(g: _Draft) -> None:
+    """deformable_convolution of a value (N, C, H, W) with a new weight, new offsets off
+    the kinks (every point 0.2 to 0.3 from a whole pixel: the bilinear reads' kinks, the
+    image's edges among them, are there), with or without a mask and a bias (pad, stride,
+    dilation, group, deformable_group); or adaptive_separable_convolution of a value with
+    two new kernels."""
+    op = g.choose(["deformable_convolution", "adaptive_separable_convolution"])
+    x = g.operand(lambda v: v.ndim == 4 and v.size <= 64 and min(v.shape[2:]) >= 2,
+                  lambda: (g.draw(st.integers(1, 2)), g.draw(st.sampled_from([1, 2, 4])),
+                           g.draw(st.integers(2, 4)), g.draw(st.integers(2, 4))))
+    if x is None:
+        return
+    n, c, h, wd = g.value(x).shape
+    rng = np.random.default_rng(g.draw(SEEDS))
+    if op == "adaptive_separable_convolution":
+        taps = (g.draw(st.integers(1, min(h, 3))), g.draw(st.integers(1, min(wd, 3))))
+        out = (h - taps[0] + 1, wd - taps[1] + 1)
+        if not g.room(2):
+            return
+        kernels = []
+        for t in taps:
+            shape = (n, t, g.draw(st.integers(out[0], h)), g.draw(st.integers(out[1], wd)))
+            kernels.append(g.new_leaf(None, shape, _values("normal", rng, shape)))
+        g.commit(op, [x, *kernels])
+        return
+    kernel = (g.draw(st.integers(1, min(h, 3))), g.draw(st.integers(1, min(wd, 3))))
+    pad = tuple(g.draw(st.integers(0, 1)) for _ in range(2))
+    stride = tuple(g.draw(st.integers(1, 2)) for _ in range(2))
+    dilation = tuple(g.draw(st.sampled_from([1, 1, 2])) for _ in range(2))
+    group, dg = (g.draw(st.sampled_from(_divisors(c))) for _ in range(2))
+    out_c = math.lcm(group, dg) * g.draw(st.integers(1, 2))
+    out = [(size + 2 * p - d * (k - 1) - 1) // s + 1
+           for size, k, p, s, d in zip((h, wd), kernel, pad, stride, dilation, strict=True)]
+    with_mask, with_bias = g.draw(st.booleans()), g.draw(st.booleans())
+    if (min(out) < 1 or any((m - 1) * s > size - 1 for m, s, size in zip(out, stride, (h, wd),
+                                                                            strict=True))
+            or (with_mask and pad[0] >= (kernel[0] + 1) // 2
+                and pad[1] >= (kernel[1] + 1) // 2)
+            or n * out_c * math.prod(out) > 64 or not g.room(2 + with_mask + with_bias)):
+        return  # (nnabla's refusals and the offsets' reads past x: test_deformable.py)
+    k = kernel[0] * kernel[1]
+    w_shape = (out_c, c // group) + kernel
+    offset = np.round(_off_kink_pixels(rng.normal(size=(n, dg * 2 * k, h, wd)), -2, 2), 2)
+    args = [x, g.new_leaf(None, w_shape, _values("weight", rng, w_shape, c // group * k)),
+            g.new_leaf(None, offset.shape, offset)]
+    if with_mask:
+        args.append(g.new_leaf(None, (n, dg * k, h, wd), _values("normal", rng,
+                                                                (n, dg * k, h, wd))))
+    if with_bias:
+        args.append(g.new_leaf(None, (out_c,), _values("normal", rng, (out_c,))))
+    kw = {name: value for name, value, plain in (
+        ("pad", pad, (0, 0)), ("stride", stride, (1, 1)), ("dilation", dilation, (1, 1)),
+        ("group", group, 1), ("deformable_group", dg, 1)) if value != plain}
+    g.commit(op, args, kw)
+
+
 def _np_dft(x, signal_ndim, normalized, inverse):
     """numpy.fft's n-D (i)fft of the complex pairs x (..., N_1, ..., N_d, 2)."""
     z = x[..., 0] + 1j * x[..., 1]
@@ -2686,7 +2854,7 @@ FAMILIES = [_draw_unary, _draw_binary, _draw_unary, _draw_reduction, _draw_binar
             _draw_more, _draw_unary, _draw_convolution, _draw_pooling, _draw_normalization,
             _draw_stepwise, _draw_array, _draw_binary, _draw_unary, _draw_index, _draw_more,
             _draw_catalogue, _draw_catalogue, _draw_linalg, _draw_signal, _draw_correlation,
-            _draw_geometry]
+            _draw_geometry, _draw_deformable]
 
 
 # The functions each family draws (for `graphs(focus=...)`).
@@ -2710,15 +2878,17 @@ FAMILY_OPS = {
                   "meshgrid", "constant", "arange", "linspace"},
     _draw_index: {"gather", "scatter_add", "embed", "one_hot", "top_n_error", "binary_error",
                   "gather_nd", "scatter_nd"},
-    _draw_more: {"celu", "prelu", "kl_multinomial", "interpolate", "clip_by_norm",
-                 "norm_normalization", "weight_standardization", "weight_normalization",
-                 "mean_subtraction", "clip_grad_by_value", "top_k_grad"},
+    _draw_more: {"celu", "prelu", "kl_multinomial", "interpolate", "onnx_resize",
+                 "clip_by_norm", "norm_normalization", "weight_standardization",
+                 "weight_normalization", "mean_subtraction", "clip_grad_by_value",
+                 "top_k_grad"},
     _draw_catalogue: {"crelu", "add_n", "mul_n", "norm", "trilu", "eye_like", "shape",
                       "tensor_normalization", "categorical_cross_entropy", "confusion_matrix",
                       "depthwise_deconvolution"},
     _draw_linalg: {"batch_inv", "batch_det", "batch_logdet"},
     _draw_geometry: {"affine_grid", "warp_by_grid", "warp_by_flow"},
     _draw_correlation: {"patch_correlation"},
+    _draw_deformable: {"deformable_convolution", "adaptive_separable_convolution"},
     _draw_signal: {"fft", "ifft"},
 }
 

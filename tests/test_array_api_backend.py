@@ -355,6 +355,12 @@ def _structural_cases() -> dict[str, Case]:
         lambda x, m: F.bool_fill(x, m, -0.5),
         lambda rng: [rng.normal(size=(2, 3, 4)),
                      np.where(rng.normal(size=(2, 1, 4)) > 0, 1.0, 0.0)], labels=(1,))
+    cases["bool_scatter"] = Case(  # (more, and nnabla's numbers: test_bool_scatter.py)
+        F.bool_scatter, lambda rng: [rng.normal(size=(3, 2)), np.array([[0, 1.5, 0], [-1, 0, 2]])],
+        labels=(1,))
+    cases["nms_detection2d"] = Case(  # (more, and nnabla's numbers: test_nms_detection2d)
+        lambda x: (F.nms_detection2d(x, 0.2, 0.3) * x, F.nms_detection2d(x, 0.1, 0.4, False)),
+        lambda rng: [rng.random((2, 6, 7)) * [1, 1, 0.6, 0.6, 1, 1, 1]])
     cases["searchsorted"] = Case(  # (more, and nnabla's indices: test_searchsorted.py)
         lambda s, v: (F.searchsorted(s, v) * v, F.searchsorted(s, v, right=True)),
         lambda rng: [np.sort(rng.normal(size=(2, 6)), axis=-1), rng.normal(size=(2, 4))])
@@ -363,6 +369,29 @@ def _structural_cases() -> dict[str, Case]:
                                           padding=(0, 1)),
                       F.patch_correlation(a, b, shift=1, channel_last=True)),
         normal((2, 3, 4, 5), (2, 3, 4, 5)))
+    # (more configurations, loop references, nnabla's numbers: test_deformable.py); the
+    # offsets put points a pixel and more outside x, the fourth input of one axis is a bias
+    cases["deformable_convolution, adaptive_separable_convolution"] = Case(
+        lambda x, w, off, m, b, w2, off2, kv, kh: (
+            F.deformable_convolution(x, w, off, m, b, pad=(1, 1)),
+            F.deformable_convolution(x, w2, off2, None, b, stride=(2, 1), dilation=(1, 2),
+                                     pad=(1, 0), group=2, deformable_group=2),
+            F.deformable_convolution(x, w, off, b),
+            F.deformable_convolution(x, w, off, m),
+            F.adaptive_separable_convolution(x, kv, kh)),
+        lambda rng: [rng.normal(size=(2, 4, 4, 5)), rng.normal(size=(4, 4, 3, 3)),
+                     1.5 * rng.normal(size=(2, 18, 4, 5)), rng.uniform(size=(2, 9, 4, 5)),
+                     rng.normal(size=(4,)), rng.normal(size=(4, 2, 3, 2)),
+                     1.5 * rng.normal(size=(2, 24, 4, 5)), rng.normal(size=(2, 3, 3, 4)),
+                     rng.normal(size=(2, 2, 2, 4))])
+    cases["roi_align"] = Case(  # (more, channel_last, and nnabla's numbers: test_roi_align.py)
+        lambda x, boxes: (F.roi_align(x, boxes, (2, 3)),
+                          F.roi_align(x, boxes, (2, 2), spatial_scale=(0.5, 2.0),
+                                      sampling_ratio=2)),
+        lambda rng: [rng.normal(size=(2, 3, 4, 5)),  # boxes partly outside the image
+                     np.array([[0, 0.3, 0.6, 3.7, 2.9], [1, -1.4, 0.2, 2.2, 4.6],
+                               [1.6, 2.1, -0.7, 6.3, 3.4]])],
+        labels=(1,))
     cases["max_pooling_backward"] = Case(  # (more, and nnabla's numbers: test_pooling.py)
         lambda dy, x: F.max_pooling_backward(dy, x, (3, 3), (2, 1), True, (1, 1)),
         normal((2, 3, 3, 6), (2, 3, 5, 6)))
@@ -510,6 +539,17 @@ def _structural_cases() -> dict[str, Case]:
         lambda x: (F.interpolate(x, output_size=(5, 3), align_corners=True),
                    F.interpolate(x, scale=(1.5,), half_pixel=True),
                    F.interpolate(x, output_size=(2, 7), mode="nearest")),
+        normal((2, 3, 4)))
+    # (more, against ONNX's specification and nnabla: test_onnx_resize.py)
+    cases["onnx_resize"] = Case(
+        lambda x: (F.onnx_resize(x, scales=(1.0, 1.5, 0.75), mode="cubic", exclude_outside=1),
+                   F.onnx_resize(x, sizes=(2, 5, 3), mode="linear",
+                                 coordinate_transformation_mode="align_corners"),
+                   F.onnx_resize(x, sizes=(2, 4, 6), mode="cubic", roi=(0, -0.25, 0.25, 1,
+                                                                       1.25, 0.75),
+                                 coordinate_transformation_mode="tf_crop_and_resize",
+                                 extrapolation_value=0.5),
+                   F.onnx_resize(x, scales=(1.0, 2.0, 1.0), nearest_mode="ceil")),
         normal((2, 3, 4)))
     # more configurations (against NumPy references and nnabla) in test_catalogue_more.py
     cases["crelu, add_n, mul_n, bc_add2"] = Case(

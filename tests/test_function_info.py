@@ -144,6 +144,11 @@ CALLS = [
     ("einsum", [[2, 3], [3, 4]], {"equation": "ij,jk->ik"}),
     ("interpolate", [X], {"output_size": [8, 8], "mode": "nearest"}),
     ("interpolate", [X], {"scale": [2, 2], "mode": "linear", "align_corners": False}),
+    ("onnx_resize", [X], {"scales": [1, 1, 1.5, 0.7], "mode": "cubic", "exclude_outside": 1}),
+    ("onnx_resize", [X], {"sizes": [2, 3, 8, 3], "mode": "linear", "roi": [0, 0, 0, 0, 1, 1,
+                                                                          0.9, 1.1],
+                          "coordinate_transformation_mode": "tf_crop_and_resize",
+                          "extrapolation_value": 0.3}),
     ("affine", [X, [48, 5], [5]], {}), ("affine", [X, [4, 5], None], {"base_axis": 3}),
     ("convolution", [X, [5, 3, 3, 3], [5]], {"pad": [1, 1]}),
     ("convolution", [X, [6, 1, 3, 3], None], {"group": 3, "stride": [2, 2], "dilation": [1, 1]}),
@@ -183,6 +188,11 @@ CALLS = [
     ("assign", [V, V], {}), ("spectral_norm", [[5, 3], [5]], {}), ("split", [X], {"axis": 1}),
     ("max", [X], {"axis": 1, "with_index": True}), ("sort", [X], {"axis": 1, "with_index": True}),
     ("top_k_data", [X], {"k": 2, "with_index": True}),
+    ("roi_align", [X, [3, 5]], {"output_size": [2, 3]}),
+    ("roi_align", [[2, 4, 4, 3], [3, 5]], {"output_size": [2, 2], "spatial_scale": [0.5, 0.3],
+                                           "sampling_ratio": 2, "channel_last": True}),
+    ("nms_detection2d", [[1, 4, 7]], {"thresh": 0.3, "nms_per_class": False}),
+    ("bool_scatter", [[2, 3], [4]], {}),
 ]
 
 # Calls whose info.args differ from nnabla's, by CALLS index, with the cause; each is an

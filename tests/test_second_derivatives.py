@@ -45,7 +45,8 @@ NO_INPUTS = {"rand, randn, randint", "rand_binomial, rand_beta, rand_gamma"}
 # its value see a derivative the gradient does not; likewise unlink's zero gradient and the
 # binary layers' straight-through one.
 NOT_DERIVATIVES = {"spectral_norm", "image_augmentation", "trilu, eye_like, unlink, shape",
-                   "binary_connect_*, binary_weight_*"}
+                   "binary_connect_*, binary_weight_*",
+                   "nms_detection2d"}  # (no gradient, as nnabla's, though it copies x)
 OFF_KINK = 0.0137
 OUTPUT = tempfile.TemporaryDirectory(prefix="symcompile-second-derivatives-")
 

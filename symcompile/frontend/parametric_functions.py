@@ -15,6 +15,7 @@ from contextlib import nullcontext
 import numpy
 
 from symcompile.frontend import functions as F
+from symcompile.frontend.functions.layers import _deformable_convolution_attributes
 from symcompile.frontend.initializer import (
     ConstantInitializer,
     NormalInitializer,
@@ -145,6 +146,42 @@ def _channels(inp, base_axis, channel_last) -> int:
         return inp.shape[-1] if inp.shape else 0
     valid_axis = isinstance(base_axis, int) and 0 <= base_axis < len(inp.shape)
     return inp.shape[base_axis] if valid_axis else 0
+
+
+__all__ += ["deformable_convolution"]
+
+
+@parametric_function_api("deformable_conv")
+def deformable_convolution(inp, outmaps, kernel, offset, mask=None, pad=None, stride=None,
+                           dilation=None, group=1, deformable_group=1, channel_last=False,
+                           w_init=None, b_init=None, base_axis=1, fix_parameters=False,
+                           rng=None, with_bias=True, apply_w=None, apply_b=None):
+    """2-D deformable convolution layer (v2 with `mask`; see `F.deformable_convolution`),
+    creating ``deformable_conv/W`` of shape (outmaps, C/group, *kernel) and
+    ``deformable_conv/b`` of shape (outmaps,), C the input's channels (axis `base_axis`);
+    `offset` (N, deformable_group*2*Kh*Kw, H, W) and `mask` are computed outside (by
+    another convolution, as nnabla's docs say). nnabla's default initializers: W
+    ``UniformInitializer(calc_uniform_lim_glorot(C, outmaps, tuple(kernel)), rng)``, b
+    zeros. A configuration F.deformable_convolution refuses (channel_last=True among
+    them, which nnabla refuses at its forward pass) is refused before the parameters are
+    created."""
+    kernel = tuple(int(k) for k in kernel)
+    channels = _channels(inp, base_axis, channel_last)
+    per_group = channels // group if isinstance(group, int) and group > 0 else channels
+    w_shape = ((int(outmaps),) + kernel + (per_group,) if channel_last
+               else (int(outmaps), per_group) + kernel)
+    if apply_w is None and apply_b is None:  # (which might give W and b other shapes)
+        _deformable_convolution_attributes(
+            inp.shape, w_shape, offset.shape, None if mask is None else mask.shape,
+            (int(outmaps),) if with_bias else None, base_axis, pad, stride, dilation, group,
+            deformable_group, channel_last)
+    if w_init is None:
+        w_init = UniformInitializer(calc_uniform_lim_glorot(channels, outmaps, kernel),
+                                    rng=rng)
+    w, b = _weight_and_bias(w_shape, (int(outmaps),), w_init, b_init, fix_parameters,
+                            with_bias, apply_w, apply_b)
+    return F.deformable_convolution(inp, w, offset, mask, b, base_axis, pad, stride,
+                                    dilation, group, deformable_group, channel_last)
 
 
 @parametric_function_api("bn")

@@ -544,3 +544,46 @@ class TopKIndex(KernelBase):
     def shape(self, shapes):
         x_shape = shapes.of(self.args[0])
         return x_shape if int(self.args[4]) else (x_shape[0], int(self.args[1]))
+
+
+class BoolScatter(KernelBase):
+    """The rows of x (nnz, D...) written, in order, where mask (B...) is not 0 (NaN is
+    not 0), zeros elsewhere: (B..., D...); the kernel refuses a mask whose count of
+    non-zeros is not nnz (nnabla reads past x's rows, or leaves them unread, silently).
+    Args (x, mask); linear in x, the mask gets no gradient."""
+
+    nargs = 2
+    tensor_args = (0, 1)
+    kernel = "bool_scatter"
+    linear_in = (0,)
+
+    def shape(self, shapes):
+        return tuple(shapes.of(self.args[1])) + tuple(shapes.of(self.args[0])[1:])
+
+    def vjp(self, index, g, shapes):
+        if index == 1:
+            return sympy.Integer(0)
+        return BoolGather(exact(g, self.shape(shapes), shapes), self.args[1],
+                          sympy.Integer(shapes.of(self.args[0])[0]))
+
+
+class BoolGather(KernelBase):
+    """The rows of y (B..., D...) where mask (B...) is not 0, in order: (nnz, D...), nnz
+    known from the graph (`BoolScatter`'s x); args (y, mask, nnz). The kernel refuses a
+    mask with another count of non-zeros. Linear in y; the mask gets no gradient."""
+
+    nargs = 3
+    tensor_args = (0, 1)
+    kernel = "bool_gather"
+    options = ("nnz",)
+    unshown = ("nnz",)
+    linear_in = (0,)
+
+    def shape(self, shapes):
+        mask = shapes.of(self.args[1])
+        return (int(self.args[2]),) + tuple(shapes.of(self.args[0])[len(mask):])
+
+    def vjp(self, index, g, shapes):
+        if index == 1:
+            return sympy.Integer(0)
+        return BoolScatter(exact(g, self.shape(shapes), shapes), self.args[1])

@@ -47,12 +47,15 @@ RESERVED = frozenset(
         "chosen_index", "chosen_take", "chosen_take_grad", "choice_indices", "row_take",
         "row_take_grad", "erase_mask",
         "nd_indices", "index_array", "first_outside", "nd_positions", "nd_last", "nd_writer",
-        "gather_nd", "scatter_nd",
+        "gather_nd", "scatter_nd", "bool_rows", "bool_scatter", "bool_gather",
+        "nms_detection2d", "box_iou",
         "image_augment",
         "linalg_inv", "linalg_det", "linalg_logdet", "linalg_cholesky", "linalg_cholesky_grad",
         "random_binomial", "random_beta", "random_gamma",
         "shift_overlap", "shifted_copy", "shifted_products", "shifted_gather", "shifted_scatter",
         "complex_dft",
+        "roi_align_axis", "roi_align_boxes", "roi_align_groups", "roi_align_forward",
+        "roi_align_grad",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

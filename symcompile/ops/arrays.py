@@ -17,6 +17,7 @@ from symcompile.ops.opdef import OpDef, broadcast_shape, registrar
 sympy = Deferred("sympy")
 P = Deferred("symcompile.ir.primitives")
 I = Deferred("symcompile.ir.indexing")  # noqa: E741 - the module's short name, like P
+E = Deferred("symcompile.ops.sympy_functions")
 
 OPS: dict[str, OpDef] = {}
 
@@ -614,6 +615,47 @@ def _scatter_nd_running(args, attrs, ctx):
 
 OPS["scatter_nd"] = OpDef("scatter_nd", "ScatterNd", 2, False, _scatter_nd_shape, _scatter_nd,
                           labels=_scatter_nd_labels, running=_scatter_nd_running)
+
+
+# --- bool_scatter: rows written where a mask is not 0 -------------------------------------
+
+def _bool_scatter_shape(shapes, attrs):
+    x, mask = (tuple(s) for s in shapes[:2])
+    where = f"F.bool_scatter: input of shape {x}, mask of shape {mask}"
+    if not x or not mask:
+        raise ValueError(f"{where}: input must be (nnz, D...), one row per non-zero element "
+                         f"of the mask, and the mask at least 1-D")
+    out = mask + x[1:]
+    if len(shapes) > 2 and tuple(shapes[2]) != out:
+        raise ValueError(f"{where}, output of shape {tuple(shapes[2])}: output must be of "
+                         f"shape mask.shape + input.shape[1:] = {out}")
+    if x[0] > math.prod(mask):
+        raise ValueError(f"{where}: {x[0]} rows cannot go to a mask of {math.prod(mask)} "
+                         f"elements")
+    return out
+
+
+def _bool_scatter(args, attrs, ctx):
+    """The scatter into zeros; with `output` (a third input), into output: the rows where
+    the mask is not 0, output's values elsewhere (and there its gradient, as nnabla's)."""
+    x, mask = ctx.in_shapes[:2]
+    y = I.BoolScatter(args[0], args[1])
+    if len(args) < 3:
+        return y
+    condition = P.Reshape(args[1], P.shape_tuple(tuple(mask) + (1,) * (len(x) - 1)))
+    return E.Select(condition, y, args[2])
+
+
+def _bool_scatter_running(args, attrs, ctx):
+    """With `output`, the forward pass writes y into it, in place (nnabla's output
+    shares its array)."""
+    if len(args) < 3:
+        return {}
+    return {2: (_bool_scatter(args, attrs, ctx), "output = F.bool_scatter's output (in place)")}
+
+
+OPS["bool_scatter"] = OpDef("bool_scatter", "BoolScatter", 2, False, _bool_scatter_shape,
+                            _bool_scatter, running=_bool_scatter_running)
 
 
 # --- add_n, mul_n, unlink, trilu, eye_like, shape --------------------------------------------

@@ -11,6 +11,8 @@ from symcompile.ops.activations import OPS as ACTIVATION_OPS
 from symcompile.ops.arrays import OPS as ARRAY_OPS
 from symcompile.ops.augmentation import OPS as AUGMENTATION_OPS
 from symcompile.ops.correlation import OPS as CORRELATION_OPS
+from symcompile.ops.deformable import OPS as DEFORMABLE_OPS
+from symcompile.ops.detection import OPS as DETECTION_OPS
 from symcompile.ops.einsum import OPS as EINSUM_OPS
 from symcompile.ops.elementwise import OPS as ELEMENTWISE_OPS
 from symcompile.ops.geometry import OPS as GEOMETRY_OPS
@@ -22,6 +24,7 @@ from symcompile.ops.structural import OPS as STRUCTURAL_OPS
 
 OPS: dict[str, OpDef] = {**ELEMENTWISE_OPS, **STRUCTURAL_OPS, **NORMALIZATION_OPS, **ARRAY_OPS,
                       **ACTIVATION_OPS, **RESAMPLING_OPS, **EINSUM_OPS, **AUGMENTATION_OPS,
-                      **QUANTIZATION_OPS, **GEOMETRY_OPS, **CORRELATION_OPS}
+                      **QUANTIZATION_OPS, **GEOMETRY_OPS, **CORRELATION_OPS,
+                      **DETECTION_OPS, **DEFORMABLE_OPS}
 
 __all__ = ["OPS", "LowerContext", "OpDef", "normalize_axes", "number"]

@@ -661,6 +661,43 @@ def gather_nd(xp, x, indices, last):
     return xp.reshape(y, tuple(indices.shape[1:]) + rest)
 
 
+def bool_rows(xp, function, mask, nnz):
+    """(where `mask` is not 0, flattened; the flat positions of those elements, in order),
+    refusing a mask whose count of them is not `nnz`. Positions by a stable sort of the
+    zeros after the non-zeros: the standard's boolean indexing has data-dependent shapes,
+    which not every library supports."""
+    where = xp.reshape(mask != 0, (-1,))
+    count = int(xp.sum(xp.astype(where, xp.int64)))
+    if count != nnz:
+        raise ValueError(f"F.{function}: the mask has {count} non-zero elements, but the "
+                         f"data has {nnz} rows (one per non-zero element): give a mask with "
+                         f"{nnz} non-zeros, or data of {count} rows")
+    order = xp.argsort(xp.astype(~where, xp.int8), stable=True)
+    return where, order[:nnz]
+
+
+def bool_scatter(xp, x, mask):
+    """The rows of x, in order, where mask is not 0; zeros elsewhere (F.bool_scatter):
+    element i of the flat mask reads row (number of non-zeros before it)."""
+    where, _ = bool_rows(xp, "bool_scatter", mask, x.shape[0])
+    width = 1
+    for n in x.shape[1:]:
+        width *= n
+    rows = xp.reshape(x, (x.shape[0], width))
+    before = xp.cumulative_sum(xp.astype(where, xp.int64)) - 1
+    read = xp.take(rows, xp.clip(before, 0, max(x.shape[0] - 1, 0)), axis=0) \
+        if x.shape[0] else xp.zeros((where.shape[0], rows.shape[1]), dtype=x.dtype)
+    out = xp.where(xp.reshape(where, (-1, 1)), read, xp.zeros_like(read))
+    return xp.reshape(out, tuple(mask.shape) + tuple(x.shape[1:]))
+
+
+def bool_gather(xp, y, mask, nnz):
+    """The rows of y where mask is not 0, in order (bool_scatter's gradient)."""
+    _, positions = bool_rows(xp, "bool_scatter", mask, nnz)
+    rows = xp.reshape(y, (-1,) + tuple(y.shape[mask.ndim:]))
+    return xp.take(rows, positions, axis=0)
+
+
 def scatter_nd(xp, data, indices, shape, add):
     """Zeros of `shape` with data[y..., r...] written at [indices[:, y...], r...]
     (F.scatter_nd): added with `add` (repeated positions sum: a matrix product with the
@@ -1268,3 +1305,180 @@ def shifted_scatter(xp, g, x, ys, xs):
             term = shifted_copy(xp, g[:, i, j, None, ...] * x, -dy, -dx)
             total = term if total is None else total + term
     return total
+
+
+# --- roi_align: bilinear samples of boxes, averaged per bin (ir/detection.py) -----------------
+# As the NumPy kernels (which say how): per box, row weights Wy[k] and column weights Wx[k]
+# of its samples, y[k] = Wy[k] @ x[b] @ Wx[k]^T over the count of samples. The standard has
+# no scatter-add: the weights are sums of one-hot comparisons, and the boxes of one sample
+# (a slice of the boxes sorted by sample) go into it with one tensordot.
+
+def roi_align_axis(xp, low, high, size, bins, ratio):
+    """One axis of every box, from its edges low and high (K,) in pixels: (the weights
+    (K, bins, size) of its samples, the number of samples per bin (K,)); see the NumPy
+    kernel."""
+    dtype, device = low.dtype, device_of(low)
+    step = (high - low) / bins
+    if ratio > 0:
+        samples = xp.full(step.shape, ratio, dtype=xp.int64, device=device)
+    else:  # (no sample where the box is not finite: its bins are NaN)
+        finite = xp.where(xp.isfinite(step), step, xp.zeros_like(step))
+        samples = xp.astype(xp.ceil(finite), xp.int64)
+    width = max(int(xp.max(samples)) if samples.shape[0] else 0, 1)
+    sub = step / xp.astype(xp.where(samples > 0, samples, xp.ones_like(samples)), dtype)
+
+    def column(a):
+        return xp.reshape(a, (-1, 1, 1))
+
+    o = xp.reshape(xp.arange(bins, dtype=dtype, device=device), (1, bins, 1))
+    s = xp.reshape(xp.arange(width, dtype=dtype, device=device), (1, 1, width))
+    pos = (column(low) + o * column(step)) + s * column(sub) + column(0.5 * sub)
+    first = xp.reshape(xp.arange(width, dtype=xp.int64, device=device), (1, 1, width))
+    used = (first < column(samples)) & (pos >= -1) & (pos <= size)
+    pos = xp.clip(xp.where(used, pos, xp.zeros_like(pos)), min=0.0, max=float(size - 1))
+    cell = xp.floor(pos)
+    frac = pos - cell
+    below = xp.astype(cell, xp.int64)
+    above = xp.where(below < size - 1, below + 1, below)
+    cells = xp.reshape(xp.arange(size, dtype=xp.int64, device=device), (1, 1, 1, size))
+    nothing = xp.zeros_like(frac)[..., None]
+    lower = xp.where(used, 1 - frac, xp.zeros_like(frac))[..., None]
+    upper = xp.where(used, frac, xp.zeros_like(frac))[..., None]
+    weights = (xp.where(below[..., None] == cells, lower, nothing)
+               + xp.where(above[..., None] == cells, upper, nothing))
+    return xp.sum(weights, axis=2), samples
+
+
+def roi_align_boxes(xp, boxes, x_shape, output_size, spatial_scale, sampling_ratio):
+    """(the sample each box reads (K,), its row weights (K, Ho, H) and column weights (K,
+    Wo, W), 1 / its count of samples (K,), NaN where that count is 0 or a coordinate is
+    not finite); ValueError for a batch index that is not a sample of x (see the NumPy
+    kernel)."""
+    n, _, h, w = x_shape
+    bad = first_outside(xp, boxes[:, 0], 0, n)
+    if bad is not None:
+        raise ValueError(f"F.roi_align: boxes[{bad[0][0]}, 0] holds {bad[1]!r}, which is not "
+                         f"the index of one of the input's {n} samples: it is truncated "
+                         f"towards zero, as nnabla reads it, and must then be from 0 to "
+                         f"{n - 1}")
+    sy, sx = float(spatial_scale[0]), float(spatial_scale[1])
+    x1, y1, x2, y2 = (boxes[:, 1] * sx - 0.5, boxes[:, 2] * sy - 0.5,
+                      boxes[:, 3] * sx - 0.5, boxes[:, 4] * sy - 0.5)
+    wy, gy = roi_align_axis(xp, y1, y2, h, output_size[0], sampling_ratio)
+    wx, gx = roi_align_axis(xp, x1, x2, w, output_size[1], sampling_ratio)
+    count = gy * gx
+    ok = xp.all(xp.isfinite(boxes[:, 1:]), axis=1) & (count != 0)
+    safe = xp.astype(xp.where(ok, count, xp.ones_like(count)), boxes.dtype)
+    scale = xp.where(ok, 1 / safe, xp.full_like(safe, float("nan")))
+    return xp.astype(boxes[:, 0], xp.int64), wy, wx, scale
+
+
+def roi_align_groups(xp, index, samples):
+    """(the boxes in order of their sample (K,), how many boxes each of the `samples`
+    samples has, as ints): the boxes of one sample are a slice of that order."""
+    order = xp.argsort(index)
+    mine = xp.reshape(index, (-1, 1)) == xp.reshape(
+        xp.arange(samples, dtype=xp.int64, device=device_of(index)), (1, -1))
+    counts = xp.sum(xp.astype(mine, xp.int64), axis=0)
+    return order, [int(counts[i]) for i in range(samples)]
+
+
+def roi_align_forward(xp, x, boxes, output_size, spatial_scale, sampling_ratio):
+    """y[k, c] = Wy[k] @ x[b_k, c] @ Wx[k]^T / (box k's count of samples) (F.roi_align),
+    for the boxes of each sample of x at once."""
+    index, wy, wx, scale = roi_align_boxes(xp, boxes, tuple(x.shape), output_size,
+                                           spatial_scale, sampling_ratio)
+    order, counts = roi_align_groups(xp, index, x.shape[0])
+    pieces, start = [], 0
+    for sample, count in enumerate(counts):
+        if count:
+            mine = order[start:start + count]
+            rows = xp.tensordot(xp.take(wy, mine, axis=0), x[sample, ...], axes=((2,), (1,)))
+            pieces.append(xp.matmul(xp.permute_dims(rows, (0, 2, 1, 3)), xp.matrix_transpose(
+                xp.take(wx, mine, axis=0))[:, None, ...]))
+            start += count
+    if not pieces:  # no box
+        return xp.zeros((0, x.shape[1]) + tuple(output_size), dtype=x.dtype,
+                        device=device_of(x))
+    y = xp.take(xp.concat(pieces, axis=0), xp.argsort(order), axis=0)
+    return y * xp.reshape(scale, (-1, 1, 1, 1))
+
+
+def roi_align_grad(xp, dy, boxes, x_shape, output_size, spatial_scale, sampling_ratio):
+    """dx[b, c] = sum over the boxes k of sample b of Wy[k]^T @ dy[k, c] @ Wx[k] / (box
+    k's count of samples): the transpose of roi_align_forward; a box of NaN bins adds
+    nothing."""
+    index, wy, wx, scale = roi_align_boxes(xp, boxes, tuple(x_shape), output_size,
+                                           spatial_scale, sampling_ratio)
+    keep = xp.reshape(~xp.isnan(scale), (-1, 1, 1, 1))
+    scale = xp.reshape(scale, (-1, 1, 1, 1))
+    g = xp.where(keep, dy, xp.zeros_like(dy)) * xp.where(keep, scale, xp.zeros_like(scale))
+    columns = xp.matmul(g, wx[:, None, ...])  # (K, C, Ho, W)
+    order, counts = roi_align_groups(xp, index, x_shape[0])
+    parts, start = [], 0
+    for count in counts:
+        if count:
+            mine = order[start:start + count]
+            part = xp.tensordot(xp.take(wy, mine, axis=0), xp.take(columns, mine, axis=0),
+                                axes=((0, 1), (0, 2)))
+            parts.append(xp.permute_dims(part, (1, 0, 2)))
+            start += count
+        else:
+            parts.append(xp.zeros(tuple(x_shape[1:]), dtype=columns.dtype,
+                                  device=device_of(dy)))
+    return xp.stack(parts, axis=0)
+
+
+def nms_detection2d(xp, x, thresh, nms, per_class):
+    """nnabla's NmsDetection2d on x (B, N, 5 + C) (see the NumPy kernel): thresholds, then
+    the suppression, one batch (and class) at a time in the order of the scores (the
+    standard has no assignment at integer positions, so each row is permuted into its
+    order, suppressed there with `where`, and permuted back)."""
+    dtype = x.dtype
+    zero = xp.zeros((), dtype=dtype, device=device_of(x))
+    thresh, nms = zero + thresh, zero + nms  # (compared in x's dtype, as nnabla's floats)
+    objectness = xp.where(x[..., 4] < thresh, zero, x[..., 4])
+    scores = objectness[..., None] * x[..., 5:]
+    scores = xp.where(scores < thresh, zero, scores)
+    iou = box_iou(xp, x[..., :4])
+    n = x.shape[1]
+    positions = xp.arange(n, device=device_of(x))
+    if per_class:
+        columns = []
+        for b in range(x.shape[0]):
+            rows = []
+            for k in range(scores.shape[2]):
+                order = xp.argsort(-scores[b, :, k], stable=True)
+                s = xp.take(scores[b, :, k], order)
+                ranked = xp.take(xp.take(iou[b, :, :], order, axis=0), order, axis=1)
+                for i in range(n - 1):
+                    kill = (ranked[i, :] > nms) & (positions > i) & (s[i] != 0)
+                    s = xp.where(kill, zero, s)
+                rows.append(xp.take(s, xp.argsort(order, stable=True)))
+            columns.append(xp.stack(rows, axis=1))
+        scores = xp.stack(columns)
+    else:
+        order = xp.argsort(-objectness, axis=1, stable=True)
+        rank = xp.argsort(order, axis=1, stable=True)
+        before = xp.expand_dims(rank, axis=1) < xp.expand_dims(rank, axis=2)
+        killed = (objectness != 0) & xp.any((iou > nms) & before, axis=2)
+        objectness = xp.where(killed, zero, objectness)
+        scores = xp.where(xp.expand_dims(killed, axis=2), zero, scores)
+    return xp.concat([x[..., :4], objectness[..., None], scores], axis=2)
+
+
+def box_iou(xp, boxes):
+    """IoU of every pair of boxes (B, N, 4: centre x, y, width, height), as nnabla computes
+    it: 0 where they do not overlap."""
+    x, y, w, h = (boxes[..., i] for i in range(4))
+    half_w, half_h = w / 2, h / 2
+    ow = xp.minimum((x + half_w)[:, :, None], (x + half_w)[:, None, :]) \
+        - xp.maximum((x - half_w)[:, :, None], (x - half_w)[:, None, :])
+    oh = xp.minimum((y + half_h)[:, :, None], (y + half_h)[:, None, :]) \
+        - xp.maximum((y - half_h)[:, :, None], (y - half_h)[:, None, :])
+    overlap = (ow > 0) & (oh > 0)
+    zero = xp.zeros((), dtype=boxes.dtype, device=device_of(boxes))
+    inter = xp.where(overlap, ow * oh, zero)
+    area = w * h
+    union = area[:, :, None] + area[:, None, :] - inter
+    return xp.where(overlap, inter / xp.where(overlap, union, zero + 1), zero)

@@ -6,10 +6,10 @@ records the call. Nothing is computed until `forward()`.
 
 The functions live in one module per family of nnabla's catalogue (`maths`, `losses`,
 `arrays`, `layers`, `normalization`, `stochasticity`, `quantization`, `geometry`,
-`linalg`, `signal_processing`), over the shared `_base`. The functions of elementwise ops are not
-written by hand: each is built from its op's registry entry (`elementwise`), unless a
-family module writes one with logic of its own (axes, shapes, optional inputs). Every
-function also runs imperatively on NdArrays (`_imperatively`).
+`detection`, `linalg`, `signal_processing`), over the shared `_base`. The functions of
+elementwise ops are not written by hand: each is built from its op's registry entry
+(`elementwise`), unless a family module writes one with logic of its own (axes, shapes,
+optional inputs). Every function also runs imperatively on NdArrays (`_imperatively`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy
 from symcompile.frontend import dynamic
 from symcompile.frontend.functions import (
     arrays,
+    detection,
     elementwise,
     geometry,
     layers,
@@ -41,7 +42,7 @@ from symcompile.frontend.functions.layers import _convolution_attributes  # noqa
 from symcompile.frontend.variable import NdArray, Variable
 
 _FAMILIES = (maths, losses, arrays, layers, normalization, stochasticity, quantization,
-             geometry, linalg, signal_processing)
+             geometry, detection, linalg, signal_processing)
 
 
 def _imperatively(function):

@@ -25,7 +25,8 @@ __all__ = [
     "reshape", "transpose", "broadcast", "slice", "flip", "pad", "concatenate", "stack", "split",
     "tile", "one_hot", "sink", "constant", "arange", "linspace", "assign", "broadcast_to", "sort",
     "searchsorted", "shift", "matrix_diag", "matrix_diag_part", "meshgrid", "top_k_data", "gather",
-    "scatter_add", "gather_nd", "scatter_nd", "interpolate", "trilu", "eye_like", "unlink", "shape",
+    "scatter_add", "gather_nd", "scatter_nd", "interpolate", "onnx_resize", "trilu", "eye_like",
+    "unlink", "shape", "bool_scatter",
 ]
 
 def assign(dst, src, n_outputs=-1, outputs=None):
@@ -454,6 +455,24 @@ def scatter_nd(data, indices, shape=None, out=None, add=False):
     return _record("scatter_nd", inputs, shape=shape, add=bool(add))
 
 
+def bool_scatter(input, mask, output=None, n_outputs=-1, outputs=None):  # noqa: A002
+    """The rows of `input` (nnz, D_1, ..., D_M) written, in order, where `mask` (B_1, ...,
+    B_N) is not 0 (NaN is not 0), zeros elsewhere: (B_1, ..., B_N, D_1, ..., D_M); the
+    inverse of nnabla's bool_gather. With `output` (a leaf of that shape), its values
+    stay where the mask is 0 and every forward pass writes the result into it in place,
+    as nnabla's. Gradients: to input the rows of dy where the mask is not 0, to output dy
+    where it is 0 (nnabla's), none to the mask. A mask whose count of non-zeros is not
+    nnz is refused when the module runs (nnabla reads past input's rows, or leaves some
+    unread, silently)."""
+    if output is None:
+        return _record("bool_scatter", (input, mask))
+    if not isinstance(output, Variable):
+        raise TypeError(f"F.bool_scatter: output must be a Variable, got "
+                        f"{type(output).__name__}")
+    _updated_in_place("bool_scatter", "output", output=output)
+    return _record("bool_scatter", (input, mask, output))
+
+
 def reshape(x, shape, inplace=True, n_outputs=-1, outputs=None):
     """`x` with a new shape of the same size; one axis may be -1 (inferred). In place
     (the default) its values have x's dtype, a copy's are float32, as in nnabla (the node
@@ -553,6 +572,73 @@ def interpolate(x, scale=None, output_size=None, mode="linear", align_corners=Fa
     return _record("interpolate", (x,), axes=axes, output_size=sizes, mode=mode,
                    align_corners=bool(align_corners), half_pixel=bool(half_pixel),
                    half_pixel_for_nn=bool(half_pixel_for_nn), **_layout(channel_last))
+
+
+def onnx_resize(x, roi=(), scales=(), sizes=(), mode="nearest",
+                coordinate_transformation_mode="half_pixel", cubic_coeff_a=None,
+                exclude_outside=None, extrapolation_value=None,
+                nearest_mode="round_prefer_floor", n_outputs=-1, outputs=None):
+    """x resized as ONNX's Resize (opset 11) resizes it, as nnabla 1.39's ONNXResize:
+    give `sizes` (the output shape) or `scales` (output size floor(size * scale)), one
+    entry per axis of x. The axes from the first whose scale is not 1 to the last are
+    resized, 1 to 3 of them (an axis of scale 1 among them is left as it is, whatever the
+    mode). Output o of m reads the axis of n at the coordinate c given by
+    `coordinate_transformation_mode`: "half_pixel" (o + 1/2)/scale - 1/2,
+    "pytorch_half_pixel" the same (0 for m = 1), "align_corners" o(n - 1)/(m - 1) (0 for
+    m = 1), "asymmetric" o/scale, "tf_half_pixel_for_nn" (o + 1/2)/scale, or
+    "tf_crop_and_resize" start(n - 1) + o(end - start)(n - 1)/(m - 1) (the middle of the
+    region for m = 1), with the region's start and end fractions from `roi` (every axis'
+    start, then every axis' end), `extrapolation_value` where c is outside [0, n - 1].
+    `mode` "nearest" reads round(c) by `nearest_mode` ("round_prefer_floor",
+    "round_prefer_ceil", "floor", "ceil"), "linear" the two neighbours of c, "cubic"
+    the four, with Keys' weights of coefficient `cubic_coeff_a` (defaults -0.75), which
+    `exclude_outside` (0) sets to 0 outside x and renormalizes; neighbours outside x are
+    the edge's elements. Coordinates and weights are float32, as nnabla computes them.
+
+    nnabla 1.39 has no backward for it (its backward raises not_implemented); here the
+    gradient is the true one: the output is linear in x, and dy goes back, weighted,
+    into the elements each output read (none from extrapolated outputs)."""
+    if not isinstance(x, Variable):
+        return _record("onnx_resize", (x,))  # raises the TypeError
+    op = "onnx_resize"
+    texts = {name: _text(op, name, value) for name, value in (
+        ("mode", mode), ("coordinate_transformation_mode", coordinate_transformation_mode),
+        ("nearest_mode", nearest_mode))}
+    if exclude_outside is None or isinstance(exclude_outside, (bool, numpy.bool_)):
+        exclude_outside = int(bool(exclude_outside))  # (nnabla's None is 0)
+    return _record(op, (x,), roi=_reals(op, "roi", roi), scales=_reals(op, "scales", scales),
+                   sizes=tuple(_int_argument(op, "sizes", s) for s in _items(op, "sizes", sizes)),
+                   mode=texts["mode"],
+                   coordinate_transformation_mode=texts["coordinate_transformation_mode"],
+                   cubic_coeff_a=number(-0.75 if cubic_coeff_a is None else cubic_coeff_a, op,
+                                        "cubic_coeff_a"),
+                   exclude_outside=_int_argument(op, "exclude_outside", exclude_outside),
+                   extrapolation_value=number(0.0 if extrapolation_value is None
+                                              else extrapolation_value, op,
+                                              "extrapolation_value"),
+                   nearest_mode=texts["nearest_mode"])
+
+
+def _items(op: str, name: str, values) -> tuple:
+    """A sequence argument of nnabla's (a tuple, list or 1-D array) as a tuple."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") \
+            or getattr(values, "ndim", 1) != 1:
+        raise TypeError(f"F.{op}: {name} must be a tuple of numbers (one per axis), got "
+                        f"{values!r}")
+    return tuple(values)
+
+
+def _reals(op: str, name: str, values) -> tuple[float, ...]:
+    items = _items(op, name, values)
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in items):
+        raise TypeError(f"F.{op}: {name} must be a tuple of numbers, got {values!r}")
+    return tuple(float(v) for v in items)
+
+
+def _text(op: str, name: str, value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"F.{op}: {name} must be a string, got {value!r}")
+    return value
 
 
 def trilu(x, k=0, upper=True, n_outputs=-1, outputs=None):

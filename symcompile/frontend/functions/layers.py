@@ -19,7 +19,8 @@ from symcompile.ops.registry import OPS, number
 __all__ = [
     "affine", "convolution", "max_pooling", "max_pooling_backward", "average_pooling",
     "sum_pooling", "global_average_pooling", "deconvolution", "depthwise_convolution", "unpooling",
-    "embed", "depthwise_deconvolution", "fused_convolution",
+    "embed", "depthwise_deconvolution", "fused_convolution", "deformable_convolution",
+    "adaptive_separable_convolution",
 ]
 
 # --- matrix products and shapes ------------------------------------------------------------
@@ -62,6 +63,73 @@ def _convolution_attributes(x_shape, w_shape, b_shape, base_axis, pad, stride, d
     shapes = (tuple(x_shape), tuple(w_shape)) + (() if b_shape is None else (tuple(b_shape),))
     OPS["convolution"].infer_shape(shapes, attrs)
     return attrs
+
+
+def deformable_convolution(x, weight, offset, mask=None, bias=None, base_axis=1, pad=None,
+                           stride=None, dilation=None, group=1, deformable_group=1,
+                           channel_last=False, n_outputs=-1, outputs=None):
+    """2-D deformable convolution (v2 with a mask), nnabla 1.39's: x (N, C, H, W), weight
+    (C', C/group, Kh, Kw), offset (N, deformable_group*2*Kh*Kw, H, W), mask (N,
+    deformable_group*Kh*Kw, H, W), bias (C',) give (N, C', Ho, Wo), sizes as
+    F.convolution's. Kernel position k = i*Kw + j of output pixel (ho, wo) reads each
+    channel of deformable group d bilinearly (0 outside x) at (ho*stride_h - pad_h +
+    i*dilation_h + dy, wo*stride_w - pad_w + j*dilation_w + dx), (dy, dx) = offset[n, d*2K
+    + 2k : d*2K + 2k + 2] at (ho*stride_h, wo*stride_w) (the offsets and the mask are maps
+    of x's size read at the strided output pixels), times mask[n, d*K + k] there; those
+    columns times the weight, per group, plus the bias (`ops.deformable`).
+
+    Gradients go to every input, as nnabla's when x, weight, offset and mask all need one
+    (nnabla 1.39's CPU backward omits the mask from x's, the weight's and the offset's
+    gradients when the mask needs none, gives the offset and the mask none when x needs
+    none, and crashes when the weight or the offset needs none; these are the derivatives
+    in every case). As nnabla's C++, a 1-D fourth input is the bias (``F.deformable_
+    convolution(x, w, offset, b)``). Refused as nnabla refuses them: base_axis other than
+    1, other than 2-D, channel_last=True (nnabla's CPU and CUDA forward raise), a mask
+    with pad at or past the kernel's centre on both axes; and, as undefined there, pad
+    that makes the last output pixels read the offsets past x's size (2*pad >
+    dilation*(K - 1) when that reaches them)."""
+    if mask is not None and bias is None and isinstance(mask, Variable) and mask.ndim == 1:
+        mask, bias = None, mask  # (nnabla's reading of four inputs)
+    inputs = tuple(v for v in (x, weight, offset, mask, bias) if v is not None)
+    if not all(isinstance(v, Variable) for v in inputs) or len(inputs) < 3:
+        return _record("deformable_convolution", (x, weight, offset) + inputs[3:])
+    attrs = _deformable_convolution_attributes(
+        x.shape, weight.shape, offset.shape, None if mask is None else mask.shape,
+        None if bias is None else bias.shape, base_axis, pad, stride, dilation, group,
+        deformable_group, channel_last)
+    return _record("deformable_convolution", inputs, **attrs)
+
+
+def _deformable_convolution_attributes(x_shape, w_shape, offset_shape, mask_shape, b_shape,
+                                       base_axis, pad, stride, dilation, group,
+                                       deformable_group, channel_last) -> dict:
+    """F.deformable_convolution's node attributes for inputs of these shapes, checked (the
+    shape rule included); PF.deformable_convolution asks before it creates parameters."""
+    op = "deformable_convolution"
+    if channel_last:
+        raise ValueError(f"F.{op}: channel_last=True is refused by nnabla 1.39 (its CPU and "
+                         f"CUDA forward passes raise 'channel_last_=true is not supported'); "
+                         f"transpose x to (N, C, H, W) and the weight to (C', C/group, Kh, "
+                         f"Kw) with F.transpose")
+    attrs = _geometry(op, x_shape, base_axis, pad, stride, dilation, group)
+    attrs["deformable_group"] = _int_argument(op, "deformable_group", deformable_group)
+    shapes = tuple(tuple(s) for s in (x_shape, w_shape, offset_shape, mask_shape, b_shape)
+                   if s is not None)
+    OPS[op].infer_shape(shapes, attrs)
+    return attrs
+
+
+def adaptive_separable_convolution(x, vertical_kernel, horizontal_kernel, n_outputs=-1,
+                                   outputs=None):
+    """nnabla's 2-D adaptive separable convolution: x (B, C, H, W) with per-pixel
+    vertical and horizontal kernels kv (B, Kv, H', W') and kh (B, Kh, H', W') gives y (B,
+    C, H - Kv + 1, W - Kh + 1), ``y[b, c, h, w] = sum over j, i of kv[b, j, h, w] *
+    kh[b, i, h, w] * x[b, c, h + j, w + i]`` (the kernels read at the output's pixels,
+    so they are at least that large: nnabla checks kv's height and kh's width to lie
+    between the output's and x's, and symcompile also kv's width and kh's height, which
+    nnabla reads past otherwise). No padding: pad x with F.pad first. Gradients to all
+    three (`ops.deformable`)."""
+    return _record("adaptive_separable_convolution", (x, vertical_kernel, horizontal_kernel))
 
 
 def deconvolution(x, weight, bias=None, base_axis=1, pad=None, stride=None, dilation=None,
