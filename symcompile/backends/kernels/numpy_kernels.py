@@ -1392,7 +1392,7 @@ def nms_detection2d(x, thresh, nms, per_class):
         b3, k3 = batch[:, :, None], numpy.arange(s.shape[1])[None, :, None]
         for i in range(s.shape[2] - 1):
             current = order[:, :, i]
-            alive = s[batch, numpy.arange(s.shape[1])[None, :], current] != 0
+            alive = s[batch, k3[..., 0], current] != 0
             if not alive.any():
                 continue
             later = order[:, :, i + 1:]
