@@ -312,6 +312,11 @@ class _ModuleBuilder:
         parts += [f"{name}={literal(float(solver.defaults[name]))}" for name in solver.hyper]
         return tuple(parts)
 
+    def step_argument_names(self) -> tuple[str, ...]:
+        """The names of `step_arguments`, as a call passes them on."""
+        solver = self.solver
+        return (*([solver.step.name] if solver.step is not None else []), *solver.hyper)
+
     # --- functions ----------------------------------------------------------------------
     def outputs_text(self) -> str:
         return ", ".join(s.name for s in self.program.outputs)
@@ -475,7 +480,8 @@ class _ModuleBuilder:
         arguments = self.arguments(writable=True, equations=split.backward) + [seed] + states
         decay = self.coupled_decay()
         extra = (*self.step_arguments(), *(("wd=0.0",) if decay else ()))
-        names = ("saved", *(a.name for a in arguments), *(e.split("=")[0] for e in extra))
+        names = ("saved", *(a.name for a in arguments), *self.step_argument_names(),
+                 *(("wd",) if decay else ()))
         labels = self.backend.checked_labels(arguments)
         what = (f"backward() and the {rule.name} update ({rule.doc}) of every trainable "
                 f"parameter in place, given forward_saving()'s saved values and the "
