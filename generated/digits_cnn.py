@@ -91,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = '14dde4c80804cf32'
+SOURCE_HASH = 'ed04570e3eb53a83'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -835,6 +835,19 @@ def sgd_step(
     # d loss / d cnn/classifier/affine/b = mean(-onehot(t, 10) + softmax(y, axis=1)*(t != -1),
     #   axis=0), through affine (y) @ examples/digits_cnn.py:52  -> (10,)
     g_cnn_classifier_affine_b = _t20*_t19.sum(axis=0)
+    # --- updated in place (RUNNING): written into their arguments, as nnabla's forward() does ---
+    # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
+    #   + 0.1 * batch mean
+    cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean
+    # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/var: running variance = 0.9 *
+    #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
+    cnn_conv1_bn_var[...] = _t3/10230 + 9/10*cnn_conv1_bn_var
+    # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/mean: running mean = 0.9 * mean
+    #   + 0.1 * batch mean
+    cnn_conv2_bn_mean[...] = _t8/10240 + 9/10*cnn_conv2_bn_mean
+    # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/var: running variance = 0.9 *
+    #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
+    cnn_conv2_bn_var[...] = _t10/10230 + 9/10*cnn_conv2_bn_var
     # --- update: w -= lr * g ---
     # sgd update of cnn/conv1/conv/W
     cnn_conv1_conv_W -= lr*g_cnn_conv1_conv_W
@@ -861,19 +874,6 @@ def sgd_step(
     cnn_classifier_affine_W -= fc3.T @ (lr*g_cnn_classifier_affine)
     # sgd update of cnn/classifier/affine/b
     cnn_classifier_affine_b -= lr*g_cnn_classifier_affine_b
-    # --- updated in place (RUNNING): written into their arguments, as nnabla's forward() does ---
-    # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/mean: running mean = 0.9 * mean
-    #   + 0.1 * batch mean
-    cnn_conv1_bn_mean[...] = _t1/10240 + 9/10*cnn_conv1_bn_mean
-    # batch_normalization @ examples/digits_cnn.py:43: cnn/conv1/bn/var: running variance = 0.9 *
-    #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv1_bn_var[...] = _t3/10230 + 9/10*cnn_conv1_bn_var
-    # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/mean: running mean = 0.9 * mean
-    #   + 0.1 * batch mean
-    cnn_conv2_bn_mean[...] = _t8/10240 + 9/10*cnn_conv2_bn_mean
-    # batch_normalization @ examples/digits_cnn.py:46: cnn/conv2/bn/var: running variance = 0.9 *
-    #   variance + 0.1 * batch variance * 1024/1023 (unbiased)
-    cnn_conv2_bn_var[...] = _t10/10230 + 9/10*cnn_conv2_bn_var
     return loss
 
 

@@ -265,7 +265,8 @@ class _ModuleBuilder:
 
     def running_block(self, equations) -> tuple[Block, ...]:
         """The running statistics the forward in `equations` updates, written into their
-        arguments last (nothing the function computes reads their old values after)."""
+        arguments after forward and backward, which read their old values (a training
+        step's update reads the new ones)."""
         new_values = {eq.target: eq for eq in equations}
         lines = []
         for leaf, new in self.program.running.items():
@@ -400,8 +401,10 @@ class _ModuleBuilder:
                 (self.forward_block(train.forward), backward,
                  Block("check", self.finite_checks(),
                        "no update unless every gradient is finite"),
-                 Block("update", updates, comment_text(rule.doc)),
-                 *self.running_block(train.forward)),
+                 # before the update, which moves a trained dst (F.assign) from the
+                 # value forward wrote, as nnabla's update() after forward() does
+                 *self.running_block(train.forward),
+                 Block("update", updates, comment_text(rule.doc))),
                 self.backend.step_returns(outputs, updated),
                 f"One fused training step: forward, backward and the {rule.name} "
                 f"update ({rule.doc}) of every trainable parameter, in place"

@@ -90,6 +90,9 @@ def plan_training_step(program: Program, rule: UpdateRule, options=(), hyper=(),
     shared: dict[sympy.Expr, sympy.Symbol] = {}  # coefficient expression -> its name
     pool = set(solver.hyper.values()) | {solver.step}
     bases: dict[sympy.Symbol, str] = {}  # per-parameter coefficient -> the rule's name
+    # Leaves the forward pass writes (F.assign's dst) get their new values before the
+    # update, so a gradient reading one stays in the backward section, which reads the old.
+    overwritten = set(program.running)
     for index, grad in program.gradients.items():
         value = graph.values[index]
         if value.kind != "parameter" or not value.need_grad:
@@ -111,7 +114,7 @@ def plan_training_step(program: Program, rule: UpdateRule, options=(), hyper=(),
         note = f"{rule.name} update of {value.name}"
         inline = {}
         if uses == 1 and grad in definitions and _fusable(program, definitions[grad]) \
-                and not check_finite:
+                and not check_finite and not overwritten & definitions[grad].free_symbols:
             inline = {grad: definitions[grad]}
             fused.add(grad)
             note += f", with d {root} / d {value.name} computed in the update"
