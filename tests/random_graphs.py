@@ -881,6 +881,11 @@ NOT_DRAWN = {
     # a mask whose count of non-zeros must equal the input's rows: random values break it;
     # checked against a loop, central differences and nnabla in test_bool_scatter.py
     "bool_scatter": "mask with a fixed count of non-zeros",
+    # output shapes that follow from an input's values when the graph is built (random
+    # graphs build on shapes alone); checked against references, central differences and
+    # nnabla in test_value_shaped.py
+    "bool_gather": "shape from the mask's values", "nonzero": "shape from the values",
+    "unique": "shape from the values",
     # no gradient, as nnabla's backward (which writes none, though the output copies x's
     # boxes); checked against a loop and nnabla in test_nms_detection2d.py
     "nms_detection2d": "gradient not the derivative",

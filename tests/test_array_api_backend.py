@@ -189,6 +189,12 @@ class Case:
     labels: tuple[int, ...] = ()
 
 
+def _holding(variable, values):
+    """`variable`, given `values` (for a function whose output shape follows from them)."""
+    variable.d = values
+    return variable
+
+
 def _spd(rng, batch, n):
     """Symmetric positive definite matrices (batch, n, n), well conditioned."""
     a = rng.normal(size=(batch, n, n))
@@ -358,6 +364,17 @@ def _structural_cases() -> dict[str, Case]:
     cases["bool_scatter"] = Case(  # (more, and nnabla's numbers: test_bool_scatter.py)
         F.bool_scatter, lambda rng: [rng.normal(size=(3, 2)), np.array([[0, 1.5, 0], [-1, 0, 2]])],
         labels=(1,))
+    # outputs shaped by an input's values: the build gives the input the draw's values
+    # first (more, and nnabla's numbers: test_value_shaped.py)
+    mask = np.array([[0, 1.5, 0], [-1, 0, 2]])
+    repeats = np.array([[3.0, 1, 3, 2], [0, 5, 0, 2], [3, 1, 3, 2]])
+    cases["bool_gather"] = Case(lambda x, m: F.bool_gather(x, _holding(m, mask)),
+                                lambda rng: [rng.normal(size=(2, 3, 2)), mask], labels=(1,))
+    cases["unique nonzero"] = Case(
+        lambda x: (*F.unique(_holding(x, repeats), flatten=False, axis=1, sorted=False,
+                             with_index=True, with_inverse=True, with_counts=True),
+                   F.unique(x), F.nonzero(x)),
+        lambda rng: [repeats])
     cases["nms_detection2d"] = Case(  # (more, and nnabla's numbers: test_nms_detection2d)
         lambda x: (F.nms_detection2d(x, 0.2, 0.3) * x, F.nms_detection2d(x, 0.1, 0.4, False)),
         lambda rng: [rng.random((2, 6, 7)) * [1, 1, 0.6, 0.6, 1, 1, 1]])

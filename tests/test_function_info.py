@@ -192,7 +192,8 @@ CALLS = [
     ("roi_align", [[2, 4, 4, 3], [3, 5]], {"output_size": [2, 2], "spatial_scale": [0.5, 0.3],
                                            "sampling_ratio": 2, "channel_last": True}),
     ("nms_detection2d", [[1, 4, 7]], {"thresh": 0.3, "nms_per_class": False}),
-    ("bool_scatter", [[2, 3], [4]], {}),
+    ("bool_scatter", [[2, 3], [4]], {}), ("bool_gather", [[4, 2], [4]], {}),
+    ("nonzero", [X], {}),  # (unique's, which nnabla's static graphs refuse: test_value_shaped)
 ]
 
 # Calls whose info.args differ from nnabla's, by CALLS index, with the cause; each is an

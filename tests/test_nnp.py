@@ -37,6 +37,10 @@ RANDOM = ("dropout", "rand, randn, randint", "image_augmentation", "random_choic
 # written and read back here, but nnabla 1.39's CPU implementation cannot run them (FFT and
 # IFFT raise not_implemented: they run on CUDA only), so nnabla does not run their files
 NOT_ON_NNABLA_CPU = {"fft, ifft"}
+# written and read back here; nnabla 1.39's loader builds their functions on inputs of
+# zeros, and they take their output shapes from their input's values then (its setup):
+# BoolGather reads out of bounds, Unique refuses static graphs
+NOT_ON_NNABLA_CPU |= {"bool_gather", "unique nonzero"}
 
 
 def _case_graph(name):

@@ -87,6 +87,10 @@ _INTERNAL = {
     "reduce_sum": {"axes", "keepdims"},
     "reduce_mean": {"axes", "keepdims"},
     "arange": {"count"},
+    # the counts an output's shape was built with (from the input's values)
+    "bool_gather": {"nnz"}, "nonzero": {"nnz"},
+    "unique": {"count"}, "unique_index": {"count"}, "unique_inverse": {"count"},
+    "unique_counts": {"count"},
 }
 
 
@@ -134,6 +138,16 @@ def _index_second(args: dict) -> dict:
     return {**args, "with_index": True}
 
 
+def _unique_output(part: int):
+    """Which of nnabla's Unique outputs (y, then those its flags ask for) `part` is."""
+
+    def output(args: dict) -> tuple[int, int]:
+        flags = [bool(args[f]) for f in ("with_index", "with_inverse", "with_counts")]
+        return 1 + sum(flags[:part]) if part >= 0 else 0, 1 + sum(flags)
+
+    return output
+
+
 @dataclass(frozen=True)
 class _Rule:
     """How one op's node becomes an nnabla function: the arguments, and which of the
@@ -152,6 +166,10 @@ _RULES = {
     "max_index": _Rule(_index_of), "min_index": _Rule(_index_of),
     "sort_index": _Rule(_index_of),
     "top_k_data_index": _Rule(_index_second, lambda args: (1, 2)),
+    "unique": _Rule(output=_unique_output(-1)),
+    "unique_index": _Rule(output=_unique_output(0)),
+    "unique_inverse": _Rule(output=_unique_output(1)),
+    "unique_counts": _Rule(output=_unique_output(2)),
     "norm_normalization": _Rule(lambda args: {**args, "eps": 1e-12}),  # unused by nnabla
     "meshgrid": _Rule(lambda args: {"ij_indexing": args["ij_indexing"]},
                       lambda args: (args["output"], None)),

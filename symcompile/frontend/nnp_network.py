@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from symcompile.common.nnabla_proto import is_repeated, message_class
 from symcompile.frontend import functions as F
+from symcompile.frontend.functions import arrays
 from symcompile.frontend.nnabla_arguments import (
     NnablaCall,
     NotAnNnablaFunction,
@@ -136,6 +137,7 @@ def network_message(name: str, batch_size: int, outputs: dict, names: dict,
     naming = _Names(name, given)
     proto = message_class("Network")(name=name, batch_size=int(batch_size))
     variables, kinds, batched = [], {}, set()
+    other_shapes: dict[str, tuple] = {}  # outputs no node computes, whose shapes it knows
     inputs, parameters = [], []
 
     def declare(var, default, kind):
@@ -178,6 +180,13 @@ def network_message(name: str, batch_size: int, outputs: dict, names: dict,
             if i != position and out_name not in kinds:
                 kinds[out_name] = "Buffer"
                 variables.append((out_name, None))
+        if type_name == "Unique":  # every output's shape, so that a reader finds the count
+            parts = ["unique"] + [part for part, flag in (
+                ("unique_index", "with_index"), ("unique_inverse", "with_inverse"),
+                ("unique_counts", "with_counts")) if func.args[flag]]
+            for out_name, part in zip(output_names, parts, strict=True):
+                other_shapes[out_name] = OPS[part].infer_shape((func.inputs[0].shape,),
+                                                               func.args)
         if any(n in batched for n in input_names):
             batched.update(output_names)
         message = proto.function.add(name=function_name, type=type_name)
@@ -192,7 +201,7 @@ def network_message(name: str, batch_size: int, outputs: dict, names: dict,
         if variable_batch_size and type_name in ("Reshape", "Broadcast") \
                 and any(n in batched for n in input_names):
             _batch_placeholder(message, layout[0], batch_size)
-    shapes = _shapes(variables, proto.function)
+    shapes = {**other_shapes, **_shapes(variables, proto.function, other_shapes)}
     for var_name, _ in variables:
         shape = list(shapes[var_name])
         if variable_batch_size and var_name in batched and shape and shape[0] == batch_size:
@@ -230,10 +239,12 @@ def _batch_placeholder(function, param_name: str, batch_size: int) -> None:
         shape.dim[0] = -1
 
 
-def _shapes(variables, functions) -> dict[str, tuple]:
+def _shapes(variables, functions, known_shapes=None) -> dict[str, tuple]:
     """Shapes of the network's variables: the graph's, and for the outputs a node does not
-    compute (the other outputs of Meshgrid, or TopKData's values), nnabla's shape."""
+    compute (the other outputs of Meshgrid, or TopKData's values), nnabla's shape
+    (`known_shapes` those the writer knew: Unique's)."""
     shapes = {name: var.shape for name, var in variables if var is not None}
+    shapes.update({k: v for k, v in (known_shapes or {}).items() if k not in shapes})
     for function in functions:
         known = [shapes[n] for n in function.output if n in shapes]
         for name in function.output:
@@ -305,8 +316,24 @@ def _batch_sized(shape: list, batch_size: int) -> tuple:
     return tuple(batch_size if d < 0 else d for d in shape)
 
 
-def _call(function, values_of, batch_size):
-    """Outputs of one nnabla function message, built with symcompile's F."""
+def _value_shaped(function_type: str, inputs, values, shape):
+    """The nodes of a function whose output shape follows from its input's values
+    (BoolGather, NonZero, Unique), with the count the file's declared `shape` of its first
+    output holds (the values a reader builds on are not the writer's); None for others."""
+    if function_type not in ("BoolGather", "NonZero", "Unique") or shape is None:
+        return None
+    if function_type == "BoolGather":
+        return arrays.built_bool_gather(*inputs, nnz=shape[0])
+    if function_type == "NonZero":
+        return arrays.built_nonzero(*inputs, nnz=shape[1])
+    axis = values.get("axis", 0)
+    count = shape[0] if values.get("flatten", True) else shape[axis % len(shape)]
+    return arrays.built_unique(*inputs, count, **values)
+
+
+def _call(function, values_of, batch_size, declared_shape=None):
+    """Outputs of one nnabla function message, built with symcompile's F (`declared_shape`
+    the file's shape of its first output)."""
     call = _function_of(function.type)
     if call is None:
         raise NnpError(f"function {function.name!r}: nnabla's {function.type} is not one of "
@@ -332,7 +359,9 @@ def _call(function, values_of, batch_size):
         raise NnpError(f"function {function.name!r} ({function.type}): symcompile's "
                        f"F.{call.__name__} has no argument {', '.join(unknown)}")
     try:
-        outputs = call(*inputs, **values)
+        outputs = _value_shaped(function.type, inputs, values, declared_shape)
+        if outputs is None:
+            outputs = call(*inputs, **values)
     except (TypeError, ValueError) as exc:
         raise NnpError(f"function {function.name!r} ({function.type}) with arguments "
                        f"{values}: {exc}") from exc
@@ -394,7 +423,10 @@ def build_network(proto, parameters: dict, batch_size: int | None = None,
         return var
 
     for function in proto.function:
-        for name, out in zip(function.output, _call(function, values_of, batch_size),
+        first = declared.get(function.output[0]) if function.output else None
+        shape = _batch_sized(list(first.shape.dim), batch_size) if first is not None \
+            and declared_shapes else None
+        for name, out in zip(function.output, _call(function, values_of, batch_size, shape),
                              strict=True):
             expected = _batch_sized(list(declared[name].shape.dim), batch_size) \
                 if name in declared else out.shape

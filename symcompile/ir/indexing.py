@@ -587,3 +587,52 @@ class BoolGather(KernelBase):
         if index == 1:
             return sympy.Integer(0)
         return BoolScatter(exact(g, self.shape(shapes), shapes), self.args[1])
+
+
+class BoolGatherBuilt(BoolGather):
+    """`BoolGather` for F.bool_gather: nnz is the mask's count of non-zeros when the graph
+    was built (where nnabla's setup counts it), and the kernel refuses a mask whose count
+    has changed since."""
+
+    kernel = "bool_gather_built"
+
+
+class NonZero(KernelBase):
+    """The indices of x's non-zero elements (NaN is not 0) in C order, (x.ndim, nnz): row d
+    their positions along axis d, as numbers of x's dtype. nnz is their count when the
+    graph was built (nnabla's setup computes it then); the kernel refuses another count.
+    Args (x, nnz). Piecewise constant: lowering wraps it in StopGradient."""
+
+    nargs = 2
+    kernel = "nonzero_indices"
+    options = ("nnz",)
+    unshown = ("nnz",)
+
+    def shape(self, shapes):
+        return (len(shapes.of(self.args[0])), int(self.args[1]))
+
+
+class UniquePart(KernelBase):
+    """One of nnabla's unique's index outputs of x, as numbers of x's dtype: `part` 0 the
+    index of each unique value's (or slice's, along `axis` without `flatten`) first
+    occurrence, 1 the inverse (which unique entry each element or slice of x is), 2 the
+    counts; unique entries sorted, or without `ascending` in the order they first occur.
+    `count` is their number when the graph was built; the kernel refuses another. Args
+    (x, part, flatten, axis, ascending, count). Piecewise constant: StopGradient."""
+
+    nargs = 6
+    kernel = "unique_part"
+    options = ("part", "flatten", "axis", "ascending", "count")
+    unshown = ("count",)
+
+    def shape(self, shapes):
+        x = shapes.of(self.args[0])
+        part, flatten, axis = (int(a) for a in self.args[1:4])
+        if part != 1:
+            return (int(self.args[5]),)
+        if flatten:
+            size = 1
+            for n in x:
+                size *= n
+            return (size,)
+        return (x[axis],)

@@ -658,6 +658,98 @@ OPS["bool_scatter"] = OpDef("bool_scatter", "BoolScatter", 2, False, _bool_scatt
                             _bool_scatter, running=_bool_scatter_running)
 
 
+# --- outputs shaped by their input's values, fixed when the graph is built -----------------
+# nnabla's setup computes bool_gather's, nonzero's and unique's output shapes from the
+# inputs' values when the function is created; the node records the count that gave it
+# (nnz, count), and the kernels refuse values that give another.
+
+def _bool_gather_shape(shapes, attrs):
+    x, mask = (tuple(s) for s in shapes)
+    if not mask or len(mask) > len(x) or x[:len(mask)] != mask:
+        raise ValueError(f"F.bool_gather: input of shape {x}, mask of shape {mask}: the mask "
+                         f"must be at least 1-D and of the shape of input's leading axes "
+                         f"(input.shape[:mask.ndim] == mask.shape)")
+    rest = x[len(mask):]
+    # nnabla 1.39 flattens the trailing axes into one (its documentation says D_1...D_M)
+    return (attrs["nnz"], math.prod(rest)) if rest else (attrs["nnz"],)
+
+
+def _bool_gather(args, attrs, ctx):
+    rows = I.BoolGatherBuilt(args[0], args[1], sympy.Integer(attrs["nnz"]))
+    return P.reshape(rows, ctx.out_shape, ctx.shapes)
+
+
+OPS["bool_gather"] = OpDef("bool_gather", "BoolGather", 2, False, _bool_gather_shape,
+                           _bool_gather)
+
+
+@_register("nonzero", "NonZero", 1,
+           lambda shapes, attrs: (len(shapes[0]), attrs["nnz"]), output_dtype="uint64")
+def _nonzero(args, attrs, ctx):
+    return P.StopGradient(I.NonZero(args[0], sympy.Integer(attrs["nnz"])))
+
+
+def _unique_axis(shape, attrs) -> int:
+    """The axis unique compares slices along (recorded as given: it may be negative)."""
+    return attrs["axis"] % len(shape)
+
+
+def _unique_rows(shape, attrs) -> int:
+    """The number of values, or of slices along the axis, unique compares."""
+    return math.prod(shape) if attrs["flatten"] else shape[_unique_axis(shape, attrs)]
+
+
+def _unique_shape(part: int):
+    def infer(shapes, attrs):
+        x, count = tuple(shapes[0]), attrs["count"]
+        if part == 1:
+            return (_unique_rows(x, attrs),)
+        if part in (0, 2):
+            return (count,)
+        if attrs["flatten"]:
+            return (count,)
+        axis = _unique_axis(x, attrs)
+        return x[:axis] + (count,) + x[axis + 1:]
+
+    return infer
+
+
+def _unique_index(part: int):
+    def lower(args, attrs, ctx):
+        return P.StopGradient(_unique_part(args[0], part, attrs, ctx.in_shapes[0]))
+
+    return lower
+
+
+def _unique_part(x, part, attrs, shape):
+    return I.UniquePart(x, sympy.Integer(part), sympy.Integer(int(attrs["flatten"])),
+                        sympy.Integer(_unique_axis(shape, attrs)),
+                        sympy.Integer(int(attrs["sorted"])), sympy.Integer(attrs["count"]))
+
+
+@_register("unique", "Unique", 1, _unique_shape(-1))
+def _unique(args, attrs, ctx):
+    """The unique values (slices): x gathered at each one's first occurrence, so that the
+    gradient is the true one (dy added back where each was read; nnabla's backward raises
+    not_implemented)."""
+    x, shape = args[0], ctx.in_shapes[0]
+    first = P.StopGradient(_unique_part(x, 0, attrs, shape))
+    positions = P.reshape(first, (1, attrs["count"]), ctx.shapes)
+    if attrs["flatten"]:
+        return I.GatherNd(P.reshape(x, (math.prod(shape),), ctx.shapes), positions,
+                          sympy.Integer(0))
+    axis = _unique_axis(shape, attrs)
+    perm = (axis, *(i for i in range(len(shape)) if i != axis))
+    rows = I.GatherNd(P.transpose(x, perm, ctx.shapes), positions, sympy.Integer(0))
+    back = tuple(sorted(range(len(shape)), key=lambda i: perm[i]))
+    return P.transpose(rows, back, ctx.shapes)
+
+
+for _part, _name in enumerate(("unique_index", "unique_inverse", "unique_counts")):
+    _register(_name, "Unique", 1, _unique_shape(_part), output_dtype="int32")(
+        _unique_index(_part))
+
+
 # --- add_n, mul_n, unlink, trilu, eye_like, shape --------------------------------------------
 
 def _same_shapes(function: str):

@@ -10,6 +10,7 @@ whose arrays do not carry their namespace (PyTorch), imported on first need.
 from symcompile.backends.kernels.portable_kernels import (
     conv_output_size,
     pool_geometry,
+    refuse_count_change,
     shift_overlap,
 )
 
@@ -696,6 +697,73 @@ def bool_gather(xp, y, mask, nnz):
     _, positions = bool_rows(xp, "bool_scatter", mask, nnz)
     rows = xp.reshape(y, (-1,) + tuple(y.shape[mask.ndim:]))
     return xp.take(rows, positions, axis=0)
+
+
+def bool_gather_built(xp, y, mask, nnz):
+    """The rows of y where mask is not 0, in order (F.bool_gather), nnz the mask's count
+    of non-zeros when the graph was built, which it must still have."""
+    count = int(xp.sum(xp.astype(mask != 0, xp.int64)))
+    if count != nnz:
+        refuse_count_change("bool_gather", "the mask's number of non-zero elements", count,
+                            nnz)
+    return bool_gather(xp, y, mask, nnz)
+
+
+def nonzero_indices(xp, x, nnz):
+    """The indices of x's non-zero elements (NaN is not 0) in C order, (x.ndim, nnz): row d
+    their positions along axis d, as numbers of x's dtype (F.nonzero); nnz their count
+    when the graph was built, which x must still have. Positions by a stable sort of the
+    zeros after the non-zeros (boolean indexing's shapes are data-dependent)."""
+    where = xp.reshape(x != 0, (-1,))
+    count = int(xp.sum(xp.astype(where, xp.int64)))
+    if count != nnz:
+        refuse_count_change("nonzero", "the number of non-zero elements", count, nnz)
+    flat = xp.argsort(xp.astype(~where, xp.int8), stable=True)[:nnz]
+    rows, stride = [], 1
+    for length in reversed(x.shape):
+        rows.insert(0, (flat // stride) % length)
+        stride *= length
+    if not rows:
+        return xp.zeros((0, nnz), dtype=x.dtype, device=device_of(x))
+    return xp.astype(xp.stack(rows, axis=0), x.dtype)
+
+
+def unique_part(xp, x, part, flatten, axis, ascending, count):
+    """One of F.unique's index outputs, as numbers of x's dtype: part 0 the index of each
+    unique value's first occurrence (of each unique slice along `axis` without
+    `flatten`), 1 the inverse, 2 the counts; sorted lexicographically by stable sorts from
+    the last column to the first, or without `ascending` in the order of first occurrences,
+    as nnabla's. Group boundaries by searchsorted over the group numbers (boolean
+    indexing's shapes are data-dependent); `count` the number of unique values when the
+    graph was built, which x must still have."""
+    if flatten:
+        rows = xp.reshape(x, (-1, 1))
+    else:
+        rows = xp.reshape(xp.moveaxis(x, axis, 0), (x.shape[axis], -1))
+    n = rows.shape[0]
+    device = device_of(x)
+    order = xp.arange(n, dtype=xp.int64, device=device)
+    for column in range(rows.shape[1] - 1, -1, -1):
+        key = xp.take(rows[:, column], order, axis=0)
+        order = xp.take(order, xp.argsort(key, stable=True), axis=0)
+    ordered = xp.take(rows, order, axis=0)
+    new = xp.concat([xp.ones((1,), dtype=xp.bool, device=device),
+                     xp.any(ordered[1:, :] != ordered[:-1, :], axis=1)])
+    found = int(xp.sum(xp.astype(new, xp.int64)))
+    if found != count:
+        refuse_count_change("unique", "the number of unique values", found, count)
+    group = xp.cumulative_sum(xp.astype(new, xp.int64)) - 1
+    numbers = xp.arange(count, dtype=xp.int64, device=device)
+    starts = xp.searchsorted(group, numbers, side="left")
+    counts = xp.searchsorted(group, numbers, side="right") - starts
+    first = xp.take(order, starts, axis=0)
+    inverse = xp.take(group, xp.argsort(order), axis=0)
+    if not ascending:
+        by_first = xp.argsort(first, stable=True)
+        rank = xp.argsort(by_first)
+        first, counts = xp.take(first, by_first, axis=0), xp.take(counts, by_first, axis=0)
+        inverse = xp.take(rank, inverse, axis=0)
+    return xp.astype((first, inverse, counts)[part], x.dtype)
 
 
 def scatter_nd(xp, data, indices, shape, add):

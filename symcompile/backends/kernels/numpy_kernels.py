@@ -11,6 +11,7 @@ import numpy
 from symcompile.backends.kernels.portable_kernels import (
     conv_output_size,
     pool_geometry,
+    refuse_count_change,
     shift_overlap,
 )
 
@@ -665,6 +666,59 @@ def bool_scatter(x, mask):
 def bool_gather(y, mask, nnz):
     """The rows of y where mask is not 0, in order (bool_scatter's gradient)."""
     return y[bool_rows("bool_scatter", mask, nnz)]
+
+
+def bool_gather_built(y, mask, nnz):
+    """The rows of y where mask is not 0, in order (F.bool_gather), nnz the mask's count
+    of non-zeros when the graph was built, which it must still have."""
+    where = mask != 0
+    count = int(numpy.count_nonzero(where))
+    if count != nnz:
+        refuse_count_change("bool_gather", "the mask's number of non-zero elements", count,
+                            nnz)
+    return y[where]
+
+
+def nonzero_indices(x, nnz):
+    """The indices of x's non-zero elements (NaN is not 0) in C order, (x.ndim, nnz): row d
+    their positions along axis d, as numbers of x's dtype (F.nonzero); nnz their count
+    when the graph was built, which x must still have."""
+    found = numpy.nonzero(x.reshape(-1))[0]
+    if found.shape[0] != nnz:
+        refuse_count_change("nonzero", "the number of non-zero elements", found.shape[0],
+                            nnz)
+    if not x.ndim:  # an index of no axes: nnabla's (0, nnz)
+        return numpy.zeros((0, nnz), dtype=x.dtype)
+    return numpy.array(numpy.unravel_index(found, x.shape), dtype=x.dtype)
+
+
+def unique_part(x, part, flatten, axis, ascending, count):
+    """One of F.unique's index outputs, as numbers of x's dtype: part 0 the index of each
+    unique value's first occurrence (of each unique slice along `axis` without
+    `flatten`), 1 the inverse (which unique value each element or slice is), 2 the
+    counts. Unique values sorted lexicographically (a stable sort: equal ones keep x's
+    order, so the first is the first occurrence; -0 equals 0, NaN equals nothing), or
+    without `ascending` in the order of their first occurrences, as nnabla's; `count` the
+    number of unique values when the graph was built, which x must still have."""
+    rows = x.reshape(-1, 1) if flatten else numpy.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
+    order = numpy.lexsort(rows.T[::-1])  # the first column is the primary key
+    ordered = rows[order]
+    new = numpy.ones(order.shape[0], dtype=bool)
+    new[1:] = numpy.any(ordered[1:] != ordered[:-1], axis=1)
+    found = int(numpy.count_nonzero(new))
+    if found != count:
+        refuse_count_change("unique", "the number of unique values", found, count)
+    starts = numpy.flatnonzero(new)
+    first = order[starts]
+    counts = numpy.diff(numpy.append(starts, order.shape[0]))
+    inverse = numpy.empty_like(order)
+    inverse[order] = numpy.cumsum(new) - 1
+    if not ascending:
+        by_first = numpy.argsort(first, kind="stable")
+        rank = numpy.empty_like(by_first)
+        rank[by_first] = numpy.arange(by_first.shape[0])
+        first, counts, inverse = first[by_first], counts[by_first], rank[inverse]
+    return (first, inverse, counts)[part].astype(x.dtype)
 
 
 def scatter_nd(data, indices, shape, add):

@@ -33,3 +33,14 @@ def shift_overlap(length, offset):
     """The positions p in [0, length) whose p + offset is in [0, length) too, as (start,
     stop): where an array and its copy shifted by `offset` overlap along one axis."""
     return max(0, -offset), min(length, length - offset)
+
+
+def refuse_count_change(function, what, count, built):
+    """Raise ValueError: an output whose shape follows from its input's values (the
+    number of non-zeros, of unique values) was given that shape when the graph was built,
+    and the values now give another."""
+    raise ValueError(
+        f"F.{function}: {what} is {count} now, but was {built} when the graph was built; "
+        f"the output's shape follows from it and was fixed then, from the values its input "
+        f"had (as nnabla's setup fixes it). Build the graph again once the input has the "
+        f"values it is run with (under nn.auto_forward(), every call builds it anew)")

@@ -26,7 +26,7 @@ __all__ = [
     "tile", "one_hot", "sink", "constant", "arange", "linspace", "assign", "broadcast_to", "sort",
     "searchsorted", "shift", "matrix_diag", "matrix_diag_part", "meshgrid", "top_k_data", "gather",
     "scatter_add", "gather_nd", "scatter_nd", "interpolate", "onnx_resize", "trilu", "eye_like",
-    "unlink", "shape", "bool_scatter",
+    "unlink", "shape", "bool_scatter", "bool_gather", "nonzero", "unique",
 ]
 
 def assign(dst, src, n_outputs=-1, outputs=None):
@@ -471,6 +471,108 @@ def bool_scatter(input, mask, output=None, n_outputs=-1, outputs=None):  # noqa:
                         f"{type(output).__name__}")
     _updated_in_place("bool_scatter", "output", output=output)
     return _record("bool_scatter", (input, mask, output))
+
+
+# --- outputs shaped by their input's values -------------------------------------------------
+# Their shapes follow from the values of an input: nnabla's setup computes them when the
+# function is created, from the values the input has then (so a static graph is built
+# after its input has its values, or under nn.auto_forward()). Here too; the compiled
+# module computes the output on every forward pass and refuses values that would give
+# another shape (nnabla's nonzero keeps its first result, and its bool_gather reads the
+# wrong rows).
+
+def _values(function: str, x) -> numpy.ndarray:
+    """x's current values, from which `function`'s output shape follows."""
+    if not isinstance(x, Variable):
+        return numpy.zeros(())  # _record raises the TypeError
+    return numpy.asarray(x.d)
+
+
+def bool_gather(input, mask, n_outputs=-1, outputs=None):  # noqa: A002 - nnabla's name
+    """The rows of `input` (B_1, ..., B_N, D_1, ..., D_M) where `mask` (B_1, ..., B_N) is
+    not 0 (NaN is not 0), in order: (nnz, D_1 * ... * D_M), or (nnz,) without D axes, as
+    nnabla 1.39 shapes it. nnz is the mask's count of non-zeros when the call is made
+    (nnabla's sum of the mask: the same for the 0/1 masks it documents); a forward pass
+    with another count is refused. Gradients: dy scattered back to input's rows, none to
+    the mask."""
+    return built_bool_gather(input, mask, int(numpy.count_nonzero(_values("bool_gather",
+                                                                            mask))))
+
+
+def built_bool_gather(input, mask, nnz: int):  # noqa: A002
+    """F.bool_gather's node for a mask of `nnz` non-zeros (a file's reader knows it from
+    the output's declared shape)."""
+    return _record("bool_gather", (input, mask), nnz=nnz)
+
+
+def nonzero(x, n_outputs=-1, outputs=None):
+    """The indices of x's non-zero elements (NaN is not 0) in C order, (x.ndim, nnz) uint64,
+    as numpy.nonzero stacked; nnz is their count when the call is made (nnabla's). Every
+    forward pass computes them again (nnabla's keeps the first result) and refuses
+    another count. No gradient."""
+    return built_nonzero(x, int(numpy.count_nonzero(_values("nonzero", x))))
+
+
+def built_nonzero(x, nnz: int):
+    """F.nonzero's node for `nnz` non-zeros (see `built_bool_gather`)."""
+    return _record("nonzero", (x,), nnz=nnz)
+
+
+def unique(x, flatten=True, axis=None, sorted=True, with_index=False,  # noqa: A002
+           with_inverse=False, with_counts=False, n_outputs=-1, outputs=None):
+    """x's unique values (with `flatten`; `axis` is then ignored, as nnabla's) or unique
+    slices along `axis`, sorted (lexicographically, for slices) or, without `sorted`, in
+    the order they first occur; with `with_index`, `with_inverse`, `with_counts` also
+    (in that order, int32) the index of each one's first occurrence, which of them each
+    value (slice) of x is, and how many times each occurs, as nnabla's. -0 equals 0 and
+    each NaN is its own value, sorted last (nnabla's order of NaN is undefined).
+
+    How many unique values there are is taken from x's values when the call is made
+    (nnabla's setup does the same; its static graphs refuse F.unique, here they compile);
+    a forward pass with another number is refused. The values' gradient is the true one,
+    dy added back at each first occurrence (nnabla's backward raises not_implemented); the
+    indices and counts have none."""
+    if not isinstance(x, Variable):
+        return _record("unique", (x,))  # raises the TypeError
+    values = _values("unique", x)
+    _check_unique(x, flatten, axis)
+    axis = 0 if axis is None else int(axis)
+    rows = values.reshape(-1, 1) if flatten else numpy.moveaxis(values, axis, 0).reshape(
+        values.shape[axis], -1)
+    ordered = rows[numpy.lexsort(rows.T[::-1])]  # as the kernel counts (NaN equals nothing)
+    count = 1 + int(numpy.count_nonzero(numpy.any(ordered[1:] != ordered[:-1], axis=1))) \
+        if rows.size else 0
+    return built_unique(x, count, flatten, axis, sorted, with_index, with_inverse, with_counts)
+
+
+def _check_unique(x, flatten, axis) -> None:
+    if isinstance(x, Variable):
+        if not x.shape or x.size == 0:
+            raise ValueError(f"F.unique: x of shape {x.shape} has no values to compare; give "
+                             f"an array of at least one element and one axis")
+        if not flatten:
+            if axis is None:
+                raise ValueError("F.unique: without flatten, give the axis along which "
+                                 "slices are compared (axis=None compares values of the "
+                                 "flattened x: flatten=True)")
+            _one_axis("unique", x, axis, "compare slices along")  # (recorded as given)
+
+
+def built_unique(x, count: int, flatten=True, axis=0, sorted=True,  # noqa: A002
+                 with_index=False, with_inverse=False, with_counts=False):
+    """F.unique's nodes for `count` unique values or slices (see `built_bool_gather`)."""
+    _check_unique(x, flatten, axis)
+    attrs = {"flatten": bool(flatten), "axis": 0 if axis is None else int(axis),
+             "sorted": bool(sorted), "with_index": bool(with_index),
+             "with_inverse": bool(with_inverse), "with_counts": bool(with_counts),
+             "count": int(count)}
+    y = _record("unique", (x,), **attrs)
+    wanted = [name for name, flag in (("unique_index", with_index),
+                                      ("unique_inverse", with_inverse),
+                                      ("unique_counts", with_counts)) if flag]
+    if not wanted:
+        return y
+    return (y, *(_record(name, (x,), **attrs) for name in wanted))
 
 
 def reshape(x, shape, inplace=True, n_outputs=-1, outputs=None):
