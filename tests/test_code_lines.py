@@ -23,6 +23,10 @@ STATEMENTS = [
     "values = [" + ", ".join(f"f(x{i}, y{i})" for i in range(20)) + "]",
     "x = y[" + ", ".join(f"i{i}" for i in range(30)) + "]",
     "z = f'{a}, {b}, {c}' + g(" + ", ".join(f"argument_{i}" for i in range(12)) + ")",
+    # a trailing comma makes a tuple of one (forward_saving's saved values): it must stay
+    "return loss, " + ", ".join(f"output_number_{i}" for i in range(4)) + ", ("
+    "pack_padded_sequence_batch_sizes_of_a_long_name,)",
+    "t = (" + ", ".join(f"item_{i}" for i in range(16)) + ",)",
 ]
 
 

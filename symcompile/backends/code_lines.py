@@ -64,9 +64,11 @@ def fit(text: str, column: int, width: int = LINE_WIDTH) -> str:
     cuts = [start + 1, *(c + 1 for c in commas), end]
     items = [text[a:b].strip().removesuffix(",") for a, b in zip(cuts, cuts[1:], strict=False)]
     items = [item for item in items if item]
+    # a trailing comma stays: it is what makes (x,) a tuple of one
+    trailing = bool(commas) and not text[commas[-1] + 1:end].strip()
     inner, rows, row = column + 4, [], ""
     for index, item in enumerate(items):
-        piece = item + ("," if index < len(items) - 1 else "")
+        piece = item + ("," if index < len(items) - 1 or trailing else "")
         if row and inner + len(row) + 1 + len(piece) <= width:
             row += " " + piece
             continue
