@@ -886,6 +886,9 @@ NOT_DRAWN = {
     # nnabla in test_value_shaped.py
     "bool_gather": "shape from the mask's values", "nonzero": "shape from the values",
     "unique": "shape from the values",
+    # (checked against loops, central differences and nnabla in test_packed_sequences.py)
+    "pack_padded_sequence": "shape from the lengths' values",
+    "pad_packed_sequence": "shape from the batch sizes' values",
     # no gradient, as nnabla's backward (which writes none, though the output copies x's
     # boxes); checked against a loop and nnabla in test_nms_detection2d.py
     "nms_detection2d": "gradient not the derivative",

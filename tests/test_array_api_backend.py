@@ -375,6 +375,13 @@ def _structural_cases() -> dict[str, Case]:
                              with_index=True, with_inverse=True, with_counts=True),
                    F.unique(x), F.nonzero(x)),
         lambda rng: [repeats])
+    lengths, sizes = np.array([3.0, 1, 2]), np.array([3.0, 2, 1, 1])
+    cases["pack_padded_sequence pad_packed_sequence"] = Case(
+        lambda x, n, p, s: (*F.pack_padded_sequence(x, _holding(n, lengths)),
+                            *F.pad_packed_sequence(p, _holding(s, sizes), batch_first=True,
+                                                   padding_value=0.5, total_length=5)),
+        lambda rng: [rng.normal(size=(3, 3, 2)), lengths, rng.normal(size=(7, 2)), sizes],
+        labels=(1, 3))
     cases["nms_detection2d"] = Case(  # (more, and nnabla's numbers: test_nms_detection2d)
         lambda x: (F.nms_detection2d(x, 0.2, 0.3) * x, F.nms_detection2d(x, 0.1, 0.4, False)),
         lambda rng: [rng.random((2, 6, 7)) * [1, 1, 0.6, 0.6, 1, 1, 1]])

@@ -193,6 +193,7 @@ CALLS = [
                                            "sampling_ratio": 2, "channel_last": True}),
     ("nms_detection2d", [[1, 4, 7]], {"thresh": 0.3, "nms_per_class": False}),
     ("bool_scatter", [[2, 3], [4]], {}), ("bool_gather", [[4, 2], [4]], {}),
+    ("pack_padded_sequence", [[4, 3, 2], [3]], {"batch_first": False}),
     ("nonzero", [X], {}),  # (unique's, which nnabla's static graphs refuse: test_value_shaped)
 ]
 

@@ -91,6 +91,8 @@ _INTERNAL = {
     "bool_gather": {"nnz"}, "nonzero": {"nnz"},
     "unique": {"count"}, "unique_index": {"count"}, "unique_inverse": {"count"},
     "unique_counts": {"count"},
+    "pack_padded_sequence": {"rows"}, "pack_padded_sequence_batch_sizes": {"rows"},
+    "pad_packed_sequence": {"batch"}, "pad_packed_sequence_lengths": {"batch"},
 }
 
 
@@ -170,6 +172,10 @@ _RULES = {
     "unique_index": _Rule(output=_unique_output(0)),
     "unique_inverse": _Rule(output=_unique_output(1)),
     "unique_counts": _Rule(output=_unique_output(2)),
+    "pack_padded_sequence": _Rule(output=lambda args: (0, 2)),
+    "pack_padded_sequence_batch_sizes": _Rule(output=lambda args: (1, 2)),
+    "pad_packed_sequence": _Rule(output=lambda args: (0, 2)),
+    "pad_packed_sequence_lengths": _Rule(output=lambda args: (1, 2)),
     "norm_normalization": _Rule(lambda args: {**args, "eps": 1e-12}),  # unused by nnabla
     "meshgrid": _Rule(lambda args: {"ij_indexing": args["ij_indexing"]},
                       lambda args: (args["output"], None)),

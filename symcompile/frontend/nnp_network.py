@@ -180,13 +180,11 @@ def network_message(name: str, batch_size: int, outputs: dict, names: dict,
             if i != position and out_name not in kinds:
                 kinds[out_name] = "Buffer"
                 variables.append((out_name, None))
-        if type_name == "Unique":  # every output's shape, so that a reader finds the count
-            parts = ["unique"] + [part for part, flag in (
-                ("unique_index", "with_index"), ("unique_inverse", "with_inverse"),
-                ("unique_counts", "with_counts")) if func.args[flag]]
+        parts = _sibling_ops(type_name, func.args)
+        if parts:  # every output's shape, so that a reader finds the counts
             for out_name, part in zip(output_names, parts, strict=True):
-                other_shapes[out_name] = OPS[part].infer_shape((func.inputs[0].shape,),
-                                                               func.args)
+                other_shapes[out_name] = OPS[part].infer_shape(
+                    tuple(v.shape for v in func.inputs), func.args)
         if any(n in batched for n in input_names):
             batched.update(output_names)
         message = proto.function.add(name=function_name, type=type_name)
@@ -237,6 +235,20 @@ def _batch_placeholder(function, param_name: str, batch_size: int) -> None:
     shape = getattr(function, param_name).shape
     if shape.dim and shape.dim[0] == batch_size:
         shape.dim[0] = -1
+
+
+def _sibling_ops(type_name: str, args: dict) -> list[str]:
+    """The ops of each output of nnabla's function `type_name`, for the functions whose
+    output shapes follow from an input's values (and a reader needs all of them)."""
+    if type_name == "Unique":
+        return ["unique"] + [part for part, flag in (
+            ("unique_index", "with_index"), ("unique_inverse", "with_inverse"),
+            ("unique_counts", "with_counts")) if args[flag]]
+    if type_name == "PackPaddedSequence":
+        return ["pack_padded_sequence", "pack_padded_sequence_batch_sizes"]
+    if type_name == "PadPackedSequence":
+        return ["pad_packed_sequence", "pad_packed_sequence_lengths"]
+    return []
 
 
 def _shapes(variables, functions, known_shapes=None) -> dict[str, tuple]:
@@ -318,10 +330,21 @@ def _batch_sized(shape: list, batch_size: int) -> tuple:
 
 def _value_shaped(function_type: str, inputs, values, shape):
     """The nodes of a function whose output shape follows from its input's values
-    (BoolGather, NonZero, Unique), with the count the file's declared `shape` of its first
-    output holds (the values a reader builds on are not the writer's); None for others."""
-    if function_type not in ("BoolGather", "NonZero", "Unique") or shape is None:
+    (BoolGather, NonZero, Unique, the packed sequences), with the count the file's
+    declared `shape` of its first output holds (the values a reader builds on are not the
+    writer's); None for others."""
+    if function_type not in ("BoolGather", "NonZero", "Unique", "PackPaddedSequence",
+                             "PadPackedSequence") or shape is None:
         return None
+    if function_type == "PackPaddedSequence":
+        return arrays.built_pack_padded_sequence(*inputs, rows=shape[0], **values)
+    if function_type == "PadPackedSequence":
+        batch = shape[0] if values.get("batch_first") else shape[1]
+        total = values.get("total_length", -1)
+        return arrays.built_pad_packed_sequence(
+            *inputs, batch=batch, batch_first=values.get("batch_first", False),
+            padding_value=values.get("padding_value"),
+            total_length=None if total < 0 else total)
     if function_type == "BoolGather":
         return arrays.built_bool_gather(*inputs, nnz=shape[0])
     if function_type == "NonZero":

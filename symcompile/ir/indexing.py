@@ -636,3 +636,83 @@ class UniquePart(KernelBase):
                 size *= n
             return (size,)
         return (x[axis],)
+
+
+class SequenceBatchSizes(KernelBase):
+    """batch_sizes[t], t < steps: how many of the sequences of `lengths` (B,) are longer
+    than t, as numbers of lengths' dtype; args (lengths, steps). Piecewise constant:
+    lowering wraps it in StopGradient."""
+
+    nargs = 2
+    kernel = "sequence_batch_sizes"
+    options = ("steps",)
+    unshown = ("steps",)
+
+    def shape(self, shapes):
+        return (int(self.args[1]),)
+
+
+class SequenceLengths(KernelBase):
+    """lengths[b], b < batch: at how many steps the batch size of `sizes` (T,) is over b;
+    args (sizes, batch). Piecewise constant: StopGradient."""
+
+    nargs = 2
+    kernel = "sequence_lengths"
+    options = ("batch",)
+    unshown = ("batch",)
+
+    def shape(self, shapes):
+        return (int(self.args[1]),)
+
+
+class SequencePack(KernelBase):
+    """The padded x (steps, batch, ...) ((batch, steps, ...) with batch_first) packed step
+    by step, the first sizes[t] sequences at step t: (rows, ...), rows the sum of the
+    sizes when the graph was built (the kernel refuses another). Args (x, sizes,
+    batch_first, rows); linear in x, whose gradient is `SequenceUnpack`."""
+
+    nargs = 4
+    tensor_args = (0, 1)
+    kernel = "sequence_pack"
+    options = ("batch_first", "rows")
+    unshown = ("rows",)
+    linear_in = (0,)
+
+    def shape(self, shapes):
+        return (int(self.args[3]),) + tuple(shapes.of(self.args[0])[2:])
+
+    def vjp(self, index, g, shapes):
+        if index == 1:
+            return sympy.Integer(0)
+        x = shapes.of(self.args[0])
+        first = int(self.args[2])
+        steps, batch = (x[1], x[0]) if first else (x[0], x[1])
+        return SequenceUnpack(exact(g, self.shape(shapes), shapes), self.args[1],
+                              self.args[2], sympy.Integer(steps), sympy.Integer(batch),
+                              sympy.Integer(0), sympy.Integer(0))
+
+
+class SequenceUnpack(KernelBase):
+    """Packed rows p (rows, ...) placed back into a padded (steps, batch, ...) array
+    ((batch, steps, ...) with batch_first), `fill` elsewhere; with `exact_batch` the
+    largest of the sizes must be batch (fixed from it when the graph was built). Args (p,
+    sizes, batch_first, steps, batch, fill, exact_batch); linear in p (the fill is a
+    constant), whose gradient is `SequencePack`."""
+
+    nargs = 7
+    tensor_args = (0, 1)
+    kernel = "sequence_unpack"
+    options = ("batch_first", "steps", "batch", "fill", "exact_batch")
+    unshown = ("steps", "batch", "exact_batch")
+    defaults = (("fill", 0),)
+
+    def shape(self, shapes):
+        steps, batch = int(self.args[3]), int(self.args[4])
+        grid = (batch, steps) if int(self.args[2]) else (steps, batch)
+        return grid + tuple(shapes.of(self.args[0])[1:])
+
+    def vjp(self, index, g, shapes):
+        if index == 1:
+            return sympy.Integer(0)
+        return SequencePack(exact(g, self.shape(shapes), shapes), self.args[1], self.args[2],
+                            sympy.Integer(shapes.of(self.args[0])[0]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from symcompile.common.deferred import Deferred
-from symcompile.ops.opdef import OpDef, broadcast_shape, registrar
+from symcompile.ops.opdef import OpDef, broadcast_shape, registrar, sympy_number
 
 sympy = Deferred("sympy")
 P = Deferred("symcompile.ir.primitives")
@@ -748,6 +748,69 @@ def _unique(args, attrs, ctx):
 for _part, _name in enumerate(("unique_index", "unique_inverse", "unique_counts")):
     _register(_name, "Unique", 1, _unique_shape(_part), output_dtype="int32")(
         _unique_index(_part))
+
+
+# --- packed sequences: rows of padded sequences packed step by step, and back -------------
+# Both keep the count that sized their output when the graph was built (the sum of the
+# lengths; the largest batch size), which the kernels check when the module runs.
+
+def _pack_shape(shapes, attrs):
+    x, lengths = (tuple(s) for s in shapes)
+    where = f"F.pack_padded_sequence: padded_sequence of shape {x}, lengths of shape {lengths}"
+    batch_first = attrs["batch_first"]
+    if len(x) < 2:
+        raise ValueError(f"{where}: padded_sequence must be (T, B, ...) ((B, T, ...) with "
+                         f"batch_first)")
+    steps, batch = (x[1], x[0]) if batch_first else (x[0], x[1])
+    if lengths != (batch,):
+        raise ValueError(f"{where}: lengths must hold one length per sequence, of shape "
+                         f"({batch},)")
+    return (attrs["rows"],) + x[2:]
+
+
+def _steps_of(x_shape, batch_first) -> int:
+    return x_shape[1] if batch_first else x_shape[0]
+
+
+@_register("pack_padded_sequence", "PackPaddedSequence", 2, _pack_shape)
+def _pack_padded_sequence(args, attrs, ctx):
+    steps = _steps_of(ctx.in_shapes[0], attrs["batch_first"])
+    sizes = P.StopGradient(I.SequenceBatchSizes(args[1], sympy.Integer(steps)))
+    return I.SequencePack(args[0], sizes, sympy.Integer(int(attrs["batch_first"])),
+                          sympy.Integer(attrs["rows"]))
+
+
+@_register("pack_padded_sequence_batch_sizes", "PackPaddedSequence", 2,
+           lambda shapes, attrs: (_steps_of(shapes[0], attrs["batch_first"]),),
+           output_dtype="int32")
+def _pack_batch_sizes(args, attrs, ctx):
+    steps = _steps_of(ctx.in_shapes[0], attrs["batch_first"])
+    return P.StopGradient(I.SequenceBatchSizes(args[1], sympy.Integer(steps)))
+
+
+def _pad_shape(shapes, attrs):
+    p, sizes = (tuple(s) for s in shapes)
+    if not p or len(sizes) != 1 or not sizes[0]:
+        raise ValueError(f"F.pad_packed_sequence: packed_sequence of shape {p}, batch_sizes "
+                         f"of shape {sizes}: packed_sequence must be (N, ...) and batch_sizes "
+                         f"(T,), T at least 1")
+    steps, batch = max(attrs["total_length"], sizes[0]), attrs["batch"]
+    return ((batch, steps) if attrs["batch_first"] else (steps, batch)) + p[1:]
+
+
+@_register("pad_packed_sequence", "PadPackedSequence", 2, _pad_shape)
+def _pad_packed_sequence(args, attrs, ctx):
+    steps = max(attrs["total_length"], ctx.in_shapes[1][0])
+    return I.SequenceUnpack(args[0], P.StopGradient(args[1]),
+                            sympy.Integer(int(attrs["batch_first"])), sympy.Integer(steps),
+                            sympy.Integer(attrs["batch"]), sympy_number(attrs["padding_value"]),
+                            sympy.Integer(1))
+
+
+@_register("pad_packed_sequence_lengths", "PadPackedSequence", 2,
+           lambda shapes, attrs: (attrs["batch"],), output_dtype="int32")
+def _pad_lengths(args, attrs, ctx):
+    return P.StopGradient(I.SequenceLengths(args[1], sympy.Integer(attrs["batch"])))
 
 
 # --- add_n, mul_n, unlink, trilu, eye_like, shape --------------------------------------------

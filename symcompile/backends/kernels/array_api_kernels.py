@@ -699,6 +699,82 @@ def bool_gather(xp, y, mask, nnz):
     return xp.take(rows, positions, axis=0)
 
 
+def sequence_batch_sizes(xp, lengths, steps):
+    """batch_sizes[t]: how many of the sequences are longer than t, for t < steps (the
+    lengths truncated to integers, as nnabla reads them), as numbers of lengths' dtype."""
+    times = xp.arange(steps, dtype=lengths.dtype, device=device_of(lengths))
+    longer = xp.reshape(xp.trunc(lengths), (1, -1)) > xp.reshape(times, (-1, 1))
+    return xp.astype(xp.sum(xp.astype(longer, xp.int64), axis=1), lengths.dtype)
+
+
+def sequence_lengths(xp, sizes, batch):
+    """lengths[b]: at how many steps the batch size is over b, for b < batch, as numbers
+    of sizes' dtype."""
+    rows = xp.arange(batch, dtype=sizes.dtype, device=device_of(sizes))
+    over = xp.reshape(xp.trunc(sizes), (1, -1)) > xp.reshape(rows, (-1, 1))
+    return xp.astype(xp.sum(xp.astype(over, xp.int64), axis=1), sizes.dtype)
+
+
+def packed_grid(xp, function, sizes, steps, batch, batch_first, rows, exact_batch):
+    """For every position of the padded grid, flattened ((steps, batch), or (batch, steps)
+    with batch_first), whether a packed row lives there and which (step-major, the first
+    sizes[t] sequences at step t), by arithmetic on the grid (no scatter); refuses sizes
+    that do not sum to `rows`, or whose largest is not `batch` (with `exact_batch`) or is
+    over it."""
+    s = xp.astype(xp.trunc(sizes), xp.int64)
+    total = int(xp.sum(s))
+    if total != rows:
+        refuse_count_change(function, "the number of packed rows (the sum of the batch "
+                            "sizes)", total, rows)
+    largest = int(xp.max(s)) if s.shape[0] else 0
+    if (exact_batch and largest != batch) or largest > batch or (
+            s.shape[0] and int(xp.min(s)) < 0):
+        refuse_count_change(function, "the largest batch size", largest, batch)
+    device = device_of(sizes)
+    t = xp.arange(steps, dtype=xp.int64, device=device)
+    b = xp.arange(batch, dtype=xp.int64, device=device)
+    t, b = (xp.reshape(t, (1, -1)), xp.reshape(b, (-1, 1))) if batch_first else (
+        xp.reshape(t, (-1, 1)), xp.reshape(b, (1, -1)))
+    known = t < s.shape[0]
+    step = xp.where(known, t, xp.zeros_like(t))
+    before = xp.cumulative_sum(s) - s
+    size = xp.reshape(xp.take(s, xp.reshape(step, (-1,)), axis=0), step.shape)
+    valid = known & (b < size)
+    row = xp.reshape(xp.take(before, xp.reshape(step, (-1,)), axis=0), step.shape) + b
+    row = xp.where(valid, row, xp.zeros_like(row))
+    return xp.reshape(valid, (-1,)), xp.reshape(row, (-1,))
+
+
+def sequence_pack(xp, x, sizes, batch_first, rows):
+    """The rows of the padded x (steps, batch, ...) ((batch, steps, ...) with batch_first)
+    packed step by step, the first sizes[t] sequences at step t: (rows, ...); each packed
+    row's grid position found by a search over the grid's row numbers."""
+    steps, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    valid, row = packed_grid(xp, "pack_padded_sequence", sizes, steps, batch, batch_first,
+                             rows, False)
+    order = xp.where(valid, row, xp.full_like(row, rows))  # the grid's rows, in grid order
+    position = xp.argsort(order, stable=True)[:rows]  # the grid position of each row
+    flat = xp.reshape(x, (steps * batch,) + tuple(x.shape[2:]))
+    return xp.take(flat, position, axis=0)
+
+
+def sequence_unpack(xp, p, sizes, batch_first, steps, batch, fill, exact_batch):
+    """The packed rows p (rows, ...) placed back into a padded (steps, batch, ...) array
+    ((batch, steps, ...) with batch_first), `fill` elsewhere: each grid position reads
+    its row (a gather)."""
+    valid, row = packed_grid(xp, "pad_packed_sequence", sizes, steps, batch, batch_first,
+                             p.shape[0], exact_batch)
+    width = 1
+    for n in p.shape[1:]:
+        width *= n
+    rows = xp.reshape(p, (p.shape[0], width))
+    read = xp.take(rows, row, axis=0) if p.shape[0] else xp.zeros(
+        (row.shape[0], width), dtype=p.dtype, device=device_of(p))
+    out = xp.where(xp.reshape(valid, (-1, 1)), read, xp.full_like(read, fill))
+    return xp.reshape(out, ((batch, steps) if batch_first else (steps, batch))
+                      + tuple(p.shape[1:]))
+
+
 def bool_gather_built(xp, y, mask, nnz):
     """The rows of y where mask is not 0, in order (F.bool_gather), nnz the mask's count
     of non-zeros when the graph was built, which it must still have."""

@@ -668,6 +668,57 @@ def bool_gather(y, mask, nnz):
     return y[bool_rows("bool_scatter", mask, nnz)]
 
 
+def sequence_batch_sizes(lengths, steps):
+    """batch_sizes[t]: how many of the sequences are longer than t, for t < steps (the
+    lengths truncated to integers, as nnabla reads them), as numbers of lengths' dtype."""
+    longer = numpy.trunc(lengths)[None, :] > numpy.arange(steps)[:, None]
+    return numpy.count_nonzero(longer, axis=1).astype(lengths.dtype)
+
+
+def sequence_lengths(sizes, batch):
+    """lengths[b]: at how many steps the batch size is over b, for b < batch (a packed
+    sequence's lengths from its batch sizes), as numbers of sizes' dtype."""
+    over = numpy.trunc(sizes)[None, :] > numpy.arange(batch)[:, None]
+    return numpy.count_nonzero(over, axis=1).astype(sizes.dtype)
+
+
+def packed_positions(function, sizes, steps, batch, batch_first, rows, exact_batch):
+    """Where each packed row lives in the padded (steps, batch) grid, flattened ((batch,
+    steps) with batch_first): step-major, at step t the first sizes[t] sequences.
+    Refuses sizes that do not sum to `rows`, or whose largest is not `batch` (with
+    `exact_batch`) or is over it: the shapes were fixed from them when the graph was
+    built."""
+    s = numpy.trunc(sizes).astype(numpy.int64)
+    if int(s.sum()) != rows:
+        refuse_count_change(function, "the number of packed rows (the sum of the batch "
+                            "sizes)", int(s.sum()), rows)
+    largest = int(s.max()) if s.size else 0
+    if (exact_batch and largest != batch) or largest > batch or (s.size and s.min() < 0):
+        refuse_count_change(function, "the largest batch size", largest, batch)
+    t = numpy.repeat(numpy.arange(s.shape[0]), s)
+    b = numpy.arange(rows) - numpy.repeat(numpy.cumsum(s) - s, s)
+    return b * steps + t if batch_first else t * batch + b
+
+
+def sequence_pack(x, sizes, batch_first, rows):
+    """The rows of the padded x (steps, batch, ...) ((batch, steps, ...) with batch_first)
+    packed step by step, the first sizes[t] sequences at step t: (rows, ...)."""
+    steps, batch = (x.shape[1], x.shape[0]) if batch_first else x.shape[:2]
+    where = packed_positions("pack_padded_sequence", sizes, steps, batch, batch_first, rows,
+                             False)
+    return x.reshape((steps * batch,) + x.shape[2:])[where]
+
+
+def sequence_unpack(p, sizes, batch_first, steps, batch, fill, exact_batch):
+    """The packed rows p (rows, ...) placed back into a padded (steps, batch, ...) array
+    ((batch, steps, ...) with batch_first), `fill` elsewhere (sequence_pack's inverse)."""
+    where = packed_positions("pad_packed_sequence", sizes, steps, batch, batch_first,
+                             p.shape[0], exact_batch)
+    out = numpy.full((steps * batch,) + p.shape[1:], fill, dtype=p.dtype)
+    out[where] = p
+    return out.reshape(((batch, steps) if batch_first else (steps, batch)) + p.shape[1:])
+
+
 def bool_gather_built(y, mask, nnz):
     """The rows of y where mask is not 0, in order (F.bool_gather), nnz the mask's count
     of non-zeros when the graph was built, which it must still have."""

@@ -27,6 +27,7 @@ __all__ = [
     "searchsorted", "shift", "matrix_diag", "matrix_diag_part", "meshgrid", "top_k_data", "gather",
     "scatter_add", "gather_nd", "scatter_nd", "interpolate", "onnx_resize", "trilu", "eye_like",
     "unlink", "shape", "bool_scatter", "bool_gather", "nonzero", "unique",
+    "pack_padded_sequence", "pad_packed_sequence",
 ]
 
 def assign(dst, src, n_outputs=-1, outputs=None):
@@ -573,6 +574,67 @@ def built_unique(x, count: int, flatten=True, axis=0, sorted=True,  # noqa: A002
     if not wanted:
         return y
     return (y, *(_record(name, (x,), **attrs) for name in wanted))
+
+
+def pack_padded_sequence(padded_sequence, lengths, batch_first=False, n_outputs=-1,
+                         outputs=None):
+    """Padded sequences (T, B, ...) ((B, T, ...) with `batch_first`) packed step by step:
+    at step t the first batch_sizes[t] sequences, batch_sizes[t] the number of `lengths`
+    (B,) over t (nnabla's: the sequences sorted by decreasing length, as
+    nnabla.utils.rnn sorts them). Returns (packed (sum(lengths), ...), batch_sizes (T,)
+    int32). The number of rows is taken from lengths' values when the call is made (as
+    nnabla's setup does); a forward pass with lengths of another sum is refused. The
+    gradient goes back to the packed positions of padded_sequence, none to lengths."""
+    if not (isinstance(padded_sequence, Variable) and isinstance(lengths, Variable)):
+        return _record("pack_padded_sequence", (padded_sequence, lengths))  # the TypeError
+    values = numpy.trunc(_values("pack_padded_sequence", lengths)).astype(numpy.int64)
+    shape = padded_sequence.shape
+    steps = shape[1 if batch_first else 0] if len(shape) >= 2 else 0
+    if len(shape) >= 2 and values.size and int(values.max()) > steps:
+        raise ValueError(f"F.pack_padded_sequence: padded_sequence of shape {shape}: a length "
+                         f"of {int(values.max())} is longer than its {steps} steps")
+    return built_pack_padded_sequence(padded_sequence, lengths, int(values.sum()),
+                                      batch_first)
+
+
+def built_pack_padded_sequence(padded_sequence, lengths, rows: int, batch_first=False):
+    """F.pack_padded_sequence's nodes for lengths summing to `rows` (see
+    `built_bool_gather`)."""
+    attrs = {"batch_first": bool(batch_first), "rows": rows}
+    return (_record("pack_padded_sequence", (padded_sequence, lengths), **attrs),
+            _record("pack_padded_sequence_batch_sizes", (padded_sequence, lengths), **attrs))
+
+
+def pad_packed_sequence(packed_sequence, batch_sizes, batch_first=False, padding_value=None,
+                        total_length=None, n_outputs=-1, outputs=None):
+    """A packed sequence (N, ...) placed back into padded sequences (T, B, ...) ((B, T,
+    ...) with `batch_first`), `padding_value` (default 0) elsewhere, T the length of
+    `batch_sizes` or `total_length` when larger, B its largest batch size; also returns
+    the lengths (B,) int32. B is taken from batch_sizes' values when the call is made (as
+    nnabla's setup does); a forward pass with another largest batch size, or sizes that do
+    not sum to N, is refused. nnabla 1.39's CPU forward ignores padding_value (it pads
+    with 0); here the padding is padding_value. The gradient goes back to the packed rows,
+    none to batch_sizes."""
+    if not (isinstance(packed_sequence, Variable) and isinstance(batch_sizes, Variable)):
+        return _record("pad_packed_sequence", (packed_sequence, batch_sizes))  # TypeError
+    values = numpy.trunc(_values("pad_packed_sequence", batch_sizes)).astype(numpy.int64)
+    return built_pad_packed_sequence(packed_sequence, batch_sizes,
+                                     int(values.max(initial=0)), batch_first, padding_value,
+                                     total_length)
+
+
+def built_pad_packed_sequence(packed_sequence, batch_sizes, batch: int, batch_first=False,
+                              padding_value=None, total_length=None):
+    """F.pad_packed_sequence's nodes for a largest batch size of `batch` (see
+    `built_bool_gather`)."""
+    padding = 0.0 if padding_value is None else padding_value
+    attrs = {"batch_first": bool(batch_first),
+             "padding_value": number(padding, "pad_packed_sequence", "padding_value"),
+             "total_length": -1 if total_length is None else _int_argument(
+                 "pad_packed_sequence", "total_length", total_length),
+             "batch": batch}
+    return (_record("pad_packed_sequence", (packed_sequence, batch_sizes), **attrs),
+            _record("pad_packed_sequence_lengths", (packed_sequence, batch_sizes), **attrs))
 
 
 def reshape(x, shape, inplace=True, n_outputs=-1, outputs=None):
