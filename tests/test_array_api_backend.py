@@ -642,6 +642,18 @@ def _structural_cases() -> dict[str, Case]:
                      np.zeros(5), rng.normal(size=(5,)), rng.normal(size=(2, 3, 4, 4)),
                      rng.normal(size=(2, 3, 3, 3)), np.zeros((2, 3, 3, 3)), np.zeros(2)],
         labels=(2, 3, 7, 8))
+    # the first pass (count 0, listed) fixes half the weights, by |w| or at random (one
+    # seed for both: run_all); more, and nnabla's numbers, in test_inq.py
+    cases["inq_affine, inq_convolution"] = Case(
+        lambda x, w, i, b, image, k, ki: (
+            F.inq_affine(x, w, i, b, inq_iterations=(0, 4)),
+            F.inq_convolution(image, k, ki, pad=(1, 1), num_bits=3, inq_iterations=(0, 2),
+                              selection_algorithm="random")),
+        lambda rng: [rng.normal(size=(2, 3, 4)), rng.normal(size=(12, 5)),
+                     np.array([1.0, 0.0, 0.0, 0.7, 0.0] * 12).reshape(12, 5),
+                     rng.normal(size=(5,)), rng.normal(size=(2, 3, 4, 4)),
+                     rng.normal(size=(2, 3, 3, 3)), np.zeros((2, 3, 3, 3))],
+        labels=(2, 6))
     # the choices of both modules come from one seed (see run_all)
     cases["random_flip, random_shift, random_crop"] = Case(
         lambda x: (F.random_flip(x, axes=(1, 2)),
@@ -774,6 +786,14 @@ def _variables(name: str, case: Case):
         values[weights.name] = rng.normal(size=out.shape)
         term = F.sum(F.mul2(out, weights))
         loss = term if loss is None else F.add2(loss, term)
+    stack, seen = [loss], set()
+    while stack:  # leaves a function made (INQ's hidden state) hold their own values
+        v = stack.pop()
+        if id(v) not in seen:
+            seen.add(id(v))
+            if v.parent is None and v.name and v.name not in values:
+                values[v.name] = np.array(v.d, dtype=np.float64)  # (copied per call)
+            stack.extend(v.parent.inputs if v.parent is not None else ())
     return loss, values
 
 

@@ -195,6 +195,11 @@ CALLS = [
     ("bool_scatter", [[2, 3], [4]], {}), ("bool_gather", [[4, 2], [4]], {}),
     ("pack_padded_sequence", [[4, 3, 2], [3]], {"batch_first": False}),
     ("nonzero", [X], {}),  # (unique's, which nnabla's static graphs refuse: test_value_shaped)
+    ("inq_affine", [[2, 5], [5, 3], [5, 3], [3]], {}),
+    ("inq_affine", [[2, 5], [5, 3], [5, 3]], {"num_bits": 3, "inq_iterations": [2, 5],
+                                              "selection_algorithm": "random", "seed": 7}),
+    ("inq_convolution", [X, [2, 3, 3, 3], [2, 3, 3, 3]],
+     {"pad": [1, 1], "inq_iterations": [1], "seed": 3}),
 ]
 
 # Calls whose info.args differ from nnabla's, by CALLS index, with the cause; each is an

@@ -32,6 +32,8 @@ from symcompile.frontend.nnabla_arguments import (
 )
 from symcompile.frontend.parameter import parameter_keys_by_storage
 from symcompile.frontend.variable import Variable
+from symcompile.ops.inq import OPS as INQ_OPS
+from symcompile.ops.inq import positions as inq_positions
 from symcompile.ops.registry import OPS
 
 
@@ -72,6 +74,17 @@ def _scalar(kind, value):
     return int(value)
 
 
+def _file_inputs(func) -> tuple:
+    """The inputs of the node that nnabla's function takes: an INQ node's but its hidden
+    state and its draw, which are symcompile's (F.inq_* makes them anew on reading, as
+    nnabla's function starts its own)."""
+    if func.op.name in INQ_OPS:
+        where = inq_positions(func.args, len(func.inputs))
+        return tuple(func.inputs[where[name]] for name in ("x", "weight", "indicators", "bias")
+                     if name in where)
+    return tuple(func.inputs)
+
+
 def _graph_order(outputs) -> list:
     """The graph's nodes, each after the nodes of its inputs (iteratively: deep graphs)."""
     order, seen = [], set()
@@ -87,7 +100,7 @@ def _graph_order(outputs) -> list:
                 order.append(func)
             continue
         stack.append((var, True))
-        stack.extend((v, False) for v in reversed(func.inputs) if v.parent is not None
+        stack.extend((v, False) for v in reversed(_file_inputs(func)) if v.parent is not None
                      and id(v.parent) not in seen)
     return order
 
@@ -153,7 +166,7 @@ def network_message(name: str, batch_size: int, outputs: dict, names: dict,
                                               call.count)
         function_name = naming.function(type_name)
         input_names = []
-        for var in func.inputs:
+        for var in _file_inputs(func):
             if var.parent is None:
                 is_parameter = id(var._storage) in naming.parameters \
                     and id(var._storage) not in given

@@ -773,3 +773,52 @@ def min_max_quantized_convolution(inp, outmaps, kernel, pad=None, stride=None, d
                              eps, fix_parameters, "min_max_quantize_w"),
         _min_max(ql_min_b, ql_max_b, b_min_max, b_low, b_high, ste_fine_grained_b, eps,
                  fix_parameters, "min_max_quantize_b"))
+
+
+__all__ += ["inq_affine", "inq_convolution"]
+
+
+def _inq_parameters(w_shape, b_shape, glorot, w_init, i_init, b_init, fix_parameters, rng,
+                    with_bias):
+    """W (trained, Glorot-uniform unless w_init), I (the indicators: zeros, not trained; the
+    forward pass writes them) and b (zeros unless b_init), as nnabla's INQ layers make
+    them."""
+    w = get_parameter_or_create("W", w_shape,
+                                _default(w_init, lambda: UniformInitializer(glorot, rng=rng)),
+                                True, not fix_parameters)
+    i = get_parameter_or_create("I", w_shape, _default(i_init, ConstantInitializer), False)
+    b = get_parameter_or_create("b", b_shape, _default(b_init, ConstantInitializer), True,
+                                not fix_parameters) if with_bias else None
+    return w, i, b
+
+
+@parametric_function_api("inq_affine")
+def inq_affine(inp, n_outmaps, base_axis=1, num_bits=4, inq_iterations=(),
+               selection_algorithm="random", seed=-1, w_init=None, i_init=None, b_init=None,
+               fix_parameters=False, rng=None, with_bias=True):
+    """INQ affine layer (`F.inq_affine`): ``inq_affine/W`` and ``I`` (inmaps, *outmaps),
+    ``b`` (*outmaps). selection_algorithm defaults to 'random' here, as in nnabla's PF
+    (F's default is 'largest_abs')."""
+    base_axis, inmaps, outmaps = _affine_shapes(inp, n_outmaps, base_axis)
+    w, i, b = _inq_parameters([inmaps] + outmaps, outmaps,
+                              calc_uniform_lim_glorot(inmaps, math.prod(outmaps)), w_init,
+                              i_init, b_init, fix_parameters, rng, with_bias)
+    return F.inq_affine(inp, w, i, b, base_axis, num_bits, inq_iterations, selection_algorithm,
+                        seed)
+
+
+@parametric_function_api("inq_conv")
+def inq_convolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, group=1,
+                    num_bits=4, inq_iterations=(), selection_algorithm="random", seed=-1,
+                    w_init=None, i_init=None, b_init=None, base_axis=1, fix_parameters=False,
+                    rng=None, with_bias=True):
+    """INQ convolution layer (`F.inq_convolution`): ``inq_conv/W`` and ``I`` (outmaps, C,
+    *kernel), C the input's channels (nnabla's PF does not divide it by group), ``b``
+    (outmaps,); selection_algorithm defaults to 'random', as in nnabla's PF."""
+    kernel = tuple(int(k) for k in kernel)
+    channels = inp.shape[base_axis]
+    w, i, b = _inq_parameters((int(outmaps), channels) + kernel, (int(outmaps),),
+                              calc_uniform_lim_glorot(channels, int(outmaps), kernel), w_init,
+                              i_init, b_init, fix_parameters, rng, with_bias)
+    return F.inq_convolution(inp, w, i, b, base_axis, pad, stride, dilation, group, num_bits,
+                             inq_iterations, selection_algorithm, seed)

@@ -16,6 +16,7 @@ from symcompile.ops.detection import OPS as DETECTION_OPS
 from symcompile.ops.einsum import OPS as EINSUM_OPS
 from symcompile.ops.elementwise import OPS as ELEMENTWISE_OPS
 from symcompile.ops.geometry import OPS as GEOMETRY_OPS
+from symcompile.ops.inq import OPS as INQ_OPS
 from symcompile.ops.normalization import OPS as NORMALIZATION_OPS
 from symcompile.ops.opdef import LowerContext, OpDef, normalize_axes, number
 from symcompile.ops.quantization import OPS as QUANTIZATION_OPS
@@ -25,6 +26,6 @@ from symcompile.ops.structural import OPS as STRUCTURAL_OPS
 OPS: dict[str, OpDef] = {**ELEMENTWISE_OPS, **STRUCTURAL_OPS, **NORMALIZATION_OPS, **ARRAY_OPS,
                       **ACTIVATION_OPS, **RESAMPLING_OPS, **EINSUM_OPS, **AUGMENTATION_OPS,
                       **QUANTIZATION_OPS, **GEOMETRY_OPS, **CORRELATION_OPS,
-                      **DETECTION_OPS, **DEFORMABLE_OPS}
+                      **DETECTION_OPS, **DEFORMABLE_OPS, **INQ_OPS}
 
 __all__ = ["OPS", "LowerContext", "OpDef", "normalize_axes", "number"]

@@ -9,6 +9,7 @@ whose arrays do not carry their namespace (PyTorch), imported on first need.
 # shared with every backend; inlined from there where a module calls it
 from symcompile.backends.kernels.portable_kernels import (
     conv_output_size,
+    inq_sort_order,
     pool_geometry,
     refuse_count_change,
     shift_overlap,
@@ -1626,3 +1627,90 @@ def box_iou(xp, boxes):
     area = w * h
     union = area[:, :, None] + area[:, None, :] - inter
     return xp.where(overlap, inter / xp.where(overlap, union, zero + 1), zero)
+
+
+def inq_fix_largest(xp, w, indicators, count, iterations):
+    """nnabla's INQ indicators after a forward pass (selection_algorithm='largest_abs'; see
+    the NumPy kernel): the weights to fix marked in sorted order by a cumulative count of
+    the learnable ones, then put back by the inverse permutation."""
+    fixed = xp.trunc(indicators)
+    step = int(xp.reshape(count, (-1,))[0])
+    if step not in iterations:
+        return fixed
+    if step == iterations[-1]:
+        return xp.ones_like(fixed)
+    flat = xp.reshape(fixed, (-1,))
+    magnitude = xp.reshape(xp.abs(w), (-1,))
+    n = flat.shape[0]
+    learnable = flat == 0
+    half = int(xp.sum(xp.astype(learnable, xp.int64))) // 2
+
+    def chosen_in(order):
+        ranked = xp.take(learnable, order)
+        if half:
+            return ranked, ranked & (xp.cumulative_sum(xp.astype(ranked, xp.int64)) <= half)
+        return ranked, ranked & (xp.arange(n, device=device_of(w)) == 0)
+
+    order = xp.argsort(-magnitude, stable=True)
+    ranked, chosen = chosen_in(order)
+    values = xp.take(magnitude, order)
+    if half:
+        cut = xp.min(xp.where(chosen, values, values[0]))
+        tie = bool(xp.any(ranked & ~chosen & (values == cut)))
+    else:
+        tie = n > 1 and bool(values[0] == values[1])
+    if tie:
+        replayed = inq_sort_order([float(magnitude[i]) for i in range(n)])
+        order = xp.asarray(replayed, dtype=order.dtype, device=device_of(w))
+        ranked, chosen = chosen_in(order)
+    mark = xp.take(chosen, xp.argsort(order, stable=True))
+    return xp.reshape(xp.where(mark, xp.ones_like(flat), flat), fixed.shape)
+
+
+def inq_fix_random(xp, indicators, count, coin, iterations):
+    """nnabla's INQ indicators after a forward pass (selection_algorithm='random'; see the
+    NumPy kernel)."""
+    fixed = xp.trunc(indicators)
+    step = int(xp.reshape(count, (-1,))[0])
+    if step not in iterations:
+        return fixed
+    if step == iterations[-1]:
+        return xp.ones_like(fixed)
+    return xp.where(fixed == 0, xp.astype(coin, fixed.dtype), fixed)
+
+
+def inq_pow2(xp, w, indicators, num_bits):
+    """nnabla's INQ quantization of the weights whose indicator is 1 (see the NumPy
+    kernel); 2^e as a power in w's dtype (the standard has no ldexp)."""
+    zero = xp.zeros((), dtype=w.dtype, device=device_of(w))
+    magnitude = xp.abs(w)
+    top = float(xp.max(xp.where(xp.isnan(magnitude), zero, magnitude))) if w.size else 0.0
+    top = zero + (1.0 if top == 0 else top)
+    if not bool(xp.isfinite(top)):
+        return w
+    log_top = inq_log2(xp, top)
+    n1 = int(xp.floor(log_top)) + int(float(log_top - xp.floor(log_top))
+                                      >= 0.5849625007211562)
+    n2 = n1 + 1 - int(2.0 ** (num_bits - 2))
+    threshold = zero + 2.0 ** (n2 - 1)
+    b = inq_log2(xp, xp.where(magnitude > zero, magnitude, zero + 1))  # (0 is pruned)
+    whole = xp.floor(b)
+    e = whole + xp.astype((b - whole) >= zero + 0.58496250072115619, w.dtype)
+    e = xp.where(xp.isfinite(e) & (magnitude > zero), e, zero + n2)  # (x86's int(-inf))
+    e = xp.maximum(xp.minimum(e, zero + n1), zero + n2)
+    q = xp.where(w < zero, -(zero + 1), zero + 1) * xp.pow(zero + 2, e)
+    q = xp.where(magnitude < threshold, zero, q)
+    return xp.where(indicators == zero + 1, q, w)
+
+
+def inq_log2(xp, x):
+    """log2 of x rounded once to x's dtype: computed in float64 where x's device has it
+    (nnabla's log2f is correctly rounded where INQ's rule looks, |w| near 1.5 * 2^k; a
+    float32 log2, such as NumPy's, may be 2 ulp off there), else in x's dtype."""
+    if x.dtype == xp.float64:
+        return xp.log2(x)
+    try:
+        wide = xp.astype(x, xp.float64)
+    except (ValueError, TypeError):  # (a device without float64)
+        return xp.log2(x)
+    return xp.astype(xp.log2(wide), x.dtype)

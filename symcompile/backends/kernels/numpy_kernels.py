@@ -10,6 +10,7 @@ import numpy
 # shared with every backend; inlined from there where a module calls it
 from symcompile.backends.kernels.portable_kernels import (
     conv_output_size,
+    inq_sort_order,
     pool_geometry,
     refuse_count_change,
     shift_overlap,
@@ -1532,3 +1533,83 @@ def box_iou(boxes):
     union = area[:, :, None] + area[:, None, :] - inter
     with numpy.errstate(divide="ignore", invalid="ignore"):
         return numpy.where(overlap, inter / numpy.where(overlap, union, 1), 0).astype(boxes.dtype)
+
+
+def inq_fix_largest(w, indicators, count, iterations):
+    """nnabla's INQ indicators after a forward pass (selection_algorithm='largest_abs'):
+    the indicators truncated to ints (as nnabla reads them); when the pass count is
+    listed in `iterations`, all 1 at the last entry, else count(== 0) // 2 more learnable
+    weights (0) become 1, those of largest |w| in the order of nnabla's std::sort (with
+    fewer than two learnable, the first in that order, if learnable). A stable argsort
+    gives that order unless weights of one |w| straddle the cut; then the sort is
+    replayed (inq_sort_order)."""
+    fixed = numpy.trunc(indicators)
+    step = int(count.reshape(-1)[0])
+    if step not in iterations:
+        return fixed
+    if step == iterations[-1]:
+        return numpy.ones_like(fixed)
+    flat = fixed.reshape(-1)
+    magnitude = numpy.abs(w).reshape(-1)
+    learnable = flat == 0
+    half = int(learnable.sum()) // 2
+    order = numpy.argsort(-magnitude, kind="stable")
+    candidates = order[learnable[order]]
+    if half:
+        tie = half < candidates.size \
+            and magnitude[candidates[half - 1]] == magnitude[candidates[half]]
+    else:
+        tie = order.size > 1 and magnitude[order[0]] == magnitude[order[1]]
+    if tie:
+        order = numpy.asarray(inq_sort_order(magnitude.tolist()), dtype=numpy.int64)
+        candidates = order[learnable[order]]
+    chosen = candidates[:half] if half else order[:1][learnable[order[:1]]]
+    flat = flat.copy()
+    flat[chosen] = 1
+    return flat.reshape(fixed.shape)
+
+
+def inq_fix_random(indicators, count, coin, iterations):
+    """nnabla's INQ indicators after a forward pass (selection_algorithm='random'): the
+    indicators truncated to ints; when the pass count is listed in `iterations`, all 1 at
+    the last entry, else each learnable one (0) takes `coin` (1 with probability 1/2)."""
+    fixed = numpy.trunc(indicators)
+    step = int(count.reshape(-1)[0])
+    if step not in iterations:
+        return fixed
+    if step == iterations[-1]:
+        return numpy.ones_like(fixed)
+    return numpy.where(fixed == 0, coin, fixed).astype(fixed.dtype)
+
+
+def inq_pow2(w, indicators, num_bits):
+    """nnabla's INQ quantization: w where the indicator is not 1; where it is, sign(w) *
+    2^e with e = floor(log2 |w|) + (frac >= log2 1.5) limited to [n2, n1], or 0 below
+    2^(n2 - 1), from m = max |w| (1 if 0): n1 = floor(log2 m) + (frac(log2 m) >= log2 1.5,
+    compared in double as nnabla's), n2 = n1 + 1 - int(2^(num_bits - 2)); in w's dtype."""
+    dtype = w.dtype.type
+    magnitude = numpy.abs(w)
+    # nnabla's running maximum skips NaN (no comparison holds); an infinite one leaves
+    # no power of two to round to (nnabla's ints overflow): w is left as it is
+    top = numpy.where(numpy.isnan(magnitude), dtype(0), magnitude).max() \
+        if magnitude.size else dtype(0)
+    top = dtype(1) if top == 0 else top
+    if not numpy.isfinite(top):
+        return w
+    # log2 in double, rounded once to w's dtype: nnabla's log2f is correctly rounded where
+    # the rule looks (|w| near 1.5 * 2^k), NumPy's float32 loop is up to 2 ulp off there
+    log_top = numpy.log2(numpy.float64(top)).astype(w.dtype)
+    n1 = int(numpy.floor(log_top)) + int(float(log_top - numpy.floor(log_top))
+                                         >= 0.5849625007211562)
+    n2 = n1 + 1 - int(2.0 ** (num_bits - 2))
+    threshold = dtype(2.0 ** (n2 - 1))
+    with numpy.errstate(divide="ignore", invalid="ignore"):  # (log2(0) is -inf)
+        b = numpy.log2(magnitude.astype(numpy.float64)).astype(w.dtype)
+        whole = numpy.floor(b)
+        e = whole + ((b - whole) >= dtype(0.58496250072115619))
+    # (non-finite exponents are x86's int of them, INT_MIN; n2 wins when n2 > n1, as
+    # nnabla's two clamps in turn)
+    e = numpy.maximum(numpy.minimum(numpy.nan_to_num(e, nan=n2, posinf=n2, neginf=n2), n1), n2)
+    q = numpy.ldexp(numpy.where(w < 0, dtype(-1), dtype(1)), e.astype(numpy.int32))
+    q = numpy.where(magnitude < threshold, dtype(0), q)
+    return numpy.where(indicators == 1, q, w).astype(w.dtype, copy=False)

@@ -8,14 +8,21 @@ import numbers
 
 import numpy
 
-from symcompile.frontend.functions._base import _flag, _geometry, _int_argument, _record
+from symcompile.frontend.functions._base import (
+    _flag,
+    _geometry,
+    _int_argument,
+    _record,
+    _updated_in_place,
+)
+from symcompile.frontend.functions.stochasticity import rand
 from symcompile.frontend.variable import Variable
 from symcompile.ops.registry import number
 
 __all__ = [
     "fixed_point_quantize", "pow2_quantize", "min_max_quantize", "prune", "quantize_linear",
     "dequantize_linear", "binary_connect_affine", "binary_connect_convolution",
-    "binary_weight_affine", "binary_weight_convolution",
+    "binary_weight_affine", "binary_weight_convolution", "inq_affine", "inq_convolution",
 ]
 
 def _quantizer_input(op: str, x) -> Variable:
@@ -232,3 +239,84 @@ def binary_weight_convolution(x, weight, binary_weight, alpha, bias=None, base_a
     and alpha are written by the forward pass; weight's gradient is the scaled weight's."""
     return _binary_convolution("binary_weight_convolution", x, weight, binary_weight, alpha,
                                bias, base_axis, pad, stride, dilation, group, quantize_zero_to)
+
+
+# --- inq_affine, inq_convolution ---------------------------------------------------------------
+
+_SELECTIONS = ("largest_abs", "random")
+
+
+def _inq_arguments(op, x, weight, indicators, bias, num_bits, inq_iterations,
+                   selection_algorithm, seed) -> tuple[tuple, dict]:
+    """The node's inputs (see `ops.inq`: the hidden state as three new leaves, and a draw
+    with selection_algorithm='random') and INQ's attributes, checked as nnabla does."""
+    named = [("x", x), ("weight", weight), ("indicator_fixedweights", indicators)]
+    for name, value in named + ([] if bias is None else [("bias", bias)]):
+        if not isinstance(value, Variable):
+            raise TypeError(f"F.{op}: {name} must be a Variable, got {type(value).__name__}")
+    if selection_algorithm not in _SELECTIONS:
+        raise ValueError(f"F.{op}: selection_algorithm={selection_algorithm!r} is not valid; "
+                         f"valid values are 'largest_abs' and 'random' (nnabla's rule)")
+    bits = _int_argument(op, "num_bits", num_bits)
+    if bits > 32:
+        raise ValueError(f"F.{op}: num_bits={bits} would overflow nnabla's int exponent "
+                         f"range 2^(num_bits - 2); give at most 32 (4 is nnabla's default)")
+    if isinstance(inq_iterations, numbers.Integral) or not hasattr(inq_iterations, "__iter__"):
+        raise TypeError(f"F.{op}: inq_iterations must be a tuple of ints, got "
+                        f"{inq_iterations!r}")
+    iterations = tuple(_int_argument(op, "inq_iterations", i) for i in inq_iterations)
+    if any(i > 2**24 for i in iterations):
+        raise ValueError(f"F.{op}: inq_iterations={list(iterations)} lists a pass after "
+                         f"2^24 = 16777216; symcompile counts the passes in a float32 leaf, "
+                         f"exact up to there")
+    _updated_in_place(op, "INQ", weight=weight, indicator_fixedweights=indicators)
+    shape = tuple(weight.shape)
+    hidden = []
+    for name, value_shape in (("count", (1,)), ("old_weight", shape),
+                              ("old_indicators", shape)):
+        state = Variable.from_numpy_array(numpy.zeros(value_shape, numpy.float32))
+        state.name = f"{op}_{name}"
+        hidden.append(state)
+    draw = (rand(0, 1, shape),) if selection_algorithm == "random" else ()
+    inputs = (x, weight, indicators, *hidden, *draw) + (() if bias is None else (bias,))
+    return inputs, {"num_bits": bits, "inq_iterations": iterations,
+                    "selection_algorithm": str(selection_algorithm),
+                    "seed": _int_argument(op, "seed", seed)}
+
+
+def inq_affine(x, weight, indicator_fixedweights, bias=None, base_axis=1, num_bits=4,
+               inq_iterations=(), selection_algorithm="largest_abs", seed=-1, n_outputs=-1,
+               outputs=None):
+    """INQ (Incremental Network Quantization) affine layer, as nnabla's: F.affine with
+    weights fixed in steps and rounded to powers of two. Every forward pass gives the
+    weights fixed before their values back (undoing an update), fixes more at the passes
+    listed in inq_iterations (all at the last; else half of the learnable ones, those of
+    largest |w| or at random), rounds the fixed ones (`num_bits`: n1 and n2 from max |w|,
+    see `ir.inq`), runs the layer with them and writes the weights and the indicators
+    (read as ints: 0 learnable, 1 fixed) back. The pass count and the previous weights
+    and indicators, nnabla's hidden state, are three leaves this call creates, named
+    ``inq_affine_count``, ``inq_affine_old_weight``, ``inq_affine_old_indicators`` (one
+    set per call: a graph built again starts again, as nnabla's function). The weight's
+    gradient is the layer's (straight through); indicators get none. 'random' draws
+    from the generated functions' `rng` (not nnabla's generator; `seed` is kept for the
+    file's sake only)."""
+    op = "inq_affine"
+    inputs, attrs = _inq_arguments(op, x, weight, indicator_fixedweights, bias, num_bits,
+                                   inq_iterations, selection_algorithm, seed)
+    base = _int_argument(op, "base_axis", base_axis)
+    if base < 0:
+        base += len(x.shape)
+    return _record(op, inputs, base_axis=base, **attrs)
+
+
+def inq_convolution(x, weight, indicator_fixedweights, bias=None, base_axis=1, pad=None,
+                    stride=None, dilation=None, group=1, num_bits=4, inq_iterations=(),
+                    selection_algorithm="largest_abs", seed=-1, n_outputs=-1, outputs=None):
+    """INQ convolution layer, as nnabla's: F.convolution with weights fixed in steps and
+    rounded to powers of two (see `inq_affine`; the hidden leaves are named
+    ``inq_convolution_count``, ``..._old_weight``, ``..._old_indicators``)."""
+    op = "inq_convolution"
+    inputs, attrs = _inq_arguments(op, x, weight, indicator_fixedweights, bias, num_bits,
+                                   inq_iterations, selection_algorithm, seed)
+    geometry = _geometry(op, x.shape, base_axis, pad, stride, dilation, group)
+    return _record(op, inputs, **geometry, **attrs)
