@@ -889,6 +889,7 @@ NOT_DRAWN = {
     # (checked against loops, central differences and nnabla in test_packed_sequences.py)
     "pack_padded_sequence": "shape from the lengths' values",
     "pad_packed_sequence": "shape from the batch sizes' values",
+    "onnx_non_max_suppression": "shape from the values",  # (test_onnx_nms.py)
     # no gradient, as nnabla's backward (which writes none, though the output copies x's
     # boxes); checked against a loop and nnabla in test_nms_detection2d.py
     "nms_detection2d": "gradient not the derivative",

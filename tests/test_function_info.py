@@ -194,6 +194,8 @@ CALLS = [
     ("nms_detection2d", [[1, 4, 7]], {"thresh": 0.3, "nms_per_class": False}),
     ("bool_scatter", [[2, 3], [4]], {}), ("bool_gather", [[4, 2], [4]], {}),
     ("pack_padded_sequence", [[4, 3, 2], [3]], {"batch_first": False}),
+    ("onnx_non_max_suppression", [[1, 4, 4], [1, 2, 4]],
+     {"center_point_box": 1, "max_output_boxes_per_class": 2, "iou_threshold": 0.3}),
     ("nonzero", [X], {}),  # (unique's, which nnabla's static graphs refuse: test_value_shaped)
     ("inq_affine", [[2, 5], [5, 3], [5, 3], [3]], {}),
     ("inq_affine", [[2, 5], [5, 3], [5, 3]], {"num_bits": 3, "inq_iterations": [2, 5],

@@ -37,7 +37,8 @@ UNSUPPORTED: dict[str, str] = {
     "batch_cholesky": "CholeskyGrad has no VJP",
 }
 # Nothing to differentiate: the random draws take no input.
-NO_INPUTS = {"rand, randn, randint", "rand_binomial, rand_beta, rand_gamma"}
+NO_INPUTS = {"rand, randn, randint", "rand_binomial, rand_beta, rand_gamma",
+             "onnx_non_max_suppression"}
 # Gradients that are not derivatives of the forward function, by nnabla's definition: the
 # power iteration's u and v are constants to spectral_norm's gradient, though the forward
 # pass computes them from the weight, so differences of that gradient move them too; and

@@ -93,6 +93,7 @@ _INTERNAL = {
     "unique_counts": {"count"},
     "pack_padded_sequence": {"rows"}, "pack_padded_sequence_batch_sizes": {"rows"},
     "pad_packed_sequence": {"batch"}, "pad_packed_sequence_lengths": {"batch"},
+    "onnx_non_max_suppression": {"count"},
 }
 
 

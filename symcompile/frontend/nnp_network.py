@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from symcompile.common.nnabla_proto import is_repeated, message_class
 from symcompile.frontend import functions as F
-from symcompile.frontend.functions import arrays
+from symcompile.frontend.functions import arrays, detection
 from symcompile.frontend.nnabla_arguments import (
     NnablaCall,
     NotAnNnablaFunction,
@@ -343,12 +343,14 @@ def _batch_sized(shape: list, batch_size: int) -> tuple:
 
 def _value_shaped(function_type: str, inputs, values, shape):
     """The nodes of a function whose output shape follows from its input's values
-    (BoolGather, NonZero, Unique, the packed sequences), with the count the file's
+    (BoolGather, NonZero, Unique, the packed sequences, ONNX NMS), with the count the file's
     declared `shape` of its first output holds (the values a reader builds on are not the
     writer's); None for others."""
     if function_type not in ("BoolGather", "NonZero", "Unique", "PackPaddedSequence",
-                             "PadPackedSequence") or shape is None:
+                             "PadPackedSequence", "ONNXNonMaxSuppression") or shape is None:
         return None
+    if function_type == "ONNXNonMaxSuppression":
+        return detection.built_onnx_non_max_suppression(*inputs, count=shape[0], **values)
     if function_type == "PackPaddedSequence":
         return arrays.built_pack_padded_sequence(*inputs, rows=shape[0], **values)
     if function_type == "PadPackedSequence":

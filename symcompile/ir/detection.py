@@ -108,3 +108,37 @@ class NmsDetection2d(KernelBase):
         return shapes.of(self.args[0])
 
 __all__ = ["RoiAlign", "RoiAlignGrad"]
+
+
+class OnnxNonMaxSuppression(KernelBase):
+    """ONNX NonMaxSuppression of boxes (B, N, 4) by scores (B, C, N), as nnabla 1.39's:
+    per batch and class, boxes in order of decreasing score (equal scores in the boxes'
+    order, where nnabla's std::sort leaves it open), those below score_threshold dropped,
+    each kept box dropping every later one whose IoU exceeds iou_threshold, the first
+    max_boxes kept: rows (batch, class, box), `count` of them (the number when the graph
+    was built; the kernel refuses another), as numbers of the boxes' dtype. Args (boxes,
+    scores, center_point_box, max_boxes, iou_threshold, score_threshold, count). Indices:
+    lowering wraps it in StopGradient."""
+
+    nargs = 7
+    tensor_args = (0, 1)
+    kernel = "onnx_nms"
+    options = ("center_point_box", "max_boxes", "iou_threshold", "score_threshold", "count")
+    unshown = ("count",)
+
+    def shape(self, shapes):
+        return (int(self.args[6]), 3)
+
+
+class OnnxNonMaxSuppressionCount(KernelBase):
+    """How many rows `OnnxNonMaxSuppression` selects, a 0-d number: evaluated once when the
+    graph is built, for the output's shape. Args (boxes, scores, center_point_box,
+    max_boxes, iou_threshold, score_threshold)."""
+
+    nargs = 6
+    tensor_args = (0, 1)
+    kernel = "onnx_nms_count"
+    options = ("center_point_box", "max_boxes", "iou_threshold", "score_threshold")
+
+    def shape(self, shapes):
+        return ()

@@ -71,3 +71,46 @@ def _nms_detection2d(args, attrs, ctx):
     return P.StopGradient(D.NmsDetection2d(
         args[0], sympy.Float(float(attrs["thresh"])), sympy.Float(float(attrs["nms"])),
         sympy.Integer(int(attrs["nms_per_class"]))))
+
+
+# --- onnx_non_max_suppression: selected boxes, their number from the values --------------
+
+def _onnx_nms_inputs(shapes, attrs) -> tuple:
+    boxes, scores = (tuple(s) for s in shapes)
+    where = f"F.onnx_non_max_suppression: boxes of shape {boxes}, scores of shape {scores}"
+    if len(boxes) != 3 or boxes[2] != 4:
+        raise ValueError(f"{where}: boxes must be (B, N, 4)")
+    if len(scores) != 3 or scores[0] != boxes[0] or scores[2] != boxes[1]:
+        raise ValueError(f"{where}: scores must be (B, C, N), B and N those of boxes")
+    return boxes, scores
+
+
+def _onnx_nms_options(attrs) -> tuple:
+    return (sympy.Integer(attrs["center_point_box"]),
+            sympy.Integer(attrs["max_output_boxes_per_class"]),
+            sympy.Float(float(attrs["iou_threshold"])),
+            sympy.Float(float(attrs["score_threshold"])))
+
+
+def _onnx_nms_shape(shapes, attrs):
+    _onnx_nms_inputs(shapes, attrs)
+    return (attrs["count"], 3)
+
+
+@_register("onnx_non_max_suppression", "ONNXNonMaxSuppression", 2, _onnx_nms_shape,
+           output_dtype="uint64")
+def _onnx_non_max_suppression(args, attrs, ctx):
+    return P.StopGradient(D.OnnxNonMaxSuppression(*args, *_onnx_nms_options(attrs),
+                                                  sympy.Integer(attrs["count"])))
+
+
+def _onnx_nms_count_shape(shapes, attrs):
+    _onnx_nms_inputs(shapes, attrs)
+    return ()
+
+
+@_register("onnx_non_max_suppression_count", "ONNXNonMaxSuppression", 2,
+           _onnx_nms_count_shape)
+def _onnx_nms_count(args, attrs, ctx):
+    """The number of selected boxes: the frontend evaluates it once for the shape."""
+    return P.StopGradient(D.OnnxNonMaxSuppressionCount(*args, *_onnx_nms_options(attrs)))

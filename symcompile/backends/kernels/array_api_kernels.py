@@ -1574,6 +1574,77 @@ def roi_align_grad(xp, dy, boxes, x_shape, output_size, spatial_scale, sampling_
     return xp.stack(parts, axis=0)
 
 
+def onnx_box_extents(xp, boxes, center_point_box):
+    """Per box of boxes (..., 4): (y begin, y end, x begin, x end, height, width) in
+    nnabla's arithmetic: corners (y1, x1, y2, x2) of any diagonal ordered by min and max,
+    or (x centre, y centre, width, height) as centre -/+ size / 2."""
+    if center_point_box:
+        xc, yc, w, h = (boxes[..., i] for i in range(4))
+        return yc - h / 2, yc + h / 2, xc - w / 2, xc + w / 2, h, w
+    y0, y1 = xp.minimum(boxes[..., 0], boxes[..., 2]), xp.maximum(boxes[..., 0], boxes[..., 2])
+    x0, x1 = xp.minimum(boxes[..., 1], boxes[..., 3]), xp.maximum(boxes[..., 1], boxes[..., 3])
+    return y0, y1, x0, x1, y1 - y0, x1 - x0
+
+
+def onnx_nms_selected(xp, boxes, scores, center_point_box, max_boxes, iou_threshold,
+                      score_threshold):
+    """ONNX NonMaxSuppression as nnabla 1.39's (see the NumPy kernel): rows (batch, class,
+    box) as numbers of the boxes' dtype; the greedy pass over each class's ranking with
+    new boolean arrays (arrays may be immutable)."""
+    device, dtype = device_of(boxes), boxes.dtype
+    found = []
+    if max_boxes == 0:
+        return xp.zeros((0, 3), dtype=dtype, device=device)
+    n = boxes.shape[1]
+    position = xp.arange(n, dtype=xp.int64, device=device)
+    for b in range(boxes.shape[0]):
+        y0, y1, x0, x1, h, w = onnx_box_extents(xp, boxes[b, ...], center_point_box)
+        y0, y1, x0, x1, area = (xp.reshape(v, (-1, 1)) for v in (y0, y1, x0, x1, w * h))
+        wi = xp.minimum(x1, xp.matrix_transpose(x1)) - xp.maximum(x0, xp.matrix_transpose(x0))
+        hi = xp.minimum(y1, xp.matrix_transpose(y1)) - xp.maximum(y0, xp.matrix_transpose(y0))
+        inter = wi * hi
+        union = area + xp.matrix_transpose(area) - inter
+        overlaps = (wi > 0) & (hi > 0)
+        iou = xp.where(overlaps, inter / xp.where(overlaps, union, xp.ones_like(union)),
+                       xp.zeros_like(inter))
+        for k in range(scores.shape[1]):
+            order = xp.argsort(-scores[b, k, ...], stable=True)
+            alive = xp.take(scores[b, k, ...], order, axis=0) >= float(
+                xp.asarray(score_threshold, dtype=xp.float32))
+            ranked = xp.take(xp.take(iou, order, axis=0), order, axis=1) > float(
+                xp.asarray(iou_threshold, dtype=xp.float32))
+            for i in range(n):
+                if bool(alive[i]):
+                    alive = alive & ~(ranked[i, :] & (position > i))
+            kept = int(xp.sum(xp.astype(alive, xp.int64)))
+            first = xp.argsort(xp.astype(~alive, xp.int8), stable=True)[:min(kept, max_boxes)]
+            chosen = xp.take(order, first, axis=0)
+            found.append(xp.stack([xp.full_like(chosen, b), xp.full_like(chosen, k), chosen],
+                                  axis=1))
+    return xp.astype(xp.concat(found, axis=0), dtype) if found else xp.zeros(
+        (0, 3), dtype=dtype, device=device)
+
+
+def onnx_nms(xp, boxes, scores, center_point_box, max_boxes, iou_threshold,
+             score_threshold, count):
+    """onnx_nms_selected's rows, `count` of them as when the graph was built (refused
+    otherwise: the output's shape was fixed then)."""
+    rows = onnx_nms_selected(xp, boxes, scores, center_point_box, max_boxes, iou_threshold,
+                             score_threshold)
+    if rows.shape[0] != count:
+        refuse_count_change("onnx_non_max_suppression", "the number of selected boxes",
+                            rows.shape[0], count)
+    return rows
+
+
+def onnx_nms_count(xp, boxes, scores, center_point_box, max_boxes, iou_threshold,
+                   score_threshold):
+    """How many rows onnx_nms_selected gives (the output's shape, when the graph is built)."""
+    rows = onnx_nms_selected(xp, boxes, scores, center_point_box, max_boxes, iou_threshold,
+                             score_threshold)
+    return xp.asarray(rows.shape[0], dtype=boxes.dtype, device=device_of(boxes))
+
+
 def nms_detection2d(xp, x, thresh, nms, per_class):
     """nnabla's NmsDetection2d on x (B, N, 5 + C) (see the NumPy kernel): thresholds, then
     the suppression, one batch (and class) at a time in the order of the scores (the

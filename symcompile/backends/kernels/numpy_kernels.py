@@ -1477,6 +1477,76 @@ def roi_align_grad(dy, boxes, x_shape, output_size, spatial_scale, sampling_rati
     return dx
 
 
+def onnx_box_extents(boxes, center_point_box):
+    """Per box of boxes (..., 4): (y begin, y end, x begin, x end, height, width) in
+    nnabla's arithmetic: corners (y1, x1, y2, x2) of any diagonal ordered by min and max,
+    or (x centre, y centre, width, height) as centre -/+ size / 2."""
+    half = boxes.dtype.type(2)
+    if center_point_box:
+        xc, yc, w, h = (boxes[..., i] for i in range(4))
+        return yc - h / half, yc + h / half, xc - w / half, xc + w / half, h, w
+    y0, y1 = numpy.minimum(boxes[..., 0], boxes[..., 2]), numpy.maximum(boxes[..., 0],
+                                                                        boxes[..., 2])
+    x0, x1 = numpy.minimum(boxes[..., 1], boxes[..., 3]), numpy.maximum(boxes[..., 1],
+                                                                        boxes[..., 3])
+    return y0, y1, x0, x1, y1 - y0, x1 - x0
+
+
+def onnx_nms_selected(boxes, scores, center_point_box, max_boxes, iou_threshold,
+                      score_threshold):
+    """ONNX NonMaxSuppression as nnabla 1.39's: per batch and class, the boxes in order of
+    decreasing score (equal scores in the boxes' order), those scoring below
+    score_threshold dropped, each kept box dropping every later one whose IoU with it
+    exceeds iou_threshold (computed as nnabla's, in the boxes' dtype), the first
+    max_boxes kept: rows (batch, class, box), as numbers of the boxes' dtype."""
+    dtype = boxes.dtype
+    iou_threshold, score_threshold = (dtype.type(numpy.float32(t))
+                                      for t in (iou_threshold, score_threshold))
+    found = []
+    if max_boxes == 0:
+        return numpy.zeros((0, 3), dtype=dtype)
+    for b in range(boxes.shape[0]):
+        y0, y1, x0, x1, h, w = onnx_box_extents(boxes[b], center_point_box)
+        wi = numpy.minimum(x1[:, None], x1[None, :]) - numpy.maximum(x0[:, None], x0[None, :])
+        hi = numpy.minimum(y1[:, None], y1[None, :]) - numpy.maximum(y0[:, None], y0[None, :])
+        with numpy.errstate(divide="ignore", invalid="ignore"):
+            inter = wi * hi
+            iou = inter / ((w * h)[:, None] + (w * h)[None, :] - inter)
+        iou = numpy.where((wi <= 0) | (hi <= 0), dtype.type(0), iou)
+        for k in range(scores.shape[1]):
+            order = numpy.argsort(-scores[b, k], kind="stable")
+            alive = scores[b, k][order] >= score_threshold
+            ranked = iou[numpy.ix_(order, order)] > iou_threshold
+            for i in range(order.shape[0]):
+                if alive[i]:
+                    alive[i + 1:] &= ~ranked[i, i + 1:]
+            chosen = order[alive][:max_boxes]
+            found.append(numpy.stack([numpy.full_like(chosen, b), numpy.full_like(chosen, k),
+                                      chosen], axis=1))
+    return numpy.concatenate(found, axis=0).astype(dtype) if found else numpy.zeros(
+        (0, 3), dtype=dtype)
+
+
+def onnx_nms(boxes, scores, center_point_box, max_boxes, iou_threshold, score_threshold,
+             count):
+    """onnx_nms_selected's rows, `count` of them as when the graph was built (refused
+    otherwise: the output's shape was fixed then)."""
+    rows = onnx_nms_selected(boxes, scores, center_point_box, max_boxes, iou_threshold,
+                             score_threshold)
+    if rows.shape[0] != count:
+        refuse_count_change("onnx_non_max_suppression", "the number of selected boxes",
+                            rows.shape[0], count)
+    return rows
+
+
+def onnx_nms_count(boxes, scores, center_point_box, max_boxes, iou_threshold,
+                   score_threshold):
+    """How many rows onnx_nms_selected gives (the output's shape, when the graph is built)."""
+    return numpy.array(onnx_nms_selected(boxes, scores, center_point_box, max_boxes,
+                                         iou_threshold, score_threshold).shape[0],
+                       dtype=boxes.dtype)
+
+
 def nms_detection2d(x, thresh, nms, per_class):
     """nnabla's NmsDetection2d on x (B, N, 5 + C): boxes (x, y, w, h, objectness, class
     probabilities); objectness below thresh set to 0, the class probabilities times it (below

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from symcompile.frontend import dynamic
 from symcompile.frontend.functions._base import _flag, _int_argument, _layout, _record
 from symcompile.frontend.variable import Variable
 from symcompile.ops.registry import number
 
-__all__ = ["roi_align", "nms_detection2d"]
+__all__ = ["roi_align", "nms_detection2d", "onnx_non_max_suppression"]
 
 
 def _pair(name: str, value, kind: str):
@@ -76,3 +77,48 @@ def nms_detection2d(x, thresh=None, nms=None, nms_per_class=None, n_outputs=-1,
                                                          nms_per_class)
     return _record("nms_detection2d", (x,), thresh=float(thresh), nms=float(nms),
                    nms_per_class=per_class)
+
+
+def onnx_non_max_suppression(boxes, scores, center_point_box=None,
+                             max_output_boxes_per_class=None, iou_threshold=None,
+                             score_threshold=None, n_outputs=-1, outputs=None):
+    """ONNX's NonMaxSuppression of boxes (B, N, 4) by scores (B, C, N), as nnabla 1.39's:
+    per batch and class, the boxes in order of decreasing score, those scoring below
+    `score_threshold` (None: 0) dropped, each kept box dropping every later one whose IoU
+    with it exceeds `iou_threshold` (None: 0), the first `max_output_boxes_per_class`
+    (None: 0, which selects none) kept. Boxes are (y1, x1, y2, x2), any diagonal, or with
+    `center_point_box` 1 (x centre, y centre, width, height). Returns the selected (batch,
+    class, box) indices, (M, 3) uint64.
+
+    M follows from the values: it is counted from the inputs' values when the call is
+    made (nnabla's setup does the same), by the compiled kernel itself; every forward
+    pass selects again and refuses values that select another number. Equal scores rank
+    in the boxes' order (nnabla's std::sort leaves it open). No gradient, as nnabla's."""
+    if not (isinstance(boxes, Variable) and isinstance(scores, Variable)):
+        return _record("onnx_non_max_suppression", (boxes, scores))  # raises the TypeError
+    center = 0 if center_point_box is None else _int_argument(
+        "onnx_non_max_suppression", "center_point_box", center_point_box)
+    if center not in (0, 1):
+        raise ValueError(f"F.onnx_non_max_suppression: center_point_box must be 0 (corners "
+                         f"y1, x1, y2, x2) or 1 (centre and size), got {center}")
+    most = 0 if max_output_boxes_per_class is None else _int_argument(
+        "onnx_non_max_suppression", "max_output_boxes_per_class", max_output_boxes_per_class)
+    if most < 0:
+        raise ValueError(f"F.onnx_non_max_suppression: max_output_boxes_per_class must be "
+                         f"non-negative, got {most}")
+    attrs = {"center_point_box": center, "max_output_boxes_per_class": most,
+             "iou_threshold": float(number(0.0 if iou_threshold is None else iou_threshold,
+                                           "onnx_non_max_suppression", "iou_threshold")),
+             "score_threshold": float(number(0.0 if score_threshold is None
+                                             else score_threshold, "onnx_non_max_suppression",
+                                             "score_threshold"))}
+    counter = _record("onnx_non_max_suppression_count", (boxes, scores), **attrs)
+    if not dynamic.get_auto_forward():  # (else _record has computed it)
+        dynamic.compute(counter)
+    return built_onnx_non_max_suppression(boxes, scores, int(counter.d), **attrs)
+
+
+def built_onnx_non_max_suppression(boxes, scores, count: int, **attrs):
+    """F.onnx_non_max_suppression's node for `count` selected boxes (a file's reader knows
+    it from the output's declared shape)."""
+    return _record("onnx_non_max_suppression", (boxes, scores), **attrs, count=count)
