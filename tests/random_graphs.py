@@ -905,6 +905,10 @@ NOT_DRAWN = {
     # its forward overwrites its dst, a leaf, and its gradient is not the derivative of
     # its value (src's) but dst's; checked on its own in test_assign.py
     "assign": "overwrites a leaf",
+    # no gradient by design (nnabla's): its backward writes eps * dy into w's values
+    # instead, so neither gradient is the derivative; checked against a NumPy reference
+    # and nnabla (VAT's power iterations) in test_vat_noise.py
+    "vat_noise": "gradient not the derivative; the backward writes a leaf",
     # compositions of drawn functions (affine, sigmoid, tanh, slices...) unrolled over
     # time, each checked against a step-by-step reference in test_recurrent.py
     "rnn": "composition", "lstm": "composition", "gru": "composition",

@@ -463,6 +463,9 @@ def _structural_cases() -> dict[str, Case]:
         normal((3, 2, 2), (1, 1, 2, 3), (1, 1, 2, 3), (1, 3, 5), (1, 4, 3, 5), (1, 3, 3, 5),
                (1, 1, 4, 3), scale=0.5))
     cases["assign"] = Case(lambda dst, src: F.assign(dst, src * 2), normal((2, 3), (2, 3)))
+    cases["vat_noise"] = Case(  # (the write into w, and nnabla's numbers: test_vat_noise.py)
+        lambda x, w: (F.vat_noise(x, w, eps=1.5), F.vat_noise(F.tanh(x), w, 2, 0.5) * x),
+        normal((2, 3, 4), (2, 3, 4)))
     cases["constant, arange, linspace"] = Case(  # (an input: the module's library)
         lambda x: (x * F.constant(0.5, (3,)) + F.arange(0, 1.5, 0.5), F.linspace(-1, 1, 3) * x),
         normal((3,)))

@@ -197,6 +197,7 @@ CALLS = [
     ("onnx_non_max_suppression", [[1, 4, 4], [1, 2, 4]],
      {"center_point_box": 1, "max_output_boxes_per_class": 2, "iou_threshold": 0.3}),
     ("nonzero", [X], {}),  # (unique's, which nnabla's static graphs refuse: test_value_shaped)
+    ("vat_noise", [X, X], {}), ("vat_noise", [X, X], {"base_axis": 2, "eps": 1.7}),
     ("inq_affine", [[2, 5], [5, 3], [5, 3], [3]], {}),
     ("inq_affine", [[2, 5], [5, 3], [5, 3]], {"num_bits": 3, "inq_iterations": [2, 5],
                                               "selection_algorithm": "random", "seed": 7}),

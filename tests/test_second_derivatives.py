@@ -48,6 +48,7 @@ NO_INPUTS = {"rand, randn, randint", "rand_binomial, rand_beta, rand_gamma",
 NOT_DERIVATIVES = {"spectral_norm", "image_augmentation", "trilu, eye_like, unlink, shape",
                    "binary_connect_*, binary_weight_*", "inq_affine, inq_convolution",
                    "nms_detection2d",  # (no gradient, as nnabla's, though it copies x)
+                   "vat_noise",  # (no gradient: its backward writes eps * dy into w)
                    # (its case repeats values, whose ties a finite difference breaks;
                    # test_value_shaped.py checks unique's gradient on distinct values)
                    "unique nonzero"}

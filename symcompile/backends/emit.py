@@ -267,19 +267,22 @@ class _ModuleBuilder:
         """The running statistics the forward in `equations` updates, written into their
         arguments after forward and backward, which read their old values (a training
         step's update reads the new ones)."""
+        return self._leaf_writes(equations, self.program.running, "updated in place (RUNNING)",
+                                 "written into their arguments, as nnabla's forward() does")
+
+    def _leaf_writes(self, equations, writes: dict, title: str, doc: str) -> tuple[Block, ...]:
+        """A block writing the new values `writes` (leaf -> its new value's symbol) that
+        `equations` compute into the leaves' arguments; none if they compute none."""
         new_values = {eq.target: eq for eq in equations}
         lines = []
-        for leaf, new in self.program.running.items():
+        for leaf, new in writes.items():
             if new in new_values:
                 eq = new_values[new]
                 text = self.printer.doprint(eq.expr)
                 lines.append(Line(self.backend.update_statement(Update(leaf, "=", eq.expr),
                                                                 text),
                                   comment_text(f"{self._places(eq.origin)}: {eq.note}")))
-        if not lines:
-            return ()
-        return (Block("updated in place (RUNNING)", tuple(lines),
-                      "written into their arguments, as nnabla's forward() does"),)
+        return (Block(title, tuple(lines), doc),) if lines else ()
 
     def random_parts(self, equations) -> tuple[tuple[str, ...], tuple[Line, ...], str]:
         """For a function whose `equations` draw at random (dropout, rand): its `rng` argument,
@@ -297,6 +300,18 @@ class _ModuleBuilder:
     def running_note(self) -> str:
         return (" Updates the arrays in RUNNING (running statistics, F.assign's dst) in "
                 "place, as nnabla's forward does." if self.program.running else "")
+
+    def written_block(self, equations) -> tuple[Block, ...]:
+        """The leaves the backward in `equations` overwrites (BACKWARD_WRITES: F.vat_noise's
+        w), written into their arguments after the backward statements, which read their
+        old values (a training step's update reads the new ones)."""
+        return self._leaf_writes(equations, self.program.backward_writes,
+                                 "written by backward (BACKWARD_WRITES)",
+                                 "written into their arguments, as nnabla's backward() does")
+
+    def written_note(self) -> str:
+        return (" Writes the arrays in BACKWARD_WRITES (F.vat_noise's w) in place, as "
+                "nnabla's backward does." if self.program.backward_writes else "")
 
     def seed_line(self) -> Line:
         shape = self.graph.root.shape
@@ -330,6 +345,7 @@ class _ModuleBuilder:
         `skip` leaves out gradients that the update section computes itself."""
         grads = frozenset(self.gradients()) if exact else frozenset()
         seed = (self.seed_line(),) if plan.uses_seed else ()
+        skip = {*skip, *self.program.backward_writes.values()}  # (see written_block)
         equations = [eq for eq in plan.backward if eq.target not in skip]
         return Block("backward", seed + self.lines(equations, grads))
 
@@ -344,7 +360,8 @@ class _ModuleBuilder:
         for value, sym in zip([*self.graph.inputs, *self.graph.parameters],
                               self.program.leaves, strict=True):
             name, classes, ignore = labels_of.get(sym, (None, 0, True))
-            runs = self.program.running.get(sym) in defined
+            runs = self.program.running.get(sym) in defined \
+                or self.program.backward_writes.get(sym) in defined
             result.append(Argument(
                 sym.name, value.shape,
                 writable=runs or (writable and value.kind == "parameter" and value.need_grad),
@@ -383,9 +400,10 @@ class _ModuleBuilder:
                          (forward, *running), outputs, "The graph's outputs." + note + rng_doc,
                          extra_arguments=rng, prologue=rng_line),
             self.checked("gradient", self.arguments(equations=(*plan.forward, *plan.backward)),
-                         (forward, backward_all, *running),
+                         (forward, backward_all, *running, *self.written_block(plan.backward)),
                          ", ".join(filter(None, [outputs, grad_text])),
-                         f"{outputs} and d {root} / d (each of GRADIENTS)." + note + rng_doc,
+                         f"{outputs} and d {root} / d (each of GRADIENTS)." + note
+                         + self.written_note() + rng_doc,
                          extra_arguments=rng, prologue=rng_line),
         ]
         if self.step is not None and self.step.plan is not None:
@@ -393,7 +411,8 @@ class _ModuleBuilder:
             name = f"{rule.name}_step"
             updates, states, step = self.update_parts(name, self.step.updates)
             backward = self.backward_block(train, exact=False, skip=self.step.fused)
-            updated = [s.name for s in (*self.step.updated, *program.running)]
+            updated = [s.name for s in (*self.step.updated, *program.running,
+                                        *program.backward_writes)]
             rng, rng_line, rng_doc = self.random_parts(train.forward)
             functions.append(self.checked(
                 name, self.arguments(writable=True,
@@ -404,6 +423,7 @@ class _ModuleBuilder:
                  # before the update, which moves a trained dst (F.assign) from the
                  # value forward wrote, as nnabla's update() after forward() does
                  *self.running_block(train.forward),
+                 *self.written_block(train.backward),
                  Block("update", updates, comment_text(rule.doc))),
                 self.backend.step_returns(outputs, updated),
                 f"One fused training step: forward, backward and the {rule.name} "
@@ -411,7 +431,7 @@ class _ModuleBuilder:
                 + (" with its state arrays (see init_state())" if rule.states else "")
                 + (", step being the number of this update (1 for the first)"
                    if rule.uses_t else "") + f". Returns {self.backend.step_returns_doc(outputs)}."
-                + note + rng_doc,
+                + note + self.written_note() + rng_doc,
                 extra_arguments=(*self.step_arguments(), *rng), extra_checks=step,
                 prologue=rng_line))
         # forward_saving and backward also return the gradients of the intermediates the
@@ -436,17 +456,25 @@ class _ModuleBuilder:
         returned_text = ", ".join(g.name for g in returned)
         functions.append(self.checked(
             "backward", self.arguments(equations=split.backward) + [seed],
-            (Block("backward", self.lines(split.backward, frozenset(returned))),),
+            (Block("backward", self.lines(self.unwritten(split.backward),
+                                          frozenset(returned))),
+             *self.written_block(split.backward)),
             f"({returned_text},)" if len(returned) == 1 else f"({returned_text})",
             f"d {root} / d (each of GRADIENTS"
             + (", then each of OUTPUT_GRADIENTS" if program.output_gradients else "")
             + f"), given forward_saving()'s saved values and the cotangent "
-            f"{program.seed.name} of {root}.", prologue=unpack,
+            f"{program.seed.name} of {root}." + self.written_note(), prologue=unpack,
             leading_arguments=("saved",)))
         if self.options.split_update and self.backend.updates_in_place \
                 and self.step is not None and self.step.plan is not None:
             functions += self.backward_update(split, returned, seed, unpack)
         return functions
+
+    def unwritten(self, equations) -> list[Equation]:
+        """`equations` but the new values of the leaves the backward overwrites, which
+        `written_block` writes."""
+        written = set(self.program.backward_writes.values())
+        return [eq for eq in equations if eq.target not in written]
 
     def update_parts(self, function: str, step_updates) -> tuple:
         """What a function applying the solver's updates needs: the update statements,
@@ -503,7 +531,9 @@ class _ModuleBuilder:
                      f"since (anything else goes through {name}())."),
             (*((Block("labels", labels, "as forward_saving() checked them"),) if labels
                else ()),
-             Block("backward", self.lines(split.backward, frozenset(returned))),
+             Block("backward", self.lines(self.unwritten(split.backward),
+                                          frozenset(returned))),
+             *self.written_block(split.backward),
              Block("weight decay", decay, "solver.weight_decay(wd) before update()"),
              Block("update", updates, comment_text(rule.doc))),
             f"({returned_text},)" if len(returned) == 1 else f"({returned_text})",
@@ -608,6 +638,10 @@ class _ModuleBuilder:
             # Arrays drawn at random by every forward pass (dropout's masks, F.rand's
             # values), from the functions' `rng` argument.
             ("RANDOM_DRAWS", tuple(sym.name for sym in program.draws)),
+            # Leaves every backward pass overwrites (F.vat_noise's w gets eps * dy; their
+            # gradients are left as they are): only in modules that have some.
+            *((("BACKWARD_WRITES", tuple(leaf.name for leaf in program.backward_writes)),)
+              if program.backward_writes else ()),
         )
 
     def label_classes(self) -> dict[int, int]:

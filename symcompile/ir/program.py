@@ -8,6 +8,7 @@ everything needed to print them: symbol shapes, leaf order and output names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sympy
@@ -45,6 +46,18 @@ class IndexBounds:
         both = tuple((max(a[0], b[0]), min(a[1], b[1]))
                      for a, b in zip(self.rows, rows, strict=True))
         return IndexBounds(both, tuple(dict.fromkeys(self.readers + readers)))
+
+
+@dataclass(frozen=True)
+class CotangentWrite:
+    """A leaf that a function's backward overwrites with a value of the cotangent of the
+    function's output (OpDef.backward_writes): `value(cotangent)` is the new value."""
+
+    leaf: sympy.Symbol
+    output: sympy.Symbol  # the function's output (an array of its own)
+    value: Callable[[sympy.Expr], sympy.Expr]
+    note: str  # what it is, for the comment
+    origin: tuple[int, ...]  # the function's node
 
 
 @dataclass
@@ -89,6 +102,12 @@ class Program:
     # Leaves the forward pass overwrites (running statistics): leaf symbol -> the symbol
     # of its new value, a forward equation every function with a forward computes.
     running: dict[sympy.Symbol, sympy.Symbol] = field(default_factory=dict)
+    # Leaves a backward pass overwrites (F.vat_noise's w = eps * dy): lowering records
+    # each write of a function's output's cotangent (`cotangent_writes`), autodiff makes
+    # it a backward equation: leaf symbol -> the symbol of its new value, which every
+    # function with a backward computes and writes into the leaf's argument.
+    cotangent_writes: list[CotangentWrite] = field(default_factory=list)
+    backward_writes: dict[sympy.Symbol, sympy.Symbol] = field(default_factory=dict)
     # Arrays drawn at random (dropout's masks, F.rand): forward equations of a draw each;
     # the functions that compute one take an `rng` argument.
     draws: list[sympy.Symbol] = field(default_factory=list)
@@ -107,6 +126,11 @@ class Program:
     def returned_gradients(self) -> list[sympy.Expr]:
         """Every gradient a generated function returns: the leaves', then the outputs'."""
         return [*self.gradients.values(), *self.output_gradients.values()]
+
+    def backward_targets(self) -> list[sympy.Expr]:
+        """What a backward pass computes: the returned gradients, then the new values of
+        the leaves it overwrites (`backward_writes`)."""
+        return [*self.returned_gradients(), *self.backward_writes.values()]
 
     def equations(self) -> list[Equation]:
         return [*self.forward, *self.temps, *self.backward]

@@ -73,6 +73,12 @@ class OpDef:
     # is, for the comment)}; the input is a leaf, and every generated function that runs
     # the forward writes it in place.
     running: Callable[..., dict[int, tuple[sympy.Expr, str]]] | None = None
+    # The inputs a backward pass overwrites (F.vat_noise's w, which gets eps * dy): (input
+    # exprs, attrs, LowerContext) -> {position: (the input's new value as a function of
+    # the output's cotangent, what that is, for the comment)}; the input is a leaf, and
+    # every generated function that runs the backward writes it in place (its gradient is
+    # not changed by it).
+    backward_writes: Callable[..., dict[int, tuple[Callable, str]]] | None = None
     # Its lowering reads its inputs several times (x - mean(x)): fused inputs get arrays
     # of their own first, so that the gradients of all those reads are summed before they
     # flow back into the input's own expression (one convolution gradient, not three).

@@ -8,6 +8,7 @@ lower to tensor primitives with hand-written VJPs.
 from __future__ import annotations
 
 from symcompile.ops.activations import OPS as ACTIVATION_OPS
+from symcompile.ops.adversarial import OPS as ADVERSARIAL_OPS
 from symcompile.ops.arrays import OPS as ARRAY_OPS
 from symcompile.ops.augmentation import OPS as AUGMENTATION_OPS
 from symcompile.ops.correlation import OPS as CORRELATION_OPS
@@ -26,6 +27,6 @@ from symcompile.ops.structural import OPS as STRUCTURAL_OPS
 OPS: dict[str, OpDef] = {**ELEMENTWISE_OPS, **STRUCTURAL_OPS, **NORMALIZATION_OPS, **ARRAY_OPS,
                       **ACTIVATION_OPS, **RESAMPLING_OPS, **EINSUM_OPS, **AUGMENTATION_OPS,
                       **QUANTIZATION_OPS, **GEOMETRY_OPS, **CORRELATION_OPS,
-                      **DETECTION_OPS, **DEFORMABLE_OPS, **INQ_OPS}
+                      **DETECTION_OPS, **DEFORMABLE_OPS, **ADVERSARIAL_OPS, **INQ_OPS}
 
 __all__ = ["OPS", "LowerContext", "OpDef", "normalize_axes", "number"]

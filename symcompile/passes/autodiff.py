@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import sympy
 
-from symcompile.ir.primitives import Full, Primitive, shape_tuple, unbroadcast
+from symcompile.ir.primitives import Full, Primitive, materialize, shape_tuple, unbroadcast
 from symcompile.ir.program import BACKWARD, FORWARD, Equation, Program
 from symcompile.passes.partials import partial as partial_derivative
 
@@ -65,6 +65,16 @@ def differentiate(program: Program, progress: Callable[[int], None] | None = Non
         if sym not in walker.created:
             grad = walker.emit(f"g_{sym.name}", grad, (), note)
         program.output_gradients[index] = grad
+    # Leaves a function's backward overwrites with a value of its output's cotangent
+    # (F.vat_noise's w), when the gradient reaches that output; as nnabla runs the
+    # backward in reverse order, the function nearest the leaves writes last.
+    for write in reversed(program.cotangent_writes):
+        if write.output not in walker.adjoints:
+            continue
+        new = write.value(walker.adjoints[write.output])
+        program.backward_writes[write.leaf] = walker.emit(
+            f"{write.leaf.name}_new", materialize(new, program.shapes.of(write.leaf),
+                                                  program.shapes), write.origin, write.note)
 
 
 def gradient_value(program: Program, outputs, seeds, wrt: sympy.Symbol,

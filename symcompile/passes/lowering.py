@@ -38,7 +38,7 @@ from symcompile.ir.primitives import (
     materialize,
     shape_tuple,
 )
-from symcompile.ir.program import FORWARD, Equation, IndexBounds, Program
+from symcompile.ir.program import FORWARD, CotangentWrite, Equation, IndexBounds, Program
 from symcompile.ops.opdef import Scalar, sympy_number
 from symcompile.ops.registry import OPS, LowerContext
 from symcompile.ops.sympy_functions import Truncate
@@ -173,15 +173,20 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
             own_array(graph.values[i], exprs[i], origins[i])
         return bool(fused)
 
-    def record_running(node) -> None:
-        """The new values of the leaves `node`'s forward overwrites (OpDef.running), as
-        forward equations; a leaf two nodes update gets the second update of the first."""
+    def leaf_rule(node, rule) -> dict:
+        """An op's rule for the leaves it overwrites (OpDef.running, .backward_writes),
+        called as its lowering is: on the input expressions, attributes and context."""
         ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs),
                            graph.values[node.output].shape, program.shapes, class_labels,
                            twice)
         attrs = {key: sympy_number(value) if isinstance(value, Scalar) else value
                  for key, value in node.attrs}
-        updates = OPS[node.op].running([exprs[i] for i in node.inputs], attrs, ctx)
+        return rule([exprs[i] for i in node.inputs], attrs, ctx)
+
+    def record_running(node) -> None:
+        """The new values of the leaves `node`'s forward overwrites (OpDef.running), as
+        forward equations; a leaf two nodes update gets the second update of the first."""
+        updates = leaf_rule(node, OPS[node.op].running)
         for position, (expr, note) in updates.items():
             value = graph.values[node.inputs[position]]
             leaf = program.symbols[value.index]
@@ -193,6 +198,17 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
                 target, materialize(expr, value.shape, program.shapes), FORWARD,
                 (node.index,), note=f"{value.name or leaf.name}: {note}"))
             program.running[leaf] = target
+
+    def record_backward_writes(node) -> None:
+        """The leaves `node`'s backward overwrites (OpDef.backward_writes), as values of
+        its output's cotangent, which autodiff makes backward equations."""
+        writes = leaf_rule(node, OPS[node.op].backward_writes)
+        for position, (new_value, note) in writes.items():
+            value = graph.values[node.inputs[position]]
+            leaf = program.symbols[value.index]
+            program.cotangent_writes.append(CotangentWrite(
+                leaf, program.symbols[node.output], new_value,
+                f"{value.name or leaf.name}: {note}", (node.index,)))
 
     def own_draws(node, expr: sympy.Expr) -> sympy.Expr:
         """`expr` with each random draw (DrawBase) replaced by an array of its own, so
@@ -239,13 +255,16 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
         program.value_exprs[out.index] = expr
         program.value_origins[out.index] = origin
         depths[out.index] = depth
-        if _materialized(graph, out, node.inputs, consumers) or not cost.fits(fusion_limit):
+        if _materialized(graph, out, node.inputs, consumers) or not cost.fits(fusion_limit) \
+                or OPS[node.op].backward_writes is not None:  # (its cotangent is read)
             own_array(out, expr, origin)
         else:
             exprs[out.index] = expr
             origins[out.index] = origin
         if OPS[node.op].running is not None:
             record_running(node)
+        if OPS[node.op].backward_writes is not None:
+            record_backward_writes(node)
         if progress is not None:
             progress(node.index + 1)
     program.outputs = [program.symbols[i] for i in graph.outputs]

@@ -86,7 +86,7 @@ def _inline_single_use(program: Program, fusion_limit: int) -> None:
     """Backward values read once are inlined into their reader while the reader's
     expression stays within the fusion policy (so the gradient of a long chain is not one
     expression of the whole chain)."""
-    outputs = set(program.returned_gradients())
+    outputs = set(program.backward_targets())
     uses = _uses(eq.expr for eq in program.backward)
     substitutions: dict[sympy.Symbol, sympy.Expr] = {}
     kept: list[Equation] = []
@@ -135,7 +135,7 @@ def _fold_constant_gradients(program: Program) -> None:
     summed over its axis) are substituted into their consumers, where products and sums
     of them fold to zero too. (Any other number keeps its equation and gets its array's
     shape back in _values_keep_shapes.)"""
-    keep = set(program.returned_gradients())
+    keep = set(program.backward_targets())
     zeros: dict[sympy.Symbol, sympy.Expr] = {}
     kept: list[Equation] = []
     for eq in program.backward:
@@ -262,7 +262,7 @@ def _eliminate_common_subexpressions(program: Program, names: dict[int, sympy.Sy
     # running statistic's new value is written into its argument after the outputs, so no
     # other statement may read either in place of the shared subexpression it equals.
     _merge_aliases(equations, temps,
-                   protected={*program.returned_gradients(), *program.running.values()})
+                   protected={*program.backward_targets(), *program.running.values()})
     _attribute_origins(temps, program.forward, equations)
     program.temps = temps
 
@@ -330,7 +330,7 @@ def _attribute_origins(temps: list[Equation], forward: list[Equation],
 def _renumber_temporaries(program: Program) -> None:
     """_t0, _t1, ... in the order the statements compute them (CSE numbers them in the
     order it finds them, which is not the order they are printed in)."""
-    sequence = order(program, [*program.forward_targets(), *program.returned_gradients()],
+    sequence = order(program, [*program.forward_targets(), *program.backward_targets()],
                      set(program.leaves) | {program.seed})
     temps = [eq.target for eq in sequence if _TEMP.match(eq.target.name)]
     ordered = set(temps)

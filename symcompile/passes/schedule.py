@@ -55,14 +55,16 @@ def schedule(program: Program, gradients=None) -> Schedule:
     """The forward and backward statements for the outputs and `gradients`.
 
     `gradients` defaults to every gradient the program has (a fused training step asks
-    only for the parameters' gradients, so it computes nothing it does not use).
+    only for the parameters' gradients, so it computes nothing it does not use); the new
+    values of the leaves the backward overwrites (F.vat_noise's w) are computed too.
     """
     leaves = set(program.leaves)
     forward = order(program, program.forward_targets(), leaves)
     computed = {eq.target for eq in forward}
     if gradients is None:
         gradients = list(program.gradients.values())
-    backward = order(program, gradients, leaves | computed | {program.seed})
+    backward = order(program, [*gradients, *program.backward_writes.values()],
+                     leaves | computed | {program.seed})
     read = set()
     for eq in backward:
         read |= eq.expr.free_symbols

@@ -90,9 +90,10 @@ def plan_training_step(program: Program, rule: UpdateRule, options=(), hyper=(),
     shared: dict[sympy.Expr, sympy.Symbol] = {}  # coefficient expression -> its name
     pool = set(solver.hyper.values()) | {solver.step}
     bases: dict[sympy.Symbol, str] = {}  # per-parameter coefficient -> the rule's name
-    # Leaves the forward pass writes (F.assign's dst) get their new values before the
-    # update, so a gradient reading one stays in the backward section, which reads the old.
-    overwritten = set(program.running)
+    # Leaves the forward pass writes (F.assign's dst) or the backward (F.vat_noise's w)
+    # get their new values before the update, so a gradient reading one stays in the
+    # backward section, which reads the old.
+    overwritten = {*program.running, *program.backward_writes}
     for index, grad in program.gradients.items():
         value = graph.values[index]
         if value.kind != "parameter" or not value.need_grad:

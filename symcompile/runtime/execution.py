@@ -61,6 +61,9 @@ class Binding:
         names = [*module.INPUTS, *(p["argument"] for p in module.PARAMETERS.values())]
         running = set(getattr(module, "RUNNING", ()))
         self.running = {i for i, name in enumerate(names) if name in running}
+        # the arguments every backward overwrites (BACKWARD_WRITES: F.vat_noise's w)
+        written = set(getattr(module, "BACKWARD_WRITES", ()))
+        self.written = {i for i, name in enumerate(names) if name in written}
         self.names = names
         # the arguments whose values the module's entry checks (labels, indices), and
         # their values as the latest forward() checked them: a backward() seeing other
@@ -187,7 +190,9 @@ class Binding:
         self._refresh()
         *_, self.saved = self.module.forward_saving(*self._without_side_effects(),
                                                     **self.draws)
-        self._write_output_gradients(self.module.backward(self.saved, *self.args, seed))
+        # (on copies of the leaves the backward overwrites: reading a .g writes no .d)
+        args = [a.copy() if i in self.written else a for i, a in enumerate(self.args)]
+        self._write_output_gradients(self.module.backward(self.saved, *args, seed))
 
     def _write_output_gradients(self, gradients) -> None:
         if self.output_grads:
@@ -468,10 +473,10 @@ def _arguments(module, leaves, storages) -> tuple[list, list]:
     """The module's leaf arguments: each leaf's array, or for one of another dtype than
     the module computes in (an int label, a float64 input) a copy of that dtype, which
     the binding refreshes before every call: [array], [(copy, array)]. A leaf the module
-    updates in place (running statistics) is cast to the module's dtype instead, as
-    nnabla's function writing it does."""
+    updates in place (running statistics, BACKWARD_WRITES) is cast to the module's dtype
+    instead, as nnabla's function writing it does."""
     names = [*module.INPUTS, *(p["argument"] for p in module.PARAMETERS.values())]
-    running = set(getattr(module, "RUNNING", ()))
+    running = {*getattr(module, "RUNNING", ()), *getattr(module, "BACKWARD_WRITES", ())}
     args, copies = [], []
     for value, name in zip(leaves, names, strict=True):
         storage = storages[value.index]

@@ -11,6 +11,7 @@ import numbers
 import numpy
 
 from symcompile.frontend.functions._base import (
+    _base_axis,
     _int_argument,
     _layout,
     _one_axis,
@@ -26,7 +27,7 @@ __all__ = [
     "tile", "one_hot", "sink", "constant", "arange", "linspace", "assign", "broadcast_to", "sort",
     "searchsorted", "shift", "matrix_diag", "matrix_diag_part", "meshgrid", "top_k_data", "gather",
     "scatter_add", "gather_nd", "scatter_nd", "interpolate", "onnx_resize", "trilu", "eye_like",
-    "unlink", "shape", "bool_scatter", "bool_gather", "nonzero", "unique",
+    "unlink", "shape", "bool_scatter", "vat_noise", "bool_gather", "nonzero", "unique",
     "pack_padded_sequence", "pad_packed_sequence",
 ]
 
@@ -37,6 +38,26 @@ def assign(dst, src, n_outputs=-1, outputs=None):
     if isinstance(dst, Variable):
         _updated_in_place("assign", "F.assign", dst=dst)
     return _record("assign", (dst, src))
+
+
+def vat_noise(x, w, base_axis=1, eps=1.0, n_outputs=-1, outputs=None):
+    """Virtual adversarial training's noise: y = eps * x / sqrt(sum(x**2) + 1e-8), the sum
+    per sample (over the axes from base_axis). Its backward gives no gradient: it writes
+    eps * dy into w's values (w.d), w a leaf of x's shape (the buffer that carries the
+    adversarial direction to the next power iteration), and leaves x.g and w.g as they
+    are, as nnabla's does (when x or w has need_grad)."""
+    if not isinstance(x, Variable) or not isinstance(w, Variable):
+        return _record("vat_noise", (x, w))  # raises the TypeError
+    base = _base_axis("vat_noise", x, base_axis)
+    if base == 0:
+        raise ValueError(f"F.vat_noise: base_axis={base_axis} leaves no sample axis for x of "
+                         f"shape {x.shape} (nnabla 1.39 reads outside the array there); give "
+                         f"1..{len(x.shape) - 1} or -{len(x.shape) - 1}..-1")
+    if w.parent is not None:
+        raise ValueError(f"F.vat_noise: the backward pass writes eps * dy into w's values, "
+                         f"so w must be a leaf Variable (a parameter or a buffer), not the "
+                         f"output of {w.parent.name}")
+    return _record("vat_noise", (x, w), base_axis=base, eps=number(eps, "vat_noise", "eps"))
 
 
 def constant(val=0, shape=[], n_outputs=-1, outputs=None):  # noqa: B006
