@@ -890,6 +890,7 @@ NOT_DRAWN = {
     "pack_padded_sequence": "shape from the lengths' values",
     "pad_packed_sequence": "shape from the batch sizes' values",
     "onnx_non_max_suppression": "shape from the values",  # (test_onnx_nms.py)
+    "bit_shift": "unsigned integer inputs",  # (test_bit_shift.py)
     # no gradient, as nnabla's backward (which writes none, though the output copies x's
     # boxes); checked against a loop and nnabla in test_nms_detection2d.py
     "nms_detection2d": "gradient not the derivative",

@@ -94,6 +94,7 @@ _INTERNAL = {
     "pack_padded_sequence": {"rows"}, "pack_padded_sequence_batch_sizes": {"rows"},
     "pad_packed_sequence": {"batch"}, "pad_packed_sequence_lengths": {"batch"},
     "onnx_non_max_suppression": {"count"},
+    "bit_shift": {"bits"},
 }
 
 
@@ -173,6 +174,7 @@ _RULES = {
     "unique_index": _Rule(output=_unique_output(0)),
     "unique_inverse": _Rule(output=_unique_output(1)),
     "unique_counts": _Rule(output=_unique_output(2)),
+    "bit_shift": _Rule(lambda args: {"direction": "LEFT" if args["left"] else "RIGHT"}),
     "pack_padded_sequence": _Rule(output=lambda args: (0, 2)),
     "pack_padded_sequence_batch_sizes": _Rule(output=lambda args: (1, 2)),
     "pad_packed_sequence": _Rule(output=lambda args: (0, 2)),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy
+
 from symcompile.frontend.functions._base import (
     _base_axis,
     _one_axis,
@@ -20,7 +22,7 @@ from symcompile.ops.registry import normalize_axes, number
 __all__ = [
     "sum", "mean", "max", "min", "reduce_sum", "reduce_mean", "clip_by_value", "batch_matmul",
     "softmax", "log_softmax", "einsum", "cumsum", "cumprod", "prod", "celu", "prelu", "crelu",
-    "bc_add2", "add_n", "mul_n", "norm",
+    "bc_add2", "add_n", "mul_n", "norm", "bit_shift",
 ]
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - nnabla's name
@@ -220,3 +222,27 @@ def norm(x, p=None, axis=None, keepdims=False):
     powered = _record("pow_scalar", (_record("abs", (x,)),), val=number(order, "norm", "p"))
     total = _record("sum", (powered,), axes=axes, keepdims=bool(keepdims))
     return _record("pow_scalar", (total,), val=number(1 / order, "norm", "p"))
+
+
+def bit_shift(x, shift, direction="LEFT", n_outputs=-1, outputs=None):
+    """x's unsigned integers shifted by `shift` bits (truncated to integers, as nnabla casts
+    them to x's dtype), to the left (`direction` 'LEFT', wrapping around x's width: uint8
+    200 << 1 is 144) or the right ('RIGHT'), elementwise with nnabla's broadcasting; the
+    output has x's dtype. nnabla runs it on unsigned integer arrays only; here uint8 and
+    uint16, whose values floating-point modules hold exactly (wider ones are refused). No
+    gradient, as nnabla's."""
+    if not (isinstance(x, Variable) and isinstance(shift, Variable)):
+        return _record("bit_shift", (x, shift))  # raises the TypeError
+    dtype = numpy.dtype(x.dtype)
+    if dtype.kind != "u":
+        raise TypeError(f"F.bit_shift: x must hold unsigned integers (as nnabla's), got "
+                        f"{dtype.name}: make it with nn.Variable.from_numpy_array of a uint8 "
+                        f"or uint16 array")
+    if dtype.itemsize > 2:
+        raise ValueError(f"F.bit_shift: x of dtype {dtype.name}: symcompile's modules compute "
+                         f"in floating point, which holds uint8 and uint16 values exactly but "
+                         f"not every {dtype.name} value; use uint16 or narrower")
+    if direction not in ("LEFT", "RIGHT"):
+        raise ValueError(f"F.bit_shift: direction must be 'LEFT' or 'RIGHT', got "
+                         f"{direction!r}")
+    return _record("bit_shift", (x, shift), left=direction == "LEFT", bits=8 * dtype.itemsize)
