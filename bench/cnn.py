@@ -13,14 +13,14 @@
 
 Prints milliseconds per step with ratios to torch eager (or to the generated step when
 torch is missing), the compile time of the graph (SymPy already imported), and each
-convolution's forward alone: the generated module's kernels (im2col, then conv_matmul,
-the product with the weights, whose result is a view the bias addition copies: with it
-too) and the fused conv_forward kernel (used for convolutions whose im2col matrix
-exceeds IM2COL_LIMIT) against the one matrix product of its im2col shapes (and torch's
-conv2d); then the second convolution's x-gradient alone: the generated module's
+convolution's forward alone: the generated module's kernels (im2col, alone too, then
+conv_matmul, the product with the weights, whose result is a view the bias addition
+copies: with it too) and the fused conv_forward kernel (used for convolutions whose
+im2col matrix exceeds IM2COL_LIMIT) against the one matrix product of its im2col shapes
+(and torch's conv2d); then the second convolution's x-gradient alone: the generated module's
 conv_grad_x (over the flattened batch for stride 1), the columns' gradient and col2im
 it replaced, and the one matrix product of the columns' gradient's shapes. Targets
-(issue 15): the step within 1.2x of torch eager, each forward within 1.3x of its
+(issue 13): the step within 1.2x of torch eager, each forward within 1.3x of its
 matrix product.
 
 Usage: python bench/cnn.py [--steps N] [--repeats R]
@@ -213,10 +213,26 @@ def seconds_per_call(function, repeats: int, calls: int = 20) -> float:
     return statistics.median(runs)
 
 
+def seconds_per_call_each(functions: dict, repeats: int, calls: int = 20) -> dict:
+    """seconds_per_call of each of `functions`, their runs interleaved (one run of each
+    per repeat), so that machine drift affects their ratios less."""
+    for function in functions.values():
+        for _ in range(3):
+            function()
+    runs = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                function()
+            runs[name].append((time.perf_counter() - start) / calls)
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
 def convolutions_alone(module, repeats: int) -> None:
-    """Each convolution's forward: the generated kernels (im2col then the product with the
-    weights), the fused kernel, one matrix product of its im2col shapes (weights
-    (O, C*K*K) times columns (C*K*K, N*M), contiguous), torch."""
+    """Each convolution's forward: the generated kernels (im2col, alone too, then the
+    product with the weights), the fused kernel, one matrix product of its im2col shapes
+    (weights (O, C*K*K) times columns (C*K*K, N*M), contiguous), torch; interleaved."""
     from symcompile.backends.kernels.numpy_kernels import conv_forward
 
     layers = [("conv1", (BS, 1, SIDE, SIDE), W1_0, PAD1),
@@ -224,38 +240,43 @@ def convolutions_alone(module, repeats: int) -> None:
     torch = None
     if importlib.util.find_spec("torch"):
         import torch
-    print(f"\nconvolution forward alone, ms/call (median of {repeats}); ratios over the matmul "
-          "of its im2col shapes")
-    print(f"{'layer':<8}{'im2col matmul':>22}{'matmul':>9}{'generated':>11}{'ratio':>7}"
-          f"{'+ bias':>9}{'fused':>9}{'ratio':>7}{'torch conv2d':>14}")
+    print(f"\nconvolution forward alone, ms/call (median of {repeats}, interleaved); ratios over "
+          "the matmul of its im2col shapes")
+    print(f"{'layer':<8}{'im2col matmul':>22}{'matmul':>9}{'im2col':>9}{'generated':>11}"
+          f"{'ratio':>7}{'+ bias':>9}{'fused':>9}{'ratio':>7}{'torch conv2d':>14}")
     for name, shape, w, pad in layers:
         x = rng.standard_normal(shape).astype(np.float32)
         out = shape[2] + 2 * pad - K + 1
         rows, cols = w.shape[0], int(np.prod(w.shape[1:]))
         a = w.reshape(rows, cols)
         b = rng.standard_normal((cols, BS * out * out)).astype(np.float32)
-        matmul = seconds_per_call(lambda a=a, b=b: a @ b, repeats)
         y_shape = (BS, w.shape[0], out, out)
-        generated = seconds_per_call(
-            lambda x=x, w=w, pad=pad, y_shape=y_shape: module.conv_matmul(
-                module.im2col(x, (K, K), (pad, pad), (1, 1), (1, 1)), w, y_shape, 1), repeats)
         bias = np.ones((1, rows, 1, 1), np.float32)
-        biased = seconds_per_call(
-            lambda x=x, w=w, pad=pad, y_shape=y_shape, bias=bias: module.conv_matmul(
-                module.im2col(x, (K, K), (pad, pad), (1, 1), (1, 1)), w, y_shape, 1) + bias,
-            repeats)
-        fused = seconds_per_call(
-            lambda x=x, w=w, pad=pad: conv_forward(x, w, (pad, pad), (1, 1), (1, 1), 1), repeats)
-        line = (f"{name:<8}{f'({rows}x{cols})@({cols}x{BS * out * out})':>22}"
-                f"{matmul * 1e3:>9.3f}{generated * 1e3:>11.3f}{generated / matmul:>6.1f}x"
-                f"{biased * 1e3:>9.3f}{fused * 1e3:>9.3f}{fused / matmul:>6.1f}x")
+        geometry = ((K, K), (pad, pad), (1, 1), (1, 1))
+        functions = {
+            "matmul": lambda a=a, b=b: a @ b,
+            "im2col": lambda x=x, g=geometry: module.im2col(x, *g),
+            "generated": lambda x=x, w=w, g=geometry, y_shape=y_shape: module.conv_matmul(
+                module.im2col(x, *g), w, y_shape, 1),
+            "+ bias": lambda x=x, w=w, g=geometry, y_shape=y_shape, bias=bias: module.conv_matmul(
+                module.im2col(x, *g), w, y_shape, 1) + bias,
+            "fused": lambda x=x, w=w, pad=pad: conv_forward(x, w, (pad, pad), (1, 1), (1, 1), 1),
+        }
         if torch is not None:
             tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-            with torch.no_grad():
-                conv = seconds_per_call(
-                    lambda tx=tx, tw=tw, pad=pad: torch.nn.functional.conv2d(tx, tw, padding=pad),
-                    repeats)
-            line += f"{conv * 1e3:>14.3f}"
+
+            def conv(tx=tx, tw=tw, pad=pad):
+                with torch.no_grad():
+                    return torch.nn.functional.conv2d(tx, tw, padding=pad)
+
+            functions["torch"] = conv
+        t = seconds_per_call_each(functions, repeats)
+        line = (f"{name:<8}{f'({rows}x{cols})@({cols}x{BS * out * out})':>22}"
+                f"{t['matmul'] * 1e3:>9.3f}{t['im2col'] * 1e3:>9.3f}{t['generated'] * 1e3:>11.3f}"
+                f"{t['generated'] / t['matmul']:>6.2f}x{t['+ bias'] * 1e3:>9.3f}"
+                f"{t['fused'] * 1e3:>9.3f}{t['fused'] / t['matmul']:>6.2f}x")
+        if torch is not None:
+            line += f"{t['torch'] * 1e3:>14.3f}"
         print(line)
     x_gradient_alone(module, repeats)
 

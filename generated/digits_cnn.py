@@ -91,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = 'ed04570e3eb53a83'
+SOURCE_HASH = '45e57fb65a048573'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -1693,12 +1693,60 @@ def conv_grad_x_flat(dy, w, x_shape, pad, dilation, group):
 
 def im2col(x, kernel, pad, stride, dilation):
     """x's im2col matrix: cols[(c, k), (n, m)] = xpad[n, c, m*stride + k*dilation],
-    (C * prod(K), N * prod(M)), one copy of the windows' view in that order."""
+    (C * prod(K), N * prod(M)).
+
+    With stride 1 along the last axis, every window row is a run of M[-1] contiguous
+    elements of xpad, and the matrix is copied run by run: xpad is viewed with one run
+    per element (a void dtype of M[-1] elements' bytes), since NumPy's copies cost per
+    element of their innermost loop (a few ns) more than per byte where runs are short.
+    Where runs are shorter than 64 bytes and the stride along the last-but-one axis is 1
+    too, in two copies: first every run of every row of xpad, one per kernel position
+    along the last axis (runs[c, k[-1], n, l] = xpad[n, c, l, k[-1]*dilation + :M[-1]]),
+    then the matrix block by block, as the window rows of one output row each follow in
+    runs: a block of M[-2] * M[-1] elements per (c, k, n) (and outer output position).
+    Otherwise (a stride along the last axis, or a kernel 1 wide: whole rows, which the
+    copy joins into longer runs itself) one copy of the windows' view in that order.
+
+    Measured (1 thread, float32, ms; by the windows' view / by runs / in two copies):
+    LeNet's (64, 1, 28, 28), 5x5, pad 2: 0.233 / 0.105 / 0.135; (64, 6, 14, 14), 5x5:
+    0.367 / 0.173 / 0.127; (64, 64, 8, 8), 3x3, pad 1: 1.23 / 0.689 / 0.567; (8, 16, 56,
+    56), 3x3, pad 1: 0.489 / 0.369 / 0.453; (2, 3, 224, 224): 0.252 / 0.233 / 0.294;
+    (8, 8, 10, 10, 10), 3x3x3, pad 1: 0.790 / - / 0.230."""
     rank = len(kernel)
-    windows = conv_windows(conv_padded(x, pad), kernel, stride, dilation)  # (*K, N, C, *M)
-    order = (rank + 1, *range(rank + 1), *range(rank + 2, 2 * rank + 2))  # (C, *K, N, *M)
+    padded = conv_padded(x, pad)
     rows = x.shape[1] * int(numpy.prod(kernel))
-    return numpy.reshape(numpy.transpose(windows, order), (rows, -1))
+    if stride[-1] != 1 or kernel[-1] == 1 or not padded.size:
+        windows = conv_windows(padded, kernel, stride, dilation)  # (*K, N, C, *M)
+        order = (rank + 1, *range(rank + 1), *range(rank + 2, 2 * rank + 2))  # (C, *K, N, *M)
+        return numpy.reshape(numpy.transpose(windows, order), (rows, -1))
+    padded = numpy.ascontiguousarray(padded)
+    out = conv_output_size(padded.shape[2:], kernel, (0,) * rank, stride, dilation)
+    dtype, item, steps = padded.dtype, padded.itemsize, padded.strides  # (N, C, *L) in bytes
+    run = numpy.dtype((numpy.void, out[-1] * item))
+    if rank < 2 or stride[-2] != 1 or run.itemsize >= 64:
+        # cols (C, *K, N, *M[:-1]) of runs
+        windows = numpy.ndarray(
+            (padded.shape[1], *kernel, padded.shape[0], *out[:-1]), run, padded, 0,
+            (steps[1], *(d * t for d, t in zip(dilation, steps[2:], strict=True)), steps[0],
+             *(s * t for s, t in zip(stride[:-1], steps[2:-1], strict=True))))
+        cols = numpy.empty(windows.shape, run)
+        cols[...] = windows
+        return numpy.reshape(cols.view(dtype), (rows, -1))
+    # runs (C, K[-1], N, *L[:-1]) of runs
+    windows = numpy.ndarray((padded.shape[1], kernel[-1], padded.shape[0], *padded.shape[2:-1]),
+                            run, padded, 0, (steps[1], dilation[-1] * item, steps[0], *steps[2:-1]))
+    runs = numpy.empty(windows.shape, run)
+    runs[...] = windows
+    # cols (C, *K, N, *M[:-2]) of blocks, runs' strides (C, K[-1], N, *L[:-1]) in bytes
+    block, steps = numpy.dtype((numpy.void, out[-2] * run.itemsize)), runs.strides
+    outer = range(rank - 2)
+    windows = numpy.ndarray(
+        (runs.shape[0], *kernel, runs.shape[2], *out[:-2]), block, runs, 0,
+        (steps[0], *(dilation[i] * steps[3 + i] for i in outer), dilation[-2] * run.itemsize,
+         steps[1], steps[2], *(stride[i] * steps[3 + i] for i in outer)))
+    cols = numpy.empty(windows.shape, block)
+    cols[...] = windows
+    return numpy.reshape(cols.view(dtype), (rows, -1))
 
 
 def conv_group_matrices(a, group):
