@@ -1063,3 +1063,23 @@ def _dft(inverse: bool):
 
 _register("fft", "FFT", 1, _complex_signal("fft"))(_dft(inverse=False))
 _register("ifft", "IFFT", 1, _complex_signal("ifft"))(_dft(inverse=True))
+
+
+# --- bit_shift: unsigned integers shifted, as numbers of the module's dtype ---------------
+# (elementwise, but not in ops/elementwise: its inputs are unsigned integers, not reals)
+
+def _bit_shift(args, attrs, ctx):
+    """x * 2**shift modulo 2**bits (left) or floor(x / 2**shift) (right), the shift
+    truncated as nnabla casts it to x's unsigned type: exact in floating point (products
+    and quotients by powers of two), for the uint8 and uint16 values the front end
+    admits. No gradient (nnabla's has none)."""
+    x, shift = args
+    scale = sympy.Integer(2) ** sympy.floor(shift)
+    if attrs["left"]:
+        return P.StopGradient(sympy.Mod(x * scale, sympy.Integer(2) ** attrs["bits"]))
+    return P.StopGradient(sympy.floor(x / scale))
+
+
+OPS["bit_shift"] = OpDef("bit_shift", "BitShift", 2, True,
+                         lambda shapes, attrs: broadcast_shape("bit_shift", shapes),
+                         _bit_shift, output_dtype="input")

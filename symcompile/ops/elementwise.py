@@ -15,7 +15,6 @@ from symcompile.ops.opdef import FunctionApi, OpDef, broadcast_shape
 
 # SymPy and the function classes built on it load when the first graph is lowered.
 sympy = Deferred("sympy")
-P = Deferred("symcompile.ir.primitives")
 E = Deferred("symcompile.ops.sympy_functions")
 P = Deferred("symcompile.ir.primitives")
 
@@ -682,21 +681,3 @@ def _mod2(x0, x1, fmod=False):
     fmod's derivative, 1 for x0 and -trunc(x0/x1) for x1."""
     return E.Fmod(x0, x1)
 
-
-# --- bit_shift: unsigned integers shifted, as numbers of the module's dtype -----------------
-
-def _bit_shift(args, attrs, ctx):
-    """x * 2**shift modulo 2**bits (left) or floor(x / 2**shift) (right), the shift
-    truncated as nnabla casts it to x's unsigned type: exact in floating point (products
-    and quotients by powers of two), for the uint8 and uint16 values the front end
-    admits. No gradient (nnabla's has none)."""
-    x, shift = args
-    scale = sympy.Integer(2) ** sympy.floor(shift)
-    if attrs["left"]:
-        return P.StopGradient(sympy.Mod(x * scale, sympy.Integer(2) ** attrs["bits"]))
-    return P.StopGradient(sympy.floor(x / scale))
-
-
-OPS["bit_shift"] = OpDef("bit_shift", "BitShift", 2, True,
-                         lambda shapes, attrs: broadcast_shape("bit_shift", shapes),
-                         _bit_shift, output_dtype="input")
