@@ -376,3 +376,19 @@ def test_nnabla_backward_where_it_is_not_the_derivative(tmp_path):
         loss.forward()
         np.testing.assert_array_equal(y.d, row["y"])
         np.testing.assert_array_equal(out.d, row["out"])
+
+
+@pytest.mark.parametrize("rows,count,width", [(0, 4, 3), (1, 1, 1), (37, 9, 4), (300, 50, 2)])
+def test_the_array_api_scatter_add_sums_each_position_rows(rows, count, width):
+    """segment_sums (the array API backend's scatter-add: sorted rows, a segmented scan)
+    against numpy.add.at, positions repeated, missing and outside (dropped)."""
+    xps = pytest.importorskip("array_api_strict")
+    from symcompile.backends.kernels.array_api_kernels import segment_sums
+
+    rng = np.random.default_rng(rows)
+    positions = rng.integers(0, count + 3, size=rows)  # (count and above: dropped)
+    values = rng.normal(size=(rows, width))
+    expected = np.zeros((count + 3, width))
+    np.add.at(expected, positions, values)
+    got = segment_sums(xps, xps.asarray(positions), xps.asarray(values), count)
+    np.testing.assert_allclose(np.from_dlpack(got), expected[:count], rtol=1e-12, atol=1e-12)

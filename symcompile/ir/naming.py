@@ -47,6 +47,7 @@ RESERVED = frozenset(
         "chosen_index", "chosen_take", "chosen_take_grad", "choice_indices", "row_take",
         "row_take_grad", "erase_mask",
         "nd_indices", "index_array", "first_outside", "nd_positions", "nd_last", "nd_writer",
+        "segment_sums",
         "gather_nd", "scatter_nd", "bool_rows", "bool_scatter", "bool_gather",
         "nms_detection2d", "box_iou", "bool_gather_built", "nonzero_indices", "unique_part",
         "refuse_count_change", "sequence_batch_sizes", "sequence_lengths", "packed_positions",

@@ -843,12 +843,38 @@ def unique_part(xp, x, part, flatten, axis, ascending, count):
     return xp.astype((first, inverse, counts)[part], x.dtype)
 
 
+def segment_sums(xp, positions, values, count):
+    """out[p] = the sum of the rows of values (P, W) whose position is p, for p < count
+    (rows at other positions are dropped): the rows sorted by position (stably), a
+    segmented inclusive scan by doubling (each row adds the partial sum `shift` rows back
+    while that row has its position: log2(P) passes, sums of pairs, no running total to
+    cancel), each position's sum read at its last row (searchsorted); the standard has no
+    scatter-add."""
+    device = device_of(values)
+    if not positions.shape[0]:
+        return xp.zeros((count, values.shape[1]), dtype=values.dtype, device=device)
+    order = xp.argsort(positions, stable=True)
+    keys = xp.take(positions, order, axis=0)
+    sums = xp.take(values, order, axis=0)
+    rows, shift = keys.shape[0], 1
+    while shift < rows:
+        same = xp.reshape(keys[shift:] == keys[:-shift], (-1, 1))
+        moved = xp.where(same, sums[:-shift, :], xp.zeros_like(sums[:-shift, :]))
+        sums = xp.concat([sums[:shift, :], sums[shift:, :] + moved], axis=0)
+        shift *= 2
+    slots = xp.arange(count, dtype=keys.dtype, device=device)
+    last = xp.searchsorted(keys, slots, side="right") - 1
+    found = (last >= 0) & (xp.take(keys, xp.where(last >= 0, last, xp.zeros_like(last)),
+                                   axis=0) == slots)
+    read = xp.take(sums, xp.where(found, last, xp.zeros_like(last)), axis=0)
+    return xp.where(xp.reshape(found, (-1, 1)), read, xp.zeros_like(read))
+
+
 def scatter_nd(xp, data, indices, shape, add):
     """Zeros of `shape` with data[y..., r...] written at [indices[:, y...], r...]
-    (F.scatter_nd): added with `add` (repeated positions sum: a matrix product with the
-    one-hot comparison, the standard has no scatter-add), else assigned (the last of
-    repeated positions wins, as nnabla's loop: each position reads its last writer);
-    outside positions write nothing."""
+    (F.scatter_nd): added with `add` (repeated positions sum: segment_sums), else
+    assigned (the last of repeated positions wins, as nnabla's loop: each position reads
+    its last writer); outside positions write nothing."""
     m = indices.shape[0]
     rest, count, width = tuple(shape[m:]), 1, 1
     for n in shape[:m]:
@@ -856,12 +882,10 @@ def scatter_nd(xp, data, indices, shape, add):
     for n in rest:
         width *= n
     positions, keep = nd_positions(xp, indices, tuple(shape))
-    device = device_of(data)
     values = xp.reshape(data, (positions.shape[0], width))
     if add:
-        hits = (xp.reshape(positions, (-1, 1)) == xp.reshape(
-            xp.arange(count, dtype=xp.int64, device=device), (1, -1))) & xp.reshape(keep, (-1, 1))
-        out = xp.matmul(xp.matrix_transpose(xp.astype(hits, data.dtype)), values)
+        out = segment_sums(xp, xp.where(keep, positions, xp.full_like(positions, count)),
+                           values, count)
     else:
         writer = nd_writer(xp, positions, keep, count)
         read = xp.take(values, xp.where(writer < 0, xp.zeros_like(writer), writer), axis=0)
