@@ -75,12 +75,8 @@ def _shape(op_name: str):
                 raise ValueError(f"F.{op_name}: its hidden {name} of shape "
                                  f"{shapes[where[name]]} must have shape {shape}")
         layer = (shapes[0], w) + ((shapes[where["bias"]],) if "bias" in where else ())
-        check = structural._convolution_shape if _convolutional(op_name) \
-            else structural._affine_shape
-        try:
-            return check(layer, _layer_attributes(attrs))
-        except ValueError as error:
-            raise ValueError(f"F.{op_name}: {error}") from None
+        return structural.weight_layer_shape(op_name, layer, _layer_attributes(attrs),
+                                             _convolutional(op_name))
 
     return infer
 
@@ -118,8 +114,8 @@ def _layer(op_name: str):
         _, quantized = _states(args, attrs)
         effective = G.StraightThrough(quantized, args[where["weight"]])
         layer = [args[0], effective] + ([args[where["bias"]]] if "bias" in where else [])
-        lowering = structural._convolution if _convolutional(op_name) else structural._affine
-        return lowering(layer, _layer_attributes(attrs), ctx)
+        return structural.weight_layer(layer, _layer_attributes(attrs), ctx,
+                                       _convolutional(op_name))
 
     return lower
 

@@ -256,12 +256,8 @@ def _binary_shape(op_name: str):
                                  f"must have one element per output ({size}, for the weight "
                                  f"of shape {w}); give it shape ({size},)")
         layer = (shapes[0], w) + ((shapes[positions["bias"]],) if "bias" in positions else ())
-        check = structural._convolution_shape if _output_axis_is_first(op_name) \
-            else structural._affine_shape
-        try:
-            return check(layer, _layer_attributes(attrs))
-        except ValueError as error:
-            raise ValueError(f"F.{op_name}: {error}") from None
+        return structural.weight_layer_shape(op_name, layer, _layer_attributes(attrs),
+                                             _output_axis_is_first(op_name))
 
     return infer
 
@@ -295,9 +291,8 @@ def _binary_layer(op_name: str):
         else:
             effective = binary  # (Signum's derivative is 1: straight through)
         layer = [args[0], effective] + ([args[positions["bias"]]] if "bias" in positions else [])
-        lowering = structural._convolution if _output_axis_is_first(op_name) \
-            else structural._affine
-        return lowering(layer, _layer_attributes(attrs), ctx)
+        return structural.weight_layer(layer, _layer_attributes(attrs), ctx,
+                                       _output_axis_is_first(op_name))
 
     return lower
 

@@ -237,6 +237,24 @@ def _convolution(args, attrs, ctx):
     return y
 
 
+# --- layers over a weight another function makes (binarized, quantized) --------------------
+
+def weight_layer_shape(op_name: str, shapes, attrs, convolutional: bool):
+    """The output shape of the affine or convolution (`convolutional`) that `op_name`
+    (binary_weight_affine, inq_convolution, ...) runs over its weight: `shapes` are x's,
+    the weight's and the bias's, if any; its errors name `op_name`."""
+    check = _convolution_shape if convolutional else _affine_shape
+    try:
+        return check(shapes, attrs)
+    except ValueError as error:
+        raise ValueError(f"F.{op_name}: {error}") from None
+
+
+def weight_layer(layer, attrs, ctx, convolutional: bool):
+    """That layer's lowering, over [x, the weight it uses, bias if any]."""
+    return (_convolution if convolutional else _affine)(layer, attrs, ctx)
+
+
 def _deconvolution_shape(shapes, attrs):
     """nnabla's rules for x (*batch, C, *L), weight (C, C'/group, *K), bias (C',): the
     transpose of the convolution of weight (C, C'/group, *K) that maps C' channels to C."""
