@@ -60,7 +60,8 @@ RESERVED = frozenset(
         "complex_dft",
         "roi_align_axis", "roi_align_boxes", "roi_align_groups", "roi_align_forward",
         "roi_align_grad",
-        "inq_fix_largest", "inq_fix_random", "inq_pow2", "inq_sort_order", "inq_log2",
+        "inq_fix_largest", "inq_fix_random", "inq_scheduled", "inq_pow2", "inq_sort_order",
+        "inq_log2",
     }
 )
 _FORBIDDEN = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

@@ -1724,16 +1724,26 @@ def box_iou(xp, boxes):
     return xp.where(overlap, inter / xp.where(overlap, union, zero + 1), zero)
 
 
+def inq_scheduled(xp, indicators, count, iterations):
+    """The indicators truncated to ints (as nnabla reads them), and what this pass makes
+    of them when it selects no weights: themselves (a pass count not in `iterations`),
+    all 1 (the last entry), or None (another entry: the caller fixes more)."""
+    fixed = xp.trunc(indicators)
+    step = int(xp.reshape(count, (-1,))[0])
+    if step not in iterations:
+        return fixed, fixed
+    if step == iterations[-1]:
+        return fixed, xp.ones_like(fixed)
+    return fixed, None
+
+
 def inq_fix_largest(xp, w, indicators, count, iterations):
     """nnabla's INQ indicators after a forward pass (selection_algorithm='largest_abs'; see
     the NumPy kernel): the weights to fix marked in sorted order by a cumulative count of
     the learnable ones, then put back by the inverse permutation."""
-    fixed = xp.trunc(indicators)
-    step = int(xp.reshape(count, (-1,))[0])
-    if step not in iterations:
-        return fixed
-    if step == iterations[-1]:
-        return xp.ones_like(fixed)
+    fixed, done = inq_scheduled(xp, indicators, count, iterations)
+    if done is not None:
+        return done
     flat = xp.reshape(fixed, (-1,))
     magnitude = xp.reshape(xp.abs(w), (-1,))
     n = flat.shape[0]
@@ -1765,12 +1775,9 @@ def inq_fix_largest(xp, w, indicators, count, iterations):
 def inq_fix_random(xp, indicators, count, coin, iterations):
     """nnabla's INQ indicators after a forward pass (selection_algorithm='random'; see the
     NumPy kernel)."""
-    fixed = xp.trunc(indicators)
-    step = int(xp.reshape(count, (-1,))[0])
-    if step not in iterations:
-        return fixed
-    if step == iterations[-1]:
-        return xp.ones_like(fixed)
+    fixed, done = inq_scheduled(xp, indicators, count, iterations)
+    if done is not None:
+        return done
     return xp.where(fixed == 0, xp.astype(coin, fixed.dtype), fixed)
 
 

@@ -1673,6 +1673,19 @@ def box_iou(boxes):
         return numpy.where(overlap, inter / numpy.where(overlap, union, 1), 0).astype(boxes.dtype)
 
 
+def inq_scheduled(indicators, count, iterations):
+    """The indicators truncated to ints (as nnabla reads them), and what this pass makes
+    of them when it selects no weights: themselves (a pass count not in `iterations`),
+    all 1 (the last entry), or None (another entry: the caller fixes more)."""
+    fixed = numpy.trunc(indicators)
+    step = int(count.reshape(-1)[0])
+    if step not in iterations:
+        return fixed, fixed
+    if step == iterations[-1]:
+        return fixed, numpy.ones_like(fixed)
+    return fixed, None
+
+
 def inq_fix_largest(w, indicators, count, iterations):
     """nnabla's INQ indicators after a forward pass (selection_algorithm='largest_abs'):
     the indicators truncated to ints (as nnabla reads them); when the pass count is
@@ -1681,12 +1694,9 @@ def inq_fix_largest(w, indicators, count, iterations):
     fewer than two learnable, the first in that order, if learnable). A stable argsort
     gives that order unless weights of one |w| straddle the cut; then the sort is
     replayed (inq_sort_order)."""
-    fixed = numpy.trunc(indicators)
-    step = int(count.reshape(-1)[0])
-    if step not in iterations:
-        return fixed
-    if step == iterations[-1]:
-        return numpy.ones_like(fixed)
+    fixed, done = inq_scheduled(indicators, count, iterations)
+    if done is not None:
+        return done
     flat = fixed.reshape(-1)
     magnitude = numpy.abs(w).reshape(-1)
     learnable = flat == 0
@@ -1711,12 +1721,9 @@ def inq_fix_random(indicators, count, coin, iterations):
     """nnabla's INQ indicators after a forward pass (selection_algorithm='random'): the
     indicators truncated to ints; when the pass count is listed in `iterations`, all 1 at
     the last entry, else each learnable one (0) takes `coin` (1 with probability 1/2)."""
-    fixed = numpy.trunc(indicators)
-    step = int(count.reshape(-1)[0])
-    if step not in iterations:
-        return fixed
-    if step == iterations[-1]:
-        return numpy.ones_like(fixed)
+    fixed, done = inq_scheduled(indicators, count, iterations)
+    if done is not None:
+        return done
     return numpy.where(fixed == 0, coin, fixed).astype(fixed.dtype)
 
 
