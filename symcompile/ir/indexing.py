@@ -638,28 +638,16 @@ class UniquePart(KernelBase):
         return (x[axis],)
 
 
-class SequenceBatchSizes(KernelBase):
-    """batch_sizes[t], t < steps: how many of the sequences of `lengths` (B,) are longer
-    than t, as numbers of lengths' dtype; args (lengths, steps). Piecewise constant:
-    lowering wraps it in StopGradient."""
+class CountsAbove(KernelBase):
+    """counts[i], i < n: how many of `values` (1-D, truncated to integers) are over i, as
+    numbers of their dtype: a padded batch's batch sizes from its lengths (how many
+    sequences are longer than step t) and back (at how many steps the batch size is over
+    b). Args (values, n). Piecewise constant: lowering wraps it in StopGradient."""
 
     nargs = 2
-    kernel = "sequence_batch_sizes"
-    options = ("steps",)
-    unshown = ("steps",)
-
-    def shape(self, shapes):
-        return (int(self.args[1]),)
-
-
-class SequenceLengths(KernelBase):
-    """lengths[b], b < batch: at how many steps the batch size of `sizes` (T,) is over b;
-    args (sizes, batch). Piecewise constant: StopGradient."""
-
-    nargs = 2
-    kernel = "sequence_lengths"
-    options = ("batch",)
-    unshown = ("batch",)
+    kernel = "counts_above"
+    options = ("n",)
+    unshown = ("n",)
 
     def shape(self, shapes):
         return (int(self.args[1]),)

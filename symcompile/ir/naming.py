@@ -50,7 +50,7 @@ RESERVED = frozenset(
         "segment_sums",
         "gather_nd", "scatter_nd", "bool_rows", "bool_scatter", "bool_gather",
         "nms_detection2d", "box_iou", "bool_gather_built", "nonzero_indices", "unique_part",
-        "refuse_count_change", "sequence_batch_sizes", "sequence_lengths", "packed_positions",
+        "refuse_count_change", "counts_above", "packed_positions",
         "packed_grid", "sequence_pack", "sequence_unpack", "onnx_box_extents", "onnx_nms_selected",
         "onnx_nms", "onnx_nms_count",
         "image_augment",

@@ -772,20 +772,19 @@ def _steps_of(x_shape, batch_first) -> int:
     return x_shape[1] if batch_first else x_shape[0]
 
 
-@_register("pack_padded_sequence", "PackPaddedSequence", 2, _pack_shape)
-def _pack_padded_sequence(args, attrs, ctx):
-    steps = _steps_of(ctx.in_shapes[0], attrs["batch_first"])
-    sizes = P.StopGradient(I.SequenceBatchSizes(args[1], sympy.Integer(steps)))
-    return I.SequencePack(args[0], sizes, sympy.Integer(int(attrs["batch_first"])),
-                          sympy.Integer(attrs["rows"]))
-
-
 @_register("pack_padded_sequence_batch_sizes", "PackPaddedSequence", 2,
            lambda shapes, attrs: (_steps_of(shapes[0], attrs["batch_first"]),),
            output_dtype="int32")
 def _pack_batch_sizes(args, attrs, ctx):
+    """batch_sizes[t]: how many of the lengths are over t."""
     steps = _steps_of(ctx.in_shapes[0], attrs["batch_first"])
-    return P.StopGradient(I.SequenceBatchSizes(args[1], sympy.Integer(steps)))
+    return P.StopGradient(I.CountsAbove(args[1], sympy.Integer(steps)))
+
+
+@_register("pack_padded_sequence", "PackPaddedSequence", 2, _pack_shape)
+def _pack_padded_sequence(args, attrs, ctx):
+    return I.SequencePack(args[0], _pack_batch_sizes(args, attrs, ctx),
+                          sympy.Integer(int(attrs["batch_first"])), sympy.Integer(attrs["rows"]))
 
 
 def _pad_shape(shapes, attrs):
@@ -810,7 +809,7 @@ def _pad_packed_sequence(args, attrs, ctx):
 @_register("pad_packed_sequence_lengths", "PadPackedSequence", 2,
            lambda shapes, attrs: (attrs["batch"],), output_dtype="int32")
 def _pad_lengths(args, attrs, ctx):
-    return P.StopGradient(I.SequenceLengths(args[1], sympy.Integer(attrs["batch"])))
+    return P.StopGradient(I.CountsAbove(args[1], sympy.Integer(attrs["batch"])))
 
 
 # --- add_n, mul_n, unlink, trilu, eye_like, shape --------------------------------------------

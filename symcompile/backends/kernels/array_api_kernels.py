@@ -700,20 +700,13 @@ def bool_gather(xp, y, mask, nnz):
     return xp.take(rows, positions, axis=0)
 
 
-def sequence_batch_sizes(xp, lengths, steps):
-    """batch_sizes[t]: how many of the sequences are longer than t, for t < steps (the
-    lengths truncated to integers, as nnabla reads them), as numbers of lengths' dtype."""
-    times = xp.arange(steps, dtype=lengths.dtype, device=device_of(lengths))
-    longer = xp.reshape(xp.trunc(lengths), (1, -1)) > xp.reshape(times, (-1, 1))
-    return xp.astype(xp.sum(xp.astype(longer, xp.int64), axis=1), lengths.dtype)
-
-
-def sequence_lengths(xp, sizes, batch):
-    """lengths[b]: at how many steps the batch size is over b, for b < batch, as numbers
-    of sizes' dtype."""
-    rows = xp.arange(batch, dtype=sizes.dtype, device=device_of(sizes))
-    over = xp.reshape(xp.trunc(sizes), (1, -1)) > xp.reshape(rows, (-1, 1))
-    return xp.astype(xp.sum(xp.astype(over, xp.int64), axis=1), sizes.dtype)
+def counts_above(xp, values, n):
+    """counts[i], i < n: how many of `values` (1-D, truncated to integers, as nnabla reads
+    lengths and batch sizes) are over i, as numbers of their dtype (a padded batch's
+    batch sizes from its lengths, and its lengths from its batch sizes)."""
+    numbers = xp.arange(n, dtype=values.dtype, device=device_of(values))
+    over = xp.reshape(xp.trunc(values), (1, -1)) > xp.reshape(numbers, (-1, 1))
+    return xp.astype(xp.sum(xp.astype(over, xp.int64), axis=1), values.dtype)
 
 
 def packed_grid(xp, function, sizes, steps, batch, batch_first, rows, exact_batch):

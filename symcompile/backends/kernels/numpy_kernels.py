@@ -737,18 +737,12 @@ def bool_gather(y, mask, nnz):
     return y[bool_rows("bool_scatter", mask, nnz)]
 
 
-def sequence_batch_sizes(lengths, steps):
-    """batch_sizes[t]: how many of the sequences are longer than t, for t < steps (the
-    lengths truncated to integers, as nnabla reads them), as numbers of lengths' dtype."""
-    longer = numpy.trunc(lengths)[None, :] > numpy.arange(steps)[:, None]
-    return numpy.count_nonzero(longer, axis=1).astype(lengths.dtype)
-
-
-def sequence_lengths(sizes, batch):
-    """lengths[b]: at how many steps the batch size is over b, for b < batch (a packed
-    sequence's lengths from its batch sizes), as numbers of sizes' dtype."""
-    over = numpy.trunc(sizes)[None, :] > numpy.arange(batch)[:, None]
-    return numpy.count_nonzero(over, axis=1).astype(sizes.dtype)
+def counts_above(values, n):
+    """counts[i], i < n: how many of `values` (1-D, truncated to integers, as nnabla reads
+    lengths and batch sizes) are over i, as numbers of their dtype (a padded batch's
+    batch sizes from its lengths, and its lengths from its batch sizes)."""
+    over = numpy.trunc(values)[None, :] > numpy.arange(n)[:, None]
+    return numpy.count_nonzero(over, axis=1).astype(values.dtype)
 
 
 def packed_positions(function, sizes, steps, batch, batch_first, rows, exact_batch):
