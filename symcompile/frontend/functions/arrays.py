@@ -503,8 +503,8 @@ def bool_scatter(input, mask, output=None, n_outputs=-1, outputs=None):  # noqa:
 # another shape (nnabla's nonzero keeps its first result, and its bool_gather reads the
 # wrong rows).
 
-def _values(function: str, x) -> numpy.ndarray:
-    """x's current values, from which `function`'s output shape follows."""
+def _values(x) -> numpy.ndarray:
+    """x's current values, from which a function's output shape follows."""
     if not isinstance(x, Variable):
         return numpy.zeros(())  # _record raises the TypeError
     return numpy.asarray(x.d)
@@ -517,8 +517,7 @@ def bool_gather(input, mask, n_outputs=-1, outputs=None):  # noqa: A002 - nnabla
     (nnabla's sum of the mask: the same for the 0/1 masks it documents); a forward pass
     with another count is refused. Gradients: dy scattered back to input's rows, none to
     the mask."""
-    return built_bool_gather(input, mask, int(numpy.count_nonzero(_values("bool_gather",
-                                                                            mask))))
+    return built_bool_gather(input, mask, int(numpy.count_nonzero(_values(mask))))
 
 
 def built_bool_gather(input, mask, nnz: int):  # noqa: A002
@@ -532,7 +531,7 @@ def nonzero(x, n_outputs=-1, outputs=None):
     as numpy.nonzero stacked; nnz is their count when the call is made (nnabla's). Every
     forward pass computes them again (nnabla's keeps the first result) and refuses
     another count. No gradient."""
-    return built_nonzero(x, int(numpy.count_nonzero(_values("nonzero", x))))
+    return built_nonzero(x, int(numpy.count_nonzero(_values(x))))
 
 
 def built_nonzero(x, nnz: int):
@@ -556,7 +555,7 @@ def unique(x, flatten=True, axis=None, sorted=True, with_index=False,  # noqa: A
     indices and counts have none."""
     if not isinstance(x, Variable):
         return _record("unique", (x,))  # raises the TypeError
-    values = _values("unique", x)
+    values = _values(x)
     _check_unique(x, flatten, axis)
     axis = 0 if axis is None else int(axis)
     rows = values.reshape(-1, 1) if flatten else numpy.moveaxis(values, axis, 0).reshape(
@@ -608,7 +607,7 @@ def pack_padded_sequence(padded_sequence, lengths, batch_first=False, n_outputs=
     gradient goes back to the packed positions of padded_sequence, none to lengths."""
     if not (isinstance(padded_sequence, Variable) and isinstance(lengths, Variable)):
         return _record("pack_padded_sequence", (padded_sequence, lengths))  # the TypeError
-    values = numpy.trunc(_values("pack_padded_sequence", lengths)).astype(numpy.int64)
+    values = numpy.trunc(_values(lengths)).astype(numpy.int64)
     shape = padded_sequence.shape
     steps = shape[1 if batch_first else 0] if len(shape) >= 2 else 0
     if len(shape) >= 2 and values.size and int(values.max()) > steps:
@@ -638,7 +637,7 @@ def pad_packed_sequence(packed_sequence, batch_sizes, batch_first=False, padding
     none to batch_sizes."""
     if not (isinstance(packed_sequence, Variable) and isinstance(batch_sizes, Variable)):
         return _record("pad_packed_sequence", (packed_sequence, batch_sizes))  # TypeError
-    values = numpy.trunc(_values("pad_packed_sequence", batch_sizes)).astype(numpy.int64)
+    values = numpy.trunc(_values(batch_sizes)).astype(numpy.int64)
     return built_pad_packed_sequence(packed_sequence, batch_sizes,
                                      int(values.max(initial=0)), batch_first, padding_value,
                                      total_length)
