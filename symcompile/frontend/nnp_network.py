@@ -212,7 +212,7 @@ def network_message(name: str, batch_size: int, outputs: dict, names: dict,
         if variable_batch_size and type_name in ("Reshape", "Broadcast") \
                 and any(n in batched for n in input_names):
             _batch_placeholder(message, layout[0], batch_size)
-    shapes = {**other_shapes, **_shapes(variables, proto.function, other_shapes)}
+    shapes = _shapes(variables, proto.function, other_shapes)
     for var_name, _ in variables:
         shape = list(shapes[var_name])
         if variable_batch_size and var_name in batched and shape and shape[0] == batch_size:
@@ -267,7 +267,7 @@ def _sibling_ops(type_name: str, args: dict) -> list[str]:
 def _shapes(variables, functions, known_shapes=None) -> dict[str, tuple]:
     """Shapes of the network's variables: the graph's, and for the outputs a node does not
     compute (the other outputs of Meshgrid, or TopKData's values), nnabla's shape
-    (`known_shapes` those the writer knew: Unique's)."""
+    (`known_shapes` those the writer knew: Unique's, the packed sequences')."""
     shapes = {name: var.shape for name, var in variables if var is not None}
     shapes.update({k: v for k, v in (known_shapes or {}).items() if k not in shapes})
     for function in functions:
@@ -341,32 +341,34 @@ def _batch_sized(shape: list, batch_size: int) -> tuple:
     return tuple(batch_size if d < 0 else d for d in shape)
 
 
-def _value_shaped(function_type: str, inputs, values, shape):
-    """The nodes of a function whose output shape follows from its input's values
-    (BoolGather, NonZero, Unique, the packed sequences, ONNX NMS), with the count the file's
-    declared `shape` of its first output holds (the values a reader builds on are not the
-    writer's); None for others."""
-    if function_type not in ("BoolGather", "NonZero", "Unique", "PackPaddedSequence",
-                             "PadPackedSequence", "ONNXNonMaxSuppression") or shape is None:
-        return None
-    if function_type == "ONNXNonMaxSuppression":
-        return detection.built_onnx_non_max_suppression(*inputs, count=shape[0], **values)
-    if function_type == "PackPaddedSequence":
-        return arrays.built_pack_padded_sequence(*inputs, rows=shape[0], **values)
-    if function_type == "PadPackedSequence":
-        batch = shape[0] if values.get("batch_first") else shape[1]
-        total = values.get("total_length", -1)
-        return arrays.built_pad_packed_sequence(
-            *inputs, batch=batch, batch_first=values.get("batch_first", False),
-            padding_value=values.get("padding_value"),
-            total_length=None if total < 0 else total)
-    if function_type == "BoolGather":
-        return arrays.built_bool_gather(*inputs, nnz=shape[0])
-    if function_type == "NonZero":
-        return arrays.built_nonzero(*inputs, nnz=shape[1])
+def _pad_packed(inputs, values, shape):
+    total = values.get("total_length", -1)
+    return arrays.built_pad_packed_sequence(
+        *inputs, batch=shape[0] if values.get("batch_first") else shape[1],
+        batch_first=values.get("batch_first", False),
+        padding_value=values.get("padding_value"), total_length=None if total < 0 else total)
+
+
+def _unique(inputs, values, shape):
     axis = values.get("axis", 0)
     count = shape[0] if values.get("flatten", True) else shape[axis % len(shape)]
     return arrays.built_unique(*inputs, count, **values)
+
+
+# Functions whose output shape follows from an input's values, by nnabla's type: their
+# nodes built with the count the file's declared shape of the first output holds (the
+# values a reader builds on are not the writer's). (inputs, arguments, shape) -> outputs.
+_VALUE_SHAPED = {
+    "BoolGather": lambda inputs, values, shape: arrays.built_bool_gather(*inputs,
+                                                                         nnz=shape[0]),
+    "NonZero": lambda inputs, values, shape: arrays.built_nonzero(*inputs, nnz=shape[1]),
+    "Unique": _unique,
+    "PackPaddedSequence": lambda inputs, values, shape: arrays.built_pack_padded_sequence(
+        *inputs, rows=shape[0], **values),
+    "PadPackedSequence": _pad_packed,
+    "ONNXNonMaxSuppression": lambda inputs, values, shape:
+        detection.built_onnx_non_max_suppression(*inputs, count=shape[0], **values),
+}
 
 
 def _call(function, values_of, batch_size, declared_shape=None):
@@ -397,8 +399,9 @@ def _call(function, values_of, batch_size, declared_shape=None):
         raise NnpError(f"function {function.name!r} ({function.type}): symcompile's "
                        f"F.{call.__name__} has no argument {', '.join(unknown)}")
     try:
-        outputs = _value_shaped(function.type, inputs, values, declared_shape)
-        if outputs is None:
+        if function.type in _VALUE_SHAPED and declared_shape is not None:
+            outputs = _VALUE_SHAPED[function.type](inputs, values, declared_shape)
+        else:
             outputs = call(*inputs, **values)
     except (TypeError, ValueError) as exc:
         raise NnpError(f"function {function.name!r} ({function.type}) with arguments "
