@@ -26,6 +26,7 @@ from symcompile.backends.verify import Source, verify_module
 from symcompile.common.integrity import seal
 from symcompile.common.resources import template_dir
 from symcompile.ir import formula
+from symcompile.ir.collectives import process_groups
 from symcompile.ir.graph import Graph
 from symcompile.ir.naming import comment_text, docstring_text
 from symcompile.ir.primitives import Shapes, materialize
@@ -171,6 +172,11 @@ class _ModuleBuilder:
             for i in dict.fromkeys(node.inputs):
                 self._readers.setdefault(i, []).append(node.index)
         self._derivative_texts: dict[int, str] = {}
+        # the process groups the code exchanges values with (F.sync_batch_normalization)
+        equations = [*program.forward, *program.backward, *program.temps]
+        if self.step is not None and self.step.plan is not None:
+            equations += [*self.step.plan.forward, *self.step.plan.backward]
+        self.groups = process_groups(eq.expr for eq in equations)
 
     # --- statements -------------------------------------------------------------------
     def statement(self, eq: Equation, exact: bool = False) -> Line:
@@ -297,6 +303,19 @@ class _ModuleBuilder:
                 "the random draws (RANDOM_DRAWS: dropout's masks, rand's values) come from; "
                 "one seed gives the same draws.")
 
+    def collective_arguments(self) -> tuple[str, ...]:
+        """The `all_reduce` argument of every function of a module whose code sums values
+        over processes (PROCESS_GROUPS), after the others."""
+        return ("all_reduce=None",) if self.groups else ()
+
+    def collective_note(self) -> str:
+        if not self.groups:
+            return ""
+        return (" all_reduce: a function all_reduce(array, group) returning the array summed "
+                "elementwise over the processes of the group (one of PROCESS_GROUPS), for "
+                "the statistics F.sync_batch_normalization shares; the runtime passes its "
+                "communicator's. None: this process alone.")
+
     def running_note(self) -> str:
         return (" Updates the arrays in RUNNING (running statistics, F.assign's dst) in "
                 "place, as nnabla's forward does." if self.program.running else "")
@@ -378,11 +397,12 @@ class _ModuleBuilder:
         self.kernels.update(kernels)
         checks = Block("arguments", lines + tuple(extra_checks),
                        "shapes and dtypes as compiled (INPUTS, PARAMETERS)")
-        names = (*leading_arguments, *(a.name for a in arguments), *extra_arguments)
+        names = (*leading_arguments, *(a.name for a in arguments), *extra_arguments,
+                 *self.collective_arguments())
         opening = self.backend.prologue(function, [a.name for a in arguments],
                                         self.program.dtype)
-        return FunctionSpec(function, names, wrap_doc(doc), (checks, *blocks), returns,
-                            (*opening, *prologue))
+        return FunctionSpec(function, names, wrap_doc(doc + self.collective_note()),
+                            (checks, *blocks), returns, (*opening, *prologue))
 
     def functions(self) -> list[FunctionSpec]:
         program, plan = self.program, self.plan
@@ -512,7 +532,7 @@ class _ModuleBuilder:
         decay = self.coupled_decay()
         extra = (*self.step_arguments(), *(("wd=0.0",) if decay else ()))
         names = ("saved", *(a.name for a in arguments), *self.step_argument_names(),
-                 *(("wd",) if decay else ()))
+                 *(("wd",) if decay else ()), *(("all_reduce",) if self.groups else ()))
         labels = self.backend.checked_labels(arguments)
         what = (f"backward() and the {rule.name} update ({rule.doc}) of every trainable "
                 f"parameter in place, given forward_saving()'s saved values and the "
@@ -525,7 +545,8 @@ class _ModuleBuilder:
             f"arguments, then runs {body}.)", extra_arguments=extra, extra_checks=step,
             leading_arguments=("saved",), keep_labels=False)
         private = FunctionSpec(
-            body, ("saved", *(a.name for a in arguments), *extra),
+            body, ("saved", *(a.name for a in arguments), *extra,
+                   *self.collective_arguments()),
             wrap_doc(f"{name}() without its entry checks, for the runtime, which calls it "
                      f"only with the arrays forward_saving() has just checked, unchanged "
                      f"since (anything else goes through {name}())."),
@@ -642,6 +663,9 @@ class _ModuleBuilder:
             # gradients are left as they are): only in modules that have some.
             *((("BACKWARD_WRITES", tuple(leaf.name for leaf in program.backward_writes)),)
               if program.backward_writes else ()),
+            # The groups of processes the code sums values over (the `all_reduce` argument
+            # every function takes): only in modules that have some.
+            *((("PROCESS_GROUPS", self.groups),) if self.groups else ()),
         )
 
     def label_classes(self) -> dict[int, int]:

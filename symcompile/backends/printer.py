@@ -398,6 +398,16 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _print_StopGradient(self, expr):
         return self._print(expr.args[0])
 
+    def _print_AllReduceSum(self, expr):
+        """``all_reduce_sum(x, all_reduce, 'group')``: x summed over the processes of the
+        group by the function's `all_reduce` argument (see ir.collectives); the group's
+        name as its repr() literal."""
+        return self._kernel_call("all_reduce_sum", [self._print(expr.args[0]), "all_reduce",
+                                                    repr(expr.group)])
+
+    def _print_ProcessShared(self, expr):
+        return self._print(expr.args[0])  # (its value is its argument's; see ir.collectives)
+
     def _print_AsNumber(self, expr):
         mask = expr.args[0]
         if mask.is_Mul:  # _print_Mul gives a product of masks as numbers already

@@ -20,6 +20,7 @@ from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
+from symcompile.ir.collectives import AllReduceSum, ProcessShared
 from symcompile.ir.indexing import Concatenate, Flip, Slice, slice_text
 from symcompile.ir.primitives import (
     BroadcastTo,
@@ -69,8 +70,10 @@ def readable(expr: sympy.Expr, shapes: Shapes) -> sympy.Expr:
     Call it inside ``sympy.core.parameters.distribute(False)`` (as `as_text` does) so
     that ``-2*(y - (a*x + b))`` keeps the shape the derivative was taken in.
     """
-    if isinstance(expr, (BroadcastTo, Full, ExpandDims, Reshape, Copy)):
+    if isinstance(expr, (BroadcastTo, Full, ExpandDims, Reshape, Copy, ProcessShared)):
         return readable(expr.args[0], shapes)
+    if isinstance(expr, AllReduceSum):  # (the group's name is the code's, not the formula's)
+        return sympy.Function("all_reduce_sum")(readable(expr.args[0], shapes))
     if isinstance(expr, Dot):
         inner = readable(expr.args[0] * expr.args[1], shapes)
         return _sum(inner, math.prod(shapes.of(expr.args[0])), ())

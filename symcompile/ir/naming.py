@@ -23,6 +23,7 @@ RESERVED = frozenset(
         "rng", "seed", "self", "SOLVER", "STATE", "UNREACHED", "init_state", "save_checkpoint",
         "load_checkpoint", "path", "params", "state", "arrays", "SOURCE_HASH", "require_finite",
         "OUTPUT_GRADIENTS", "refuse_argument", "refuse_step", "class_labels", "os",
+        "all_reduce", "all_reduce_sum", "PROCESS_GROUPS",
         # the array API backend's locals and kernels
         "xp", "dtype", "device", "namespace", "device_of", "assign", "array_api_compat",
         # the kernels of tensor primitives (backends/kernels), in both backends

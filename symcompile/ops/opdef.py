@@ -38,6 +38,9 @@ class LowerContext:
     # The graph differentiates a gradient again (nn.grad): a rule must not drop a term
     # that only vanishes to first order (a constant's derivative is not the derivative).
     differentiated_twice: bool = False
+    # (expr, name) -> a symbol standing for `expr`, computed once into an array of its
+    # own, so that its VJP runs once on the summed gradients of all its reads
+    array_of: Callable[[sympy.Expr, str], sympy.Symbol] | None = None
 
 
 @dataclass(frozen=True)

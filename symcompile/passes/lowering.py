@@ -114,6 +114,24 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
             program.needs_grad.add(sym)
 
     twice = graph.differentiates_gradients
+    shared: dict[sympy.Expr, sympy.Symbol] = {}  # (see array_of)
+
+    def array_of(node, expr: sympy.Expr, name: str) -> sympy.Symbol:
+        """A value a rule of `node` computes, as an array of its own (one forward equation;
+        one for one expression, whichever rule asks): the gradients of all its reads are
+        summed before its own VJP runs once (sync batch normalization's all-reduce)."""
+        sym = shared.get(expr)
+        if sym is None:
+            sym = shared[expr] = program.symbol(name, program.shapes.of(expr))
+            program.forward.append(Equation(sym, expr, FORWARD, (node.index,)))
+            if expr.free_symbols & program.needs_grad:
+                program.needs_grad.add(sym)
+        return sym
+
+    def context(node) -> LowerContext:
+        return LowerContext(tuple(graph.values[i].shape for i in node.inputs),
+                            graph.values[node.output].shape, program.shapes, class_labels,
+                            twice, lambda expr, name: array_of(node, expr, name))
 
     def lowered(node) -> sympy.Expr:
         """The node's value as one expression over its inputs' expressions."""
@@ -121,8 +139,7 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
             return gradient_of(node)
         op = OPS[node.op]
         out = graph.values[node.output]
-        ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs), out.shape,
-                           program.shapes, class_labels, twice)
+        ctx = context(node)
         attrs = {key: sympy_number(value) if isinstance(value, Scalar) else value
                  for key, value in node.attrs}
         expr = as_number(op.lower(operands(node, op), attrs, ctx), program.shapes)
@@ -176,12 +193,9 @@ def lower(graph: Graph, dtype: str, fusion_limit: int,
     def leaf_rule(node, rule) -> dict:
         """An op's rule for the leaves it overwrites (OpDef.running, .backward_writes),
         called as its lowering is: on the input expressions, attributes and context."""
-        ctx = LowerContext(tuple(graph.values[i].shape for i in node.inputs),
-                           graph.values[node.output].shape, program.shapes, class_labels,
-                           twice)
         attrs = {key: sympy_number(value) if isinstance(value, Scalar) else value
                  for key, value in node.attrs}
-        return rule([exprs[i] for i in node.inputs], attrs, ctx)
+        return rule([exprs[i] for i in node.inputs], attrs, context(node))
 
     def record_running(node) -> None:
         """The new values of the leaves `node`'s forward overwrites (OpDef.running), as

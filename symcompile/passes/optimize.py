@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import sympy
 
+from symcompile.ir.collectives import ProcessShared
 from symcompile.ir.formula import as_text
 from symcompile.ir.primitives import Bernoulli, Full, exact, shape_tuple, substitute
 from symcompile.ir.program import Equation, Program
@@ -48,6 +49,7 @@ def optimize(program: Program, fusion_limit: int,
     program.fused_names = {program.value_exprs[i]: sym for i, sym in names.items()}
     _record_derivatives(program, program.fused_names)
     _expand_composites(program)
+    _drop_shared_markers(program)
     _idempotent_masks(program)
     _fold_constant_gradients(program)
     _reuse_forward_values(program)
@@ -101,6 +103,14 @@ def _inline_single_use(program: Program, fusion_limit: int) -> None:
         else:
             kept.append(eq)
     program.backward = kept
+
+
+def _drop_shared_markers(program: Program) -> None:
+    """ProcessShared(x) is x once differentiated (it only says how x's gradient is
+    summed), so that no statement copies a parameter under a new name."""
+    for eq in program.equations():
+        if eq.expr.has(ProcessShared):
+            eq.expr = eq.expr.replace(ProcessShared, lambda x, group: x)
 
 
 def _expand_composites(program: Program) -> None:

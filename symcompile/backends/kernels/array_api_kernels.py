@@ -1809,3 +1809,22 @@ def inq_log2(xp, x):
     except (ValueError, TypeError):  # (a device without float64)
         return xp.log2(x)
     return xp.astype(xp.log2(wide), x.dtype)
+
+
+def all_reduce_sum(xp, x, all_reduce, group):
+    """x summed elementwise over the processes of `group`, the sum received by each:
+    ``all_reduce(x, group)``, with the function the caller passed as `all_reduce` (the
+    runtime passes its communicator's; any function returning that sum, as an array of
+    this namespace or a NumPy array, will do); x itself when it passed None (this process
+    alone)."""
+    if all_reduce is None:
+        return x
+    # (a copy of its own: the function may sum into the array it is given)
+    total = xp.asarray(all_reduce(xp.asarray(x, copy=True), group), dtype=x.dtype,
+                       device=x.device)
+    if tuple(total.shape) != tuple(x.shape):
+        raise ValueError(f"all_reduce(x, {group!r}) returned an array of shape "
+                         f"{tuple(total.shape)} for x of shape {tuple(x.shape)}; it must "
+                         f"return x summed elementwise over the processes of the group, "
+                         f"in x's shape")
+    return total

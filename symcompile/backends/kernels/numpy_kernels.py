@@ -1752,3 +1752,19 @@ def inq_pow2(w, indicators, num_bits):
     q = numpy.ldexp(numpy.where(w < 0, dtype(-1), dtype(1)), e.astype(numpy.int32))
     q = numpy.where(magnitude < threshold, dtype(0), q)
     return numpy.where(indicators == 1, q, w).astype(w.dtype, copy=False)
+
+
+def all_reduce_sum(x, all_reduce, group):
+    """x summed elementwise over the processes of `group`, the sum received by each:
+    ``all_reduce(x, group)``, with the function the caller passed as `all_reduce` (the
+    runtime passes its communicator's; any function returning that sum will do); x itself
+    when it passed None (this process alone)."""
+    if all_reduce is None:
+        return x
+    # (a copy of its own: the function may sum into the array it is given)
+    total = numpy.asarray(all_reduce(numpy.array(x, copy=True), group))
+    if total.shape != x.shape:
+        raise ValueError(f"all_reduce(x, {group!r}) returned an array of shape {total.shape} "
+                         f"for x of shape {x.shape}; it must return x summed elementwise "
+                         f"over the processes of the group, in x's shape")
+    return total.astype(x.dtype, copy=False)
