@@ -891,6 +891,10 @@ NOT_DRAWN = {
     "pad_packed_sequence": "shape from the batch sizes' values",
     "onnx_non_max_suppression": "shape from the values",  # (test_onnx_nms.py)
     "bit_shift": "unsigned integer inputs",  # (test_bit_shift.py)
+    # needs a communicator, and a group of processes to differ from batch_normalization
+    # (drawn); checked across threads against a NumPy reference and central differences,
+    # and on two MPI processes, in test_sync_batch_normalization.py
+    "sync_batch_normalization": "statistics across processes",
     # no gradient, as nnabla's backward (which writes none, though the output copies x's
     # boxes); checked against a loop and nnabla in test_nms_detection2d.py
     "nms_detection2d": "gradient not the derivative",

@@ -484,6 +484,14 @@ def _structural_cases() -> dict[str, Case]:
             lambda rng: [rng.normal(size=(4, 3, 2, 2)), rng.normal(size=(1, 3, 1, 1)),
                          rng.normal(size=(1, 3, 1, 1)), rng.normal(size=(1, 3, 1, 1)),
                          rng.uniform(0.5, 2, size=(1, 3, 1, 1))], labels=(3, 4))
+    # across processes (threads, both backends) in test_sync_batch_normalization.py
+    for output_stat in (False, True):
+        cases[f"sync_batch_normalization output_stat={output_stat}"] = Case(
+            lambda x, b, g, m, v, output_stat=output_stat: F.sync_batch_normalization(
+                x, b, g, m, v, OneProcess(), output_stat=output_stat),
+            lambda rng: [rng.normal(size=(4, 3, 2)), rng.normal(size=(1, 3, 1)),
+                         rng.normal(size=(1, 3, 1)), rng.normal(size=(1, 3, 1)),
+                         rng.uniform(0.5, 2, size=(1, 3, 1))], labels=(3, 4))
     # more configurations (against NumPy references and nnabla) in test_normalization_more.py
     cases["fused_batch_normalization"] = Case(
         lambda x, b, g, m, v, z: F.fused_batch_normalization(x, b, g, m, v, z),
@@ -828,6 +836,18 @@ def test_the_cases_call_every_function():
         loss, _ = _variables(name, case)
         called |= _ops(loss)
     assert set(OPS) - called - set(OWN_TESTS) == set()
+
+
+class OneProcess:
+    """A communicator of this process alone (without MPI, whatever is installed)."""
+
+    @staticmethod
+    def all_reduce_sum(array, group="world"):
+        return array.copy()
+
+    @staticmethod
+    def find_group(group):
+        return [0] if group == "world" else []
 
 
 # Ops whose cases cannot be written with the table's float Variables, each run on both

@@ -8,7 +8,7 @@ graph's structure (see `symcompile.ir.graph`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from symcompile.frontend.parameter import parameter_keys_by_storage
 from symcompile.frontend.variable import FLOAT, Variable
@@ -25,6 +25,9 @@ class Captured:
     output_vars: tuple  # the Variables of graph.outputs, in order
     grad_vars: tuple = ()  # the Variables of graph.grad_outputs, in order
     intermediates: frozenset = frozenset()  # id() of every intermediate Variable
+    # group name -> the communicator whose processes the graph sums values over in it
+    # (sync batch normalization's), for the runtime to pass the module's all_reduce
+    communicators: dict = field(default_factory=dict)
 
 
 def capture(root: Variable, name: str = "graph", dtype: str | None = None,
@@ -61,6 +64,7 @@ def capture(root: Variable, name: str = "graph", dtype: str | None = None,
             if identity(inp) not in index_of:
                 stack.append((inp, False))
 
+    communicators = _communicators(order)
     trainable = {id(v._storage) for v in order if v._parent is None and v._need_grad}
     values, nodes, storages = [], [], {}
     need: list[bool] = []
@@ -95,7 +99,27 @@ def capture(root: Variable, name: str = "graph", dtype: str | None = None,
     grad_outputs = tuple(index_of[identity(v)] for v in grad_vars)
     return Captured(Graph(name, tuple(values), tuple(nodes), outputs, grad_outputs), storages,
                     tuple(output_vars), grad_vars,
-                    frozenset(id(v) for v in order if v._parent is not None))
+                    frozenset(id(v) for v in order if v._parent is not None), communicators)
+
+
+def _communicators(order: list[Variable]) -> dict:
+    """Each process group the functions computing `order` sum values over, with its
+    communicator; refused when two communicators have a group of one name (the module
+    names groups only)."""
+    found: dict = {}
+    for var in order:
+        func = var._parent
+        if func is None or func.communicator is None:
+            continue
+        group = func.args["group"]
+        known = found.setdefault(group, func.communicator)
+        if known is not func.communicator:
+            where = f" at {func.callsite.display}" if func.callsite else ""
+            raise ValueError(
+                f"F.{func.op.name}{where}: its group {group!r} is of another communicator "
+                f"than an earlier function's group {group!r} in the same graph; use one "
+                f"communicator (comm.new_group for other groups of processes)")
+    return found
 
 
 def user_name(var: Variable) -> str:

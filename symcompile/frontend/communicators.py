@@ -565,6 +565,17 @@ class Communicator:
         if transport.size > 1 and not inplace and len(Packer.by_dtype(arrays)) == 1:
             self._homes.home(items, arrays)
 
+    def all_reduce_sum(self, array, group=WORLD) -> numpy.ndarray:
+        """`array` (a NumPy array) summed elementwise over the processes of `group`, as a
+        new array: the all-reduce a generated module's `all_reduce` argument performs
+        (F.sync_batch_normalization's statistics). Alone, a copy of `array`."""
+        transport = self._group(group, "all_reduce_sum")
+        buffer = numpy.array(array, copy=True, order="C")
+        if transport.size > 1:
+            transport.allreduce(buffer, f"all_reduce_sum of an array of shape "
+                                        f"{buffer.shape} (sync batch normalization)")
+        return buffer
+
     def reduce(self, data, dst, division=False, inplace=False, group=WORLD) -> None:
         """The sum over the processes into `data` of rank `dst`; others keep theirs."""
         transport = self._group(group, "reduce")

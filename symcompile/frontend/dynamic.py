@@ -70,7 +70,8 @@ def compute(out) -> None:
         leaf._name = f"x{position}"  # (a parameter is named by its key, whatever this)
         leaves.append(leaf)
     alone = Variable(out.shape)
-    alone._parent = Function(func.op, tuple(leaves), func.args, func.callsite)
+    alone._parent = Function(func.op, tuple(leaves), func.args, func.callsite,
+                             func.communicator)
     alone._callsite = out._callsite
     alone._name = "y"
     alone._parent.add_output(alone)

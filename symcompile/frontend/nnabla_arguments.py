@@ -81,6 +81,7 @@ _IMPLIED = {"inplace": False, "channel_last": False, "with_index": False, "only_
 # Node arguments that are symcompile's own bookkeeping, by op: not nnabla's.
 _INTERNAL = {
     "batch_normalization": {"running"},
+    "sync_batch_normalization": {"running", "no_bias", "no_scale"},
     "fused_batch_normalization": {"running", "residual", "no_bias", "no_scale"},
     "interpolate": {"axes"},
     "top_k_data_index": {"index"},
@@ -193,6 +194,9 @@ _NO_FUNCTION = {
     "random_crop": "its node holds the drawn crop, not nnabla's arguments",
     "spectral_norm": "symcompile builds it from its power iteration, which nnabla's "
                      "SpectralNorm function does itself",
+    "sync_batch_statistic": "it is output_stat=True's mean or variance of "
+                            "F.sync_batch_normalization, which symcompile computes beside "
+                            "the function; write the network without output_stat",
 }
 
 
@@ -219,8 +223,8 @@ def nnabla_call(func) -> NnablaCall:
     op = func.op
     if op.name in _NO_FUNCTION:
         _refuse(func, _NO_FUNCTION[op.name])
-    if op.name in ("batch_normalization", "fused_batch_normalization") \
-            and not func.args.get("running", True):
+    if op.name in ("batch_normalization", "fused_batch_normalization",
+                   "sync_batch_normalization") and not func.args.get("running", True):
         _refuse(func, "nnabla's function needs the running mean and variance as inputs")
     if op.name == "fused_batch_normalization" and (func.args.get("no_bias")
                                                    or func.args.get("no_scale")):
@@ -228,6 +232,8 @@ def nnabla_call(func) -> NnablaCall:
     rule = _RULES.get(op.name, _Rule())
     internal = _INTERNAL.get(op.name, set())
     args = rule.arguments({k: v for k, v in func.args.items() if k not in internal})
+    if func.communicator is not None:  # (sync batch normalization's comm)
+        args["comm"] = func.communicator
     position, count = rule.output(func.args) if rule.output else (0, 1)
     layout = parameter_layout(op.type_name)
     names = [f.name for f in layout[1]] if layout else []
@@ -272,6 +278,8 @@ def python_form(call: NnablaCall) -> dict:
         field = fields[name]
         if field.message == "Shape":  # its dims, int64
             form[name] = [int(d) for d in value]
+        elif field.message == "Communicator":  # the object, as nnabla's info holds it
+            form[name] = value
         elif field.repeated:
             form[name] = [_scalar(field.kind, v) for v in value]
         else:

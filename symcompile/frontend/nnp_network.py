@@ -55,7 +55,9 @@ def _call_of(func) -> NnablaCall:
 def _set_field(message, name: str, value) -> None:
     target = getattr(message, name)
     kind = message.DESCRIPTOR.fields_by_name[name]
-    if kind.message_type is not None:  # Shape
+    if kind.message_type is not None and kind.message_type.name == "Communicator":
+        target.SetInParent()  # (nnabla's message has no fields: a process cannot be written)
+    elif kind.message_type is not None:  # Shape
         target.dim.extend(int(d) for d in value)
     elif is_repeated(kind):
         target.extend(_scalar(kind, v) for v in value)
@@ -371,6 +373,21 @@ _VALUE_SHAPED = {
 }
 
 
+def _synchronized_from_file(name: str, values: dict):
+    """F's function for a file's SyncBatchNormalization: with batch_stat=False (inference)
+    F.batch_normalization, which it then is; with batch_stat=True refused, since the
+    processes it sums over cannot be in a file (nnabla's Communicator message is empty)."""
+    values.pop("comm", None)
+    group = values.pop("group", "world")
+    if values.get("batch_stat", True):
+        raise NnpError(
+            f"function {name!r} (SyncBatchNormalization, group {group!r}, batch_stat=True) "
+            f"sums its statistics over processes through a communicator, which a file "
+            f"cannot hold; build it in Python with F.sync_batch_normalization(..., comm), "
+            f"or save the network with batch_stat=False to read it for inference")
+    return F.batch_normalization
+
+
 def _call(function, values_of, batch_size, declared_shape=None):
     """Outputs of one nnabla function message, built with symcompile's F (`declared_shape`
     the file's shape of its first output)."""
@@ -382,6 +399,8 @@ def _call(function, values_of, batch_size, declared_shape=None):
     which = function.WhichOneof("parameter")
     values = _field_values(getattr(function, which)) if which else {}
     values.pop("inplace", None)
+    if function.type == "SyncBatchNormalization":
+        call = _synchronized_from_file(function.name, values)
     if function.type in ("Reshape", "Broadcast"):  # a -1 batch in the target shape
         values["shape"] = list(_batch_sized(values["shape"][:1], batch_size)) \
             + values["shape"][1:]

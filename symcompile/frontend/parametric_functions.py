@@ -213,6 +213,20 @@ def batch_normalization(inp, axes=[1], decay_rate=0.9, eps=1e-05, batch_stat=Tru
                                  batch_stat, output_stat)
 
 
+@parametric_function_api("bn")
+def sync_batch_normalization(inp, comm, group="world", axes=[1], decay_rate=0.9,  # noqa: B006
+                             eps=1e-05, batch_stat=True, output_stat=False,
+                             fix_parameters=False, param_init=None, no_scale=False,
+                             no_bias=False):
+    """Synchronized batch normalization layer (see `F.sync_batch_normalization`): the
+    statistics are over the batches of every process of `comm`'s `group`; parameters as
+    PF.batch_normalization's (``bn/beta``, ``bn/gamma``, ``bn/mean``, ``bn/var``)."""
+    beta, gamma, mean, var = _batch_normalization_parameters(
+        "sync_batch_normalization", inp, axes, fix_parameters, param_init, no_scale, no_bias)
+    return F.sync_batch_normalization(inp, beta, gamma, mean, var, comm, group, axes,
+                                      decay_rate, eps, batch_stat, output_stat)
+
+
 @parametric_function_api("deconv")
 def deconvolution(inp, outmaps, kernel, pad=None, stride=None, dilation=None, group=1,
                   channel_last=False, output_padding=None, w_init=None, b_init=None,
@@ -355,8 +369,8 @@ def group_normalization(inp, num_groups, channel_axis=1, batch_axis=0, eps=1e-05
 
 # --- fused batch normalization, mean subtraction, weight normalization -----------------------
 
-__all__ += ["fused_batch_normalization", "mean_subtraction", "spectral_norm",
-            "weight_normalization"]
+__all__ += ["fused_batch_normalization", "sync_batch_normalization", "mean_subtraction",
+            "spectral_norm", "weight_normalization"]
 
 
 def _batch_normalization_parameters(function: str, inp, axes, fix_parameters, param_init,

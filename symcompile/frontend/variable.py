@@ -559,10 +559,14 @@ class NdArray:
 class Function:
     """The record of one `F.*` call: the `parent` of the Variable it returned."""
 
-    __slots__ = ("op", "_inputs", "_outputs", "args", "callsite", "__weakref__")
+    __slots__ = ("op", "_inputs", "_outputs", "args", "callsite", "communicator",
+                 "__weakref__")
 
-    def __init__(self, op, inputs: tuple, args: dict, site) -> None:
+    def __init__(self, op, inputs: tuple, args: dict, site, communicator=None) -> None:
         self.op = op
+        # the communicator whose processes its generated code sums values over (sync batch
+        # normalization's): run-time company, not an argument (the code depends on args)
+        self.communicator = communicator
         self._inputs = tuple(inputs)
         # Weak both ways: a function lives as long as one of its outputs (which holds it
         # as `parent`), and goes as soon as they do, as in nnabla (no reference cycle).

@@ -23,6 +23,8 @@ from symcompile.ops.opdef import OpDef
 sympy = Deferred("sympy")
 C = Deferred("symcompile.ops.gradient_clipping")
 E = Deferred("symcompile.ops.sympy_functions")
+I = Deferred("symcompile.ir.indexing")  # noqa: E741 - the module's short name, like P
+K = Deferred("symcompile.ir.collectives")
 P = Deferred("symcompile.ir.primitives")
 
 OPS: dict[str, OpDef] = {}
@@ -63,7 +65,9 @@ def _batch_normalization_shape(shapes, attrs, function="batch_normalization"):
                 f"input of shape {x} with axes={list(axes)}; it must have shape {expected} "
                 f"(the input's length along axes, 1 elsewhere)")
     count = _reduced_count(x, axes)
-    if attrs["batch_stat"] and count < 2 and attrs["running"]:
+    # (sync: the count over every process, unknown here, may be larger)
+    if attrs["batch_stat"] and count < 2 and attrs["running"] \
+            and function != "sync_batch_normalization":
         raise ValueError(
             f"F.{function}: the input of shape {x} has {count} element per "
             f"statistic (axes={list(axes)}), and the running variance's unbiased update "
@@ -137,6 +141,115 @@ OPS["batch_normalization"] = OpDef(
     _batch_normalization, running=_batch_normalization_running, array_inputs=True)
 
 
+
+# --- synchronized batch normalization -------------------------------------------------------
+# Batch normalization with the statistics of the batches of every process of a group, as
+# nnabla's SyncBatchNormalization computes them: each process's sums of x and x**2 over
+# its batch (and its element count) are summed over the processes in one all-reduce; the
+# mean is their sum over the count, the variance E[x**2] - mean**2. The gradient is that
+# of every process's loss summed (the all-reduce is its own transpose, so one all-reduce
+# of the sums' cotangents in the backward pass), and beta's and gamma's are the sums of
+# the processes' gradients on every one, as nnabla's backward gives them (`ProcessShared`).
+# Run as one process (the module's all_reduce None), it is batch normalization with the
+# one-pass variance.
+
+def sync_statistics(x, x_shape, axes, group: str, ctx):
+    """(mean, biased variance, the number of elements over every process) of x over the
+    axes not in `axes` and the batches of the processes of `group`."""
+    shapes = ctx.shapes
+    reduced = tuple(i for i in range(len(x_shape)) if i not in axes)
+    stat_shape = statistics_shape(x_shape, axes)
+    k = math.prod(stat_shape)
+    local = _reduced_count(x_shape, axes)
+
+    def flat(expr):
+        return P.reshape(P.reduce_sum(expr, reduced, True, x_shape, shapes), (k,), shapes)
+
+    count = P.StopGradient(P.Full(sympy.Integer(local), P.shape_tuple((1,))))
+    total = ctx.array_of(K.AllReduceSum(I.concatenate([flat(x), flat(x ** 2), count], 0,
+                                                      shapes), K.group_name(group)),
+                         "sync_sums")
+
+    def part(start, stop, shape):
+        piece = I.Slice(total, P.shape_tuple((start,)), P.shape_tuple((stop,)),
+                        P.shape_tuple((1,)))
+        return P.reshape(piece, shape, shapes)
+
+    n = P.StopGradient(part(2 * k, 2 * k + 1, (1,) * len(x_shape)))
+    mean = part(0, k, stat_shape) / n
+    variance = part(k, 2 * k, stat_shape) / n - mean ** 2
+    return mean, variance, n
+
+
+def _sync_batch_normalization(args, attrs, ctx):
+    """y = (x - mean) / sqrt(variance + eps) * gamma + beta with the statistics of every
+    process's batch (batch_stat), or the running ones (then as batch_normalization)."""
+    if not attrs["batch_stat"]:
+        return _batch_normalization(args, attrs, ctx)
+    positions = batch_normalization_inputs(attrs)
+    x, group = args[0], attrs["group"]
+    mean, variance, _ = sync_statistics(x, ctx.in_shapes[0], attrs["axes"], group, ctx)
+    y = (x - mean) / sympy.sqrt(variance + attrs["eps"])
+    if "gamma" in positions:
+        y = y * K.ProcessShared(args[positions["gamma"]], K.group_name(group))
+    if "beta" in positions:
+        y = y + K.ProcessShared(args[positions["beta"]], K.group_name(group))
+    return y
+
+
+def _sync_batch_normalization_running(args, attrs, ctx):
+    """nnabla's update of the running statistics with every process's batch: the
+    unbiased variance is var * n/(n - 1), n the elements over all the processes."""
+    if not (attrs["batch_stat"] and attrs["running"]):
+        return {}
+    positions = batch_normalization_inputs(attrs)
+    mean, variance, n = sync_statistics(args[0], ctx.in_shapes[0], attrs["axes"],
+                                        attrs["group"], ctx)
+    decay = sympy.Rational(repr(float(attrs["decay_rate"])))
+    old_mean, old_variance = args[positions["mean"]], args[positions["variance"]]
+    rest = 1 - decay
+    d, r = float(decay), float(rest)
+    return {
+        positions["mean"]: (decay * old_mean + rest * mean,
+                            f"running mean = {d!r} * mean + {r!r} * the processes' mean"),
+        positions["variance"]: (decay * old_variance + rest * variance * n / (n - 1),
+                                f"running variance = {d!r} * variance + {r!r} * the "
+                                f"processes' variance * n/(n - 1), n their elements"),
+    }
+
+
+def _sync_statistic(args, attrs, ctx):
+    """The processes' batch mean or variance (output_stat=True), of the statistics' shape.
+    Its value is the synchronized statistic; its gradient, as nnabla's backward gives it,
+    takes this process's cotangent only: that of the same statistic over the local
+    batch, with the global count (d mean / d x = 1/n)."""
+    x, x_shape, axes = args[0], ctx.in_shapes[0], attrs["axes"]
+    mean, variance, n = sync_statistics(x, x_shape, axes, attrs["group"], ctx)
+    reduced = tuple(i for i in range(len(x_shape)) if i not in axes)
+    if attrs["statistic"] == "mean":
+        value, local = mean, P.reduce_sum(x, reduced, True, x_shape, ctx.shapes) / n
+    else:
+        # (the mean a constant, as nnabla's backward takes it; not when the gradient is
+        # differentiated again, see _statistics)
+        centered = x - (mean if ctx.differentiated_twice else P.StopGradient(mean))
+        value = variance
+        local = P.reduce_sum(centered ** 2, reduced, True, x_shape, ctx.shapes) / n
+    return P.StopGradient(value) + (local - P.StopGradient(local))
+
+
+def _sync_statistic_shape(shapes, attrs):
+    return statistics_shape(shapes[0], attrs["axes"])
+
+
+OPS["sync_batch_normalization"] = OpDef(
+    "sync_batch_normalization", "SyncBatchNormalization", 5, False,
+    lambda shapes, attrs: _batch_normalization_shape(shapes, attrs,
+                                                     "sync_batch_normalization"),
+    _sync_batch_normalization, running=_sync_batch_normalization_running, array_inputs=True)
+# (output_stat=True's further outputs: nnabla's function has three, this op one)
+OPS["sync_batch_statistic"] = OpDef(
+    "sync_batch_statistic", "SyncBatchNormalization", 1, False, _sync_statistic_shape,
+    _sync_statistic, array_inputs=True)
 
 # --- layer, instance and group normalization ------------------------------------------------
 # Statistics of each sample (never of the batch), so nothing runs between calls; beta and

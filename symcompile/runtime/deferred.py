@@ -27,6 +27,7 @@ import sys
 import numpy
 
 from symcompile.frontend.variable import Storage
+from symcompile.runtime.exchange import BACKWARD
 
 _current: DeferredBackward | None = None  # the one deferred backward(), if any
 _FLOAT = numpy.dtype(numpy.float32)
@@ -62,7 +63,7 @@ class DeferredBackward:
         bound = self.binding
         if call is None:
             return bound._run(self.root, "backward", self.backward, bound.saved,
-                              *bound.args, self.seed)
+                              *bound.args, self.seed, **bound.collectives(BACKWARD))
         return bound._run(self.root, "backward", call, bound.saved, bound.args, self.seed)
 
     def run(self) -> None:

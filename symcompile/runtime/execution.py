@@ -24,7 +24,7 @@ from symcompile.frontend import context, random
 from symcompile.frontend.capture import capture, user_name
 from symcompile.frontend.variable import Storage, Variable, graph_epoch
 from symcompile.ir.naming import identifier
-from symcompile.runtime import allocator, cache, deferred
+from symcompile.runtime import allocator, cache, deferred, exchange
 
 _modules: dict[str, types.ModuleType] = {}  # compile key -> loaded module
 # what graphs compiled from now on compute with: set_backend's choice, else the current
@@ -80,6 +80,9 @@ class Binding:
         # dropout's masks: drawn from the binding's generator (see `draws`)
         self.draws = {"rng": None} if getattr(module, "RANDOM_DRAWS", ()) else {}
         self.draw_state = None  # the generator's state before the latest forward()
+        # the all-reduces of a module summing over processes (PROCESS_GROUPS), which
+        # every call passes (see `collectives`)
+        self.exchange: exchange.Exchange | None = None
         self.saved = None
         self.fingerprint = ""
         # (rule, options) of the module's fused functions
@@ -115,7 +118,8 @@ class Binding:
             else:
                 self.draw_state = draws["rng"].bit_generator.state
         *outputs, self.saved = self._run(root, "forward", self.module.forward_saving, *args,
-                                         **draws)
+                                         **draws, **self.collectives(
+                                             exchange.FORWARD, replay=not side_effects))
         if self.checked:
             self.checked_values = [self.args[i].copy() for i in self.checked]
         for storage, value in zip(self.outputs, outputs, strict=True):
@@ -128,7 +132,8 @@ class Binding:
             self._refresh()
         if self.saved is None:  # (a recompute: nnabla's backward() updates no statistics)
             *_, self.saved = self._run(root, "backward", self.module.forward_saving,
-                                       *self._without_side_effects(), **self.draws)
+                                       *self._without_side_effects(), **self.draws,
+                                       **self.collectives(exchange.FORWARD))
         seed = self._seed(grad, root)
         # (a number: an array given as the seed could be changed before it is read)
         if isinstance(grad, (int, float)) and self._checked_unchanged() \
@@ -136,7 +141,7 @@ class Binding:
             _remember_backward(root, seed, copy=False)
             return  # (computed when its gradients are first needed: runtime.deferred)
         gradients = self._run(root, "backward", self.module.backward, self.saved, *self.args,
-                              seed)
+                              seed, **self.collectives(exchange.BACKWARD))
         for storage, value in zip(self.grads, gradients, strict=False):
             if storage is not None:  # None: a leaf the root does not depend on
                 storage.accumulate_grad(value)
@@ -188,11 +193,22 @@ class Binding:
     def recompute_output_gradients(self, seed) -> None:
         """The intermediates' gradients for cotangent `seed` (leaves are left alone)."""
         self._refresh()
-        *_, self.saved = self.module.forward_saving(*self._without_side_effects(),
-                                                    **self.draws)
+        *_, self.saved = self.module.forward_saving(
+            *self._without_side_effects(), **self.draws,
+            **self.collectives(exchange.FORWARD, replay=True))
         # (on copies of the leaves the backward overwrites: reading a .g writes no .d)
         args = [a.copy() if i in self.written else a for i, a in enumerate(self.args)]
-        self._write_output_gradients(self.module.backward(self.saved, *args, seed))
+        self._write_output_gradients(self.module.backward(
+            self.saved, *args, seed, **self.collectives(exchange.BACKWARD, replay=True)))
+
+    def collectives(self, kind: str, replay: bool = False) -> dict:
+        """The `all_reduce` keyword of a call running a `kind` pass (exchange.FORWARD or
+        BACKWARD) of a module that sums over processes: live in the nnabla loop, which
+        every process runs; `replay`ing the latest such pass in a recompute, which one
+        process may run alone (see runtime.exchange). Nothing for other modules."""
+        if self.exchange is None:
+            return {}
+        return self.exchange.replay(kind) if replay else self.exchange.live(kind)
 
     def _write_output_gradients(self, gradients) -> None:
         if self.output_grads:
@@ -326,6 +342,7 @@ def fused_update(rule: str, options: tuple, storages, states, step, hyper) -> bo
             return False
         hyper = {**hyper, "wd": pending.decay}
     extra = (step,) if step is not None else ()
+    hyper = {**hyper, **bound.collectives(exchange.BACKWARD)}
     pending.take(lambda saved, args, seed: body(saved, *args, seed, *flat, *extra, **hyper))
     return True
 
@@ -458,7 +475,11 @@ def bind(root: Variable, module, captured, epoch: int | None = None) -> Binding:
                     output_grads, captured.intermediates, copies,
                     [captured.storages[v.index] for v in leaves])
     bound.fingerprint = graph.fingerprint()
+    bound.exchange = exchange.exchange_for(module, captured.communicators)
     previous = root._compiled
+    if previous is not None and previous.exchange and bound.exchange:
+        # (the same root recompiled: a recompute replays the passes it ran)
+        bound.exchange.records = previous.exchange.records
     if previous is not None and previous.draws and bound.draws:
         # the same root recompiled (an intermediate read): its masks go on from where
         # they were

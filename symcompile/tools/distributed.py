@@ -179,6 +179,10 @@ def train(module, batches, *, steps: int, params: dict | None = None,
                        dtype, extra=1)  # the last element carries the loss
     if state is None:  # (stateless rules, Sgd, have no init_state)
         state = module.init_state() if hasattr(module, "init_state") else {}
+    # a module summing values over processes (F.sync_batch_normalization's statistics)
+    # does so through `comm`, by group
+    collectives = {"all_reduce": comm.all_reduce_sum} \
+        if getattr(module, "PROCESS_GROUPS", ()) else {}
     losses = []
     iterator = iter(batches)
     for t in range(1, steps + 1):
@@ -187,7 +191,8 @@ def train(module, batches, *, steps: int, params: dict | None = None,
         except StopIteration:
             raise ValueError(f"train: the batches ran out after {t - 1} of {steps} steps; "
                              f"give an endless iterator or fewer steps") from None
-        outputs = module.gradient(**_inputs(module, batch, t), **weights.views)
+        outputs = module.gradient(**_inputs(module, batch, t), **weights.views,
+                                  **collectives)
         grads.extra[0] = numpy.mean(outputs[0])
         for view, g in zip(grads.views.values(), outputs[len(module.OUTPUTS):], strict=True):
             view[...] = g

@@ -15,8 +15,9 @@ from symcompile.ops.registry import OPS, normalize_axes, number
 
 __all__ = []
 
-def _record(op_name: str, inputs: tuple, **attrs) -> Variable:
-    """Check the inputs of `op_name`, infer its output shape and add the node."""
+def _record(op_name: str, inputs: tuple, communicator=None, **attrs) -> Variable:
+    """Check the inputs of `op_name`, infer its output shape and add the node (whose code
+    sums values over the processes of `communicator`, if given)."""
     op = OPS[op_name]
     for position, var in enumerate(inputs):
         if not isinstance(var, Variable):
@@ -26,7 +27,7 @@ def _record(op_name: str, inputs: tuple, **attrs) -> Variable:
             raise TypeError(f"F.{op_name}: input {position} must be a Variable, got {kind}.{hint}")
     shape = op.infer_shape(tuple(v.shape for v in inputs), attrs)
     site = callsite.capture()
-    func = Function(op, tuple(inputs), attrs, site)
+    func = Function(op, tuple(inputs), attrs, site, communicator)
     out = Variable(shape)
     out._parent = func
     out._callsite = site
@@ -105,10 +106,11 @@ def _updated_in_place(op: str, setting: str, **variables: Variable) -> None:
 
 
 def _batch_normalization(op, x, beta, gamma, mean, variance, z, axes, decay_rate, eps,
-                         batch_stat, output_stat) -> Variable:
-    """The `op` node (batch_normalization, or fused_batch_normalization with residual
-    `z`) after nnabla's checks of its arguments; with `output_stat`, (y, the batch's mean,
-    its biased variance), the two statistics differentiable as nnabla's are."""
+                         batch_stat, output_stat, communicator=None, group=None) -> Variable:
+    """The `op` node (batch_normalization, fused_batch_normalization with residual `z`,
+    or sync_batch_normalization over the processes of `communicator`'s `group`) after
+    nnabla's checks of its arguments; with `output_stat`, (y, the batch's mean, its biased
+    variance), the two statistics differentiable as nnabla's are."""
     if output_stat and not batch_stat:
         raise ValueError(f"F.{op}: output_stat=True returns the batch's statistics, so it "
                          "needs batch_stat=True (nnabla refuses it too); read the running "
@@ -130,9 +132,15 @@ def _batch_normalization(op, x, beta, gamma, mean, variance, z, axes, decay_rate
              "no_scale": gamma is None, "running": mean is not None}
     if op == "fused_batch_normalization":
         attrs["residual"] = z is not None
-    y = _record(op, inputs, **attrs)
+    if group is not None:
+        attrs["group"] = group
+    y = _record(op, inputs, communicator, **attrs)
     if not output_stat:
         return y
+    if group is not None:  # (the statistics of every process's batch)
+        return y, *(_record("sync_batch_statistic", (x,), communicator, axes=attrs["axes"],
+                            group=group, statistic=statistic)
+                    for statistic in ("mean", "variance"))
     reduced = tuple(a for a in range(x.ndim) if a not in attrs["axes"])
     batch_mean = _reduction("mean", x, reduced, True)
     squares = _record("pow_scalar", (_record("sub2", (x, batch_mean)),),

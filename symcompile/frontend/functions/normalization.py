@@ -24,7 +24,8 @@ from symcompile.ops.normalization import spectral_norm_matrix
 from symcompile.ops.registry import OPS, normalize_axes, number
 
 __all__ = [
-    "batch_normalization", "layer_normalization", "instance_normalization", "group_normalization",
+    "batch_normalization", "sync_batch_normalization", "layer_normalization",
+    "instance_normalization", "group_normalization",
     "fused_batch_normalization", "clip_grad_by_value", "clip_grad_by_norm", "top_k_grad",
     "clip_by_norm", "norm_normalization", "weight_standardization", "weight_normalization",
     "mean_subtraction", "spectral_norm", "tensor_normalization",
@@ -47,6 +48,47 @@ def batch_normalization(x, beta, gamma, mean, variance, axes=[1],  # noqa: B006 
     """
     return _batch_normalization("batch_normalization", x, beta, gamma, mean, variance, None,
                                 axes, decay_rate, eps, batch_stat, output_stat)
+
+
+def sync_batch_normalization(x, beta, gamma, mean, variance, comm, group="world",
+                             axes=[1], decay_rate=0.9, eps=1e-05, batch_stat=True,  # noqa: B006
+                             output_stat=False, n_outputs=None):
+    """Batch normalization with the statistics of the batches of every process of `comm`'s
+    `group` (nnabla's synchronized batch normalization, for data-parallel training with
+    small batches): F.batch_normalization's arguments and results, but the mean and the
+    (biased) variance are over every process's batch, the variance as E[x**2] - mean**2,
+    and the running variance's unbiased factor counts every process's elements.
+
+    Gradients are nnabla's: x's is the gradient of the sum of every process's loss, and
+    beta's and gamma's are the sums of the processes' gradients, the same on each (so a
+    data-parallel all_reduce(division=True) of the gradients leaves them so). The generated
+    module sums with its functions' `all_reduce` argument, to which the runtime passes
+    `comm`'s; a module run alone (all_reduce None) is one process. With output_stat, the
+    statistics' own cotangents reach x from this process only, as in nnabla.
+    """
+    _communicator_group("sync_batch_normalization", comm, group)
+    return _batch_normalization("sync_batch_normalization", x, beta, gamma, mean, variance,
+                                None, axes, decay_rate, eps, batch_stat, output_stat,
+                                communicator=comm, group=group)
+
+
+def _communicator_group(op: str, comm, group) -> None:
+    """Refuse what is not a communicator of symcompile's (`C.MultiProcessDataParallel
+    Communicator`), or a group it does not have."""
+    if not callable(getattr(comm, "all_reduce_sum", None)) \
+            or not callable(getattr(comm, "find_group", None)):
+        raise TypeError(f"F.{op}: comm must be a communicator (symcompile.communicators."
+                        f"MultiProcessDataParallelCommunicator, after comm.init()), got "
+                        f"{type(comm).__name__}")
+    if not isinstance(group, str):
+        raise TypeError(f"F.{op}: group must be the name of a group of the communicator "
+                        f"(a str, 'world' for every process), got {group!r}")
+    if not comm.find_group(group):
+        groups = sorted(comm.list_groups()) if callable(getattr(comm, "list_groups", None)) \
+            else []
+        fix = ("call comm.init() first" if not groups
+               else f"its groups are {groups}; make one with comm.new_group((name, ranks))")
+        raise ValueError(f"F.{op}: the communicator has no group {group!r}: {fix}")
 
 
 def layer_normalization(x, beta, gamma, batch_axis=0, eps=1e-05, output_stat=False):
