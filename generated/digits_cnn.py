@@ -91,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = '45e57fb65a048573'
+SOURCE_HASH = 'eb29fb55a89a0049'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -1656,36 +1656,60 @@ def conv_grad_x_flat(dy, w, x_shape, pad, dilation, group):
     positions of a zero (O, N, *Lp), the columns w.T dy (C/group * prod(K), N * P) are
     one matrix product per group, and each kernel position's columns are added in one
     run of N * P elements per channel (P - prod(M) of each sample's outputs are zeros:
-    they add nothing, across the samples' ends included).
+    they add nothing, across the samples' ends included). The batch is taken a chunk of
+    samples at a time, each chunk's columns at most 2**19 elements, in one buffer (and one
+    placed dy) reused by every chunk, so the columns of the whole batch (2x the output's
+    size times C * prod(K) / O) are never held and each chunk's stays in the cache from
+    its product to its additions.
 
-    Measured (1 thread, float32, x-gradients of N = 64 samples; by this kernel / by
-    conv_matmul_grad_cols then col2im / by the windows below): LeNet's second convolution
-    (16 -> 6 channels, 10x10 -> 14x14, 5x5) 1.53 / 2.88 / 1.82 ms; 6 -> 1 channels at
-    28x28, pad 2: 1.42 / 2.05 / 2.06 ms; 32 -> 16 channels at 16x16, 3x3, pad 1: 1.76 /
-    2.95 / 2.20 ms; larger ones (above IM2COL_LIMIT), 32 x 64 channels at 32x32, 3x3:
-    39.8 against 53.0 ms by the windows, 16 x 32 at 56x56: 18.7 against 27.7, 64
-    depthwise channels at 16x16: 6.0 against 6.5. The product is P / prod(M) longer
-    (1.96x for the first) but the additions' runs are N * P long, not M[-1] (or Wp).
+    Measured (1 thread, float32, ms, same process; the whole batch at once / by chunks of
+    at most 2**19): 32 x 64 channels at 32x32, 3x3 pad 1: 56.4 / 41.4; 16 x 32 at 56x56:
+    58.0 / 29.2; 16 x 32 at 16x16: 4.3 / 3.6; dilation 2 there: 4.4 / 4.1; 2 groups: 2.8 /
+    2.3; 64 depthwise channels at 16x16: 23.4 / 23.4 (one chunk). LeNet's second
+    convolution (16 -> 6 channels, 10x10 -> 14x14, 5x5) varied with the allocator's state
+    between runs: 1.06 / 1.14, 3.35 / 1.90 (2**18: 2.42, 2**20: 2.91); 6 -> 1 channels at
+    28x28, pad 2: 0.77 / 1.02, 1.92 / 1.40; inside the generated LeNet step the two took
+    the same time (2.0 ms). Results differ from the whole batch's by the rounding of the
+    product's sums only (at most 1.7e-05 above, as far from the float64 result).
+
+    Earlier (by this kernel / by conv_matmul_grad_cols then col2im / by the windows
+    below): LeNet's second convolution (16 -> 6 channels, 10x10 -> 14x14, 5x5) 1.53 /
+    2.88 / 1.82 ms; 6 -> 1 channels at 28x28, pad 2: 1.42 / 2.05 / 2.06 ms; 32 -> 16
+    channels at 16x16, 3x3, pad 1: 1.76 / 2.95 / 2.20 ms; larger ones (above
+    IM2COL_LIMIT), 32 x 64 channels at 32x32, 3x3: 39.8 against 53.0 ms by the windows,
+    16 x 32 at 56x56: 18.7 against 27.7, 64 depthwise channels at 16x16: 6.0 against 6.5.
+    The product is P / prod(M) longer (1.96x for the first) but the additions' runs are
+    N * P long, not M[-1] (or Wp).
     """
     n, c, o = x_shape[0], x_shape[1], w.shape[0]
     outs, ins, kernel = o // group, w.shape[1], tuple(w.shape[2:])
     size = tuple(length + 2 * p for length, p in zip(x_shape[2:], pad, strict=True))
-    total = n * int(numpy.prod(size))
+    image = int(numpy.prod(size))
+    total = n * image
     steps = [int(numpy.prod(size[i + 1:])) for i in range(len(size))]
     offsets = [sum(ki * d * t for ki, d, t in zip(k, dilation, steps, strict=True))
                for k in numpy.ndindex(*kernel)]
     dtype = numpy.result_type(dy, w)
-    placed = numpy.zeros((o, n) + size, dtype=dtype)
-    placed[(slice(None), slice(None)) + tuple(slice(0, m) for m in dy.shape[2:])] = \
-        numpy.moveaxis(dy, 1, 0)
-    placed = numpy.reshape(placed, (o, total))
+    rows = ins * len(offsets)
+    samples = max(1, min(n, 2**19 // max(1, rows * image)))  # per chunk
+    placed = numpy.zeros((o, samples) + size, dtype=dtype)
+    outputs = (slice(None), slice(None)) + tuple(slice(0, m) for m in dy.shape[2:])
     flat = numpy.zeros((c, total + offsets[-1]), dtype=dtype)
-    for j in range(group):
-        columns = numpy.reshape(numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)).T
-                                @ placed[j * outs:(j + 1) * outs], (ins, len(offsets), total))
-        part = flat[j * ins:(j + 1) * ins]
-        for i, offset in enumerate(offsets):
-            part[:, offset:offset + total] += columns[:, i]
+    weights = [numpy.reshape(w[j * outs:(j + 1) * outs], (outs, -1)).T for j in range(group)]
+    buffer = numpy.empty((rows, samples * image), dtype=dtype)
+    for start in range(0, n, samples):
+        count = min(samples, n - start)
+        placed = placed[:, :count]
+        placed[outputs] = numpy.moveaxis(dy[start:start + count], 1, 0)
+        length, base = count * image, start * image
+        columns_in = numpy.reshape(placed, (o, length))
+        for j in range(group):
+            columns = numpy.matmul(weights[j], columns_in[j * outs:(j + 1) * outs],
+                                   out=buffer[:, :length])
+            columns = numpy.reshape(columns, (ins, len(offsets), length))
+            part = flat[j * ins:(j + 1) * ins]
+            for i, offset in enumerate(offsets):
+                part[:, base + offset:base + offset + length] += columns[:, i]
     padded = numpy.reshape(flat[:, :total], (c, n) + size)
     inside = tuple(slice(p, p + length) for length, p in zip(x_shape[2:], pad, strict=True))
     return numpy.moveaxis(padded[(slice(None), slice(None)) + inside], 0, 1)
