@@ -373,9 +373,10 @@ def test_a_recompute_on_one_process_replays_the_sums_of_its_pass():
     loss = F.sum(z * z)
     loss.forward()
     loss.backward()
-    x.g  # (settles the deferred backward)  # noqa: B018
+    # at once, not deferred to the first touch of a leaf (which one process alone may
+    # make): statistics forward; their cotangents, beta's and gamma's gradients backward
     calls = comm.calls
-    assert calls == 4  # statistics forward; their cotangents, beta's, gamma's backward
+    assert calls == 4
     values, gradients = z.d.copy(), y.g.copy()
     assert comm.calls == calls
     nn.clear_parameters()
@@ -385,6 +386,27 @@ def test_a_recompute_on_one_process_replays_the_sums_of_its_pass():
     np.testing.assert_allclose(values, np.sin(reference.d), rtol=1e-5, atol=1e-6)
     expected = 2 * np.sin(reference.d) * np.cos(reference.d)
     np.testing.assert_allclose(gradients, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_value_read_after_an_update_is_that_of_the_latest_pass():
+    """After update() the parameters differ from those the pass read: the recompute uses
+    the pass's sums in their order (nothing sent), and the new weights, as the runtime
+    recomputes a plain graph."""
+    comm = Counting()
+    x = nn.Variable.from_numpy_array(np.random.default_rng(6).normal(size=(4, 5)))
+    h = PF.affine(x, 3)
+    loss = F.sum(F.sin(PF.sync_batch_normalization(h, comm)))
+    solver = S.Sgd(lr=0.5)
+    solver.set_parameters(nn.get_parameters())
+    loss.forward()
+    solver.zero_grad()
+    loss.backward()
+    solver.update()
+    calls = comm.calls
+    params = nn.get_parameters()
+    np.testing.assert_allclose(h.d, x.d @ params["affine/W"].d + params["affine/b"].d,
+                               rtol=1e-5, atol=1e-6)
+    assert comm.calls == calls
 
 
 def test_bad_arguments_are_named():
@@ -439,6 +461,13 @@ def test_a_file_holds_it_for_inference_as_batch_normalization(tmp_path):
                                        "names": {"x": x}}],
                          "executors": [{"name": "runtime", "network": "net"}]})
         if batch_stat:
+            nn.clear_parameters()
+            no_bias = PF.sync_batch_normalization(x, _comm(), no_bias=True)
+            with pytest.raises(NnpError, match=r"nnabla's SyncBatchNormalization needs both "
+                                               r"beta and gamma"):
+                save.save(tmp_path / "no_bias.nnp", {"networks": [{
+                    "name": "net", "batch_size": 4, "outputs": {"y": no_bias},
+                    "names": {"x": x}}]})
             with pytest.raises(NnpError, match=r"SyncBatchNormalization, group 'world', "
                                                r"batch_stat=True\) sums its statistics"):
                 NnpLoader(path).get_network("net")

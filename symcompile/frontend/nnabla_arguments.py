@@ -226,9 +226,9 @@ def nnabla_call(func) -> NnablaCall:
     if op.name in ("batch_normalization", "fused_batch_normalization",
                    "sync_batch_normalization") and not func.args.get("running", True):
         _refuse(func, "nnabla's function needs the running mean and variance as inputs")
-    if op.name == "fused_batch_normalization" and (func.args.get("no_bias")
-                                                   or func.args.get("no_scale")):
-        _refuse(func, "nnabla's FusedBatchNormalization needs both beta and gamma")
+    if op.name in ("fused_batch_normalization", "sync_batch_normalization") \
+            and (func.args.get("no_bias") or func.args.get("no_scale")):
+        _refuse(func, f"nnabla's {op.type_name} needs both beta and gamma")
     rule = _RULES.get(op.name, _Rule())
     internal = _INTERNAL.get(op.name, set())
     args = rule.arguments({k: v for k, v in func.args.items() if k not in internal})

@@ -118,21 +118,27 @@ def _batch_normalization_running(args, attrs, ctx):
     average with `decay_rate`, of the mean and of the unbiased variance (var * M/(M-1))."""
     if not (attrs["batch_stat"] and attrs["running"]):
         return {}
-    positions = batch_normalization_inputs(attrs)
     mean, variance, count = _batch_statistics(args[0], ctx.in_shapes[0], attrs["axes"], ctx)
+    return _moving_averages(args, attrs, mean, variance * sympy.Rational(count, count - 1),
+                            "batch mean", f"batch variance * {count}/{count - 1} (unbiased)")
+
+
+def _moving_averages(args, attrs, mean, unbiased, mean_text: str, variance_text: str):
+    """The running mean and variance's new values, decay_rate * old + (1 - decay_rate) *
+    `mean` or `unbiased` (the texts say what those are), by input position."""
+    positions = batch_normalization_inputs(attrs)
     # the decay as the decimal it was written as (0.9 = 9/10), so that its coefficients
     # stay exact: 0.1 * sum(x) / 16 prints as sum(x)/160, not as 0.006249999999999999
     decay = sympy.Rational(repr(float(attrs["decay_rate"])))
     old_mean, old_variance = args[positions["mean"]], args[positions["variance"]]
-    unbiased = variance * sympy.Rational(count, count - 1)
     rest = 1 - decay
     d, r = float(decay), float(rest)
     return {
         positions["mean"]: (decay * old_mean + rest * mean,
-                            f"running mean = {d!r} * mean + {r!r} * batch mean"),
+                            f"running mean = {d!r} * mean + {r!r} * {mean_text}"),
         positions["variance"]: (decay * old_variance + rest * unbiased,
-                                f"running variance = {d!r} * variance + {r!r} * batch variance"
-                                f" * {count}/{count - 1} (unbiased)"),
+                                f"running variance = {d!r} * variance + {r!r} * "
+                                f"{variance_text}"),
     }
 
 
@@ -202,20 +208,10 @@ def _sync_batch_normalization_running(args, attrs, ctx):
     unbiased variance is var * n/(n - 1), n the elements over all the processes."""
     if not (attrs["batch_stat"] and attrs["running"]):
         return {}
-    positions = batch_normalization_inputs(attrs)
     mean, variance, n = sync_statistics(args[0], ctx.in_shapes[0], attrs["axes"],
                                         attrs["group"], ctx)
-    decay = sympy.Rational(repr(float(attrs["decay_rate"])))
-    old_mean, old_variance = args[positions["mean"]], args[positions["variance"]]
-    rest = 1 - decay
-    d, r = float(decay), float(rest)
-    return {
-        positions["mean"]: (decay * old_mean + rest * mean,
-                            f"running mean = {d!r} * mean + {r!r} * the processes' mean"),
-        positions["variance"]: (decay * old_variance + rest * variance * n / (n - 1),
-                                f"running variance = {d!r} * variance + {r!r} * the "
-                                f"processes' variance * n/(n - 1), n their elements"),
-    }
+    return _moving_averages(args, attrs, mean, variance * n / (n - 1), "the processes' mean",
+                            "the processes' variance * n/(n - 1), n their elements")
 
 
 def _sync_statistic(args, attrs, ctx):

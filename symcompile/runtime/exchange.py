@@ -43,17 +43,20 @@ class Exchange:
 
         def all_reduce(array, group):
             # the sum recorded for this very array (a recompiled module may order its
-            # all-reduces otherwise; the same local values have the same sum)
-            found = next((entry for entry in unused if entry[0] == group
-                          and entry[1].shape == numpy.shape(array)
-                          and numpy.array_equal(entry[1], array)), None)
+            # all-reduces otherwise; the same local values have the same sum), else the
+            # next one of its group and shape (the parameters changed since the pass: an
+            # update; what that pass received, as the recompute stands for that pass)
+            alike = [entry for entry in unused
+                     if entry[0] == group and entry[1].shape == numpy.shape(array)]
+            found = next((entry for entry in alike if numpy.array_equal(entry[1], array)),
+                         alike[0] if alike else None)
             if found is None:
                 raise RuntimeError(
                     f"recomputing the latest {kind} pass of a graph whose statistics are "
                     f"summed over processes (F.sync_batch_normalization), this process "
                     f"found no sum of that pass to reuse, and cannot ask the others for "
-                    f"one; read the value on every process, or make it an output of the "
-                    f"graph (F.sink) so that the pass computes it")
+                    f"one; make the value an output of the graph (F.sink(loss, h)) so "
+                    f"that the pass itself computes it")
             unused.remove(found)
             return found[2].copy()
 

@@ -135,9 +135,12 @@ class Binding:
                                        *self._without_side_effects(), **self.draws,
                                        **self.collectives(exchange.FORWARD))
         seed = self._seed(grad, root)
-        # (a number: an array given as the seed could be changed before it is read)
-        if isinstance(grad, (int, float)) and self._checked_unchanged() \
-                and deferred.defer(self, root, seed):
+        # (a number: an array given as the seed could be changed before it is read; not
+        # with all-reduces, which must run now, when every process calls backward(): a
+        # deferred one would run when this process first touches a leaf, out of step
+        # with the others' collectives)
+        if isinstance(grad, (int, float)) and self.exchange is None \
+                and self._checked_unchanged() and deferred.defer(self, root, seed):
             _remember_backward(root, seed, copy=False)
             return  # (computed when its gradients are first needed: runtime.deferred)
         gradients = self._run(root, "backward", self.module.backward, self.saved, *self.args,

@@ -64,7 +64,10 @@ def sync_batch_normalization(x, beta, gamma, mean, variance, comm, group="world"
     data-parallel all_reduce(division=True) of the gradients leaves them so). The generated
     module sums with its functions' `all_reduce` argument, to which the runtime passes
     `comm`'s; a module run alone (all_reduce None) is one process. With output_stat, the
-    statistics' own cotangents reach x from this process only, as in nnabla.
+    statistics' own cotangents reach x from this process only, as in nnabla. Processes
+    with batches of different sizes get the statistics of all their samples (a global
+    count), where nnabla averages the processes' means; equal batches, as nnabla assumes,
+    give the same either way.
     """
     _communicator_group("sync_batch_normalization", comm, group)
     return _batch_normalization("sync_batch_normalization", x, beta, gamma, mean, variance,
