@@ -97,27 +97,44 @@ def _statistics(x, x_shape, reduced, ctx):
 
 def _batch_normalization(args, attrs, ctx):
     """y = (x - mean) / sqrt(variance + eps) * gamma + beta, with the batch's statistics
-    (batch_stat) or the running ones, which then get no gradient (as in nnabla)."""
+    (batch_stat) or the running ones, which then get no gradient (as in nnabla); with a
+    `group` (sync_batch_normalization) the batch statistics are those of every process's
+    batch, and beta and gamma are shared by the processes (their gradients summed)."""
     positions = batch_normalization_inputs(attrs)
     x, axes = args[0], attrs["axes"]
-    if attrs["batch_stat"]:
+    group = attrs.get("group") if attrs["batch_stat"] else None
+    if group is not None:
+        mean, variance, _ = sync_statistics(x, ctx.in_shapes[0], axes, group, ctx)
+    elif attrs["batch_stat"]:
         mean, variance, _ = _batch_statistics(x, ctx.in_shapes[0], axes, ctx)
     else:
         mean = P.StopGradient(args[positions["mean"]])
         variance = P.StopGradient(args[positions["variance"]])
+
+    def parameter(name):
+        value = args[positions[name]]
+        return value if group is None else K.ProcessShared(value, K.group_name(group))
+
     y = (x - mean) / sympy.sqrt(variance + attrs["eps"])
     if "gamma" in positions:
-        y = y * args[positions["gamma"]]
+        y = y * parameter("gamma")
     if "beta" in positions:
-        y = y + args[positions["beta"]]
+        y = y + parameter("beta")
     return y
 
 
 def _batch_normalization_running(args, attrs, ctx):
     """nnabla's update of the running statistics in training mode: an exponential moving
-    average with `decay_rate`, of the mean and of the unbiased variance (var * M/(M-1))."""
+    average with `decay_rate`, of the mean and of the unbiased variance (var * M/(M-1));
+    with a `group`, of every process's batch (var * n/(n - 1), n their elements)."""
     if not (attrs["batch_stat"] and attrs["running"]):
         return {}
+    if "group" in attrs:
+        mean, variance, n = sync_statistics(args[0], ctx.in_shapes[0], attrs["axes"],
+                                            attrs["group"], ctx)
+        return _moving_averages(args, attrs, mean, variance * n / (n - 1),
+                                "the processes' mean",
+                                "the processes' variance * n/(n - 1), n their elements")
     mean, variance, count = _batch_statistics(args[0], ctx.in_shapes[0], attrs["axes"], ctx)
     return _moving_averages(args, attrs, mean, variance * sympy.Rational(count, count - 1),
                             "batch mean", f"batch variance * {count}/{count - 1} (unbiased)")
@@ -187,33 +204,6 @@ def sync_statistics(x, x_shape, axes, group: str, ctx):
     return mean, variance, n
 
 
-def _sync_batch_normalization(args, attrs, ctx):
-    """y = (x - mean) / sqrt(variance + eps) * gamma + beta with the statistics of every
-    process's batch (batch_stat), or the running ones (then as batch_normalization)."""
-    if not attrs["batch_stat"]:
-        return _batch_normalization(args, attrs, ctx)
-    positions = batch_normalization_inputs(attrs)
-    x, group = args[0], attrs["group"]
-    mean, variance, _ = sync_statistics(x, ctx.in_shapes[0], attrs["axes"], group, ctx)
-    y = (x - mean) / sympy.sqrt(variance + attrs["eps"])
-    if "gamma" in positions:
-        y = y * K.ProcessShared(args[positions["gamma"]], K.group_name(group))
-    if "beta" in positions:
-        y = y + K.ProcessShared(args[positions["beta"]], K.group_name(group))
-    return y
-
-
-def _sync_batch_normalization_running(args, attrs, ctx):
-    """nnabla's update of the running statistics with every process's batch: the
-    unbiased variance is var * n/(n - 1), n the elements over all the processes."""
-    if not (attrs["batch_stat"] and attrs["running"]):
-        return {}
-    mean, variance, n = sync_statistics(args[0], ctx.in_shapes[0], attrs["axes"],
-                                        attrs["group"], ctx)
-    return _moving_averages(args, attrs, mean, variance * n / (n - 1), "the processes' mean",
-                            "the processes' variance * n/(n - 1), n their elements")
-
-
 def _sync_statistic(args, attrs, ctx):
     """The processes' batch mean or variance (output_stat=True), of the statistics' shape.
     Its value is the synchronized statistic; its gradient, as nnabla's backward gives it,
@@ -241,7 +231,7 @@ OPS["sync_batch_normalization"] = OpDef(
     "sync_batch_normalization", "SyncBatchNormalization", 5, False,
     lambda shapes, attrs: _batch_normalization_shape(shapes, attrs,
                                                      "sync_batch_normalization"),
-    _sync_batch_normalization, running=_sync_batch_normalization_running, array_inputs=True)
+    _batch_normalization, running=_batch_normalization_running, array_inputs=True)
 # (output_stat=True's further outputs: nnabla's function has three, this op one)
 OPS["sync_batch_statistic"] = OpDef(
     "sync_batch_statistic", "SyncBatchNormalization", 1, False, _sync_statistic_shape,
