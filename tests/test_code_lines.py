@@ -27,6 +27,10 @@ STATEMENTS = [
     "return loss, " + ", ".join(f"output_number_{i}" for i in range(4)) + ", ("
     "pack_padded_sequence_batch_sizes_of_a_long_name,)",
     "t = (" + ", ".join(f"item_{i}" for i in range(16)) + ",)",
+    # a sum at the outermost level continues at its own signs, inside new parentheses
+    "g_h = _t5*gamma1*g_h_2 - _t27*gamma1/50176/_t4**(3/2)*_t2 - _t26*_t6/50176 + "
+    + " - ".join(f"-t_{i}*numpy.exp(-u_{i})" for i in range(6)),
+    "w[...] -= " + " + ".join(f"f(a_{i}, b_{i})[1:-1]**-2" for i in range(8)),
 ]
 
 
@@ -62,3 +66,16 @@ def test_what_cannot_be_broken_is_left_alone():
     assert fit(f"y = {long_name}", 4) == f"y = {long_name}"
     assert fit("a = b\nc = d" + "e" * 100, 0) == "a = b\nc = d" + "e" * 100
     assert fit("s = '" + "word " * 30 + "'", 4) == "s = '" + "word " * 30 + "'"
+
+
+def test_a_long_sum_continues_at_its_signs():
+    statement = ("g_convolution = _t5*cnn_conv1_bn_gamma*g_batch_normalization - "
+                 "_t24*cnn_conv1_bn_gamma/1024/_t4**(3/2)*_t2 - _t23*_t6/1024")
+    assert fit(statement, 4) == (
+        "g_convolution = (\n"
+        "    _t5*cnn_conv1_bn_gamma*g_batch_normalization"
+        " - _t24*cnn_conv1_bn_gamma/1024/_t4**(3/2)*_t2\n"
+        "    - _t23*_t6/1024\n"
+        ")")
+    # unary signs (a leading minus, an exponent's) are not places to break
+    assert fit("y = -" + "a" * 60 + "**-" + "b" * 40, 4) == "y = -" + "a" * 60 + "**-" + "b" * 40

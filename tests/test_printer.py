@@ -56,6 +56,38 @@ def test_products_multiply_scalars_before_arrays():
     assert p.doprint(x / (y * t)) == "x/t/y"
 
 
+def test_broadcast_factors_combine_before_the_full_size_array():
+    a, c, v = sympy.symbols("a c v", real=True)
+    shapes = Shapes()
+    shapes.declare(x, (64, 6, 28, 28))
+    shapes.declare(y, (64, 6, 28, 28))
+    for per_channel in (a, c, v):
+        shapes.declare(per_channel, (1, 6, 1, 1))
+    p = NumPyPrinter(shapes)
+    # one pass over x, after the per-channel factors (and the scalar) are combined
+    assert p.doprint(a * c * x / (50176 * v**sympy.Rational(3, 2))) == \
+        "a*c/50176/v**(3/2)*x"
+    assert p.doprint(x / (16 * v)) == "x/(16*v)"  # one division of the array, not two
+    assert p.doprint(x * y * a) == "a*x*y"
+    # broadcasting to the full size together: no gain, the order stays
+    shapes.declare(t, (64, 1, 28, 28))
+    shapes.declare(g, (1, 6, 28, 28))
+    assert p.doprint(t * g * x) == "g*t*x"
+
+
+def test_a_negated_sum_is_printed_as_its_negated_terms():
+    a = sympy.Symbol("a", real=True)
+    shapes = Shapes()
+    for name in (x, y, a):
+        shapes.declare(name, (8, 4))
+    p = NumPyPrinter(shapes)
+    negated = sympy.Mul(-1, sympy.Add(x, y, -a), evaluate=False)
+    assert p.doprint(negated) == "a - x - y"
+    # inside a product it keeps its parentheses
+    assert p.doprint(sympy.Mul(negated, sympy.exp(x), evaluate=False)) in \
+        {"(a - x - y)*numpy.exp(x)", "numpy.exp(x)*(a - x - y)"}
+
+
 def test_integer_powers():
     p = NumPyPrinter()
     assert p.doprint(x**2) == "x**2"

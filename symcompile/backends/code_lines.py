@@ -57,6 +57,9 @@ def fit(text: str, column: int, width: int = LINE_WIDTH) -> str:
     is. Continuation lines are indented relative to the first line."""
     if column + len(text) <= width or "\n" in text:
         return text
+    terms = _sum_terms(text)
+    if terms is not None:
+        return _fit_terms(text, terms, column, width)
     group = _widest_group(text)
     if group is None:
         return text
@@ -79,6 +82,54 @@ def fit(text: str, column: int, width: int = LINE_WIDTH) -> str:
     rows = [fit(r, inner, width) for r in rows]
     body = "".join("\n    " + r.replace("\n", "\n    ") for r in rows)
     return text[:start + 1] + body + "\n" + text[end:]
+
+
+_ASSIGNMENTS = {"=", "+=", "-=", "*=", "/=", "@="}
+_OPERAND_ENDS = {tokenize.NAME, tokenize.NUMBER, tokenize.STRING}
+
+
+def _sum_terms(text: str) -> tuple[int, list[int]] | None:
+    """For an assignment whose value is a sum at its outermost level (``g = a*b - c +
+    d``): (offset where the value starts, offsets of its own binary + and - signs);
+    None for anything else."""
+    offsets = _token_offsets(text)
+    if offsets is None:
+        return None
+    depth, value, signs, previous = 0, None, [], None
+    for offset, kind, token in offsets:
+        if kind in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT):
+            continue
+        if kind == tokenize.OP and token in _OPENING:
+            depth += 1
+        elif kind == tokenize.OP and token in _CLOSING:
+            depth -= 1
+        elif depth == 0 and kind == tokenize.OP and token in _ASSIGNMENTS and value is None:
+            value = offset + len(token)
+        elif depth == 0 and value is not None and token in "+-" and previous is not None \
+                and (previous[0] in _OPERAND_ENDS or previous[1] in _CLOSING):
+            signs.append(offset)  # binary: it follows an operand, not an operator
+        previous = (kind, token)
+    return (value, signs) if value is not None and signs else None
+
+
+def _fit_terms(text: str, terms: tuple[int, list[int]], column: int, width: int) -> str:
+    """`text`'s value put in parentheses and continued at its own + and - signs, the
+    terms packed on lines indented 4 deeper (each sign starting its term), each fitted in
+    turn; the closing parenthesis starts the last line."""
+    value, signs = terms
+    cuts = [value, *signs, len(text)]
+    pieces = [text[a:b].strip() for a, b in zip(cuts, cuts[1:], strict=False)]
+    inner, rows, row = column + 4, [], ""
+    for piece in pieces:
+        if row and inner + len(row) + 1 + len(piece) <= width:
+            row += " " + piece
+            continue
+        if row:
+            rows.append(row)
+        row = piece
+    rows.append(row)
+    body = "".join("\n    " + fit(r, inner, width).replace("\n", "\n    ") for r in rows)
+    return text[:value].rstrip() + " (" + body + "\n)"
 
 
 def _widest_group(text: str) -> tuple[int, int, list[int]] | None:

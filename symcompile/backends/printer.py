@@ -17,7 +17,15 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 
 from symcompile.ir.formula import option_text
 from symcompile.ir.indexing import slice_text
-from symcompile.ir.primitives import BroadcastTo, Full, Primitive, Shapes, as_ints, shape_tuple
+from symcompile.ir.primitives import (
+    BroadcastTo,
+    Full,
+    Primitive,
+    Shapes,
+    as_ints,
+    broadcast_shapes,
+    shape_tuple,
+)
 
 
 def shape_text(shape) -> str:
@@ -91,12 +99,20 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return self._shapes is not None and self._shapes.is_mask(expr)
 
     def _print_Mul(self, expr):
-        """Scalars first, then arrays, boolean masks last: ``-g/16*x*(t > 0)``.
+        """Scalars first, then the arrays smaller than the product (broadcast ones), then
+        the others, boolean masks last: ``-c/16*x*(t > 0)``, ``_t5*gamma/n*x`` with x
+        (64, 6, 28, 28) and _t5, gamma (1, 6, 1, 1).
 
-        Python evaluates left to right, so the scalar factors combine before touching an
-        array, and a mask only ever multiplies a float array (bool * int would make
-        int64, and -bool is an error); a product of masks alone is converted first.
+        Python evaluates left to right, so the scalar and broadcast factors combine among
+        themselves before touching a full-size array (one pass over it, not one per
+        factor), and a mask only ever multiplies a float array (bool * int would make
+        int64, and -bool is an error); a product of masks alone is converted first. The
+        negation of a sum is printed as the sum of the negated terms (``c - a - b``, not
+        ``-(a + b - c)``: one pass fewer over the result).
         """
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff == -1 and rest.is_Add:
+            return self._print_Add(sympy.Add(*(-term for term in rest.args)))
         coeff = sympy.Integer(1)
         factors = []
         for factor in expr.as_ordered_factors():
@@ -122,13 +138,19 @@ class NumPyPrinter(_SymPyNumPyPrinter):
                 # A 0-d mask is still a NumPy bool: it goes with the arrays, last.
                 scalar = self._is_scalar(factor) and not self._is_mask(factor)
                 (scalar_num if scalar else array_num).append(factor)
+        small_num, small_den = self._broadcast_factors(expr, array_num, array_den)
         # The costliest array factor first (see _print_Add), boolean masks last.
         array_num.sort(key=lambda f: (self._is_mask(f), -self._cost(f)))
         level = PRECEDENCE["Mul"]
-        text = "*".join(self.parenthesize(f, level) for f in scalar_num)
+        text = "*".join(self.parenthesize(f, level) for f in scalar_num + small_num)
+        cheap_den = scalar_den + small_den
         if text:
-            text += "".join("/" + self.parenthesize(d, level) for d in scalar_den)
+            text += "".join("/" + self.parenthesize(d, level) for d in cheap_den)
             scalar_den = []
+        elif len(cheap_den) > 1:  # x/(16*v): one division of the array, not two
+            scalar_den = [sympy.Mul(*cheap_den, evaluate=False)]
+        else:
+            scalar_den = cheap_den
         arrays = [self.parenthesize(f, level) for f in array_num]
         if arrays and self._is_mask(array_num[0]):
             # Only masks: as numbers of the module's dtype (2*mask would be int64,
@@ -140,6 +162,40 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             text = "1"
         text += "".join("/" + self.parenthesize(d, level) for d in scalar_den + array_den)
         return sign + text
+
+    def _size(self, expr) -> int | None:
+        """The number of elements of `expr`'s array; None where the oracle has no shape."""
+        if self._shapes is None:
+            return None
+        try:
+            return math.prod(self._shapes.of(expr))
+        except KeyError:
+            return None
+
+    def _broadcast_factors(self, expr, array_num: list, array_den: list) -> tuple[list, list]:
+        """Takes out of `array_num` and `array_den` (in place) the factors smaller than the
+        product `expr` (not masks), when all of them broadcast together are still smaller:
+        their product is then computed on small arrays and applied to the large ones once.
+        Returns them (numerators, denominators); two empty lists otherwise."""
+        whole = self._size(expr)
+        if whole is None:
+            return [], []
+        small = [f for f in array_num + array_den
+                 if not self._is_mask(f) and (self._size(f) or whole) < whole]
+        if not small:
+            return [], []
+        try:
+            joint = math.prod(broadcast_shapes(*(self._shapes.of(f) for f in small)))
+        except ValueError:
+            return [], []
+        if joint >= whole:
+            return [], []
+        chosen = set(small)
+        numerators = [f for f in array_num if f in chosen]
+        denominators = [f for f in array_den if f in chosen]
+        array_num[:] = [f for f in array_num if f not in chosen]
+        array_den[:] = [f for f in array_den if f not in chosen]
+        return numerators, denominators
 
     def _number(self, text: str) -> str:
         """A boolean mask's text as numbers of the module's dtype (bool + bool is a
@@ -244,7 +300,38 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         if self._shapes is not None and self._shapes.of(x) != x_shape:
             # x folded into something smaller after the sum was built: count its elements
             x = _unfolded(x, shape_tuple(x_shape))
+        elif self._sum_by_products(x, x_shape, axes):
+            factors = self._product_pair(x, x_shape)
+            options = [f"axes={shape_text(axes)}", f"keepdims={bool(expr.args[2])}"]
+            if factors is None:
+                return self._kernel_call("reduce_sum", [self._print(x), *options])
+            return self._kernel_call("reduce_sum_of_products",
+                                     [*(self._print(f) for f in factors), *options])
         return self._sum(x, axis, keep)
+
+    # Sums of at least this many elements over axes around consecutive kept ones (batch
+    # normalization's channel sums, a bias's gradient) are BLAS products: the kernels
+    # reduce_sum and reduce_sum_of_products (measured there); NumPy's sum below it.
+    sums_by_products_from: int | None = 8192
+
+    def _sum_by_products(self, x, shape, axes) -> bool:
+        kept = [i for i in range(len(shape)) if i not in axes]
+        return (self.sums_by_products_from is not None and self._shapes is not None
+                and math.prod(shape) >= self.sums_by_products_from and bool(kept)
+                and kept == list(range(kept[0], kept[-1] + 1)) and not self._is_mask(x))
+
+    def _product_pair(self, x, shape) -> tuple | None:
+        """(a, b) where `x` is a * b or a**2 (a, b arrays of x's whole shape, not masks)."""
+        if x.is_Pow and x.exp == 2:
+            pair = (x.base, x.base)
+        elif x.is_Mul and len(x.args) == 2:
+            pair = tuple(x.args)
+        else:
+            return None
+        if all(not f.is_Number and not self._is_mask(f) and self._shapes.of(f) == shape
+               for f in pair):
+            return pair
+        return None
 
     def _sum(self, x, axis: str, keep: str) -> str:
         """The sum of `x` over `axis` (printed), `keep` being its extra keyword text."""
