@@ -91,7 +91,7 @@ import numpy
 
 GRAPH_NAME = 'digits_cnn'
 GRAPH_HASH = 'd8265c6630cfa84c'
-SOURCE_HASH = 'eb29fb55a89a0049'
+SOURCE_HASH = 'cf76966efd74674e'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = numpy.float32
 INPUTS = {
@@ -294,15 +294,16 @@ def forward(
     # convolution @ examples/digits_cnn.py:44  -> (9, 1024)
     _t0 = im2col(x, kernel=(3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:44  -> (64, 16, 4, 4)
-    convolution = conv_matmul(
-        _t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1
-    ) + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
+    convolution = (
+        conv_matmul(_t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1)
+        + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
+    )
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t1 = convolution.sum(axis=(0, 2, 3), keepdims=True)
+    _t1 = reduce_sum(convolution, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     _t2 = convolution - _t1/1024
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t3 = (_t2**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t3 = reduce_sum_of_products(_t2, _t2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
     _t4 = _t3/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
@@ -310,21 +311,22 @@ def forward(
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
     _t6 = _t5*cnn_conv1_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    batch_normalization = _t2*_t6 + cnn_conv1_bn_beta
+    batch_normalization = _t6*_t2 + cnn_conv1_bn_beta
     # tanh (c1) @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     c1 = numpy.tanh(batch_normalization)
     # convolution @ examples/digits_cnn.py:47  -> (144, 1024)
     _t7 = im2col(c1, kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:47  -> (64, 32, 4, 4)
-    convolution_2 = conv_matmul(
-        _t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1
-    ) + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
+    convolution_2 = (
+        conv_matmul(_t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1)
+        + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
+    )
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t8 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t8 = reduce_sum(convolution_2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
     _t9 = convolution_2 - _t8/1024
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t10 = (_t9**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t10 = reduce_sum_of_products(_t9, _t9, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
     _t11 = _t10/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
@@ -443,15 +445,16 @@ def gradient(
     # convolution @ examples/digits_cnn.py:44  -> (9, 1024)
     _t0 = im2col(x, kernel=(3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:44  -> (64, 16, 4, 4)
-    convolution = conv_matmul(
-        _t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1
-    ) + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
+    convolution = (
+        conv_matmul(_t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1)
+        + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
+    )
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t1 = convolution.sum(axis=(0, 2, 3), keepdims=True)
+    _t1 = reduce_sum(convolution, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     _t2 = convolution - _t1/1024
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t3 = (_t2**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t3 = reduce_sum_of_products(_t2, _t2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
     _t4 = _t3/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
@@ -459,21 +462,22 @@ def gradient(
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
     _t6 = _t5*cnn_conv1_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    batch_normalization = _t2*_t6 + cnn_conv1_bn_beta
+    batch_normalization = _t6*_t2 + cnn_conv1_bn_beta
     # tanh (c1) @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     c1 = numpy.tanh(batch_normalization)
     # convolution @ examples/digits_cnn.py:47  -> (144, 1024)
     _t7 = im2col(c1, kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:47  -> (64, 32, 4, 4)
-    convolution_2 = conv_matmul(
-        _t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1
-    ) + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
+    convolution_2 = (
+        conv_matmul(_t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1)
+        + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
+    )
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t8 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t8 = reduce_sum(convolution_2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
     _t9 = convolution_2 - _t8/1024
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t10 = (_t9**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t10 = reduce_sum_of_products(_t9, _t9, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
     _t11 = _t10/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
@@ -523,14 +527,13 @@ def gradient(
         including_pad=1
     )*(1 - c2**2)
     # -> (1, 32, 1, 1)
-    _t21 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t21 = reduce_sum(g_batch_normalization_2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t22 = (_t9*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
+    _t22 = reduce_sum_of_products(_t9, g_batch_normalization_2, axes=(0, 2, 3), keepdims=True)
     # d loss / d convolution_2  -> (64, 32, 4, 4)
-    g_convolution_2 = -(
-        _t22*_t9*cnn_conv2_bn_gamma/1024/_t11**(
-            3/2
-        ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
+    g_convolution_2 = (
+        _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 - _t13*_t21/1024
+        - _t22*cnn_conv2_bn_gamma/1024/_t11**(3/2)*_t9
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
     g_batch_normalization = (1 - c1**2)*conv_grad_x(
@@ -538,14 +541,13 @@ def gradient(
         dilation=(1, 1), group=1
     )
     # -> (1, 16, 1, 1)
-    _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
+    _t23 = reduce_sum(g_batch_normalization, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t24 = (_t2*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
+    _t24 = reduce_sum_of_products(_t2, g_batch_normalization, axes=(0, 2, 3), keepdims=True)
     # d loss / d convolution  -> (64, 16, 4, 4)
-    g_convolution = -(
-        _t2*_t24*cnn_conv1_bn_gamma/1024/_t4**(
-            3/2
-        ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
+    g_convolution = (
+        _t5*cnn_conv1_bn_gamma*g_batch_normalization - _t24*cnn_conv1_bn_gamma/1024/_t4**(3/2)*_t2
+        - _t23*_t6/1024
     )
     # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
     #   cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,...
@@ -553,7 +555,9 @@ def gradient(
     # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
     #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
     #   3)))**2, axis=(0,...
-    g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
+    g_cnn_conv1_conv_b = numpy.reshape(
+        reduce_sum(g_convolution, axes=(0, 2, 3), keepdims=True), (16,)
+    )
     # d loss / d cnn/conv1/bn/beta = sum((1 -
     #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
@@ -569,7 +573,9 @@ def gradient(
     # d loss / d cnn/conv2/conv/b =
     #   sum(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
-    g_cnn_conv2_conv_b = numpy.reshape(g_convolution_2.sum(axis=(0, 2, 3), keepdims=True), (32,))
+    g_cnn_conv2_conv_b = numpy.reshape(
+        reduce_sum(g_convolution_2, axes=(0, 2, 3), keepdims=True), (32,)
+    )
     # d loss / d cnn/conv2/bn/beta = sum((1 - c2**2)*pool_average_grad((1 - fc3**2)*((-onehot(t, 10)
     #   + softmax(y, axis=1)*(t != -1))/64 @ cnn_classifier_affine_W.T) @ cnn_fc3_affine_W.T,
     #   kernel=(2, 2),...
@@ -693,15 +699,16 @@ def sgd_step(
     # convolution @ examples/digits_cnn.py:44  -> (9, 1024)
     _t0 = im2col(x, kernel=(3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:44  -> (64, 16, 4, 4)
-    convolution = conv_matmul(
-        _t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1
-    ) + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
+    convolution = (
+        conv_matmul(_t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1)
+        + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
+    )
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t1 = convolution.sum(axis=(0, 2, 3), keepdims=True)
+    _t1 = reduce_sum(convolution, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     _t2 = convolution - _t1/1024
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t3 = (_t2**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t3 = reduce_sum_of_products(_t2, _t2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
     _t4 = _t3/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
@@ -709,21 +716,22 @@ def sgd_step(
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
     _t6 = _t5*cnn_conv1_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    batch_normalization = _t2*_t6 + cnn_conv1_bn_beta
+    batch_normalization = _t6*_t2 + cnn_conv1_bn_beta
     # tanh (c1) @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     c1 = numpy.tanh(batch_normalization)
     # convolution @ examples/digits_cnn.py:47  -> (144, 1024)
     _t7 = im2col(c1, kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:47  -> (64, 32, 4, 4)
-    convolution_2 = conv_matmul(
-        _t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1
-    ) + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
+    convolution_2 = (
+        conv_matmul(_t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1)
+        + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
+    )
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t8 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t8 = reduce_sum(convolution_2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
     _t9 = convolution_2 - _t8/1024
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t10 = (_t9**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t10 = reduce_sum_of_products(_t9, _t9, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
     _t11 = _t10/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
@@ -773,14 +781,13 @@ def sgd_step(
         including_pad=1
     )*(1 - c2**2)
     # -> (1, 32, 1, 1)
-    _t21 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t21 = reduce_sum(g_batch_normalization_2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t22 = (_t9*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
+    _t22 = reduce_sum_of_products(_t9, g_batch_normalization_2, axes=(0, 2, 3), keepdims=True)
     # d loss / d convolution_2  -> (64, 32, 4, 4)
-    g_convolution_2 = -(
-        _t22*_t9*cnn_conv2_bn_gamma/1024/_t11**(
-            3/2
-        ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
+    g_convolution_2 = (
+        _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 - _t13*_t21/1024
+        - _t22*cnn_conv2_bn_gamma/1024/_t11**(3/2)*_t9
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
     g_batch_normalization = (1 - c1**2)*conv_grad_x(
@@ -788,14 +795,13 @@ def sgd_step(
         dilation=(1, 1), group=1
     )
     # -> (1, 16, 1, 1)
-    _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
+    _t23 = reduce_sum(g_batch_normalization, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t24 = (_t2*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
+    _t24 = reduce_sum_of_products(_t2, g_batch_normalization, axes=(0, 2, 3), keepdims=True)
     # d loss / d convolution  -> (64, 16, 4, 4)
-    g_convolution = -(
-        _t2*_t24*cnn_conv1_bn_gamma/1024/_t4**(
-            3/2
-        ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
+    g_convolution = (
+        _t5*cnn_conv1_bn_gamma*g_batch_normalization - _t24*cnn_conv1_bn_gamma/1024/_t4**(3/2)*_t2
+        - _t23*_t6/1024
     )
     # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
     #   cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,...
@@ -803,7 +809,9 @@ def sgd_step(
     # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
     #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
     #   3)))**2, axis=(0,...
-    g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
+    g_cnn_conv1_conv_b = numpy.reshape(
+        reduce_sum(g_convolution, axes=(0, 2, 3), keepdims=True), (16,)
+    )
     # d loss / d cnn/conv1/bn/beta = sum((1 -
     #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
@@ -819,7 +827,9 @@ def sgd_step(
     # d loss / d cnn/conv2/conv/b =
     #   sum(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
-    g_cnn_conv2_conv_b = numpy.reshape(g_convolution_2.sum(axis=(0, 2, 3), keepdims=True), (32,))
+    g_cnn_conv2_conv_b = numpy.reshape(
+        reduce_sum(g_convolution_2, axes=(0, 2, 3), keepdims=True), (32,)
+    )
     # d loss / d cnn/conv2/bn/beta = sum((1 - c2**2)*pool_average_grad((1 - fc3**2)*((-onehot(t, 10)
     #   + softmax(y, axis=1)*(t != -1))/64 @ cnn_classifier_affine_W.T) @ cnn_fc3_affine_W.T,
     #   kernel=(2, 2),...
@@ -955,15 +965,16 @@ def forward_saving(
     # convolution @ examples/digits_cnn.py:44  -> (9, 1024)
     _t0 = im2col(x, kernel=(3, 3), pad=(1, 1), stride=(2, 2), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:44  -> (64, 16, 4, 4)
-    convolution = conv_matmul(
-        _t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1
-    ) + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
+    convolution = (
+        conv_matmul(_t0, cnn_conv1_conv_W, y_shape=(64, 16, 4, 4), group=1)
+        + numpy.reshape(cnn_conv1_conv_b, (1, 16, 1, 1))
+    )
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t1 = convolution.sum(axis=(0, 2, 3), keepdims=True)
+    _t1 = reduce_sum(convolution, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     _t2 = convolution - _t1/1024
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t3 = (_t2**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t3 = reduce_sum_of_products(_t2, _t2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
     _t4 = _t3/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
@@ -971,21 +982,22 @@ def forward_saving(
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
     _t6 = _t5*cnn_conv1_bn_gamma
     # batch_normalization @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
-    batch_normalization = _t2*_t6 + cnn_conv1_bn_beta
+    batch_normalization = _t6*_t2 + cnn_conv1_bn_beta
     # tanh (c1) @ examples/digits_cnn.py:43  -> (64, 16, 4, 4)
     c1 = numpy.tanh(batch_normalization)
     # convolution @ examples/digits_cnn.py:47  -> (144, 1024)
     _t7 = im2col(c1, kernel=(3, 3), pad=(1, 1), stride=(1, 1), dilation=(1, 1))
     # convolution @ examples/digits_cnn.py:47  -> (64, 32, 4, 4)
-    convolution_2 = conv_matmul(
-        _t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1
-    ) + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
+    convolution_2 = (
+        conv_matmul(_t7, cnn_conv2_conv_W, y_shape=(64, 32, 4, 4), group=1)
+        + numpy.reshape(cnn_conv2_conv_b, (1, 32, 1, 1))
+    )
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t8 = convolution_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t8 = reduce_sum(convolution_2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (64, 32, 4, 4)
     _t9 = convolution_2 - _t8/1024
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t10 = (_t9**2).sum(axis=(0, 2, 3), keepdims=True)
+    _t10 = reduce_sum_of_products(_t9, _t9, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
     _t11 = _t10/1024 + 1e-05
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
@@ -1118,14 +1130,13 @@ def backward(
         including_pad=1
     )*(1 - c2**2)
     # -> (1, 32, 1, 1)
-    _t21 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t21 = reduce_sum(g_batch_normalization_2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t22 = (_t9*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
+    _t22 = reduce_sum_of_products(_t9, g_batch_normalization_2, axes=(0, 2, 3), keepdims=True)
     # d loss / d convolution_2  -> (64, 32, 4, 4)
-    g_convolution_2 = -(
-        _t22*_t9*cnn_conv2_bn_gamma/1024/_t11**(
-            3/2
-        ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
+    g_convolution_2 = (
+        _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 - _t13*_t21/1024
+        - _t22*cnn_conv2_bn_gamma/1024/_t11**(3/2)*_t9
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
     g_batch_normalization = (1 - c1**2)*conv_grad_x(
@@ -1133,14 +1144,13 @@ def backward(
         dilation=(1, 1), group=1
     )
     # -> (1, 16, 1, 1)
-    _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
+    _t23 = reduce_sum(g_batch_normalization, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t24 = (_t2*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
+    _t24 = reduce_sum_of_products(_t2, g_batch_normalization, axes=(0, 2, 3), keepdims=True)
     # d loss / d convolution  -> (64, 16, 4, 4)
-    g_convolution = -(
-        _t2*_t24*cnn_conv1_bn_gamma/1024/_t4**(
-            3/2
-        ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
+    g_convolution = (
+        _t5*cnn_conv1_bn_gamma*g_batch_normalization - _t24*cnn_conv1_bn_gamma/1024/_t4**(3/2)*_t2
+        - _t23*_t6/1024
     )
     # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
     #   cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,...
@@ -1148,7 +1158,9 @@ def backward(
     # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
     #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
     #   3)))**2, axis=(0,...
-    g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
+    g_cnn_conv1_conv_b = numpy.reshape(
+        reduce_sum(g_convolution, axes=(0, 2, 3), keepdims=True), (16,)
+    )
     # d loss / d cnn/conv1/bn/beta = sum((1 -
     #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
@@ -1164,7 +1176,9 @@ def backward(
     # d loss / d cnn/conv2/conv/b =
     #   sum(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
-    g_cnn_conv2_conv_b = numpy.reshape(g_convolution_2.sum(axis=(0, 2, 3), keepdims=True), (32,))
+    g_cnn_conv2_conv_b = numpy.reshape(
+        reduce_sum(g_convolution_2, axes=(0, 2, 3), keepdims=True), (32,)
+    )
     # d loss / d cnn/conv2/bn/beta = sum((1 - c2**2)*pool_average_grad((1 - fc3**2)*((-onehot(t, 10)
     #   + softmax(y, axis=1)*(t != -1))/64 @ cnn_classifier_affine_W.T) @ cnn_fc3_affine_W.T,
     #   kernel=(2, 2),...
@@ -1331,14 +1345,13 @@ def _sgd_backward_update(
         including_pad=1
     )*(1 - c2**2)
     # -> (1, 32, 1, 1)
-    _t21 = g_batch_normalization_2.sum(axis=(0, 2, 3), keepdims=True)
+    _t21 = reduce_sum(g_batch_normalization_2, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:46  -> (1, 32, 1, 1)
-    _t22 = (_t9*g_batch_normalization_2).sum(axis=(0, 2, 3), keepdims=True)
+    _t22 = reduce_sum_of_products(_t9, g_batch_normalization_2, axes=(0, 2, 3), keepdims=True)
     # d loss / d convolution_2  -> (64, 32, 4, 4)
-    g_convolution_2 = -(
-        _t22*_t9*cnn_conv2_bn_gamma/1024/_t11**(
-            3/2
-        ) - _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 + _t13*_t21/1024
+    g_convolution_2 = (
+        _t12*cnn_conv2_bn_gamma*g_batch_normalization_2 - _t13*_t21/1024
+        - _t22*cnn_conv2_bn_gamma/1024/_t11**(3/2)*_t9
     )
     # d loss / d batch_normalization  -> (64, 16, 4, 4)
     g_batch_normalization = (1 - c1**2)*conv_grad_x(
@@ -1346,14 +1359,13 @@ def _sgd_backward_update(
         dilation=(1, 1), group=1
     )
     # -> (1, 16, 1, 1)
-    _t23 = g_batch_normalization.sum(axis=(0, 2, 3), keepdims=True)
+    _t23 = reduce_sum(g_batch_normalization, axes=(0, 2, 3), keepdims=True)
     # batch_normalization @ examples/digits_cnn.py:43  -> (1, 16, 1, 1)
-    _t24 = (_t2*g_batch_normalization).sum(axis=(0, 2, 3), keepdims=True)
+    _t24 = reduce_sum_of_products(_t2, g_batch_normalization, axes=(0, 2, 3), keepdims=True)
     # d loss / d convolution  -> (64, 16, 4, 4)
-    g_convolution = -(
-        _t2*_t24*cnn_conv1_bn_gamma/1024/_t4**(
-            3/2
-        ) + _t23*_t6/1024 - _t5*cnn_conv1_bn_gamma*g_batch_normalization
+    g_convolution = (
+        _t5*cnn_conv1_bn_gamma*g_batch_normalization - _t24*cnn_conv1_bn_gamma/1024/_t4**(3/2)*_t2
+        - _t23*_t6/1024
     )
     # d loss / d cnn/conv1/conv/W = conv_matmul_grad_w(im2col(x, pad=(1, 1), stride=(2, 2)),
     #   cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2, cnn_conv2_conv_W, pad=(1,...
@@ -1361,7 +1373,9 @@ def _sgd_backward_update(
     # d loss / d cnn/conv1/conv/b = sum(cnn_conv1_bn_gamma*(1 - c1**2)*conv_grad_x(g_convolution_2,
     #   cnn_conv2_conv_W, pad=(1, 1))/sqrt(mean((convolution - mean(convolution, axis=(0, 2,
     #   3)))**2, axis=(0,...
-    g_cnn_conv1_conv_b = numpy.reshape(g_convolution.sum(axis=(0, 2, 3), keepdims=True), (16,))
+    g_cnn_conv1_conv_b = numpy.reshape(
+        reduce_sum(g_convolution, axes=(0, 2, 3), keepdims=True), (16,)
+    )
     # d loss / d cnn/conv1/bn/beta = sum((1 -
     #   c1**2)*conv_grad_x(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5)...
@@ -1377,7 +1391,9 @@ def _sgd_backward_update(
     # d loss / d cnn/conv2/conv/b =
     #   sum(cnn_conv2_bn_gamma*g_batch_normalization_2/sqrt(mean((convolution_2 -
     #   mean(convolution_2, axis=(0, 2, 3)))**2, axis=(0, 2, 3)) + 1.0e-5) +...
-    g_cnn_conv2_conv_b = numpy.reshape(g_convolution_2.sum(axis=(0, 2, 3), keepdims=True), (32,))
+    g_cnn_conv2_conv_b = numpy.reshape(
+        reduce_sum(g_convolution_2, axes=(0, 2, 3), keepdims=True), (32,)
+    )
     # d loss / d cnn/conv2/bn/beta = sum((1 - c2**2)*pool_average_grad((1 - fc3**2)*((-onehot(t, 10)
     #   + softmax(y, axis=1)*(t != -1))/64 @ cnn_classifier_affine_W.T) @ cnn_fc3_affine_W.T,
     #   kernel=(2, 2),...
@@ -1889,6 +1905,52 @@ def pool_average_grad(dy, x_shape, kernel, stride, pad, ignore_border, including
     divisor = pool_divisor(tuple(x_shape[len(x_shape) - rank:]), kernel, stride, pad,
                            ignore_border, including_pad, dy.dtype)
     return pool_sum_grad(dy / divisor, x_shape, kernel, stride, pad, ignore_border)
+
+
+def reduce_sum(x, axes, keepdims):
+    """x.sum(axis=axes, keepdims=keepdims) by BLAS products (reduce_sum_of_products)."""
+    return reduce_sum_of_products(x, None, axes, keepdims)
+
+
+def reduce_sum_of_products(x, y, axes, keepdims):
+    """(x * y).sum(axis=axes, keepdims=keepdims), y None meaning x alone, by BLAS products
+    instead of NumPy's reduction, which makes the product x * y first and sums over axes
+    on both sides of the kept ones slowly. With the kept axes consecutive, x is seen as
+    (A, C, B) (the reduced axes before them, theirs, the reduced axes after them) and
+    s[c] = sum over a of (sum over b of x[a, c, b] * y[a, c, b]): one dot product per
+    (a, c) as a stack of (1, B) @ (B, 1) products (x alone: x @ ones(B)), then ones(A)
+    @ s. The sums are BLAS's, blocked, as close to the float64 sum as NumPy's.
+
+    Measured (1 thread, float32, ms; NumPy's / this): batch normalization's channel sums
+    (axes 0, 2, 3) of (64, 6, 28, 28): x 0.053 / 0.024, x*y 0.095 / 0.032, x**2 0.079 /
+    0.026; of (64, 16, 10, 10): 0.033 / 0.010, 0.045 / 0.026, 0.044 / 0.017; (1024, 256)
+    over axis 0: x 0.036 / 0.021, x*y 0.078 / 0.042; (64, 1024) over axis 1: 0.012 /
+    0.005, 0.020 / 0.008. Slower below about 8192 elements ((64, 120) over axis 0:
+    0.0022 / 0.0025), where the printer keeps NumPy's sum."""
+    kept = [i for i in range(x.ndim) if i not in axes]
+    if keepdims:
+        shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+    else:
+        shape = tuple(x.shape[i] for i in kept)
+    if not kept or kept != list(range(kept[0], kept[-1] + 1)):  # (the printer avoids these)
+        return (x if y is None else x * y).sum(axis=tuple(axes), keepdims=keepdims)
+    outer = int(numpy.prod(x.shape[:kept[0]]))
+    inner = int(numpy.prod(x.shape[kept[-1] + 1:]))
+    count = int(numpy.prod(x.shape[kept[0]:kept[-1] + 1]))
+    dtype = x.dtype if y is None else numpy.result_type(x, y)
+    if y is None:
+        sums = numpy.reshape(x, (outer, count, inner)) @ numpy.ones(inner, dtype) \
+            if inner > 1 else numpy.reshape(x, (outer, count))
+    elif inner > 1:
+        sums = numpy.reshape(numpy.reshape(x, (outer, count, 1, inner))
+                             @ numpy.reshape(y, (outer, count, inner, 1)), (outer, count))
+    else:
+        sums = numpy.einsum("ac,ac->c" if outer != 1 else "ac,ac->ac",
+                            numpy.reshape(x, (outer, count)), numpy.reshape(y, (outer, count)))
+        return numpy.reshape(sums, shape)
+    if outer != 1:  # (none: zeros)
+        sums = numpy.ones(outer, dtype) @ sums
+    return numpy.reshape(sums, shape)
 
 
 def conv_output_size(size, kernel, pad, stride, dilation):

@@ -28,7 +28,7 @@ those are the new arrays.
 
 GRAPH_NAME = 'digits_mlp_array_api'
 GRAPH_HASH = '515ebf318ba04299'
-SOURCE_HASH = '9d96116425d0605c'
+SOURCE_HASH = 'f0784b7c1d07007f'
 SYMCOMPILE_VERSION = '0.1.0'
 DTYPE = 'float32'
 INPUTS = {
@@ -207,7 +207,7 @@ def gradient(
     # d loss / d loss = 1
     g_loss = xp.ones((), dtype=dtype, device=device)
     # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
-    _t4 = xp.astype((t_labels >= 0) & (t_labels < 10), dtype)*_t1/_t2 - _t3
+    _t4 = xp.astype((t_labels >= 0) & (t_labels < 10), dtype)/_t2*_t1 - _t3
     # -> ()
     _t5 = g_loss/64
     # d loss / d (h_2 @ mlp_classifier_affine_W)  -> (64, 10)
@@ -304,7 +304,7 @@ def sgd_step(
     # d loss / d loss = 1
     g_loss = xp.ones((), dtype=dtype, device=device)
     # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
-    _t4 = xp.astype((t_labels >= 0) & (t_labels < 10), dtype)*_t1/_t2 - _t3
+    _t4 = xp.astype((t_labels >= 0) & (t_labels < 10), dtype)/_t2*_t1 - _t3
     # -> ()
     _t5 = g_loss/64
     # d loss / d (h_2 @ mlp_classifier_affine_W)  -> (64, 10)
@@ -453,7 +453,7 @@ def backward(
         refuse_argument('backward', 'g_loss', g_loss, (), kind)
     # --- backward ---
     # softmax_cross_entropy, mean (loss) @ examples/digits_mlp.py:51  -> (64, 10)
-    _t4 = xp.astype((t_labels >= 0) & (t_labels < 10), dtype)*_t1/_t2 - _t3
+    _t4 = xp.astype((t_labels >= 0) & (t_labels < 10), dtype)/_t2*_t1 - _t3
     # -> ()
     _t5 = g_loss/64
     # d loss / d (h_2 @ mlp_classifier_affine_W)  -> (64, 10)

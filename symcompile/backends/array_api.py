@@ -43,6 +43,7 @@ class ArrayAPIPrinter(NumPyPrinter):
     ``dtype`` and ``device`` are locals of every generated function too."""
 
     outer_products_by_dot = False  # (the standard has no dot: every product is @)
+    sums_by_products_from = None  # (sums are the namespace's own)
 
     def _print(self, expr, **kwargs):
         """A NumPy function of numbers that does not fold into a float (acosh(0) is complex

@@ -40,7 +40,7 @@ RESERVED = frozenset(
         "arange_accumulated", "linspace_values",
         "random_normal", "random_integers", "random_moved", "gather_axis", "gather_axis_grad",
         "cumulative_sum", "cumulative_prod", "cumulative_prod_grad", "cumulative_prod_jvp",
-        "cumulative_prod_grad_jvp", "reduce_prod",
+        "cumulative_prod_grad_jvp", "reduce_prod", "reduce_sum", "reduce_sum_of_products",
         "sort_order", "sort_values", "sort_grad", "sort_index", "arg_extremum", "search_sorted",
         "top_k_order", "top_k_values", "top_k_grad", "top_k_index", "top_k_onehot",
         "sort_take", "top_k_take",
