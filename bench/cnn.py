@@ -17,11 +17,13 @@ convolution's forward alone: the generated module's kernels (im2col, alone too, 
 conv_matmul, the product with the weights, whose result is a view the bias addition
 copies: with it too) and the fused conv_forward kernel (used for convolutions whose
 im2col matrix exceeds IM2COL_LIMIT) against the one matrix product of its im2col shapes
-(and torch's conv2d); then the second convolution's x-gradient alone: the generated module's
-conv_grad_x (over the flattened batch for stride 1), the columns' gradient and col2im
-it replaced, and the one matrix product of the columns' gradient's shapes. Targets
-(issue 13): the step within 1.2x of torch eager, each forward within 1.3x of its
-matrix product.
+(and torch's conv2d), with the floor of any im2col that is written out: filling an
+array of the matrix's size ("write", memory bandwidth; "floor" is the matmul plus that
+write over the matmul, the best ratio such a convolution can reach); then the second
+convolution's x-gradient alone: the generated module's conv_grad_x (over the flattened
+batch for stride 1), the columns' gradient and col2im it replaced, and the one matrix
+product of the columns' gradient's shapes. Targets (issue 13): the step within 1.2x of
+torch eager, each forward within 1.3x of its matrix product.
 
 Usage: python bench/cnn.py [--steps N] [--repeats R]
 """
@@ -243,7 +245,8 @@ def convolutions_alone(module, repeats: int) -> None:
     print(f"\nconvolution forward alone, ms/call (median of {repeats}, interleaved); ratios over "
           "the matmul of its im2col shapes")
     print(f"{'layer':<8}{'im2col matmul':>22}{'matmul':>9}{'im2col':>9}{'generated':>11}"
-          f"{'ratio':>7}{'+ bias':>9}{'fused':>9}{'ratio':>7}{'torch conv2d':>14}")
+          f"{'ratio':>7}{'+ bias':>9}{'fused':>9}{'ratio':>7}{'write':>8}{'floor':>7}"
+          f"{'torch conv2d':>14}")
     for name, shape, w, pad in layers:
         x = rng.standard_normal(shape).astype(np.float32)
         out = shape[2] + 2 * pad - K + 1
@@ -253,8 +256,10 @@ def convolutions_alone(module, repeats: int) -> None:
         y_shape = (BS, w.shape[0], out, out)
         bias = np.ones((1, rows, 1, 1), np.float32)
         geometry = ((K, K), (pad, pad), (1, 1), (1, 1))
+        written = np.empty_like(b)
         functions = {
             "matmul": lambda a=a, b=b: a @ b,
+            "write": lambda written=written: written.fill(1.0),
             "im2col": lambda x=x, g=geometry: module.im2col(x, *g),
             "generated": lambda x=x, w=w, g=geometry, y_shape=y_shape: module.conv_matmul(
                 module.im2col(x, *g), w, y_shape, 1),
@@ -274,7 +279,8 @@ def convolutions_alone(module, repeats: int) -> None:
         line = (f"{name:<8}{f'({rows}x{cols})@({cols}x{BS * out * out})':>22}"
                 f"{t['matmul'] * 1e3:>9.3f}{t['im2col'] * 1e3:>9.3f}{t['generated'] * 1e3:>11.3f}"
                 f"{t['generated'] / t['matmul']:>6.2f}x{t['+ bias'] * 1e3:>9.3f}"
-                f"{t['fused'] * 1e3:>9.3f}{t['fused'] / t['matmul']:>6.2f}x")
+                f"{t['fused'] * 1e3:>9.3f}{t['fused'] / t['matmul']:>6.2f}x"
+                f"{t['write'] * 1e3:>8.3f}{(t['matmul'] + t['write']) / t['matmul']:>6.2f}x")
         if torch is not None:
             line += f"{t['torch'] * 1e3:>14.3f}"
         print(line)
