@@ -69,9 +69,16 @@ def fit(text: str, column: int, width: int = LINE_WIDTH) -> str:
     items = [item for item in items if item]
     # a trailing comma stays: it is what makes (x,) a tuple of one
     trailing = bool(commas) and not text[commas[-1] + 1:end].strip()
-    inner, rows, row = column + 4, [], ""
-    for index, item in enumerate(items):
-        piece = item + ("," if index < len(items) - 1 or trailing else "")
+    pieces = [item + ("," if index < len(items) - 1 or trailing else "")
+              for index, item in enumerate(items)]
+    return text[:start + 1] + _packed(pieces, column + 4, width) + "\n" + text[end:]
+
+
+def _packed(pieces: list[str], inner: int, width: int) -> str:
+    """`pieces` packed on lines starting at column `inner` (as many a line as fit), each
+    line fitted in turn, every line after a newline and 4 spaces."""
+    rows, row = [], ""
+    for piece in pieces:
         if row and inner + len(row) + 1 + len(piece) <= width:
             row += " " + piece
             continue
@@ -79,9 +86,7 @@ def fit(text: str, column: int, width: int = LINE_WIDTH) -> str:
             rows.append(row)
         row = piece
     rows.append(row)
-    rows = [fit(r, inner, width) for r in rows]
-    body = "".join("\n    " + r.replace("\n", "\n    ") for r in rows)
-    return text[:start + 1] + body + "\n" + text[end:]
+    return "".join("\n    " + fit(r, inner, width).replace("\n", "\n    ") for r in rows)
 
 
 _ASSIGNMENTS = {"=", "+=", "-=", "*=", "/=", "@="}
@@ -119,17 +124,7 @@ def _fit_terms(text: str, terms: tuple[int, list[int]], column: int, width: int)
     value, signs = terms
     cuts = [value, *signs, len(text)]
     pieces = [text[a:b].strip() for a, b in zip(cuts, cuts[1:], strict=False)]
-    inner, rows, row = column + 4, [], ""
-    for piece in pieces:
-        if row and inner + len(row) + 1 + len(piece) <= width:
-            row += " " + piece
-            continue
-        if row:
-            rows.append(row)
-        row = piece
-    rows.append(row)
-    body = "".join("\n    " + fit(r, inner, width).replace("\n", "\n    ") for r in rows)
-    return text[:value].rstrip() + " (" + body + "\n)"
+    return text[:value].rstrip() + " (" + _packed(pieces, column + 4, width) + "\n)"
 
 
 def _widest_group(text: str) -> tuple[int, int, list[int]] | None:
