@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy
+from gradcheck import arguments
 
 import symcompile as nn
 import symcompile.functions as F
@@ -130,12 +131,6 @@ def _named(name, shape, need_grad=False):
     return variable
 
 
-def _in_module_order(module, values):
-    """The module's leaf arguments from {graph name: array}."""
-    specs = list(module.INPUTS.values()) + list(module.PARAMETERS.values())
-    return [np.asarray(values[spec["name"]], dtype=np.float64) for spec in specs]
-
-
 def test_a_batch_normalization_large_enough_for_the_kernels(tmp_path: Path):
     rng = np.random.default_rng(0)
     shape, stat = (16, 8, 8, 8), (1, 8, 1, 1)  # 8192 elements
@@ -150,7 +145,7 @@ def test_a_batch_normalization_large_enough_for_the_kernels(tmp_path: Path):
     values = {"x": rng.standard_normal(shape) * 2 + 1, "r": rng.standard_normal(shape),
               "beta": rng.standard_normal(stat), "gamma": rng.standard_normal(stat),
               "mean": np.zeros(stat), "var": np.ones(stat)}
-    arrays = _in_module_order(module, values)
+    arrays = arguments(module, values)
     xs = values["x"]  # forward against NumPy
     normalized = (xs - xs.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(
         xs.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
@@ -172,4 +167,4 @@ def test_layer_normalization_and_a_bias_gradient_large_enough(tmp_path: Path):
     values = {"x": rng.standard_normal((1024, 16)), "r": rng.standard_normal((1024, 16)),
               "w": rng.standard_normal((16, 16)) / 4, "b": rng.standard_normal(16),
               "beta": rng.standard_normal((1, 16)), "gamma": rng.standard_normal((1, 16))}
-    _directional_check(module, _in_module_order(module, values), rng)
+    _directional_check(module, arguments(module, values), rng)
